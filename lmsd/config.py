@@ -1,0 +1,206 @@
+"""Settings: defaults < config file (TOML) < environment (``LMSD_*``) < command-line flags.
+
+Every setting has the same name everywhere: ``ping_interval`` in the file,
+``LMSD_PING_INTERVAL`` in the environment, ``--ping-interval`` on the command line.
+A bad value stops startup with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message names the key."""
+
+
+def _state_dir_default() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                              "state")
+    return os.path.join(base, "lmsd")
+
+
+def _host_port(value: Any) -> str:
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def _url(value: Any) -> str:
+    text = str(value).strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {text!r}")
+    return text
+
+
+def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("expected a number, got a boolean")
+        number = kind(value)
+        if number <= 0:
+            raise ValueError(f"must be positive, got {value!r}")
+        return number
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return text
+    return parse
+
+
+def _mapping(value: Any) -> dict[str, str]:
+    """``{"opus": "x"}`` in TOML, or ``opus=x,haiku=y`` in env and flags."""
+    if isinstance(value, Mapping):
+        items = value.items()
+    else:
+        pairs = [p for p in str(value).split(",") if p.strip()]
+        items = []
+        for pair in pairs:
+            name, sep, target = pair.partition("=")
+            if not sep or not name.strip() or not target.strip():
+                raise ValueError(f"expected NAME=MODEL[,NAME=MODEL...], got {pair!r}")
+            items.append((name, target))
+    return {str(k).strip(): str(v).strip() for k, v in items}
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"expected a string, got {value!r}")
+    return str(value)
+
+
+def _path(value: Any) -> str:
+    return os.path.expanduser(_string(value))
+
+
+@dataclass
+class Settings:
+    listen: str = "127.0.0.1:19234"
+    admin_listen: str = "127.0.0.1:19235"
+    upstream: str = "http://localhost:1234"
+    state_dir: str = field(default_factory=_state_dir_default)
+    model: str = ""
+    model_map: dict[str, str] = field(default_factory=dict)
+    strip_billing_header: bool = True
+    ping_interval: float = 10.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    upstream_connect_timeout: float = 5.0
+    upstream_timeout: float = 600.0
+    upstream_api_key: str = ""
+    admin_token: str = ""
+    log_level: str = "info"
+    log_format: str = "auto"
+    config: str = ""
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "listen": _host_port,
+    "admin_listen": _host_port,
+    "upstream": _url,
+    "state_dir": _path,
+    "model": _string,
+    "model_map": _mapping,
+    "strip_billing_header": _bool,
+    "ping_interval": _positive(float),
+    "max_body_bytes": _positive(int),
+    "upstream_connect_timeout": _positive(float),
+    "upstream_timeout": _positive(float),
+    "upstream_api_key": _string,
+    "admin_token": _string,
+    "log_level": _choice("debug", "info", "warning", "error"),
+    "log_format": _choice("auto", "text", "json"),
+    "config": _path,
+}
+SECRET_KEYS = frozenset({"upstream_api_key", "admin_token"})
+ENV_PREFIX = "LMSD_"
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+def _parse(key: str, value: Any, source: str) -> Any:
+    try:
+        return PARSERS[key](value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source} {key}: {exc}") from None
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge the sources; raise ConfigError naming the first bad key."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = flags.get("config") or environ.get(env_name("config"))
+    if config_path:
+        values.update(_read_file(Path(os.path.expanduser(config_path))))
+    for key in PARSERS:
+        if env_name(key) in environ:
+            values[key] = _parse(key, environ[env_name(key)], f"environment {env_name(key)}:")
+    for key, value in flags.items():
+        if key not in PARSERS:
+            raise ConfigError(f"unknown option {key}")
+        values[key] = _parse(key, value, "option")
+    settings = Settings()
+    for f in fields(Settings):
+        if f.name in values:
+            setattr(settings, f.name, values[f.name])
+    return settings
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    values = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in PARSERS or name == "config":
+            raise ConfigError(f"config file {path}: unknown key {key!r}")
+        values[name] = _parse(name, value, f"config file {path}:")
+    return values
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as a dict with secrets masked, for /status and logs."""
+    data = {f.name: getattr(settings, f.name) for f in fields(Settings)}
+    for key in SECRET_KEYS:
+        data[key] = "***" if data[key] else ""
+    return data

@@ -1,0 +1,67 @@
+"""Structured logging: one line per event, as text or as JSON.
+
+``event("request.end", session=..., ttft_ms=...)`` logs an event name plus fields.
+Secrets never reach a log line: header values are never passed in, and bodies are
+logged only at debug level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+logger = logging.getLogger("lmsd")
+
+
+def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={"lmsd_fields": fields})
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False) if (not v or " " in v or '"' in v) else v
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".")
+    return json.dumps(v, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "lmsd_fields", {})
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        text = f"{stamp} {record.levelname.lower():7} {record.getMessage()}"
+        if fields:
+            text += " " + " ".join(f"{k}={_value(v)}" for k, v in fields.items())
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+            **getattr(record, "lmsd_fields", {}),
+        }
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def setup(level: str = "info", fmt: str = "auto") -> None:
+    """Configure the ``lmsd`` logger; ``auto`` is JSON under journald or launchd."""
+    if fmt == "auto":
+        managed = os.environ.get("JOURNAL_STREAM") or os.environ.get("XPC_SERVICE_NAME", "0") != "0"
+        fmt = "json" if managed else "text"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False

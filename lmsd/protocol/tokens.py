@@ -1,0 +1,95 @@
+"""Token estimation, and usage in Anthropic's shape.
+
+The estimate is deliberately simple (characters / 3.5 plus small per-item overheads): it
+runs on every request, so it must cost microseconds, and it errs a little high so that
+Claude Code compacts before LM Studio overflows rather than after.
+"""
+
+from __future__ import annotations
+
+import json
+from math import ceil
+from typing import Any
+
+CHARS_PER_TOKEN = 3.5
+IMAGE_TOKENS = 1600  # Anthropic's own ceiling for one image
+MESSAGE_OVERHEAD = 4
+TOOL_OVERHEAD = 8
+
+
+def text_tokens(text: str) -> int:
+    return ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def _content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return text_tokens(content)
+    total = 0
+    for block in content or ():
+        kind = block.get("type")
+        if kind == "text":
+            total += text_tokens(block.get("text", ""))
+        elif kind == "image":
+            total += IMAGE_TOKENS
+        elif kind == "tool_use":
+            total += TOOL_OVERHEAD + text_tokens(block.get("name", ""))
+            total += text_tokens(json.dumps(block.get("input", {}), ensure_ascii=False))
+        elif kind == "tool_result":
+            total += TOOL_OVERHEAD + _content_tokens(block.get("content", ""))
+        elif kind == "thinking":
+            total += text_tokens(block.get("thinking", ""))
+        elif kind == "document":
+            source = block.get("source") or {}
+            data = source.get("data") if source.get("type") == "text" else ""
+            total += text_tokens(str(data or "")) + _content_tokens(source.get("content") or ())
+        else:
+            total += text_tokens(json.dumps(block, ensure_ascii=False))
+    return total
+
+
+def estimate_tokens(
+    system: str | list[dict[str, Any]] | None,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+) -> int:
+    """Estimate the prompt tokens of an Anthropic request: system, tools and messages."""
+    total = _content_tokens(system) if system else 0
+    for tool in tools or ():
+        total += TOOL_OVERHEAD + text_tokens(json.dumps(tool, ensure_ascii=False))
+    for message in messages:
+        total += MESSAGE_OVERHEAD + _content_tokens(message.get("content"))
+    return total
+
+
+def anthropic_usage(
+    *, input_tokens: int, output_tokens: int = 0, cache_read: int = 0
+) -> dict[str, Any]:
+    """A usage object with every key Claude Code reads (it crashes on missing ones)."""
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cache_read,
+        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+        "service_tier": "standard",
+        "speed": None,
+    }
+
+
+def context_usage(upstream: dict[str, Any] | None, estimate: int) -> tuple[int, int]:
+    """Return (uncached input tokens, cache-read tokens) for the whole context.
+
+    LM Studio's ``input_tokens`` may count only the uncached part, with ``cached_tokens``
+    stuck at 0 (lms#553), or only the new items of a chained request. Claude Code needs
+    the size of the whole context to decide when to compact, so whenever the upstream's
+    figure covers less than half of our estimate, the estimate stands in for it.
+    """
+    if not upstream:
+        return estimate, 0
+    reported = int(upstream.get("input_tokens") or 0)
+    details = upstream.get("input_tokens_details") or {}
+    cached = int(details.get("cached_tokens") or 0)
+    total = reported if reported >= cached else reported + cached
+    if total * 2 < estimate:
+        return max(estimate - cached, 0), min(cached, estimate)
+    return total - cached, cached

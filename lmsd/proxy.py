@@ -1,0 +1,174 @@
+"""The Anthropic Messages API front: routes only; the work is in the protocol core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from . import __version__
+from .asgi import json_response, make_app
+from .config import Settings
+from .exchange import Exchange, new_message_id
+from .log import event
+from .protocol.accumulate import MessageAccumulator
+from .protocol.errors import AnthropicError, invalid
+from .protocol.models import map_model, models_page
+from .protocol.request import MessagesRequest, parse_json, validate_messages_request
+from .protocol.stream import StreamConverter
+from .protocol.tokens import estimate_tokens
+from .protocol.translate import TranslateOptions, build_responses_request, input_items
+from .sessions import (
+    SessionConfig,
+    check_session_id,
+    parse_session_config,
+    session_id_of,
+)
+from .sse_body import AnthropicEventStream
+from .upstream import Upstream
+
+
+@dataclass
+class ProxyState:
+    settings: Settings
+    upstream: Upstream
+    session_configs: dict[str, SessionConfig] = field(default_factory=dict)
+
+    def session_config(self, path_id: str | None, session_id: str) -> SessionConfig:
+        configs = self.session_configs
+        return configs.get(path_id or "") or configs.get(session_id) or SessionConfig()
+
+    async def upstream_model(self, requested: str, config: SessionConfig) -> str:
+        """The LM Studio model for a request: session override, mapping, else loaded."""
+        if config.model:
+            return config.model
+        settings = self.settings
+        mapped = map_model(requested, mapping=settings.model_map, default=settings.model,
+                           loaded=())
+        if mapped is not None:
+            return mapped
+        loaded, _ = await self.upstream.models()
+        if not loaded:
+            raise AnthropicError(
+                "api_error",
+                f"LM Studio at {self.upstream.base_url} has no model loaded: load one in "
+                f"LM Studio (or `lms load <model>`), or set `model` in lmsd's config",
+                503,
+            )
+        return loaded[0]
+
+
+async def _read_json() -> Any:
+    return parse_json(await request.get_data(cache=False))
+
+
+def create_proxy_app(state: ProxyState) -> QuartTrio:
+    app = make_app("lmsd.proxy", max_body_bytes=state.settings.max_body_bytes)
+    app.lmsd_state = state  # type: ignore[attr-defined]
+
+    @app.route("/", methods=["GET", "HEAD"])
+    async def root() -> Response:
+        return json_response({"service": "lmsd", "version": __version__})
+
+    @app.post("/v1/messages")
+    @app.post("/session/<sid>/v1/messages")
+    async def messages(sid: str | None = None) -> Response:
+        path_id = check_session_id(sid) if sid is not None else None
+        req = validate_messages_request(await _read_json())
+        session = session_id_of(request.headers, req.metadata, path_id)
+        config = state.session_config(path_id, session)
+        model = await state.upstream_model(req.model, config)
+        estimate = estimate_tokens(req.system, req.messages, req.tools)
+        body = build_responses_request(
+            req, model=model, items=input_items(req.messages),
+            options=TranslateOptions(
+                strip_billing_header=state.settings.strip_billing_header,
+                allowed_tools=config.allowed_tools,
+            ),
+        )
+        _log_dropped_tools(req)
+        converter = StreamConverter(
+            message_id=new_message_id(), model=req.model, input_tokens=estimate,
+            stop_sequences=req.stop_sequences,
+        )
+        exchange = Exchange(state.upstream, body, converter, session=session, stream=req.stream)
+        event("request.start", id=converter.message_id, session=session, model=req.model,
+              upstream_model=model, stream=req.stream, messages=len(req.messages),
+              input_items=len(body["input"]), estimate_tokens=estimate)
+        if req.stream:
+            response = Response(
+                AnthropicEventStream(exchange, state.settings.ping_interval),
+                status=200, content_type="text/event-stream",
+            )
+            response.headers["Cache-Control"] = "no-cache"
+            response.headers["X-Accel-Buffering"] = "no"
+            response.headers["request-id"] = "req_" + converter.message_id[4:]
+            response.timeout = None
+            return response
+        accumulator = MessageAccumulator()
+
+        async def fold(events: list[dict[str, Any]]) -> None:
+            for e in events:
+                accumulator.feed(e)
+
+        await fold(converter.start())
+        try:
+            await exchange.run(fold)
+        finally:
+            exchange.log_end(cancelled=exchange.outcome == "pending")
+        return json_response(accumulator.result())
+
+    @app.post("/v1/messages/count_tokens")
+    @app.post("/session/<sid>/v1/messages/count_tokens")
+    async def count_tokens(sid: str | None = None) -> Response:
+        if sid is not None:
+            check_session_id(sid)
+        req = validate_messages_request(await _read_json(), count_only=True)
+        return json_response({"input_tokens": estimate_tokens(req.system, req.messages,
+                                                              req.tools)})
+
+    @app.get("/v1/models")
+    @app.get("/session/<sid>/v1/models")
+    async def models(sid: str | None = None) -> Response:
+        if sid is not None:
+            check_session_id(sid)
+        limit = _int_arg("limit", default=20, lo=1, hi=1000)
+        try:
+            loaded, listed = await state.upstream.models()
+        except AnthropicError:
+            loaded, listed = [], []  # the aliases still let Claude Code start
+        target = state.settings.model or (loaded[0] if loaded else None)
+        return json_response(models_page(
+            listed or loaded, target=target, limit=limit,
+            after_id=request.args.get("after_id"), before_id=request.args.get("before_id"),
+        ))
+
+    @app.route("/session/<sid>/config", methods=["GET", "PUT"])
+    async def session_config(sid: str) -> Response:
+        check_session_id(sid)
+        if request.method == "PUT":
+            config = parse_session_config(await _read_json())
+            state.session_configs[sid] = config
+            event("session.config", session=sid, **config.to_json())
+        else:
+            config = state.session_configs.get(sid, SessionConfig())
+        return json_response({"status": "ok", "session": sid, "config": config.to_json()})
+
+    return app
+
+
+def _int_arg(name: str, *, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise invalid(f"{name}: expected an integer from {lo} to {hi}, got {raw!r}")
+    return int(raw)
+
+
+def _log_dropped_tools(req: MessagesRequest) -> None:
+    if req.server_tools:
+        event("request.server_tools_dropped", level=30, tools=req.server_tools,
+              reason="server tools have no local implementation")

@@ -1,0 +1,78 @@
+"""Session identity and per-session configuration."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol.errors import invalid
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def check_session_id(session_id: str) -> str:
+    if not SESSION_ID.match(session_id):
+        raise invalid(
+            "session id: use 1-128 letters, digits, '.', '_', ':' or '-', starting with a "
+            "letter or digit"
+        )
+    return session_id
+
+
+def session_id_of(headers: Any, metadata: dict[str, Any] | None, path_id: str | None) -> str:
+    """Claude Code's session id: header, then ``metadata.user_id``, then the path."""
+    header = headers.get("x-claude-code-session-id")
+    if header and SESSION_ID.match(header):
+        return header
+    user_id = (metadata or {}).get("user_id")
+    if isinstance(user_id, str) and user_id.startswith("{"):
+        try:
+            sid = json.loads(user_id).get("session_id")
+        except (ValueError, AttributeError):
+            sid = None
+        if isinstance(sid, str) and SESSION_ID.match(sid):
+            return sid
+    elif isinstance(user_id, str) and "_session_" in user_id:
+        sid = user_id.rsplit("_session_", 1)[1]
+        if SESSION_ID.match(sid):
+            return sid
+    return path_id or "default"
+
+
+def agent_id_of(headers: Any) -> str:
+    agent = headers.get("x-claude-code-agent-id")
+    return agent if agent and SESSION_ID.match(agent) else "main"
+
+
+@dataclass
+class SessionConfig:
+    """lmsproxy parity: a per-session model override and tool allow-list."""
+
+    model: str | None = None
+    allowed_tools: frozenset[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "allowedTools": sorted(self.allowed_tools) if self.allowed_tools is not None
+            else None,
+        }
+
+
+def parse_session_config(body: Any) -> SessionConfig:
+    if not isinstance(body, dict):
+        raise invalid("session config: expected a JSON object")
+    unknown = set(body) - {"model", "allowedTools"}
+    if unknown:
+        raise invalid(f"session config: unknown field {sorted(unknown)[0]!r}")
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise invalid("model: expected a non-empty string or null")
+    tools = body.get("allowedTools")
+    if tools is not None:
+        if not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools):
+            raise invalid("allowedTools: expected an array of tool names or null")
+        tools = frozenset(tools)
+    return SessionConfig(model=model, allowed_tools=tools)

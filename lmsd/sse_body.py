@@ -1,0 +1,68 @@
+"""The streaming response body: a producer task reads LM Studio, the body sends pings.
+
+Quart sends a body inside ``async with body: async for chunk in body``. Opening the
+nursery in ``__aenter__`` and closing it in ``__aexit__`` nests the upstream reader
+task properly inside that block, in the request's own task: no task outlives the
+request, and a client disconnect (which cancels Quart's request scope) cancels the
+upstream request at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import trio
+from quart.wrappers.response import ResponseBody
+
+from .exchange import Exchange
+from .protocol.sse import PING, encode_all
+
+
+class AnthropicEventStream(ResponseBody):
+    """SSE body for one exchange: ``message_start`` at once, pings while upstream is silent."""
+
+    def __init__(self, exchange: Exchange, ping_interval: float) -> None:
+        self.exchange = exchange
+        self.ping_interval = ping_interval
+        self._send, self._receive = trio.open_memory_channel[bytes](16)
+        self._nursery_manager = trio.open_nursery()
+        self._finished = False
+
+    async def __aenter__(self) -> AnthropicEventStream:
+        nursery = await self._nursery_manager.__aenter__()
+        self._nursery = nursery
+        nursery.start_soon(self._produce)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._nursery.cancel_scope.cancel()  # if the client left early, stop LM Studio now
+        try:
+            return await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        finally:
+            self.exchange.log_end(cancelled=not self._finished)
+
+    async def _produce(self) -> None:
+        async with self._send:
+            async def emit(events: list[dict[str, Any]]) -> None:
+                await self._send.send(encode_all(events))
+            await self.exchange.run(emit)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        yield encode_all(self.exchange.converter.start())
+        while True:
+            chunk = PING  # sent if the upstream stays silent for ping_interval
+            with trio.move_on_after(self.ping_interval):
+                try:
+                    chunk = await self._receive.receive()
+                except trio.EndOfChannel:
+                    self._finished = True
+                    return
+            yield chunk  # outside the cancel scope: never yield inside one

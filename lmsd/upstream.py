@@ -1,0 +1,166 @@
+"""The HTTP client for LM Studio: ``POST /v1/responses`` streams, and model listings.
+
+Streams stay on HTTP/1.1 so that closing one really cancels the upstream request
+(httpcore sends no RST_STREAM on HTTP/2). Transport failures become AnthropicErrors
+whose status follows Claude Code's retry behaviour (see README, "Error mapping").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import trio
+
+from .log import event
+from .protocol.errors import AnthropicError, from_upstream, upstream_message
+from .protocol.sse import SSEDecoder
+
+MODELS_CACHE_SECONDS = 2.0
+
+
+class Upstream:
+    """One pooled client for the LM Studio server at ``base_url``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 600.0,
+        api_key: str = "",
+        max_connections: int = 256,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.read_timeout = read_timeout
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(connect_timeout, read=read_timeout, pool=None),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
+        )
+        self._models: tuple[float, list[str], list[str]] | None = None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _unreachable(self, exc: Exception) -> AnthropicError:
+        reason = str(exc) or type(exc).__name__
+        return AnthropicError(
+            "api_error", f"LM Studio is not reachable at {self.base_url}: {reason}", 503
+        )
+
+    @asynccontextmanager
+    async def responses_stream(
+        self, body: dict[str, Any], *, estimate: int = 0
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Open ``POST /v1/responses``; yield an iterator of parsed upstream events.
+
+        An HTTP error status raises before anything is yielded; transport failures
+        mid-stream raise AnthropicError from the iterator.
+        """
+        try:
+            async with self.client.stream("POST", "/v1/responses", json=body) as response:
+                if response.status_code != 200:
+                    raw = await response.aread()
+                    raise self._http_error(response.status_code, raw, estimate)
+                yield self._events(response)
+        except httpx.ConnectError as exc:
+            raise self._unreachable(exc) from None
+        except httpx.TimeoutException as exc:
+            raise AnthropicError(
+                "api_error",
+                f"LM Studio at {self.base_url} did not answer within "
+                f"{self.read_timeout:g} s ({type(exc).__name__})",
+                504,
+            ) from None
+        except httpx.TransportError as exc:
+            raise AnthropicError(
+                "api_error", f"the connection to LM Studio failed: {exc or type(exc).__name__}",
+                502,
+            ) from None
+
+    @staticmethod
+    def _http_error(status: int, raw: bytes, estimate: int) -> AnthropicError:
+        try:
+            payload: Any = json.loads(raw)
+        except ValueError:
+            payload = raw.decode("utf-8", "replace")
+        message, code = upstream_message(payload)
+        return from_upstream(status, message, code, estimate=estimate)
+
+    @staticmethod
+    async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+        decoder = SSEDecoder()
+        async for chunk in response.aiter_raw():
+            for sse in decoder.feed(chunk):
+                if parsed := _parse_event(sse.event, sse.data):
+                    yield parsed
+        for sse in decoder.close():
+            if parsed := _parse_event(sse.event, sse.data):
+                yield parsed
+
+    async def models(self) -> tuple[list[str], list[str]]:
+        """(loaded model ids, all model ids the upstream lists), cached briefly.
+
+        Raises AnthropicError (503) when LM Studio is not reachable. Tries LM Studio's
+        ``/api/v1/models``, then ``/api/v0/models``, then the OpenAI-compatible
+        ``/v1/models`` (where every listed model counts as loaded).
+        """
+        now = trio.current_time()
+        if self._models and now - self._models[0] < MODELS_CACHE_SECONDS:
+            return self._models[1], self._models[2]
+        loaded, listed = await self._fetch_models()
+        self._models = (now, loaded, listed)
+        return loaded, listed
+
+    async def _fetch_models(self) -> tuple[list[str], list[str]]:
+        try:
+            data = await self._get_json("/api/v1/models")
+            if isinstance(data, dict) and isinstance(data.get("models"), list):
+                loaded = [
+                    inst["id"]
+                    for m in data["models"]
+                    for inst in m.get("loaded_instances") or ()
+                    if m.get("type", "llm") == "llm" and inst.get("id")
+                ]
+                listed = [m["key"] for m in data["models"] if m.get("type", "llm") == "llm"]
+                return loaded, listed
+            data = await self._get_json("/api/v0/models")
+            if isinstance(data, dict) and isinstance(data.get("data"), list):
+                rows = [m for m in data["data"] if m.get("type", "llm") in ("llm", "vlm")]
+                loaded = list(dict.fromkeys(m["id"] for m in rows if m.get("state") == "loaded"))
+                return loaded, list(dict.fromkeys(m["id"] for m in rows))
+            data = await self._get_json("/v1/models")
+            ids = [m["id"] for m in (data or {}).get("data", []) if isinstance(m, dict)]
+            return ids, ids
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+
+    async def _get_json(self, path: str) -> Any:
+        response = await self.client.get(path, timeout=5.0)
+        if response.status_code != 200:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+
+def _parse_event(name: str | None, data: str) -> dict[str, Any] | None:
+    if not data or data == "[DONE]":
+        return None
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        event("upstream.bad_event", level=30, sse_event=name, data=data[:200])
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    if "type" not in parsed and name:
+        parsed["type"] = name
+    return parsed
