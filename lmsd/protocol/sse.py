@@ -56,17 +56,11 @@ class SSEDecoder:
         return events
 
     def close(self) -> list[ServerSentEvent]:
-        """End of stream: a trailing event without its blank line is still delivered."""
-        events = []
-        if self._buffer:
-            event = self._line(self._buffer.decode("utf-8", "replace"))
-            self._buffer.clear()
-            if event is not None:
-                events.append(event)
-        event = self._line("")
-        if event is not None:
-            events.append(event)
-        return events
+        """End of stream. As the SSE spec says, an event cut off before its blank line
+        is incomplete and is discarded, never delivered half-parsed."""
+        self._buffer.clear()
+        self._event, self._data = None, []
+        return []
 
     def _line(self, line: str) -> ServerSentEvent | None:
         if not line:
