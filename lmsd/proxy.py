@@ -118,7 +118,7 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
             await exchange.run(fold)
         finally:
             exchange.log_end(cancelled=exchange.outcome == "pending")
-        return json_response(accumulator.result())
+        return json_response(accumulator.result(converter.error))
 
     @app.post("/v1/messages/count_tokens")
     @app.post("/session/<sid>/v1/messages/count_tokens")

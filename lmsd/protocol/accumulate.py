@@ -60,10 +60,14 @@ class MessageAccumulator:
             message["stop_sequence"] = event["delta"].get("stop_sequence")
             message["usage"] = event["usage"]
 
-    def result(self) -> dict[str, Any]:
-        """The final Message, or raise the stream's error."""
-        if self.error is not None:
-            raise self.error
+    def result(self, error: AnthropicError | None = None) -> dict[str, Any]:
+        """The final Message, or raise the stream's error.
+
+        ``error`` is the converter's own error, which keeps the HTTP status that an SSE
+        ``error`` event cannot carry.
+        """
+        if error is not None or self.error is not None:
+            raise error or self.error  # type: ignore[misc]
         if self.message is None or self.message.get("stop_reason") is None:
             raise AnthropicError("api_error", "LM Studio ended the response before it was complete")
         return self.message

@@ -1,0 +1,67 @@
+"""Shared fixtures: the LM Studio emulator and lmsd itself, both served in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+import trio
+
+from lmsd.config import Settings, load_settings
+from lmsd.server import Bound, serve
+from tests.emulator import Emulator, serve_emulator
+
+
+@dataclass
+class Lmsd:
+    url: str
+    admin_url: str
+    settings: Settings
+    shutdown: trio.Event
+
+
+@pytest.fixture
+async def emulator(nursery: trio.Nursery) -> Emulator:
+    emu = Emulator()
+    emu.url = await serve_emulator(nursery, emu)  # type: ignore[attr-defined]
+    return emu
+
+
+@pytest.fixture
+def start_lmsd(nursery: trio.Nursery, tmp_path: Any) -> Callable[..., Any]:
+    """Start an lmsd (serving until the test ends); keyword arguments are settings."""
+
+    async def start(upstream: str, **overrides: Any) -> Lmsd:
+        flags = {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0", "upstream": upstream,
+                 "state_dir": str(tmp_path / "state"), **overrides}
+        settings = load_settings({k: v for k, v in flags.items() if k != "model_map"}, {})
+        if "model_map" in overrides:
+            settings.model_map = overrides["model_map"]
+        shutdown = trio.Event()
+        bound: Bound = await nursery.start(partial(serve, settings, shutdown=shutdown))
+        return Lmsd(bound.proxy_url, bound.admin_url, settings, shutdown)
+
+    return start
+
+
+@pytest.fixture
+async def lmsd(start_lmsd: Callable[..., Any], emulator: Emulator) -> Lmsd:
+    return await start_lmsd(emulator.url)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def client(lmsd: Lmsd) -> Any:
+    async with anthropic.AsyncAnthropic(base_url=lmsd.url, api_key="sk-ant-test",
+                                        max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def http(lmsd: Lmsd) -> Any:
+    async with httpx.AsyncClient(base_url=lmsd.url, timeout=httpx.Timeout(30.0)) as c:
+        yield c

@@ -1,0 +1,43 @@
+"""Test-only LM Studio emulator (OpenAI-compatible /v1/responses plus model endpoints).
+
+    emu = Emulator()
+    emu.script(Reply(Reasoning("hmm"), Text("hi"), Call("Bash", {"command": "ls"})))
+    emu.inject(Fault.drop(after_events=5))
+    url = await serve_emulator(nursery, emu)   # "http://127.0.0.1:PORT"
+    ...
+    record = emu.generations[-1]               # emu.log holds every HTTP request
+    await record.done.wait()                   # handler finished (or was cancelled)
+
+Standalone: ``python -m tests.emulator --port 1234``.
+"""
+
+from .app import create_app, serve_emulator
+from .script import Call, Fault, Reasoning, Reply, Text
+from .state import (
+    Emulator,
+    ModelSpec,
+    RequestRecord,
+    StoredResponse,
+    count_tokens,
+    default_models,
+    render_context,
+    tokenize,
+)
+
+__all__ = [
+    "Call",
+    "Emulator",
+    "Fault",
+    "ModelSpec",
+    "Reasoning",
+    "Reply",
+    "RequestRecord",
+    "StoredResponse",
+    "Text",
+    "count_tokens",
+    "create_app",
+    "default_models",
+    "render_context",
+    "serve_emulator",
+    "tokenize",
+]

@@ -1,0 +1,339 @@
+"""HTTP layer: quart-trio routes, the ASGI wrapper, and `serve_emulator`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from .events import DELTA_EVENTS, Event, build_output, new_response_id, response_object, sse
+from .script import Fault
+from .state import Emulator, Plan, RequestRecord
+from .validate import ApiError
+
+RECORD_KEY = "lmstudio_emulator.record"
+
+
+class DropConnection(Exception):
+    """Raised by a body generator to make the server close the connection mid-response."""
+
+
+class EmulatorASGI:
+    """ASGI wrapper: shields sends (so hypercorn can close connections), logs every HTTP
+    request as a RequestRecord, turns DropConnection into an abrupt close, and finalizes
+    the record (outcome, `done`) without awaiting once the app returns or is cancelled."""
+
+    def __init__(self, app: Any, emu: Emulator) -> None:
+        self.app = app
+        self.emu = emu
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope["headers"]}
+        record = RequestRecord(method=scope["method"], path=scope["path"], headers=headers)
+        scope[RECORD_KEY] = record
+        self.emu.log.append(record)
+        finished = False
+
+        async def shielded_send(message: Any) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
+            with trio.CancelScope(shield=True):
+                await send(message)
+
+        try:
+            await self.app(scope, receive, shielded_send)
+        except* DropConnection:
+            record.outcome = "dropped"  # returning without finishing closes the connection
+        except* Exception:
+            record.outcome = record.outcome or "error"  # an emulator bug; hypercorn logs it
+            raise
+        finally:
+            if record.outcome is None:
+                if not finished:
+                    record.outcome = "cancelled"
+                elif (record.status or 500) >= 500:
+                    record.outcome = "error"
+                else:
+                    record.outcome = "completed" if record.status < 400 else "rejected"
+            record.done.set()
+
+
+def error_response(record: RequestRecord, error: ApiError) -> Response:
+    record.error = {**error.body()["error"], "detail": error.detail}
+    if record.outcome is None:
+        record.outcome = "rejected" if error.status < 500 else "error"
+    return Response(json.dumps(error.body()), status=error.status, content_type="application/json")
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data), status=status, content_type="application/json")
+
+
+def create_app(emu: Emulator) -> QuartTrio:
+    """A quart-trio app emulating LM Studio's HTTP API over `emu`."""
+    app = QuartTrio("lmstudio_emulator")
+    app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None, MAX_CONTENT_LENGTH=None)
+
+    def current_record() -> RequestRecord:
+        return request.scope[RECORD_KEY]
+
+    async def read_json(record: RequestRecord) -> Any:
+        raw = await request.get_data()
+        try:
+            record.body = json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise ApiError(f"Invalid JSON in request body: {exc}") from None
+        return record.body
+
+    @app.get("/lmstudio-greeting")
+    async def greeting() -> Response:
+        return json_response({"lmstudio": True})
+
+    @app.get("/v1/models")
+    async def openai_models() -> Response:
+        data = [
+            {"id": m.key, "object": "model", "owned_by": "organization_owner"}
+            for m in emu.models.values()
+            if m.loaded
+        ]
+        return json_response({"object": "list", "data": data})
+
+    @app.get("/api/v1/models")
+    async def native_models() -> Response:
+        models = [
+            {
+                "type": "llm",
+                "key": m.key,
+                "display_name": m.display_name,
+                "publisher": m.publisher,
+                "architecture": m.architecture,
+                "quantization": {"name": "Q4_K_M", "bits_per_weight": 4},
+                "size_bytes": 17_000_000_000,
+                "params_string": None,
+                "max_context_length": m.max_context_length,
+                "format": "gguf",
+                "loaded_instances": (
+                    [
+                        {
+                            "id": m.key,
+                            "config": {
+                                "context_length": m.context_length,
+                                "eval_batch_size": 512,
+                                "flash_attention": True,
+                                "num_experts": None,
+                                "offload_kv_cache_to_gpu": True,
+                                "parallel": 1,
+                            },
+                        }
+                    ]
+                    if m.loaded
+                    else []
+                ),
+                "capabilities": {"vision": m.vision, "trained_for_tool_use": True},
+            }
+            for m in emu.models.values()
+        ]
+        return json_response({"models": models})
+
+    @app.get("/api/v0/models")
+    async def v0_models() -> Response:
+        data = []
+        for m in emu.models.values():
+            entry = {
+                "id": m.key,
+                "object": "model",
+                "type": "vlm" if m.vision else "llm",
+                "publisher": m.publisher,
+                "arch": m.architecture,
+                "compatibility_type": "gguf",
+                "quantization": "Q4_K_M",
+                "state": "loaded" if m.loaded else "not-loaded",
+                "max_context_length": m.max_context_length,
+                "capabilities": ["tool_use"],
+            }
+            if m.loaded:
+                entry["loaded_context_length"] = m.context_length
+            data.append(entry)
+        return json_response({"object": "list", "data": data})
+
+    @app.post("/api/v1/models/load")
+    async def load_model() -> Response:
+        record = current_record()
+        try:
+            body = await read_json(record)
+            if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+                raise ApiError("'model' is required", param="model", code="invalid_type")
+            started = time.monotonic()
+            model = emu.load_model(body["model"], body.get("context_length"))
+        except ApiError as error:
+            return error_response(record, error)
+        return json_response(
+            {
+                "type": "llm",
+                "instance_id": model.key,
+                "load_time_seconds": round(time.monotonic() - started + 0.5, 3),
+                "status": "loaded",
+                "load_config": {"context_length": model.context_length},
+            }
+        )
+
+    @app.post("/api/v1/models/unload")
+    async def unload_model() -> Response:
+        record = current_record()
+        try:
+            body = await read_json(record)
+            instance = body.get("instance_id") if isinstance(body, dict) else None
+            emu.unload_model(str(instance))
+        except ApiError as error:
+            return error_response(record, error)
+        return json_response({"instance_id": instance})
+
+    @app.post("/v1/responses")
+    async def responses() -> Response:
+        record = current_record()
+        try:
+            plan = emu.plan(record, await read_json(record))
+        except ApiError as error:
+            return error_response(record, error)
+        fault = record.fault = emu.next_fault() if plan.overflow is None else None
+        if fault is not None:
+            if fault.kind == "http":
+                return error_response(record, ApiError(fault.message, status=fault.status))
+            if fault.kind == "hang":
+                await trio.sleep_forever()
+            if fault.kind == "slow_first_byte":
+                await trio.sleep(fault.seconds)
+        if record.stream:
+            return Response(
+                stream_body(emu, plan, fault),
+                content_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        return await plain_body(emu, plan, fault)
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    async def unexpected(_: Exception) -> Response:
+        # LM Studio answers unknown endpoints with 200 and an error string.
+        current_record().outcome = "rejected"
+        message = f"Unexpected endpoint or method. ({request.method} {request.path})"
+        return json_response({"error": message + ". Returning 200 anyway"})
+
+    return app
+
+
+def _generate(emu: Emulator, plan: Plan, created_at: int) -> tuple[dict[str, Any], list[Event]]:
+    """Pick the reply; build the final response object and the per-item stream events."""
+    record = plan.record
+    reply = emu.next_reply(record)
+    output, item_events = build_output(reply, emu.chunk_size)
+    usage = emu.usage(plan, output)
+    status = "incomplete" if reply.incomplete else "completed"
+    assert record.response_id is not None
+    final = response_object(
+        plan, record.response_id, created_at, status=status, output=output, usage=usage
+    )
+    return final, item_events
+
+
+async def plain_body(emu: Emulator, plan: Plan, fault: Fault | None) -> Response:
+    """Non-streaming answer: the response object as JSON (or a fault's rendition of it)."""
+    record = plan.record
+    record.response_id = new_response_id()
+    now = int(time.time())
+    if fault is not None and fault.kind == "failed":
+        error = {"code": fault.code, "message": fault.message}
+        record.outcome = "failed"
+        return json_response(
+            response_object(plan, record.response_id, now, status="failed", error=error)
+        )
+    await trio.sleep(emu.prefill_seconds_per_token * plan.uncached)
+    final, _ = _generate(emu, plan, now)
+    if fault is not None and fault.kind == "error_event":
+        return error_response(record, ApiError(fault.message, status=500, code=fault.code))
+    data = json.dumps(final).encode()
+    if fault is not None and fault.kind == "drop":
+
+        async def truncated() -> AsyncIterator[bytes]:
+            yield data[: len(data) // 2]
+            raise DropConnection
+
+        response = Response(truncated(), content_type="application/json")
+        response.headers["Content-Length"] = str(len(data))
+        return response
+    emu.store(plan, final)
+    record.outcome = final["status"]
+    return Response(data, content_type="application/json")
+
+
+async def stream_body(emu: Emulator, plan: Plan, fault: Fault | None) -> AsyncIterator[bytes]:
+    """The SSE stream for one request, honouring stream-level faults and delays."""
+    record = plan.record
+    await trio.sleep(emu.prefill_seconds_per_token * plan.uncached)
+    record.response_id = new_response_id()
+    created_at = int(time.time())
+    skeleton = response_object(plan, record.response_id, created_at, status="in_progress")
+    created = {"type": "response.created", "response": skeleton}
+    in_progress = {"type": "response.in_progress", "response": skeleton}
+    final: dict[str, Any] | None = None
+    if plan.overflow is not None:
+        error = plan.overflow
+        record.error = {**error.body()["error"], "detail": error.detail}
+        events = [created, {"type": "error", "code": error.code, "message": error.message}]
+    elif fault is not None and fault.kind == "failed":
+        err = {"code": fault.code, "message": fault.message}
+        failed = response_object(plan, record.response_id, created_at, status="failed", error=err)
+        events = [created, in_progress, {"type": "response.failed", "response": failed}]
+    else:
+        final, item_events = _generate(emu, plan, created_at)
+        terminal = {"type": f"response.{final['status']}", "response": final}
+        events = [created, in_progress, *item_events, terminal]
+    cut = fault if fault is not None and fault.kind in ("drop", "error_event") else None
+    if cut is not None:
+        events = events[: cut.after_events]
+    for seq, event in enumerate(events):
+        if event["type"] == "error":
+            record.outcome = "error"
+            event = {**event, "param": None}
+        elif event["type"] == "response.failed":
+            record.outcome = "failed"
+        elif final is not None and event.get("response") is final:
+            emu.store(plan, final)
+            record.outcome = final["status"]
+        yield sse({**event, "sequence_number": seq})
+        await trio.sleep(emu.token_delay if event["type"] in DELTA_EVENTS else 0)
+    if cut is not None and cut.kind == "drop":
+        raise DropConnection
+    if cut is not None:  # error_event
+        record.outcome = "error"
+        error_event = {"type": "error", "code": cut.code, "message": cut.message, "param": None}
+        yield sse({**error_event, "sequence_number": len(events)})
+
+
+async def serve_emulator(
+    nursery: trio.Nursery, emu: Emulator, *, host: str = "127.0.0.1", port: int = 0
+) -> str:
+    """Serve `emu` with hypercorn in `nursery` until it is cancelled; return the base URL."""
+    app = create_app(emu)
+    app.asgi_app = EmulatorASGI(app.asgi_app, emu)  # type: ignore[method-assign]
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.loglevel = "WARNING"
+    config.graceful_timeout = 0.5
+    binds = await nursery.start(partial(serve, app, config, shutdown_trigger=trio.sleep_forever))
+    emu.url = binds[0]
+    return emu.url

@@ -1,0 +1,407 @@
+"""Emulator state: models, stored responses, tokenizer, prefix cache, request log."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import trio
+
+from .script import Call, Fault, Reply, Text
+from .validate import ApiError, validate_request
+
+UsageMode = Literal["lmstudio", "openai"]
+InstructionsMode = Literal["inherit", "replace"]
+OverflowMode = Literal["http400", "http500", "stream_error"]
+Outcome = Literal["completed", "incomplete", "failed", "error", "dropped", "cancelled", "rejected"]
+Item = dict[str, Any]
+ScriptEntry = Reply | Callable[["RequestRecord"], Reply]
+
+DEFAULT_TEXT = "Hello from the LM Studio emulator."
+DEFAULT_BASH = Call("Bash", {"command": "echo hello-from-tool", "description": "Print a greeting"})
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def tokenize(text: str) -> list[str]:
+    """The emulator's deterministic tokenizer: words and single punctuation marks."""
+    return _TOKEN.findall(text)
+
+
+def _part_text(part: Any) -> str:
+    if not isinstance(part, dict):
+        return str(part)
+    if part.get("type") == "input_image":
+        return "<image>"
+    return str(part.get("text", ""))
+
+
+def render_item(item: Item) -> str:
+    """Render one context item (input or output form) as prompt text."""
+    kind = item.get("type", "message")
+    if kind == "message":
+        content = item.get("content", "")
+        text = content if isinstance(content, str) else " ".join(map(_part_text, content))
+        return f"<|{item.get('role')}|>\n{text}\n"
+    if kind == "function_call":
+        return f"<|call|>{item.get('call_id')} {item.get('name')} {item.get('arguments')}\n"
+    if kind == "function_call_output":
+        return f"<|tool_result|>{item.get('call_id')}\n{item.get('output')}\n"
+    if kind == "reasoning":
+        parts = (item.get("content") or []) + (item.get("summary") or [])
+        return "<|think|>\n" + " ".join(map(_part_text, parts)) + "\n"
+    return json.dumps(item, sort_keys=True) + "\n"
+
+
+def render_context(
+    items: Iterable[Item], instructions: str | None = None, tools: Sequence[Any] = ()
+) -> str:
+    """Render instructions, tools and items the way the prompt is laid out for the model."""
+    head = f"<|system|>\n{instructions}\n" if instructions else ""
+    if tools:
+        head += "<|tools|>\n" + json.dumps(list(tools), sort_keys=True) + "\n"
+    return head + "".join(render_item(item) for item in items)
+
+
+def count_tokens(
+    items: Iterable[Item] = (), *, instructions: str | None = None, tools: Sequence[Any] = ()
+) -> int:
+    """Number of emulator tokens in a context (what `input_tokens` counts)."""
+    return len(tokenize(render_context(items, instructions, tools)))
+
+
+@dataclass
+class ModelSpec:
+    """A model known to the emulated LM Studio (downloaded; `loaded` if in memory)."""
+
+    key: str
+    loaded: bool = True
+    context_length: int = 32768
+    max_context_length: int = 262144
+    vision: bool = False
+    display_name: str = ""
+    publisher: str = ""
+    architecture: str = "qwen3moe"
+
+    def __post_init__(self) -> None:
+        self.display_name = self.display_name or self.key.split("/")[-1]
+        self.publisher = self.publisher or self.key.split("/")[0]
+
+
+def default_models() -> list[ModelSpec]:
+    """One loaded coder model and one downloaded-but-not-loaded vision model."""
+    return [
+        ModelSpec("qwen/qwen3-coder-30b", display_name="Qwen3 Coder 30B"),
+        ModelSpec(
+            "google/gemma-3-12b",
+            loaded=False,
+            context_length=4096,
+            max_context_length=131072,
+            vision=True,
+            display_name="Gemma 3 12B",
+            architecture="gemma3",
+        ),
+    ]
+
+
+@dataclass
+class StoredResponse:
+    """A stored response: the full context it answered, its output, and its instructions."""
+
+    id: str
+    model: str
+    context_items: list[Item]
+    output: list[Item]
+    instructions: str | None
+    response: dict[str, Any]
+
+
+@dataclass
+class RequestRecord:
+    """One HTTP request seen by the emulator (all paths; generation fields for /v1/responses)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any = None
+    model: str | None = None
+    stream: bool = False
+    previous_response_id: str | None = None
+    new_items: list[Item] = field(default_factory=list)
+    context_items: list[Item] = field(default_factory=list)
+    instructions_used: str | None = None
+    tools: list[Any] = field(default_factory=list)
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    status: int | None = None
+    outcome: Outcome | None = None
+    response_id: str | None = None
+    fault: Fault | None = None
+    reply: Reply | None = None
+    error: dict[str, Any] | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+@dataclass
+class Plan:
+    """A validated /v1/responses request, ready to generate."""
+
+    record: RequestRecord
+    body: dict[str, Any]
+    model: ModelSpec
+    context_tokens: list[str]
+    cached: int
+    overflow: ApiError | None = None
+
+    @property
+    def uncached(self) -> int:
+        return len(self.context_tokens) - self.cached
+
+
+class Emulator:
+    """Scriptable in-memory LM Studio. Serve it with `serve_emulator(nursery, emu)`."""
+
+    def __init__(
+        self,
+        models: Sequence[ModelSpec] | None = None,
+        *,
+        usage_mode: UsageMode = "lmstudio",
+        instructions_mode: InstructionsMode = "inherit",
+        overflow_mode: OverflowMode = "http400",
+        prefill_seconds_per_token: float = 0.0,
+        token_delay: float = 0.0,
+        chunk_size: int = 4,
+    ) -> None:
+        self.models: dict[str, ModelSpec] = {m.key: m for m in (models or default_models())}
+        self.usage_mode = usage_mode
+        self.instructions_mode = instructions_mode
+        self.overflow_mode = overflow_mode
+        self.prefill_seconds_per_token = prefill_seconds_per_token
+        self.token_delay = token_delay
+        self.chunk_size = chunk_size
+        self.url: str | None = None  # set by serve_emulator
+        self.log: list[RequestRecord] = []
+        self.responses: dict[str, StoredResponse] = {}
+        self.prefix_cache: dict[str, list[str]] = {}
+        self._replies: deque[ScriptEntry] = deque()
+        self._faults: deque[Fault] = deque()
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def script(self, *replies: ScriptEntry) -> None:
+        """Queue replies (or callables RequestRecord -> Reply), used in order."""
+        self._replies.extend(replies)
+
+    def inject(self, *faults: Fault) -> None:
+        """Queue faults, one per /v1/responses request that passes validation."""
+        self._faults.extend(faults)
+
+    @property
+    def pending_replies(self) -> int:
+        return len(self._replies)
+
+    @property
+    def pending_faults(self) -> int:
+        return len(self._faults)
+
+    @property
+    def generations(self) -> list[RequestRecord]:
+        """The log restricted to POST /v1/responses."""
+        return [r for r in self.log if r.path == "/v1/responses"]
+
+    def wipe_history(self) -> None:
+        """Forget every stored response (LM Studio restarted or lost its history)."""
+        self.responses.clear()
+
+    def count_tokens(
+        self,
+        items: Iterable[Item] = (),
+        *,
+        instructions: str | None = None,
+        tools: Sequence[Any] = (),
+    ) -> int:
+        """Tokens in a context, as counted for `input_tokens`."""
+        return count_tokens(items, instructions=instructions, tools=tools)
+
+    # -- model management ------------------------------------------------------------------
+
+    def load_model(self, key: str, context_length: int | None = None) -> ModelSpec:
+        """(Re)load a model, optionally with a new context length; clears its prefix cache."""
+        model = self.models.get(key)
+        if model is None:
+            raise ApiError(
+                f"Model '{key}' not found", status=404, param="model", code="model_not_found"
+            )
+        if context_length is not None:
+            if not isinstance(context_length, int) or not (
+                0 < context_length <= model.max_context_length
+            ):
+                raise ApiError(
+                    f"context_length must be between 1 and {model.max_context_length}",
+                    param="context_length",
+                )
+            model.context_length = context_length
+        model.loaded = True
+        self.prefix_cache.pop(key, None)
+        return model
+
+    def unload_model(self, key: str) -> None:
+        """Unload a model (its instance id is its key); requests for it then get 404."""
+        model = self.models.get(key)
+        if model is None or not model.loaded:
+            raise ApiError(
+                f"No loaded model instance with id '{key}'",
+                status=404,
+                param="instance_id",
+                code="model_not_found",
+            )
+        model.loaded = False
+        self.prefix_cache.pop(key, None)
+
+    # -- request handling (used by app.py) -------------------------------------------------
+
+    def plan(self, record: RequestRecord, body: Any) -> Plan:
+        """Validate a /v1/responses body and rebuild its full context; raise ApiError."""
+        validate_request(body)
+        record.model = body["model"]
+        record.stream = bool(body.get("stream"))
+        model = self.models.get(body["model"])
+        if model is None or not model.loaded:
+            raise ApiError(
+                f"Model '{body['model']}' not found",
+                status=404,
+                param="model",
+                code="model_not_found",
+            )
+        raw = body["input"]
+        new_items: list[Item] = (
+            [{"type": "message", "role": "user", "content": raw}] if isinstance(raw, str) else raw
+        )
+        record.new_items = new_items
+        record.previous_response_id = prev_id = body.get("previous_response_id")
+        history: list[Item] = []
+        instructions = body.get("instructions")
+        if prev_id is not None:
+            prev = self.responses.get(prev_id)
+            if prev is None:
+                raise ApiError(
+                    f"Previous response with id '{prev_id}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            history = prev.context_items + prev.output
+            if instructions is None and self.instructions_mode == "inherit":
+                instructions = prev.instructions
+        record.context_items = context = history + new_items
+        record.instructions_used = instructions
+        record.tools = tools = list(body.get("tools") or [])
+        _check_call_ids(context)
+        if not model.vision and any(_has_image(item) for item in context):
+            raise ApiError("Model does not support images. Please use a model that does.")
+        tokens = tokenize(render_context(context, instructions, tools))
+        cache = self.prefix_cache.get(model.key, [])
+        common = 0
+        for a, b in zip(cache, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        # llama.cpp always re-evaluates at least the last prompt token.
+        cached = min(common, max(len(tokens) - 1, 0))
+        record.input_tokens, record.cached_tokens = len(tokens), cached
+        plan = Plan(record, body, model, tokens, cached)
+        if len(tokens) > model.context_length:
+            overflow = ApiError(
+                f"Trying to keep the first {len(tokens)} tokens when context the overflows. "
+                f"However, the model is loaded with context length of only "
+                f"{model.context_length} tokens, which is not enough. Try to load the model "
+                "with a larger context length, or provide a shorter input",
+                status=500 if self.overflow_mode == "http500" else 400,
+                code="context_length_exceeded",
+            )
+            if self.overflow_mode != "stream_error" or not record.stream:
+                raise overflow
+            plan.overflow = overflow
+        return plan
+
+    def next_fault(self) -> Fault | None:
+        return self._faults.popleft() if self._faults else None
+
+    def next_reply(self, record: RequestRecord) -> Reply:
+        """The next scripted reply, or the default policy when the script is empty."""
+        if self._replies:
+            entry = self._replies.popleft()
+            reply = entry if isinstance(entry, Reply) else entry(record)
+        else:
+            reply = default_reply(record.context_items, record.tools)
+        record.reply = reply
+        return reply
+
+    def usage(self, plan: Plan, output: list[Item]) -> dict[str, Any]:
+        """Usage for `output`; also makes context + output the model's prefix cache."""
+        out_tokens = tokenize(render_context(output))
+        reasoning = sum(
+            len(tokenize(part["text"]))
+            for item in output
+            if item["type"] == "reasoning"
+            for part in item["content"]
+        )
+        self.prefix_cache[plan.model.key] = plan.context_tokens + out_tokens
+        if self.usage_mode == "openai":
+            input_tokens, cached = len(plan.context_tokens), plan.cached
+        else:  # LM Studio bug lms#553: uncached tokens only, cached always 0
+            input_tokens, cached = plan.uncached, 0
+        return {
+            "input_tokens": input_tokens,
+            "output_tokens": len(out_tokens),
+            "total_tokens": input_tokens + len(out_tokens),
+            "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+        }
+
+    def store(self, plan: Plan, response: dict[str, Any]) -> None:
+        """Remember a finished response unless the request said store: false."""
+        if plan.body.get("store", True) is False:
+            return
+        record = plan.record
+        self.responses[response["id"]] = StoredResponse(
+            id=response["id"],
+            model=plan.model.key,
+            context_items=list(record.context_items),
+            output=list(response["output"]),
+            instructions=record.instructions_used,
+            response=response,
+        )
+
+
+def default_reply(context: Sequence[Item], tools: Sequence[Any]) -> Reply:
+    """Policy used when nothing is scripted (drives Claude Code end-to-end runs)."""
+    last = context[-1] if context else {}
+    kind = last.get("type", "message")
+    if kind == "message" and last.get("role") == "user":
+        if any(isinstance(t, dict) and t.get("name") == "Bash" for t in tools):
+            return Reply(DEFAULT_BASH)
+    elif kind == "function_call_output":
+        return Reply(Text("done"))
+    return Reply(Text(DEFAULT_TEXT))
+
+
+def _check_call_ids(context: Sequence[Item]) -> None:
+    calls = {item.get("call_id") for item in context if item.get("type") == "function_call"}
+    for item in context:
+        if item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+            raise ApiError(
+                f"No tool call found for function call output with call_id "
+                f"'{item.get('call_id')}'.",
+                param="input",
+            )
+
+
+def _has_image(item: Item) -> bool:
+    content = item.get("content")
+    return isinstance(content, list) and any(
+        isinstance(p, dict) and p.get("type") == "input_image" for p in content
+    )
