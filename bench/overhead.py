@@ -49,7 +49,7 @@ async def main(n: int) -> None:
     ):
         timeout = httpx.Timeout(60.0)
         async with httpx.AsyncClient(timeout=timeout) as client:
-            direct = (f"{emu_url}/v1/responses", raw_responses, b"response.output_text.delta")
+            direct = (f"{emu_url}/v1/responses", raw_responses, b".delta")
             proxied = (f"{lmsd_url}/v1/messages", raw_anthropic, b"content_block_delta")
             for _ in range(10):  # warm up both paths
                 await timed_stream(client, *direct)

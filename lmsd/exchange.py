@@ -44,15 +44,19 @@ class Exchange:
         try:
             async with self.upstream.responses_stream(
                 self.body, estimate=converter.estimate
-            ) as events:
-                async for upstream_event in events:
-                    out = converter.feed(upstream_event)
+            ) as batches:
+                async for batch in batches:
+                    out = []
+                    for upstream_event in batch:
+                        out += converter.feed(upstream_event)
                     if out:
                         if self.first_token_at is None and _has_content(out):
                             self.first_token_at = trio.current_time()
                         await emit(out)
-                    if converter.done:
-                        break
+                    if converter.done and converter.stop_sequence is not None:
+                        break  # lmsd ended the turn: closing the stream stops generation
+                # Otherwise the body is read to its end (just the terminator after
+                # response.completed), so httpx can pool the connection.
             out = converter.finish()
         except AnthropicError as exc:
             out = converter.fail(exc)

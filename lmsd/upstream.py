@@ -57,8 +57,9 @@ class Upstream:
     @asynccontextmanager
     async def responses_stream(
         self, body: dict[str, Any], *, estimate: int = 0
-    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        """Open ``POST /v1/responses``; yield an iterator of parsed upstream events.
+    ) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
+        """Open ``POST /v1/responses``; yield an iterator of event batches: the parsed
+        events of each chunk as it arrives (batching, never waiting for more).
 
         An HTTP error status raises before anything is yielded; transport failures
         mid-stream raise AnthropicError from the iterator.
@@ -94,15 +95,12 @@ class Upstream:
         return from_upstream(status, message, code, estimate=estimate)
 
     @staticmethod
-    async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    async def _events(response: httpx.Response) -> AsyncIterator[list[dict[str, Any]]]:
         decoder = SSEDecoder()
         async for chunk in response.aiter_raw():
-            for sse in decoder.feed(chunk):
-                if parsed := _parse_event(sse.event, sse.data):
-                    yield parsed
-        for sse in decoder.close():
-            if parsed := _parse_event(sse.event, sse.data):
-                yield parsed
+            batch = [e for sse in decoder.feed(chunk) if (e := _parse_event(sse.event, sse.data))]
+            if batch:
+                yield batch
 
     async def models(self) -> tuple[list[str], list[str]]:
         """(loaded model ids, all model ids the upstream lists), cached briefly.
