@@ -12,7 +12,7 @@ from . import __version__
 from .config import PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
 from .log import setup as setup_logging
 
-BOOLEAN_KEYS = {"strip_billing_header"}
+BOOLEAN_KEYS = {"strip_billing_header", "chaining"}
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

@@ -107,6 +107,9 @@ class Settings:
     model: str = ""
     model_map: dict[str, str] = field(default_factory=dict)
     strip_billing_header: bool = True
+    chaining: bool = True
+    session_max_nodes: int = 10_000
+    session_ttl: float = 7 * 86400.0
     ping_interval: float = 10.0
     max_body_bytes: int = 32 * 1024 * 1024
     upstream_connect_timeout: float = 5.0
@@ -131,6 +134,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "model": _string,
     "model_map": _mapping,
     "strip_billing_header": _bool,
+    "chaining": _bool,
+    "session_max_nodes": _positive(int),
+    "session_ttl": _positive(float),
     "ping_interval": _positive(float),
     "max_body_bytes": _positive(int),
     "upstream_connect_timeout": _positive(float),

@@ -2,6 +2,9 @@
 
 The same runner serves ``stream: true`` (events are SSE-encoded and sent as they come)
 and ``stream: false`` (events are folded into one Message), so both paths agree.
+A chained request that LM Studio refuses before any content (its stored response is
+gone, e.g. after a restart) is retried at once with the full history; the client never
+sees that error.
 """
 
 from __future__ import annotations
@@ -14,69 +17,146 @@ from typing import Any
 import trio
 
 from .log import event, logger
+from .protocol.accumulate import MessageAccumulator
 from .protocol.errors import AnthropicError
 from .protocol.stream import StreamConverter
+from .protocol.turn import CHAINABLE_STOPS, TurnPlan, next_node
+from .store import SessionKey, SessionStore
 from .upstream import Upstream
 
 Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
+STALE_STATUSES = (400, 404)  # a 4xx on a chained request: the stored history is at fault
 
 
 def new_message_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
+class _StaleChain(Exception):
+    """LM Studio refused the chained request before producing anything."""
+
+
 @dataclass
 class Exchange:
-    """Everything about one request that the runner and the logs need."""
+    """Everything about one request that the runner, the store and the logs need."""
 
     upstream: Upstream
-    body: dict[str, Any]
+    plan: TurnPlan
     converter: StreamConverter
-    session: str = "default"
+    store: SessionStore | None = None
+    key: SessionKey = ("default", "main", "")
     stream: bool = True
     started_at: float = field(default_factory=trio.current_time)
     first_token_at: float | None = None
     outcome: str = "pending"
+    chained: bool = False
+    stale: bool = False
+    accumulator: MessageAccumulator = field(default_factory=MessageAccumulator)
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
         converter = self.converter
+        self.accumulator.feed({"type": "message_start", "message": {
+            "id": converter.message_id, "type": "message", "role": "assistant",
+            "model": converter.model, "content": []}})
+        out: list[dict[str, Any]] = []
+        bodies = self.plan.bodies
+        for attempt, body in enumerate(bodies):
+            self.chained = "previous_response_id" in body
+            retry_allowed = self.chained and attempt + 1 < len(bodies)
+            try:
+                out = await self._attempt(body, emit, retry_allowed)
+                break
+            except _StaleChain:
+                self.stale = True
+                event("chain.stale", level=30, id=converter.message_id, session=self.key[0],
+                      previous_response_id=body.get("previous_response_id"),
+                      action="retrying with the full history")
+                if self.plan.node is not None and self.store is not None:
+                    await self.store.drop_node(self.plan.node.response_id)
+            except AnthropicError as exc:
+                out = converter.fail(exc)
+                break
+            except Exception as exc:  # a bug of ours: report it, keep the daemon serving
+                logger.exception("request.internal_error id=%s", converter.message_id)
+                out = converter.fail(AnthropicError("api_error", f"lmsd internal error: {exc!r}"))
+                break
+        if out:
+            await self._emit(out, emit)
+        self.outcome = "error" if converter.error else "ok"
+        await self._remember()
+
+    async def _emit(self, events: list[dict[str, Any]], emit: Emit) -> None:
+        for e in events:
+            self.accumulator.feed(e)
+        if self.first_token_at is None and any(
+                e["type"] in ("content_block_start", "content_block_delta") for e in events):
+            self.first_token_at = trio.current_time()
+        await emit(events)
+
+    async def _attempt(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
+                       ) -> list[dict[str, Any]]:
+        converter = self.converter
         try:
-            async with self.upstream.responses_stream(
-                self.body, estimate=converter.estimate
-            ) as batches:
+            async with self.upstream.responses_stream(body, estimate=converter.estimate
+                                                      ) as batches:
                 async for batch in batches:
-                    out = []
+                    out: list[dict[str, Any]] = []
                     for upstream_event in batch:
+                        if retry_allowed and self.first_token_at is None and not out and \
+                                upstream_event.get("type") in ("error", "response.failed"):
+                            raise _StaleChain
                         out += converter.feed(upstream_event)
                     if out:
-                        if self.first_token_at is None and _has_content(out):
-                            self.first_token_at = trio.current_time()
-                        await emit(out)
+                        await self._emit(out, emit)
                     if converter.done and converter.stop_sequence is not None:
                         break  # lmsd ended the turn: closing the stream stops generation
                 # Otherwise the body is read to its end (just the terminator after
                 # response.completed), so httpx can pool the connection.
-            out = converter.finish()
         except AnthropicError as exc:
-            out = converter.fail(exc)
-        except Exception as exc:  # a bug of ours: report it, keep the daemon serving
-            logger.exception("request.internal_error id=%s", converter.message_id)
-            out = converter.fail(AnthropicError("api_error", f"lmsd internal error: {exc!r}"))
-        if out:
-            await emit(out)
-        self.outcome = "error" if converter.error else "ok"
+            if retry_allowed and exc.status in STALE_STATUSES and self.first_token_at is None:
+                raise _StaleChain from None
+            raise
+        return converter.finish()
+
+    async def _remember(self) -> None:
+        """Store the answer as a chain node if it is complete; count the turn."""
+        store, plan, converter = self.store, self.plan, self.converter
+        if store is None:
+            return
+        chained = self.chained and not self.stale
+        complete = (converter.stop_reason in CHAINABLE_STOPS and converter.error is None
+                    and converter.response_id is not None)
+        if complete:
+            message = self.accumulator.message or {}
+            node = next_node(plan, message.get("content", []), converter.response_id or "",
+                             chained=chained)
+            await store.add_node(self.key, node)
+        if chained and plan.node is not None:
+            await store.touch(plan.node)
+        items_sent, items_full, tokens_sent, tokens_full = plan.traffic(chained)
+        miss = "stale_upstream" if self.stale else plan.miss
+        await store.record_turn(
+            self.key, hit=chained, miss=None if chained else miss, items_sent=items_sent,
+            items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
+            response_id=converter.response_id if complete else None)
+        event("chain.decision", level=10, id=converter.message_id, session=self.key[0],
+              agent=self.key[1], chained=chained, miss=None if chained else miss,
+              previous_response_id=plan.node.response_id if chained and plan.node else None,
+              stored=complete, items_sent=items_sent, items_full=items_full)
 
     def log_end(self, *, cancelled: bool = False) -> None:
         converter = self.converter
         now = trio.current_time()
         fields: dict[str, Any] = {
             "id": converter.message_id,
-            "session": self.session,
+            "session": self.key[0],
+            "agent": self.key[1],
             "model": converter.model,
-            "upstream_model": self.body.get("model"),
+            "upstream_model": self.plan.full.get("model"),
             "stream": self.stream,
             "outcome": "cancelled" if cancelled else self.outcome,
+            "chained": self.chained and not self.stale,
             "duration_ms": round((now - self.started_at) * 1000, 1),
         }
         if self.first_token_at is not None:
@@ -94,7 +174,3 @@ class Exchange:
         if converter.ignored:
             fields["ignored_upstream_events"] = converter.ignored
         event("request.end", level=30 if converter.error else 20, **fields)
-
-
-def _has_content(events: list[dict[str, Any]]) -> bool:
-    return any(e["type"] in ("content_block_delta", "content_block_start") for e in events)

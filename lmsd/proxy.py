@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from quart import Response, request
@@ -13,20 +13,22 @@ from .asgi import json_response, make_app
 from .config import Settings
 from .exchange import Exchange, new_message_id
 from .log import event
-from .protocol.accumulate import MessageAccumulator
 from .protocol.errors import AnthropicError, invalid
 from .protocol.models import map_model, models_page
 from .protocol.request import MessagesRequest, parse_json, validate_messages_request
 from .protocol.stream import StreamConverter
 from .protocol.tokens import estimate_tokens
-from .protocol.translate import TranslateOptions, build_responses_request, input_items
+from .protocol.translate import TranslateOptions
+from .protocol.turn import plan_turn
 from .sessions import (
     SessionConfig,
+    agent_id_of,
     check_session_id,
     parse_session_config,
     session_id_of,
 )
 from .sse_body import AnthropicEventStream
+from .store import SessionStore
 from .upstream import Upstream
 
 
@@ -34,11 +36,7 @@ from .upstream import Upstream
 class ProxyState:
     settings: Settings
     upstream: Upstream
-    session_configs: dict[str, SessionConfig] = field(default_factory=dict)
-
-    def session_config(self, path_id: str | None, session_id: str) -> SessionConfig:
-        configs = self.session_configs
-        return configs.get(path_id or "") or configs.get(session_id) or SessionConfig()
+    store: SessionStore
 
     async def upstream_model(self, requested: str, config: SessionConfig) -> str:
         """The LM Studio model for a request: session override, mapping, else loaded."""
@@ -78,11 +76,13 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
         path_id = check_session_id(sid) if sid is not None else None
         req = validate_messages_request(await _read_json())
         session = session_id_of(request.headers, req.metadata, path_id)
-        config = state.session_config(path_id, session)
+        key_agent = agent_id_of(request.headers)
+        config = state.store.config(path_id, session)
         model = await state.upstream_model(req.model, config)
+        key = (session, key_agent, model)
         estimate = estimate_tokens(req.system, req.messages, req.tools)
-        body = build_responses_request(
-            req, model=model, items=input_items(req.messages),
+        plan = plan_turn(
+            req, model=model, nodes=state.store.nodes(key), chaining=state.settings.chaining,
             options=TranslateOptions(
                 strip_billing_header=state.settings.strip_billing_header,
                 allowed_tools=config.allowed_tools,
@@ -93,10 +93,12 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
             message_id=new_message_id(), model=req.model, input_tokens=estimate,
             stop_sequences=req.stop_sequences,
         )
-        exchange = Exchange(state.upstream, body, converter, session=session, stream=req.stream)
-        event("request.start", id=converter.message_id, session=session, model=req.model,
-              upstream_model=model, stream=req.stream, messages=len(req.messages),
-              input_items=len(body["input"]), estimate_tokens=estimate)
+        exchange = Exchange(state.upstream, plan, converter, store=state.store, key=key,
+                            stream=req.stream)
+        event("request.start", id=converter.message_id, session=session, agent=key_agent,
+              model=req.model, upstream_model=model, stream=req.stream,
+              messages=len(req.messages), estimate_tokens=estimate,
+              chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
         if req.stream:
             response = Response(
                 AnthropicEventStream(exchange, state.settings.ping_interval),
@@ -107,18 +109,14 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
             response.headers["request-id"] = "req_" + converter.message_id[4:]
             response.timeout = None
             return response
-        accumulator = MessageAccumulator()
+        async def discard(events: list[dict[str, Any]]) -> None:
+            pass
 
-        async def fold(events: list[dict[str, Any]]) -> None:
-            for e in events:
-                accumulator.feed(e)
-
-        await fold(converter.start())
         try:
-            await exchange.run(fold)
+            await exchange.run(discard)
         finally:
             exchange.log_end(cancelled=exchange.outcome == "pending")
-        return json_response(accumulator.result(converter.error))
+        return json_response(exchange.accumulator.result(converter.error))
 
     @app.post("/v1/messages/count_tokens")
     @app.post("/session/<sid>/v1/messages/count_tokens")
@@ -150,10 +148,10 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
         check_session_id(sid)
         if request.method == "PUT":
             config = parse_session_config(await _read_json())
-            state.session_configs[sid] = config
+            await state.store.set_config(sid, config)
             event("session.config", session=sid, **config.to_json())
         else:
-            config = state.session_configs.get(sid, SessionConfig())
+            config = state.store.config(sid)
         return json_response({"status": "ok", "session": sid, "config": config.to_json()})
 
     return app

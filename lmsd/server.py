@@ -6,6 +6,7 @@ import ipaddress
 import signal
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import trio
 from hypercorn.config import Config
@@ -15,6 +16,7 @@ from .admin import create_admin_app
 from .config import ConfigError, Settings
 from .log import event, logger
 from .proxy import ProxyState, create_proxy_app
+from .store import SessionStore
 from .upstream import Upstream
 
 GRACEFUL_SECONDS = 30.0
@@ -70,7 +72,10 @@ async def serve(
         read_timeout=settings.upstream_timeout,
         api_key=settings.upstream_api_key,
     )
-    proxy_app = create_proxy_app(ProxyState(settings, upstream))
+    store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
+                         max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
+    await store.open()
+    proxy_app = create_proxy_app(ProxyState(settings, upstream, store))
     admin_app = create_admin_app(settings, upstream)
     try:
         async with trio.open_nursery() as nursery:
@@ -92,6 +97,7 @@ async def serve(
     finally:
         with trio.CancelScope(shield=True):
             await upstream.aclose()
+            await store.aclose()
 
 
 async def run_daemon(settings: Settings) -> None:

@@ -31,6 +31,9 @@ class AnthropicEventStream(ResponseBody):
         self._finished = False
 
     async def __aenter__(self) -> AnthropicEventStream:
+        # message_start is taken before the producer exists, so it is always first and
+        # goes out before LM Studio has answered anything.
+        self._first = encode_all(self.exchange.converter.start())
         nursery = await self._nursery_manager.__aenter__()
         self._nursery = nursery
         nursery.start_soon(self._produce)
@@ -56,7 +59,7 @@ class AnthropicEventStream(ResponseBody):
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        yield encode_all(self.exchange.converter.start())
+        yield self._first
         while True:
             chunk = PING  # sent if the upstream stays silent for ping_interval
             with trio.move_on_after(self.ping_interval):

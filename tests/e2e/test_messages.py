@@ -74,11 +74,14 @@ async def test_tool_loop_pairs_call_ids(client, emulator):
                    {"type": "tool_result", "tool_use_id": tool_use.id, "content": "hi\n"}]}]
     second = await stream_final(client, messages=history, tools=[BASH])
     assert second.content[0].text == "It printed hi."
-    sent = emulator.generations[1].body["input"]
-    assert sent[-2] == {"type": "function_call", "call_id": upstream_call_id, "name": "Bash",
-                        "arguments": '{"command":"echo hi"}'}
-    assert sent[-1] == {"type": "function_call_output", "call_id": upstream_call_id,
-                        "output": "hi\n"}
+    turn2 = emulator.generations[1]
+    # chained: LM Studio already holds turn 1, so only the tool result goes up
+    assert turn2.body["previous_response_id"] == emulator.generations[0].response_id
+    assert turn2.body["input"] == [{"type": "function_call_output",
+                                    "call_id": upstream_call_id, "output": "hi\n"}]
+    # and LM Studio's reconstructed context pairs it with the model's own call
+    call = next(i for i in turn2.context_items if i["type"] == "function_call")
+    assert call["call_id"] == upstream_call_id
     assert [t["name"] for t in emulator.generations[1].body["tools"]] == ["Bash"]
 
 

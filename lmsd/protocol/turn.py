@@ -1,0 +1,90 @@
+"""Plan one turn: the full-history request, and a chained delta when the history allows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chain import (
+    ChainNode,
+    assistant_message,
+    choose_node,
+    context_fingerprint,
+    extend_hash,
+    prefix_hashes,
+)
+from .request import MessagesRequest
+from .tokens import CHARS_PER_TOKEN
+from .translate import (
+    TranslateOptions,
+    build_responses_request,
+    merge_adjacent_user_text,
+    message_items,
+)
+
+CHAINABLE_STOPS = ("end_turn", "tool_use")
+
+
+@dataclass
+class TurnPlan:
+    full: dict[str, Any]
+    delta: dict[str, Any] | None = None
+    node: ChainNode | None = None
+    miss: str | None = None
+    hashes: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    context: str = ""
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """What to try, in order: the delta, then (for a stale chain) the full history."""
+        return [self.delta, self.full] if self.delta is not None else [self.full]
+
+    @property
+    def messages(self) -> int:
+        return len(self.hashes) - 1
+
+    def traffic(self, chained: bool) -> tuple[int, int, int, int]:
+        """(items sent, items of the full history, tokens sent, tokens of the full history);
+        tokens are estimated from the items' JSON size."""
+        full_items = len(self.full["input"])
+        full_tokens = round(self.sizes[-1] / CHARS_PER_TOKEN)
+        if chained and self.delta is not None and self.node is not None:
+            sent = round((self.sizes[-1] - self.sizes[self.node.length]) / CHARS_PER_TOKEN)
+            return len(self.delta["input"]), full_items, sent, full_tokens
+        return full_items, full_items, full_tokens, full_tokens
+
+
+def _flatten(per_message: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return merge_adjacent_user_text([item for items in per_message for item in items])
+
+
+def plan_turn(req: MessagesRequest, *, model: str, options: TranslateOptions,
+              nodes: Iterable[ChainNode], chaining: bool = True) -> TurnPlan:
+    per_message = [message_items(m) for m in req.messages]
+    hashes, sizes = prefix_hashes(per_message)
+    full = build_responses_request(req, model=model, items=_flatten(per_message),
+                                   options=options)
+    context = context_fingerprint(model, full.get("instructions", ""), full.get("tools", ()),
+                                  full.get("tool_choice"))
+    plan = TurnPlan(full, hashes=hashes, sizes=sizes, context=context)
+    if not chaining:
+        plan.miss = "disabled"
+        return plan
+    decision = choose_node(nodes, hashes, context)
+    plan.miss = decision.miss
+    if decision.node is not None:
+        plan.node = decision.node
+        plan.delta = build_responses_request(
+            req, model=model, items=_flatten(per_message[decision.node.length:]),
+            options=options, previous_response_id=decision.node.response_id)
+    return plan
+
+
+def next_node(plan: TurnPlan, content: list[dict[str, Any]], response_id: str,
+              *, chained: bool) -> ChainNode:
+    """The node for a completed turn: the request's history plus lmsd's answer."""
+    history = extend_hash(plan.hashes[-1], message_items(assistant_message(content)))
+    parent = plan.node.response_id if chained and plan.node else None
+    return ChainNode(response_id, plan.messages + 1, history, plan.context, parent)

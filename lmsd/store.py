@@ -1,0 +1,288 @@
+"""The session store: chain nodes, per-session counters and config, kept in SQLite.
+
+Lookups are served from memory (the hot path never waits on a thread); every change is
+written through to SQLite in ``trio.to_thread``, so chains survive a daemon restart.
+The store is bounded by a node count (least recently used go first) and a TTL.
+A corrupt database is moved aside; an unwritable one leaves the store in memory only.
+Either way a warning is logged and the daemon keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from .log import event
+from .protocol.chain import ChainNode
+from .sessions import SessionConfig
+
+SessionKey = tuple[str, str, str]  # (session id, agent id, upstream model)
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    response_id TEXT PRIMARY KEY, session TEXT NOT NULL, agent TEXT NOT NULL,
+    model TEXT NOT NULL, length INTEGER NOT NULL, history TEXT NOT NULL,
+    context TEXT NOT NULL, parent TEXT, created REAL NOT NULL, last_used REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session TEXT NOT NULL, agent TEXT NOT NULL, model TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (session, agent, model)
+);
+CREATE TABLE IF NOT EXISTS session_config (session TEXT PRIMARY KEY, data TEXT NOT NULL);
+"""
+
+
+@dataclass
+class SessionStats:
+    """Per (session, agent, model) counters, for the admin API."""
+
+    turns: int = 0
+    chain_hits: int = 0
+    misses: dict[str, int] = field(default_factory=dict)
+    items_sent: int = 0
+    items_full: int = 0
+    tokens_sent: int = 0
+    tokens_full: int = 0
+    last_response_id: str | None = None
+    created: float = 0.0
+    last_used: float = 0.0
+
+
+class SessionStore:
+    def __init__(self, path: Path | None, *, max_nodes: int = 10_000,
+                 ttl: float = 7 * 86400, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.max_nodes = max_nodes
+        self.ttl = ttl
+        self.clock = clock
+        self.persistent = False
+        self._db: sqlite3.Connection | None = None
+        self._lock = trio.Lock()
+        self._nodes: OrderedDict[str, tuple[SessionKey, ChainNode]] = OrderedDict()
+        self._by_key: dict[SessionKey, dict[str, ChainNode]] = {}
+        self.stats: dict[SessionKey, SessionStats] = {}
+        self.configs: dict[str, SessionConfig] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path is not None:
+            self._db = await trio.to_thread.run_sync(self._open_sync, self.path)
+            self.persistent = self._db is not None
+        if self._db is not None:
+            await self._run(self._load_sync)
+        self._evict()
+
+    def _open_sync(self, path: Path) -> sqlite3.Connection | None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            event("store.unavailable", level=30, path=str(path), error=str(exc),
+                  effect="sessions kept in memory only")
+            return None
+        for attempt in range(2):
+            try:
+                db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                        raise sqlite3.DatabaseError("quick_check failed")
+                    db.executescript(SCHEMA)
+                    return db
+                except BaseException:
+                    db.close()
+                    raise
+            except sqlite3.DatabaseError as exc:
+                if attempt or not path.exists() or _unwritable(exc):
+                    event("store.unavailable", level=30, path=str(path), error=str(exc),
+                          effect="sessions kept in memory only")
+                    return None
+                aside = path.with_name(f"{path.name}.corrupt-{int(self.clock())}")
+                for suffix in ("", "-wal", "-shm"):
+                    p = Path(str(path) + suffix)
+                    if p.exists():
+                        p.rename(Path(str(aside) + suffix))
+                event("store.corrupt", level=30, path=str(path), moved_to=str(aside),
+                      error=str(exc), effect="starting with an empty session store")
+        return None
+
+    def _load_sync(self, db: sqlite3.Connection) -> None:
+        cutoff = self.clock() - self.ttl
+        rows = db.execute(
+            "SELECT response_id, session, agent, model, length, history, context, parent,"
+            " created, last_used FROM nodes WHERE last_used >= ? ORDER BY last_used",
+            (cutoff,)).fetchall()
+        for rid, session, agent, model, length, history, context, parent, created, used in rows:
+            node = ChainNode(rid, length, history, context, parent, created, used)
+            self._insert((session, agent, model), node)
+        for session, agent, model, data in db.execute(
+                "SELECT session, agent, model, data FROM sessions"):
+            self.stats[(session, agent, model)] = SessionStats(**json.loads(data))
+        for session, data in db.execute("SELECT session, data FROM session_config"):
+            raw = json.loads(data)
+            tools = raw.get("allowedTools")
+            self.configs[session] = SessionConfig(
+                raw.get("model"), frozenset(tools) if tools is not None else None)
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            async with self._lock:
+                db, self._db = self._db, None
+                await trio.to_thread.run_sync(db.close)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
+        """Run ``fn(db)`` in a worker thread; on failure fall back to memory only."""
+        if self._db is None:
+            return None
+        with trio.CancelScope(shield=True):  # a write, once started, finishes
+            async with self._lock:
+                db = self._db
+                if db is None:
+                    return None
+                try:
+                    return await trio.to_thread.run_sync(fn, db)
+                except sqlite3.Error as exc:
+                    event("store.write_failed", level=30, error=str(exc),
+                          effect="sessions kept in memory only from now on")
+                    self._db = None
+                    self.persistent = False
+                    await trio.to_thread.run_sync(db.close)
+                    return None
+
+    # -- chain nodes ------------------------------------------------------------------------
+
+    def _insert(self, key: SessionKey, node: ChainNode) -> None:
+        self._nodes[node.response_id] = (key, node)
+        self._nodes.move_to_end(node.response_id)
+        self._by_key.setdefault(key, {})[node.response_id] = node
+
+    def _forget(self, response_id: str) -> None:
+        key, _ = self._nodes.pop(response_id)
+        nodes = self._by_key[key]
+        del nodes[response_id]
+        if not nodes:
+            del self._by_key[key]
+
+    def _evict(self) -> list[str]:
+        """Drop expired nodes and the least recently used beyond ``max_nodes``."""
+        cutoff = self.clock() - self.ttl
+        gone = []
+        while self._nodes:
+            rid, (_, node) = next(iter(self._nodes.items()))
+            if len(self._nodes) <= self.max_nodes and node.last_used >= cutoff:
+                break
+            self._forget(rid)
+            gone.append(rid)
+        return gone
+
+    def nodes(self, key: SessionKey) -> list[ChainNode]:
+        cutoff = self.clock() - self.ttl
+        return [n for n in self._by_key.get(key, {}).values() if n.last_used >= cutoff]
+
+    def node_count(self) -> int:
+        return len(self._nodes)
+
+    async def add_node(self, key: SessionKey, node: ChainNode) -> None:
+        node.created = node.last_used = self.clock()
+        self._insert(key, node)
+        gone = self._evict()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (node.response_id, *key, node.length, node.history, node.context,
+                 node.parent, node.created, node.last_used))
+            db.executemany("DELETE FROM nodes WHERE response_id = ?", [(r,) for r in gone])
+
+        await self._run(write)
+
+    async def touch(self, node: ChainNode) -> None:
+        node.last_used = self.clock()
+        if node.response_id in self._nodes:
+            self._nodes.move_to_end(node.response_id)
+        await self._run(lambda db: db.execute(
+            "UPDATE nodes SET last_used = ? WHERE response_id = ?",
+            (node.last_used, node.response_id)))
+
+    async def drop_node(self, response_id: str) -> None:
+        if response_id in self._nodes:
+            self._forget(response_id)
+        await self._run(lambda db: db.execute(
+            "DELETE FROM nodes WHERE response_id = ?", (response_id,)))
+
+    # -- counters ---------------------------------------------------------------------------
+
+    async def record_turn(self, key: SessionKey, *, hit: bool, miss: str | None,
+                          items_sent: int, items_full: int, tokens_sent: int,
+                          tokens_full: int, response_id: str | None) -> None:
+        now = self.clock()
+        stats = self.stats.setdefault(key, SessionStats(created=now))
+        stats.turns += 1
+        if hit:
+            stats.chain_hits += 1
+        if miss:
+            stats.misses[miss] = stats.misses.get(miss, 0) + 1
+        stats.items_sent += items_sent
+        stats.items_full += items_full
+        stats.tokens_sent += tokens_sent
+        stats.tokens_full += tokens_full
+        stats.last_response_id = response_id or stats.last_response_id
+        stats.last_used = now
+        data = json.dumps(asdict(stats))
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)", (*key, data)))
+
+    # -- per-session config -----------------------------------------------------------------
+
+    def config(self, *session_ids: str | None) -> SessionConfig:
+        for sid in session_ids:
+            if sid and sid in self.configs:
+                return self.configs[sid]
+        return SessionConfig()
+
+    async def set_config(self, session: str, config: SessionConfig) -> None:
+        self.configs[session] = config
+        data = json.dumps(config.to_json())
+        await self._run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO session_config VALUES (?, ?)", (session, data)))
+
+    # -- reset ------------------------------------------------------------------------------
+
+    async def reset(self, session: str | None = None) -> int:
+        """Forget the chains and counters of one session, or of all; return nodes dropped."""
+        keys = [k for k in self._by_key if session is None or k[0] == session]
+        dropped = [rid for k in keys for rid in list(self._by_key[k])]
+        for rid in dropped:
+            self._forget(rid)
+        for k in [k for k in self.stats if session is None or k[0] == session]:
+            del self.stats[k]
+
+        def write(db: sqlite3.Connection) -> None:
+            if session is None:
+                db.execute("DELETE FROM nodes")
+                db.execute("DELETE FROM sessions")
+            else:
+                db.execute("DELETE FROM nodes WHERE session = ?", (session,))
+                db.execute("DELETE FROM sessions WHERE session = ?", (session,))
+
+        await self._run(write)
+        return len(dropped)
+
+    def summary(self) -> dict[str, Any]:
+        return {"nodes": len(self._nodes), "sessions": len(self.stats),
+                "persistent": self.persistent, "path": str(self.path) if self.path else None}
+
+
+def _unwritable(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return any(s in text for s in ("readonly", "read-only", "unable to open", "permission"))
