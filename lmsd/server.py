@@ -26,6 +26,7 @@ GRACEFUL_SECONDS = 30.0
 class Bound:
     proxy_url: str
     admin_url: str
+    store: SessionStore
 
 
 def is_loopback(host_port: str) -> bool:
@@ -87,7 +88,7 @@ async def serve(
                 hypercorn_serve, admin_app, hypercorn_config(settings.admin_listen),
                 shutdown_trigger=shutdown.wait,
             ))
-            bound = Bound(proxy[0], admin[0])
+            bound = Bound(proxy[0], admin[0], store)
             event("daemon.listening", proxy=bound.proxy_url, admin=bound.admin_url,
                   upstream=settings.upstream)
             if not is_loopback(settings.listen):

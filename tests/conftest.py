@@ -14,6 +14,7 @@ import trio
 
 from lmsd.config import Settings, load_settings
 from lmsd.server import Bound, serve
+from lmsd.store import SessionStore
 from tests.emulator import Emulator, serve_emulator
 
 
@@ -23,6 +24,7 @@ class Lmsd:
     admin_url: str
     settings: Settings
     shutdown: trio.Event
+    store: SessionStore
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def start_lmsd(nursery: trio.Nursery, tmp_path: Any) -> Callable[..., Any]:
             settings.model_map = overrides["model_map"]
         shutdown = trio.Event()
         bound: Bound = await nursery.start(partial(serve, settings, shutdown=shutdown))
-        return Lmsd(bound.proxy_url, bound.admin_url, settings, shutdown)
+        return Lmsd(bound.proxy_url, bound.admin_url, settings, shutdown, bound.store)
 
     return start
 

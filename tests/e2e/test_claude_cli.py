@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.claude_cli import run_claude
+from tests.emulator import Call, Reply, Text
 
 pytestmark = pytest.mark.cli
 
@@ -31,3 +32,29 @@ async def test_claude_code_completes_a_bash_tool_loop(lmsd, emulator, tmp_path):
     assert "hello-from-tool" in result["output"]
     assert [t["name"] for t in second.body["tools"]][:2] == ["Agent", "Bash"]
     assert "x-anthropic-billing-header" not in second.body.get("instructions", "")
+
+
+async def test_claude_code_multi_turn_loop_is_chained(lmsd, emulator, tmp_path):
+    """From turn 2 on, LM Studio gets previous_response_id and only the new items."""
+    (tmp_path / "tmp").mkdir()
+    emulator.script(
+        Reply(Text("First command."), Call("Bash", {"command": "echo one",
+                                                    "description": "Print one"})),
+        Reply(Text("Second command."), Call("Bash", {"command": "echo two",
+                                                     "description": "Print two"})),
+        Reply(Text("done")),
+    )
+    run = await run_claude(
+        lmsd.url, "run echo one, then echo two, via bash, then say done",
+        home=tmp_path / "home", cwd=tmp_path, allowed_tools=["Bash"],
+        extra_env={"TMPDIR": str(tmp_path / "tmp")},
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert run.result is not None and run.result["result"] == "done"
+    gens = emulator.generations
+    assert len(gens) == 3
+    assert "previous_response_id" not in gens[0].body
+    for before, after, expected in ((gens[0], gens[1], "one"), (gens[1], gens[2], "two")):
+        assert after.body["previous_response_id"] == before.response_id
+        [item] = after.body["input"]
+        assert item["type"] == "function_call_output" and expected in item["output"]

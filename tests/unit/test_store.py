@@ -1,0 +1,119 @@
+import sqlite3
+
+from lmsd.protocol.chain import ChainNode
+from lmsd.sessions import SessionConfig
+from lmsd.store import SessionStore
+
+KEY = ("s", "main", "m")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def node(rid: str, length: int = 2) -> ChainNode:
+    return ChainNode(rid, length, f"h-{rid}", "ctx")
+
+
+async def test_nodes_persist_across_reopen(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(path)
+    await store.open()
+    await store.add_node(KEY, node("r1"))
+    await store.record_turn(KEY, hit=False, miss="no_node", items_sent=4, items_full=4,
+                            tokens_sent=100, tokens_full=100, response_id="r1")
+    await store.set_config("s", SessionConfig("m2", frozenset({"Bash"})))
+    await store.aclose()
+    again = SessionStore(path)
+    await again.open()
+    assert [n.response_id for n in again.nodes(KEY)] == ["r1"]
+    assert again.stats[KEY].misses == {"no_node": 1}
+    assert again.config("s") == SessionConfig("m2", frozenset({"Bash"}))
+    assert again.persistent
+    await again.aclose()
+
+
+async def test_lru_bound_drops_the_least_recently_used(tmp_path):
+    clock = Clock()
+    store = SessionStore(tmp_path / "s.sqlite3", max_nodes=3, clock=clock)
+    await store.open()
+    for rid in ("a", "b", "c"):
+        clock.now += 1
+        await store.add_node(KEY, node(rid))
+    clock.now += 1
+    await store.touch(store.nodes(KEY)[0])  # "a" is used again
+    await store.add_node(KEY, node("d"))
+    assert sorted(n.response_id for n in store.nodes(KEY)) == ["a", "c", "d"]
+    await store.aclose()
+    reopened = SessionStore(tmp_path / "s.sqlite3", max_nodes=3, clock=clock)
+    await reopened.open()
+    assert sorted(n.response_id for n in reopened.nodes(KEY)) == ["a", "c", "d"]
+    await reopened.aclose()
+
+
+async def test_ttl_expires_nodes(tmp_path):
+    clock = Clock()
+    store = SessionStore(tmp_path / "s.sqlite3", ttl=60, clock=clock)
+    await store.open()
+    await store.add_node(KEY, node("old"))
+    clock.now += 61
+    assert store.nodes(KEY) == []
+    await store.add_node(KEY, node("new"))
+    assert store.node_count() == 1
+    await store.aclose()
+
+
+async def test_reset_one_session_or_all(tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite3")
+    await store.open()
+    await store.add_node(("a", "main", "m"), node("1"))
+    await store.add_node(("b", "main", "m"), node("2"))
+    assert await store.reset("a") == 1
+    assert store.nodes(("a", "main", "m")) == [] and store.node_count() == 1
+    assert await store.reset() == 1
+    assert store.node_count() == 0
+    await store.aclose()
+
+
+async def test_corrupt_file_is_moved_aside(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    path.write_bytes(b"garbage" * 1000)
+    store = SessionStore(path)
+    await store.open()
+    assert store.persistent
+    await store.add_node(KEY, node("r"))
+    assert len(list(tmp_path.glob("s.sqlite3.corrupt-*"))) == 1
+    await store.aclose()
+
+
+async def test_read_only_database_keeps_serving_from_memory(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    sqlite3.connect(path).close()
+    store = SessionStore(path)
+    await store.open()
+
+    class ReadOnly:  # a database that starts refusing writes
+        def execute(self, *a, **k):
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+
+        def executemany(self, *a, **k):
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+
+        def close(self):
+            pass
+
+    store._db = ReadOnly()  # type: ignore[assignment]
+    await store.add_node(KEY, node("r"))
+    assert not store.persistent
+    assert [n.response_id for n in store.nodes(KEY)] == ["r"]
+
+
+async def test_memory_only_store():
+    store = SessionStore(None)
+    await store.open()
+    await store.add_node(KEY, node("r"))
+    assert store.nodes(KEY)[0].response_id == "r" and not store.persistent
