@@ -12,7 +12,7 @@ from . import __version__
 from .config import PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
 from .log import setup as setup_logging
 
-BOOLEAN_KEYS = {"strip_billing_header", "chaining"}
+BOOLEAN_KEYS = {"strip_billing_header", "chaining", "watch"}
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .server import run_daemon
 
         try:
-            trio.run(run_daemon, settings)
+            trio.run(run_daemon, settings, flags)
         except ConfigError as exc:
             print(f"lmsd: config error: {exc}", file=sys.stderr)
             return 2

@@ -36,9 +36,11 @@ def _host_port(value: Any) -> str:
 
 def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
+    if text == "auto":
+        return text
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"expected an http(s) URL, got {text!r}")
+        raise ValueError(f"expected an http(s) URL or 'auto', got {text!r}")
     return text
 
 
@@ -102,7 +104,7 @@ def _path(value: Any) -> str:
 class Settings:
     listen: str = "127.0.0.1:19234"
     admin_listen: str = "127.0.0.1:19235"
-    upstream: str = "http://localhost:1234"
+    upstream: str = "auto"
     state_dir: str = field(default_factory=_state_dir_default)
     model: str = ""
     model_map: dict[str, str] = field(default_factory=dict)
@@ -111,6 +113,10 @@ class Settings:
     session_max_nodes: int = 10_000
     session_ttl: float = 7 * 86400.0
     ping_interval: float = 10.0
+    watch: bool = True
+    min_context: int = 32768
+    poll_interval: float = 5.0
+    drain_timeout: float = 30.0
     max_body_bytes: int = 32 * 1024 * 1024
     upstream_connect_timeout: float = 5.0
     upstream_timeout: float = 600.0
@@ -138,6 +144,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "session_max_nodes": _positive(int),
     "session_ttl": _positive(float),
     "ping_interval": _positive(float),
+    "watch": _bool,
+    "min_context": _positive(int),
+    "poll_interval": _positive(float),
+    "drain_timeout": _positive(float),
     "max_body_bytes": _positive(int),
     "upstream_connect_timeout": _positive(float),
     "upstream_timeout": _positive(float),

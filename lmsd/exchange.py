@@ -52,6 +52,8 @@ class Exchange:
     chained: bool = False
     stale: bool = False
     accumulator: MessageAccumulator = field(default_factory=MessageAccumulator)
+    prepare: Callable[[], Awaitable[None]] | None = None  # e.g. wait for a model reload
+    upstream_first_at: float | None = None
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
@@ -61,6 +63,12 @@ class Exchange:
             "model": converter.model, "content": []}})
         out: list[dict[str, Any]] = []
         bodies = self.plan.bodies
+        if self.prepare is not None:
+            try:
+                await self.prepare()
+            except AnthropicError as exc:
+                bodies = []
+                out = converter.fail(exc)
         for attempt, body in enumerate(bodies):
             self.chained = "previous_response_id" in body
             retry_allowed = self.chained and attempt + 1 < len(bodies)
@@ -101,6 +109,8 @@ class Exchange:
             async with self.upstream.responses_stream(body, estimate=converter.estimate
                                                       ) as batches:
                 async for batch in batches:
+                    if self.upstream_first_at is None:
+                        self.upstream_first_at = trio.current_time()
                     out: list[dict[str, Any]] = []
                     for upstream_event in batch:
                         if retry_allowed and self.first_token_at is None and not out and \
@@ -140,7 +150,7 @@ class Exchange:
             self.key, hit=chained, miss=None if chained else miss, items_sent=items_sent,
             items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
             response_id=converter.response_id if complete else None)
-        event("chain.decision", level=10, id=converter.message_id, session=self.key[0],
+        event("chain.decision", id=converter.message_id, session=self.key[0],
               agent=self.key[1], chained=chained, miss=None if chained else miss,
               previous_response_id=plan.node.response_id if chained and plan.node else None,
               stored=complete, items_sent=items_sent, items_full=items_full)
@@ -161,6 +171,8 @@ class Exchange:
         }
         if self.first_token_at is not None:
             fields["ttft_ms"] = round((self.first_token_at - self.started_at) * 1000, 1)
+        if self.upstream_first_at is not None:
+            fields["upstream_ms"] = round((self.upstream_first_at - self.started_at) * 1000, 1)
         if converter.stop_reason:
             usage = converter.usage
             fields.update(

@@ -62,6 +62,16 @@ def setup(level: str = "info", fmt: str = "auto") -> None:
         fmt = "json" if managed else "text"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    logger.handlers[:] = [handler]
-    logger.setLevel(level.upper())
+    handler.setLevel(level.upper())
+    handler.set_name("lmsd-stderr")
+    logger.handlers[:] = [h for h in logger.handlers if h.get_name() != "lmsd-stderr"]
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)  # the level filters the stderr lines, not the event bus
     logger.propagate = False
+
+
+def set_level(level: str) -> None:
+    """Change the stderr log level at run time (SIGHUP)."""
+    for handler in logger.handlers:
+        if handler.get_name() == "lmsd-stderr":
+            handler.setLevel(level.upper())

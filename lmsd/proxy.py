@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from quart import Response, request
@@ -10,7 +10,7 @@ from quart_trio import QuartTrio
 
 from . import __version__
 from .asgi import json_response, make_app
-from .config import Settings
+from .daemon import Daemon
 from .exchange import Exchange, new_message_id
 from .log import event
 from .protocol.errors import AnthropicError, invalid
@@ -28,43 +28,35 @@ from .sessions import (
     session_id_of,
 )
 from .sse_body import AnthropicEventStream
-from .store import SessionStore
-from .upstream import Upstream
 
 
-@dataclass
-class ProxyState:
-    settings: Settings
-    upstream: Upstream
-    store: SessionStore
-
-    async def upstream_model(self, requested: str, config: SessionConfig) -> str:
-        """The LM Studio model for a request: session override, mapping, else loaded."""
-        if config.model:
-            return config.model
-        settings = self.settings
-        mapped = map_model(requested, mapping=settings.model_map, default=settings.model,
-                           loaded=())
-        if mapped is not None:
-            return mapped
-        loaded, _ = await self.upstream.models()
-        if not loaded:
-            raise AnthropicError(
-                "api_error",
-                f"LM Studio at {self.upstream.base_url} has no model loaded: load one in "
-                f"LM Studio (or `lms load <model>`), or set `model` in lmsd's config",
-                503,
-            )
-        return loaded[0]
+async def upstream_model(daemon: Daemon, requested: str, config: SessionConfig) -> str:
+    """The LM Studio model for a request: session override, mapping, else the loaded one."""
+    if config.model:
+        return config.model
+    settings = daemon.settings
+    mapped = map_model(requested, mapping=settings.model_map, default=settings.model,
+                       loaded=())
+    if mapped is not None:
+        return mapped
+    loaded = await daemon.loaded_models()
+    if not loaded:
+        raise AnthropicError(
+            "api_error",
+            f"LM Studio at {daemon.upstream.base_url} has no model loaded: load one in "
+            f"LM Studio (or `lms load <model>`), or set `model` in lmsd's config",
+            503,
+        )
+    return loaded[0]
 
 
 async def _read_json() -> Any:
     return parse_json(await request.get_data(cache=False))
 
 
-def create_proxy_app(state: ProxyState) -> QuartTrio:
-    app = make_app("lmsd.proxy", max_body_bytes=state.settings.max_body_bytes)
-    app.lmsd_state = state  # type: ignore[attr-defined]
+def create_proxy_app(daemon: Daemon) -> QuartTrio:
+    app = make_app("lmsd.proxy", max_body_bytes=daemon.settings.max_body_bytes)
+    store, settings = daemon.store, daemon.settings
 
     @app.route("/", methods=["GET", "HEAD"])
     async def root() -> Response:
@@ -77,14 +69,14 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
         req = validate_messages_request(await _read_json())
         session = session_id_of(request.headers, req.metadata, path_id)
         key_agent = agent_id_of(request.headers)
-        config = state.store.config(path_id, session)
-        model = await state.upstream_model(req.model, config)
+        config = store.config(path_id, session)
+        model = await upstream_model(daemon, req.model, config)
         key = (session, key_agent, model)
         estimate = estimate_tokens(req.system, req.messages, req.tools)
         plan = plan_turn(
-            req, model=model, nodes=state.store.nodes(key), chaining=state.settings.chaining,
+            req, model=model, nodes=store.nodes(key), chaining=settings.chaining,
             options=TranslateOptions(
-                strip_billing_header=state.settings.strip_billing_header,
+                strip_billing_header=settings.strip_billing_header,
                 allowed_tools=config.allowed_tools,
             ),
         )
@@ -93,15 +85,16 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
             message_id=new_message_id(), model=req.model, input_tokens=estimate,
             stop_sequences=req.stop_sequences,
         )
-        exchange = Exchange(state.upstream, plan, converter, store=state.store, key=key,
-                            stream=req.stream)
+        exchange = Exchange(daemon.upstream, plan, converter, store=store, key=key,
+                            stream=req.stream,
+                            prepare=partial(daemon.watcher.wait_ready, model))
         event("request.start", id=converter.message_id, session=session, agent=key_agent,
               model=req.model, upstream_model=model, stream=req.stream,
               messages=len(req.messages), estimate_tokens=estimate,
               chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
         if req.stream:
             response = Response(
-                AnthropicEventStream(exchange, state.settings.ping_interval),
+                AnthropicEventStream(exchange, daemon),
                 status=200, content_type="text/event-stream",
             )
             response.headers["Cache-Control"] = "no-cache"
@@ -134,10 +127,10 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
             check_session_id(sid)
         limit = _int_arg("limit", default=20, lo=1, hi=1000)
         try:
-            loaded, listed = await state.upstream.models()
+            loaded, listed = await daemon.upstream.models()
         except AnthropicError:
             loaded, listed = [], []  # the aliases still let Claude Code start
-        target = state.settings.model or (loaded[0] if loaded else None)
+        target = settings.model or (loaded[0] if loaded else None)
         return json_response(models_page(
             listed or loaded, target=target, limit=limit,
             after_id=request.args.get("after_id"), before_id=request.args.get("before_id"),
@@ -148,10 +141,10 @@ def create_proxy_app(state: ProxyState) -> QuartTrio:
         check_session_id(sid)
         if request.method == "PUT":
             config = parse_session_config(await _read_json())
-            await state.store.set_config(sid, config)
+            await store.set_config(sid, config)
             event("session.config", session=sid, **config.to_json())
         else:
-            config = state.store.config(sid)
+            config = store.config(sid)
         return json_response({"status": "ok", "session": sid, "config": config.to_json()})
 
     return app

@@ -1,32 +1,58 @@
-"""Run the proxy and the admin API in one trio nursery, with signal handling."""
+"""The supervisor: one root nursery running the proxy, the admin API and the watcher.
+
+- The proxy's listener is essential: if it crashes, the daemon exits non-zero so the
+  service manager restarts it. The admin API and the watcher are restarted with
+  backoff, and the proxy keeps serving meanwhile.
+- SIGTERM/SIGINT drain: stop accepting, let streams finish for ``drain_timeout``, then
+  end the rest with an Anthropic ``error`` event, and exit 0.
+- SIGHUP re-reads the configuration; live settings change, the others are reported.
+- Under systemd (``NOTIFY_SOCKET``): READY=1, STOPPING=1 and the watchdog.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import signal
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from .admin import create_admin_app
-from .config import ConfigError, Settings
-from .log import event, logger
-from .proxy import ProxyState, create_proxy_app
+from .config import ConfigError, Settings, load_settings
+from .daemon import Daemon, Drain
+from .discovery import discover
+from .events import BusHandler, EventBus
+from .lms import LmsCli
+from .log import event, logger, set_level
+from .metrics import Metrics
+from .notify import sd_notify, watchdog, watchdog_interval
+from .proxy import create_proxy_app
 from .store import SessionStore
 from .upstream import Upstream
+from .watcher import Watcher
 
-GRACEFUL_SECONDS = 30.0
+RESTART_MIN, RESTART_MAX = 0.5, 30.0
+LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
+             "poll_interval", "watch", "chaining", "strip_billing_header")
 
 
 @dataclass(frozen=True)
 class Bound:
     proxy_url: str
     admin_url: str
-    store: SessionStore
+    daemon: Daemon
+
+    @property
+    def store(self) -> SessionStore:
+        return self.daemon.store
 
 
 def is_loopback(host_port: str) -> bool:
@@ -48,71 +74,199 @@ def check_security(settings: Settings) -> None:
         )
 
 
-def hypercorn_config(bind: str) -> Config:
+def hypercorn_config(bind: str, graceful: float) -> Config:
     config = Config()
     config.bind = [bind]
     config.accesslog = None
     config.errorlog = logger
     config.backlog = 2048
-    config.graceful_timeout = GRACEFUL_SECONDS
+    config.graceful_timeout = graceful
     config.keep_alive_timeout = 75  # outlive Claude Code's idle keep-alive reuse
     return config
+
+
+class _StartOnce:
+    """Passes ``started`` through the first time only, for children that restart."""
+
+    def __init__(self, task_status: trio.TaskStatus[Any]) -> None:
+        self.task_status = task_status
+        self.done = False
+
+    def started(self, value: Any = None) -> None:
+        if not self.done:
+            self.done = True
+            self.task_status.started(value)
+
+
+async def supervise(name: str, child: Callable[..., Awaitable[None]], *,
+                    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run ``child(task_status=...)``; restart it with backoff when it crashes.
+
+    A crash before the child reported itself started (a port already in use, say) is
+    not retried: it propagates, like any startup error.
+    """
+    status = _StartOnce(task_status)
+    delay = RESTART_MIN
+    while True:
+        began = trio.current_time()
+        try:
+            await child(task_status=status)
+            return
+        except Exception as exc:
+            if not status.done:
+                raise
+            if trio.current_time() - began > 60:
+                delay = RESTART_MIN
+            logger.debug("child %s crashed", name, exc_info=True)
+            event("child.crashed", level=logging.ERROR, child=name, error=repr(exc),
+                  restart_in_s=delay)
+        await trio.sleep(delay)
+        delay = min(delay * 2, RESTART_MAX)
+        event("child.restarted", child=name)
+
+
+async def _watcher_child(watcher: Watcher, *, task_status: Any) -> None:
+    task_status.started()
+    await watcher.run()
 
 
 async def serve(
     settings: Settings,
     *,
     shutdown: trio.Event,
+    lms: LmsCli | None = None,
     task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``shutdown`` is set. Reports the bound URLs through ``task_status``."""
+    """Serve until ``shutdown`` is set, then drain. Reports the bound URLs when ready."""
     check_security(settings)
+    bus = EventBus()
+    handler = BusHandler(bus)
+    logger.addHandler(handler)
+    metrics = Metrics()
+    bus.add_listener(metrics.observe)
+    lms = lms if lms is not None else LmsCli()
     upstream = Upstream(
-        settings.upstream,
+        settings.upstream if settings.upstream != "auto" else "http://localhost:1234",
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_timeout,
         api_key=settings.upstream_api_key,
     )
+    found = await discover(settings.upstream, client=upstream.client, lms=lms)
+    upstream.set_base_url(found.url)
+    discovery = {"configured": settings.upstream, "source": found.source}
+
+    async def rediscover() -> None:
+        if settings.upstream != "auto":
+            return
+        again = await discover("auto", client=upstream.client, lms=lms)
+        if again.reachable and again.url != upstream.base_url:
+            upstream.set_base_url(again.url)
+            discovery["source"] = again.source
+
     store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
     await store.open()
-    proxy_app = create_proxy_app(ProxyState(settings, upstream, store))
-    admin_app = create_admin_app(settings, upstream)
+    watcher = Watcher(upstream, settings, lms=lms, rediscover=rediscover)
+    daemon = Daemon(settings, upstream, store, bus, metrics, watcher, discovery)
+    proxy_app = create_proxy_app(daemon)
+    admin_app = create_admin_app(daemon)
+    graceful = settings.drain_timeout + 5
     try:
         async with trio.open_nursery() as nursery:
             proxy = await nursery.start(partial(
-                hypercorn_serve, proxy_app, hypercorn_config(settings.listen),
-                shutdown_trigger=shutdown.wait,
-            ))
-            admin = await nursery.start(partial(
-                hypercorn_serve, admin_app, hypercorn_config(settings.admin_listen),
-                shutdown_trigger=shutdown.wait,
-            ))
-            bound = Bound(proxy[0], admin[0], store)
+                hypercorn_serve, proxy_app, hypercorn_config(settings.listen, graceful),
+                shutdown_trigger=shutdown.wait))
+            admin = await nursery.start(supervise, "admin", partial(
+                hypercorn_serve, admin_app, hypercorn_config(settings.admin_listen, 1.0),
+                shutdown_trigger=shutdown.wait))
+            services = trio.CancelScope()
+
+            async def background() -> None:
+                with services:
+                    async with trio.open_nursery() as children:
+                        await children.start(supervise, "watcher",
+                                             partial(_watcher_child, watcher))
+                        if (interval := watchdog_interval()) is not None:
+                            children.start_soon(watchdog, interval)
+
+            nursery.start_soon(background)
+            bound = Bound(proxy[0], admin[0], daemon)
             event("daemon.listening", proxy=bound.proxy_url, admin=bound.admin_url,
-                  upstream=settings.upstream)
+                  upstream=upstream.base_url, upstream_source=found.source,
+                  upstream_reachable=found.reachable)
             if not is_loopback(settings.listen):
                 event("daemon.proxy_exposed", level=30, listen=settings.listen,
                       note="the proxy is reachable from other machines")
+            await sd_notify(f"READY=1\nSTATUS=serving on {bound.proxy_url}\nMAINPID="
+                            f"{os.getpid()}")
             task_status.started(bound)
+            await shutdown.wait()
+            await sd_notify("STOPPING=1")
+            await _drain(daemon)
+            services.cancel()
     finally:
+        logger.removeHandler(handler)
         with trio.CancelScope(shield=True):
             await upstream.aclose()
             await store.aclose()
 
 
-async def run_daemon(settings: Settings) -> None:
-    """``lmsd serve``: serve until SIGTERM or SIGINT, then shut down gracefully."""
+async def _drain(daemon: Daemon) -> None:
+    """Let in-flight streams finish for ``drain_timeout``; then cut them with an error."""
+    drain: Drain = daemon.drain
+    drain.started.set()
+    event("daemon.draining", active_streams=daemon.active_streams,
+          timeout_s=daemon.settings.drain_timeout)
+    if daemon.active_streams:
+        with trio.move_on_after(daemon.settings.drain_timeout):
+            await daemon.streams_idle.wait()
+    if daemon.active_streams:
+        event("daemon.drain_expired", level=30, cut_streams=daemon.active_streams)
+    drain.expired.set()
+
+
+def reload_settings(daemon: Daemon, flags: Mapping[str, Any]) -> list[str]:
+    """Re-read the config (SIGHUP): apply live keys; return keys that need a restart."""
+    try:
+        fresh = load_settings(flags)
+    except ConfigError as exc:
+        event("config.reload_failed", level=logging.ERROR, error=str(exc),
+              effect="kept the running configuration")
+        return []
+    current = daemon.settings
+    changed, restart = [], []
+    for f in fields(Settings):
+        old, new = getattr(current, f.name), getattr(fresh, f.name)
+        if old == new:
+            continue
+        if f.name in LIVE_KEYS:
+            setattr(current, f.name, new)
+            changed.append(f.name)
+        else:
+            restart.append(f.name)
+    if "log_level" in changed:
+        set_level(current.log_level)
+    event("config.reloaded", changed=changed, needs_restart=restart)
+    return restart
+
+
+async def run_daemon(settings: Settings, flags: Mapping[str, Any] | None = None) -> None:
+    """``lmsd serve``: serve until SIGTERM or SIGINT, then drain and return (exit 0)."""
     shutdown = trio.Event()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
+            bound: Bound = await nursery.start(partial(serve, settings, shutdown=shutdown))
+
             async def watch_signals() -> None:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        reload_settings(bound.daemon, flags or {})
+                        continue
                     event("daemon.stopping", signal=signal.Signals(signum).name)
                     shutdown.set()
                     return
 
             nursery.start_soon(watch_signals)
-            await nursery.start(partial(serve, settings, shutdown=shutdown))
             await shutdown.wait()
-            nursery.cancel_scope.cancel()  # stop watch_signals if shutdown came otherwise
+        event("daemon.stopped")
+

@@ -4,7 +4,8 @@ Quart sends a body inside ``async with body: async for chunk in body``. Opening 
 nursery in ``__aenter__`` and closing it in ``__aexit__`` nests the upstream reader
 task properly inside that block, in the request's own task: no task outlives the
 request, and a client disconnect (which cancels Quart's request scope) cancels the
-upstream request at once.
+upstream request at once. When the daemon's drain period runs out, the producer is
+cancelled and the client gets an Anthropic ``error`` event instead of a cut stream.
 """
 
 from __future__ import annotations
@@ -16,19 +17,27 @@ from typing import Any
 import trio
 from quart.wrappers.response import ResponseBody
 
+from .daemon import Daemon
 from .exchange import Exchange
+from .protocol.errors import AnthropicError
 from .protocol.sse import PING, encode_all
+
+SHUTTING_DOWN = AnthropicError(
+    "overloaded_error", "lmsd is shutting down; the request was cut off, retry it", 529)
 
 
 class AnthropicEventStream(ResponseBody):
     """SSE body for one exchange: ``message_start`` at once, pings while upstream is silent."""
 
-    def __init__(self, exchange: Exchange, ping_interval: float) -> None:
+    def __init__(self, exchange: Exchange, daemon: Daemon) -> None:
         self.exchange = exchange
-        self.ping_interval = ping_interval
+        self.daemon = daemon
+        self.ping_interval = daemon.settings.ping_interval
         self._send, self._receive = trio.open_memory_channel[bytes](16)
         self._nursery_manager = trio.open_nursery()
+        self._producer = trio.CancelScope()
         self._finished = False
+        self._drained = False
 
     async def __aenter__(self) -> AnthropicEventStream:
         # message_start is taken before the producer exists, so it is always first and
@@ -36,7 +45,9 @@ class AnthropicEventStream(ResponseBody):
         self._first = encode_all(self.exchange.converter.start())
         nursery = await self._nursery_manager.__aenter__()
         self._nursery = nursery
+        self.daemon.stream_opened()
         nursery.start_soon(self._produce)
+        nursery.start_soon(self._cut_on_drain)
         return self
 
     async def __aexit__(
@@ -47,13 +58,20 @@ class AnthropicEventStream(ResponseBody):
         try:
             return await self._nursery_manager.__aexit__(exc_type, exc, tb)
         finally:
+            self.daemon.stream_closed()
             self.exchange.log_end(cancelled=not self._finished)
 
     async def _produce(self) -> None:
-        async with self._send:
-            async def emit(events: list[dict[str, Any]]) -> None:
-                await self._send.send(encode_all(events))
-            await self.exchange.run(emit)
+        with self._producer:
+            async with self._send:
+                async def emit(events: list[dict[str, Any]]) -> None:
+                    await self._send.send(encode_all(events))
+                await self.exchange.run(emit)
+
+    async def _cut_on_drain(self) -> None:
+        await self.daemon.drain.expired.wait()
+        self._drained = True
+        self._producer.cancel()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -67,5 +85,8 @@ class AnthropicEventStream(ResponseBody):
                     chunk = await self._receive.receive()
                 except trio.EndOfChannel:
                     self._finished = True
-                    return
+                    break
             yield chunk  # outside the cancel scope: never yield inside one
+        if self._drained and not self.exchange.converter.done:
+            self.exchange.outcome = "drained"
+            yield encode_all(self.exchange.converter.fail(SHUTTING_DOWN))

@@ -48,6 +48,12 @@ class Upstream:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    def set_base_url(self, url: str) -> None:
+        """Point at a newly discovered LM Studio (pooled connections are kept per host)."""
+        self.base_url = url.rstrip("/")
+        self.client.base_url = httpx.URL(self.base_url)
+        self._models = None
+
     def _unreachable(self, exc: Exception) -> AnthropicError:
         reason = str(exc) or type(exc).__name__
         return AnthropicError(

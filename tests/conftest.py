@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from lmsd.config import Settings, load_settings
+from lmsd.daemon import Daemon
 from lmsd.server import Bound, serve
 from lmsd.store import SessionStore
 from tests.emulator import Emulator, serve_emulator
@@ -25,6 +26,7 @@ class Lmsd:
     settings: Settings
     shutdown: trio.Event
     store: SessionStore
+    daemon: Daemon
 
 
 @pytest.fixture
@@ -40,13 +42,14 @@ def start_lmsd(nursery: trio.Nursery, tmp_path: Any) -> Callable[..., Any]:
 
     async def start(upstream: str, **overrides: Any) -> Lmsd:
         flags = {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0", "upstream": upstream,
-                 "state_dir": str(tmp_path / "state"), **overrides}
+                 "state_dir": str(tmp_path / "state"), "watch": "false", **overrides}
         settings = load_settings({k: v for k, v in flags.items() if k != "model_map"}, {})
         if "model_map" in overrides:
             settings.model_map = overrides["model_map"]
         shutdown = trio.Event()
         bound: Bound = await nursery.start(partial(serve, settings, shutdown=shutdown))
-        return Lmsd(bound.proxy_url, bound.admin_url, settings, shutdown, bound.store)
+        return Lmsd(bound.proxy_url, bound.admin_url, settings, shutdown, bound.store,
+                    bound.daemon)
 
     return start
 

@@ -177,6 +177,11 @@ def create_app(emu: Emulator) -> QuartTrio:
             if not isinstance(body, dict) or not isinstance(body.get("model"), str):
                 raise ApiError("'model' is required", param="model", code="invalid_type")
             started = time.monotonic()
+            await trio.sleep(emu.load_delay)
+            if emu.fail_loads:
+                emu.fail_loads -= 1
+                raise ApiError("Failed to load model: not enough memory", status=500,
+                               code="model_load_failed")
             model = emu.load_model(body["model"], body.get("context_length"))
         except ApiError as error:
             return error_response(record, error)

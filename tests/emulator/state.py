@@ -183,6 +183,8 @@ class Emulator:
         self.prefill_seconds_per_token = prefill_seconds_per_token
         self.token_delay = token_delay
         self.chunk_size = chunk_size
+        self.load_delay = 0.0  # seconds POST /api/v1/models/load takes
+        self.fail_loads = 0  # how many of the next loads fail with HTTP 500
         self.url: str | None = None  # set by serve_emulator
         self.log: list[RequestRecord] = []
         self.responses: dict[str, StoredResponse] = {}

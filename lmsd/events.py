@@ -1,0 +1,101 @@
+"""The event bus: every structured log event, fanned out to live subscribers.
+
+Events reach the bus through a logging handler, so one ``event(...)`` call both logs a
+line and feeds ``WS /events``, the metrics and tests. Each subscriber has a bounded
+queue: a slow one loses events (and is told how many), it never slows the proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import trio
+
+Event = dict[str, Any]
+QUEUE_SIZE = 256
+
+
+class Subscription:
+    def __init__(self, session: str | None, types: tuple[str, ...], size: int) -> None:
+        self.session = session
+        self.types = types
+        self.dropped = 0
+        self._send, self._receive = trio.open_memory_channel[Event](size)
+
+    def wants(self, event: Event) -> bool:
+        if self.session is not None and event.get("session") != self.session:
+            return False
+        kind = str(event.get("type", ""))
+        return not self.types or any(kind == t or kind.startswith(t + ".") for t in self.types)
+
+    def offer(self, event: Event) -> None:
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.dropped += 1
+
+    async def next(self) -> Event:
+        """The next event; a ``{"type": "dropped", "count": N}`` notice after losses."""
+        if self.dropped:
+            count, self.dropped = self.dropped, 0
+            return {"type": "dropped", "count": count,
+                    "reason": "this subscriber read too slowly"}
+        return await self._receive.receive()
+
+
+class EventBus:
+    def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+        self.queue_size = queue_size
+        self._subscribers: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """A synchronous observer of every event (metrics use this)."""
+        self._listeners.append(listener)
+
+    def publish(self, event: Event) -> None:
+        """Deliver ``event``; never blocks. Safe to call from worker threads."""
+        if threading.get_ident() != self._thread:
+            self._token.run_sync_soon(self.publish, event)
+            return
+        for listener in self._listeners:
+            listener(event)
+        for sub in self._subscribers:
+            if sub.wants(event):
+                sub.offer(event)
+
+    @contextmanager
+    def subscribe(self, *, session: str | None = None, types: tuple[str, ...] = ()
+                  ) -> Iterator[Subscription]:
+        sub = Subscription(session, types, self.queue_size)
+        self._subscribers.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subscribers.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+
+class BusHandler(logging.Handler):
+    """Feeds ``lmsd`` log records to the bus as events."""
+
+    def __init__(self, bus: EventBus) -> None:
+        super().__init__(logging.DEBUG)
+        self.bus = bus
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "lmsd_fields", None)
+        if fields is None:
+            return  # plain library log lines are not events
+        with suppress(trio.RunFinishedError):
+            self.bus.publish({"ts": round(record.created, 3), "type": record.getMessage(),
+                              "level": record.levelname.lower(), **fields})

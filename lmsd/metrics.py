@@ -1,0 +1,74 @@
+"""Prometheus metrics, fed by the event bus (``GET /metrics`` on the admin API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("lmsd_requests", "Requests to /v1/messages by outcome",
+                                ["outcome", "stream"], registry=r)
+        self.errors = Counter("lmsd_errors", "Requests that ended in an error, by type",
+                              ["type"], registry=r)
+        self.in_flight = Gauge("lmsd_requests_in_flight", "Requests being served",
+                               registry=r)
+        self.ttft = Histogram("lmsd_time_to_first_token_seconds", "Time to first content",
+                              buckets=LATENCY_BUCKETS, registry=r)
+        self.duration = Histogram("lmsd_request_duration_seconds", "Whole request time",
+                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream_latency = Histogram(
+            "lmsd_upstream_first_event_seconds", "Time until LM Studio's first stream event",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.input_tokens = Counter("lmsd_input_tokens", "Prompt tokens (whole context)",
+                                    registry=r)
+        self.output_tokens = Counter("lmsd_output_tokens", "Generated tokens", registry=r)
+        self.chain = Counter("lmsd_chain_decisions", "Chained turns and misses by reason",
+                             ["result"], registry=r)
+        self.reloads = Counter("lmsd_model_reloads", "Model reloads by the watcher",
+                               ["result"], registry=r)
+        self.upstream_up = Gauge("lmsd_upstream_up", "1 when LM Studio answers", registry=r)
+        self.totals = {"requests": 0, "errors": 0, "in_flight": 0}
+
+    def observe(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "request.start":
+            self.in_flight.inc()
+            self.totals["in_flight"] += 1
+        elif kind == "request.end":
+            self.in_flight.dec()
+            self.totals["in_flight"] -= 1
+            self.totals["requests"] += 1
+            self.totals["errors"] += bool(event.get("error_type"))
+            self.requests.labels(event.get("outcome", "?"), str(event.get("stream"))).inc()
+            if event.get("error_type"):
+                self.errors.labels(event["error_type"]).inc()
+            if "ttft_ms" in event:
+                self.ttft.observe(event["ttft_ms"] / 1000)
+            if "upstream_ms" in event:
+                self.upstream_latency.observe(event["upstream_ms"] / 1000)
+            self.duration.observe(event.get("duration_ms", 0) / 1000)
+            self.input_tokens.inc(event.get("input_tokens", 0))
+            self.output_tokens.inc(event.get("output_tokens", 0))
+        elif kind == "chain.decision":
+            self.chain.labels("hit" if event.get("chained") else
+                              f"miss_{event.get('miss')}").inc()
+        elif kind == "model.context_enforced":
+            self.reloads.labels("ok").inc()
+        elif kind == "model.reload_failed":
+            self.reloads.labels("failed").inc()
+        elif kind == "upstream.up":
+            self.upstream_up.set(1)
+        elif kind == "upstream.down":
+            self.upstream_up.set(0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,293 @@
+"""The LM Studio watcher: follows the loaded models and enforces a minimum context.
+
+Claude Code sends about 20K tokens of system prompt and tools before the user says
+anything, so a model loaded at 4096 or 8192 tokens fails on the first turn. Every
+``poll_interval`` the watcher reads the loaded models (REST ``/api/v1/models``, else
+``/api/v0/models``, else ``lms ps --json``) and reloads any model below ``min_context``
+with ``max(min_context, current)`` tokens, never above its ``max_context_length`` and
+never shrinking it. A user who puts a model back below the minimum by hand is not fought:
+the watcher backs off. Requests for a model being reloaded wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import httpx
+import trio
+
+from .config import Settings
+from .log import event
+from .protocol.errors import AnthropicError
+from .upstream import Upstream
+
+BACKOFF_FIRST = 60.0
+BACKOFF_MAX = 3600.0
+
+
+class Lms(Protocol):
+    available: bool
+
+    async def ps(self) -> list[dict[str, Any]]: ...
+    async def load(self, model_key: str, *, context_length: int,
+                   identifier: str | None = None) -> None: ...
+    async def unload(self, identifier: str) -> None: ...
+
+
+@dataclass
+class LoadedModel:
+    key: str
+    instance_id: str
+    context_length: int | None
+    max_context_length: int | None
+    state: str = "loaded"  # "loaded" | "reloading"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _NoRestApi(Exception):
+    """This LM Studio has no REST load/unload (before 0.4)."""
+
+
+class Watcher:
+    def __init__(self, upstream: Upstream, settings: Settings, *, lms: Lms | None = None,
+                 rediscover: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.upstream = upstream
+        self.settings = settings
+        self.lms = lms
+        self.rediscover = rediscover
+        self.models: dict[str, LoadedModel] = {}
+        self.reachable: bool | None = None
+        self.source: str | None = None
+        self.last_poll: float | None = None
+        self.polls = 0
+        self.last_error: str | None = None
+        self._reloading: dict[str, trio.Event] = {}
+        self._failed: dict[str, str] = {}
+        self._raised: dict[str, int] = {}
+        self._backoff: dict[str, tuple[float, float]] = {}
+        self._capped_warned: set[str] = set()
+
+    # -- the supervised task ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            await self.poll_once()
+            await trio.sleep(self.settings.poll_interval)
+
+    async def poll_once(self) -> None:
+        try:
+            models, source = await self._fetch()
+        except (httpx.TransportError, AnthropicError) as exc:
+            self._set_reachable(False, str(exc) or type(exc).__name__)
+            if self.rediscover is not None:
+                await self.rediscover()
+            return
+        self._set_reachable(True)
+        self._diff(models)
+        self.models, self.source = models, source
+        self.last_poll = trio.current_time()
+        self.polls += 1
+        if self.settings.watch:
+            for model in list(models.values()):
+                await self._enforce(model)
+
+    # -- reading the models ---------------------------------------------------------------
+
+    async def _get(self, path: str) -> Any:
+        response = await self.upstream.client.get(path, timeout=5.0)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    async def _fetch(self) -> tuple[dict[str, LoadedModel], str]:
+        data = await self._get("/api/v1/models")
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            found = {}
+            for m in data["models"]:
+                if m.get("type", "llm") != "llm":
+                    continue
+                for inst in m.get("loaded_instances") or ():
+                    found[inst["id"]] = LoadedModel(
+                        m["key"], inst["id"], (inst.get("config") or {}).get("context_length"),
+                        m.get("max_context_length"))
+            return found, "/api/v1/models"
+        data = await self._get("/api/v0/models")
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            found = {m["id"]: LoadedModel(m["id"], m["id"], m.get("loaded_context_length"),
+                                          m.get("max_context_length"))
+                     for m in data["data"]
+                     if m.get("state") == "loaded" and m.get("type", "llm") in ("llm", "vlm")}
+            return found, "/api/v0/models"
+        if self.lms is not None and self.lms.available:
+            # Only now: the server answered, so `lms` cannot launch LM Studio as a side effect.
+            rows = await self.lms.ps()
+            found = {r["identifier"]: LoadedModel(r.get("modelKey", r["identifier"]),
+                                                  r["identifier"], r.get("contextLength"),
+                                                  r.get("maxContextLength"))
+                     for r in rows if r.get("type", "llm") == "llm"}
+            return found, "lms ps"
+        raise AnthropicError("api_error", "LM Studio lists no models API", 502)
+
+    def _set_reachable(self, up: bool, error: str | None = None) -> None:
+        if up != self.reachable:
+            if up:
+                event("upstream.up", url=self.upstream.base_url)
+            else:
+                event("upstream.down", level=30, url=self.upstream.base_url, error=error)
+        self.reachable = up
+        self.last_error = error
+
+    def _diff(self, models: dict[str, LoadedModel]) -> None:
+        for iid, m in models.items():
+            old = self.models.get(iid)
+            if old is None:
+                event("model.loaded", model=m.key, instance=iid, context_length=m.context_length,
+                      max_context_length=m.max_context_length)
+            elif old.context_length != m.context_length:
+                event("model.context_changed", model=m.key, instance=iid,
+                      old=old.context_length, new=m.context_length)
+        for iid, m in self.models.items():
+            if iid not in models and m.key not in self._reloading:
+                event("model.unloaded", model=m.key, instance=iid)
+
+    # -- enforcing the minimum context --------------------------------------------------------
+
+    async def _enforce(self, m: LoadedModel) -> None:
+        minimum = self.settings.min_context
+        current = m.context_length
+        if current is None or current >= minimum:
+            return
+        now = trio.current_time()
+        not_before, delay = self._backoff.get(m.key, (0.0, BACKOFF_FIRST / 2))
+        if now < not_before:
+            return
+        if m.key in self._raised:  # we raised it and someone put it back: back off
+            del self._raised[m.key]
+            self._back_off(m.key, delay)
+            event("model.context_reverted", level=30, model=m.key, context_length=current,
+                  action=f"not reloading again for {min(delay * 2, BACKOFF_MAX):.0f} s")
+            return
+        target = max(minimum, current)
+        cap = m.max_context_length
+        if cap is not None and target > cap:
+            if m.key not in self._capped_warned:
+                self._capped_warned.add(m.key)
+                event("model.context_capped", level=30, model=m.key, minimum=minimum,
+                      max_context_length=cap,
+                      note="the model cannot hold Claude Code's minimum context")
+            if cap <= current:
+                return
+            target = cap
+        await self._reload(m, target)
+
+    def _back_off(self, key: str, delay: float) -> None:
+        delay = min(delay * 2, BACKOFF_MAX)
+        self._backoff[key] = (trio.current_time() + delay, delay)
+
+    async def _reload(self, m: LoadedModel, target: int) -> None:
+        done = trio.Event()
+        self._reloading[m.key] = self._reloading[m.instance_id] = done
+        self._failed.pop(m.key, None)
+        m.state = "reloading"
+        event("model.reloading", model=m.key, instance=m.instance_id,
+              old=m.context_length, new=target)
+        try:
+            try:
+                via = await self._reload_rest(m, target)
+            except _NoRestApi:
+                via = await self._reload_lms(m, target)
+            event("model.context_enforced", model=m.key, instance=m.instance_id,
+                  old=m.context_length, new=target, via=via)
+            self._raised[m.key] = target
+            self._backoff.pop(m.key, None)
+            m.context_length, m.state = target, "loaded"
+        except Exception as exc:  # any failure: report, back off, try to restore
+            reason = str(exc) or type(exc).__name__
+            self._failed[m.key] = reason
+            _, delay = self._backoff.get(m.key, (0.0, BACKOFF_FIRST / 2))
+            self._back_off(m.key, delay)
+            event("model.reload_failed", level=40, model=m.key, instance=m.instance_id,
+                  target=target, error=reason)
+            await self._restore(m)
+        finally:
+            self._reloading.pop(m.key, None)
+            self._reloading.pop(m.instance_id, None)
+            done.set()
+
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.upstream.client.post(path, json=body,
+                                               timeout=httpx.Timeout(10.0, read=600.0))
+
+    async def _reload_rest(self, m: LoadedModel, target: int) -> str:
+        unload = await self._post("/api/v1/models/unload", {"instance_id": m.instance_id})
+        if unload.status_code in (404, 405) and b"instance" not in unload.content:
+            raise _NoRestApi
+        load = await self._post("/api/v1/models/load", {"model": m.key,
+                                                         "context_length": target})
+        if load.status_code != 200:
+            raise RuntimeError(f"LM Studio refused the load (HTTP {load.status_code}): "
+                               f"{load.text[:300]}")
+        return "rest"
+
+    async def _reload_lms(self, m: LoadedModel, target: int) -> str:
+        if self.lms is None or not self.lms.available:
+            raise RuntimeError("no REST load API and no `lms` CLI to reload with")
+        await self.lms.unload(m.instance_id)
+        await self.lms.load(m.key, context_length=target, identifier=m.instance_id)
+        return "lms"
+
+    async def _restore(self, m: LoadedModel) -> None:
+        """After a failed reload, put the model back as it was, if it was unloaded."""
+        with trio.move_on_after(600):
+            try:
+                models, _ = await self._fetch()
+                if any(x.key == m.key for x in models.values()):
+                    m.state = "loaded"
+                    return
+                response = await self._post("/api/v1/models/load", {
+                    "model": m.key, "context_length": m.context_length})
+                if response.status_code == 200:
+                    m.state = "loaded"
+                    event("model.restored", model=m.key, context_length=m.context_length)
+            except (httpx.HTTPError, AnthropicError, ValueError) as exc:
+                event("model.restore_failed", level=40, model=m.key, error=str(exc))
+
+    # -- for the proxy and the admin API ---------------------------------------------------
+
+    def reloading(self, model: str) -> bool:
+        return model in self._reloading
+
+    async def wait_ready(self, model: str) -> None:
+        """Wait while ``model`` is being reloaded; raise if the reload failed."""
+        done = self._reloading.get(model)
+        if done is None:
+            return
+        event("request.waiting_for_reload", model=model)
+        await done.wait()
+        key = next((m.key for m in self.models.values() if model in (m.key, m.instance_id)),
+                   model)
+        if key in self._failed:
+            raise AnthropicError(
+                "api_error", f"LM Studio could not reload {key} with a larger context: "
+                f"{self._failed[key]}", 503)
+
+    def loaded(self) -> list[str]:
+        return [m.instance_id for m in self.models.values()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "enforcing": self.settings.watch,
+            "min_context": self.settings.min_context,
+            "poll_interval": self.settings.poll_interval,
+            "polls": self.polls,
+            "source": self.source,
+            "reachable": self.reachable,
+            "last_error": self.last_error,
+            "reloading": sorted({k for k in self._reloading}),
+            "backing_off": sorted(self._backoff),
+        }
