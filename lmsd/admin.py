@@ -164,8 +164,10 @@ def create_admin_app(daemon: Daemon) -> QuartTrio:
             return
         session = websocket.args.get("session") or None
         types = tuple(t for t in (websocket.args.get("type") or "").split(",") if t)
+        replay = websocket.args.get("replay", "0")
         await websocket.accept()
-        with daemon.bus.subscribe(session=session, types=types) as sub:
+        with daemon.bus.subscribe(session=session, types=types,
+                                  replay=int(replay) if replay.isdigit() else 0) as sub:
             await websocket.send(json.dumps({"type": "subscribed", "session": session,
                                              "types": list(types)}))
             while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -17,6 +18,7 @@ import trio
 
 Event = dict[str, Any]
 QUEUE_SIZE = 256
+RECENT = 500  # events kept for subscribers that ask for a replay (``tail`` history)
 
 
 class Subscription:
@@ -51,6 +53,7 @@ class EventBus:
     def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
         self.queue_size = queue_size
         self._subscribers: set[Subscription] = set()
+        self.recent: deque[Event] = deque(maxlen=RECENT)
         self._listeners: list[Callable[[Event], None]] = []
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
@@ -64,6 +67,7 @@ class EventBus:
         if threading.get_ident() != self._thread:
             self._token.run_sync_soon(self.publish, event)
             return
+        self.recent.append(event)
         for listener in self._listeners:
             listener(event)
         for sub in self._subscribers:
@@ -71,9 +75,13 @@ class EventBus:
                 sub.offer(event)
 
     @contextmanager
-    def subscribe(self, *, session: str | None = None, types: tuple[str, ...] = ()
-                  ) -> Iterator[Subscription]:
+    def subscribe(self, *, session: str | None = None, types: tuple[str, ...] = (),
+                  replay: int = 0) -> Iterator[Subscription]:
+        """Subscribe; ``replay`` first delivers up to that many recent matching events."""
         sub = Subscription(session, types, self.queue_size)
+        if replay > 0:
+            for past in [e for e in self.recent if sub.wants(e)][-replay:]:
+                sub.offer(past)
         self._subscribers.add(sub)
         try:
             yield sub

@@ -142,6 +142,7 @@ async def serve(
     bus = EventBus()
     handler = BusHandler(bus)
     logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)  # every event reaches the bus; handlers filter lines
     metrics = Metrics()
     bus.add_listener(metrics.observe)
     lms = lms if lms is not None else LmsCli()

@@ -25,6 +25,7 @@ from .upstream import Upstream
 
 BACKOFF_FIRST = 60.0
 BACKOFF_MAX = 3600.0
+LOAD_TIMEOUT = 600.0  # loading a large model can take minutes
 
 
 class Lms(Protocol):
@@ -32,7 +33,7 @@ class Lms(Protocol):
 
     async def ps(self) -> list[dict[str, Any]]: ...
     async def load(self, model_key: str, *, context_length: int,
-                   identifier: str | None = None) -> None: ...
+                   identifier: str | None = None, timeout: float | None = None) -> None: ...
     async def unload(self, identifier: str) -> None: ...
 
 
@@ -238,12 +239,13 @@ class Watcher:
         if self.lms is None or not self.lms.available:
             raise RuntimeError("no REST load API and no `lms` CLI to reload with")
         await self.lms.unload(m.instance_id)
-        await self.lms.load(m.key, context_length=target, identifier=m.instance_id)
+        await self.lms.load(m.key, context_length=target, identifier=m.instance_id,
+                            timeout=LOAD_TIMEOUT)
         return "lms"
 
     async def _restore(self, m: LoadedModel) -> None:
         """After a failed reload, put the model back as it was, if it was unloaded."""
-        with trio.move_on_after(600):
+        with trio.move_on_after(LOAD_TIMEOUT):
             try:
                 models, _ = await self._fetch()
                 if any(x.key == m.key for x in models.values()):

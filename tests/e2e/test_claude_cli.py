@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import trio
 
 from tests.claude_cli import run_claude
 from tests.emulator import Call, Reply, Text
@@ -58,3 +59,27 @@ async def test_claude_code_multi_turn_loop_is_chained(lmsd, emulator, tmp_path):
         assert after.body["previous_response_id"] == before.response_id
         [item] = after.body["input"]
         assert item["type"] == "function_call_output" and expected in item["output"]
+
+
+async def test_claude_code_request_during_a_context_reload_completes(start_lmsd, emulator,
+                                                                     tmp_path):
+    """A model loaded at 4096 is raised to 32768 while Claude Code's request waits."""
+    model = "qwen/qwen3-coder-30b"
+    emulator.models[model].context_length = 4096
+    emulator.load_delay = 2.0
+    server = await start_lmsd(emulator.url, watch="true", poll_interval="0.2",
+                              ping_interval="0.5")
+    with trio.fail_after(10):
+        while not server.daemon.watcher.reloading(model):
+            await trio.sleep(0.01)
+    (tmp_path / "tmp").mkdir()
+    emulator.script(Reply(Text("done")))
+    run = await run_claude(server.url, "say done", home=tmp_path / "home", cwd=tmp_path,
+                           extra_env={"TMPDIR": str(tmp_path / "tmp")})
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert run.result is not None and run.result["result"] == "done"
+    assert emulator.models[model].context_length == 32768
+    [generation] = emulator.generations
+    assert generation.model == model
+    # the request really arrived during the reload and waited for it
+    assert any(e["type"] == "request.waiting_for_reload" for e in server.daemon.bus.recent)

@@ -1,0 +1,118 @@
+"""lmsd as a process: SIGTERM drains and exits 0, SIGHUP reloads, systemd notify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from functools import partial
+
+import httpx
+import trio
+
+from tests.anthropic_checks import check_stream, parse_sse
+from tests.e2e.test_restart import free_port
+from tests.emulator import Reply, Text
+
+
+async def start(nursery, args: list[str], env: dict[str, str] | None = None):
+    port, admin = free_port(), free_port()
+    argv = [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
+            "--admin-listen", f"127.0.0.1:{admin}", "--log-level", "warning",
+            "--no-watch", *args]
+    proc = await nursery.start(partial(trio.run_process, argv, check=False,
+                                       env={**os.environ, **(env or {})}))
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(20):
+            while True:
+                try:
+                    await http.get(f"http://127.0.0.1:{admin}/healthz")
+                    break
+                except httpx.TransportError:
+                    await trio.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+
+
+async def test_sigterm_drains_in_flight_streams_then_exits_0(nursery, emulator, tmp_path):
+    emulator.token_delay = 0.05
+    emulator.script(Reply(Text("short")), *[Reply(Text("word " * 400)) for _ in range(9)])
+    proc, url, _ = await start(nursery, ["--upstream", emulator.url, "--state-dir",
+                                         str(tmp_path), "--drain-timeout", "1"])
+    results: list[bytes] = []
+    payload = {"model": "claude-x", "max_tokens": 5000, "stream": True,
+               "messages": [{"role": "user", "content": "go"}]}
+
+    async def stream_one(client: httpx.AsyncClient) -> None:
+        async with client.stream("POST", f"{url}/v1/messages", json=payload) as response:
+            results.append(await response.aread())
+
+    async with httpx.AsyncClient(timeout=30) as client, trio.open_nursery() as streams:
+        for _ in range(10):
+            streams.start_soon(stream_one, client)
+        with trio.fail_after(10):
+            while len(emulator.generations) < 10:
+                await trio.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+    with trio.fail_after(30):
+        code = await proc.wait()
+    assert code == 0
+    outcomes = sorted(check_stream(parse_sse(raw)) for raw in results)
+    assert outcomes.count("complete") >= 1  # the short one finished within the grace
+    cut = [parse_sse(raw)[-1] for raw in results if check_stream(parse_sse(raw)) == "error"]
+    assert len(cut) == 9
+    assert all("shutting down" in e["error"]["message"] for e in cut)
+    async with httpx.AsyncClient() as http:  # and it is really gone
+        try:
+            await http.get(url)
+            raise AssertionError("still listening")
+        except httpx.ConnectError:
+            pass
+
+
+async def test_sighup_reloads_live_settings(nursery, emulator, tmp_path):
+    config = tmp_path / "lmsd.toml"
+    config.write_text('model = "first/model"\nping_interval = 10\n')
+    proc, url, admin = await start(nursery, ["--upstream", emulator.url, "--state-dir",
+                                             str(tmp_path), "--config", str(config)])
+    config.write_text('model = "qwen/qwen3-coder-30b"\nping_interval = 2\n'
+                      'session_max_nodes = 5\n')
+    proc.send_signal(signal.SIGHUP)
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(10):
+            while True:
+                settings = (await http.get(f"{admin}/status")).json()["settings"]
+                if settings["model"] == "qwen/qwen3-coder-30b":
+                    break
+                await trio.sleep(0.05)
+        assert settings["ping_interval"] == 2
+        assert settings["session_max_nodes"] == 10000  # needs a restart: unchanged
+        response = await http.post(f"{url}/v1/messages", json={
+            "model": "claude-x", "max_tokens": 5, "messages": [{"role": "user",
+                                                                 "content": "x"}]})
+    assert response.status_code == 200
+    assert emulator.generations[-1].body["model"] == "qwen/qwen3-coder-30b"
+    proc.send_signal(signal.SIGTERM)
+    assert await proc.wait() == 0
+
+
+async def test_systemd_notify_protocol(nursery, emulator, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    await sock.bind(path)
+    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
+    proc, _, _ = await start(nursery, ["--upstream", emulator.url, "--state-dir",
+                                       str(tmp_path)], env)
+    messages: list[str] = []
+    with trio.fail_after(10):
+        while not any(m.startswith("READY=1") for m in messages) or \
+                messages.count("WATCHDOG=1") < 2:
+            messages.append((await sock.recv(4096)).decode())
+    ready = next(m for m in messages if m.startswith("READY=1"))
+    assert f"MAINPID={proc.pid}" in ready
+    proc.send_signal(signal.SIGTERM)
+    with trio.fail_after(10):
+        while "STOPPING=1" not in messages:
+            messages.append((await sock.recv(4096)).decode())
+    assert await proc.wait() == 0
+    sock.close()
