@@ -1,0 +1,386 @@
+"""The command-line client of the admin API: ``status``, ``sessions``, ``reset``, ``tail``
+and ``env``.
+
+Each command reads the admin address and token the way ``lmsd serve`` does (flags, then
+``LMSD_*``, then the config file). A failure is one line on stderr, never a traceback:
+commands raise :class:`ClientError` and the CLI prints it and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TextIO
+from urllib.parse import quote, urlencode
+
+import httpx
+import trio
+import trio_websocket
+
+from .config import Settings
+
+TIMEOUT = 10.0
+ANY_HOST = {"", "0.0.0.0", "::"}
+
+RESET, DIM = "\x1b[0m", "\x1b[2m"
+RED, GREEN, YELLOW, MAGENTA, CYAN = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[35m", "\x1b[36m"
+TYPE_COLORS = {"request": CYAN, "model": MAGENTA, "upstream": MAGENTA, "chain": GREEN}
+LEVEL_COLORS = {"error": RED, "critical": RED, "warning": YELLOW}
+
+
+class ClientError(Exception):
+    """A command failed; the message is the one line the user sees."""
+
+
+def local_url(host_port: str, scheme: str = "http") -> str:
+    """A URL for reaching ``host:port`` from this machine (a wildcard host is loopback)."""
+    host, _, port = host_port.rpartition(":")
+    host = host.strip("[]")
+    if host in ANY_HOST:
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+@dataclass
+class Admin:
+    """Where the admin API is and how to authenticate to it."""
+
+    listen: str
+    token: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Admin:
+        return cls(settings.admin_listen, settings.admin_token)
+
+    @property
+    def url(self) -> str:
+        return local_url(self.listen)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def not_running(self) -> ClientError:
+        return ClientError(f"the daemon is not running (nothing answers at {self.url}); "
+                           f"start it with: lmsd serve")
+
+    def refused(self) -> ClientError:
+        if self.token:
+            return ClientError("the admin API refused the token (check LMSD_ADMIN_TOKEN)")
+        return ClientError("the admin API refused the token (set LMSD_ADMIN_TOKEN)")
+
+    def request(self, method: str, path: str) -> Any:
+        """Call the admin API; return the decoded JSON or raise ClientError."""
+        try:
+            with httpx.Client(base_url=self.url, headers=self.headers(),
+                              timeout=TIMEOUT) as client:
+                response = client.request(method, path)
+        except httpx.ConnectError:
+            raise self.not_running() from None
+        except httpx.TimeoutException:
+            raise ClientError(f"the daemon at {self.url} did not answer within "
+                              f"{TIMEOUT:g}s") from None
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot talk to the admin API at {self.url}: "
+                              f"{exc or type(exc).__name__}") from None
+        if response.status_code == 401:
+            raise self.refused()
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            message = data.get("error", {}).get("message") if isinstance(data, dict) else None
+            raise ClientError(f"{message or 'the admin API failed'} "
+                              f"(HTTP {response.status_code} from {self.url}{path})")
+        if data is None:
+            raise ClientError(f"{self.url}{path} did not answer JSON; is that lmsd?")
+        return data
+
+
+# -- formatting helpers ---------------------------------------------------------------------
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``3m 12s``, ``2h 5m``, ``4d 1h``."""
+    s = int(max(seconds, 0))
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                      ("m", 60, "s", 1)):
+        if s >= size:
+            rest = (s % size) // sub_size
+            return f"{s // size}{unit} {rest}{sub}" if rest else f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def ago(timestamp: float | None, now: float) -> str:
+    """``12s ago``, ``3m ago``, ``2h ago``, ``4d ago``; ``-`` for never."""
+    if not timestamp:
+        return "-"
+    delta = now - timestamp
+    if delta < 1:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= size:
+            return f"{int(delta // size)}{unit} ago"
+    return f"{int(delta)}s ago"
+
+
+def ratio(sent: int, full: int) -> str:
+    """``3/12 (25%)``: what was sent against what a full resend would have been."""
+    if not full:
+        return f"{sent}/{full}"
+    return f"{sent}/{full} ({round(100 * sent / full)}%)"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+def format_status(data: dict[str, Any]) -> str:
+    """``GET /status`` for people."""
+    lines = [f"lmsd {data.get('version', '?')} (pid {data.get('pid', '?')}), "
+             f"up {duration(data.get('uptime_s', 0))}"]
+
+    def row(label: str, text: str) -> None:
+        lines.append(f"{label:<9} {text}")
+
+    if data.get("draining"):
+        row("draining", "yes: the daemon is shutting down")
+    up = data.get("upstream", {})
+    reachable = {True: "reachable", False: "NOT reachable"}.get(up.get("reachable"),
+                                                               "not checked yet")
+    row("upstream", f"{up.get('url')} (found by: {up.get('source')}), {reachable}")
+    models = data.get("models", [])
+    if not models:
+        row("models", "none loaded")
+    for i, m in enumerate(models):
+        name = m.get("key", "?")
+        if m.get("instance_id") and m["instance_id"] != name:
+            name += f" as {m['instance_id']}"
+        ctx = m.get("context_length") or "?"
+        most = m.get("max_context_length") or "?"
+        row("models" if i == 0 else "", f"{name}  context {ctx} / {most}  "
+            f"{m.get('state', '?')}")
+    w = data.get("watcher", {})
+    mode = "enforcing" if w.get("enforcing") else "not enforcing"
+    text = (f"{mode} min_context {w.get('min_context')}; reloading: "
+            f"{', '.join(w.get('reloading') or []) or 'none'}; backing off: "
+            f"{', '.join(w.get('backing_off') or []) or 'none'}")
+    if w.get("last_error"):
+        text += f"; last error: {w['last_error']}"
+    row("watcher", text)
+    r = data.get("requests", {})
+    row("requests", f"{r.get('requests', 0)} served, {_plural(r.get('errors', 0), 'error')}, "
+        f"{r.get('in_flight', 0)} in flight, "
+        f"{_plural(r.get('active_streams', 0), 'open stream')}")
+    s = data.get("store", {})
+    where = f"persistent at {s.get('path')}" if s.get("persistent") else "in memory only"
+    row("store", f"{_plural(s.get('nodes', 0), 'chain node')} in "
+        f"{_plural(s.get('sessions', 0), 'chain')}, {where}")
+    return "\n".join(lines)
+
+
+def status(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) -> None:
+    """``lmsd status``."""
+    data = admin.request("GET", "/status")
+    print(json.dumps(data, indent=2) if as_json else format_status(data), file=out)
+
+
+# -- sessions and reset ---------------------------------------------------------------------
+
+SESSION_HEADER = ("SESSION", "AGENT", "MODEL", "TURNS", "HITS", "MISSES", "ITEMS SENT/FULL",
+                  "TOKENS SENT/FULL", "LAST USED")
+
+
+def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) -> str:
+    """``GET /sessions`` as a table, one row per agent and model."""
+    if not sessions:
+        return "no sessions"
+    now = time.time() if now is None else now
+    rows = []
+    for entry in sessions:
+        agents = entry.get("agents") or []
+        if not agents:
+            rows.append((entry["session"], "-", "-", "0", "0", "-", "-", "-",
+                         ago(entry.get("last_used"), now)))
+        for a in agents:
+            misses = ",".join(f"{k}:{v}" for k, v in (a.get("misses") or {}).items()) or "-"
+            rows.append((entry["session"], a.get("agent", "?"), a.get("model", "?"),
+                         str(a.get("turns", 0)), str(a.get("chain_hits", 0)), misses,
+                         ratio(a.get("items_sent", 0), a.get("items_full", 0)),
+                         ratio(a.get("tokens_sent", 0), a.get("tokens_full", 0)),
+                         ago(a.get("last_used"), now)))
+    return table(SESSION_HEADER, rows)
+
+
+def sessions(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) -> None:
+    """``lmsd sessions``."""
+    data = admin.request("GET", "/sessions")
+    text = json.dumps(data, indent=2) if as_json else format_sessions(data.get("sessions", []))
+    print(text, file=out)
+
+
+def reset(admin: Admin, session: str | None = None, *, out: TextIO | None = None) -> None:
+    """``lmsd reset [SESSION]``: forget one session's chains and counters, or all."""
+    path = "/sessions" if session is None else f"/sessions/{quote(session, safe='')}"
+    data = admin.request("DELETE", path)
+    what = "all sessions" if session is None else f"session {session}"
+    print(f"reset {what}: {_plural(int(data.get('chain_nodes', 0)), 'chain node')} dropped",
+          file=out)
+
+
+# -- tail -----------------------------------------------------------------------------------
+
+
+def use_color(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Color only on a terminal, and never with ``NO_COLOR`` set (https://no-color.org)."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, str):
+        return v if v and not any(c in v for c in ' "=\n\t') else json.dumps(v,
+                                                                             ensure_ascii=False)
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".")
+    return json.dumps(v, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def event_color(event: dict[str, Any]) -> str:
+    kind = str(event.get("type", ""))
+    if kind == "dropped":
+        return YELLOW
+    return (LEVEL_COLORS.get(str(event.get("level")))
+            or TYPE_COLORS.get(kind.partition(".")[0], ""))
+
+
+def format_event(event: dict[str, Any], *, color: bool = False) -> str:
+    """``HH:MM:SS type key=value ...``; a level above info is shown as ``level=...``."""
+    ts = event.get("ts")
+    stamp = time.strftime("%H:%M:%S", time.localtime(ts if isinstance(ts, int | float)
+                                                     else None))
+    kind = str(event.get("type", "?"))
+    fields = {k: v for k, v in event.items() if k not in ("ts", "type", "level")
+              and v is not None}
+    level = str(event.get("level", "info"))
+    if level not in ("info", "debug"):
+        fields = {"level": level, **fields}
+    rest = " ".join(f"{k}={_value(v)}" for k, v in fields.items())
+    if color:
+        paint = event_color(event)
+        stamp = f"{DIM}{stamp}{RESET}"
+        kind = f"{paint}{kind}{RESET}" if paint else kind
+    return f"{stamp} {kind} {rest}".rstrip()
+
+
+def events_url(admin: Admin, session: str | None, types: Sequence[str]) -> str:
+    query = {}
+    if session:
+        query["session"] = session
+    if types:
+        query["type"] = ",".join(types)
+    url = local_url(admin.listen, "ws") + "/events"
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+async def _tail(admin: Admin, url: str, *, as_json: bool, color: bool, out: TextIO) -> None:
+    headers = [(b"Authorization", f"Bearer {admin.token}".encode())] if admin.token else []
+    try:
+        async with trio_websocket.open_websocket_url(
+                url, extra_headers=headers, connect_timeout=TIMEOUT) as ws:
+            while True:
+                message = await ws.get_message()
+                try:
+                    event = json.loads(message)
+                except ValueError:
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if event.get("type") == "subscribed":
+                    if sys.stderr.isatty():
+                        print(f"lmsd: tailing {url} (Ctrl-C to stop)", file=sys.stderr)
+                    continue
+                line = (json.dumps(event, ensure_ascii=False) if as_json
+                        else format_event(event, color=color))
+                print(line, file=out, flush=True)
+    except trio_websocket.ConnectionRejected as exc:
+        if exc.status_code in (401, 403):
+            raise admin.refused() from None
+        raise ClientError(f"the admin API refused the event stream "
+                          f"(HTTP {exc.status_code})") from None
+    except trio_websocket.ConnectionTimeout:
+        raise ClientError(f"the daemon at {admin.url} did not answer within "
+                          f"{TIMEOUT:g}s") from None
+    except trio_websocket.HandshakeError:
+        raise admin.not_running() from None
+    except trio_websocket.ConnectionClosed as exc:
+        reason = exc.reason
+        if reason is None or reason.code in (1001, 1006):  # going away, or just gone
+            raise ClientError("the event stream ended: the daemon stopped") from None
+        why = f"{reason.name}: {reason.reason}" if reason.reason else reason.name
+        raise ClientError(f"the daemon closed the event stream ({why})") from None
+
+
+def tail(admin: Admin, *, session: str | None = None, types: Sequence[str] = (),
+         as_json: bool = False, out: TextIO | None = None) -> None:
+    """``lmsd tail``: print events until Ctrl-C (which returns normally)."""
+    stream = out if out is not None else sys.stdout
+    admin.request("GET", "/healthz")  # a clear error if it is not running or refuses us
+    url = events_url(admin, session, types)
+    try:
+        trio.run(partial(_tail, admin, url, as_json=as_json, color=use_color(stream),
+                         out=stream))
+    except KeyboardInterrupt:
+        pass
+    except BaseExceptionGroup as group:
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is not None:
+            raise
+
+
+# -- env ------------------------------------------------------------------------------------
+
+
+def env_vars(settings: Settings) -> dict[str, str]:
+    """The environment that points Claude Code at this lmsd."""
+    return {
+        "ANTHROPIC_BASE_URL": local_url(settings.listen),
+        "ANTHROPIC_AUTH_TOKEN": "lmsd",  # any value: lmsd does not check it
+        "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1",
+        "API_TIMEOUT_MS": "600000",
+    }
+
+
+def format_env(settings: Settings, shell: str = "sh") -> str:
+    """``export`` lines for sh-like shells, ``set -gx`` for fish."""
+    pairs = env_vars(settings).items()
+    if shell == "fish":
+        lines = ["# Point Claude Code at lmsd: lmsd env --shell fish | source"]
+        lines += [f"set -gx {k} {shlex.quote(v)}" for k, v in pairs]
+    else:
+        lines = ['# Point Claude Code at lmsd: eval "$(lmsd env)"']
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in pairs]
+    return "\n".join(lines)
