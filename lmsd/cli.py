@@ -77,6 +77,8 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
                       help="only events of type T or T.* (repeatable, or comma-separated)")
     tail.add_argument("--json", dest="as_json", action="store_true",
                       help="print each event as one line of JSON")
+    tail.add_argument("--replay", dest="replay", type=int, default=10, metavar="N",
+                      help="first show up to N recent matching events (default 10; 0: none)")
     env = _client_parser(sub, "env", "print the environment for Claude Code",
                          'Print the exports that point Claude Code at lmsd: '
                          'eval "$(lmsd env)". Needs no running daemon.', address="listen")
@@ -125,7 +127,8 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
             client.reset(admin, args.session)
         elif args.command == "tail":
             types = [t for arg in args.types for t in arg.split(",") if t]
-            client.tail(admin, session=args.session, types=types, as_json=args.as_json)
+            client.tail(admin, session=args.session, types=types, as_json=args.as_json,
+                        replay=max(args.replay, 0))
         elif args.command == "env":
             print(client.format_env(settings, args.shell))
         sys.stdout.flush()

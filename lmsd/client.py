@@ -294,12 +294,15 @@ def format_event(event: dict[str, Any], *, color: bool = False) -> str:
     return f"{stamp} {kind} {rest}".rstrip()
 
 
-def events_url(admin: Admin, session: str | None, types: Sequence[str]) -> str:
+def events_url(admin: Admin, session: str | None, types: Sequence[str],
+               replay: int = 0) -> str:
     query = {}
     if session:
         query["session"] = session
     if types:
         query["type"] = ",".join(types)
+    if replay:
+        query["replay"] = str(replay)
     url = local_url(admin.listen, "ws") + "/events"
     return f"{url}?{urlencode(query)}" if query else url
 
@@ -343,11 +346,11 @@ async def _tail(admin: Admin, url: str, *, as_json: bool, color: bool, out: Text
 
 
 def tail(admin: Admin, *, session: str | None = None, types: Sequence[str] = (),
-         as_json: bool = False, out: TextIO | None = None) -> None:
+         as_json: bool = False, replay: int = 0, out: TextIO | None = None) -> None:
     """``lmsd tail``: print events until Ctrl-C (which returns normally)."""
     stream = out if out is not None else sys.stdout
     admin.request("GET", "/healthz")  # a clear error if it is not running or refuses us
-    url = events_url(admin, session, types)
+    url = events_url(admin, session, types, replay)
     try:
         trio.run(partial(_tail, admin, url, as_json=as_json, color=use_color(stream),
                          out=stream))

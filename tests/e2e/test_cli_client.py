@@ -100,6 +100,8 @@ async def tailing(server: Any, *args: str, env: dict[str, str] | None = None
     """Start ``lmsd tail``, wait until it is subscribed; at the end, Ctrl-C it."""
     bus = server.daemon.bus
     before = bus.subscribers
+    if not any(a.startswith("--replay") for a in args):
+        args = ("--replay", "0", *args)  # live events only, unless a test asks
     process = await trio.lowlevel.open_process(
         [*LMSD, "tail", "--admin-listen", _admin(server), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env() if env is None else env)
@@ -221,6 +223,13 @@ async def test_tail_json_prints_live_events(lmsd, emulator):
     assert end["session"] == "sess-1"
     assert end["level"] == "info"
     assert isinstance(end["ts"], float)
+
+
+async def test_tail_replays_recent_history_first(lmsd, emulator):
+    await converse(lmsd, emulator, "before", turns=1)  # happens before tail connects
+    async with tailing(lmsd, "--json", "--replay", "50", "--type", "request.end") as tail:
+        lines = await tail.lines_until(_is_end)
+    assert json.loads(lines[0])["session"] == "before"
 
 
 async def test_tail_pretty_lines(lmsd, emulator):
