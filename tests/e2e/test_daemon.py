@@ -28,6 +28,14 @@ async def next_event(sub, kind: str, limit: float = 20) -> dict[str, Any]:
                 return item
 
 
+async def polls(server, count: int) -> None:
+    """Wait until the watcher has polled ``count`` more times."""
+    target = server.daemon.watcher.polls + count
+    with trio.fail_after(10):
+        while server.daemon.watcher.polls < target:
+            await trio.sleep(0.02)
+
+
 async def admin_get(server, path: str, **kw) -> httpx.Response:
     async with httpx.AsyncClient(base_url=server.admin_url) as http:
         return await http.get(path, **kw)
@@ -52,9 +60,7 @@ async def test_model_at_4096_is_raised_within_one_poll(start_lmsd, emulator):
 async def test_large_context_is_left_alone_and_never_shrunk(start_lmsd, emulator):
     emulator.models[MODEL].context_length = 65536
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.05")
-    with trio.fail_after(10):
-        while server.daemon.watcher.polls < 3:
-            await trio.sleep(0.05)
+    await polls(server, 3)
     assert not [r for r in emulator.log if r.path.startswith("/api/v1/models/")
                 and r.method == "POST"]
     assert emulator.models[MODEL].context_length == 65536
@@ -79,10 +85,7 @@ async def test_failed_reload_is_reported_and_backed_off(start_lmsd, emulator):
         restored = await next_event(sub, "model.restored")
     assert "not enough memory" in failed["error"]
     assert restored["context_length"] == 4096 and emulator.models[MODEL].loaded
-    polls = server.daemon.watcher.polls
-    with trio.fail_after(10):
-        while server.daemon.watcher.polls < polls + 5:
-            await trio.sleep(0.05)
+    await polls(server, 5)
     loads = [r for r in emulator.log if r.path == "/api/v1/models/load"]
     assert len(loads) == 2  # the failed load and the restore; no retry while backing off
     assert MODEL in server.daemon.watcher.to_json()["backing_off"]
@@ -96,10 +99,7 @@ async def test_a_user_reverting_the_context_is_not_fought(start_lmsd, emulator):
         emulator.models[MODEL].context_length = 4096  # the user reloads it by hand
         reverted = await next_event(sub, "model.context_reverted")
     assert reverted["context_length"] == 4096
-    polls = server.daemon.watcher.polls
-    with trio.fail_after(10):
-        while server.daemon.watcher.polls < polls + 5:
-            await trio.sleep(0.05)
+    await polls(server, 5)
     assert emulator.models[MODEL].context_length == 4096
     assert len([r for r in emulator.log if r.path == "/api/v1/models/load"]) == 1
 
@@ -107,9 +107,7 @@ async def test_a_user_reverting_the_context_is_not_fought(start_lmsd, emulator):
 async def test_no_watch_reports_models_but_enforces_nothing(start_lmsd, emulator):
     emulator.models[MODEL].context_length = 4096
     server = await start_lmsd(emulator.url, watch="false", poll_interval="0.05")
-    with trio.fail_after(10):
-        while server.daemon.watcher.polls < 3:
-            await trio.sleep(0.05)
+    await polls(server, 3)
     status = (await admin_get(server, "/status")).json()
     assert status["models"][0]["context_length"] == 4096
     assert status["watcher"]["enforcing"] is False

@@ -3,50 +3,25 @@
 from __future__ import annotations
 
 import signal
-import socket
-import sys
-from functools import partial
 
 import anthropic
-import httpx
-import trio
 
 from tests.e2e.test_sessions import Conversation, tool_turns
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def start_daemon(nursery, upstream: str, state_dir: str) -> tuple[trio.Process, str]:
-    port, admin = free_port(), free_port()
-    args = [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
-            "--admin-listen", f"127.0.0.1:{admin}", "--upstream", upstream,
-            "--state-dir", state_dir, "--log-level", "warning"]
-    proc = await nursery.start(partial(trio.run_process, args, check=False))
-    async with httpx.AsyncClient() as http:
-        with trio.fail_after(20):
-            while True:
-                try:
-                    await http.get(f"http://127.0.0.1:{admin}/healthz")
-                    break
-                except httpx.TransportError:
-                    await trio.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port}"
+from tests.processes import start_daemon
 
 
 async def test_sigkill_between_turns_keeps_the_chain(nursery, emulator, tmp_path):
     state = str(tmp_path / "state")
     emulator.script(*tool_turns(2))
-    proc, url = await start_daemon(nursery, emulator.url, state)
+    proc, url, _ = await start_daemon(nursery, "--upstream", emulator.url, "--state-dir",
+                                      state, "--no-watch")
     async with anthropic.AsyncAnthropic(base_url=url, api_key="x", max_retries=0) as client:
         chat = Conversation(client)
         await chat.send("start")
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
-    proc, url = await start_daemon(nursery, emulator.url, state)
+    proc, url, _ = await start_daemon(nursery, "--upstream", emulator.url, "--state-dir",
+                                      state, "--no-watch")
     async with anthropic.AsyncAnthropic(base_url=url, api_key="x", max_retries=0) as client:
         chat.client = client
         await chat.send()

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import sys
-from functools import partial
 
 import httpx
 import trio
 
 from tests.anthropic_checks import check_stream, parse_sse
-from tests.e2e.test_restart import free_port
 from tests.emulator import Reply, Text
+from tests.processes import start_daemon
 
 
 async def start(nursery, args: list[str], env: dict[str, str] | None = None):
-    port, admin = free_port(), free_port()
-    argv = [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
-            "--admin-listen", f"127.0.0.1:{admin}", "--log-level", "warning",
-            "--no-watch", *args]
-    proc = await nursery.start(partial(trio.run_process, argv, check=False,
-                                       env={**os.environ, **(env or {})}))
-    async with httpx.AsyncClient() as http:
-        with trio.fail_after(20):
-            while True:
-                try:
-                    await http.get(f"http://127.0.0.1:{admin}/healthz")
-                    break
-                except httpx.TransportError:
-                    await trio.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+    return await start_daemon(nursery, "--no-watch", *args, env=env)
 
 
 async def test_sigterm_drains_in_flight_streams_then_exits_0(nursery, emulator, tmp_path):
