@@ -51,6 +51,12 @@ async def upstream_model(daemon: Daemon, requested: str, config: SessionConfig) 
 
 
 async def _read_json() -> Any:
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise AnthropicError(
+            "invalid_request_error",
+            f"Content-Encoding {encoding!r} is not supported: send the JSON body "
+            f"uncompressed", 415)
     return parse_json(await request.get_data(cache=False))
 
 

@@ -20,6 +20,7 @@ IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif")
 REFUSED_MEDIA_TYPES = {"image/webp": "LM Studio's API does not accept WebP images"}
 ROLES = ("user", "assistant", "system")
 MAX_STOP_SEQUENCES = 16
+MAX_MODEL_NAME = 256
 
 
 @dataclass(slots=True)
@@ -91,6 +92,8 @@ def validate_messages_request(body: Any, *, count_only: bool = False) -> Message
     model = _string(body, "model", "request")
     if not model or not model.strip():
         raise invalid("model: must not be empty")
+    if len(model) > MAX_MODEL_NAME or not model.isprintable():
+        raise invalid(f"model: must be at most {MAX_MODEL_NAME} printable characters")
     req = MessagesRequest(model=model, messages=_messages(body.get("messages")))
     if "system" in body and body["system"] is not None:
         req.system = _system(body["system"])
