@@ -108,7 +108,12 @@ class StreamConverter:
         if handler is None:
             self.ignored[str(kind)] = self.ignored.get(str(kind), 0) + 1
             return out
-        out += handler(self, event)
+        try:
+            out += handler(self, event)
+        except (TypeError, AttributeError, KeyError, ValueError):
+            # A malformed event (wrong field types): counted and reported in the request's
+            # log line, not guessed at. The stream stays valid.
+            self.ignored[f"malformed {kind}"] = self.ignored.get(f"malformed {kind}", 0) + 1
         return out
 
     def finish(self) -> list[Event]:
@@ -280,15 +285,15 @@ class StreamConverter:
             self._aliases[index] = key
         key = key or (f"#{index}" if isinstance(index, int) else f"#{kind}")
         if kind == "function_call":
-            call_id = item.get("call_id") or item_id
+            call_id = _s(item.get("call_id")) or _s(item_id)
             if not call_id:
                 self._synthetic_ids += 1
                 call_id = f"call_lmsd_{self.message_id[-12:]}_{self._synthetic_ids}"
             block = self._block(key, "tool_use", {
-                "type": "tool_use", "id": call_id, "name": item.get("name", ""), "input": {},
+                "type": "tool_use", "id": call_id, "name": _s(item.get("name")), "input": {},
             })
             out = self._open(block) if block is self._active() else []
-            return out + self._arguments(block, item.get("arguments") or "")
+            return out + self._arguments(block, _s(item.get("arguments")))
         if kind == "reasoning":
             self._last_key["thinking"] = key
         elif kind == "message":
@@ -308,13 +313,13 @@ class StreamConverter:
 
     def _on_args_delta(self, event: Event) -> list[Event]:
         block = self._blocks.get(self._key(event, "tool_use"))
-        return self._arguments(block, event.get("delta") or "")
+        return self._arguments(block, _s(event.get("delta")))
 
     def _on_args_done(self, event: Event) -> list[Event]:
         block = self._blocks.get(self._key(event, "tool_use"))
         if block is None or block.finished or block.kind != "tool_use":
             return []
-        return self._complete_arguments(block, event.get("arguments"))
+        return self._complete_arguments(block, _s(event.get("arguments")) or None)
 
     def _complete_arguments(self, block: _Block, arguments: Any) -> list[Event]:
         """Emit what the final arguments add, then close the tool_use block.
@@ -353,7 +358,7 @@ class StreamConverter:
                 out += self._on_item_added(event)
                 block = self._blocks.get(key)
             if block is not None and not block.finished:
-                out += self._complete_arguments(block, item.get("arguments"))
+                out += self._complete_arguments(block, _s(item.get("arguments")) or None)
             return out
         if kind == "message":
             for i, part in enumerate(item.get("content") or ()):
@@ -374,15 +379,15 @@ class StreamConverter:
 
     def _on_text_delta(self, event: Event) -> list[Event]:
         key = _part_key(self._key(event, "text"), event.get("content_index", 0))
-        return self._text(key, event.get("delta") or "")
+        return self._text(key, _s(event.get("delta")))
 
     def _on_text_done(self, event: Event) -> list[Event]:
         key = _part_key(self._key(event, "text"), event.get("content_index", 0))
-        return self._text_done(key, event.get("text"))
+        return self._text_done(key, _s(event.get("text")) or None)
 
     def _on_refusal_delta(self, event: Event) -> list[Event]:
         key = _part_key(self._key(event, "text"), event.get("content_index", 0))
-        return self._text(key, event.get("delta") or "")
+        return self._text(key, _s(event.get("delta")))
 
     def _on_refusal_done(self, event: Event) -> list[Event]:
         key = _part_key(self._key(event, "text"), event.get("content_index", 0))
@@ -410,19 +415,19 @@ class StreamConverter:
 
     def _on_reasoning_delta(self, event: Event) -> list[Event]:
         key = _part_key(self._key(event, "thinking"), event.get("content_index", 0))
-        return self._thinking(key, event.get("delta") or "")
+        return self._thinking(key, _s(event.get("delta")))
 
     def _on_reasoning_done(self, event: Event) -> list[Event]:
         key = _part_key(self._key(event, "thinking"), event.get("content_index", 0))
-        return self._thinking_done(key, event.get("text"))
+        return self._thinking_done(key, _s(event.get("text")) or None)
 
     def _on_summary_delta(self, event: Event) -> list[Event]:
         key = _part_key(self._key(event, "thinking"), f"s{event.get('summary_index', 0)}")
-        return self._thinking(key, event.get("delta") or "")
+        return self._thinking(key, _s(event.get("delta")))
 
     def _on_summary_done(self, event: Event) -> list[Event]:
         key = _part_key(self._key(event, "thinking"), f"s{event.get('summary_index', 0)}")
-        return self._thinking_done(key, event.get("text"))
+        return self._thinking_done(key, _s(event.get("text")) or None)
 
     def _on_completed(self, event: Event) -> list[Event]:
         response = event.get("response") or {}
@@ -478,6 +483,11 @@ class StreamConverter:
         })
         out.append({"type": "message_stop"})
         return out
+
+
+def _s(value: Any) -> str:
+    """A string field from an upstream event; anything else counts as absent."""
+    return value if isinstance(value, str) else ""
 
 
 def _part_key(item_key: str, part: Any) -> str:
