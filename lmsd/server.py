@@ -40,6 +40,7 @@ from .upstream import Upstream
 from .watcher import Watcher
 
 RESTART_MIN, RESTART_MAX = 0.5, 30.0
+LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not stall us
 LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
              "poll_interval", "watch", "chaining", "strip_billing_header")
 
@@ -145,7 +146,7 @@ async def serve(
     logger.setLevel(logging.DEBUG)  # every event reaches the bus; handlers filter lines
     metrics = Metrics()
     bus.add_listener(metrics.observe)
-    lms = lms if lms is not None else LmsCli()
+    lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
     upstream = Upstream(
         settings.upstream if settings.upstream != "auto" else "http://localhost:1234",
         connect_timeout=settings.upstream_connect_timeout,

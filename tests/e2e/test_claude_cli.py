@@ -83,3 +83,35 @@ async def test_claude_code_request_during_a_context_reload_completes(start_lmsd,
     assert generation.model == model
     # the request really arrived during the reload and waited for it
     assert any(e["type"] == "request.waiting_for_reload" for e in server.daemon.bus.recent)
+
+
+async def test_claude_code_recovers_from_a_mid_stream_failure(lmsd, emulator, tmp_path):
+    """An upstream error mid-stream: Claude Code retries without streaming, and that
+    retry succeeds through lmsd."""
+    from tests.emulator import Fault
+
+    (tmp_path / "tmp").mkdir()
+    emulator.inject(Fault.error_event(after_events=6, message="engine hiccup",
+                                      code="server_error"))
+    emulator.script(Reply(Text("partial answer that will fail")), Reply(Text("done")))
+    run = await run_claude(lmsd.url, "say done", home=tmp_path / "home", cwd=tmp_path,
+                           extra_env={"TMPDIR": str(tmp_path / "tmp")})
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert run.result is not None and run.result["result"] == "done"
+    starts = [e for e in lmsd.daemon.bus.recent if e["type"] == "request.start"]
+    assert [e["stream"] for e in starts] == [True, False]  # the non-streaming retry
+    assert len(emulator.generations) == 2
+
+
+async def test_claude_code_reports_a_context_overflow(lmsd, emulator, tmp_path):
+    """LM Studio's context overflow reaches Claude Code as 'prompt is too long'."""
+    (tmp_path / "tmp").mkdir()
+    emulator.models["qwen/qwen3-coder-30b"].context_length = 2000
+    run = await run_claude(lmsd.url, "say done", home=tmp_path / "home", cwd=tmp_path,
+                           extra_env={"TMPDIR": str(tmp_path / "tmp")})
+    assert run.returncode != 0
+    assert run.result is not None and run.result.get("is_error") is True
+    assert "prompt is too long" in (run.result.get("result") or "").lower() or \
+        "prompt is too long" in (run.stdout + run.stderr).lower()
+    # the upstream was not hammered with retries: Claude Code treats it as final
+    assert len(emulator.generations) <= 6
