@@ -67,6 +67,17 @@ def sessions_json(daemon: Daemon, only: str | None = None) -> list[dict[str, Any
     return sorted(grouped.values(), key=lambda e: e["last_used"] or 0, reverse=True)
 
 
+def trio_task_count() -> int:
+    """Live trio tasks in this process (a leak shows as a count that keeps growing)."""
+    count, stack = 0, [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
+
+
 def status_json(daemon: Daemon) -> dict[str, Any]:
     watcher = daemon.watcher
     return {
@@ -80,6 +91,7 @@ def status_json(daemon: Daemon) -> dict[str, Any]:
         "requests": {**daemon.metrics.totals, "active_streams": daemon.active_streams},
         "store": daemon.store.summary(),
         "event_subscribers": daemon.bus.subscribers,
+        "trio_tasks": trio_task_count(),
         "draining": daemon.drain.started.is_set(),
         "settings": redacted(daemon.settings),
     }

@@ -40,6 +40,7 @@ from .upstream import Upstream
 from .watcher import Watcher
 
 RESTART_MIN, RESTART_MAX = 0.5, 30.0
+KEEP_ALIVE_SECONDS = 15.0
 LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not stall us
 LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
              "poll_interval", "watch", "chaining", "strip_billing_header")
@@ -82,7 +83,10 @@ def hypercorn_config(bind: str, graceful: float) -> Config:
     config.errorlog = logger
     config.backlog = 2048
     config.graceful_timeout = graceful
-    config.keep_alive_timeout = 75  # outlive Claude Code's idle keep-alive reuse
+    # An idle keep-alive connection is closed after this long. hypercorn also keeps a
+    # connection's task until this timer ends when the client closed it after a streamed
+    # response, so a long value makes closed connections linger (bench/load.py).
+    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
     return config
 
 

@@ -68,6 +68,7 @@ class EmulatorASGI:
                     record.outcome = "error"
                 else:
                     record.outcome = "completed" if record.status < 400 else "rejected"
+            record.finished = trio.current_time()
             record.done.set()
 
 

@@ -144,6 +144,8 @@ class RequestRecord:
     reply: Reply | None = None
     error: dict[str, Any] | None = None
     done: trio.Event = field(default_factory=trio.Event)
+    started: float = field(default_factory=trio.current_time)
+    finished: float | None = None
 
 
 @dataclass
