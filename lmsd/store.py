@@ -25,6 +25,7 @@ from .protocol.chain import ChainNode
 from .sessions import SessionConfig
 
 SessionKey = tuple[str, str, str]  # (session id, agent id, upstream model)
+MAX_SESSIONS = 5000  # per-session counters kept (least recently used go first)
 T = TypeVar("T")
 
 SCHEMA = """
@@ -59,9 +60,11 @@ class SessionStats:
 
 class SessionStore:
     def __init__(self, path: Path | None, *, max_nodes: int = 10_000,
-                 ttl: float = 7 * 86400, clock: Callable[[], float] = time.time) -> None:
+                 ttl: float = 7 * 86400, clock: Callable[[], float] = time.time,
+                 max_sessions: int = MAX_SESSIONS) -> None:
         self.path = path
         self.max_nodes = max_nodes
+        self.max_sessions = max_sessions
         self.ttl = ttl
         self.clock = clock
         self.persistent = False
@@ -128,6 +131,7 @@ class SessionStore:
         for session, agent, model, data in db.execute(
                 "SELECT session, agent, model, data FROM sessions"):
             self.stats[(session, agent, model)] = SessionStats(**json.loads(data))
+        self._evict_stats()
         for session, data in db.execute("SELECT session, data FROM session_config"):
             raw = json.loads(data)
             tools = raw.get("allowedTools")
@@ -239,8 +243,26 @@ class SessionStore:
         stats.last_response_id = response_id or stats.last_response_id
         stats.last_used = now
         data = json.dumps(asdict(stats))
-        await self._run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)", (*key, data)))
+        gone = self._evict_stats()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)", (*key, data))
+            db.executemany("DELETE FROM sessions WHERE session = ? AND agent = ? AND model = ?",
+                           gone)
+
+        await self._run(write)
+
+    def _evict_stats(self) -> list[SessionKey]:
+        """Counters expire like nodes (TTL) and are bounded in number (LRU)."""
+        cutoff = self.clock() - self.ttl
+        gone = [k for k, v in self.stats.items() if v.last_used < cutoff]
+        excess = len(self.stats) - len(gone) - self.max_sessions
+        if excess > 0:
+            alive = sorted((v.last_used, k) for k, v in self.stats.items() if k not in gone)
+            gone += [k for _, k in alive[:excess]]
+        for key in gone:
+            del self.stats[key]
+        return gone
 
     # -- per-session config -----------------------------------------------------------------
 

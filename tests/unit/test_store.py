@@ -117,3 +117,24 @@ async def test_memory_only_store():
     await store.open()
     await store.add_node(KEY, node("r"))
     assert store.nodes(KEY)[0].response_id == "r" and not store.persistent
+
+
+async def test_session_counters_are_bounded_and_expire(tmp_path):
+    clock = Clock()
+    store = SessionStore(tmp_path / "s.sqlite3", clock=clock, ttl=100, max_sessions=3)
+    await store.open()
+    for n in range(5):
+        clock.now += 1
+        await store.record_turn((f"s{n}", "main", "m"), hit=False, miss="no_node",
+                                items_sent=1, items_full=1, tokens_sent=1, tokens_full=1,
+                                response_id=None)
+    assert sorted(k[0] for k in store.stats) == ["s2", "s3", "s4"]
+    clock.now += 101
+    await store.record_turn(("new", "main", "m"), hit=True, miss=None, items_sent=1,
+                            items_full=1, tokens_sent=1, tokens_full=1, response_id=None)
+    assert list(store.stats) == [("new", "main", "m")]
+    await store.aclose()
+    reopened = SessionStore(tmp_path / "s.sqlite3", clock=clock, ttl=100, max_sessions=3)
+    await reopened.open()
+    assert list(reopened.stats) == [("new", "main", "m")]
+    await reopened.aclose()
