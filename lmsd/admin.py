@@ -85,7 +85,11 @@ def status_json(daemon: Daemon) -> dict[str, Any]:
         "pid": os.getpid(),
         "uptime_s": round(trio.current_time() - daemon.started_at, 1),
         "upstream": {**daemon.discovery, "url": daemon.upstream.base_url,
-                     "reachable": watcher.reachable, "api": "responses"},
+                     "reachable": watcher.reachable,
+                     "api": daemon.dialect_for[1] if daemon.dialect_for else None,
+                     "api_why": daemon.dialect_for[2] if daemon.dialect_for else
+                     "decided when the upstream first answers",
+                     "chaining": daemon.settings.chaining and not daemon.chaining_refused},
         "models": [m.to_json() for m in watcher.models.values()],
         "watcher": watcher.to_json(),
         "requests": {**daemon.metrics.totals, "active_streams": daemon.active_streams},

@@ -105,6 +105,7 @@ class Settings:
     listen: str = "127.0.0.1:19234"
     admin_listen: str = "127.0.0.1:19235"
     upstream: str = "auto"
+    upstream_api: str = "auto"
     state_dir: str = field(default_factory=_state_dir_default)
     model: str = ""
     model_map: dict[str, str] = field(default_factory=dict)
@@ -136,6 +137,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "listen": _host_port,
     "admin_listen": _host_port,
     "upstream": _url,
+    "upstream_api": _choice("auto", "responses", "chat"),
     "state_dir": _path,
     "model": _string,
     "model_map": _mapping,

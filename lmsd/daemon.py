@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import trio
 
 from .config import Settings
+from .discovery import probe
 from .events import EventBus
+from .log import event
 from .metrics import Metrics
 from .store import SessionStore
 from .upstream import Upstream
@@ -36,6 +39,34 @@ class Daemon:
     started_at: float = field(default_factory=trio.current_time)
     active_streams: int = 0
     streams_idle: trio.Event = field(default_factory=trio.Event)
+    dialect_for: tuple[str, str, str] | None = None  # (upstream url, dialect, why)
+    chaining_refused: bool = False
+
+    async def dialect(self) -> str:
+        """``responses`` (with chaining) or ``chat``, for the current upstream."""
+        url = self.upstream.base_url
+        if self.dialect_for is None or self.dialect_for[0] != url:
+            choice = self.settings.upstream_api
+            if choice != "auto":
+                self.dialect_for = (url, choice, "configured (upstream_api)")
+            elif await probe(self.upstream.client, url):
+                self.dialect_for = (url, "responses", "LM Studio answered /lmstudio-greeting")
+            else:
+                try:
+                    await self.upstream.client.get("/v1/models", timeout=2.0)
+                except httpx.HTTPError:
+                    return "responses"  # nothing answers yet: decide once it does
+                self.dialect_for = (url, "chat", "not LM Studio: the portable "
+                                    "/v1/chat/completions")
+            event("upstream.dialect", url=url, dialect=self.dialect_for[1],
+                  why=self.dialect_for[2])
+        return self.dialect_for[1]
+
+    def refuse_chaining(self) -> None:
+        if not self.chaining_refused:
+            self.chaining_refused = True
+            event("upstream.chaining_unsupported", level=30, url=self.upstream.base_url,
+                  effect="full history on every request from now on")
 
     def stream_opened(self) -> None:
         self.active_streams += 1

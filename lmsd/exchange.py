@@ -53,6 +53,8 @@ class Exchange:
     stale: bool = False
     accumulator: MessageAccumulator = field(default_factory=MessageAccumulator)
     prepare: Callable[[], Awaitable[None]] | None = None  # e.g. wait for a model reload
+    dialect: str = "responses"
+    on_chaining_refused: Callable[[], None] | None = None
     upstream_first_at: float | None = None
 
     async def run(self, emit: Emit) -> None:
@@ -105,9 +107,13 @@ class Exchange:
     async def _attempt(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
                        ) -> list[dict[str, Any]]:
         converter = self.converter
+        if self.dialect == "chat":
+            stream = self.upstream.chat_stream(body, message_id=converter.message_id,
+                                               estimate=converter.estimate)
+        else:
+            stream = self.upstream.responses_stream(body, estimate=converter.estimate)
         try:
-            async with self.upstream.responses_stream(body, estimate=converter.estimate
-                                                      ) as batches:
+            async with stream as batches:
                 async for batch in batches:
                     if self.upstream_first_at is None:
                         self.upstream_first_at = trio.current_time()
@@ -125,6 +131,9 @@ class Exchange:
                 # response.completed), so httpx can pool the connection.
         except AnthropicError as exc:
             if retry_allowed and exc.status in STALE_STATUSES and self.first_token_at is None:
+                if "previous_response_id" in exc.message and "support" in exc.message and \
+                        self.on_chaining_refused is not None:
+                    self.on_chaining_refused()  # e.g. llama.cpp's stateless /v1/responses
                 raise _StaleChain from None
             raise
         return converter.finish()

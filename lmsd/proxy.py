@@ -79,8 +79,10 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         model = await upstream_model(daemon, req.model, config)
         key = (session, key_agent, model)
         estimate = estimate_tokens(req.system, req.messages, req.tools)
+        dialect = await daemon.dialect()
         plan = plan_turn(
-            req, model=model, nodes=store.nodes(key), chaining=settings.chaining,
+            req, model=model, nodes=store.nodes(key), dialect=dialect,
+            chaining=settings.chaining and not daemon.chaining_refused,
             options=TranslateOptions(
                 strip_billing_header=settings.strip_billing_header,
                 allowed_tools=config.allowed_tools,
@@ -92,8 +94,9 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
             stop_sequences=req.stop_sequences,
         )
         exchange = Exchange(daemon.upstream, plan, converter, store=store, key=key,
-                            stream=req.stream,
-                            prepare=partial(daemon.watcher.wait_ready, model))
+                            stream=req.stream, dialect=dialect,
+                            prepare=partial(daemon.watcher.wait_ready, model),
+                            on_chaining_refused=daemon.refuse_chaining)
         event("request.start", id=converter.message_id, session=session, agent=key_agent,
               model=req.model, upstream_model=model, stream=req.stream,
               messages=len(req.messages), estimate_tokens=estimate,

@@ -174,6 +174,8 @@ async def serve(
     await store.open()
     watcher = Watcher(upstream, settings, lms=lms, rediscover=rediscover)
     daemon = Daemon(settings, upstream, store, bus, metrics, watcher, discovery)
+    if found.reachable:
+        await daemon.dialect()  # decided now rather than during the first request
     proxy_app = create_proxy_app(daemon)
     admin_app = create_admin_app(daemon)
     graceful = settings.drain_timeout + 5

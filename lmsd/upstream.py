@@ -16,6 +16,7 @@ import httpx
 import trio
 
 from .log import event
+from .protocol.chat import ChatStreamAdapter
 from .protocol.errors import AnthropicError, from_upstream, upstream_message
 from .protocol.sse import SSEDecoder
 
@@ -90,6 +91,61 @@ class Upstream:
                 "api_error", f"the connection to LM Studio failed: {exc or type(exc).__name__}",
                 502,
             ) from None
+
+    @asynccontextmanager
+    async def chat_stream(
+        self, body: dict[str, Any], *, message_id: str, estimate: int = 0
+    ) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
+        """``POST /v1/chat/completions``; yield batches of Responses-style events.
+
+        A stream that ends with nothing in it (llama-cpp-python's answer to an over-long
+        prompt) is asked again without streaming, so the real error surfaces.
+        """
+        try:
+            async with self.client.stream("POST", "/v1/chat/completions",
+                                          json=body) as response:
+                if response.status_code != 200:
+                    raw = await response.aread()
+                    raise self._http_error(response.status_code, raw, estimate)
+                yield self._chat_events(response, body, message_id, estimate)
+        except httpx.ConnectError as exc:
+            raise self._unreachable(exc) from None
+        except httpx.TimeoutException as exc:
+            raise AnthropicError(
+                "api_error", f"the upstream at {self.base_url} did not answer within "
+                f"{self.read_timeout:g} s ({type(exc).__name__})", 504) from None
+        except httpx.TransportError as exc:
+            raise AnthropicError(
+                "api_error", f"the connection to the upstream failed: "
+                f"{exc or type(exc).__name__}", 502) from None
+
+    async def _chat_events(self, response: httpx.Response, body: dict[str, Any],
+                           message_id: str, estimate: int
+                           ) -> AsyncIterator[list[dict[str, Any]]]:
+        adapter = ChatStreamAdapter(message_id)
+        decoder = SSEDecoder()
+        async for chunk in response.aiter_raw():
+            batch = [e for sse in decoder.feed(chunk) for e in adapter.feed(sse.data)]
+            if batch:
+                yield batch
+        if adapter.empty:
+            yield await self._chat_retry_plain(body, adapter, estimate)
+            return
+        if tail := adapter.finish():
+            yield tail
+
+    async def _chat_retry_plain(self, body: dict[str, Any], adapter: ChatStreamAdapter,
+                                estimate: int) -> list[dict[str, Any]]:
+        plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        answer = await self.client.post("/v1/chat/completions", json=plain)
+        if answer.status_code != 200:
+            raise self._http_error(answer.status_code, answer.content, estimate)
+        event("upstream.empty_stream", level=30, url=self.base_url,
+              note="the streamed answer was empty; the plain one was not")
+        data = answer.json()
+        events = adapter.feed(json.dumps({**data, "choices": [
+            {**c, "delta": c.get("message") or {}} for c in data.get("choices") or ()]}))
+        return events + adapter.feed("[DONE]")
 
     @staticmethod
     def _http_error(status: int, raw: bytes, estimate: int) -> AnthropicError:

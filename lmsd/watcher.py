@@ -124,7 +124,7 @@ class Watcher:
                      for m in data["data"]
                      if m.get("state") == "loaded" and m.get("type", "llm") in ("llm", "vlm")}
             return found, "/api/v0/models"
-        if self.lms is not None and self.lms.available:
+        if self.lms is not None and self.lms.available and await self._is_lmstudio():
             # Only now: the server answered, so `lms` cannot launch LM Studio as a side effect.
             rows = await self.lms.ps()
             found = {r["identifier"]: LoadedModel(r.get("modelKey", r["identifier"]),
@@ -132,7 +132,16 @@ class Watcher:
                                                   r.get("maxContextLength"))
                      for r in rows if r.get("type", "llm") == "llm"}
             return found, "lms ps"
-        raise AnthropicError("api_error", "LM Studio lists no models API", 502)
+        data = await self._get("/v1/models")  # any OpenAI-compatible server
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            return {m["id"]: LoadedModel(m["id"], m["id"], None, None)
+                    for m in data["data"] if isinstance(m, dict) and m.get("id")}, "/v1/models"
+        raise AnthropicError("api_error", "the upstream lists no models", 502)
+
+    async def _is_lmstudio(self) -> bool:
+        from .discovery import probe
+
+        return await probe(self.upstream.client, self.upstream.base_url)
 
     def _set_reachable(self, up: bool, error: str | None = None) -> None:
         if up != self.reachable:

@@ -285,6 +285,9 @@ class StreamConverter:
             self._aliases[index] = key
         key = key or (f"#{index}" if isinstance(index, int) else f"#{kind}")
         if kind == "function_call":
+            if not _s(item.get("name")):
+                return self.fail(AnthropicError(
+                    "api_error", "the upstream sent a tool call without a tool name"))
             call_id = _s(item.get("call_id")) or _s(item_id)
             if not call_id:
                 self._synthetic_ids += 1

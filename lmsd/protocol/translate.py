@@ -27,6 +27,9 @@ class TranslateOptions:
     allowed_tools: frozenset[str] | None = None
 
 
+DEFAULT_OPTIONS = TranslateOptions()
+
+
 def system_text(system: str | list[dict[str, Any]] | None, *, strip_billing: bool = True) -> str:
     """Join the system prompt into ``instructions``, dropping the volatile billing header.
 

@@ -14,6 +14,7 @@ from .chain import (
     extend_hash,
     prefix_hashes,
 )
+from .chat import build_chat_request
 from .request import MessagesRequest
 from .tokens import CHARS_PER_TOKEN
 from .translate import (
@@ -48,7 +49,7 @@ class TurnPlan:
     def traffic(self, chained: bool) -> tuple[int, int, int, int]:
         """(items sent, items of the full history, tokens sent, tokens of the full history);
         tokens are estimated from the items' JSON size."""
-        full_items = len(self.full["input"])
+        full_items = len(self.full.get("input") or self.full.get("messages") or ())
         full_tokens = round(self.sizes[-1] / CHARS_PER_TOKEN)
         if chained and self.delta is not None and self.node is not None:
             sent = round((self.sizes[-1] - self.sizes[self.node.length]) / CHARS_PER_TOKEN)
@@ -61,9 +62,13 @@ def _flatten(per_message: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]
 
 
 def plan_turn(req: MessagesRequest, *, model: str, options: TranslateOptions,
-              nodes: Iterable[ChainNode], chaining: bool = True) -> TurnPlan:
+              nodes: Iterable[ChainNode], chaining: bool = True,
+              dialect: str = "responses") -> TurnPlan:
     per_message = [message_items(m) for m in req.messages]
     hashes, sizes = prefix_hashes(per_message)
+    if dialect == "chat":  # stateless: the whole (prefix-stable) history every turn
+        full = build_chat_request(req, model=model, options=options)
+        return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
     full = build_responses_request(req, model=model, items=_flatten(per_message),
                                    options=options)
     context = context_fingerprint(model, full.get("instructions", ""), full.get("tools", ()),

@@ -265,3 +265,13 @@ def test_response_id_and_output_tokens_are_kept():
     assert conv.response_id == events[0]["response"]["id"]
     assert conv.usage["output_tokens"] == 12
     json.dumps(out)  # every event is JSON-serializable
+
+
+def test_a_tool_call_without_a_name_is_an_error_not_a_nameless_block():
+    _conv, out = convert([
+        {"type": "response.created", "response": {"id": "r"}},
+        {"type": "response.output_item.added", "item": {"id": "fc_1", "type": "function_call",
+                                                        "call_id": "c1", "arguments": ""}},
+        {"type": "response.completed", "response": {"id": "r"}}])
+    assert check_stream(out) == "error"
+    assert "without a tool name" in out[-1]["error"]["message"]

@@ -1,0 +1,285 @@
+"""The Chat Completions dialect: Anthropic request -> ``POST /v1/chat/completions``, and
+chat stream chunks -> Responses-style events for the one :class:`StreamConverter`.
+
+For servers without ``/v1/responses`` (Ollama, llama.cpp's servers, vLLM, LM Studio's
+chat endpoint). They are stateless, so every turn carries the whole history. The
+rendering is prefix-stable, as for Responses: the same message always becomes the same
+chat messages, so the engine's prefix cache hits turn after turn.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .request import MessagesRequest
+from .translate import (
+    DEFAULT_OPTIONS,
+    SYSTEM_MESSAGE_CLOSE,
+    SYSTEM_MESSAGE_OPEN,
+    TranslateOptions,
+    _document_text,
+    _search_result_text,
+    _tool_output,
+    function_tools,
+    system_text,
+)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+Event = dict[str, Any]
+
+
+def _image_part(source: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "image_url",
+            "image_url": {"url": f"data:{source['media_type']};base64,{source['data']}"}}
+
+
+def _user_content(texts: list[str], images: list[dict[str, Any]]) -> str | list[Any]:
+    if not images:
+        return "\n\n".join(texts)
+    return [*({"type": "text", "text": t} for t in texts), *images]
+
+
+def chat_messages(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """One Anthropic message as chat messages (deterministic, so prefix-stable)."""
+    role, content = message["role"], message["content"]
+    if role == "system":
+        text = content if isinstance(content, str) else "\n\n".join(
+            b["text"] for b in content if b["type"] == "text")
+        return [{"role": "user", "content": SYSTEM_MESSAGE_OPEN + text + SYSTEM_MESSAGE_CLOSE}
+                ] if text else []
+    if isinstance(content, str):
+        return [{"role": role, "content": content}] if content else []
+    texts: list[str] = []
+    images: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    tools: list[dict[str, Any]] = []
+    tool_images: list[dict[str, Any]] = []
+    for block in content:
+        kind = block["type"]
+        if kind == "text" and block["text"]:
+            texts.append(block["text"])
+        elif kind == "image":
+            images.append(_image_part(block["source"]))
+        elif kind == "document":
+            texts.append(_document_text(block))
+        elif kind == "search_result":
+            texts.append(_search_result_text(block))
+        elif kind == "tool_use":
+            calls.append({"id": block["id"], "type": "function", "function": {
+                "name": block["name"], "arguments": _dumps(block["input"])}})
+        elif kind == "tool_result":
+            output, attached = _tool_output(block)
+            tools.append({"role": "tool", "tool_call_id": block["tool_use_id"],
+                          "content": output})
+            tool_images += [_image_part_from_url(p) for p in attached]
+        # thinking / redacted_thinking: not sent (see translate.message_items)
+    if role == "assistant":
+        out: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
+        if calls:
+            out["tool_calls"] = calls
+        return [out] if texts or calls else []
+    out_messages = list(tools)  # tool results answer the call right before them
+    if tool_images:
+        out_messages.append({"role": "user", "content": tool_images})
+    if texts or images:
+        out_messages.append({"role": "user", "content": _user_content(texts, images)})
+    return out_messages
+
+
+def _image_part_from_url(part: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": part["image_url"]}}
+
+
+def merge_user_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fold a text user message into the text user message right before it (strict
+    templates want user/assistant alternation; Claude Code follows a user turn with a
+    ``role: "system"`` message)."""
+    merged: list[dict[str, Any]] = []
+    for m in messages:
+        prev = merged[-1] if merged else None
+        if prev is not None and m["role"] == "user" == prev["role"] and isinstance(
+                m["content"], str) and isinstance(prev["content"], str):
+            merged[-1] = {"role": "user", "content": prev["content"] + "\n\n" + m["content"]}
+        else:
+            merged.append(m)
+    return merged
+
+
+def _tool_choice(choice: dict[str, Any] | None) -> tuple[Any, bool]:
+    if not choice:
+        return None, True
+    parallel = not choice.get("disable_parallel_tool_use", False)
+    kind = choice["type"]
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice["name"]}}, parallel
+    return {"auto": "auto", "any": "required", "none": "none"}[kind], parallel
+
+
+def build_chat_request(req: MessagesRequest, *, model: str,
+                       options: TranslateOptions = DEFAULT_OPTIONS) -> dict[str, Any]:
+    """The JSON body for ``POST /v1/chat/completions`` (always streamed, with usage)."""
+    messages: list[dict[str, Any]] = []
+    instructions = system_text(req.system, strip_billing=options.strip_billing_header)
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+    for message in req.messages:
+        messages.extend(chat_messages(message))
+    body: dict[str, Any] = {"model": model, "messages": merge_user_turns(messages)}
+    tools = [{"type": "function", "function": {k: v for k, v in t.items() if k != "type"}}
+             for t in function_tools(req.tools, options.allowed_tools)]
+    if tools:
+        body["tools"] = tools
+        choice, parallel = _tool_choice(req.tool_choice)
+        if choice is not None:
+            body["tool_choice"] = choice
+        if not parallel:
+            body["parallel_tool_calls"] = False
+    if req.max_tokens is not None:
+        body["max_tokens"] = req.max_tokens
+    for key in ("temperature", "top_p", "top_k"):
+        if getattr(req, key) is not None:
+            body[key] = getattr(req, key)
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
+    return body
+
+
+class ChatStreamAdapter:
+    """Chat completion chunks in, Responses-style events out (for StreamConverter).
+
+    Tool-call deltas go by ``index``; a call's id and name may come before, with or
+    after its first argument fragment, repeated on every chunk (llama-cpp-python), and
+    arguments may come as fragments or as growing snapshots. ``finish_reason`` decides
+    the ending; usage (``stream_options.include_usage``) is taken when it comes.
+    """
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        self.chunks = 0
+        self.done = False
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self._calls: dict[int, dict[str, Any]] = {}
+        self._held: dict[int, list[Event]] = {}  # a call's events while an earlier one waits
+
+    def feed(self, data: str) -> list[Event]:
+        """One SSE ``data:`` payload (a JSON chunk, or ``[DONE]``)."""
+        if self.done:
+            return []
+        if data.strip() == "[DONE]":
+            return self._end()
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return []
+        if not isinstance(chunk, dict):
+            return []
+        out: list[Event] = []
+        if self.chunks == 0:
+            out.append({"type": "response.created",
+                        "response": {"id": str(chunk.get("id") or self.message_id)}})
+        self.chunks += 1
+        if isinstance(chunk.get("error"), dict):
+            self.done = True
+            return [*out, {**chunk["error"], "type": "error"}]
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or choice.get("message") or {}
+            if isinstance(delta, dict):
+                out += self._delta(delta)
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+        return out
+
+    def _delta(self, delta: dict[str, Any]) -> list[Event]:
+        out: list[Event] = []
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            out.append({"type": "response.reasoning_text.delta", "item_id": "rs_0",
+                        "content_index": 0, "delta": reasoning})
+        text = delta.get("content")
+        if isinstance(text, str) and text:
+            out.append({"type": "response.output_text.delta", "item_id": "msg_0",
+                        "content_index": 0, "delta": text})
+        for position, call in enumerate(delta.get("tool_calls") or ()):
+            if isinstance(call, dict):
+                out += self._in_order(*self._tool_call(call, position))
+        return out
+
+    def _in_order(self, index: int, events: list[Event]) -> list[Event]:
+        """Keep tool calls in index order: hold a call while an earlier one has not
+        started (its name has not come yet), then release in order."""
+        self._held.setdefault(index, []).extend(events)
+        out: list[Event] = []
+        for i in sorted(self._held):
+            if any(not c["started"] for j, c in self._calls.items() if j < i):
+                break
+            out += self._held.pop(i)
+        return out
+
+    def _tool_call(self, call: dict[str, Any], position: int) -> tuple[int, list[Event]]:
+        index = call.get("index") if isinstance(call.get("index"), int) else position
+        state = self._calls.setdefault(index, {"id": None, "name": None, "args": "",
+                                               "pending": "", "started": False})
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        if call.get("id") and not state["id"]:
+            state["id"] = str(call["id"])
+        if function.get("name") and not state["name"]:
+            state["name"] = str(function["name"])
+        fragment = function.get("arguments")
+        fragment = fragment if isinstance(fragment, str) else ""
+        if state["args"] and fragment.startswith(state["args"]):
+            fragment = fragment[len(state["args"]):]  # a growing snapshot, not a fragment
+        state["args"] += fragment
+        item_id = f"fc_{index}"
+        out: list[Event] = []
+        if not state["started"]:
+            if not state["name"]:
+                state["pending"] += fragment  # the name comes later
+                return index, []
+            state["started"] = True
+            out.append({"type": "response.output_item.added", "item": {
+                "id": item_id, "type": "function_call", "name": state["name"],
+                "call_id": state["id"] or f"call_{self.message_id[-12:]}_{index}",
+                "arguments": ""}})
+            fragment, state["pending"] = state["pending"] + fragment, ""
+        if fragment:
+            out.append({"type": "response.function_call_arguments.delta", "item_id": item_id,
+                        "delta": fragment})
+        return index, out
+
+    def _end(self) -> list[Event]:
+        self.done = True
+        if any(not call["started"] for call in self._calls.values()):
+            return [{"type": "error", "code": "server_error",
+                     "message": "the upstream sent a tool call without a tool name"}]
+        usage = None
+        if self.usage:
+            details = self.usage.get("prompt_tokens_details") or {}
+            usage = {"input_tokens": self.usage.get("prompt_tokens") or 0,
+                     "output_tokens": self.usage.get("completion_tokens") or 0,
+                     "input_tokens_details": {"cached_tokens": details.get("cached_tokens")
+                                              or 0}}
+        reason = self.finish_reason
+        if reason in ("length", "content_filter"):
+            return [{"type": "response.incomplete", "response": {
+                "usage": usage, "incomplete_details": {
+                    "reason": "max_output_tokens" if reason == "length" else reason}}}]
+        return [{"type": "response.completed", "response": {"usage": usage}}]
+
+    def finish(self) -> list[Event]:
+        """End of the HTTP body. Without ``[DONE]``, a stream that said how it finished
+        is complete; one that did not is cut off (the converter reports it)."""
+        if self.done or self.finish_reason is None:
+            return []
+        return self._end()
+
+    @property
+    def empty(self) -> bool:
+        """Nothing at all came: llama-cpp-python answers an over-long streamed prompt
+        with an empty 200."""
+        return self.chunks == 0 and not self.done
