@@ -55,6 +55,15 @@ def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parse
 
 
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, got a boolean")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 (off) or more, got {value!r}")
+    return number
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -114,6 +123,7 @@ class Settings:
     session_max_nodes: int = 10_000
     session_ttl: float = 7 * 86400.0
     ping_interval: float = 10.0
+    max_tokens_cap: int = 0
     watch: bool = True
     min_context: int = 32768
     poll_interval: float = 5.0
@@ -146,6 +156,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "session_max_nodes": _positive(int),
     "session_ttl": _positive(float),
     "ping_interval": _positive(float),
+    "max_tokens_cap": _non_negative_int,
     "watch": _bool,
     "min_context": _positive(int),
     "poll_interval": _positive(float),

@@ -17,8 +17,8 @@ from .protocol.errors import AnthropicError, invalid
 from .protocol.models import map_model, models_page
 from .protocol.request import MessagesRequest, parse_json, validate_messages_request
 from .protocol.stream import StreamConverter
-from .protocol.tokens import estimate_tokens
-from .protocol.translate import TranslateOptions
+from .protocol.tokens import count_text, estimate_tokens
+from .protocol.translate import TranslateOptions, system_text
 from .protocol.turn import plan_turn
 from .sessions import (
     SessionConfig,
@@ -73,6 +73,10 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
     async def messages(sid: str | None = None) -> Response:
         path_id = check_session_id(sid) if sid is not None else None
         req = validate_messages_request(await _read_json())
+        cap = settings.max_tokens_cap
+        capped = bool(cap and req.max_tokens is not None and req.max_tokens > cap)
+        if capped:
+            req.max_tokens = cap  # a local model that rambles must not run for an hour
         session = session_id_of(request.headers, req.metadata, path_id)
         key_agent = agent_id_of(request.headers)
         config = store.config(path_id, session)
@@ -91,7 +95,7 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         _log_dropped_tools(req)
         converter = StreamConverter(
             message_id=new_message_id(), model=req.model, input_tokens=estimate,
-            stop_sequences=req.stop_sequences,
+            stop_sequences=req.stop_sequences, capped=capped,
         )
         exchange = Exchange(daemon.upstream, plan, converter, store=store, key=key,
                             stream=req.stream, dialect=dialect,
@@ -126,8 +130,14 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         if sid is not None:
             check_session_id(sid)
         req = validate_messages_request(await _read_json(), count_only=True)
-        return json_response({"input_tokens": estimate_tokens(req.system, req.messages,
-                                                              req.tools)})
+        counted = None
+        if await daemon.dialect() == "chat":  # servers with a tokenizer endpoint
+            counted = await daemon.upstream.count_tokens(count_text(
+                system_text(req.system, strip_billing=settings.strip_billing_header),
+                req.messages, req.tools))
+        if counted is None:
+            counted = estimate_tokens(req.system, req.messages, req.tools)
+        return json_response({"input_tokens": counted})
 
     @app.get("/v1/models")
     @app.get("/session/<sid>/v1/models")

@@ -45,6 +45,7 @@ class Upstream:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
         )
         self._models: tuple[float, list[str], list[str]] | None = None
+        self._tokenizer: str | None = None  # "extras" | "tokenize" | "none", once known
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -54,6 +55,7 @@ class Upstream:
         self.base_url = url.rstrip("/")
         self.client.base_url = httpx.URL(self.base_url)
         self._models = None
+        self._tokenizer = None
 
     def _unreachable(self, exc: Exception) -> AnthropicError:
         reason = str(exc) or type(exc).__name__
@@ -163,6 +165,29 @@ class Upstream:
             batch = [e for sse in decoder.feed(chunk) if (e := _parse_event(sse.event, sse.data))]
             if batch:
                 yield batch
+
+    async def count_tokens(self, text: str) -> int | None:
+        """Count with the upstream's own tokenizer, where it has one: llama-cpp-python's
+        ``/extras/tokenize/count`` or llama-server's ``/tokenize``. None otherwise."""
+        for name, path, body in (("extras", "/extras/tokenize/count", {"input": text}),
+                                 ("tokenize", "/tokenize", {"content": text})):
+            if self._tokenizer not in (None, name):
+                continue
+            try:
+                answer = await self.client.post(path, json=body, timeout=10.0)
+                data = answer.json() if answer.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                data = None
+            count = (data or {}).get("count")
+            if count is None and isinstance((data or {}).get("tokens"), list):
+                count = len(data["tokens"])
+            if isinstance(count, int):
+                self._tokenizer = name
+                return count
+            if self._tokenizer == name:
+                return None  # it worked before: a passing failure, not a missing endpoint
+        self._tokenizer = "none"
+        return None
 
     async def models(self) -> tuple[list[str], list[str]]:
         """(loaded model ids, all model ids the upstream lists), cached briefly.

@@ -54,8 +54,13 @@ class StreamConverter:
         model: str,
         input_tokens: int,
         stop_sequences: list[str] | tuple[str, ...] = (),
+        capped: bool = False,
     ) -> None:
         self.message_id = message_id
+        # lmsd lowered the client's max_tokens (max_tokens_cap): a reply cut there did not
+        # reach the client's limit, so it ends as end_turn (Claude Code would otherwise
+        # report its own output limit as exceeded and retry).
+        self.capped = capped
         self.model = model
         self.estimate = input_tokens
         self.stop_sequences = tuple(stop_sequences)
@@ -443,7 +448,7 @@ class StreamConverter:
         reason = (response.get("incomplete_details") or {}).get("reason")
         if reason == "content_filter":
             return self._complete("refusal")
-        return self._complete("max_tokens")
+        return self._complete("end_turn" if self.capped else "max_tokens")
 
     def _on_failed(self, event: Event) -> list[Event]:
         response = event.get("response") or {}

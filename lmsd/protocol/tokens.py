@@ -93,3 +93,32 @@ def context_usage(upstream: dict[str, Any] | None, estimate: int) -> tuple[int, 
     if total * 2 < estimate:
         return max(estimate - cached, 0), min(cached, estimate)
     return total - cached, cached
+
+
+def count_text(system: str, messages: list[dict[str, Any]],
+               tools: list[dict[str, Any]] | None) -> str:
+    """The text a tokenizer endpoint counts for ``count_tokens``: the system prompt, the
+    tool definitions as JSON, and every message's text (a close stand-in for the
+    rendered prompt, which only the server's template knows exactly)."""
+    parts = [system] if system else []
+    parts += [json.dumps(t, ensure_ascii=False) for t in tools or ()]
+    for message in messages:
+        parts.append(_message_text(message.get("content")))
+    return "\n".join(p for p in parts if p)
+
+
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    pieces = []
+    for block in content or ():
+        kind = block.get("type")
+        if kind == "text":
+            pieces.append(block.get("text", ""))
+        elif kind == "tool_use":
+            pieces.append(json.dumps(block.get("input", {}), ensure_ascii=False))
+        elif kind == "tool_result":
+            pieces.append(_message_text(block.get("content")))
+        elif kind == "thinking":
+            pieces.append(block.get("thinking", ""))
+    return "\n".join(pieces)

@@ -367,3 +367,23 @@ async def test_bad_session_config(http):
     response = await http.put("/session/s/config", json={"allowedTools": "Bash"})
     assert response.status_code == 400
     assert "allowedTools" in response.json()["error"]["message"]
+
+
+async def test_max_tokens_cap(start_lmsd, emulator):
+    server = await start_lmsd(emulator.url, max_tokens_cap="64")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await http.post("/v1/messages", json={"model": "claude-x", "max_tokens": 32000,
+                                              "messages": user("x")})
+        await http.post("/v1/messages", json={"model": "claude-x", "max_tokens": 10,
+                                              "messages": user("x")})
+    assert [g.body["max_output_tokens"] for g in emulator.generations] == [64, 10]
+    # a reply cut at the cap did not reach the client's limit: end_turn, not max_tokens
+    emulator.script(Reply(Text("cut at the cap"), incomplete=True),
+                    Reply(Text("cut at the client's own limit"), incomplete=True))
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        capped = await http.post("/v1/messages", json={
+            "model": "claude-x", "max_tokens": 32000, "messages": user("x")})
+        own = await http.post("/v1/messages", json={
+            "model": "claude-x", "max_tokens": 10, "messages": user("x")})
+    assert capped.json()["stop_reason"] == "end_turn"
+    assert own.json()["stop_reason"] == "max_tokens"

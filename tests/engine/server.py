@@ -1,0 +1,77 @@
+"""A real llama.cpp engine for tests: llama-cpp-python's server on a tiny generated model.
+
+The engine lives in its own venv (``LMSD_ENGINE_PYTHON``, else ``.venv-engine``), which
+``.ci/run`` builds. Without it the engine tests skip, unless ``LMSD_REQUIRE_ENGINE=1``
+(CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache" / "engine"
+MODEL_ALIAS = "tiny-llama"
+
+
+def engine_python() -> str:
+    path = os.environ.get("LMSD_ENGINE_PYTHON") or str(ROOT / ".venv-engine/bin/python")
+    ok = Path(path).exists() and subprocess.run(
+        [path, "-c", "import llama_cpp.server, gguf, tokenizers"], capture_output=True,
+        check=False).returncode == 0
+    if not ok:
+        reason = f"no llama-cpp-python engine at {path} (bash .ci/run builds it)"
+        if os.environ.get("LMSD_REQUIRE_ENGINE") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def model_path() -> Path:
+    """The tiny model, generated once (about 2 s) and cached under .cache/engine."""
+    path = CACHE / "tiny.gguf"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial_path = path.with_suffix(".partial")
+        subprocess.run([engine_python(), str(ROOT / "tests/engine/make_model.py"),
+                        str(partial_path)], check=True, capture_output=True)
+        partial_path.rename(path)
+    return path
+
+
+async def _kill(process: trio.Process) -> None:
+    process.send_signal(signal.SIGKILL)  # SIGTERM does not stop it mid-generation
+
+
+async def start_engine(nursery: trio.Nursery, *, n_ctx: int = 32768) -> str:
+    """Serve the tiny model on a free port until the nursery ends; return its URL."""
+    import socket
+
+    python, model = engine_python(), model_path()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [python, "-m", "llama_cpp.server", "--model", str(model), "--model_alias",
+            MODEL_ALIAS, "--n_ctx", str(n_ctx), "--n_threads", "2", "--n_threads_batch", "2",
+            "--flash_attn", "true", "--interrupt_requests", "false", "--host", "127.0.0.1",
+            "--port", str(port)]
+    await nursery.start(partial(trio.run_process, args, check=False, deliver_cancel=_kill,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(60):
+            while True:
+                try:
+                    if (await http.get(f"{url}/v1/models")).status_code == 200:
+                        return url
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.1)
