@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import trio
 
-from . import __version__, client, doctor
+from . import __version__, client, doctor, service
 from .config import PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
 from .log import setup as setup_logging
 
@@ -93,9 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _serve_parser(sub)
     _client_parsers(sub)
     doctor.add_parser(sub)
+    service.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor.run(args)  # it reports a bad config as one of its checks
+    if args.command == "service":
+        return service.run(args)
     flags = {k: v for k, v in vars(args).items() if k in PARSERS}
     try:
         settings = load_settings(flags)

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ PLACEHOLDER = "@LMSD_EXEC@"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT = 120.0  # `enable --now` waits for READY=1
 HEALTH_TIMEOUT = 2.0
+UNLOAD_TIMEOUT = 50.0  # the plist's ExitTimeOut (45 s) and a margin
 NOT_RUNNING = 3  # status: installed or not, the daemon is not running and healthy
 SYSTEM_PATH = ("/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin",
                "/sbin")
@@ -259,7 +261,7 @@ def systemd_show() -> dict[str, str]:
         if "connect to bus" in why.lower():
             raise unavailable("systemd", f"systemctl --user cannot reach a user manager: {why}")
         raise unavailable("systemd", f"systemctl --user show failed: {why}")
-    state = {}
+    state: dict[str, str] = {}
     for line in done.stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep:
@@ -299,7 +301,9 @@ def systemd_uninstall(act: Actions) -> int:
 def systemd_status(settings: Settings) -> int:
     state = systemd_show()
     if state.get("LoadState") in ("not-found", "", None):
-        print(f"{UNIT}: not installed ({systemd_unit_path()} does not exist)")
+        path = systemd_unit_path()
+        print(f"{UNIT}: not loaded ({path} exists; run systemctl --user daemon-reload)"
+              if path.exists() else f"{UNIT}: not installed ({path} does not exist)")
     else:
         pid = state.get("MainPID", "0")
         print(f"{UNIT}: {state.get('ActiveState', '?')} ({state.get('SubState', '?')})"
@@ -324,6 +328,17 @@ def launchd_print() -> subprocess.CompletedProcess[str]:
     return query(["launchctl", "print", _target()])
 
 
+def _bootout(act: Actions, loaded: bool | None) -> None:
+    """Unload the agent (``loaded`` is None in a dry run: unknown) and wait until it is
+    gone: launchd refuses to bootstrap a label whose process is still draining."""
+    act.run(["launchctl", "bootout", _target()], " (if it is loaded)" if loaded is None else "")
+    if act.dry_run:
+        return
+    deadline = time.monotonic() + UNLOAD_TIMEOUT
+    while launchd_print().returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def launchd_install(act: Actions, command: Sequence[str], home: Path) -> int:
     path = launchd_plist_path(home)
     content = render_launchd(command, home)
@@ -331,11 +346,10 @@ def launchd_install(act: Actions, command: Sequence[str], home: Path) -> int:
     changed = act.write(path, content)
     act.mkdir(launchd_log_dir(home))
     if changed or not loaded:
-        if loaded or loaded is None:
-            act.run(["launchctl", "bootout", _target()], " (if it is loaded)" if act.dry_run
-                    else "")
+        if loaded is not False:
+            _bootout(act, loaded)
         act.run(["launchctl", "bootstrap", f"gui/{os.getuid()}", str(path)])
-    act.run(["launchctl", "kickstart", _target()])
+    act.run(["launchctl", "kickstart", _target()])  # starts it unless it runs already
     if not act.dry_run:
         print(f"lmsd runs as {_target()}; logs: {launchd_log_dir(home)}")
     return 0
@@ -344,12 +358,12 @@ def launchd_install(act: Actions, command: Sequence[str], home: Path) -> int:
 def launchd_uninstall(act: Actions, home: Path) -> int:
     path = launchd_plist_path(home)
     loaded = None if act.dry_run else launchd_print().returncode == 0
-    if not loaded and not path.exists():
+    if loaded is False and not path.exists():
         print(f"not installed: {path} does not exist")
         return 0
-    if loaded or loaded is None:
-        act.run(["launchctl", "bootout", _target()], " (if it is loaded)" if act.dry_run
-                else "")
+    if loaded is not False:
+        act.run(["launchctl", "bootout", _target()],
+                " (if it is loaded)" if loaded is None else "")
     if path.exists():
         act.remove(path)
     return 0
