@@ -75,7 +75,8 @@ def chat_messages(message: dict[str, Any]) -> list[dict[str, Any]]:
             tool_images += [_image_part_from_url(p) for p in attached]
         # thinking / redacted_thinking: not sent (see translate.message_items)
     if role == "assistant":
-        out: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
+        # "" rather than null: llama-cpp-python rejects a null content beside tool_calls
+        out: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts)}
         if calls:
             out["tool_calls"] = calls
         return [out] if texts or calls else []

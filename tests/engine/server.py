@@ -63,8 +63,9 @@ async def start_engine(nursery: trio.Nursery, *, n_ctx: int = 32768) -> str:
             MODEL_ALIAS, "--n_ctx", str(n_ctx), "--n_threads", "2", "--n_threads_batch", "2",
             "--flash_attn", "true", "--interrupt_requests", "false", "--host", "127.0.0.1",
             "--port", str(port)]
+    log = open(os.environ.get("LMSD_ENGINE_LOG", os.devnull), "ab")  # noqa: SIM115
     await nursery.start(partial(trio.run_process, args, check=False, deliver_cancel=_kill,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                stdout=log, stderr=log))
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as http:
         with trio.fail_after(60):

@@ -68,6 +68,8 @@ def test_tool_choice_images_and_tool_result_images():
                                               "type": "base64", "media_type": "image/png",
                                               "data": png}}]}]}]}
     out = chat(raw)
+    assert out["messages"][1] == {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "Shot", "arguments": "{}"}}]}
     assert out["tool_choice"] == {"type": "function", "function": {"name": "Shot"}}
     assert out["parallel_tool_calls"] is False
     assert out["messages"][0]["content"][1] == {
