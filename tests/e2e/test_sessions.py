@@ -346,3 +346,23 @@ async def test_counters_per_session(client, emulator, lmsd):
     assert stats.items_sent < stats.items_full
     assert stats.tokens_sent < stats.tokens_full
     assert stats.last_response_id == emulator.generations[-1].response_id
+
+
+async def test_a_responses_server_without_chaining_switches_chaining_off(client, emulator,
+                                                                         lmsd):
+    """llama.cpp's /v1/responses refuses previous_response_id: lmsd resends the turn in
+    full at once, says so once, and stops trying to chain on that upstream."""
+    emulator.stateless = True
+    emulator.script(*tool_turns(3))
+    chat = Conversation(client)
+    with lmsd.daemon.bus.subscribe(types=("upstream.chaining_unsupported",)) as sub:
+        await chat.send("start")
+        await chat.send()
+        await chat.send()
+        notice = await sub.next()
+    assert notice["type"] == "upstream.chaining_unsupported"
+    bodies = [g.body for g in emulator.generations]
+    assert ["previous_response_id" in b for b in bodies] == [False, True, False, False]
+    assert emulator.generations[1].status == 400
+    async with httpx.AsyncClient(base_url=lmsd.admin_url) as http:
+        assert (await http.get("/status")).json()["upstream"]["chaining"] is False

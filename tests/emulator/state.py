@@ -187,6 +187,7 @@ class Emulator:
         self.chunk_size = chunk_size
         self.load_delay = 0.0  # seconds POST /api/v1/models/load takes
         self.fail_loads = 0  # how many of the next loads fail with HTTP 500
+        self.stateless = False  # refuse previous_response_id, as llama.cpp's server does
         self.url: str | None = None  # set by serve_emulator
         self.log: list[RequestRecord] = []
         self.responses: dict[str, StoredResponse] = {}
@@ -289,6 +290,10 @@ class Emulator:
         record.previous_response_id = prev_id = body.get("previous_response_id")
         history: list[Item] = []
         instructions = body.get("instructions")
+        if prev_id is not None and self.stateless:
+            raise ApiError(  # llama.cpp's /v1/responses
+                "This server does not support 'previous_response_id'",
+                param="previous_response_id", code="unsupported_parameter")
         if prev_id is not None:
             prev = self.responses.get(prev_id)
             if prev is None:
