@@ -31,7 +31,7 @@ import trio
 
 from .client import ANY_HOST, GREEN, RED, RESET, YELLOW, local_url, use_color
 from .config import ConfigError, Settings, env_name, load_settings
-from .discovery import Found, discover
+from .discovery import Found, discover, probe
 from .lms import LmsCli
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -152,6 +152,19 @@ async def _models(client: httpx.AsyncClient, url: str,
                   for m in llms if m.get("state") == "loaded"]
         return loaded, [m["id"] for m in llms]
     return None
+
+
+async def check_api(settings: Settings, found: Found, client: httpx.AsyncClient) -> Result:
+    """Which API lmsd speaks to the upstream, and why (as the daemon decides it)."""
+    if settings.upstream_api != "auto":
+        return Result("api", OK, f"{settings.upstream_api} (configured: upstream_api)")
+    if not found.reachable:
+        return Result("api", SKIP, "decided when the upstream first answers")
+    if await probe(client, found.url):
+        return Result("api", OK, "responses, with previous_response_id chaining "
+                      "(LM Studio answered /lmstudio-greeting)")
+    return Result("api", OK, "chat completions, the full history every turn (not LM "
+                  "Studio: the portable /v1/chat/completions)")
 
 
 async def check_models(settings: Settings, found: Found, client: httpx.AsyncClient) -> Result:
@@ -497,7 +510,8 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
 
         async def lmstudio() -> list[Result]:
             first, found = await check_lmstudio(settings, env, upstream)
-            return [first, await check_models(settings, found, upstream)]
+            return [first, await check_api(settings, found, upstream),
+                    await check_models(settings, found, upstream)]
 
         async def one(make: Callable[[], Awaitable[Result]]) -> list[Result]:
             return [await make()]

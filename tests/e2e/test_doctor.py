@@ -85,17 +85,19 @@ async def test_everything_fine_against_the_emulator(emulator, tmp_path):
            'case "$2" in is-enabled) echo enabled;; is-active) echo active;; esac\n')
     results = await diagnose(settings, shell(tmp_path, settings))
     assert [r.check for r in results] == [
-        "lmstudio", "model", "proxy_port", "admin_port", "state_dir", "service", "base_url",
-        "attribution_header", "auth_token", "claude"]
+        "lmstudio", "api", "model", "proxy_port", "admin_port", "state_dir", "service",
+        "base_url", "attribution_header", "auth_token", "claude"]
     assert all(r.status == "ok" and r.fix is None for r in results), results
-    lmstudio = results[0]
+    lmstudio, api = results[0], results[1]
     assert lmstudio.detail == f"LM Studio at {emulator.url} (found by: config) answers"
+    assert api.detail.startswith("responses, with previous_response_id chaining")
 
 
 async def test_unreachable_lmstudio_fails_and_skips_the_model_check(tmp_path, dead_port):
     settings = settings_for(tmp_path, f"http://127.0.0.1:{dead_port}")
     results = await diagnose(settings, shell(tmp_path, settings))
-    lmstudio, model = results[0], results[1]
+    lmstudio, api, model = results[0], results[1], results[2]
+    assert api.status == "skip"
     assert lmstudio.status == "fail"
     assert "not reachable" in lmstudio.detail and "(found by: config)" in lmstudio.detail
     assert "lms server start" in lmstudio.fix and f"127.0.0.1:{dead_port}" in lmstudio.fix
@@ -470,7 +472,7 @@ async def test_run_prints_one_line_per_check_and_exits_0_on_warnings(emulator, t
     code = await trio.to_thread.run_sync(doctor.run, args)
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert len(lines) == 10
+    assert len(lines) == 11
     assert lines[0].startswith("ok   lmstudio ") and emulator.url in lines[0]
     service = next(line for line in lines if " service " in line)
     assert service.startswith("warn service ") and "; fix: " in service  # no systemctl
@@ -499,7 +501,7 @@ async def test_run_json(tmp_path, monkeypatch, capsys, dead_port):
                                                                  json=True))
     data = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 10
+    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 11
     by_check = {entry["check"]: entry for entry in data}
     assert by_check["lmstudio"]["status"] == "fail"
     assert by_check["model"]["status"] == "skip"
