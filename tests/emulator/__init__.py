@@ -1,4 +1,5 @@
-"""Test-only LM Studio emulator (OpenAI-compatible /v1/responses plus model endpoints).
+"""Test-only LM Studio emulator (OpenAI-compatible /v1/responses and /v1/chat/completions
+plus model endpoints).
 
     emu = Emulator()
     emu.script(Reply(Reasoning("hmm"), Text("hi"), Call("Bash", {"command": "ls"})))

@@ -14,6 +14,7 @@ from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from .chat import chat_plain, chat_stream, plan_chat
 from .events import DELTA_EVENTS, Event, build_output, new_response_id, response_object, sse
 from .script import Fault
 from .state import Emulator, Plan, RequestRecord
@@ -229,6 +230,21 @@ def create_app(emu: Emulator) -> QuartTrio:
                 headers={"Cache-Control": "no-cache"},
             )
         return await plain_body(emu, plan, fault)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions() -> Response:
+        record = current_record()
+        try:
+            plan = plan_chat(emu, record, await read_json(record))
+        except ApiError as error:
+            return error_response(record, error)
+        if record.stream:
+            return Response(
+                chat_stream(emu, plan),
+                content_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        return json_response(await chat_plain(emu, plan))
 
     @app.errorhandler(404)
     @app.errorhandler(405)
