@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import sys
 import time
@@ -15,23 +14,21 @@ import httpx
 import trio
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.processes import free_port, wait_until_answering  # noqa: E402
+
+__all__ = ["ROOT", "free_port", "lmsd_command", "percentile", "process", "summary",
+           "timed_stream"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def wait_http(url: str, timeout: float = 20.0) -> None:
-    async with httpx.AsyncClient() as client:
-        with trio.fail_after(timeout):
-            while True:
-                try:
-                    await client.get(url)
-                    return
-                except httpx.TransportError:
-                    await trio.sleep(0.05)
+def lmsd_command(port: int, admin_port: int, upstream: str, state: str,
+                 *extra: str) -> list[str]:
+    """``lmsd serve`` for a benchmark: its own ports and state dir, warnings only."""
+    return [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
+            "--admin-listen", f"127.0.0.1:{admin_port}", "--upstream", upstream,
+            "--state-dir", str(ROOT / "bench/out" / state), "--log-level", "warning",
+            "--no-watch", *extra]
 
 
 @asynccontextmanager
@@ -41,7 +38,7 @@ async def process(args: list[str], ready_url: str) -> AsyncIterator[trio.Process
     async with trio.open_nursery() as nursery:
         proc: trio.Process = await nursery.start(partial_run(args, env))
         try:
-            await wait_http(ready_url)
+            await wait_until_answering(ready_url)
             yield proc
         finally:
             proc.terminate()

@@ -23,7 +23,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, free_port, percentile, process
+from bench.common import free_port, lmsd_command, percentile, process
 from lmsd.server import KEEP_ALIVE_SECONDS
 from tests.emulator import Emulator, serve_emulator
 
@@ -75,10 +75,7 @@ async def main(sessions: int, turns: int) -> None:
         emu_url = await serve_emulator(nursery, emu)
         port, admin_port = free_port(), free_port()
         admin = f"http://127.0.0.1:{admin_port}"
-        args = [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
-                "--admin-listen", f"127.0.0.1:{admin_port}", "--upstream", emu_url,
-                "--state-dir", str(ROOT / "bench/out" / f"load-{time.time()}"),
-                "--log-level", "warning", "--no-watch"]
+        args = lmsd_command(port, admin_port, emu_url, f"load-{time.time()}")
         async with process(args, f"{admin}/healthz") as proc:
             before = proc_stats(proc.pid)
             before_tasks = (await admin_status(admin))["trio_tasks"]

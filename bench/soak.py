@@ -17,21 +17,19 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, free_port, process
+from bench.common import free_port, lmsd_command, process
 from bench.load import admin_status, proc_stats, session
 from tests.emulator import Emulator, serve_emulator
 
 
-async def main(minutes: float, sessions: int, rate: float) -> None:
+async def main(minutes: float, sessions: int, rate: float, max_nodes: int) -> None:
     emu = Emulator(token_delay=0.002)
     async with trio.open_nursery() as nursery:
         emu_url = await serve_emulator(nursery, emu)
         port, admin_port = free_port(), free_port()
         admin = f"http://127.0.0.1:{admin_port}"
-        args = [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
-                "--admin-listen", f"127.0.0.1:{admin_port}", "--upstream", emu_url,
-                "--state-dir", str(ROOT / "bench/out" / f"soak-{time.time()}"),
-                "--log-level", "warning", "--no-watch"]
+        args = lmsd_command(port, admin_port, emu_url, f"soak-{time.time()}",
+                            "--session-max-nodes", str(max_nodes))
         async with process(args, f"{admin}/healthz") as proc:
             samples: list[tuple[float, float, str]] = []
             errors: list[str] = []
@@ -73,5 +71,7 @@ if __name__ == "__main__":
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    parser.add_argument("--max-nodes", type=int, default=10_000,
+                        help="lmsd's session_max_nodes (small values show the plateau)")
     args = parser.parse_args()
-    trio.run(main, args.minutes, args.sessions, args.rate)
+    trio.run(main, args.minutes, args.sessions, args.rate, args.max_nodes)

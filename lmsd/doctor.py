@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from .client import ANY_HOST, GREEN, RED, RESET, YELLOW, local_url, use_color
 from .config import ConfigError, Settings, env_name, load_settings
 from .discovery import Found, discover, probe
 from .lms import LmsCli
+from .processes import run_bounded
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
@@ -69,28 +69,12 @@ class _Model:
 # -- running programs -------------------------------------------------------------------------
 
 
-async def _kill_group(proc: trio.Process) -> None:
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except OSError:
-        pass
-
-
 async def _execute(argv: list[str], env: Mapping[str, str],
                    timeout: float) -> tuple[int, str, str]:
     """Run ``argv`` (no shell): exit status, stdout, stderr. OSError, TimeoutError."""
-    with trio.move_on_after(timeout):
-        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
-                                      check=False, env=dict(env),
-                                      start_new_session=os.name == "posix",
-                                      deliver_cancel=_kill_group)
-        return (done.returncode, done.stdout.decode("utf-8", "replace").strip(),
-                done.stderr.decode("utf-8", "replace").strip())
-    command = " ".join([Path(argv[0]).name, *argv[1:]])
-    raise TimeoutError(f"`{command}` did not finish within {timeout:g} s")
+    done = await run_bounded(argv, timeout=timeout, env=env)
+    return (done.returncode, done.stdout.decode("utf-8", "replace").strip(),
+            done.stderr.decode("utf-8", "replace").strip())
 
 
 def _last_line(*texts: str) -> str:

@@ -16,12 +16,11 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import trio
+from .processes import run_bounded
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -34,17 +33,6 @@ class LmsError(Exception):
 
 class LmsNotFound(LmsError):
     """No ``lms`` binary: not at the given path, not on PATH, not in LM Studio's home."""
-
-
-async def _kill_group(proc: trio.Process) -> None:
-    """Kill ``proc`` and anything it started in its session (SIGKILL, no grace period)."""
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except OSError:
-        pass
 
 
 def _last_line(text: str) -> str:
@@ -114,22 +102,13 @@ class LmsCli:
             where = f"at {self.path!r}" if self.path else "on PATH or in LM Studio's home"
             raise LmsNotFound(f"the lms CLI was not found {where}; is LM Studio installed?")
         limit = self.timeout if timeout is None else timeout
-        command: Sequence[str] = [binary, *args]
-        with trio.move_on_after(limit) as scope:
-            try:
-                return await trio.run_process(
-                    command,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                    env=self.env,
-                    start_new_session=os.name == "posix",
-                    deliver_cancel=_kill_group,
-                )
-            except OSError as exc:
-                raise LmsError(f"could not run {binary}: {exc}") from None
-        assert scope.cancelled_caught
-        raise LmsError(f"`lms {' '.join(args)}` did not finish within {limit:g} s; killed it")
+        try:
+            return await run_bounded([binary, *args], timeout=limit, env=self.env)
+        except TimeoutError:
+            raise LmsError(f"`lms {' '.join(args)}` did not finish within {limit:g} s; "
+                           f"killed it") from None
+        except OSError as exc:
+            raise LmsError(f"could not run {binary}: {exc}") from None
 
     async def _checked(self, *args: str, timeout: float | None = None) -> str:
         """Run ``lms *args``; its stdout. A non-zero exit raises LmsError."""

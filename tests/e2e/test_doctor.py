@@ -430,7 +430,8 @@ async def test_claude_hanging_is_killed(tmp_path, monkeypatch):
     script(tmp_path / "bin" / "claude", f"exec {sleep} 30\n")
     with trio.fail_after(5):
         result = await doctor.check_claude({"PATH": str(tmp_path / "bin")})
-    assert result == Result("claude", "warn", "`claude --version` did not finish within 0.5 s",
+    assert result == Result("claude", "warn", "`claude --version` did not finish within 0.5 s; "
+                            "killed it",
                             f"run `{tmp_path / 'bin' / 'claude'} --version` to see why")
 
 
