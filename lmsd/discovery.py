@@ -154,6 +154,7 @@ async def discover(
     lms: LmsCli | None,
     home: Path | None = None,
     host: str = "127.0.0.1",
+    quiet: bool = False,
 ) -> Found:
     """Where LM Studio is: ``configured`` unless it is "auto", else the first source
     that answers the greeting (see the module docstring). ``home`` stands for ``~``.
@@ -162,5 +163,6 @@ async def discover(
     hanging lms is bounded by ``lms.timeout``. Logs one ``upstream.discovered`` event.
     """
     found = await _discover(configured, client, lms, home, host)
-    event("upstream.discovered", url=found.url, source=found.source, reachable=found.reachable)
+    event("upstream.discovered", level=logging.DEBUG if quiet else logging.INFO,
+          url=found.url, source=found.source, reachable=found.reachable)
     return found

@@ -165,7 +165,7 @@ async def serve(
     async def rediscover() -> None:
         if settings.upstream != "auto":
             return
-        again = await discover("auto", client=upstream.client, lms=lms)
+        again = await discover("auto", client=upstream.client, lms=lms, quiet=True)
         if again.reachable and again.url != upstream.base_url:
             upstream.set_base_url(again.url)
             discovery["source"] = again.source
