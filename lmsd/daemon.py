@@ -58,6 +58,8 @@ class Daemon:
                     return "responses"  # nothing answers yet: decide once it does
                 self.dialect_for = (url, "chat", "not LM Studio: the portable "
                                     "/v1/chat/completions")
+            self.upstream.name = ("LM Studio" if self.dialect_for[1] == "responses"
+                                  else "the upstream server")
             event("upstream.dialect", url=url, dialect=self.dialect_for[1],
                   why=self.dialect_for[2])
         return self.dialect_for[1]

@@ -43,8 +43,9 @@ async def upstream_model(daemon: Daemon, requested: str, config: SessionConfig) 
     if not loaded:
         raise AnthropicError(
             "api_error",
-            f"LM Studio at {daemon.upstream.base_url} has no model loaded: load one in "
-            f"LM Studio (or `lms load <model>`), or set `model` in lmsd's config",
+            f"{daemon.upstream.name} at {daemon.upstream.base_url} has no model loaded: "
+            f"load one (in LM Studio, or `lms load <model>`), or set `model` in lmsd's "
+            f"config",
             503,
         )
     return loaded[0]
@@ -96,6 +97,7 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         converter = StreamConverter(
             message_id=new_message_id(), model=req.model, input_tokens=estimate,
             stop_sequences=req.stop_sequences, capped=capped,
+            upstream_name=daemon.upstream.name,
         )
         exchange = Exchange(daemon.upstream, plan, converter, store=store, key=key,
                             stream=req.stream, dialect=dialect,

@@ -1,4 +1,5 @@
-"""The HTTP client for LM Studio: ``POST /v1/responses`` streams, and model listings.
+"""The HTTP client for the upstream (LM Studio, or any OpenAI-compatible server):
+``/v1/responses`` and ``/v1/chat/completions`` streams, and model listings.
 
 Streams stay on HTTP/1.1 so that closing one really cancels the upstream request
 (httpcore sends no RST_STREAM on HTTP/2). Transport failures become AnthropicErrors
@@ -36,6 +37,7 @@ class Upstream:
         max_connections: int = 256,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.name = "LM Studio"  # how errors name it; "the upstream" for other servers
         self.read_timeout = read_timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(
@@ -60,8 +62,31 @@ class Upstream:
     def _unreachable(self, exc: Exception) -> AnthropicError:
         reason = str(exc) or type(exc).__name__
         return AnthropicError(
-            "api_error", f"LM Studio is not reachable at {self.base_url}: {reason}", 503
+            "api_error", f"{self.name} is not reachable at {self.base_url}: {reason}", 503
         )
+
+    @asynccontextmanager
+    async def _post_stream(self, path: str, body: dict[str, Any]
+                           ) -> AsyncIterator[httpx.Response]:
+        """POST and stream the answer, retrying once when a pooled keep-alive connection
+        turns out to be dead before any response (the server closed it as we reused
+        it): nothing was processed, so the retry is safe."""
+        for attempt in (1, 2):
+            manager = self.client.stream("POST", path, json=body)
+            try:
+                response = await manager.__aenter__()
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                if attempt == 2:
+                    raise
+                continue
+            try:
+                yield response
+            except BaseException as exc:
+                if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+                    raise
+            else:
+                await manager.__aexit__(None, None, None)
+            return
 
     @asynccontextmanager
     async def responses_stream(
@@ -74,7 +99,7 @@ class Upstream:
         mid-stream raise AnthropicError from the iterator.
         """
         try:
-            async with self.client.stream("POST", "/v1/responses", json=body) as response:
+            async with self._post_stream("/v1/responses", body) as response:
                 if response.status_code != 200:
                     raw = await response.aread()
                     raise self._http_error(response.status_code, raw, estimate)
@@ -84,13 +109,14 @@ class Upstream:
         except httpx.TimeoutException as exc:
             raise AnthropicError(
                 "api_error",
-                f"LM Studio at {self.base_url} did not answer within "
+                f"{self.name} at {self.base_url} did not answer within "
                 f"{self.read_timeout:g} s ({type(exc).__name__})",
                 504,
             ) from None
         except httpx.TransportError as exc:
             raise AnthropicError(
-                "api_error", f"the connection to LM Studio failed: {exc or type(exc).__name__}",
+                "api_error", f"the connection to {self.name} failed: "
+                f"{exc or type(exc).__name__}",
                 502,
             ) from None
 
@@ -104,8 +130,7 @@ class Upstream:
         prompt) is asked again without streaming, so the real error surfaces.
         """
         try:
-            async with self.client.stream("POST", "/v1/chat/completions",
-                                          json=body) as response:
+            async with self._post_stream("/v1/chat/completions", body) as response:
                 if response.status_code != 200:
                     raw = await response.aread()
                     raise self._http_error(response.status_code, raw, estimate)
@@ -114,11 +139,11 @@ class Upstream:
             raise self._unreachable(exc) from None
         except httpx.TimeoutException as exc:
             raise AnthropicError(
-                "api_error", f"the upstream at {self.base_url} did not answer within "
+                "api_error", f"{self.name} at {self.base_url} did not answer within "
                 f"{self.read_timeout:g} s ({type(exc).__name__})", 504) from None
         except httpx.TransportError as exc:
             raise AnthropicError(
-                "api_error", f"the connection to the upstream failed: "
+                "api_error", f"the connection to {self.name} failed: "
                 f"{exc or type(exc).__name__}", 502) from None
 
     async def _chat_events(self, response: httpx.Response, body: dict[str, Any],
@@ -139,7 +164,11 @@ class Upstream:
     async def _chat_retry_plain(self, body: dict[str, Any], adapter: ChatStreamAdapter,
                                 estimate: int) -> list[dict[str, Any]]:
         plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-        answer = await self.client.post("/v1/chat/completions", json=plain)
+        # A fresh connection: llama-cpp-python resets the one that carried the empty
+        # stream, and the pool would hand that one out again.
+        async with httpx.AsyncClient(base_url=self.base_url, headers=self.client.headers,
+                                     timeout=self.client.timeout) as fresh:
+            answer = await fresh.post("/v1/chat/completions", json=plain)
         if answer.status_code != 200:
             raise self._http_error(answer.status_code, answer.content, estimate)
         event("upstream.empty_stream", level=30, url=self.base_url,
@@ -149,14 +178,13 @@ class Upstream:
             {**c, "delta": c.get("message") or {}} for c in data.get("choices") or ()]}))
         return events + adapter.feed("[DONE]")
 
-    @staticmethod
-    def _http_error(status: int, raw: bytes, estimate: int) -> AnthropicError:
+    def _http_error(self, status: int, raw: bytes, estimate: int) -> AnthropicError:
         try:
             payload: Any = json.loads(raw)
         except ValueError:
             payload = raw.decode("utf-8", "replace")
         message, code = upstream_message(payload)
-        return from_upstream(status, message, code, estimate=estimate)
+        return from_upstream(status, message, code, estimate=estimate, name=self.name)
 
     @staticmethod
     async def _events(response: httpx.Response) -> AsyncIterator[list[dict[str, Any]]]:

@@ -69,5 +69,6 @@ class MessageAccumulator:
         if error is not None or self.error is not None:
             raise error or self.error  # type: ignore[misc]
         if self.message is None or self.message.get("stop_reason") is None:
-            raise AnthropicError("api_error", "LM Studio ended the response before it was complete")
+            raise AnthropicError("api_error", "the upstream ended the response before it was "
+                                 "complete")
         return self.message

@@ -96,7 +96,8 @@ def prompt_too_long(tokens: int, limit: int, estimate: int) -> AnthropicError:
 
 
 def from_upstream(
-    status: int | None, message: str, code: str | None = None, *, estimate: int = 0
+    status: int | None, message: str, code: str | None = None, *, estimate: int = 0,
+    name: str = "LM Studio",
 ) -> AnthropicError:
     """Map an upstream failure (HTTP status, or None for an in-stream error) to an error.
 
@@ -107,17 +108,17 @@ def from_upstream(
     - 429 / 503 / "busy": 529 ``overloaded_error``;
     - anything else: 502 ``api_error`` (retried with backoff by Claude Code).
     """
-    msg = message.strip() or f"LM Studio returned HTTP {status}"
+    msg = message.strip() or f"{name} returned HTTP {status}"
     overflow = context_overflow(msg, code)
     if overflow is not None:
         return prompt_too_long(*overflow, estimate)
     if code == "model_not_found" or status == 404:
-        return AnthropicError("not_found_error", f"LM Studio: {msg}", 404)
+        return AnthropicError("not_found_error", f"{name}: {msg}", 404)
     if status in (429, 503) or code in ("rate_limit_exceeded", "server_busy"):
-        return AnthropicError("overloaded_error", f"LM Studio is busy: {msg}", 529)
+        return AnthropicError("overloaded_error", f"{name} is busy: {msg}", 529)
     if status is not None and 400 <= status < 500:
-        return invalid(f"LM Studio rejected the request: {msg}")
-    return AnthropicError("api_error", f"LM Studio error: {msg}", 502)
+        return invalid(f"{name} rejected the request: {msg}")
+    return AnthropicError("api_error", f"{name} error: {msg}", 502)
 
 
 def upstream_message(body: Any) -> tuple[str, str | None]:

@@ -55,7 +55,9 @@ class StreamConverter:
         input_tokens: int,
         stop_sequences: list[str] | tuple[str, ...] = (),
         capped: bool = False,
+        upstream_name: str = "LM Studio",
     ) -> None:
+        self.upstream_name = upstream_name
         self.message_id = message_id
         # lmsd lowered the client's max_tokens (max_tokens_cap): a reply cut there did not
         # reach the client's limit, so it ends as end_turn (Claude Code would otherwise
@@ -126,7 +128,8 @@ class StreamConverter:
         if self.done:
             return []
         return self.fail(AnthropicError(
-            "api_error", "LM Studio closed the stream before the response was complete"
+            "api_error", f"{self.upstream_name} closed the stream before the response was "
+            "complete"
         ))
 
     def fail(self, error: AnthropicError) -> list[Event]:
@@ -454,12 +457,12 @@ class StreamConverter:
         response = event.get("response") or {}
         message, code = upstream_message(response.get("error") or {})
         return self.fail(from_upstream(None, message or "the response failed", code,
-                                       estimate=self.estimate))
+                                       estimate=self.estimate, name=self.upstream_name))
 
     def _on_error(self, event: Event) -> list[Event]:
         message, code = upstream_message(event)
         return self.fail(from_upstream(None, message or "upstream error", code,
-                                       estimate=self.estimate))
+                                       estimate=self.estimate, name=self.upstream_name))
 
     # -- completion -------------------------------------------------------------------------
 

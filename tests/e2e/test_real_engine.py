@@ -94,6 +94,12 @@ async def test_an_over_long_prompt_is_prompt_too_long(engine_lmsd, stream):
     else:
         assert response.status_code == 400
         assert response.json()["error"]["message"].startswith("prompt is too long: ")
+    # The engine resets the connection that carried its empty stream; lmsd's next
+    # request must not fail on it.
+    async with httpx.AsyncClient(base_url=engine_lmsd.url, timeout=120) as http:
+        after = await http.post("/v1/messages", json={
+            "model": "claude-x", "max_tokens": 4, "messages": user("hello")})
+    assert after.status_code == 200, after.text
 
 
 async def test_count_tokens_uses_the_engines_tokenizer(engine_lmsd, engine):
