@@ -132,3 +132,17 @@ async def test_lmsd_starts_without_a_working_lms(start_lmsd, tmp_path, monkeypat
         ready = await http.get("/readyz")
     assert status["upstream"]["source"] == "default"
     assert ready.status_code == 503
+
+
+@pytest.mark.parametrize(("after_events", "text_before"), [(1, False), (8, True)])
+async def test_the_upstream_drops_before_and_after_the_first_token(lmsd, emulator,
+                                                                  after_events, text_before):
+    emulator.inject(Fault.drop(after_events=after_events))
+    emulator.script(Reply(Text("some words that start streaming")))
+    events = await sse(lmsd)
+    assert check_stream(events) == "error"
+    assert any(e["type"] == "content_block_delta" for e in events) is text_before
+    assert events[-1]["error"]["type"] == "api_error"
+    [record] = emulator.generations
+    assert record.outcome == "dropped"
+    await still_serves(lmsd, emulator)
