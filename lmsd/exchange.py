@@ -18,7 +18,7 @@ import trio
 
 from .log import event, logger
 from .protocol.accumulate import MessageAccumulator
-from .protocol.errors import AnthropicError
+from .protocol.errors import AnthropicError, context_overflow, upstream_message
 from .protocol.stream import StreamConverter
 from .protocol.turn import CHAINABLE_STOPS, TurnPlan, next_node
 from .store import SessionKey, SessionStore
@@ -26,6 +26,13 @@ from .upstream import Upstream
 
 Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
 STALE_STATUSES = (400, 404)  # a 4xx on a chained request: the stored history is at fault
+
+
+def _reports_overflow(upstream_event: dict[str, Any]) -> bool:
+    message, code = upstream_message(upstream_event.get("response", {}).get("error")
+                                     if upstream_event.get("type") == "response.failed"
+                                     else upstream_event)
+    return context_overflow(message, code) is not None
 
 
 def new_message_id() -> str:
@@ -120,7 +127,8 @@ class Exchange:
                     out: list[dict[str, Any]] = []
                     for upstream_event in batch:
                         if retry_allowed and self.first_token_at is None and not out and \
-                                upstream_event.get("type") in ("error", "response.failed"):
+                                upstream_event.get("type") in ("error", "response.failed") \
+                                and not _reports_overflow(upstream_event):
                             raise _StaleChain
                         out += converter.feed(upstream_event)
                     if out:
@@ -130,7 +138,8 @@ class Exchange:
                 # Otherwise the body is read to its end (just the terminator after
                 # response.completed), so httpx can pool the connection.
         except AnthropicError as exc:
-            if retry_allowed and exc.status in STALE_STATUSES and self.first_token_at is None:
+            if retry_allowed and exc.status in STALE_STATUSES and not exc.overflow and \
+                    self.first_token_at is None:
                 if "previous_response_id" in exc.message and "support" in exc.message and \
                         self.on_chaining_refused is not None:
                     self.on_chaining_refused()  # e.g. llama.cpp's stateless /v1/responses

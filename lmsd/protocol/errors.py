@@ -31,6 +31,7 @@ class AnthropicError(Exception):
     type: str
     message: str
     status: int = 0
+    overflow: bool = False  # a context overflow: the prompt, not the chain, is at fault
 
     def __post_init__(self) -> None:
         if not self.status:
@@ -92,7 +93,9 @@ def prompt_too_long(tokens: int, limit: int, estimate: int) -> AnthropicError:
     limit = limit or max(tokens - 1, 0)
     if tokens <= limit:
         tokens = limit + 1
-    return invalid(f"prompt is too long: {tokens} tokens > {limit} maximum")
+    return AnthropicError("invalid_request_error",
+                          f"prompt is too long: {tokens} tokens > {limit} maximum",
+                          overflow=True)
 
 
 def from_upstream(

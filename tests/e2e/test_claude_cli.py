@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 
@@ -115,3 +117,48 @@ async def test_claude_code_reports_a_context_overflow(lmsd, emulator, tmp_path):
         "prompt is too long" in (run.stdout + run.stderr).lower()
     # the upstream was not hammered with retries: Claude Code treats it as final
     assert len(emulator.generations) <= 6
+
+
+async def test_claude_code_compacts_after_a_context_overflow_and_goes_on(lmsd, emulator,
+                                                                         tmp_path,
+                                                                         monkeypatch):
+    """A longer scripted session outgrows the context: lmsd answers 'prompt is too long',
+    Claude Code compacts (its summary request chains onto the last good node), and the
+    session carries on to the end."""
+    import json
+
+    import tests.emulator.state as state
+
+    usual = state.default_reply
+
+    def policy(context, tools):  # the emulated model writes summaries when asked
+        if "CRITICAL: Respond with TEXT ONLY" in json.dumps(context[-1] if context else {}):
+            return Reply(Text("<analysis>fine</analysis>\n<summary>The user asked for six "
+                              "echo commands; they ran.</summary>"))
+        return usual(context, tools)
+
+    monkeypatch.setattr(state, "default_reply", policy)
+    emulator.models["qwen/qwen3-coder-30b"].context_length = 16000
+    words = " ".join(["lorem"] * 800)  # each turn adds about 1.6k tokens
+    emulator.script(*[Reply(Text(f"Step {i}."), Call("Bash", {
+        "command": f"echo {words} {i}", "description": f"Step {i}"})) for i in range(6)],
+        Reply(Text("done")))
+    (tmp_path / "tmp").mkdir()
+    run = await run_claude(lmsd.url, "run echo six times via bash, then say done",
+                           home=tmp_path / "home", cwd=tmp_path,
+                           extra_env={"TMPDIR": str(tmp_path / "tmp")}, timeout=300)
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert run.result is not None and run.result["result"] == "done"
+    gens = emulator.generations
+    overflows = [g for g in gens if g.status == 400]
+    compactions = [g for g in gens if "CRITICAL: Respond with TEXT ONLY" in json.dumps(
+        g.new_items)]
+    assert overflows and compactions
+    # an overflow is not a stale chain: never a chained 400 followed by a full resend of
+    # the same turn (which would only overflow again)
+    for before, after in itertools.pairwise(gens):
+        assert not (before.status == after.status == 400 and before.previous_response_id
+                    and not after.previous_response_id
+                    and before.new_items[-1:] == after.new_items[-1:])
+    assert compactions[0].previous_response_id  # the summary request chained on
+    assert gens[-1].status == 200

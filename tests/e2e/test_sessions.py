@@ -6,6 +6,7 @@ import itertools
 import json
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 import trio
@@ -366,3 +367,19 @@ async def test_a_responses_server_without_chaining_switches_chaining_off(client,
     assert emulator.generations[1].status == 400
     async with httpx.AsyncClient(base_url=lmsd.admin_url) as http:
         assert (await http.get("/status")).json()["upstream"]["chaining"] is False
+
+
+async def test_a_context_overflow_on_a_chained_turn_is_not_a_stale_chain(client, emulator,
+                                                                        lmsd):
+    """The prompt is at fault, not the chain: no full resend that would overflow too, and
+    the node stays (Claude Code compacts and goes on from it)."""
+    emulator.script(*tool_turns(2))
+    chat = Conversation(client)
+    await chat.send("start")
+    nodes = lmsd.store.node_count()
+    emulator.models["qwen/qwen3-coder-30b"].context_length = 60
+    with pytest.raises(anthropic.APIStatusError) as info:  # an SSE error event
+        await chat.send()
+    assert info.value.body["error"]["message"].startswith("prompt is too long: ")
+    assert [g.status for g in emulator.generations] == [200, 400]  # one attempt only
+    assert lmsd.store.node_count() == nodes
