@@ -70,3 +70,32 @@ async def client(lmsd: Lmsd) -> Any:
 async def http(lmsd: Lmsd) -> Any:
     async with httpx.AsyncClient(base_url=lmsd.url, timeout=httpx.Timeout(30.0)) as c:
         yield c
+
+
+@pytest.fixture
+def dead_port() -> Any:
+    """A port that refuses connections: bound, never listening."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+async def start(nursery: trio.Nursery) -> Any:
+    """Factory: serve a fresh Emulator(**options); return (emu, openai client, base url)."""
+    from openai import AsyncOpenAI
+
+    clients: list[AsyncOpenAI] = []
+
+    async def _start(**options: Any) -> tuple[Emulator, AsyncOpenAI, str]:
+        emu = Emulator(**options)
+        url = await serve_emulator(nursery, emu)
+        client = AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=10)
+        clients.append(client)
+        return emu, client, url
+
+    yield _start
+    for client in clients:
+        await client.close()

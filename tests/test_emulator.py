@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -14,18 +14,15 @@ import httpx
 import openai
 import pytest
 import trio
-from openai import AsyncOpenAI
 
 from tests.emulator import (
     Call,
-    Emulator,
     Fault,
     ModelSpec,
     Reasoning,
     Reply,
     Text,
     count_tokens,
-    serve_emulator,
     tokenize,
 )
 
@@ -41,24 +38,9 @@ PNG = (
     "AAH2FzhVAAAAAElFTkSuQmCC"
 )
 
-Start = Callable[..., Awaitable[tuple[Emulator, AsyncOpenAI, str]]]
+# the `start` fixture (tests/conftest.py): serve an Emulator, get (emu, openai client, url)
+Start = Callable[..., Awaitable[tuple[Any, Any, str]]]
 
-
-@pytest.fixture
-async def start(nursery: trio.Nursery) -> AsyncIterator[Start]:
-    """Factory: serve a fresh Emulator(**options); return (emu, openai client, base url)."""
-    clients: list[AsyncOpenAI] = []
-
-    async def _start(**options: Any) -> tuple[Emulator, AsyncOpenAI, str]:
-        emu = Emulator(**options)
-        url = await serve_emulator(nursery, emu)
-        client = AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=10)
-        clients.append(client)
-        return emu, client, url
-
-    yield _start
-    for client in clients:
-        await client.close()
 
 
 async def collect(stream: Any) -> list[Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -12,7 +12,10 @@ import pytest
 import trio
 from openai import AsyncOpenAI
 
-from tests.emulator import Call, Emulator, Reasoning, Reply, Text, count_tokens, serve_emulator
+from tests.emulator import Call, Reasoning, Reply, Text, count_tokens
+
+# the `start` fixture (tests/conftest.py): serve an Emulator, get (emu, openai client, url)
+Start = Callable[..., Awaitable[tuple[Any, Any, str]]]
 
 MODEL = "qwen/qwen3-coder-30b"
 BASH = {
@@ -24,23 +27,6 @@ BASH = {
     },
 }
 
-Start = Callable[..., Awaitable[tuple[Emulator, AsyncOpenAI, str]]]
-
-
-@pytest.fixture
-async def start(nursery: trio.Nursery) -> AsyncIterator[Start]:
-    clients: list[AsyncOpenAI] = []
-
-    async def _start(**options: Any) -> tuple[Emulator, AsyncOpenAI, str]:
-        emu = Emulator(**options)
-        url = await serve_emulator(nursery, emu)
-        client = AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=10)
-        clients.append(client)
-        return emu, client, url
-
-    yield _start
-    for client in clients:
-        await client.close()
 
 
 async def chunks_of(client: AsyncOpenAI, **kwargs: Any) -> list[Any]:

@@ -1,6 +1,5 @@
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,12 +19,6 @@ def no_env_home(monkeypatch):
     monkeypatch.delenv("LMSTUDIO_HOME", raising=False)
 
 
-@pytest.fixture
-def dead_port() -> Iterator[int]:
-    """A port that refuses connections: bound, never listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
