@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import anthropic
 import httpx
@@ -387,3 +388,15 @@ async def test_max_tokens_cap(start_lmsd, emulator):
             "model": "claude-x", "max_tokens": 10, "messages": user("x")})
     assert capped.json()["stop_reason"] == "end_turn"
     assert own.json()["stop_reason"] == "max_tokens"
+
+
+async def test_keys_and_auth_headers_never_reach_the_log(lmsd, emulator, caplog):
+    caplog.set_level(logging.DEBUG, logger="lmsd")
+    secret = "sk-ant-api03-VERY-SECRET-KEY"
+    async with httpx.AsyncClient(base_url=lmsd.url) as http:
+        await http.post("/v1/messages", headers={"x-api-key": secret,
+                                                 "Authorization": f"Bearer {secret}"},
+                        json={"model": "claude-x", "max_tokens": 5, "messages": user("x")})
+    assert caplog.records and all(secret not in r.getMessage() and
+                                  secret not in str(getattr(r, "lmsd_fields", ""))
+                                  for r in caplog.records)

@@ -1,0 +1,61 @@
+import json
+import logging
+
+import pytest
+
+from lmsd import log
+
+
+class Captured:
+    def __init__(self, capsys):
+        self.capsys = capsys
+
+    def getvalue(self) -> str:
+        return self.capsys.readouterr().err
+
+
+@pytest.fixture
+def captured(capsys):
+    logger = log.logger
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield Captured(capsys)
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+def test_json_lines_with_fields(captured):
+    log.setup("info", "json")
+    log.event("request.end", session="s1", ttft_ms=12.5, note="two words")
+    log.event("debug.detail", level=logging.DEBUG, x=1)  # below the level: not printed
+    [line] = captured.getvalue().splitlines()
+    data = json.loads(line)
+    assert data["event"] == "request.end" and data["level"] == "info"
+    assert (data["session"], data["ttft_ms"], data["note"]) == ("s1", 12.5, "two words")
+
+
+def test_text_lines(captured):
+    log.setup("debug", "text")
+    log.event("model.loaded", model="qwen/qwen3", context_length=4096)
+    line = captured.getvalue().strip()
+    assert line.endswith("info    model.loaded model=qwen/qwen3 context_length=4096")
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({"JOURNAL_STREAM": "8:1234"}, "json"), ({"XPC_SERVICE_NAME": "ai.lmsd"}, "json"),
+    ({}, "text")])
+def test_auto_is_json_under_journald_or_launchd(captured, monkeypatch, environ, expected):
+    for key in ("JOURNAL_STREAM", "XPC_SERVICE_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    log.setup("info", "auto")
+    log.event("x.y", a=1)
+    line = captured.getvalue().strip()
+    assert line.startswith("{") == (expected == "json")
+
+
+def test_the_level_changes_at_run_time(captured):
+    log.setup("warning", "json")
+    log.event("quiet")
+    log.set_level("info")
+    log.event("heard")
+    assert [json.loads(line)["event"] for line in captured.getvalue().splitlines()] == ["heard"]
