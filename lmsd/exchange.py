@@ -29,9 +29,12 @@ STALE_STATUSES = (400, 404)  # a 4xx on a chained request: the stored history is
 
 
 def _reports_overflow(upstream_event: dict[str, Any]) -> bool:
-    message, code = upstream_message(upstream_event.get("response", {}).get("error")
-                                     if upstream_event.get("type") == "response.failed"
-                                     else upstream_event)
+    """Does this error event (``error`` or ``response.failed``) report a context overflow?"""
+    source: Any = upstream_event
+    if upstream_event.get("type") == "response.failed":
+        response = upstream_event.get("response")
+        source = response.get("error") if isinstance(response, dict) else None
+    message, code = upstream_message(source)
     return context_overflow(message, code) is not None
 
 

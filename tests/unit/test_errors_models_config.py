@@ -127,3 +127,14 @@ def test_secrets_are_redacted():
     s = load_settings({}, {"LMSD_ADMIN_TOKEN": "hunter2", "LMSD_UPSTREAM_API_KEY": "k"})
     shown = redacted(s)
     assert "hunter2" not in repr(shown) and shown["admin_token"] == "***"
+
+
+def test_overflow_detection_in_error_events_of_any_shape():
+    from lmsd.exchange import _reports_overflow
+
+    assert _reports_overflow({"type": "error", "message": "Context size has been exceeded."})
+    assert _reports_overflow({"type": "response.failed", "response": {"error": {
+        "message": "Trying to keep the first 9 tokens when context the overflows. However, "
+                   "the model is loaded with context length of only 4 tokens"}}})
+    assert not _reports_overflow({"type": "response.failed", "response": "garbage"})
+    assert not _reports_overflow({"type": "error", "message": "previous_response_not_found"})
