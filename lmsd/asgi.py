@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -58,16 +59,24 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(_json(data), status=status, content_type="application/json")
 
 
-def make_app(name: str, *, max_body_bytes: int) -> QuartTrio:
-    """A QuartTrio app with Anthropic-shaped errors, no response timeout and a body limit."""
+def make_app(name: str, *, max_body_bytes: int,
+             on_error: Callable[[AnthropicError], None] | None = None) -> QuartTrio:
+    """A QuartTrio app with Anthropic-shaped errors, no response timeout and a body limit.
+
+    ``on_error`` sees every error answered (to log and count rejected requests)."""
     app = QuartTrio(name)
     app.config["RESPONSE_TIMEOUT"] = None  # Quart's default 60 s would cut long streams
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
 
+    def answer(error: AnthropicError) -> Response:
+        if on_error is not None:
+            on_error(error)
+        return error_response(error)
+
     @app.errorhandler(AnthropicError)
     async def anthropic_error(error: AnthropicError) -> Response:
-        return error_response(error)
+        return answer(error)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
@@ -80,7 +89,7 @@ def make_app(name: str, *, max_body_bytes: int) -> QuartTrio:
         elif status == 404:
             message = "no such endpoint; lmsd serves POST /v1/messages, " \
                 "POST /v1/messages/count_tokens and GET /v1/models"
-        return error_response(AnthropicError(kind, message, status))
+        return answer(AnthropicError(kind, message, status))
 
     app.asgi_app = ShieldASGISend(app.asgi_app)  # type: ignore[method-assign]
     return app

@@ -58,6 +58,11 @@ class Metrics:
             self.duration.observe(event.get("duration_ms", 0) / 1000)
             self.input_tokens.inc(event.get("input_tokens", 0))
             self.output_tokens.inc(event.get("output_tokens", 0))
+        elif kind == "request.rejected":
+            self.requests.labels("rejected", "n/a").inc()
+            self.errors.labels(event.get("error_type", "?")).inc()
+            self.totals["requests"] += 1
+            self.totals["errors"] += 1
         elif kind == "chain.decision":
             self.chain.labels("hit" if event.get("chained") else
                               f"miss_{event.get('miss')}").inc()

@@ -61,8 +61,72 @@ async def _read_json() -> Any:
     return parse_json(await request.get_data(cache=False))
 
 
+def _rejected(error: AnthropicError) -> None:
+    """Requests refused before any exchange (bad input, no model) still show up."""
+    event("request.rejected", level=30, method=request.method, path=request.path,
+          status=error.status, error_type=error.type, error=error.message)
+
+
+async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
+    """Validate, map the model, plan the turn (full or chained): the Exchange to run."""
+    settings, store = daemon.settings, daemon.store
+    req = validate_messages_request(await _read_json())
+    cap = settings.max_tokens_cap
+    capped = bool(cap and req.max_tokens is not None and req.max_tokens > cap)
+    if capped:
+        req.max_tokens = cap  # a local model that rambles must not run for an hour
+    session = session_id_of(request.headers, req.metadata, path_id)
+    agent = agent_id_of(request.headers)
+    config = store.config(path_id, session)
+    model = await upstream_model(daemon, req.model, config)
+    key = (session, agent, model)
+    estimate = estimate_tokens(req.system, req.messages, req.tools)
+    dialect = await daemon.dialect()
+    plan = plan_turn(
+        req, model=model, nodes=store.nodes(key), dialect=dialect,
+        chaining=settings.chaining and not daemon.chaining_refused,
+        options=TranslateOptions(strip_billing_header=settings.strip_billing_header,
+                                 allowed_tools=config.allowed_tools),
+    )
+    _log_dropped_tools(req)
+    converter = StreamConverter(
+        message_id=new_message_id(), model=req.model, input_tokens=estimate,
+        stop_sequences=req.stop_sequences, capped=capped, upstream_name=daemon.upstream.name,
+    )
+    event("request.start", id=converter.message_id, session=session, agent=agent,
+          model=req.model, upstream_model=model, stream=req.stream,
+          messages=len(req.messages), estimate_tokens=estimate,
+          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
+    return Exchange(daemon.upstream, plan, converter, store=store, key=key,
+                    stream=req.stream, dialect=dialect,
+                    prepare=partial(daemon.watcher.wait_ready, model),
+                    on_chaining_refused=daemon.refuse_chaining)
+
+
+def _event_stream(exchange: Exchange, daemon: Daemon) -> Response:
+    response = Response(AnthropicEventStream(exchange, daemon), status=200,
+                        content_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    response.headers["request-id"] = "req_" + exchange.converter.message_id[4:]
+    response.timeout = None  # Quart's 60 s default would cut long streams
+    return response
+
+
+async def _whole_message(exchange: Exchange) -> Response:
+    async def discard(events: list[dict[str, Any]]) -> None:
+        pass  # the exchange folds the events into its accumulator
+
+    try:
+        await exchange.run(discard)
+    finally:
+        exchange.log_end(cancelled=exchange.outcome == "pending")
+    return json_response(exchange.accumulator.result(exchange.converter.error))
+
+
 def create_proxy_app(daemon: Daemon) -> QuartTrio:
-    app = make_app("lmsd.proxy", max_body_bytes=daemon.settings.max_body_bytes)
+    app = make_app("lmsd.proxy", max_body_bytes=daemon.settings.max_body_bytes,
+                   on_error=_rejected)
     store, settings = daemon.store, daemon.settings
 
     @app.route("/", methods=["GET", "HEAD"])
@@ -72,59 +136,10 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
     @app.post("/v1/messages")
     @app.post("/session/<sid>/v1/messages")
     async def messages(sid: str | None = None) -> Response:
-        path_id = check_session_id(sid) if sid is not None else None
-        req = validate_messages_request(await _read_json())
-        cap = settings.max_tokens_cap
-        capped = bool(cap and req.max_tokens is not None and req.max_tokens > cap)
-        if capped:
-            req.max_tokens = cap  # a local model that rambles must not run for an hour
-        session = session_id_of(request.headers, req.metadata, path_id)
-        key_agent = agent_id_of(request.headers)
-        config = store.config(path_id, session)
-        model = await upstream_model(daemon, req.model, config)
-        key = (session, key_agent, model)
-        estimate = estimate_tokens(req.system, req.messages, req.tools)
-        dialect = await daemon.dialect()
-        plan = plan_turn(
-            req, model=model, nodes=store.nodes(key), dialect=dialect,
-            chaining=settings.chaining and not daemon.chaining_refused,
-            options=TranslateOptions(
-                strip_billing_header=settings.strip_billing_header,
-                allowed_tools=config.allowed_tools,
-            ),
-        )
-        _log_dropped_tools(req)
-        converter = StreamConverter(
-            message_id=new_message_id(), model=req.model, input_tokens=estimate,
-            stop_sequences=req.stop_sequences, capped=capped,
-            upstream_name=daemon.upstream.name,
-        )
-        exchange = Exchange(daemon.upstream, plan, converter, store=store, key=key,
-                            stream=req.stream, dialect=dialect,
-                            prepare=partial(daemon.watcher.wait_ready, model),
-                            on_chaining_refused=daemon.refuse_chaining)
-        event("request.start", id=converter.message_id, session=session, agent=key_agent,
-              model=req.model, upstream_model=model, stream=req.stream,
-              messages=len(req.messages), estimate_tokens=estimate,
-              chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-        if req.stream:
-            response = Response(
-                AnthropicEventStream(exchange, daemon),
-                status=200, content_type="text/event-stream",
-            )
-            response.headers["Cache-Control"] = "no-cache"
-            response.headers["X-Accel-Buffering"] = "no"
-            response.headers["request-id"] = "req_" + converter.message_id[4:]
-            response.timeout = None
-            return response
-        async def discard(events: list[dict[str, Any]]) -> None:
-            pass
-
-        try:
-            await exchange.run(discard)
-        finally:
-            exchange.log_end(cancelled=exchange.outcome == "pending")
-        return json_response(exchange.accumulator.result(converter.error))
+        exchange = await _exchange(daemon, check_session_id(sid) if sid is not None else None)
+        if exchange.stream:
+            return _event_stream(exchange, daemon)
+        return await _whole_message(exchange)
 
     @app.post("/v1/messages/count_tokens")
     @app.post("/session/<sid>/v1/messages/count_tokens")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +44,22 @@ class MessagesRequest:
     thinking: dict[str, Any] | None = None
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise invalid(f"request body: the number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise invalid(f"request body: {name} is not a JSON number")
+
+
 def parse_json(raw: bytes) -> Any:
+    """Decode a request body; 400 for anything that is not strict JSON (NaN, Infinity and
+    out-of-range numbers included: the upstream could not be sent them)."""
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
         raise invalid("request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:

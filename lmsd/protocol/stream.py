@@ -76,7 +76,7 @@ class StreamConverter:
         self.upstream_usage: dict[str, Any] | None = None
         self.output_tokens = 0
         self.ignored: dict[str, int] = {}  # upstream event types with nothing to convert
-        self._blocks: dict[str, _Block] = {}
+        self._blocks: dict[tuple[str, str], _Block] = {}  # (kind, upstream key) -> block
         self._order: list[_Block] = []  # blocks in the order they appeared upstream
         self._aliases: dict[int, str] = {}  # output_index -> item id
         self._last_key: dict[str, str] = {}  # kind -> most recent key (for id-less events)
@@ -161,10 +161,10 @@ class StreamConverter:
         return self._last_key.get(kind, f"#{kind}")
 
     def _block(self, key: str, kind: str, start: dict[str, Any]) -> _Block:
-        block = self._blocks.get(key)
+        block = self._blocks.get((kind, key))
         if block is None:
             block = _Block(kind, start)
-            self._blocks[key] = block
+            self._blocks[(kind, key)] = block
             self._order.append(block)
             self._last_key[kind] = key
         return block
@@ -323,12 +323,12 @@ class StreamConverter:
         return []  # blank so far, or not an object: settled in _complete_arguments
 
     def _on_args_delta(self, event: Event) -> list[Event]:
-        block = self._blocks.get(self._key(event, "tool_use"))
+        block = self._blocks.get(("tool_use", self._key(event, "tool_use")))
         return self._arguments(block, _s(event.get("delta")))
 
     def _on_args_done(self, event: Event) -> list[Event]:
-        block = self._blocks.get(self._key(event, "tool_use"))
-        if block is None or block.finished or block.kind != "tool_use":
+        block = self._blocks.get(("tool_use", self._key(event, "tool_use")))
+        if block is None or block.finished:
             return []
         return self._complete_arguments(block, _s(event.get("arguments")) or None)
 
@@ -355,7 +355,7 @@ class StreamConverter:
         item = event.get("item") or {}
         item_id = item.get("id")
         index = event.get("output_index")
-        if isinstance(item_id, str) and item_id in self._blocks:
+        if isinstance(item_id, str) and item_id in {k for _, k in self._blocks}:
             key = item_id
         elif isinstance(index, int):
             key = self._aliases.get(index, f"#{index}")
@@ -364,10 +364,10 @@ class StreamConverter:
         kind = item.get("type")
         out: list[Event] = []
         if kind == "function_call":
-            block = self._blocks.get(key)
+            block = self._blocks.get(("tool_use", key))
             if block is None:
                 out += self._on_item_added(event)
-                block = self._blocks.get(key)
+                block = self._blocks.get(("tool_use", key))
             if block is not None and not block.finished:
                 out += self._complete_arguments(block, _s(item.get("arguments")) or None)
             return out
@@ -412,14 +412,14 @@ class StreamConverter:
         return self._emit(block, {"type": "thinking_delta", "thinking": delta})
 
     def _thinking_done(self, key: str, text: Any) -> list[Event]:
-        block = self._blocks.get(key)
+        block = self._blocks.get(("thinking", key))
         if block is not None and block.finished:
             return []
         already = block.sent if block else ""
         out: list[Event] = []
         if isinstance(text, str) and text.startswith(already) and len(text) > len(already):
             out += self._thinking(key, text[len(already):])
-            block = self._blocks[key]
+            block = self._blocks[("thinking", key)]
         if block is None:
             return out  # empty reasoning: nothing to show
         return out + self._finish_block(block)

@@ -372,3 +372,14 @@ async def test_replay_delivers_recent_matching_events():
         bus.publish({"type": "model.loaded" if n % 2 else "request.end", "n": n})
     with bus.subscribe(types=("model",), replay=10) as sub:
         assert [(await sub.next())["n"] for _ in range(2)] == [1, 3]
+
+
+async def test_rejected_requests_show_in_the_tail_and_the_metrics(lmsd, emulator):
+    with lmsd.daemon.bus.subscribe(types=("request",)) as sub:
+        async with httpx.AsyncClient(base_url=lmsd.url) as http:
+            await http.post("/v1/messages", content=b"{broken")
+        rejected = await next_event(sub, "request.rejected")
+    assert (rejected["status"], rejected["error_type"]) == (400, "invalid_request_error")
+    assert "not valid JSON" in rejected["error"] and rejected["path"] == "/v1/messages"
+    text = (await admin_get(lmsd, "/metrics")).text
+    assert 'lmsd_errors_total{type="invalid_request_error"} 1.0' in text

@@ -275,3 +275,14 @@ def test_a_tool_call_without_a_name_is_an_error_not_a_nameless_block():
         {"type": "response.completed", "response": {"id": "r"}}])
     assert check_stream(out) == "error"
     assert "without a tool name" in out[-1]["error"]["message"]
+
+
+def test_one_item_id_reused_for_reasoning_and_text_makes_two_blocks():
+    """Found by the fuzzer: blocks are keyed by kind as well as by upstream item."""
+    _conv, out = convert([
+        {"type": "response.reasoning_text.delta", "item_id": "a", "delta": "hmm"},
+        {"type": "response.output_text.delta", "item_id": "a", "delta": "answer"},
+        {"type": "response.completed", "response": {"id": "r"}}])
+    check_stream(out, complete=True)
+    assert [e["content_block"]["type"] for e in out
+            if e["type"] == "content_block_start"] == ["thinking", "text"]
