@@ -33,6 +33,7 @@ from .config import ConfigError, Settings, env_name, load_settings
 from .discovery import Found, discover, probe
 from .lms import LmsCli
 from .processes import run_bounded
+from .protocol.lmstudio import V0, V1, ModelList, parse_models
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
@@ -56,14 +57,6 @@ class Result:
     status: str
     detail: str
     fix: str | None = None
-
-
-@dataclass(frozen=True)
-class _Model:
-    key: str
-    instance_id: str
-    context_length: int | None
-    max_context_length: int | None
 
 
 # -- running programs -------------------------------------------------------------------------
@@ -115,26 +108,12 @@ async def _get_json(client: httpx.AsyncClient, url: str, api_key: str) -> Any:
     return response.json()
 
 
-async def _models(client: httpx.AsyncClient, url: str,
-                  api_key: str) -> tuple[list[_Model], list[str]] | None:
-    """(loaded LLMs, keys of every LLM LM Studio has), as the watcher reads them."""
-    data = await _get_json(client, f"{url}/api/v1/models", api_key)
-    if isinstance(data, dict) and isinstance(data.get("models"), list):
-        llms = [m for m in data["models"]
-                if isinstance(m, dict) and m.get("type", "llm") == "llm" and "key" in m]
-        loaded = [_Model(m["key"], inst.get("id", m["key"]),
-                         (inst.get("config") or {}).get("context_length"),
-                         m.get("max_context_length"))
-                  for m in llms for inst in m.get("loaded_instances") or ()]
-        return loaded, [m["key"] for m in llms]
-    data = await _get_json(client, f"{url}/api/v0/models", api_key)
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        llms = [m for m in data["data"] if isinstance(m, dict) and "id" in m
-                and m.get("type", "llm") in ("llm", "vlm")]
-        loaded = [_Model(m["id"], m["id"], m.get("loaded_context_length"),
-                         m.get("max_context_length"))
-                  for m in llms if m.get("state") == "loaded"]
-        return loaded, [m["id"] for m in llms]
+async def _models(client: httpx.AsyncClient, url: str, api_key: str) -> ModelList | None:
+    """LM Studio's loaded LLMs and every LLM it has, read as the watcher reads them."""
+    for path in (V1, V0):
+        listing = parse_models(path, await _get_json(client, f"{url}{path}", api_key))
+        if listing is not None:
+            return listing
     return None
 
 
@@ -165,7 +144,7 @@ async def check_models(settings: Settings, found: Found, client: httpx.AsyncClie
         return Result("model", WARN, f"{found.url} has neither /api/v1/models nor "
                       "/api/v0/models, so the context cannot be checked",
                       "check that upstream is LM Studio itself")
-    loaded, known = listed
+    loaded, known = listed.loaded, listed.known
     if not loaded:
         model = known[0] if known else "<model>"
         return Result("model", FAIL, f"no model is loaded in LM Studio at {found.url}",

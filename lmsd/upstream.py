@@ -19,6 +19,7 @@ import trio
 from .log import event
 from .protocol.chat import ChatStreamAdapter
 from .protocol.errors import AnthropicError, from_upstream, upstream_message
+from .protocol.lmstudio import OPENAI, V0, V1, parse_models
 from .protocol.sse import SSEDecoder
 
 MODELS_CACHE_SECONDS = 2.0
@@ -233,24 +234,11 @@ class Upstream:
 
     async def _fetch_models(self) -> tuple[list[str], list[str]]:
         try:
-            data = await self._get_json("/api/v1/models")
-            if isinstance(data, dict) and isinstance(data.get("models"), list):
-                loaded = [
-                    inst["id"]
-                    for m in data["models"]
-                    for inst in m.get("loaded_instances") or ()
-                    if m.get("type", "llm") == "llm" and inst.get("id")
-                ]
-                listed = [m["key"] for m in data["models"] if m.get("type", "llm") == "llm"]
-                return loaded, listed
-            data = await self._get_json("/api/v0/models")
-            if isinstance(data, dict) and isinstance(data.get("data"), list):
-                rows = [m for m in data["data"] if m.get("type", "llm") in ("llm", "vlm")]
-                loaded = list(dict.fromkeys(m["id"] for m in rows if m.get("state") == "loaded"))
-                return loaded, list(dict.fromkeys(m["id"] for m in rows))
-            data = await self._get_json("/v1/models")
-            ids = [m["id"] for m in (data or {}).get("data", []) if isinstance(m, dict)]
-            return ids, ids
+            for path in (V1, V0, OPENAI):
+                listing = parse_models(path, await self._get_json(path))
+                if listing is not None:
+                    return [m.instance_id for m in listing.loaded], listing.known
+            return [], []
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
 

@@ -12,7 +12,6 @@ the watcher backs off. Requests for a model being reloaded wait for it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -21,6 +20,7 @@ import trio
 from .config import Settings
 from .log import event
 from .protocol.errors import AnthropicError
+from .protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
 from .upstream import Upstream
 
 BACKOFF_FIRST = 60.0
@@ -35,18 +35,6 @@ class Lms(Protocol):
     async def load(self, model_key: str, *, context_length: int,
                    identifier: str | None = None, timeout: float | None = None) -> None: ...
     async def unload(self, identifier: str) -> None: ...
-
-
-@dataclass
-class LoadedModel:
-    key: str
-    instance_id: str
-    context_length: int | None
-    max_context_length: int | None
-    state: str = "loaded"  # "loaded" | "reloading"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class _NoRestApi(Exception):
@@ -106,36 +94,17 @@ class Watcher:
         return response.json()
 
     async def _fetch(self) -> tuple[dict[str, LoadedModel], str]:
-        data = await self._get("/api/v1/models")
-        if isinstance(data, dict) and isinstance(data.get("models"), list):
-            found = {}
-            for m in data["models"]:
-                if m.get("type", "llm") != "llm":
-                    continue
-                for inst in m.get("loaded_instances") or ():
-                    found[inst["id"]] = LoadedModel(
-                        m["key"], inst["id"], (inst.get("config") or {}).get("context_length"),
-                        m.get("max_context_length"))
-            return found, "/api/v1/models"
-        data = await self._get("/api/v0/models")
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            found = {m["id"]: LoadedModel(m["id"], m["id"], m.get("loaded_context_length"),
-                                          m.get("max_context_length"))
-                     for m in data["data"]
-                     if m.get("state") == "loaded" and m.get("type", "llm") in ("llm", "vlm")}
-            return found, "/api/v0/models"
+        for path in (V1, V0):
+            listing = parse_models(path, await self._get(path))
+            if listing is not None:
+                return {m.instance_id: m for m in listing.loaded}, path
         if self.lms is not None and self.lms.available and await self._is_lmstudio():
             # Only now: the server answered, so `lms` cannot launch LM Studio as a side effect.
-            rows = await self.lms.ps()
-            found = {r["identifier"]: LoadedModel(r.get("modelKey", r["identifier"]),
-                                                  r["identifier"], r.get("contextLength"),
-                                                  r.get("maxContextLength"))
-                     for r in rows if r.get("type", "llm") == "llm"}
-            return found, "lms ps"
-        data = await self._get("/v1/models")  # any OpenAI-compatible server
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            return {m["id"]: LoadedModel(m["id"], m["id"], None, None)
-                    for m in data["data"] if isinstance(m, dict) and m.get("id")}, "/v1/models"
+            listing = models_from_lms_ps(await self.lms.ps())
+            return {m.instance_id: m for m in listing.loaded}, "lms ps"
+        listing = parse_models(OPENAI, await self._get(OPENAI))  # any OpenAI-compatible server
+        if listing is not None:
+            return {m.instance_id: m for m in listing.loaded}, OPENAI
         raise AnthropicError("api_error", "the upstream lists no models", 502)
 
     async def _is_lmstudio(self) -> bool:
