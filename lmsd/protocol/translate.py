@@ -9,6 +9,7 @@ becomes byte-identical items, whatever follows it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,11 +203,13 @@ def merge_adjacent_user_text(items: list[dict[str, Any]]) -> list[dict[str, Any]
     return merged
 
 
+def join_items(per_message: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The ``input`` of a request from its messages' items (see message_items)."""
+    return merge_adjacent_user_text([item for items in per_message for item in items])
+
+
 def input_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for message in messages:
-        items.extend(message_items(message))
-    return merge_adjacent_user_text(items)
+    return join_items(message_items(m) for m in messages)
 
 
 def function_tools(

@@ -20,7 +20,7 @@ from .tokens import CHARS_PER_TOKEN
 from .translate import (
     TranslateOptions,
     build_responses_request,
-    merge_adjacent_user_text,
+    join_items,
     message_items,
 )
 
@@ -57,10 +57,6 @@ class TurnPlan:
         return full_items, full_items, full_tokens, full_tokens
 
 
-def _flatten(per_message: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    return merge_adjacent_user_text([item for items in per_message for item in items])
-
-
 def plan_turn(req: MessagesRequest, *, model: str, options: TranslateOptions,
               nodes: Iterable[ChainNode], chaining: bool = True,
               dialect: str = "responses") -> TurnPlan:
@@ -69,7 +65,7 @@ def plan_turn(req: MessagesRequest, *, model: str, options: TranslateOptions,
     if dialect == "chat":  # stateless: the whole (prefix-stable) history every turn
         full = build_chat_request(req, model=model, options=options)
         return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
-    full = build_responses_request(req, model=model, items=_flatten(per_message),
+    full = build_responses_request(req, model=model, items=join_items(per_message),
                                    options=options)
     context = context_fingerprint(model, full.get("instructions", ""), full.get("tools", ()),
                                   full.get("tool_choice"))
@@ -82,7 +78,7 @@ def plan_turn(req: MessagesRequest, *, model: str, options: TranslateOptions,
     if decision.node is not None:
         plan.node = decision.node
         plan.delta = build_responses_request(
-            req, model=model, items=_flatten(per_message[decision.node.length:]),
+            req, model=model, items=join_items(per_message[decision.node.length:]),
             options=options, previous_response_id=decision.node.response_id)
     return plan
 
