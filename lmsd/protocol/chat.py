@@ -21,6 +21,7 @@ from .translate import (
     _document_text,
     _search_result_text,
     _tool_output,
+    data_url,
     function_tools,
     system_text,
 )
@@ -30,8 +31,7 @@ Event = dict[str, Any]
 
 
 def _image_part(source: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "image_url",
-            "image_url": {"url": f"data:{source['media_type']};base64,{source['data']}"}}
+    return {"type": "image_url", "image_url": {"url": data_url(source)}}
 
 
 def _user_content(texts: list[str], images: list[dict[str, Any]]) -> str | list[Any]:

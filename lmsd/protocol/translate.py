@@ -53,12 +53,13 @@ def _message(role: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "message", "role": role, "content": parts}
 
 
+def data_url(source: dict[str, Any]) -> str:
+    """A base64 image source as the data URL both upstream dialects take."""
+    return f"data:{source['media_type']};base64,{source['data']}"
+
+
 def _image_part(source: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "input_image",
-        "image_url": f"data:{source['media_type']};base64,{source['data']}",
-        "detail": "auto",
-    }
+    return {"type": "input_image", "image_url": data_url(source), "detail": "auto"}
 
 
 def _document_text(block: dict[str, Any]) -> str:
