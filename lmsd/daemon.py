@@ -13,6 +13,7 @@ from .discovery import probe
 from .events import EventBus
 from .log import event
 from .metrics import Metrics
+from .protocol.fit import LearnedLimits
 from .store import SessionStore
 from .upstream import Upstream
 from .watcher import Watcher
@@ -41,6 +42,26 @@ class Daemon:
     streams_idle: trio.Event = field(default_factory=trio.Event)
     dialect_for: tuple[str, str, str] | None = None  # (upstream url, dialect, why)
     chaining_refused: bool = False
+    learned_limits: LearnedLimits = field(default_factory=LearnedLimits)
+
+    def context_limit(self, model: str) -> int | None:
+        """The context ``model`` is loaded with, when lmsd can know it: from the engine's
+        listing, else from the last overflow the engine reported. None while a reload to
+        ``min_context`` is due or under way (the request will wait for it)."""
+        watcher = self.watcher
+        if watcher.reloading(model):
+            return None
+        listed = watcher.models.values() if watcher.polls else self.upstream.listed
+        for m in listed:
+            if model in (m.instance_id, m.key) and m.context_length:
+                if self.settings.watch and m.context_length < self.settings.min_context:
+                    return None  # the watcher is about to raise it
+                return m.context_length
+        return self.learned_limits.get(self.upstream.base_url, model, trio.current_time())
+
+    def learn_limit(self, model: str, limit: int) -> None:
+        """Remember the context limit an engine stated in an overflow error."""
+        self.learned_limits.learn(self.upstream.base_url, model, limit, trio.current_time())
 
     async def dialect(self) -> str:
         """``responses`` (with chaining) or ``chat``, for the current upstream."""

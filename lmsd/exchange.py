@@ -18,24 +18,19 @@ import trio
 
 from .log import event, logger
 from .protocol.accumulate import MessageAccumulator
-from .protocol.errors import AnthropicError, context_overflow, upstream_message
+from .protocol.errors import AnthropicError
+from .protocol.failures import STALE, UNSUPPORTED, event_failure
 from .protocol.stream import StreamConverter
 from .protocol.turn import CHAINABLE_STOPS, TurnPlan, next_node
 from .store import SessionKey, SessionStore
 from .upstream import Upstream
 
 Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
-STALE_STATUSES = (400, 404)  # a 4xx on a chained request: the stored history is at fault
-
-
-def _reports_overflow(upstream_event: dict[str, Any]) -> bool:
-    """Does this error event (``error`` or ``response.failed``) report a context overflow?"""
-    source: Any = upstream_event
-    if upstream_event.get("type") == "response.failed":
-        response = upstream_event.get("response")
-        source = response.get("error") if isinstance(response, dict) else None
-    message, code = upstream_message(source)
-    return context_overflow(message, code) is not None
+#: What makes a chained attempt worth retrying with the full history: only the upstream
+#: saying the stored response is gone, or that it keeps no responses at all. Anything else
+#: (a crash, a bad image, an overflow) would fail the same way in full, at the price of a
+#: whole-history prefill, and the node LM Studio still holds must not be dropped for it.
+RETRY_IN_FULL = (STALE, UNSUPPORTED)
 
 
 def new_message_id() -> str:
@@ -43,7 +38,12 @@ def new_message_id() -> str:
 
 
 class _StaleChain(Exception):
-    """LM Studio refused the chained request before producing anything."""
+    """The upstream refused the chained request (its stored response is gone, or it
+    keeps none) before producing anything."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 @dataclass
@@ -65,6 +65,7 @@ class Exchange:
     prepare: Callable[[], Awaitable[None]] | None = None  # e.g. wait for a model reload
     dialect: str = "responses"
     on_chaining_refused: Callable[[], None] | None = None
+    on_overflow: Callable[[int], None] | None = None  # learns the limit an engine stated
     upstream_first_at: float | None = None
 
     async def run(self, emit: Emit) -> None:
@@ -87,12 +88,14 @@ class Exchange:
             try:
                 out = await self._attempt(body, emit, retry_allowed)
                 break
-            except _StaleChain:
+            except _StaleChain as stale:
                 self.stale = True
                 event("chain.stale", level=30, id=converter.message_id, session=self.key[0],
-                      previous_response_id=body.get("previous_response_id"),
+                      previous_response_id=body.get("previous_response_id"), why=stale.kind,
                       action="retrying with the full history")
-                if self.plan.node is not None and self.store is not None:
+                if stale.kind == UNSUPPORTED and self.on_chaining_refused is not None:
+                    self.on_chaining_refused()  # e.g. llama.cpp's stateless /v1/responses
+                elif self.plan.node is not None and self.store is not None:
                     await self.store.drop_node(self.plan.node.response_id)
             except AnthropicError as exc:
                 out = converter.fail(exc)
@@ -103,6 +106,9 @@ class Exchange:
                 break
         if out:
             await self._emit(out, emit)
+        failure = converter.error.failure if converter.error else None
+        if failure is not None and failure.context_limit and self.on_overflow is not None:
+            self.on_overflow(failure.context_limit)
         self.outcome = "error" if converter.error else "ok"
         await self._remember()
 
@@ -131,8 +137,9 @@ class Exchange:
                     for upstream_event in batch:
                         if retry_allowed and self.first_token_at is None and not out and \
                                 upstream_event.get("type") in ("error", "response.failed") \
-                                and not _reports_overflow(upstream_event):
-                            raise _StaleChain
+                                and (kind := event_failure(upstream_event).kind) in \
+                                RETRY_IN_FULL:
+                            raise _StaleChain(kind)
                         out += converter.feed(upstream_event)
                     if out:
                         await self._emit(out, emit)
@@ -141,12 +148,8 @@ class Exchange:
                 # Otherwise the body is read to its end (just the terminator after
                 # response.completed), so httpx can pool the connection.
         except AnthropicError as exc:
-            if retry_allowed and exc.status in STALE_STATUSES and not exc.overflow and \
-                    self.first_token_at is None:
-                if "previous_response_id" in exc.message and "support" in exc.message and \
-                        self.on_chaining_refused is not None:
-                    self.on_chaining_refused()  # e.g. llama.cpp's stateless /v1/responses
-                raise _StaleChain from None
+            if retry_allowed and exc.kind in RETRY_IN_FULL and self.first_token_at is None:
+                raise _StaleChain(exc.kind) from None
             raise
         return converter.finish()
 

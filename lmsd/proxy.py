@@ -14,6 +14,7 @@ from .daemon import Daemon
 from .exchange import Exchange, new_message_id
 from .log import event
 from .protocol.errors import AnthropicError, invalid
+from .protocol.fit import check_fit, wants_exact_count
 from .protocol.models import map_model, models_page
 from .protocol.request import MessagesRequest, parse_json, validate_messages_request
 from .protocol.stream import StreamConverter
@@ -82,6 +83,7 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
     key = (session, agent, model)
     estimate = estimate_tokens(req.system, req.messages, req.tools)
     dialect = await daemon.dialect()
+    await _check_fit(daemon, req, model, estimate)
     plan = plan_turn(
         req, model=model, nodes=store.nodes(key), dialect=dialect,
         chaining=settings.chaining and not daemon.chaining_refused,
@@ -100,7 +102,30 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
     return Exchange(daemon.upstream, plan, converter, store=store, key=key,
                     stream=req.stream, dialect=dialect,
                     prepare=partial(daemon.watcher.wait_ready, model),
-                    on_chaining_refused=daemon.refuse_chaining)
+                    on_chaining_refused=daemon.refuse_chaining,
+                    on_overflow=partial(daemon.learn_limit, model))
+
+
+async def _engine_count(daemon: Daemon, req: MessagesRequest) -> int | None:
+    """The prompt's tokens by the engine's own tokenizer, where it has one (servers other
+    than LM Studio); None otherwise."""
+    if await daemon.dialect() != "chat":
+        return None
+    return await daemon.upstream.count_tokens(count_text(
+        system_text(req.system, strip_billing=daemon.settings.strip_billing_header),
+        req.messages, req.tools))
+
+
+async def _check_fit(daemon: Daemon, req: MessagesRequest, model: str, estimate: int) -> None:
+    """Answer ``prompt is too long`` before sending a prompt that cannot fit: the client
+    compacts at once, and the engine spends no prefill on it."""
+    limit = daemon.context_limit(model)
+    exact = await _engine_count(daemon, req) if wants_exact_count(estimate, limit) else None
+    error = check_fit(estimate, limit, exact)
+    if error is not None:
+        event("request.too_long", level=30, model=model, context_length=limit,
+              estimate_tokens=estimate, counted_tokens=exact, action="refused before sending")
+        raise error
 
 
 def _event_stream(exchange: Exchange, daemon: Daemon) -> Response:
@@ -147,11 +172,7 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         if sid is not None:
             check_session_id(sid)
         req = validate_messages_request(await _read_json(), count_only=True)
-        counted = None
-        if await daemon.dialect() == "chat":  # servers with a tokenizer endpoint
-            counted = await daemon.upstream.count_tokens(count_text(
-                system_text(req.system, strip_billing=settings.strip_billing_header),
-                req.messages, req.tools))
+        counted = await _engine_count(daemon, req)
         if counted is None:
             counted = estimate_tokens(req.system, req.messages, req.tools)
         return json_response({"input_tokens": counted})

@@ -18,8 +18,9 @@ import trio
 
 from .log import event
 from .protocol.chat import ChatStreamAdapter
-from .protocol.errors import AnthropicError, from_upstream, upstream_message
-from .protocol.lmstudio import OPENAI, V0, V1, parse_models
+from .protocol.errors import AnthropicError, from_failure
+from .protocol.failures import read_failure
+from .protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 from .protocol.sse import SSEDecoder
 
 MODELS_CACHE_SECONDS = 2.0
@@ -48,6 +49,7 @@ class Upstream:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
         )
         self._models: tuple[float, list[str], list[str]] | None = None
+        self.listed: list[LoadedModel] = []  # the loaded models of the last listing read
         self._tokenizer: str | None = None  # "extras" | "tokenize" | "none", once known
 
     async def aclose(self) -> None:
@@ -184,8 +186,8 @@ class Upstream:
             payload: Any = json.loads(raw)
         except ValueError:
             payload = raw.decode("utf-8", "replace")
-        message, code = upstream_message(payload)
-        return from_upstream(status, message, code, estimate=estimate, name=self.name)
+        return from_failure(read_failure(payload, status), status, estimate=estimate,
+                            name=self.name)
 
     @staticmethod
     async def _events(response: httpx.Response) -> AsyncIterator[list[dict[str, Any]]]:
@@ -237,6 +239,7 @@ class Upstream:
             for path in (V1, V0, OPENAI):
                 listing = parse_models(path, await self._get_json(path))
                 if listing is not None:
+                    self.listed = listing.loaded
                     return [m.instance_id for m in listing.loaded], listing.known
             return [], []
         except httpx.TransportError as exc:

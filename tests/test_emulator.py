@@ -423,10 +423,11 @@ LONG_INPUT = "word " * 50
 
 
 async def test_overflow_http400(start: Start) -> None:
+    """LM Studio's wording carries no code: only the words say it is an overflow."""
     emu, client, _ = await start(models=small())
     with pytest.raises(openai.BadRequestError) as info:
         await client.responses.create(model=MODEL, input=LONG_INPUT)
-    assert info.value.code == "context_length_exceeded"
+    assert info.value.code is None
     n = emu.log[-1].input_tokens
     assert message_of(info.value).startswith(
         f"Trying to keep the first {n} tokens when context the"
@@ -435,25 +436,59 @@ async def test_overflow_http400(start: Start) -> None:
 
 
 async def test_overflow_http500(start: Start) -> None:
-    emu, client, _ = await start(models=small(), overflow_mode="http500")
+    emu, client, _ = await start(models=small(), overflow_mode="http500",
+                                 overflow_wording="lmstudio_0425")
     with pytest.raises(openai.InternalServerError) as info:
         await client.responses.create(model=MODEL, input=LONG_INPUT)
-    assert info.value.code == "context_length_exceeded"
     body = info.value.body
-    assert isinstance(body, dict) and body["type"] == "server_error"
+    assert isinstance(body, dict) and body["type"] == "internal_error"
+    n = emu.log[-1].input_tokens
+    assert f"(n_keep: {n} >= n_ctx: 20)" in body["message"]
     assert emu.log[-1].outcome == "error"
 
 
 async def test_overflow_stream_error(start: Start) -> None:
+    """LM Studio's SSE error event holds the whole error body, JSON-encoded, in message."""
     emu, client, _ = await start(models=small(), overflow_mode="stream_error")
     emu.script(Reply(Text("unused")))
     events = await collect(
         await client.responses.create(model=MODEL, input=LONG_INPUT, stream=True)
     )
     assert [e.type for e in events] == ["response.created", "error"]
-    assert events[1].code == "context_length_exceeded" and events[1].param is None
-    assert "context length of only 20 tokens" in events[1].message
+    inner = json.loads(events[1].message)
+    assert "context length of only 20 tokens" in inner["error"]["message"]
     assert emu.log[-1].outcome == "error" and emu.pending_replies == 1
+
+
+async def test_overflow_response_failed(start: Start) -> None:
+    emu, client, _ = await start(models=small(), overflow_mode="response_failed",
+                                 overflow_wording="lmstudio_n_keep")
+    events = await collect(
+        await client.responses.create(model=MODEL, input=LONG_INPUT, stream=True)
+    )
+    assert [e.type for e in events][-1] == "response.failed"
+    n = emu.log[-1].input_tokens
+    assert events[-1].response.error.message == \
+        f"Cannot truncate prompt with n_keep ({n}) >= n_ctx (20)"
+
+
+@pytest.mark.parametrize(("wording", "words"), [
+    ("lmstudio", "Trying to keep the first {n} tokens"),
+    ("lmstudio_n_keep", "n_keep ({n}) >= n_ctx (20)"),
+    ("lmstudio_0425", "(n_keep: {n} >= n_ctx: 20)"),
+    ("llama_server", "request ({n} tokens) exceeds the available context size (20 tokens)"),
+    ("openai", "maximum context length is 20 tokens. However, you requested {n} tokens"),
+    ("vllm", "maximum context length is 20 tokens. However, your request has {n} input"),
+])
+async def test_every_overflow_wording(start: Start, wording: str, words: str) -> None:
+    emu, client, _ = await start(models=small(), overflow_wording=wording)
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.responses.create(model=MODEL, input=LONG_INPUT)
+    assert words.format(n=emu.log[-1].input_tokens) in str(info.value.body)
+    if wording == "llama_server":
+        assert isinstance(info.value.body, dict)
+        assert info.value.body["type"] == "exceed_context_size_error"
+        assert info.value.body["n_ctx"] == 20
 
 
 # -- incomplete and faults ---------------------------------------------------------------------

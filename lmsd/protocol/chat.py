@@ -184,6 +184,9 @@ class ChatStreamAdapter:
         if isinstance(chunk.get("error"), dict):
             self.done = True
             return [*out, {**chunk["error"], "type": "error"}]
+        if chunk.get("object") == "error":  # vLLM's flat error shape
+            self.done = True
+            return [*out, {**chunk, "type": "error"}]
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():

@@ -19,7 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import AnthropicError, from_upstream, upstream_message
+from .errors import AnthropicError, from_failure
+from .failures import event_failure
 from .tokens import anthropic_usage, context_usage, text_tokens
 
 Event = dict[str, Any]
@@ -453,16 +454,10 @@ class StreamConverter:
             return self._complete("refusal")
         return self._complete("end_turn" if self.capped else "max_tokens")
 
-    def _on_failed(self, event: Event) -> list[Event]:
-        response = event.get("response") or {}
-        message, code = upstream_message(response.get("error") or {})
-        return self.fail(from_upstream(None, message or "the response failed", code,
-                                       estimate=self.estimate, name=self.upstream_name))
-
-    def _on_error(self, event: Event) -> list[Event]:
-        message, code = upstream_message(event)
-        return self.fail(from_upstream(None, message or "upstream error", code,
-                                       estimate=self.estimate, name=self.upstream_name))
+    def _on_failure(self, event: Event) -> list[Event]:
+        """``error`` and ``response.failed``: an overflow in any wording is still an overflow."""
+        return self.fail(from_failure(event_failure(event), estimate=self.estimate,
+                                      name=self.upstream_name))
 
     # -- completion -------------------------------------------------------------------------
 
@@ -521,6 +516,6 @@ _HANDLERS = {
     "response.reasoning_summary_text.done": StreamConverter._on_summary_done,
     "response.completed": StreamConverter._on_completed,
     "response.incomplete": StreamConverter._on_incomplete,
-    "response.failed": StreamConverter._on_failed,
-    "error": StreamConverter._on_error,
+    "response.failed": StreamConverter._on_failure,
+    "error": StreamConverter._on_failure,
 }

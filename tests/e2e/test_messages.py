@@ -235,23 +235,27 @@ async def test_unknown_path_is_an_anthropic_404(http):
 
 @pytest.mark.parametrize("mode", ["http400", "http500", "stream_error"])
 async def test_context_overflow_is_prompt_too_long(client, emulator, mode):
+    """Over the context, but not so far over that lmsd refuses it before sending (see
+    test_overflow.py): the engine's own overflow is what comes back."""
     emulator.overflow_mode = mode
-    emulator.models[MODEL].context_length = 50
+    emulator.models[MODEL].context_length = 160
     with pytest.raises(anthropic.BadRequestError) as info:
         await client.messages.create(model="claude-x", max_tokens=10,
-                                     messages=user("word " * 200))
+                                     messages=user("abc " * 200))
     assert info.value.status_code == 400
     assert info.value.body["error"]["message"].startswith("prompt is too long: ")
-    assert "> 50 maximum" in info.value.body["error"]["message"]
+    assert "> 160 maximum" in info.value.body["error"]["message"]
+    assert len(emulator.generations) == 1
 
 
 async def test_context_overflow_in_a_stream_is_an_error_event(http, emulator):
-    emulator.models[MODEL].context_length = 50
+    emulator.models[MODEL].context_length = 160
     events = await raw_stream(http, {"model": "claude-x", "max_tokens": 10,
-                                     "messages": user("word " * 200)})
+                                     "messages": user("abc " * 200)})
     assert check_stream(events) == "error"
     assert events[-1]["error"]["type"] == "invalid_request_error"
     assert events[-1]["error"]["message"].startswith("prompt is too long: ")
+    assert len(emulator.generations) == 1
 
 
 @pytest.mark.parametrize(("fault", "status", "fragment"), [

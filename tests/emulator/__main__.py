@@ -9,6 +9,7 @@ import sys
 import trio
 
 from .app import serve_emulator
+from .overflow import MODES, WORDINGS
 from .state import Emulator, default_models
 
 
@@ -21,9 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-delay-ms", type=float, default=0.0, help="delay between deltas")
     parser.add_argument("--usage-mode", choices=["lmstudio", "openai"], default="lmstudio")
     parser.add_argument("--instructions-mode", choices=["inherit", "replace"], default="inherit")
-    parser.add_argument(
-        "--overflow-mode", choices=["http400", "http500", "stream_error"], default="http400"
-    )
+    parser.add_argument("--overflow-mode", choices=list(MODES), default="http400")
+    parser.add_argument("--overflow-wording", choices=list(WORDINGS), default="lmstudio")
     args = parser.parse_args(argv)
     models = default_models()
     models[0].context_length = args.context_length
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         usage_mode=args.usage_mode,
         instructions_mode=args.instructions_mode,
         overflow_mode=args.overflow_mode,
+        overflow_wording=args.overflow_wording,
         prefill_seconds_per_token=args.prefill_ms_per_token / 1000,
         token_delay=args.token_delay_ms / 1000,
     )

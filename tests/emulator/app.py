@@ -16,6 +16,7 @@ from quart_trio import QuartTrio
 
 from .chat import chat_plain, chat_stream, plan_chat
 from .events import DELTA_EVENTS, Event, build_output, new_response_id, response_object, sse
+from .overflow import failed_error, overflow_event
 from .script import Fault
 from .state import Emulator, Plan, RequestRecord
 from .validate import ApiError
@@ -74,7 +75,8 @@ class EmulatorASGI:
 
 
 def error_response(record: RequestRecord, error: ApiError) -> Response:
-    record.error = {**error.body()["error"], "detail": error.detail}
+    body = error.body()
+    record.error = {**body.get("error", body), "detail": error.detail}
     if record.outcome is None:
         record.outcome = "rejected" if error.status < 500 else "error"
     return Response(json.dumps(error.body()), status=error.status, content_type="application/json")
@@ -99,6 +101,15 @@ def create_app(emu: Emulator) -> QuartTrio:
         except ValueError as exc:
             raise ApiError(f"Invalid JSON in request body: {exc}") from None
         return record.body
+
+    @app.before_request
+    async def other_server() -> Response | None:
+        """With ``emu.lmstudio_api`` off it is a plain OpenAI-compatible server (llama-server,
+        vLLM): no LM Studio endpoints, so no listing of loaded contexts."""
+        if not emu.lmstudio_api and (request.path.startswith("/api/")
+                                     or request.path == "/lmstudio-greeting"):
+            return json_response({"error": {"message": "File Not Found", "code": 404}}, 404)
+        return None
 
     @app.get("/lmstudio-greeting")
     async def greeting() -> Response:
@@ -311,10 +322,16 @@ async def stream_body(emu: Emulator, plan: Plan, fault: Fault | None) -> AsyncIt
     created = {"type": "response.created", "response": skeleton}
     in_progress = {"type": "response.in_progress", "response": skeleton}
     final: dict[str, Any] | None = None
-    if plan.overflow is not None:
+    if plan.overflow is not None and emu.overflow_mode == "response_failed":
         error = plan.overflow
-        record.error = {**error.body()["error"], "detail": error.detail}
-        events = [created, {"type": "error", "code": error.code, "message": error.message}]
+        record.error = {"message": error.message, "detail": error.detail}
+        failed = response_object(plan, record.response_id, created_at, status="failed",
+                                 error=failed_error(error))
+        events = [created, in_progress, {"type": "response.failed", "response": failed}]
+    elif plan.overflow is not None:
+        error = plan.overflow
+        record.error = {"message": error.message, "detail": error.detail}
+        events = [created, overflow_event(error, emu.overflow_wording)]
     elif fault is not None and fault.kind == "failed":
         err = {"code": fault.code, "message": fault.message}
         failed = response_object(plan, record.response_id, created_at, status="failed", error=err)
@@ -329,7 +346,7 @@ async def stream_body(emu: Emulator, plan: Plan, fault: Fault | None) -> AsyncIt
     for seq, event in enumerate(events):
         if event["type"] == "error":
             record.outcome = "error"
-            event = {**event, "param": None}
+            event = {**event, "param": None} if "code" in event else event
         elif event["type"] == "response.failed":
             record.outcome = "failed"
         elif final is not None and event.get("response") is final:

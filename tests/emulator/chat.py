@@ -166,16 +166,13 @@ def plan_chat(emu: Emulator, record: RequestRecord, body: Any) -> Plan:
         common += 1
     cached = min(common, max(len(tokens) - 1, 0))
     record.input_tokens, record.cached_tokens = len(tokens), cached
+    plan = Plan(record, body, model, tokens, cached)
     if len(tokens) > model.context_length:
-        raise ApiError(
-            f"Trying to keep the first {len(tokens)} tokens when context the overflows. "
-            f"However, the model is loaded with context length of only "
-            f"{model.context_length} tokens, which is not enough. Try to load the model "
-            "with a larger context length, or provide a shorter input",
-            status=500 if emu.overflow_mode == "http500" else 400,
-            code="context_length_exceeded",
-        )
-    return Plan(record, body, model, tokens, cached)
+        overflow = emu.overflow(len(tokens), model.context_length)
+        if not emu.overflow_in_stream or not record.stream:
+            raise overflow
+        plan.overflow = overflow  # streamed as a `data: {"error": ...}` chunk
+    return plan
 
 
 def _chunks(text: str, size: int) -> list[str]:
@@ -304,6 +301,11 @@ def chat_sse(data: Chunk | str) -> bytes:
 async def chat_stream(emu: Emulator, plan: Plan) -> AsyncIterator[bytes]:
     """The chat.completion.chunk stream: role chunk, deltas, finish chunk, usage, [DONE]."""
     record = plan.record
+    if plan.overflow is not None:  # llama-server streams the error body as a chunk
+        record.outcome = "error"
+        record.error = {"message": plan.overflow.message}
+        yield chat_sse(plan.overflow.body())
+        return
     await trio.sleep(emu.prefill_seconds_per_token * plan.uncached)
     record.response_id = new_completion_id()
     options = plan.body.get("stream_options")

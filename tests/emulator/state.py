@@ -11,12 +11,12 @@ from typing import Any, Literal
 
 import trio
 
+from .overflow import OverflowMode, OverflowWording, overflow_error
 from .script import Call, Fault, Reply, Text
 from .validate import ApiError, validate_request
 
 UsageMode = Literal["lmstudio", "openai"]
 InstructionsMode = Literal["inherit", "replace"]
-OverflowMode = Literal["http400", "http500", "stream_error"]
 Outcome = Literal["completed", "incomplete", "failed", "error", "dropped", "cancelled", "rejected"]
 Item = dict[str, Any]
 ScriptEntry = Reply | Callable[["RequestRecord"], Reply]
@@ -174,6 +174,7 @@ class Emulator:
         usage_mode: UsageMode = "lmstudio",
         instructions_mode: InstructionsMode = "inherit",
         overflow_mode: OverflowMode = "http400",
+        overflow_wording: OverflowWording = "lmstudio",
         prefill_seconds_per_token: float = 0.0,
         token_delay: float = 0.0,
         chunk_size: int = 4,
@@ -182,12 +183,14 @@ class Emulator:
         self.usage_mode = usage_mode
         self.instructions_mode = instructions_mode
         self.overflow_mode = overflow_mode
+        self.overflow_wording = overflow_wording
         self.prefill_seconds_per_token = prefill_seconds_per_token
         self.token_delay = token_delay
         self.chunk_size = chunk_size
         self.load_delay = 0.0  # seconds POST /api/v1/models/load takes
         self.fail_loads = 0  # how many of the next loads fail with HTTP 500
         self.stateless = False  # refuse previous_response_id, as llama.cpp's server does
+        self.lmstudio_api = True  # off: no /api/* or greeting, as llama-server or vLLM
         self.url: str | None = None  # set by serve_emulator
         self.log: list[RequestRecord] = []
         self.responses: dict[str, StoredResponse] = {}
@@ -323,18 +326,21 @@ class Emulator:
         record.input_tokens, record.cached_tokens = len(tokens), cached
         plan = Plan(record, body, model, tokens, cached)
         if len(tokens) > model.context_length:
-            overflow = ApiError(
-                f"Trying to keep the first {len(tokens)} tokens when context the overflows. "
-                f"However, the model is loaded with context length of only "
-                f"{model.context_length} tokens, which is not enough. Try to load the model "
-                "with a larger context length, or provide a shorter input",
-                status=500 if self.overflow_mode == "http500" else 400,
-                code="context_length_exceeded",
-            )
-            if self.overflow_mode != "stream_error" or not record.stream:
+            overflow = self.overflow(len(tokens), model.context_length)
+            if not self.overflow_in_stream or not record.stream:
                 raise overflow
             plan.overflow = overflow
         return plan
+
+    def overflow(self, n: int, m: int) -> ApiError:
+        """The overflow error in the configured wording (HTTP 500 in ``http500`` mode)."""
+        return overflow_error(self.overflow_wording, n, m,
+                              500 if self.overflow_mode == "http500" else 400)
+
+    @property
+    def overflow_in_stream(self) -> bool:
+        """Is an overflow reported inside a 200 stream (not as an HTTP status)?"""
+        return self.overflow_mode in ("stream_error", "response_failed")
 
     def next_fault(self) -> Fault | None:
         return self._faults.popleft() if self._faults else None

@@ -40,8 +40,10 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         detail: str | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.payload = payload  # a server's own body shape, sent as is
         self.message = message
         self.status = status
         self.param = param
@@ -53,6 +55,8 @@ class ApiError(Exception):
         return "server_error" if self.status >= 500 else "invalid_request_error"
 
     def body(self) -> dict[str, Any]:
+        if self.payload is not None:
+            return self.payload
         return {
             "error": {
                 "message": self.message,

@@ -1,7 +1,8 @@
 import pytest
 
 from lmsd.config import ConfigError, load_settings, redacted
-from lmsd.protocol.errors import context_overflow, from_upstream
+from lmsd.protocol.errors import from_upstream
+from lmsd.protocol.failures import OVERFLOW, classify, event_failure
 from lmsd.protocol.models import map_model, models_page
 from lmsd.protocol.tokens import estimate_tokens
 from tests.fixtures import body
@@ -21,13 +22,18 @@ def test_context_overflow_is_prompt_too_long_whatever_the_status(status):
     assert err.message == "prompt is too long: 24071 tokens > 8192 maximum"
 
 
+def _overflow(message):
+    failure = classify(message)
+    return (failure.prompt_tokens, failure.context_limit) if failure.overflow else None
+
+
 def test_other_overflow_wordings():
-    assert context_overflow("request (24071 tokens) exceeds the available context size "
-                            "(8192 tokens)") == (24071, 8192)
-    assert context_overflow("This model's maximum context length is 4096 tokens. However, "
-                            "your messages resulted in 5000 tokens.") == (5000, 4096)
-    assert context_overflow("Context size has been exceeded.") == (0, 0)
-    assert context_overflow("model crashed") is None
+    assert _overflow("request (24071 tokens) exceeds the available context size "
+                     "(8192 tokens)") == (24071, 8192)
+    assert _overflow("This model's maximum context length is 4096 tokens. However, "
+                     "your messages resulted in 5000 tokens.") == (5000, 4096)
+    assert _overflow("Context size has been exceeded.") == (0, 0)
+    assert _overflow("model crashed") is None
     err = from_upstream(500, "Context size has been exceeded.", estimate=9000)
     assert err.message.startswith("prompt is too long: 9000 tokens > ")
 
@@ -129,9 +135,11 @@ def test_secrets_are_redacted():
     assert "hunter2" not in repr(shown) and shown["admin_token"] == "***"
 
 
-def test_overflow_detection_in_error_events_of_any_shape():
-    from lmsd.exchange import _reports_overflow
+def _reports_overflow(upstream_event):
+    return event_failure(upstream_event).kind == OVERFLOW
 
+
+def test_overflow_detection_in_error_events_of_any_shape():
     assert _reports_overflow({"type": "error", "message": "Context size has been exceeded."})
     assert _reports_overflow({"type": "response.failed", "response": {"error": {
         "message": "Trying to keep the first 9 tokens when context the overflows. However, "

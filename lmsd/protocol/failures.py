@@ -1,0 +1,165 @@
+"""What an upstream error means, whatever the server and however it was delivered.
+
+Engines word the same failure differently, and the wording is all a client gets: LM Studio
+alone has three ways to say "context overflow", and delivers them as HTTP 400, HTTP 500, an
+SSE ``error`` event or a ``response.failed``. This module reads an error body (or event) of
+any common shape into an :class:`UpstreamFailure` and classifies it:
+
+- ``context_overflow`` with the prompt size N and the limit M when the words carry them
+  (the client should compact, never retry);
+- ``stale_chain``: the stored response a ``previous_response_id`` named is gone (resend
+  the history in full);
+- ``chaining_unsupported``: the server has no stored responses at all (llama.cpp);
+- ``""``: anything else (a crash, a bad image, a busy server), which is never taken for a
+  stale chain.
+
+Every wording here comes from a real server; the emulator in ``tests/`` speaks them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+OVERFLOW, STALE, UNSUPPORTED = "context_overflow", "stale_chain", "chaining_unsupported"
+
+_I = re.IGNORECASE | re.DOTALL
+#: (pattern, group of the prompt size N, group of the limit M), most specific first.
+_OVERFLOW_WORDINGS: tuple[tuple[re.Pattern[str], int, int], ...] = (
+    # LM Studio (llama.cpp engine): "Trying to keep the first 15857 tokens when context the
+    # overflows. However, the model is loaded with context length of only 4096 tokens ..."
+    (re.compile(r"keep the first (\d+) tokens.*?context length of only (\d+)", _I), 1, 2),
+    # LM Studio / llama.cpp: "Cannot truncate prompt with n_keep (24101) >= n_ctx (24000)";
+    # LM Studio 0.4.25: "The number of tokens to keep from the initial prompt is greater
+    # than the context length (n_keep: 24101 >= n_ctx: 24000). Try to load ..."
+    (re.compile(r"n_keep\W{0,3}(\d+)\W{0,3}>=?\s*n_ctx\W{0,3}(\d+)", _I), 1, 2),
+    # llama-server (exceed_context_size_error): "request (4476 tokens) exceeds the
+    # available context size (4096 tokens), try increasing it"
+    (re.compile(r"(\d+) tokens?\)? exceeds? the available context size \((\d+)", _I), 1, 2),
+    # llama-cpp-python: "Requested tokens (5000) exceed context window of 4096"
+    (re.compile(r"requested tokens \((\d+)\) exceeds? context window of (\d+)", _I), 1, 2),
+    # SGLang: "The input (5000 tokens) is longer than the model's context length (4096
+    # tokens)."
+    (re.compile(r"input \((\d+) tokens\) is longer than the model's context length "
+                r"\((\d+)", _I), 1, 2),
+    # vLLM: "This model's maximum context length is 4096 tokens. However, your request has
+    # 5000 input tokens." OpenAI: "... However, you requested 5000 tokens (...)" or "your
+    # messages resulted in 5000 tokens".
+    (re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested|request "
+                r"has) (\d+)", _I), 2, 1),
+    # Anthropic-native engines: "prompt is too long: 5000 tokens > 4096 maximum"
+    (re.compile(r"prompt is too long: (\d+) tokens? > (\d+)", _I), 1, 2),
+)
+# vLLM when the prompt fits but prompt + max_tokens does not: "'max_tokens' or
+# 'max_completion_tokens' is too large: 8000. This model's maximum context length is 4096
+# tokens and your request has 2778 input tokens (8000 > 4096 - 2778)". Compacting the prompt
+# is what makes room, so the limit is what is left for it: M - max_tokens.
+_OUTPUT_TOO_LARGE = re.compile(r"too large: (\d+)\. This model's maximum context length is "
+                               r"(\d+) tokens and your request has (\d+) input tokens", _I)
+_OVERFLOW_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error",
+                             "context_window_exceeded", "prompt_too_long"})
+_OVERFLOW_HINTS = ("context length", "context size", "context window", "context_length",
+                   "n_ctx", "prompt is too long", "input length")
+_OVERFLOW_VERBS = ("exceed", "overflow", "too long", "not enough", "greater than",
+                   "longer than", "too large")
+
+_STALE_CODES = frozenset({"previous_response_not_found", "response_not_found"})
+# "Previous response with id 'resp_1' not found." (LM Studio and OpenAI);
+# "Prediction history node with id '...' not found while attempting to build chat history
+# chain" (LM Studio before 0.3.32, lmstudio-bug-tracker #1188).
+_STALE_WORDINGS = re.compile(
+    r"previous[ _]response\w*\b.{0,80}?\bnot found|response with id \S+ not found|"
+    r"history node with id .{0,80}?not found", _I)
+# llama-server's stateless /v1/responses: "... does not support 'previous_response_id'"
+_UNSUPPORTED = re.compile(r"(?:not|n't|un)\s*support\w*.{0,40}previous_response_id|"
+                          r"previous_response_id.{0,40}(?:not|un)\s*supported", _I)
+
+
+@dataclass(frozen=True)
+class UpstreamFailure:
+    """An upstream error as words, plus what lmsd makes of them."""
+
+    message: str
+    code: str | None = None  # the error's ``code`` (a string), else its ``type``
+    prompt_tokens: int = 0  # N, when the server said it
+    context_limit: int = 0  # M, when the server said it
+    kind: str = ""  # OVERFLOW | STALE | UNSUPPORTED | ""
+
+    @property
+    def overflow(self) -> bool:
+        return self.kind == OVERFLOW
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _fields(body: Any) -> tuple[str, str | None, Mapping[str, Any]]:
+    """(message, code, the mapping that held them) from an error body of any common shape:
+    ``{"error": {...}}``, ``{"error": "..."}``, a bare error object, an SSE ``error`` event,
+    a plain string."""
+    if isinstance(body, Mapping):
+        err = body.get("error", body)
+        if isinstance(err, Mapping):
+            message = err.get("message") or err.get("detail") or ""
+            if isinstance(message, Mapping):  # {"message": {"message": ...}} seen in the wild
+                message = message.get("message") or ""
+            code = err.get("code")
+            if not isinstance(code, str) or not code:
+                code = err.get("type") if isinstance(err.get("type"), str) else None
+                code = None if code in ("error", "") else code
+            return str(message), code, err
+        if isinstance(err, str):
+            return err, None, body
+    if isinstance(body, str):
+        return body[:4096], None, {}
+    return "", None, {}
+
+
+def _overflow(message: str, code: str | None, n: int, m: int) -> tuple[int, int] | None:
+    """(N, M) when the words (or code, or counts) report a context overflow; 0 for unknown."""
+    if found := _OUTPUT_TOO_LARGE.search(message):
+        wanted, window, prompt = (int(g) for g in found.groups())
+        return prompt, max(window - wanted, 0)
+    for pattern, n_group, m_group in _OVERFLOW_WORDINGS:
+        if found := pattern.search(message):
+            return n or int(found.group(n_group)), m or int(found.group(m_group))
+    text = f"{message} {code or ''}".lower()
+    if (code or "").lower() in _OVERFLOW_CODES or (n and m and n > m) or (
+            any(h in text for h in _OVERFLOW_HINTS) and any(v in text for v in _OVERFLOW_VERBS)):
+        return n, m
+    return None
+
+
+def classify(message: str, code: str | None = None, *, prompt_tokens: int = 0,
+             context_limit: int = 0, status: int | None = None) -> UpstreamFailure:
+    """Classify an upstream error's words (and structured counts, when the body had them)."""
+    if (counts := _overflow(message, code, prompt_tokens, context_limit)) is not None:
+        return UpstreamFailure(message, code, *counts, kind=OVERFLOW)
+    kind = ""
+    if (code or "").lower() in _STALE_CODES or _STALE_WORDINGS.search(message):
+        kind = STALE
+    elif _UNSUPPORTED.search(message):
+        kind = UNSUPPORTED
+    elif status == 404 and code != "model_not_found" and "model" not in message.lower():
+        kind = STALE  # an unknown-id 404 on a chained request
+    return UpstreamFailure(message, code, prompt_tokens, context_limit, kind)
+
+
+def read_failure(body: Any, status: int | None = None) -> UpstreamFailure:
+    """Read and classify an error body (HTTP answer, SSE ``error`` event, or the ``error``
+    of a ``response.failed``)."""
+    message, code, holder = _fields(body)
+    return classify(message, code, prompt_tokens=_int(holder.get("n_prompt_tokens")),
+                    context_limit=_int(holder.get("n_ctx")), status=status)
+
+
+def event_failure(upstream_event: Mapping[str, Any]) -> UpstreamFailure:
+    """The failure an ``error`` or ``response.failed`` event reports."""
+    source: Any = upstream_event
+    if upstream_event.get("type") == "response.failed":
+        response = upstream_event.get("response")
+        source = response.get("error") if isinstance(response, Mapping) else None
+    return read_failure(source)
