@@ -247,9 +247,9 @@ def test_settings_from_file_env_and_flags(tmp_path):
 
 
 def test_bad_allow_list_settings_name_the_key(tmp_path):
-    with pytest.raises(ConfigError, match="LMSD_ALLOWED_HOSTS.*box:80"):
+    with pytest.raises(ConfigError, match=r"LMSD_ALLOWED_HOSTS.*box:80"):
         load_settings({}, {"LMSD_ALLOWED_HOSTS": "box:80"})
-    with pytest.raises(ConfigError, match="allowed_origins.*example.com"):
+    with pytest.raises(ConfigError, match=r"allowed_origins.*example\.com"):
         load_settings({"allowed_origins": "example.com"}, {})
     config = tmp_path / "lmsd.toml"
     config.write_text("allowed_hosts = [1, 2]\n")
