@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .protocol.errors import AnthropicError
+from .protocol.guard import Policy
 
 _TYPE_FOR_STATUS = {404: "not_found_error", 405: "invalid_request_error",
                     413: "request_too_large", 408: "invalid_request_error"}
@@ -60,11 +61,17 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def make_app(name: str, *, max_body_bytes: int,
-             on_error: Callable[[AnthropicError], None] | None = None) -> QuartTrio:
+             on_error: Callable[[AnthropicError], None] | None = None,
+             policy: Callable[[], Policy] | None = None) -> QuartTrio:
     """A QuartTrio app with Anthropic-shaped errors, no response timeout and a body limit.
 
-    ``on_error`` sees every error answered (to log and count rejected requests)."""
+    ``on_error`` sees every error answered (to log and count rejected requests). With a
+    ``policy``, requests a web page could have sent are refused before any other hook."""
     app = QuartTrio(name)
+    if policy is not None:
+        from .guard import install  # guard.py answers with this module's error_response
+
+        install(app, policy)
     app.config["RESPONSE_TIMEOUT"] = None  # Quart's default 60 s would cut long streams
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .protocol.guard import parse_hosts, parse_origins
+
 
 class ConfigError(Exception):
     """A setting is wrong; the message names the key."""
@@ -99,6 +101,19 @@ def _mapping(value: Any) -> dict[str, str]:
     return {str(k).strip(): str(v).strip() for k, v in items}
 
 
+def _list(parse: Callable[[list[str]], list[str]]) -> Callable[[Any], list[str]]:
+    """A TOML array of strings, or ``a,b`` in env and flags."""
+    def parse_list(value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            if not all(isinstance(v, str) for v in value):
+                raise ValueError(f"expected a list of strings, got {value!r}")
+            return parse(list(value))
+        if not isinstance(value, str):
+            raise ValueError(f"expected a list of strings or A,B, got {value!r}")
+        return parse(value.split(","))
+    return parse_list
+
+
 def _string(value: Any) -> str:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise ValueError(f"expected a string, got {value!r}")
@@ -133,6 +148,8 @@ class Settings:
     upstream_timeout: float = 600.0
     upstream_api_key: str = ""
     admin_token: str = ""
+    allowed_hosts: list[str] = field(default_factory=list)
+    allowed_origins: list[str] = field(default_factory=list)
     log_level: str = "info"
     log_format: str = "auto"
     config: str = ""
@@ -166,6 +183,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "upstream_timeout": _positive(float),
     "upstream_api_key": _string,
     "admin_token": _string,
+    "allowed_hosts": _list(parse_hosts),
+    "allowed_origins": _list(parse_origins),
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_format": _choice("auto", "text", "json"),
     "config": _path,

@@ -12,6 +12,7 @@ from . import __version__
 from .asgi import json_response, make_app
 from .daemon import Daemon
 from .exchange import Exchange, new_message_id
+from .guard import policy_for
 from .log import event
 from .protocol.errors import AnthropicError, invalid
 from .protocol.fit import check_fit, wants_exact_count
@@ -151,7 +152,7 @@ async def _whole_message(exchange: Exchange) -> Response:
 
 def create_proxy_app(daemon: Daemon) -> QuartTrio:
     app = make_app("lmsd.proxy", max_body_bytes=daemon.settings.max_body_bytes,
-                   on_error=_rejected)
+                   on_error=_rejected, policy=policy_for(daemon.settings, "listen"))
     store, settings = daemon.store, daemon.settings
 
     @app.route("/", methods=["GET", "HEAD"])

@@ -43,6 +43,7 @@ RESTART_MIN, RESTART_MAX = 0.5, 30.0
 KEEP_ALIVE_SECONDS = 15.0
 LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not stall us
 LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
+             "allowed_hosts", "allowed_origins",
              "max_tokens_cap",
              "poll_interval", "watch", "chaining", "strip_billing_header")
 

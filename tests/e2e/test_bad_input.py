@@ -69,7 +69,7 @@ async def test_an_incomplete_request_body_does_not_hang_the_daemon(lmsd, emulato
     """A client that announces more bytes than it sends, then gives up."""
     host, port = lmsd.url.removeprefix("http://").split(":")
     stream = await trio.open_tcp_stream(host, int(port))
-    await stream.send_all(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: "
+    await stream.send_all(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                           b"application/json\r\nContent-Length: 1000\r\n\r\n{\"model\"")
     await stream.aclose()
     async with httpx.AsyncClient(base_url=lmsd.url) as http:

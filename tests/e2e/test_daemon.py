@@ -377,7 +377,8 @@ async def test_replay_delivers_recent_matching_events():
 async def test_rejected_requests_show_in_the_tail_and_the_metrics(lmsd, emulator):
     with lmsd.daemon.bus.subscribe(types=("request",)) as sub:
         async with httpx.AsyncClient(base_url=lmsd.url) as http:
-            await http.post("/v1/messages", content=b"{broken")
+            await http.post("/v1/messages", content=b"{broken",
+                            headers={"Content-Type": "application/json"})
         rejected = await next_event(sub, "request.rejected")
     assert (rejected["status"], rejected["error_type"]) == (400, "invalid_request_error")
     assert "not valid JSON" in rejected["error"] and rejected["path"] == "/v1/messages"

@@ -1,0 +1,68 @@
+"""Refuse, on both ports, the requests a web page could have sent (see protocol/guard.py).
+
+The hooks run before any route reads the body, so a refused request never reaches the
+upstream. The allow-lists are read per request: SIGHUP changes them live.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from quart import Response, request, websocket
+from quart_trio import QuartTrio
+
+from .asgi import error_response
+from .config import Settings
+from .log import event
+from .protocol.errors import AnthropicError
+from .protocol.guard import Policy, check
+
+
+def machine_names() -> tuple[str, ...]:
+    """This machine's host name, full and short (a LAN client may use either)."""
+    name = socket.gethostname().lower().rstrip(".")
+    return tuple(sorted({name, name.split(".")[0]} - {""}))
+
+
+def policy_for(settings: Settings, listen_key: str) -> Callable[[], Policy]:
+    """The current policy of the listener bound by ``settings.<listen_key>``."""
+    names = machine_names()
+
+    def current() -> Policy:
+        host = getattr(settings, listen_key).rpartition(":")[0]
+        return Policy(host, tuple(settings.allowed_hosts), tuple(settings.allowed_origins),
+                      names)
+
+    return current
+
+
+def _refused(app: str, error: AnthropicError, path: str, method: str,
+             headers: dict[str, str | None]) -> Response:
+    event("request.refused", level=30, app=app, method=method, path=path, status=error.status,
+          **{k: v[:200] if v else v for k, v in headers.items()}, error=error.message)
+    return error_response(error)
+
+
+def install(app: QuartTrio, policy: Callable[[], Policy]) -> None:
+    """Check every request and WebSocket handshake before its route runs."""
+
+    @app.before_request
+    async def guard_request() -> Response | None:
+        headers = request.headers
+        has_body = bool(request.content_length) or "Transfer-Encoding" in headers
+        error = check(policy(), headers, method=request.method, has_body=has_body)
+        if error is None:
+            return None
+        return _refused(app.name, error, request.path, request.method, {
+            "host": headers.get("Host"), "origin": headers.get("Origin"),
+            "content_type": headers.get("Content-Type")})
+
+    @app.before_websocket
+    async def guard_websocket() -> Response | None:
+        headers = websocket.headers
+        error = check(policy(), headers, method="GET", websocket=True)
+        if error is None:
+            return None
+        return _refused(app.name, error, websocket.path, "WEBSOCKET", {
+            "host": headers.get("Host"), "origin": headers.get("Origin")})
