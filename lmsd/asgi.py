@@ -10,6 +10,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from . import request_ids
 from .protocol.errors import AnthropicError
 
 _TYPE_FOR_STATUS = {404: "not_found_error", 405: "invalid_request_error",
@@ -68,6 +69,7 @@ def make_app(name: str, *, max_body_bytes: int,
     app.config["RESPONSE_TIMEOUT"] = None  # Quart's default 60 s would cut long streams
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    request_ids.install(app)  # first, so that every other hook and error has the id
 
     def answer(error: AnthropicError) -> Response:
         if on_error is not None:

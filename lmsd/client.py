@@ -24,8 +24,11 @@ import trio
 import trio_websocket
 
 from .config import Settings
+from .events import RECENT
 
 TIMEOUT = 10.0
+ACTIVE_WINDOW = 3600  # seconds: ``lmsd sessions --active`` shows sessions used this recently
+RECONNECT_MIN, RECONNECT_MAX = 0.2, 5.0  # ``lmsd tail --follow``: seconds between attempts
 ANY_HOST = {"", "0.0.0.0", "::"}
 
 RESET, DIM = "\x1b[0m", "\x1b[2m"
@@ -167,6 +170,9 @@ def format_status(data: dict[str, Any]) -> str:
     reachable = {True: "reachable", False: "NOT reachable"}.get(up.get("reachable"),
                                                                "not checked yet")
     row("upstream", f"{up.get('url')} (found by: {up.get('source')}), {reachable}")
+    chaining = "chaining on" if up.get("chaining") else "chaining off"
+    row("dialect", f"{up.get('api') or 'not decided yet'} ({up.get('api_why') or '?'}), "
+        f"{chaining}")
     models = data.get("models", [])
     if not models:
         row("models", "none loaded")
@@ -230,10 +236,22 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
     return table(SESSION_HEADER, rows)
 
 
-def sessions(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) -> None:
-    """``lmsd sessions``."""
+def select_sessions(entries: list[dict[str, Any]], *, limit: int | None = None,
+                    active: bool = False, now: float | None = None) -> list[dict[str, Any]]:
+    """The most recently used first; ``active``: used within ACTIVE_WINDOW seconds."""
+    now = time.time() if now is None else now
+    chosen = sorted(entries, key=lambda e: e.get("last_used") or 0, reverse=True)
+    if active:
+        chosen = [e for e in chosen if (e.get("last_used") or 0) >= now - ACTIVE_WINDOW]
+    return chosen if limit is None else chosen[:limit]
+
+
+def sessions(admin: Admin, *, as_json: bool = False, limit: int | None = None,
+             active: bool = False, out: TextIO | None = None) -> None:
+    """``lmsd sessions [--limit N] [--active]``."""
     data = admin.request("GET", "/sessions")
-    text = json.dumps(data, indent=2) if as_json else format_sessions(data.get("sessions", []))
+    data["sessions"] = select_sessions(data.get("sessions", []), limit=limit, active=active)
+    text = json.dumps(data, indent=2) if as_json else format_sessions(data["sessions"])
     print(text, file=out)
 
 
@@ -307,7 +325,32 @@ def events_url(admin: Admin, session: str | None, types: Sequence[str],
     return f"{url}?{urlencode(query)}" if query else url
 
 
-async def _tail(admin: Admin, url: str, *, as_json: bool, color: bool, out: TextIO) -> None:
+class _Gone(Exception):
+    """The daemon is not there (stopped, restarting, not started yet)."""
+
+
+@dataclass
+class _Printer:
+    """Prints events; after a reconnect, skips replayed ones it has already printed."""
+
+    as_json: bool
+    color: bool
+    out: TextIO
+    last_ts: float = 0.0
+
+    def show(self, event: dict[str, Any]) -> None:
+        ts = event.get("ts")
+        if isinstance(ts, int | float):
+            if ts <= self.last_ts:
+                return
+            self.last_ts = ts
+        line = (json.dumps(event, ensure_ascii=False) if self.as_json
+                else format_event(event, color=self.color))
+        print(line, file=self.out, flush=True)
+
+
+async def _tail_once(admin: Admin, url: str, printer: _Printer) -> None:
+    """Print the event stream at ``url`` until it ends; raise _Gone when the daemon goes."""
     headers = [(b"Authorization", f"Bearer {admin.token}".encode())] if admin.token else []
     try:
         async with trio_websocket.open_websocket_url(
@@ -324,36 +367,66 @@ async def _tail(admin: Admin, url: str, *, as_json: bool, color: bool, out: Text
                     if sys.stderr.isatty():
                         print(f"lmsd: tailing {url} (Ctrl-C to stop)", file=sys.stderr)
                     continue
-                line = (json.dumps(event, ensure_ascii=False) if as_json
-                        else format_event(event, color=color))
-                print(line, file=out, flush=True)
+                printer.show(event)
     except trio_websocket.ConnectionRejected as exc:
         if exc.status_code in (401, 403):
             raise admin.refused() from None
         raise ClientError(f"the admin API refused the event stream "
                           f"(HTTP {exc.status_code})") from None
     except trio_websocket.ConnectionTimeout:
-        raise ClientError(f"the daemon at {admin.url} did not answer within "
-                          f"{TIMEOUT:g}s") from None
+        raise _Gone(f"the daemon at {admin.url} did not answer within {TIMEOUT:g}s") from None
     except trio_websocket.HandshakeError:
-        raise admin.not_running() from None
+        raise _Gone(str(admin.not_running())) from None
     except trio_websocket.ConnectionClosed as exc:
         reason = exc.reason
         if reason is None or reason.code in (1001, 1006):  # going away, or just gone
-            raise ClientError("the event stream ended: the daemon stopped") from None
+            raise _Gone("the event stream ended: the daemon stopped") from None
         why = f"{reason.name}: {reason.reason}" if reason.reason else reason.name
         raise ClientError(f"the daemon closed the event stream ({why})") from None
 
 
+async def _tail(admin: Admin, session: str | None, types: Sequence[str], replay: int,
+                printer: _Printer, follow: bool) -> None:
+    """Tail; with ``follow``, wait for the daemon and reconnect whenever it goes away."""
+    url = events_url(admin, session, types, replay)
+    while True:
+        try:
+            await _tail_once(admin, url, printer)
+        except _Gone as exc:
+            if not follow:
+                raise ClientError(str(exc)) from None
+            print(f"lmsd: {exc}; reconnecting (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        await _wait_for(admin)
+        print(f"lmsd: reconnected to {admin.url}", file=sys.stderr, flush=True)
+        # A restarted daemon's history is all new to us; the printer drops repeats.
+        url = events_url(admin, session, types, RECENT)
+
+
+async def _wait_for(admin: Admin) -> None:
+    """Poll ``/healthz``, backing off, until the daemon answers."""
+    delay = RECONNECT_MIN
+    async with httpx.AsyncClient(base_url=admin.url, headers=admin.headers(),
+                                 timeout=TIMEOUT, trust_env=False) as http:
+        while True:
+            await trio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+            try:
+                await http.get("/healthz")
+                return
+            except httpx.HTTPError:
+                pass
+
+
 def tail(admin: Admin, *, session: str | None = None, types: Sequence[str] = (),
-         as_json: bool = False, replay: int = 0, out: TextIO | None = None) -> None:
+         as_json: bool = False, replay: int = 0, follow: bool = False,
+         out: TextIO | None = None) -> None:
     """``lmsd tail``: print events until Ctrl-C (which returns normally)."""
     stream = out if out is not None else sys.stdout
-    admin.request("GET", "/healthz")  # a clear error if it is not running or refuses us
-    url = events_url(admin, session, types, replay)
+    if not follow:
+        admin.request("GET", "/healthz")  # a clear error if it is not running or refuses us
+    printer = _Printer(as_json, use_color(stream), stream)
     try:
-        trio.run(partial(_tail, admin, url, as_json=as_json, color=use_color(stream),
-                         out=stream))
+        trio.run(partial(_tail, admin, session, types, replay, printer, follow))
     except KeyboardInterrupt:
         pass
     except BaseExceptionGroup as group:
