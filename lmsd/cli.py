@@ -150,7 +150,7 @@ def _tail_types(args: argparse.Namespace) -> list[str]:
     return [t for arg in args.types for t in arg.split(",") if t]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmsd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lmsd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,7 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _client_parsers(sub)
     doctor.add_parser(sub)
     service.add_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "doctor":
         return doctor.run(args)  # it reports a bad config as one of its checks
     if args.command == "service":
