@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -329,21 +330,18 @@ class _Gone(Exception):
     """The daemon is not there (stopped, restarting, not started yet)."""
 
 
-@dataclass
 class _Printer:
-    """Prints events; after a reconnect, skips replayed ones it has already printed."""
+    """Prints events; skips the ones a replay after a reconnect repeats."""
 
-    as_json: bool
-    color: bool
-    out: TextIO
-    last_ts: float = 0.0
+    def __init__(self, as_json: bool, color: bool, out: TextIO) -> None:
+        self.as_json, self.color, self.out = as_json, color, out
+        self.recent: deque[str] = deque(maxlen=RECENT)
 
     def show(self, event: dict[str, Any]) -> None:
-        ts = event.get("ts")
-        if isinstance(ts, int | float):
-            if ts <= self.last_ts:
-                return
-            self.last_ts = ts
+        key = json.dumps(event, ensure_ascii=False, sort_keys=True)
+        if key in self.recent:
+            return
+        self.recent.append(key)
         line = (json.dumps(event, ensure_ascii=False) if self.as_json
                 else format_event(event, color=self.color))
         print(line, file=self.out, flush=True)

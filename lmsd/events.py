@@ -31,13 +31,13 @@ EVENT_TYPES = frozenset({
     "model.backoff_cleared", "model.context_capped", "model.context_changed",
     "model.context_enforced", "model.context_reverted", "model.loaded", "model.reload_failed",
     "model.reloading", "model.restore_failed", "model.restored", "model.unloaded",
-    "request.end", "request.ignored_upstream_events", "request.rejected",
+    "request.end", "request.rejected",
     "request.server_tools_dropped", "request.start", "request.waiting_for_reload",
     "session.config", "session.reset",
     "store.corrupt", "store.unavailable", "store.write_failed",
     "upstream.bad_event", "upstream.chaining_unsupported", "upstream.dialect",
     "upstream.discovered", "upstream.discovery_lms_failed", "upstream.down",
-    "upstream.empty_stream", "upstream.up",
+    "upstream.empty_stream", "upstream.ignored_events", "upstream.up",
     "dropped",  # sent by the bus itself to a subscriber that read too slowly
 })
 

@@ -208,6 +208,6 @@ class Exchange:
         if converter.error:
             fields.update(error_type=converter.error.type, error=converter.error.message)
         if converter.ignored:  # harmless (LM Studio's own extras): for debugging only
-            event("request.ignored_upstream_events", level=logging.DEBUG,
+            event("upstream.ignored_events", level=logging.DEBUG,
                   id=converter.message_id, session=self.key[0], events=converter.ignored)
         event("request.end", level=30 if converter.error else 20, **fields)

@@ -75,7 +75,7 @@ async def test_ignored_upstream_events_are_a_debug_event(lmsd, http):
     assert response.status_code == 200
     [end] = _events(lmsd, "request.end")
     assert "ignored_upstream_events" not in end
-    [ignored] = _events(lmsd, "request.ignored_upstream_events")
+    [ignored] = _events(lmsd, "upstream.ignored_events")
     assert ignored["level"] == "debug" and ignored["id"] == end["id"]
     assert ignored["events"] and all(n > 0 for n in ignored["events"].values())
 
