@@ -336,6 +336,7 @@ class _Printer:
     def __init__(self, as_json: bool, color: bool, out: TextIO) -> None:
         self.as_json, self.color, self.out = as_json, color, out
         self.recent: deque[str] = deque(maxlen=RECENT)
+        self.outage = False  # the daemon went away; say so when it is back
 
     def show(self, event: dict[str, Any]) -> None:
         key = json.dumps(event, ensure_ascii=False, sort_keys=True)
@@ -362,7 +363,11 @@ async def _tail_once(admin: Admin, url: str, printer: _Printer) -> None:
                 if not isinstance(event, dict):
                     continue
                 if event.get("type") == "subscribed":
-                    if sys.stderr.isatty():
+                    if printer.outage:  # after a reconnect: say so, terminal or not
+                        print(f"lmsd: reconnected to {admin.url}", file=sys.stderr,
+                              flush=True)
+                        printer.outage = False
+                    elif sys.stderr.isatty():
                         print(f"lmsd: tailing {url} (Ctrl-C to stop)", file=sys.stderr)
                     continue
                 printer.show(event)
@@ -393,9 +398,11 @@ async def _tail(admin: Admin, session: str | None, types: Sequence[str], replay:
         except _Gone as exc:
             if not follow:
                 raise ClientError(str(exc)) from None
-            print(f"lmsd: {exc}; reconnecting (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            if not printer.outage:  # once per outage
+                printer.outage = True
+                print(f"lmsd: {exc}; reconnecting (Ctrl-C to stop)", file=sys.stderr,
+                      flush=True)
         await _wait_for(admin)
-        print(f"lmsd: reconnected to {admin.url}", file=sys.stderr, flush=True)
         # A restarted daemon's history is all new to us; the printer drops repeats.
         url = events_url(admin, session, types, RECENT)
 
