@@ -13,6 +13,7 @@ from . import __version__, client, doctor, service
 from .config import PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
 from .events import families, known_type
 from .log import setup as setup_logging
+from .tail import tail as tail_events
 
 BOOLEAN_KEYS = {"strip_billing_header", "chaining", "watch"}
 
@@ -205,7 +206,7 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "reset":
             client.reset(admin, args.session)
         elif args.command == "tail":
-            client.tail(admin, session=args.session, types=_tail_types(args),
+            tail_events(admin, session=args.session, types=_tail_types(args),
                         as_json=args.as_json, replay=max(args.replay, 0),
                         follow=args.follow)
         elif args.command == "env":

@@ -92,8 +92,7 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
         stop_sequences=req.stop_sequences, capped=capped, upstream_name=daemon.upstream.name,
     )
     event("request.start", id=converter.message_id, request_id=request_id, session=session,
-          agent=agent,
-          model=req.model, upstream_model=model, stream=req.stream,
+          agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
     return Exchange(daemon.upstream, plan, converter, store=store, key=key,
