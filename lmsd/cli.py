@@ -75,9 +75,10 @@ def _client_parser(sub: argparse._SubParsersAction, name: str, helptext: str,
     default = getattr(Settings(), address)
     parser.add_argument("--" + address.replace("_", "-"), dest=address, default=None,
                         metavar="HOST:PORT",
-                        help=f"env {env_name(address)}; default {default!r}")
+                        help=f"{SERVE_HELP[address]} (env {env_name(address)}; default "
+                        f"{default!r})")
     parser.add_argument("--config", dest="config", default=None, metavar="FILE",
-                        help=f"a TOML config file; env {env_name('config')}")
+                        help=f"{SERVE_HELP['config']} (env {env_name('config')})")
     return parser
 
 

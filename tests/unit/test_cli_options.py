@@ -114,3 +114,11 @@ def test_sessions_limit_must_be_positive(capsys):
         cli.main(["sessions", "--limit", "0"])
     assert exc.value.code == 2
     assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_has_a_help_text():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help and action.help.strip(), f"lmsd {name} {action.dest}"
