@@ -424,7 +424,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "macOS). status exits 0 when the service runs and its /healthz answers, 3 when "
         "not; where there is no service manager (a container), 0 when /healthz answers.",
     )
-    parser.add_argument("action", choices=("install", "uninstall", "status"))
+    parser.add_argument("action", choices=("install", "uninstall", "status"),
+                        help="install (or update) the service, uninstall it, or show its "
+                        "status")
     parser.add_argument("--dry-run", dest="dry_run", action="store_true",
                         help="print the file and the commands, change nothing")
     parser.add_argument("--manager", choices=MANAGERS, default=None,
