@@ -116,10 +116,17 @@ def create_admin_app(daemon: Daemon) -> QuartTrio:
         try:
             answer = await daemon.upstream.client.get("/v1/models", timeout=2.0)
             if answer.status_code == 200:
-                return json_response({"status": "ready", "upstream": url})
-            problem = f"LM Studio answered HTTP {answer.status_code}"
+                loaded = await daemon.loaded_models()
+                if loaded or settings.model:  # a configured model loads on demand (JIT)
+                    return json_response({"status": "ready", "upstream": url,
+                                          "models": loaded})
+                problem = daemon.no_model_message()
+            else:
+                problem = f"LM Studio answered HTTP {answer.status_code}"
         except httpx.HTTPError as exc:
             problem = f"LM Studio is not reachable at {url}: {exc or type(exc).__name__}"
+        except AnthropicError as exc:
+            problem = exc.message
         return json_response({"status": "not ready", "upstream": url, "error": problem}, 503)
 
     @app.get("/status")

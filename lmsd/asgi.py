@@ -10,6 +10,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from . import request_ids
 from .protocol.errors import AnthropicError
 from .protocol.guard import Policy
 
@@ -75,6 +76,7 @@ def make_app(name: str, *, max_body_bytes: int,
     app.config["RESPONSE_TIMEOUT"] = None  # Quart's default 60 s would cut long streams
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    request_ids.install(app)  # first, so that every other hook and error has the id
 
     def answer(error: AnthropicError) -> Response:
         if on_error is not None:

@@ -11,9 +11,39 @@ import trio
 
 from . import __version__, client, doctor, service
 from .config import PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
+from .events import families, known_type
 from .log import setup as setup_logging
+from .tail import tail as tail_events
 
 BOOLEAN_KEYS = {"strip_billing_header", "chaining", "watch"}
+
+# What each ``serve`` option does; a unit test checks that every setting has one.
+SERVE_HELP = {
+    "listen": "where the Anthropic API (the proxy) listens",
+    "admin_listen": "where the admin API (status, sessions, events, metrics) listens",
+    "upstream": "LM Studio's URL, or auto to discover it",
+    "upstream_api": "the upstream dialect: responses (chained), chat, or auto to detect it",
+    "state_dir": "where the session store (SQLite) lives",
+    "model": "the upstream model for every claude-* name (default: the loaded one)",
+    "model_map": "claude name to upstream model, e.g. opus=a,haiku=b",
+    "strip_billing_header": "drop Claude Code's per-request billing line from the system "
+                            "prompt so the prefix cache keeps hitting",
+    "chaining": "send only what is new with previous_response_id (responses dialect)",
+    "session_max_nodes": "the most chain nodes the session store keeps",
+    "session_ttl": "seconds an unused chain node is kept",
+    "ping_interval": "seconds between SSE pings while the upstream is silent",
+    "max_tokens_cap": "cap on a request's max_tokens; 0: no cap",
+    "watch": "reload models loaded below min_context with a larger context",
+    "min_context": "the smallest context (tokens) the watcher accepts for a loaded model",
+    "poll_interval": "seconds between the watcher's looks at the loaded models",
+    "drain_timeout": "seconds in-flight streams may finish after SIGTERM",
+    "max_body_bytes": "the largest request body accepted",
+    "upstream_connect_timeout": "seconds to wait for a connection to the upstream",
+    "upstream_timeout": "seconds of upstream silence before a request fails",
+    "log_level": "the lowest level of log lines on stderr",
+    "log_format": "text, json, or auto (JSON under journald or launchd)",
+    "config": "a TOML config file",
+}
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +59,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
             continue  # secrets only via environment or file, never on a command line
         flag = "--" + key.replace("_", "-")
         default = getattr(defaults, key)
-        helptext = f"env {env_name(key)}; default {default!r}"
+        helptext = f"{SERVE_HELP.get(key, '')} (env {env_name(key)}; default {default!r})"
         if key in BOOLEAN_KEYS:
             serve.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction,
                                default=None, help=helptext)
@@ -45,9 +75,10 @@ def _client_parser(sub: argparse._SubParsersAction, name: str, helptext: str,
     default = getattr(Settings(), address)
     parser.add_argument("--" + address.replace("_", "-"), dest=address, default=None,
                         metavar="HOST:PORT",
-                        help=f"env {env_name(address)}; default {default!r}")
+                        help=f"{SERVE_HELP[address]} (env {env_name(address)}; default "
+                        f"{default!r})")
     parser.add_argument("--config", dest="config", default=None, metavar="FILE",
-                        help=f"a TOML config file; env {env_name('config')}")
+                        help=f"{SERVE_HELP['config']} (env {env_name('config')})")
     return parser
 
 
@@ -63,11 +94,18 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
                               "and how much of the history was sent. " + token)
     sessions.add_argument("--json", dest="as_json", action="store_true",
                           help="print the raw JSON")
+    sessions.add_argument("--limit", dest="limit", type=_positive_int, default=None,
+                          metavar="N", help="only the N most recently used sessions")
+    sessions.add_argument("--active", dest="active", action="store_true",
+                          help=f"only sessions used in the last "
+                          f"{client.ACTIVE_WINDOW // 60} minutes")
     reset = _client_parser(sub, "reset", "forget one session's chains, or all",
                            "Forget the chains and counters of SESSION_ID, or of every "
-                           "session. " + token)
+                           "session with --all. " + token)
     reset.add_argument("session", nargs="?", default=None, metavar="SESSION_ID",
-                       help="the session to reset; all sessions when omitted")
+                       help="the session to reset")
+    reset.add_argument("--all", dest="all", action="store_true",
+                       help="reset every session")
     tail = _client_parser(sub, "tail", "print live events until Ctrl-C",
                           "Print the daemon's events as they happen, one line each, until "
                           "Ctrl-C. " + token)
@@ -79,6 +117,9 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
                       help="print each event as one line of JSON")
     tail.add_argument("--replay", dest="replay", type=int, default=10, metavar="N",
                       help="first show up to N recent matching events (default 10; 0: none)")
+    tail.add_argument("--follow", dest="follow", action="store_true",
+                      help="when the daemon stops or restarts, wait and reconnect instead "
+                      "of exiting")
     env = _client_parser(sub, "env", "print the environment for Claude Code",
                          'Print the exports that point Claude Code at lmsd: '
                          'eval "$(lmsd env)". Needs no running daemon.', address="listen")
@@ -86,7 +127,32 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
                      help="the syntax to print (default sh)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _check_client_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with a client command's arguments, as one line; None when fine."""
+    if args.command == "reset":
+        if args.session is None and not args.all:
+            return "reset: name a SESSION_ID, or use --all to reset every session"
+        if args.session is not None and args.all:
+            return "reset: give a SESSION_ID or --all, not both"
+    if args.command == "tail":
+        unknown = [t for t in _tail_types(args) if not known_type(t)]
+        if unknown:
+            return (f"tail --type: unknown event type {unknown[0]!r}; the types are "
+                    f"{', '.join(families())} and their members (see `lmsd tail --json`)")
+    return None
+
+
+def _tail_types(args: argparse.Namespace) -> list[str]:
+    return [t for arg in args.types for t in arg.split(",") if t]
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmsd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lmsd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,7 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _client_parsers(sub)
     doctor.add_parser(sub)
     service.add_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "doctor":
         return doctor.run(args)  # it reports a bad config as one of its checks
     if args.command == "service":
@@ -106,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lmsd: config error: {exc}", file=sys.stderr)
         return 2
     if args.command != "serve":
+        problem = _check_client_args(args)
+        if problem is not None:
+            print(f"lmsd: {problem}", file=sys.stderr)
+            return 2
         return _run_client(args, settings)
     setup_logging(settings.log_level, settings.log_format)
     from .server import run_daemon
@@ -128,13 +202,14 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "status":
             client.status(admin, as_json=args.as_json)
         elif args.command == "sessions":
-            client.sessions(admin, as_json=args.as_json)
+            client.sessions(admin, as_json=args.as_json, limit=args.limit,
+                            active=args.active)
         elif args.command == "reset":
             client.reset(admin, args.session)
         elif args.command == "tail":
-            types = [t for arg in args.types for t in arg.split(",") if t]
-            client.tail(admin, session=args.session, types=types, as_json=args.as_json,
-                        replay=max(args.replay, 0))
+            tail_events(admin, session=args.session, types=_tail_types(args),
+                        as_json=args.as_json, replay=max(args.replay, 0),
+                        follow=args.follow)
         elif args.command == "env":
             print(client.format_env(settings, args.shell))
         sys.stdout.flush()

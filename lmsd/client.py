@@ -1,5 +1,5 @@
-"""The command-line client of the admin API: ``status``, ``sessions``, ``reset``, ``tail``
-and ``env``.
+"""The command-line client of the admin API: ``status``, ``sessions``, ``reset`` and
+``env`` (``tail`` is in :mod:`lmsd.tail`).
 
 Each command reads the admin address and token the way ``lmsd serve`` does (flags, then
 ``LMSD_*``, then the config file). A failure is one line on stderr, never a traceback:
@@ -11,27 +11,22 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TextIO
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
-import trio
-import trio_websocket
 
 from .config import Settings
 
 TIMEOUT = 10.0
+ACTIVE_WINDOW = 3600  # seconds: ``lmsd sessions --active`` shows sessions used this recently
 ANY_HOST = {"", "0.0.0.0", "::"}
 
 RESET, DIM = "\x1b[0m", "\x1b[2m"
 RED, GREEN, YELLOW, MAGENTA, CYAN = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[35m", "\x1b[36m"
-TYPE_COLORS = {"request": CYAN, "model": MAGENTA, "upstream": MAGENTA, "chain": GREEN}
-LEVEL_COLORS = {"error": RED, "critical": RED, "warning": YELLOW}
 
 
 class ClientError(Exception):
@@ -146,6 +141,15 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def use_color(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Color only on a terminal, and never with ``NO_COLOR`` set (https://no-color.org)."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -167,6 +171,9 @@ def format_status(data: dict[str, Any]) -> str:
     reachable = {True: "reachable", False: "NOT reachable"}.get(up.get("reachable"),
                                                                "not checked yet")
     row("upstream", f"{up.get('url')} (found by: {up.get('source')}), {reachable}")
+    chaining = "chaining on" if up.get("chaining") else "chaining off"
+    row("dialect", f"{up.get('api') or 'not decided yet'} ({up.get('api_why') or '?'}), "
+        f"{chaining}")
     models = data.get("models", [])
     if not models:
         row("models", "none loaded")
@@ -230,136 +237,32 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
     return table(SESSION_HEADER, rows)
 
 
-def sessions(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) -> None:
-    """``lmsd sessions``."""
+def select_sessions(entries: list[dict[str, Any]], *, limit: int | None = None,
+                    active: bool = False, now: float | None = None) -> list[dict[str, Any]]:
+    """The most recently used first; ``active``: used within ACTIVE_WINDOW seconds."""
+    now = time.time() if now is None else now
+    chosen = sorted(entries, key=lambda e: e.get("last_used") or 0, reverse=True)
+    if active:
+        chosen = [e for e in chosen if (e.get("last_used") or 0) >= now - ACTIVE_WINDOW]
+    return chosen if limit is None else chosen[:limit]
+
+
+def sessions(admin: Admin, *, as_json: bool = False, limit: int | None = None,
+             active: bool = False, out: TextIO | None = None) -> None:
+    """``lmsd sessions [--limit N] [--active]``."""
     data = admin.request("GET", "/sessions")
-    text = json.dumps(data, indent=2) if as_json else format_sessions(data.get("sessions", []))
+    data["sessions"] = select_sessions(data.get("sessions", []), limit=limit, active=active)
+    text = json.dumps(data, indent=2) if as_json else format_sessions(data["sessions"])
     print(text, file=out)
 
 
 def reset(admin: Admin, session: str | None = None, *, out: TextIO | None = None) -> None:
-    """``lmsd reset [SESSION]``: forget one session's chains and counters, or all."""
+    """``lmsd reset SESSION | --all``: forget one session's chains and counters, or all."""
     path = "/sessions" if session is None else f"/sessions/{quote(session, safe='')}"
     data = admin.request("DELETE", path)
     what = "all sessions" if session is None else f"session {session}"
     print(f"reset {what}: {_plural(int(data.get('chain_nodes', 0)), 'chain node')} dropped",
           file=out)
-
-
-# -- tail -----------------------------------------------------------------------------------
-
-
-def use_color(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
-    """Color only on a terminal, and never with ``NO_COLOR`` set (https://no-color.org)."""
-    env = os.environ if environ is None else environ
-    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, str):
-        return v if v and not any(c in v for c in ' "=\n\t') else json.dumps(v,
-                                                                             ensure_ascii=False)
-    if isinstance(v, float):
-        return f"{v:.3f}".rstrip("0").rstrip(".")
-    return json.dumps(v, ensure_ascii=False, default=str, separators=(",", ":"))
-
-
-def event_color(event: dict[str, Any]) -> str:
-    kind = str(event.get("type", ""))
-    if kind == "dropped":
-        return YELLOW
-    return (LEVEL_COLORS.get(str(event.get("level")))
-            or TYPE_COLORS.get(kind.partition(".")[0], ""))
-
-
-def format_event(event: dict[str, Any], *, color: bool = False) -> str:
-    """``HH:MM:SS type key=value ...``; a level above info is shown as ``level=...``."""
-    ts = event.get("ts")
-    stamp = time.strftime("%H:%M:%S", time.localtime(ts if isinstance(ts, int | float)
-                                                     else None))
-    kind = str(event.get("type", "?"))
-    fields = {k: v for k, v in event.items() if k not in ("ts", "type", "level")
-              and v is not None}
-    level = str(event.get("level", "info"))
-    if level not in ("info", "debug"):
-        fields = {"level": level, **fields}
-    rest = " ".join(f"{k}={_value(v)}" for k, v in fields.items())
-    if color:
-        paint = event_color(event)
-        stamp = f"{DIM}{stamp}{RESET}"
-        kind = f"{paint}{kind}{RESET}" if paint else kind
-    return f"{stamp} {kind} {rest}".rstrip()
-
-
-def events_url(admin: Admin, session: str | None, types: Sequence[str],
-               replay: int = 0) -> str:
-    query = {}
-    if session:
-        query["session"] = session
-    if types:
-        query["type"] = ",".join(types)
-    if replay:
-        query["replay"] = str(replay)
-    url = local_url(admin.listen, "ws") + "/events"
-    return f"{url}?{urlencode(query)}" if query else url
-
-
-async def _tail(admin: Admin, url: str, *, as_json: bool, color: bool, out: TextIO) -> None:
-    headers = [(b"Authorization", f"Bearer {admin.token}".encode())] if admin.token else []
-    try:
-        async with trio_websocket.open_websocket_url(
-                url, extra_headers=headers, connect_timeout=TIMEOUT) as ws:
-            while True:
-                message = await ws.get_message()
-                try:
-                    event = json.loads(message)
-                except ValueError:
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                if event.get("type") == "subscribed":
-                    if sys.stderr.isatty():
-                        print(f"lmsd: tailing {url} (Ctrl-C to stop)", file=sys.stderr)
-                    continue
-                line = (json.dumps(event, ensure_ascii=False) if as_json
-                        else format_event(event, color=color))
-                print(line, file=out, flush=True)
-    except trio_websocket.ConnectionRejected as exc:
-        if exc.status_code in (401, 403):
-            raise admin.refused() from None
-        raise ClientError(f"the admin API refused the event stream "
-                          f"(HTTP {exc.status_code})") from None
-    except trio_websocket.ConnectionTimeout:
-        raise ClientError(f"the daemon at {admin.url} did not answer within "
-                          f"{TIMEOUT:g}s") from None
-    except trio_websocket.HandshakeError:
-        raise admin.not_running() from None
-    except trio_websocket.ConnectionClosed as exc:
-        reason = exc.reason
-        if reason is None or reason.code in (1001, 1006):  # going away, or just gone
-            raise ClientError("the event stream ended: the daemon stopped") from None
-        why = f"{reason.name}: {reason.reason}" if reason.reason else reason.name
-        raise ClientError(f"the daemon closed the event stream ({why})") from None
-
-
-def tail(admin: Admin, *, session: str | None = None, types: Sequence[str] = (),
-         as_json: bool = False, replay: int = 0, out: TextIO | None = None) -> None:
-    """``lmsd tail``: print events until Ctrl-C (which returns normally)."""
-    stream = out if out is not None else sys.stdout
-    admin.request("GET", "/healthz")  # a clear error if it is not running or refuses us
-    url = events_url(admin, session, types, replay)
-    try:
-        trio.run(partial(_tail, admin, url, as_json=as_json, color=use_color(stream),
-                         out=stream))
-    except KeyboardInterrupt:
-        pass
-    except BaseExceptionGroup as group:
-        _, rest = group.split(KeyboardInterrupt)
-        if rest is not None:
-            raise
 
 
 # -- env ------------------------------------------------------------------------------------

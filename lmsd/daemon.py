@@ -100,6 +100,11 @@ class Daemon:
         if self.active_streams == 0:
             self.streams_idle.set()
 
+    def no_model_message(self) -> str:
+        """Why nothing can be served yet: for requests (503) and ``/readyz``."""
+        return (f"{self.upstream.name} at {self.upstream.base_url} has no model loaded: load "
+                f"one (in LM Studio, or `lms load <model>`), or set `model` in lmsd's config")
+
     async def loaded_models(self) -> list[str]:
         """Models that can serve a request now, or soon (being reloaded)."""
         if self.watcher.polls:

@@ -20,6 +20,37 @@ Event = dict[str, Any]
 QUEUE_SIZE = 256
 RECENT = 500  # events kept for subscribers that ask for a replay (``tail`` history)
 
+# Every event type lmsd emits (a unit test checks this against the source), so that
+# ``lmsd tail --type`` can refuse a typo instead of silently printing nothing.
+EVENT_TYPES = frozenset({
+    "chain.decision", "chain.stale",
+    "child.crashed", "child.restarted",
+    "config.reload_failed", "config.reloaded",
+    "daemon.drain_expired", "daemon.draining", "daemon.listening", "daemon.proxy_exposed",
+    "daemon.stopped", "daemon.stopping",
+    "model.backoff_cleared", "model.context_capped", "model.context_changed",
+    "model.context_enforced", "model.context_reverted", "model.loaded", "model.reload_failed",
+    "model.reloading", "model.restore_failed", "model.restored", "model.unloaded",
+    "request.end", "request.refused", "request.rejected", "request.too_long",
+    "request.server_tools_dropped", "request.start", "request.waiting_for_reload",
+    "session.config", "session.reset",
+    "store.corrupt", "store.unavailable", "store.write_failed",
+    "upstream.bad_event", "upstream.chaining_unsupported", "upstream.dialect",
+    "upstream.discovered", "upstream.discovery_lms_failed", "upstream.down",
+    "upstream.empty_stream", "upstream.ignored_events", "upstream.up",
+    "dropped",  # sent by the bus itself to a subscriber that read too slowly
+})
+
+
+def known_type(name: str) -> bool:
+    """Is ``name`` an event type, or a family of them (``request`` for ``request.*``)?"""
+    return any(t == name or t.startswith(name + ".") for t in EVENT_TYPES)
+
+
+def families() -> list[str]:
+    """The event families, for a message that lists what exists."""
+    return sorted({t.partition(".")[0] for t in EVENT_TYPES})
+
 
 class Subscription:
     def __init__(self, session: str | None, types: tuple[str, ...], size: int) -> None:

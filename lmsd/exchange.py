@@ -9,6 +9,7 @@ sees that error.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .protocol.errors import AnthropicError
 from .protocol.failures import STALE, UNSUPPORTED, event_failure
 from .protocol.stream import StreamConverter
 from .protocol.turn import CHAINABLE_STOPS, TurnPlan, next_node
+from .request_ids import request_id_for
 from .store import SessionKey, SessionStore
 from .upstream import Upstream
 
@@ -184,6 +186,7 @@ class Exchange:
         now = trio.current_time()
         fields: dict[str, Any] = {
             "id": converter.message_id,
+            "request_id": request_id_for(converter.message_id),
             "session": self.key[0],
             "agent": self.key[1],
             "model": converter.model,
@@ -207,6 +210,7 @@ class Exchange:
             )
         if converter.error:
             fields.update(error_type=converter.error.type, error=converter.error.message)
-        if converter.ignored:
-            fields["ignored_upstream_events"] = converter.ignored
+        if converter.ignored:  # harmless (LM Studio's own extras): for debugging only
+            event("upstream.ignored_events", level=logging.DEBUG,
+                  id=converter.message_id, session=self.key[0], events=converter.ignored)
         event("request.end", level=30 if converter.error else 20, **fields)

@@ -11,7 +11,7 @@ from quart_trio import QuartTrio
 from . import __version__
 from .asgi import json_response, make_app
 from .daemon import Daemon
-from .exchange import Exchange, new_message_id
+from .exchange import Exchange
 from .guard import policy_for
 from .log import event
 from .protocol.errors import AnthropicError, invalid
@@ -22,6 +22,8 @@ from .protocol.stream import StreamConverter
 from .protocol.tokens import count_text, estimate_tokens
 from .protocol.translate import TranslateOptions, system_text
 from .protocol.turn import plan_turn
+from .request_ids import current as current_request_id
+from .request_ids import message_id_for, new_request_id
 from .sessions import (
     SessionConfig,
     agent_id_of,
@@ -43,13 +45,7 @@ async def upstream_model(daemon: Daemon, requested: str, config: SessionConfig) 
         return mapped
     loaded = await daemon.loaded_models()
     if not loaded:
-        raise AnthropicError(
-            "api_error",
-            f"{daemon.upstream.name} at {daemon.upstream.base_url} has no model loaded: "
-            f"load one (in LM Studio, or `lms load <model>`), or set `model` in lmsd's "
-            f"config",
-            503,
-        )
+        raise AnthropicError("api_error", daemon.no_model_message(), 503)
     return loaded[0]
 
 
@@ -65,8 +61,9 @@ async def _read_json() -> Any:
 
 def _rejected(error: AnthropicError) -> None:
     """Requests refused before any exchange (bad input, no model) still show up."""
-    event("request.rejected", level=30, method=request.method, path=request.path,
-          status=error.status, error_type=error.type, error=error.message)
+    event("request.rejected", level=30, request_id=current_request_id(),
+          method=request.method, path=request.path, status=error.status,
+          error_type=error.type, error=error.message)
 
 
 async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
@@ -92,12 +89,13 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
                                  allowed_tools=config.allowed_tools),
     )
     _log_dropped_tools(req)
+    request_id = current_request_id() or new_request_id()
     converter = StreamConverter(
-        message_id=new_message_id(), model=req.model, input_tokens=estimate,
+        message_id=message_id_for(request_id), model=req.model, input_tokens=estimate,
         stop_sequences=req.stop_sequences, capped=capped, upstream_name=daemon.upstream.name,
     )
-    event("request.start", id=converter.message_id, session=session, agent=agent,
-          model=req.model, upstream_model=model, stream=req.stream,
+    event("request.start", id=converter.message_id, request_id=request_id, session=session,
+          agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
     return Exchange(daemon.upstream, plan, converter, store=store, key=key,
@@ -134,7 +132,6 @@ def _event_stream(exchange: Exchange, daemon: Daemon) -> Response:
                         content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
-    response.headers["request-id"] = "req_" + exchange.converter.message_id[4:]
     response.timeout = None  # Quart's 60 s default would cut long streams
     return response
 
@@ -157,6 +154,11 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
 
     @app.route("/", methods=["GET", "HEAD"])
     async def root() -> Response:
+        return json_response({"service": "lmsd", "version": __version__})
+
+    @app.route("/api/hello", methods=["GET", "HEAD"])
+    async def hello() -> Response:
+        """Claude Code probes this at start: answer it rather than log a warning each time."""
         return json_response({"service": "lmsd", "version": __version__})
 
     @app.post("/v1/messages")

@@ -16,13 +16,14 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 from hypercorn.config import Config
+from hypercorn.logging import Logger
 from hypercorn.trio import serve as hypercorn_serve
 
 from .admin import create_admin_app
@@ -43,9 +44,8 @@ RESTART_MIN, RESTART_MAX = 0.5, 30.0
 KEEP_ALIVE_SECONDS = 15.0
 LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not stall us
 LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
-             "allowed_hosts", "allowed_origins",
-             "max_tokens_cap",
-             "poll_interval", "watch", "chaining", "strip_billing_header")
+             "max_tokens_cap", "poll_interval", "watch", "chaining", "strip_billing_header",
+             "allowed_hosts", "allowed_origins", "admin_token")
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,26 @@ def check_security(settings: Settings) -> None:
         )
 
 
-def hypercorn_config(bind: str, graceful: float) -> Config:
+class _LabelledLog(Logger):
+    """hypercorn's log, naming the server: its two "Running on" lines otherwise look alike."""
+
+    def __init__(self, config: Config, label: str) -> None:
+        super().__init__(config)
+        self.label = label
+
+    async def info(self, message: str, *args: Any, **kwargs: Any) -> None:
+        await super().info(f"{self.label}: {message}", *args, **kwargs)
+
+    async def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
+        await super().warning(f"{self.label}: {message}", *args, **kwargs)
+
+    async def error(self, message: str, *args: Any, **kwargs: Any) -> None:
+        await super().error(f"{self.label}: {message}", *args, **kwargs)
+
+
+def hypercorn_config(bind: str, graceful: float, label: str = "lmsd") -> Config:
     config = Config()
+    config.logger_class = partial(_LabelledLog, label=label)  # type: ignore[assignment]
     config.bind = [bind]
     config.accesslog = None
     config.errorlog = logger
@@ -184,10 +202,12 @@ async def serve(
     try:
         async with trio.open_nursery() as nursery:
             proxy = await nursery.start(partial(
-                hypercorn_serve, proxy_app, hypercorn_config(settings.listen, graceful),
+                hypercorn_serve, proxy_app,
+                hypercorn_config(settings.listen, graceful, "proxy (Anthropic API)"),
                 shutdown_trigger=shutdown.wait))
             admin = await nursery.start(supervise, "admin", partial(
-                hypercorn_serve, admin_app, hypercorn_config(settings.admin_listen, 1.0),
+                hypercorn_serve, admin_app,
+                hypercorn_config(settings.admin_listen, 1.0, "admin API"),
                 shutdown_trigger=shutdown.wait))
             services = trio.CancelScope()
 
@@ -244,6 +264,12 @@ def reload_settings(daemon: Daemon, flags: Mapping[str, Any]) -> list[str]:
               effect="kept the running configuration")
         return []
     current = daemon.settings
+    try:
+        check_security(replace(fresh, admin_listen=current.admin_listen))  # the bound one
+    except ConfigError as exc:
+        event("config.reload_failed", level=logging.ERROR, error=str(exc),
+              effect="kept the running configuration")
+        return []
     changed, restart = [], []
     for f in fields(Settings):
         old, new = getattr(current, f.name), getattr(fresh, f.name)

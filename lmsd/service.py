@@ -393,6 +393,21 @@ def launchd_status(settings: Settings, home: Path) -> int:
     return 0 if answering and running else NOT_RUNNING
 
 
+def status(manager: str, settings: Settings, home: Path) -> int:
+    """``status``: the manager's view, then ``/healthz``. Without a service manager (a
+    container, say) the daemon may still run under another supervisor: say so, and let
+    ``/healthz`` decide between 0 and NOT_RUNNING."""
+    try:
+        if manager == "systemd":
+            return systemd_status(settings)
+        return launchd_status(settings, home)
+    except ServiceError as exc:
+        print(f"{UNIT if manager == 'systemd' else LABEL}: {exc}")
+    answering, line = health(settings)
+    print(line)
+    return 0 if answering else NOT_RUNNING
+
+
 # -- the command line -----------------------------------------------------------------------
 
 
@@ -406,9 +421,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "service", help="install lmsd as a user service (systemd or launchd)",
         description="Install, remove or inspect lmsd as a service of the user's service "
         "manager: a systemd user unit (default on Linux) or a launchd agent (default on "
-        "macOS). status exits 0 when the service runs and answers, 3 when it does not.",
+        "macOS). status exits 0 when the service runs and its /healthz answers, 3 when "
+        "not; where there is no service manager (a container), 0 when /healthz answers.",
     )
-    parser.add_argument("action", choices=("install", "uninstall", "status"))
+    parser.add_argument("action", choices=("install", "uninstall", "status"),
+                        help="install (or update) the service, uninstall it, or show its "
+                        "status")
     parser.add_argument("--dry-run", dest="dry_run", action="store_true",
                         help="print the file and the commands, change nothing")
     parser.add_argument("--manager", choices=MANAGERS, default=None,
@@ -434,9 +452,7 @@ def run(args: argparse.Namespace) -> int:
             except ConfigError as exc:
                 print(f"lmsd: config error: {exc}", file=sys.stderr)
                 return 2
-            if manager == "systemd":
-                return systemd_status(settings)
-            return launchd_status(settings, home)
+            return status(manager, settings, home)
         if action == "install":
             command = lmsd_command()
             if manager == "systemd":

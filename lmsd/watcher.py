@@ -59,6 +59,7 @@ class Watcher:
         self._raised: dict[str, int] = {}
         self._backoff: dict[str, tuple[float, float]] = {}
         self._capped_warned: set[str] = set()
+        self._loaded_by_us: set[str] = set()  # keys we (re)loaded since the last poll
 
     # -- the supervised task ------------------------------------------------------------------
 
@@ -122,11 +123,14 @@ class Watcher:
         self.last_error = error
 
     def _diff(self, models: dict[str, LoadedModel]) -> None:
+        ours, self._loaded_by_us = self._loaded_by_us, set()
         for iid, m in models.items():
             old = self.models.get(iid)
             if old is None:
                 event("model.loaded", model=m.key, instance=iid, context_length=m.context_length,
                       max_context_length=m.max_context_length)
+                if m.key not in ours:
+                    self._fresh_start(m)
             elif old.context_length != m.context_length:
                 event("model.context_changed", model=m.key, instance=iid,
                       old=old.context_length, new=m.context_length)
@@ -164,6 +168,14 @@ class Watcher:
             target = cap
         await self._reload(m, target)
 
+    def _fresh_start(self, m: LoadedModel) -> None:
+        """Someone loaded the model anew: whatever we backed off from is over."""
+        self._raised.pop(m.key, None)
+        self._failed.pop(m.key, None)
+        if self._backoff.pop(m.key, None) is not None:
+            event("model.backoff_cleared", model=m.key, instance=m.instance_id,
+                  reason="a new instance of the model was loaded")
+
     def _back_off(self, key: str, delay: float) -> None:
         delay = min(delay * 2, BACKOFF_MAX)
         self._backoff[key] = (trio.current_time() + delay, delay)
@@ -184,6 +196,7 @@ class Watcher:
                   old=m.context_length, new=target, via=via)
             self._raised[m.key] = target
             self._backoff.pop(m.key, None)
+            self._loaded_by_us.add(m.key)
             m.context_length, m.state = target, "loaded"
         except Exception as exc:  # any failure: report, back off, try to restore
             reason = str(exc) or type(exc).__name__
@@ -233,6 +246,7 @@ class Watcher:
                     "model": m.key, "context_length": m.context_length})
                 if response.status_code == 200:
                     m.state = "loaded"
+                    self._loaded_by_us.add(m.key)
                     event("model.restored", model=m.key, context_length=m.context_length)
             except (httpx.HTTPError, AnthropicError, ValueError) as exc:
                 event("model.restore_failed", level=40, model=m.key, error=str(exc))

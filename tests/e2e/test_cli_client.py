@@ -21,8 +21,10 @@ import pytest
 import trio
 
 from lmsd import __version__
-from lmsd.client import ago, duration, format_event, format_sessions, ratio, use_color
+from lmsd.client import ago, duration, format_sessions, ratio
+from lmsd.tail import format_event, use_color
 from tests.e2e.test_sessions import Conversation, tool_turns
+from tests.processes import free_port
 
 LMSD = [sys.executable, "-m", "lmsd"]
 NOT_RUNNING = ("lmsd: the daemon is not running (nothing answers at http://127.0.0.1:{port}); "
@@ -141,6 +143,7 @@ async def test_status_pretty_and_json(lmsd, emulator):
     text = ok(await run("status", "--admin-listen", _admin(lmsd)))
     assert text.startswith(f"lmsd {__version__} (pid {os.getpid()}), up ")
     assert f"upstream  {emulator.url} (found by: config), reachable" in text
+    assert "dialect   responses (LM Studio answered /lmstudio-greeting), chaining on" in text
     assert f"models    {MODEL}  context 32768 / 262144  loaded" in text
     assert "watcher   not enforcing min_context 32768; reloading: none; backing off: none" \
         in text
@@ -193,11 +196,38 @@ async def test_reset_one_session_then_all(lmsd, emulator):
         "reset session sess-a: 2 chain nodes dropped\n"
     data = json.loads(ok(await run("sessions", "--json", "--admin-listen", admin)))
     assert [s["session"] for s in data["sessions"]] == ["sess-b"]
-    assert ok(await run("reset", "--admin-listen", admin)) == \
+    assert ok(await run("reset", "--all", "--admin-listen", admin)) == \
         "reset all sessions: 1 chain node dropped\n"
     assert ok(await run("sessions", "--admin-listen", admin)) == "no sessions\n"
     assert json.loads(ok(await run("sessions", "--json", "--admin-listen", admin))) == \
         {"sessions": []}
+
+
+async def test_reset_without_a_session_asks_for_all(lmsd, emulator):
+    await converse(lmsd, emulator, "sess-a", turns=1)
+    result = await run("reset", "--admin-listen", _admin(lmsd))
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr.decode() == \
+        "lmsd: reset: name a SESSION_ID, or use --all to reset every session\n"
+    assert lmsd.store.stats  # nothing was reset
+
+
+async def test_sessions_limit_and_active(lmsd, emulator):
+    for name in ("sess-old", "sess-mid", "sess-new"):
+        await converse(lmsd, emulator, name, turns=1)
+    old = next(s for k, s in lmsd.store.stats.items() if k[0] == "sess-old")
+    old.last_used -= 2 * 3600  # used two hours ago: not active
+    admin = ["--admin-listen", _admin(lmsd)]
+
+    async def names(*args: str) -> list[str]:
+        data = json.loads(ok(await run("sessions", "--json", *args, *admin)))
+        return [s["session"] for s in data["sessions"]]
+
+    assert await names() == ["sess-new", "sess-mid", "sess-old"]
+    assert await names("--limit", "2") == ["sess-new", "sess-mid"]
+    assert await names("--active") == ["sess-new", "sess-mid"]
+    rows = ok(await run("sessions", "--active", "--limit", "1", *admin)).splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["sess-new"]
 
 
 async def test_reset_of_a_malformed_session_id_is_one_line(lmsd):
@@ -351,7 +381,7 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["sessions"],
-                                     ["reset"], ["reset", "sess-1"], ["tail"],
+                                     ["reset", "--all"], ["reset", "sess-1"], ["tail"],
                                      ["tail", "--json"]])
 async def test_a_stopped_daemon_is_one_line(command):
     port = _closed_port()
@@ -388,7 +418,7 @@ async def test_the_admin_token(start_lmsd, emulator, tmp_path):
         await converse(server, emulator, "sess-2", turns=1)
         lines = await tail.lines_until(_is_end)
     assert json.loads(lines[-1])["session"] == "sess-2"
-    assert ok(await run("reset", *admin, env=env)) == \
+    assert ok(await run("reset", "--all", *admin, env=env)) == \
         "reset all sessions: 2 chain nodes dropped\n"
 
     # the config file's admin_listen and admin_token serve as well
@@ -415,3 +445,42 @@ async def test_tail_ends_with_one_line_when_the_daemon_stops(start_lmsd, emulato
     [result] = results
     assert result.returncode == 1
     assert result.stderr.decode() == "lmsd: the event stream ended: the daemon stopped\n"
+
+
+async def test_tail_follow_reconnects_after_a_restart(start_lmsd, emulator):
+    admin_listen = f"127.0.0.1:{free_port()}"
+    first = await start_lmsd(emulator.url, admin_listen=admin_listen)
+    process = await trio.lowlevel.open_process(
+        [*LMSD, "tail", "--follow", "--json", "--replay", "0", "--type", "request.end",
+         "--admin-listen", admin_listen],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    try:
+        tail = Tail(process)
+        with trio.fail_after(30):
+            while not first.daemon.bus.subscribers:
+                await trio.sleep(0.02)
+        await converse(first, emulator, "before", turns=1)
+        assert json.loads(await tail.line())["session"] == "before"
+        first.shutdown.set()
+        with trio.fail_after(30):
+            while first.daemon.bus.subscribers:
+                await trio.sleep(0.02)
+        second = await start_lmsd(emulator.url, admin_listen=admin_listen)
+        with trio.fail_after(30):
+            while not second.daemon.bus.subscribers:
+                await trio.sleep(0.02)
+        await converse(second, emulator, "after", turns=1)
+        with trio.fail_after(30):
+            assert json.loads(await tail.line())["session"] == "after"
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(30):
+            assert process.stderr is not None
+            errors = (await _read_all(process.stderr)).decode()
+            assert await process.wait() == 0, errors
+    finally:
+        if process.poll() is None:
+            process.kill()
+            await process.wait()
+    assert errors == ("lmsd: the event stream ended: the daemon stopped; reconnecting "
+                      "(Ctrl-C to stop)\n"
+                      f"lmsd: reconnected to http://{admin_listen}\n")

@@ -79,6 +79,29 @@ async def test_sighup_reloads_live_settings(nursery, emulator, tmp_path):
     assert await proc.wait() == 0
 
 
+async def test_sighup_rotates_the_admin_token(nursery, emulator, tmp_path):
+    config = tmp_path / "lmsd.toml"
+    config.write_text('admin_token = "first-token"\n')
+    proc, _, admin = await start(nursery, ["--upstream", emulator.url, "--state-dir",
+                                           str(tmp_path), "--config", str(config)])
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async with httpx.AsyncClient(base_url=admin) as http:
+        assert (await http.get("/status", headers=bearer("first-token"))).status_code == 200
+        config.write_text('admin_token = "second-token"\n')
+        proc.send_signal(signal.SIGHUP)
+        with trio.fail_after(10):
+            while (await http.get("/status", headers=bearer("first-token"))).status_code \
+                    == 200:
+                await trio.sleep(0.05)
+        assert (await http.get("/status", headers=bearer("first-token"))).status_code == 401
+        assert (await http.get("/status", headers=bearer("second-token"))).status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    assert await proc.wait() == 0
+
+
 async def test_systemd_notify_protocol(nursery, emulator, tmp_path):
     path = str(tmp_path / "notify.sock")
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

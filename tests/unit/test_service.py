@@ -418,7 +418,7 @@ def test_systemctl_failure_is_one_line_and_exit_1(fakes, home, capsys, monkeypat
 
 def test_no_systemctl_writes_nothing(fakes, home, capsys):
     fakes.remove("systemctl")
-    for action in ("install", "uninstall", "status"):
+    for action in ("install", "uninstall"):
         assert lmsd_service(action, "--manager", "systemd") == 1
         captured = capsys.readouterr()
         assert captured.out == ""
@@ -435,6 +435,30 @@ def test_no_user_manager_writes_nothing(fakes, home, capsys, monkeypatch):
         "lmsd: systemd is not available here (systemctl --user cannot reach a user manager: "
         "Failed to connect to bus: No medium found); run `lmsd serve` under your own "
         "supervisor\n")
+    assert list(home.iterdir()) == []
+
+
+@pytest.mark.parametrize("missing", ["no user manager", "no systemctl"])
+def test_status_without_a_service_manager_still_checks_healthz(fakes, home, capsys,
+                                                               monkeypatch, healthz, missing):
+    """A container: no service, but a daemon under another supervisor may answer."""
+    if missing == "no systemctl":
+        fakes.remove("systemctl")
+        why = "no systemctl on PATH"
+    else:
+        monkeypatch.setenv("FAKE_NO_BUS", "1")
+        why = ("systemctl --user cannot reach a user manager: Failed to connect to bus: "
+               "No medium found")
+    manager_line = (f"lmsd.service: systemd is not available here ({why}); run `lmsd serve` "
+                    f"under your own supervisor\n")
+    assert lmsd_service("status", "--admin-listen", healthz) == 0
+    assert capsys.readouterr() == (
+        manager_line + f"daemon: answering at http://{healthz} (lmsd 9.9.9)\n", "")
+    port = dead_port()
+    assert lmsd_service("status", "--admin-listen", port) == service.NOT_RUNNING
+    out, err = capsys.readouterr()
+    assert out.startswith(manager_line + f"daemon: not answering at http://{port} (")
+    assert err == ""
     assert list(home.iterdir()) == []
 
 
