@@ -43,6 +43,10 @@ SERVE_HELP = {
     "log_level": "the lowest level of log lines on stderr",
     "log_format": "text, json, or auto (JSON under journald or launchd)",
     "config": "a TOML config file",
+    "allowed_hosts": "extra Host names both ports answer (comma-separated); loopback and "
+                     "the listen hosts always are",
+    "allowed_origins": "browser origins allowed to call lmsd (comma-separated); none by "
+                       "default",
 }
 
 

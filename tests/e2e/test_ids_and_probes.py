@@ -42,7 +42,8 @@ async def test_every_answer_carries_a_request_id_named_in_the_events(lmsd, http)
     assert [r.status_code for r in others] == [200, 200, 200]
     errors = [await http.post("/v1/messages", json={"model": "x"}),  # bad input
               await http.get("/v2/nothing"),                       # no such endpoint
-              await http.post("/v1/messages", content=b"{")]        # bad JSON
+              await http.post("/v1/messages", content=b"{",          # bad JSON
+                              headers={"Content-Type": "application/json"})]
     assert [r.status_code for r in errors] == [400, 404, 400]
     rejected = [e["request_id"] for e in _events(lmsd, "request.rejected")]
     assert rejected == [_request_id(r) for r in errors]
