@@ -167,6 +167,8 @@ def format_status(data: dict[str, Any]) -> str:
     reachable = {True: "reachable", False: "NOT reachable"}.get(up.get("reachable"),
                                                                "not checked yet")
     row("upstream", f"{up.get('url')} (found by: {up.get('source')}), {reachable}")
+    if up.get("refused"):
+        row("", f"REFUSED: {up['refused']}")
     models = data.get("models", [])
     if not models:
         row("models", "none loaded")

@@ -14,6 +14,7 @@ from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from .auth import check_request
 from .chat import chat_plain, chat_stream, plan_chat
 from .events import DELTA_EVENTS, Event, build_output, new_response_id, response_object, sse
 from .script import Fault
@@ -99,6 +100,13 @@ def create_app(emu: Emulator) -> QuartTrio:
         except ValueError as exc:
             raise ApiError(f"Invalid JSON in request body: {exc}") from None
         return record.body
+
+    @app.before_request
+    async def require_token() -> Response | None:
+        refused = check_request(emu.api_key)  # "Require Authentication", when on
+        if refused is not None:
+            current_record().outcome = "rejected"
+        return refused
 
     @app.get("/lmstudio-greeting")
     async def greeting() -> Response:
