@@ -33,8 +33,8 @@ from .config import ConfigError, Settings, env_name, load_settings
 from .discovery import Found, discover, probe
 from .lms import LmsCli
 from .processes import run_bounded
-from .protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused
-from .protocol.errors import AnthropicError, upstream_message
+from .protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
+from .protocol.errors import AnthropicError
 from .protocol.lmstudio import V0, V1, ModelList, parse_models
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -113,11 +113,7 @@ async def _get_json(client: httpx.AsyncClient, url: str, api_key: str) -> Any:
     if response.status_code == 404:
         return None
     if response.status_code in REFUSED_STATUSES:
-        try:
-            payload: Any = response.json()
-        except ValueError:
-            payload = response.text
-        raise key_refused(response.status_code, upstream_message(payload)[0], key=api_key)
+        raise key_refused_answer(response.status_code, response.content, key=api_key)
     response.raise_for_status()
     return response.json()
 

@@ -22,8 +22,8 @@ import trio
 
 from .config import Settings
 from .log import event
-from .protocol.auth import REFUSED_STATUSES, key_refused
-from .protocol.errors import AnthropicError, upstream_message
+from .protocol.auth import REFUSED_STATUSES, key_refused_answer
+from .protocol.errors import AnthropicError
 from .protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
 from .upstream import Upstream
 
@@ -109,12 +109,8 @@ class Watcher:
         if response.status_code == 404:
             return None
         if response.status_code in REFUSED_STATUSES:
-            try:
-                payload: Any = response.json()
-            except ValueError:
-                payload = response.text
-            raise key_refused(response.status_code, upstream_message(payload)[0],
-                              key=self.upstream.api_key, name=self.upstream.name)
+            raise key_refused_answer(response.status_code, response.content,
+                                     key=self.upstream.api_key, name=self.upstream.name)
         if response.status_code != 200:
             raise AnthropicError("api_error", f"GET {path} answered HTTP "
                                  f"{response.status_code}", 502)

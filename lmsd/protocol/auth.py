@@ -9,7 +9,10 @@ retry, where a 401 is retried for minutes and shown as "Invalid API key" (its ow
 
 from __future__ import annotations
 
-from .errors import AnthropicError
+import json
+from typing import Any
+
+from .errors import AnthropicError, upstream_message
 
 #: The setting that holds the key, as an environment variable (``upstream_api_key``).
 API_KEY_ENV = "LMSD_UPSTREAM_API_KEY"
@@ -35,3 +38,13 @@ def key_refused(status: int, message: str, *, key: str, name: str = "LM Studio"
         "permission_error",
         f"{name} refused the API key in {API_KEY_ENV} (HTTP {status}"
         f"{': ' + said if said else ''}): set it to a valid API token and restart lmsd", 403)
+
+
+def key_refused_answer(status: int, body: bytes, *, key: str, name: str = "LM Studio"
+                       ) -> AnthropicError:
+    """:func:`key_refused` from the upstream's raw answer (a JSON error body, or text)."""
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        payload = body.decode("utf-8", "replace")
+    return key_refused(status, upstream_message(payload)[0], key=key, name=name)

@@ -101,6 +101,20 @@ async def test_a_key_lm_studio_requires_is_named_in_the_error(start_lmsd, emulat
         assert kind == "permission_error" and message.startswith(NEEDS_KEY)
 
 
+@pytest.mark.cli
+async def test_claude_code_shows_the_missing_key_at_once(start_lmsd, emulator, tmp_path):
+    from tests.claude_cli import run_claude
+
+    emulator.api_key = KEY
+    server = await start_lmsd(emulator.url)
+    run = await run_claude(server.url, "hi", home=tmp_path / "home", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.result is not None and run.result["is_error"] is True
+    assert NEEDS_KEY in (run.text or ""), run.stdout
+    rejected = [e for e in server.daemon.bus.recent if e["type"] == "request.rejected"]
+    assert [(e["path"], e["status"]) for e in rejected] == [("/v1/messages", 403)]  # no retry
+
+
 async def test_the_watcher_reports_a_missing_key_and_backs_off_without_crashing(start_lmsd,
                                                                                  emulator):
     emulator.api_key = KEY
