@@ -78,6 +78,7 @@ def status_json(daemon: Daemon) -> dict[str, Any]:
         "uptime_s": round(trio.current_time() - daemon.started_at, 1),
         "upstream": {**daemon.discovery, "url": daemon.upstream.base_url,
                      "reachable": watcher.reachable,
+                     "refused": watcher.refused,
                      "api": daemon.dialect_for[1] if daemon.dialect_for else None,
                      "api_why": daemon.dialect_for[2] if daemon.dialect_for else
                      "decided when the upstream first answers",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import trio
 
@@ -186,17 +186,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return _run_client(args, settings)
     setup_logging(settings.log_level, settings.log_format)
-    from .server import run_daemon
+    from .server import StartupError, run_daemon
 
     try:
         trio.run(run_daemon, settings, flags)
-    except ConfigError as exc:
-        print(f"lmsd: config error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"lmsd: cannot start: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # trio wraps what the nurseries raised in ExceptionGroups
+        leaves = list(_leaves(exc))
+        for kind, what, status in ((ConfigError, "config error", 2),
+                                   (StartupError, "cannot start", 1),
+                                   (OSError, "cannot start", 1)):
+            found = next((leaf for leaf in leaves if isinstance(leaf, kind)), None)
+            if found is not None:
+                print(f"lmsd: {what}: {found}", file=sys.stderr)  # one line, no traceback
+                return status
+        raise
     return 0
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 def _run_client(args: argparse.Namespace, settings: Settings) -> int:

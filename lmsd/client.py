@@ -174,6 +174,8 @@ def format_status(data: dict[str, Any]) -> str:
     chaining = "chaining on" if up.get("chaining") else "chaining off"
     row("dialect", f"{up.get('api') or 'not decided yet'} ({up.get('api_why') or '?'}), "
         f"{chaining}")
+    if up.get("refused"):
+        row("", f"REFUSED: {up['refused']}")
     models = data.get("models", [])
     if not models:
         row("models", "none loaded")

@@ -2,7 +2,9 @@
 
 Every setting has the same name everywhere: ``ping_interval`` in the file,
 ``LMSD_PING_INTERVAL`` in the environment, ``--ping-interval`` on the command line.
-A bad value stops startup with one line naming the key.
+The file is ``--config``/``LMSD_CONFIG``, else ``$XDG_CONFIG_HOME/lmsd/lmsd.toml``
+(``~/.config/lmsd/lmsd.toml``) when it exists. A bad value stops startup with one line
+naming the key.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ def _mapping(value: Any) -> dict[str, str]:
     """``{"opus": "x"}`` in TOML, or ``opus=x,haiku=y`` in env and flags."""
     if isinstance(value, Mapping):
         items = value.items()
+        for name, target in items:
+            if not isinstance(target, str) or not target.strip():
+                raise ValueError(f"{name!r} must name a model (a non-empty string), "
+                                 f"got {target!r}")
     else:
         pairs = [p for p in str(value).split(",") if p.strip()]
         items = []
@@ -154,6 +160,11 @@ class Settings:
     log_format: str = "auto"
     config: str = ""
 
+    def __post_init__(self) -> None:
+        # What load_settings corrected, for the daemon to log and doctor to show
+        # (not a setting: it is neither compared on reload nor shown as one).
+        self.notes: list[tuple[str, str]] = []  # (key, what was done)
+
     @property
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
@@ -197,6 +208,27 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.upper()
 
 
+def default_config_path(environ: Mapping[str, str]) -> Path | None:
+    """``$XDG_CONFIG_HOME/lmsd/lmsd.toml``, else ``$HOME/.config/lmsd/lmsd.toml``."""
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(xdg):
+        base = Path(xdg)
+    elif environ.get("HOME"):
+        base = Path(environ["HOME"]) / ".config"
+    else:
+        return None
+    return base / "lmsd" / "lmsd.toml"
+
+
+def strip_api_suffix(url: str) -> str:
+    """``http://host:1234/v1`` (the OpenAI base-URL form) -> ``http://host:1234``:
+    lmsd adds ``/v1/...`` and ``/api/...`` itself."""
+    text = url.rstrip("/")
+    while text.lower().endswith("/v1"):
+        text = text[:-3].rstrip("/")
+    return text
+
+
 def _parse(key: str, value: Any, source: str) -> Any:
     try:
         return PARSERS[key](value)
@@ -214,6 +246,9 @@ def load_settings(
     config_path = flags.get("config") or environ.get(env_name("config"))
     if config_path:
         values.update(_read_file(Path(os.path.expanduser(config_path))))
+    elif (default := default_config_path(environ)) is not None and default.is_file():
+        values.update(_read_file(default))
+        values["config"] = str(default)
     for key in PARSERS:
         if env_name(key) in environ:
             values[key] = _parse(key, environ[env_name(key)], f"environment {env_name(key)}:")
@@ -225,6 +260,11 @@ def load_settings(
     for f in fields(Settings):
         if f.name in values:
             setattr(settings, f.name, values[f.name])
+    if settings.upstream != "auto" and (base := strip_api_suffix(settings.upstream)) != \
+            settings.upstream:
+        settings.notes.append(("upstream", f"upstream {settings.upstream} ends in /v1: "
+                               f"using {base} (lmsd adds the API paths itself)"))
+        settings.upstream = base
     return settings
 
 

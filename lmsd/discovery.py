@@ -78,13 +78,14 @@ async def probe(client: httpx.AsyncClient, url: str, timeout: float = PROBE_TIME
 
 
 async def _answers_models(client: httpx.AsyncClient, url: str, timeout: float) -> bool:
-    """True if ``GET {url}/v1/models`` answers 200 (any OpenAI-compatible server)."""
+    """True if ``GET {url}/v1/models`` answers 200 (any OpenAI-compatible server), or
+    401/403: a server that is there but wants an API key (lmsd then says so)."""
     with trio.move_on_after(timeout):
         try:
             response = await client.get(f"{url.rstrip('/')}/v1/models", timeout=timeout)
         except (httpx.HTTPError, httpx.InvalidURL):
             return False
-        return response.status_code == 200
+        return response.status_code in (200, 401, 403)
     return False
 
 

@@ -33,6 +33,8 @@ from .config import ConfigError, Settings, env_name, load_settings
 from .discovery import Found, discover, probe
 from .lms import LmsCli
 from .processes import run_bounded
+from .protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
+from .protocol.errors import AnthropicError
 from .protocol.lmstudio import V0, V1, ModelList, parse_models
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -99,11 +101,19 @@ async def check_lmstudio(settings: Settings, environ: Mapping[str, str],
     return Result("lmstudio", FAIL, f"{where} is not reachable", fix), found
 
 
+def check_notes(settings: Settings) -> list[Result]:
+    """What loading the settings corrected (an upstream URL ending in /v1, say)."""
+    return [Result("config", WARN, note, f"set {key} = {getattr(settings, key)!r}")
+            for key, note in settings.notes]
+
+
 async def _get_json(client: httpx.AsyncClient, url: str, api_key: str) -> Any:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     response = await client.get(url, headers=headers, timeout=HTTP_TIMEOUT)
     if response.status_code == 404:
         return None
+    if response.status_code in REFUSED_STATUSES:
+        raise key_refused_answer(response.status_code, response.content, key=api_key)
     response.raise_for_status()
     return response.json()
 
@@ -137,6 +147,8 @@ async def check_models(settings: Settings, found: Found, client: httpx.AsyncClie
     minimum = settings.min_context
     try:
         listed = await _models(client, found.url, settings.upstream_api_key)
+    except AnthropicError as exc:  # LM Studio's "Require Authentication"
+        return Result("api_key", FAIL, exc.message, f"make a token in {TOKENS_WHERE}")
     except (httpx.HTTPError, ValueError) as exc:
         return Result("model", WARN, f"could not read the models from {found.url}: "
                       f"{exc or type(exc).__name__}", "check that upstream is LM Studio")
@@ -473,7 +485,7 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
 
         async def lmstudio() -> list[Result]:
             first, found = await check_lmstudio(settings, env, upstream)
-            return [first, await check_api(settings, found, upstream),
+            return [first, *check_notes(settings), await check_api(settings, found, upstream),
                     await check_models(settings, found, upstream)]
 
         async def one(make: Callable[[], Awaitable[Result]]) -> list[Result]:

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 from hypercorn.logging import Logger
-from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from .admin import create_admin_app
 from .config import ConfigError, Settings, load_settings
@@ -93,6 +94,34 @@ class _LabelledLog(Logger):
 
     async def error(self, message: str, *args: Any, **kwargs: Any) -> None:
         await super().error(f"{self.label}: {message}", *args, **kwargs)
+
+
+class StartupError(Exception):
+    """lmsd cannot start (a port is taken, say): the message says which and why."""
+
+
+def listen_sockets(config: Config, key: str) -> Sockets:
+    """Bind and listen on ``key``'s address now, so that a taken port stops startup
+    with one line before anything else is done or logged."""
+    try:
+        sockets = config.create_sockets()
+        for sock in sockets.insecure_sockets:
+            sock.listen(config.backlog)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {config.bind[0]} ({key}): "
+                           f"{exc.strerror or exc}") from None
+    return sockets
+
+
+async def hypercorn_serve(app: Any, config: Config, *, bound: list[Sockets],
+                          shutdown_trigger: Callable[..., Awaitable[None]],
+                          task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+    """hypercorn's ``serve`` on the sockets bound at startup; a restart binds anew."""
+    sockets = bound.pop() if bound else None
+    await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,
+                       sockets=sockets, shutdown_trigger=shutdown_trigger,
+                       task_status=task_status)
 
 
 def hypercorn_config(bind: str, graceful: float, label: str = "lmsd") -> Config:
@@ -164,10 +193,22 @@ async def serve(
 ) -> None:
     """Serve until ``shutdown`` is set, then drain. Reports the bound URLs when ready."""
     check_security(settings)
+    graceful = settings.drain_timeout + 5
+    proxy_config = hypercorn_config(settings.listen, graceful, "proxy (Anthropic API)")
+    admin_config = hypercorn_config(settings.admin_listen, 1.0, "admin API")
+    proxy_sockets = [listen_sockets(proxy_config, "listen")]
+    try:
+        admin_sockets = [listen_sockets(admin_config, "admin_listen")]
+    except StartupError:
+        for sock in proxy_sockets[0].insecure_sockets:
+            sock.close()
+        raise
     bus = EventBus()
     handler = BusHandler(bus)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)  # every event reaches the bus; handlers filter lines
+    for key, note in settings.notes:
+        event("config.adjusted", level=30, key=key, note=note)
     metrics = Metrics()
     bus.add_listener(metrics.observe)
     lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
@@ -198,16 +239,13 @@ async def serve(
         await daemon.dialect()  # decided now rather than during the first request
     proxy_app = create_proxy_app(daemon)
     admin_app = create_admin_app(daemon)
-    graceful = settings.drain_timeout + 5
     try:
         async with trio.open_nursery() as nursery:
             proxy = await nursery.start(partial(
-                hypercorn_serve, proxy_app,
-                hypercorn_config(settings.listen, graceful, "proxy (Anthropic API)"),
+                hypercorn_serve, proxy_app, proxy_config, bound=proxy_sockets,
                 shutdown_trigger=shutdown.wait))
             admin = await nursery.start(supervise, "admin", partial(
-                hypercorn_serve, admin_app,
-                hypercorn_config(settings.admin_listen, 1.0, "admin API"),
+                hypercorn_serve, admin_app, admin_config, bound=admin_sockets,
                 shutdown_trigger=shutdown.wait))
             services = trio.CancelScope()
 
@@ -236,6 +274,9 @@ async def serve(
             services.cancel()
     finally:
         logger.removeHandler(handler)
+        for unused in (*proxy_sockets, *admin_sockets):  # never handed to hypercorn
+            for sock in unused.insecure_sockets:
+                sock.close()
         with trio.CancelScope(shield=True):
             await upstream.aclose()
             await store.aclose()

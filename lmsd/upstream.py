@@ -17,6 +17,7 @@ import httpx
 import trio
 
 from .log import event
+from .protocol.auth import REFUSED_STATUSES, key_refused
 from .protocol.chat import ChatStreamAdapter
 from .protocol.errors import AnthropicError, from_failure
 from .protocol.failures import read_failure
@@ -41,6 +42,7 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self.name = "LM Studio"  # how errors name it; "the upstream" for other servers
         self.read_timeout = read_timeout
+        self.api_key = api_key  # sent, never logged; needed to tell "missing" from "refused"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -186,8 +188,10 @@ class Upstream:
             payload: Any = json.loads(raw)
         except ValueError:
             payload = raw.decode("utf-8", "replace")
-        return from_failure(read_failure(payload, status), status, estimate=estimate,
-                            name=self.name)
+        failure = read_failure(payload, status)
+        if status in REFUSED_STATUSES:
+            return key_refused(status, failure.message, key=self.api_key, name=self.name)
+        return from_failure(failure, status, estimate=estimate, name=self.name)
 
     @staticmethod
     async def _events(response: httpx.Response) -> AsyncIterator[list[dict[str, Any]]]:
@@ -247,6 +251,8 @@ class Upstream:
 
     async def _get_json(self, path: str) -> Any:
         response = await self.client.get(path, timeout=5.0)
+        if response.status_code in REFUSED_STATUSES:
+            raise self._http_error(response.status_code, response.content, 0)
         if response.status_code != 200:
             return None
         try:

@@ -7,6 +7,9 @@ anything, so a model loaded at 4096 or 8192 tokens fails on the first turn. Ever
 with ``max(min_context, current)`` tokens, never above its ``max_context_length`` and
 never shrinking it. A user who puts a model back below the minimum by hand is not fought:
 the watcher backs off. Requests for a model being reloaded wait for it.
+
+An upstream that refuses lmsd (LM Studio's "Require Authentication" without the right
+key) is reported, not crashed on: the watcher polls less often until it is let in.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import trio
 
 from .config import Settings
 from .log import event
+from .protocol.auth import REFUSED_STATUSES, key_refused_answer
 from .protocol.errors import AnthropicError
 from .protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
 from .upstream import Upstream
@@ -26,6 +30,7 @@ from .upstream import Upstream
 BACKOFF_FIRST = 60.0
 BACKOFF_MAX = 3600.0
 LOAD_TIMEOUT = 600.0  # loading a large model can take minutes
+REFUSED_POLL_MAX = 60.0  # while the upstream refuses the key, poll at most this rarely
 
 
 class Lms(Protocol):
@@ -54,6 +59,8 @@ class Watcher:
         self.last_poll: float | None = None
         self.polls = 0
         self.last_error: str | None = None
+        self.refused: str | None = None  # why the upstream refuses lmsd, with the fix
+        self._refused_polls = 0
         self._reloading: dict[str, trio.Event] = {}
         self._failed: dict[str, str] = {}
         self._raised: dict[str, int] = {}
@@ -66,17 +73,28 @@ class Watcher:
     async def run(self) -> None:
         while True:
             await self.poll_once()
-            await trio.sleep(self.settings.poll_interval)
+            await trio.sleep(self.next_poll_in())
+
+    def next_poll_in(self) -> float:
+        """``poll_interval``; doubled per poll the upstream refused, up to a minute."""
+        interval = self.settings.poll_interval
+        if not self._refused_polls:
+            return interval
+        return max(interval, min(interval * 2 ** self._refused_polls, REFUSED_POLL_MAX))
 
     async def poll_once(self) -> None:
         try:
             models, source = await self._fetch()
         except (httpx.TransportError, AnthropicError) as exc:
+            if isinstance(exc, AnthropicError) and exc.type == "permission_error":
+                self._set_refused(exc.message)
+                return
             self._set_reachable(False, str(exc) or type(exc).__name__)
             if self.rediscover is not None:
                 await self.rediscover()
             return
         self._set_reachable(True)
+        self.refused, self._refused_polls = None, 0
         self._diff(models)
         self.models, self.source = models, source
         self.last_poll = trio.current_time()
@@ -91,8 +109,17 @@ class Watcher:
         response = await self.upstream.client.get(path, timeout=5.0)
         if response.status_code == 404:
             return None
-        response.raise_for_status()
-        return response.json()
+        if response.status_code in REFUSED_STATUSES:
+            raise key_refused_answer(response.status_code, response.content,
+                                     key=self.upstream.api_key, name=self.upstream.name)
+        if response.status_code != 200:
+            raise AnthropicError("api_error", f"GET {path} answered HTTP "
+                                 f"{response.status_code}", 502)
+        try:
+            return response.json()
+        except ValueError:
+            raise AnthropicError("api_error", f"GET {path} answered with no JSON",
+                                 502) from None
 
     async def _fetch(self) -> tuple[dict[str, LoadedModel], str]:
         for path in (V1, V0):
@@ -121,6 +148,15 @@ class Watcher:
                 event("upstream.down", level=30, url=self.upstream.base_url, error=error)
         self.reachable = up
         self.last_error = error
+
+    def _set_refused(self, message: str) -> None:
+        """The upstream answers but refuses lmsd's key: say so once, poll less often."""
+        if message != self.refused:
+            event("upstream.refused", level=40, url=self.upstream.base_url, error=message)
+        if not self.reachable:
+            self._set_reachable(True)
+        self.refused, self.last_error = message, message
+        self._refused_polls += 1
 
     def _diff(self, models: dict[str, LoadedModel]) -> None:
         ours, self._loaded_by_us = self._loaded_by_us, set()
@@ -282,6 +318,7 @@ class Watcher:
             "source": self.source,
             "reachable": self.reachable,
             "last_error": self.last_error,
+            "refused": self.refused,
             "reloading": sorted({k for k in self._reloading}),
             "backing_off": sorted(self._backoff),
         }

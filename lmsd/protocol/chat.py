@@ -181,12 +181,18 @@ class ChatStreamAdapter:
             out.append({"type": "response.created",
                         "response": {"id": str(chunk.get("id") or self.message_id)}})
         self.chunks += 1
-        if isinstance(chunk.get("error"), dict):
+        error = chunk.get("error")
+        if isinstance(error, dict):
             self.done = True
-            return [*out, {**chunk["error"], "type": "error"}]
+            return [*out, {**error, "type": "error"}]
         if chunk.get("object") == "error":  # vLLM's flat error shape
             self.done = True
             return [*out, {**chunk, "type": "error"}]
+        if isinstance(error, str) and error.strip() and not chunk.get("choices"):
+            # LM Studio answers an unknown endpoint (and some failures) with HTTP 200
+            # and {"error": "<text>"}: an error, not an empty answer.
+            self.done = True
+            return [*out, {"type": "error", "message": error.strip()}]
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--instructions-mode", choices=["inherit", "replace"], default="inherit")
     parser.add_argument("--overflow-mode", choices=list(MODES), default="http400")
     parser.add_argument("--overflow-wording", choices=list(WORDINGS), default="lmstudio")
+    parser.add_argument("--api-key", default=None,
+                        help="require this API token, as LM Studio's Require Authentication")
     args = parser.parse_args(argv)
     models = default_models()
     models[0].context_length = args.context_length
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         prefill_seconds_per_token=args.prefill_ms_per_token / 1000,
         token_delay=args.token_delay_ms / 1000,
     )
+
+    emu.api_key = args.api_key
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:

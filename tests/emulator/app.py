@@ -14,6 +14,7 @@ from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from .auth import check_request
 from .chat import chat_plain, chat_stream, plan_chat
 from .events import DELTA_EVENTS, Event, build_output, new_response_id, response_object, sse
 from .overflow import failed_error, overflow_event
@@ -110,6 +111,13 @@ def create_app(emu: Emulator) -> QuartTrio:
                                      or request.path == "/lmstudio-greeting"):
             return json_response({"error": {"message": "File Not Found", "code": 404}}, 404)
         return None
+
+    @app.before_request
+    async def require_token() -> Response | None:
+        refused = check_request(emu.api_key)  # "Require Authentication", when on
+        if refused is not None:
+            current_record().outcome = "rejected"
+        return refused
 
     @app.get("/lmstudio-greeting")
     async def greeting() -> Response:
