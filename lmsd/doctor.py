@@ -31,6 +31,8 @@ import trio
 from .client import ANY_HOST, GREEN, RED, RESET, YELLOW, local_url, use_color
 from .config import ConfigError, Settings, env_name, load_settings
 from .discovery import Found, discover, probe
+from .doctor_context import CHECK as CONTEXT_CHECK
+from .doctor_context import check_context_env
 from .lms import LmsCli
 from .processes import run_bounded
 from .protocol.lmstudio import V0, V1, ModelList, parse_models
@@ -460,6 +462,11 @@ async def check_claude(environ: Mapping[str, str]) -> Result:
 # -- all together -----------------------------------------------------------------------------
 
 
+async def _context(settings: Settings, env: Mapping[str, str],
+                   client: httpx.AsyncClient) -> Result:
+    return Result(CONTEXT_CHECK, *await check_context_env(settings, env, client))
+
+
 async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None, *,
                    platform: str = sys.platform) -> list[Result]:
     """Run every check (concurrently); the results in a fixed order.
@@ -491,6 +498,7 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
             partial(plain, check_base_url(settings, env), check_attribution(settings, env),
                     check_auth(env)),
             partial(one, partial(check_claude, env)),
+            partial(one, partial(_context, settings, env, local)),
         ]
         slots: list[list[Result]] = [[] for _ in jobs]
 
