@@ -462,9 +462,21 @@ async def check_claude(environ: Mapping[str, str]) -> Result:
 # -- all together -----------------------------------------------------------------------------
 
 
-async def _context(settings: Settings, env: Mapping[str, str],
-                   client: httpx.AsyncClient) -> Result:
-    return Result(CONTEXT_CHECK, *await check_context_env(settings, env, client))
+async def _context(settings: Settings, env: Mapping[str, str], local: httpx.AsyncClient,
+                   found: Found, upstream: httpx.AsyncClient) -> Result:
+    """The shell's Claude Code settings against the loaded context (see doctor_context)."""
+
+    async def lmstudio_contexts() -> list[int]:
+        if not found.reachable:
+            return []
+        try:
+            listed = await _models(upstream, found.url, settings.upstream_api_key)
+        except (httpx.HTTPError, ValueError):
+            return []
+        return [m.context_length for m in listed.loaded if m.context_length] if listed else []
+
+    return Result(CONTEXT_CHECK, *await check_context_env(settings, env, local,
+                                                          lmstudio_contexts))
 
 
 async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None, *,
@@ -481,7 +493,8 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
         async def lmstudio() -> list[Result]:
             first, found = await check_lmstudio(settings, env, upstream)
             return [first, await check_api(settings, found, upstream),
-                    await check_models(settings, found, upstream)]
+                    await check_models(settings, found, upstream),
+                    await _context(settings, env, local, found, upstream)]
 
         async def one(make: Callable[[], Awaitable[Result]]) -> list[Result]:
             return [await make()]
@@ -498,7 +511,6 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
             partial(plain, check_base_url(settings, env), check_attribution(settings, env),
                     check_auth(env)),
             partial(one, partial(check_claude, env)),
-            partial(one, partial(_context, settings, env, local)),
         ]
         slots: list[list[Result]] = [[] for _ in jobs]
 

@@ -4,7 +4,7 @@ before the running daemon's loaded context overflows?"""
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -17,8 +17,8 @@ from .protocol.models import is_claude_name
 CHECK = "claude_context"
 
 
-async def _loaded_context(settings: Settings, client: httpx.AsyncClient) -> int | str:
-    """The smallest loaded context per the daemon's ``/status``, or why it is not known."""
+async def _daemon_contexts(settings: Settings, client: httpx.AsyncClient) -> list[int] | None:
+    """The loaded contexts per the running daemon's ``/status``; None if it does not answer."""
     headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token \
         else {}
     try:
@@ -28,21 +28,24 @@ async def _loaded_context(settings: Settings, client: httpx.AsyncClient) -> int 
     except (httpx.HTTPError, ValueError):
         data = None
     if not isinstance(data, dict):
-        return "lmsd is not running (or refused the admin token), so the loaded context " \
-               "is not known"
-    contexts = [m.get("context_length") for m in data.get("models") or ()
-                if isinstance(m, dict)]
-    known = [c for c in contexts if isinstance(c, int) and c > 0]
-    return min(known) if known else "no model is loaded, so the context is not known"
+        return None
+    return [m["context_length"] for m in data.get("models") or ()
+            if isinstance(m, dict) and isinstance(m.get("context_length"), int)]
 
 
-async def check_context_env(settings: Settings, environ: Mapping[str, str],
-                            client: httpx.AsyncClient) -> tuple[str, str, str | None]:
+async def check_context_env(
+    settings: Settings, environ: Mapping[str, str], client: httpx.AsyncClient,
+    lmstudio_contexts: Callable[[], Awaitable[list[int]]],
+) -> tuple[str, str, str | None]:
     """(status, detail, fix): ``warn`` when Claude Code would compact too late (or far too
-    early) for the loaded context."""
-    context = await _loaded_context(settings, client)
-    if isinstance(context, str):
-        return "skip", f"not checked: {context}", None
+    early) for the smallest loaded context: the running daemon's, else LM Studio's."""
+    contexts = await _daemon_contexts(settings, client)
+    if contexts is None:
+        contexts = await lmstudio_contexts()
+    known = [c for c in contexts if c > 0]
+    if not known:
+        return "skip", "not checked: no loaded model with a known context", None
+    context = min(known)
     model = environ.get("ANTHROPIC_MODEL")
     fix = 'eval "$(lmsd env)"'
     if model and not is_claude_name(model):
