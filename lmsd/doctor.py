@@ -4,8 +4,8 @@ Each check gives one :class:`Result` (ok, warn, fail or skip) with a one-line fi
 anything not ok: LM Studio and how it was found, the loaded models and their context,
 the proxy and admin ports, the state directory, the user service, the calling shell's
 Claude Code environment (does it compact in time for the loaded context?) and the
-installed Claude Code. Nothing is started, loaded or changed; the only write is a temporary file in the state directory (or the parent that
-would hold it), removed at once.
+installed Claude Code. Nothing is started, loaded or changed; the only write is a
+temporary file in the state directory (or the parent that would hold it), removed at once.
 """
 
 from __future__ import annotations
