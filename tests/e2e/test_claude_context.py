@@ -4,9 +4,12 @@ compacts on its own before the context overflows."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,6 @@ import pytest
 import trio
 
 import tests.emulator.state as state
-from lmsd import client
 from tests.claude_cli import require_claude, run_claude
 from tests.emulator import Call, Reply, Text
 
@@ -25,16 +27,24 @@ COMPACT_MARK = "CRITICAL: Respond with TEXT ONLY"  # Claude Code's summary reque
 
 
 async def lmsd_env(lmsd: Any, context: int, model: str | None = None) -> dict[str, str]:
-    """What ``lmsd env`` prints for this daemon (its live context, from the admin API)."""
+    """What ``lmsd env`` prints for this daemon (it asks the admin API for the context)."""
     with trio.fail_after(10):
         while not lmsd.daemon.watcher.models:  # the first poll of LM Studio
             await trio.sleep(0.05)
-    admin = client.Admin(lmsd.admin_url.removeprefix("http://"))
-    live = await trio.to_thread.run_sync(client.live_context, admin, lmsd.settings)
-    assert live.tokens == context, live
-    env = client.env_vars(lmsd.settings, live.tokens, model)
-    env["ANTHROPIC_BASE_URL"] = lmsd.url  # the test daemon's port, not the configured one
-    return env
+    assert [m.context_length for m in lmsd.daemon.watcher.models.values()] == [context]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMSD_")}
+    env["LMSD_ADMIN_LISTEN"] = lmsd.admin_url.removeprefix("http://")
+    args = [sys.executable, "-m", "lmsd", "env", *(["--model", model] if model else [])]
+    done = await trio.run_process(args, capture_stdout=True, env=env)
+    exports = {}
+    for line in done.stdout.decode().splitlines():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            exports[name] = shlex.split(value)[0]
+    exports["ANTHROPIC_BASE_URL"] = lmsd.url  # the test daemon's port, not the configured one
+    if model:
+        exports.setdefault("ANTHROPIC_MODEL", model)
+    return exports
 
 
 class Tmux:
