@@ -144,6 +144,8 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
                         replay=max(args.replay, 0))
         elif args.command == "env":
             context = client.live_context(admin, settings)
+            if args.as_json and context.assumed:  # JSON has no comments: say it aside
+                print(f"lmsd: {context.source}", file=sys.stderr)
             print(client.format_env(settings, "json" if args.as_json else args.shell,
                                     context, args.model))
         sys.stdout.flush()

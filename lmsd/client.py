@@ -372,6 +372,7 @@ class LiveContext:
 
     tokens: int
     source: str  # one line for the comment above the exports
+    assumed: bool = False  # not the daemon's live view: min_context
 
 
 def live_context(admin: Admin, settings: Settings) -> LiveContext:
@@ -385,13 +386,14 @@ def live_context(admin: Admin, settings: Settings) -> LiveContext:
     except ClientError as exc:
         why = str(exc).split(";")[0]
         return LiveContext(settings.min_context, f"{why}: assuming min_context "
-                           f"{settings.min_context}; run lmsd env again once it runs")
+                           f"{settings.min_context}; run lmsd env again once it runs",
+                           assumed=True)
     loaded = [(m["context_length"], m.get("key", "?")) for m in data.get("models") or ()
               if isinstance(m, dict) and isinstance(m.get("context_length"), int)
               and m["context_length"] > 0]
     if not loaded:
         return LiveContext(settings.min_context, f"no model is loaded: assuming "
-                           f"min_context {settings.min_context}")
+                           f"min_context {settings.min_context}", assumed=True)
     tokens, key = min(loaded)
     return LiveContext(tokens, f"{key} is loaded with {tokens} tokens of context")
 

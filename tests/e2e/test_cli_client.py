@@ -368,8 +368,15 @@ async def test_env_on_a_wildcard_listen_address_points_at_loopback(tmp_path):
 
 
 async def test_env_needs_no_daemon():
-    result = await run("env", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{_closed_port()}"))
+    port = _closed_port()
+    result = await run("env", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}"))
     assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:19234" in ok(result).splitlines()
+    result = await run("env", "--json", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}"))
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["env"]["CLAUDE_AUTOCOMPACT_PCT_OVERRIDE"] == "16.34"
+    assert result.stderr.decode() == (
+        f"lmsd: the daemon is not running (nothing answers at http://127.0.0.1:{port}): "
+        f"assuming min_context 32768; run lmsd env again once it runs\n")
 
 
 # -- errors and the token ---------------------------------------------------------------------
