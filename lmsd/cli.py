@@ -125,10 +125,17 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
                       help="when the daemon stops or restarts, wait and reconnect instead "
                       "of exiting")
     env = _client_parser(sub, "env", "print the environment for Claude Code",
-                         'Print the exports that point Claude Code at lmsd: '
-                         'eval "$(lmsd env)". Needs no running daemon.', address="listen")
+                         'Print the exports that point Claude Code at lmsd and make it '
+                         'compact before the loaded context overflows: eval "$(lmsd env)". '
+                         "The context comes from the running daemon (else min_context).",
+                         address="listen")
     env.add_argument("--shell", choices=("sh", "fish"), default="sh",
                      help="the syntax to print (default sh)")
+    env.add_argument("--json", dest="as_json", action="store_true",
+                     help='print the {"env": ...} block for ~/.claude/settings.json')
+    env.add_argument("--model", default=None, metavar="ID",
+                     help="start Claude Code on this model id (ANTHROPIC_MODEL), e.g. a "
+                     "local one; default: Claude's own names, which lmsd maps")
 
 
 def _positive_int(text: str) -> int:
@@ -228,7 +235,11 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
                         as_json=args.as_json, replay=max(args.replay, 0),
                         follow=args.follow)
         elif args.command == "env":
-            print(client.format_env(settings, args.shell))
+            context = client.live_context(admin, settings)
+            if args.as_json and context.assumed:  # JSON has no comments: say it aside
+                print(f"lmsd: {context.source}", file=sys.stderr)
+            print(client.format_env(settings, "json" if args.as_json else args.shell,
+                                    context, args.model))
         sys.stdout.flush()
     except client.ClientError as exc:
         print(f"lmsd: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from .config import Settings
+from .protocol.compaction import claude_code_env
 
 TIMEOUT = 10.0
 ACTIVE_WINDOW = 3600  # seconds: ``lmsd sessions --active`` shows sessions used this recently
@@ -270,9 +271,43 @@ def reset(admin: Admin, session: str | None = None, *, out: TextIO | None = None
 # -- env ------------------------------------------------------------------------------------
 
 
-def env_vars(settings: Settings) -> dict[str, str]:
-    """The environment that points Claude Code at this lmsd."""
-    return {
+@dataclass
+class LiveContext:
+    """The context Claude Code must fit in, and where that number came from."""
+
+    tokens: int
+    source: str  # one line for the comment above the exports
+    assumed: bool = False  # not the daemon's live view: min_context
+
+
+def live_context(admin: Admin, settings: Settings) -> LiveContext:
+    """The smallest context among the running daemon's loaded models.
+
+    Without a daemon (or a loaded model) it falls back to ``min_context``, which the
+    watcher raises loaded models to.
+    """
+    try:
+        data = admin.request("GET", "/status")
+    except ClientError as exc:
+        why = str(exc).split(";")[0]
+        return LiveContext(settings.min_context, f"{why}: assuming min_context "
+                           f"{settings.min_context}; run lmsd env again once it runs",
+                           assumed=True)
+    loaded = [(m["context_length"], m.get("key", "?")) for m in data.get("models") or ()
+              if isinstance(m, dict) and isinstance(m.get("context_length"), int)
+              and m["context_length"] > 0]
+    if not loaded:
+        return LiveContext(settings.min_context, f"no model is loaded: assuming "
+                           f"min_context {settings.min_context}", assumed=True)
+    tokens, key = min(loaded)
+    return LiveContext(tokens, f"{key} is loaded with {tokens} tokens of context")
+
+
+def env_vars(settings: Settings, context: int | None = None,
+             model: str | None = None) -> dict[str, str]:
+    """The environment that points Claude Code at this lmsd and makes it compact in time
+    for ``context`` tokens (see :mod:`lmsd.protocol.compaction`)."""
+    env = {
         "ANTHROPIC_BASE_URL": local_url(settings.listen),
         "ANTHROPIC_AUTH_TOKEN": "lmsd",  # any value: lmsd does not check it
         "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",
@@ -280,15 +315,28 @@ def env_vars(settings: Settings) -> dict[str, str]:
         "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1",
         "API_TIMEOUT_MS": "600000",
     }
+    if model:
+        env["ANTHROPIC_MODEL"] = model
+    if context:
+        env.update(claude_code_env(context, model))
+    return env
 
 
-def format_env(settings: Settings, shell: str = "sh") -> str:
-    """``export`` lines for sh-like shells, ``set -gx`` for fish."""
-    pairs = env_vars(settings).items()
+def format_env(settings: Settings, shell: str = "sh", context: LiveContext | None = None,
+               model: str | None = None) -> str:
+    """``export`` lines for sh-like shells, ``set -gx`` for fish, ``json`` for the ``env``
+    block of ``~/.claude/settings.json``."""
+    pairs = env_vars(settings, context.tokens if context else None, model)
+    if shell == "json":
+        return json.dumps({"env": pairs}, indent=2)
     if shell == "fish":
         lines = ["# Point Claude Code at lmsd: lmsd env --shell fish | source"]
-        lines += [f"set -gx {k} {shlex.quote(v)}" for k, v in pairs]
     else:
         lines = ['# Point Claude Code at lmsd: eval "$(lmsd env)"']
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in pairs]
+    if context:
+        lines.append(f"# Compaction sized for {context.tokens} tokens: {context.source}")
+    if shell == "fish":
+        lines += [f"set -gx {k} {shlex.quote(v)}" for k, v in pairs.items()]
+    else:
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in pairs.items()]
     return "\n".join(lines)

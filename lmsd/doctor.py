@@ -3,9 +3,9 @@
 Each check gives one :class:`Result` (ok, warn, fail or skip) with a one-line fix for
 anything not ok: LM Studio and how it was found, the loaded models and their context,
 the proxy and admin ports, the state directory, the user service, the calling shell's
-Claude Code environment and the installed Claude Code. Nothing is started, loaded or
-changed; the only write is a temporary file in the state directory (or the parent that
-would hold it), removed at once.
+Claude Code environment (does it compact in time for the loaded context?) and the
+installed Claude Code. Nothing is started, loaded or changed; the only write is a
+temporary file in the state directory (or the parent that would hold it), removed at once.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import trio
 from .client import ANY_HOST, GREEN, RED, RESET, YELLOW, local_url, use_color
 from .config import ConfigError, Settings, env_name, load_settings
 from .discovery import Found, discover, probe
+from .doctor_context import CHECK as CONTEXT_CHECK
+from .doctor_context import check_context_env
 from .lms import LmsCli
 from .processes import run_bounded
 from .protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
@@ -472,6 +474,23 @@ async def check_claude(environ: Mapping[str, str]) -> Result:
 # -- all together -----------------------------------------------------------------------------
 
 
+async def _context(settings: Settings, env: Mapping[str, str], local: httpx.AsyncClient,
+                   found: Found, upstream: httpx.AsyncClient) -> Result:
+    """The shell's Claude Code settings against the loaded context (see doctor_context)."""
+
+    async def lmstudio_contexts() -> list[int]:
+        if not found.reachable:
+            return []
+        try:
+            listed = await _models(upstream, found.url, settings.upstream_api_key)
+        except (httpx.HTTPError, ValueError):
+            return []
+        return [m.context_length for m in listed.loaded if m.context_length] if listed else []
+
+    return Result(CONTEXT_CHECK, *await check_context_env(settings, env, local,
+                                                          lmstudio_contexts))
+
+
 async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None, *,
                    platform: str = sys.platform) -> list[Result]:
     """Run every check (concurrently); the results in a fixed order.
@@ -486,7 +505,8 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
         async def lmstudio() -> list[Result]:
             first, found = await check_lmstudio(settings, env, upstream)
             return [first, *check_notes(settings), await check_api(settings, found, upstream),
-                    await check_models(settings, found, upstream)]
+                    await check_models(settings, found, upstream),
+                    await _context(settings, env, local, found, upstream)]
 
         async def one(make: Callable[[], Awaitable[Result]]) -> list[Result]:
             return [await make()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -10,13 +12,21 @@ from quart_trio import QuartTrio
 
 from . import __version__
 from .asgi import json_response, make_app
+from .config import Settings
 from .daemon import Daemon
 from .exchange import Exchange
 from .guard import policy_for
 from .log import event
 from .protocol.errors import AnthropicError, invalid
 from .protocol.fit import check_fit, wants_exact_count
-from .protocol.models import map_model, models_page
+from .protocol.models import (
+    is_claude_name,
+    map_model,
+    model_entries,
+    model_entry,
+    models_page,
+    served_contexts,
+)
 from .protocol.request import MessagesRequest, parse_json, validate_messages_request
 from .protocol.stream import StreamConverter
 from .protocol.tokens import count_text, estimate_tokens
@@ -150,7 +160,7 @@ async def _whole_message(exchange: Exchange) -> Response:
 def create_proxy_app(daemon: Daemon) -> QuartTrio:
     app = make_app("lmsd.proxy", max_body_bytes=daemon.settings.max_body_bytes,
                    on_error=_rejected, policy=policy_for(daemon.settings, "listen"))
-    store, settings = daemon.store, daemon.settings
+    store = daemon.store
 
     @app.route("/", methods=["GET", "HEAD"])
     async def root() -> Response:
@@ -186,15 +196,29 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         if sid is not None:
             check_session_id(sid)
         limit = _int_arg("limit", default=20, lo=1, hi=1000)
-        try:
-            loaded, listed = await daemon.upstream.models()
-        except AnthropicError:
-            loaded, listed = [], []  # the aliases still let Claude Code start
-        target = settings.model or (loaded[0] if loaded else None)
+        served = await _served_models(daemon)
         return json_response(models_page(
-            listed or loaded, target=target, limit=limit,
+            served.listed, target=served.target, contexts=served.contexts(), limit=limit,
             after_id=request.args.get("after_id"), before_id=request.args.get("before_id"),
         ))
+
+    @app.get("/v1/models/<path:model_id>")
+    @app.get("/session/<sid>/v1/models/<path:model_id>")
+    async def model(model_id: str, sid: str | None = None) -> Response:
+        if sid is not None:
+            check_session_id(sid)
+        served = await _served_models(daemon)
+        entries = model_entries(served.listed, target=served.target,
+                                contexts=served.contexts())
+        for entry in entries:
+            if entry["id"] == model_id:
+                return json_response(entry)
+        if is_claude_name(model_id):  # dated ids, [1m]: lmsd answers to every Claude name
+            suffix = f" (local: {served.target})" if served.target else ""
+            return json_response(model_entry(model_id, model_id + suffix,
+                                             served.contexts([model_id]).get(model_id)))
+        raise AnthropicError("not_found_error", f"model: {model_id!r} is not a model lmsd "
+                             f"serves (GET /v1/models lists them)", 404)
 
     @app.route("/session/<sid>/config", methods=["GET", "PUT"])
     async def session_config(sid: str) -> Response:
@@ -208,6 +232,37 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         return json_response({"status": "ok", "session": sid, "config": config.to_json()})
 
     return app
+
+
+@dataclass
+class _Served:
+    listed: list[str]  # the upstream's own model ids
+    loaded: list[str]  # its loaded instances
+    target: str | None  # where unmapped Claude names go
+    loaded_contexts: dict[str, int]  # loaded key / instance id -> context length
+    settings: Settings
+
+    def contexts(self, ids: Sequence[str] | None = None) -> dict[str, int]:
+        """The loaded context behind each id (default: every listed one)."""
+        if ids is None:
+            ids = [e["id"] for e in model_entries(self.listed, target=None)]
+        return served_contexts(ids, contexts=self.loaded_contexts, loaded=self.loaded,
+                               mapping=self.settings.model_map, default=self.settings.model)
+
+
+async def _served_models(daemon: Daemon) -> _Served:
+    settings = daemon.settings
+    try:
+        loaded, listed = await daemon.upstream.models()
+    except AnthropicError:
+        loaded, listed = [], []  # the aliases still let Claude Code start
+    contexts: dict[str, int] = {}
+    for m in daemon.watcher.models.values():  # the watcher's listing has the contexts
+        if m.context_length:
+            contexts.setdefault(m.key, m.context_length)
+            contexts[m.instance_id] = m.context_length
+    return _Served(listed or loaded, loaded, settings.model or (loaded[0] if loaded else None),
+                   contexts, settings)
 
 
 def _int_arg(name: str, *, default: int, lo: int, hi: int) -> int:

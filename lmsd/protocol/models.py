@@ -51,25 +51,49 @@ def map_model(
     return loaded[0] if loaded else None
 
 
+def model_entry(model_id: str, display_name: str, context: int | None) -> dict[str, Any]:
+    """One model object; with the loaded context when known.
+
+    ``context_window`` and ``runtime.max_input_tokens`` are what Claude Code's gateway
+    discovery reads (``runtime.max_input_tokens ?? context_window``, used only from 100k to
+    10M tokens); other clients read ``context_window``.
+    """
+    entry: dict[str, Any] = {"type": "model", "id": model_id, "display_name": display_name,
+                             "created_at": CREATED_AT}
+    if context:
+        entry["context_window"] = context
+        entry["runtime"] = {"max_input_tokens": context}
+    return entry
+
+
+def model_entries(
+    upstream_models: Sequence[str],
+    *,
+    target: str | None,
+    contexts: Mapping[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Claude aliases first, then the upstream's own models; ``contexts`` maps an id to the
+    context of the model serving it."""
+    contexts = contexts or {}
+    suffix = f" (local: {target})" if target else ""
+    entries = [model_entry(alias, alias + suffix, contexts.get(alias))
+               for alias in CLAUDE_ALIASES]
+    entries += [model_entry(m, m, contexts.get(m))
+                for m in upstream_models if m not in CLAUDE_ALIASES]
+    return entries
+
+
 def models_page(
     upstream_models: Sequence[str],
     *,
     target: str | None,
+    contexts: Mapping[str, int] | None = None,
     limit: int = 20,
     after_id: str | None = None,
     before_id: str | None = None,
 ) -> dict[str, Any]:
     """Anthropic's list shape: Claude aliases first, then the upstream's own models."""
-    suffix = f" (local: {target})" if target else ""
-    entries = [
-        {"type": "model", "id": alias, "display_name": alias + suffix, "created_at": CREATED_AT}
-        for alias in CLAUDE_ALIASES
-    ]
-    entries += [
-        {"type": "model", "id": m, "display_name": m, "created_at": CREATED_AT}
-        for m in upstream_models
-        if m not in CLAUDE_ALIASES
-    ]
+    entries = model_entries(upstream_models, target=target, contexts=contexts)
     ids = [e["id"] for e in entries]
     start, end = 0, len(entries)
     if after_id in ids:
@@ -84,3 +108,21 @@ def models_page(
         "first_id": page[0]["id"] if page else None,
         "last_id": page[-1]["id"] if page else None,
     }
+
+
+def served_contexts(
+    ids: Sequence[str], *, contexts: Mapping[str, int], loaded: Sequence[str],
+    mapping: Mapping[str, str], default: str,
+) -> dict[str, int]:
+    """The loaded context behind each id lmsd answers to (that of the model it maps to).
+
+    ``contexts`` maps a loaded model's key and instance id to its context length; ``loaded``
+    lists the loaded instances as :func:`map_model` takes them. Ids no loaded model serves
+    are left out.
+    """
+    found = {}
+    for model_id in ids:
+        target = map_model(model_id, mapping=mapping, default=default, loaded=loaded)
+        if target is not None and target in contexts:
+            found[model_id] = contexts[target]
+    return found

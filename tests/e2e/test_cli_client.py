@@ -338,20 +338,51 @@ def test_relative_times_and_durations():
 
 
 async def test_env_prints_the_claude_code_exports():
-    text = ok(await run("env", "--listen", "127.0.0.1:4000"))
+    port = _closed_port()
+    text = ok(await run("env", "--listen", "127.0.0.1:4000",
+                        env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}")))
     assert text.splitlines() == [
         '# Point Claude Code at lmsd: eval "$(lmsd env)"',
+        f"# Compaction sized for 32768 tokens: the daemon is not running (nothing answers "
+        f"at http://127.0.0.1:{port}): assuming min_context 32768; run lmsd env again once "
+        f"it runs",
         "export ANTHROPIC_BASE_URL=http://127.0.0.1:4000",
         "export ANTHROPIC_AUTH_TOKEN=lmsd",
         "export CLAUDE_CODE_ATTRIBUTION_HEADER=0",
         "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
         "export CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1",
         "export API_TIMEOUT_MS=600000",
+        "export CLAUDE_CODE_DISABLE_1M_CONTEXT=1",
+        "export CLAUDE_CODE_MAX_OUTPUT_TOKENS=4096",
+        "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=100000",
+        "export CLAUDE_AUTOCOMPACT_PCT_OVERRIDE=16.34",
     ]
     shell = await trio.run_process(
         ["sh", "-c", 'eval "$1"; printf "%s %s" "$ANTHROPIC_BASE_URL" "$API_TIMEOUT_MS"',
          "sh", text], capture_stdout=True)
     assert shell.stdout == b"http://127.0.0.1:4000 600000"
+
+
+async def test_env_sizes_compaction_for_the_running_daemons_context(start_lmsd, emulator):
+    emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
+    server = await start_lmsd(emulator.url)
+    with trio.fail_after(10):
+        while not server.daemon.watcher.models:
+            await trio.sleep(0.05)
+    env = _env(LMSD_ADMIN_LISTEN=_admin(server))
+    lines = ok(await run("env", env=env)).splitlines()
+    assert lines[1] == ("# Compaction sized for 65536 tokens: qwen/qwen3-coder-30b is loaded "
+                        "with 65536 tokens of context")
+    assert lines[-4:] == ["export CLAUDE_CODE_DISABLE_1M_CONTEXT=1",
+                          "export CLAUDE_CODE_MAX_OUTPUT_TOKENS=8192",
+                          "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=100000",
+                          "export CLAUDE_AUTOCOMPACT_PCT_OVERRIDE=48.3"]
+    data = json.loads(ok(await run("env", "--json", "--model", "qwen/qwen3-coder-30b",
+                                   env=env)))
+    assert list(data) == ["env"]
+    assert data["env"]["ANTHROPIC_MODEL"] == "qwen/qwen3-coder-30b"
+    assert data["env"]["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536"
+    assert "CLAUDE_AUTOCOMPACT_PCT_OVERRIDE" not in data["env"]
 
 
 async def test_env_on_a_wildcard_listen_address_points_at_loopback(tmp_path):
@@ -367,8 +398,15 @@ async def test_env_on_a_wildcard_listen_address_points_at_loopback(tmp_path):
 
 
 async def test_env_needs_no_daemon():
-    result = await run("env", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{_closed_port()}"))
+    port = _closed_port()
+    result = await run("env", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}"))
     assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:19234" in ok(result).splitlines()
+    result = await run("env", "--json", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}"))
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["env"]["CLAUDE_AUTOCOMPACT_PCT_OVERRIDE"] == "16.34"
+    assert result.stderr.decode() == (
+        f"lmsd: the daemon is not running (nothing answers at http://127.0.0.1:{port}): "
+        f"assuming min_context 32768; run lmsd env again once it runs\n")
 
 
 # -- errors and the token ---------------------------------------------------------------------

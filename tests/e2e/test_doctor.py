@@ -9,6 +9,7 @@ import shutil
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from lmsd.client import local_url
 from lmsd.config import Settings, load_settings
 from lmsd.discovery import Found
 from lmsd.doctor import Result, diagnose
+from lmsd.protocol.compaction import claude_code_env
 from tests.claude_cli import find_claude
 
 MODEL = "qwen/qwen3-coder-30b"
@@ -76,10 +78,10 @@ async def test_everything_fine_against_the_emulator(emulator, tmp_path):
     script(tmp_path / "bin" / "claude", 'echo "2.1.329 (Claude Code)"\n')
     script(tmp_path / "bin" / "systemctl",
            'case "$2" in is-enabled) echo enabled;; is-active) echo active;; esac\n')
-    results = await diagnose(settings, shell(tmp_path, settings))
+    results = await diagnose(settings, shell(tmp_path, settings, **claude_code_env(32768)))
     assert [r.check for r in results] == [
-        "lmstudio", "api", "model", "proxy_port", "admin_port", "state_dir", "service",
-        "base_url", "attribution_header", "auth_token", "claude"]
+        "lmstudio", "api", "model", "claude_context", "proxy_port", "admin_port",
+        "state_dir", "service", "base_url", "attribution_header", "auth_token", "claude"]
     assert all(r.status == "ok" and r.fix is None for r in results), results
     lmstudio, api = results[0], results[1]
     assert lmstudio.detail == f"LM Studio at {emulator.url} (found by: config) answers"
@@ -167,6 +169,62 @@ async def test_models_fall_back_to_api_v0():
         result = await doctor.check_models(Settings(), Found("http://lms.test", "config", True),
                                            client)
     assert result == Result("model", "ok", "loaded: a/b (40000 tokens of context)")
+
+
+# -- 2b. Claude Code's compaction against the loaded context ------------------------------
+
+
+async def test_context_env_missing_warns_with_the_fix(emulator, tmp_path):
+    """The loaded 32k context with Claude Code's defaults (a 1m window): compaction at 967k."""
+    settings = settings_for(tmp_path, emulator.url)
+    result = await check(settings, shell(tmp_path, settings), "claude_context")
+    assert result.status == "warn"
+    assert "would compact at 967000 tokens but the loaded context is 32768" in result.detail
+    assert result.fix == 'eval "$(lmsd env)"'
+
+
+async def test_context_env_for_another_context_warns(emulator, tmp_path):
+    """Settings printed for 64k no longer fit once the model is loaded at 32k."""
+    settings = settings_for(tmp_path, emulator.url)
+    env = shell(tmp_path, settings, **claude_code_env(65536))
+    result = await check(settings, env, "claude_context")
+    assert result.status == "warn" and "overflows first" in result.detail
+
+
+async def test_context_env_for_a_local_model(emulator, tmp_path):
+    settings = settings_for(tmp_path, emulator.url)
+    model = "qwen/qwen3-coder-30b"
+    # the percentage for Claude names also shrinks a local id's real window: far too early
+    mixed = {**claude_code_env(32768), "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32768"}
+    result = await check(settings, shell(tmp_path, settings, ANTHROPIC_MODEL=model, **mixed),
+                         "claude_context")
+    assert result.status == "warn" and "far below" in result.detail
+    assert result.fix == f'eval "$(lmsd env --model {model})"'
+    env = shell(tmp_path, settings, ANTHROPIC_MODEL=model, **claude_code_env(32768, model))
+    result = await check(settings, env, "claude_context")
+    assert result.status == "ok", result
+    assert result.detail == ("Claude Code compacts at 15672 tokens, within the loaded "
+                             "context of 32768")
+
+
+async def test_context_env_reads_the_running_daemon(start_lmsd, emulator, tmp_path):
+    """With lmsd running, its live view counts: it saw 32k, LM Studio now says 64k."""
+    server = await start_lmsd(emulator.url, poll_interval="3600")
+    with trio.fail_after(10):
+        while not server.daemon.watcher.models:
+            await trio.sleep(0.05)
+    emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
+    settings = settings_for(tmp_path, emulator.url,
+                            admin_listen=urlsplit(server.admin_url).netloc)
+    env = shell(tmp_path, settings, **claude_code_env(65536))
+    result = await check(settings, env, "claude_context")
+    assert result.status == "warn" and "the loaded context is 32768" in result.detail
+
+
+async def test_context_env_skipped_without_a_loaded_model(tmp_path, dead_port):
+    settings = settings_for(tmp_path, f"http://127.0.0.1:{dead_port}")
+    result = await check(settings, shell(tmp_path, settings), "claude_context")
+    assert result.status == "skip" and result.fix is None
 
 
 # -- 3. the ports ------------------------------------------------------------------------------
@@ -466,7 +524,7 @@ async def test_run_prints_one_line_per_check_and_exits_0_on_warnings(emulator, t
     code = await trio.to_thread.run_sync(doctor.run, args)
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert len(lines) == 11
+    assert len(lines) == 12
     assert lines[0].startswith("ok   lmstudio ") and emulator.url in lines[0]
     service = next(line for line in lines if " service " in line)
     assert service.startswith("warn service ") and "; fix: " in service  # no systemctl
@@ -495,7 +553,7 @@ async def test_run_json(tmp_path, monkeypatch, capsys, dead_port):
                                                                  json=True))
     data = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 11
+    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 12
     by_check = {entry["check"]: entry for entry in data}
     assert by_check["lmstudio"]["status"] == "fail"
     assert by_check["model"]["status"] == "skip"

@@ -146,3 +146,20 @@ def test_overflow_detection_in_error_events_of_any_shape():
                    "the model is loaded with context length of only 4 tokens"}}})
     assert not _reports_overflow({"type": "response.failed", "response": "garbage"})
     assert not _reports_overflow({"type": "error", "message": "previous_response_not_found"})
+
+
+def test_models_carry_the_loaded_context_of_the_model_behind_each_id():
+    from lmsd.protocol.models import served_contexts
+
+    ids = ["claude-opus-5-5", "claude-haiku-4-5", "qwen3", "gemma", "small"]
+    contexts = served_contexts(ids, contexts={"qwen3": 65536, "small": 32768},
+                               loaded=["qwen3", "small"], mapping={"haiku": "small"},
+                               default="")
+    assert contexts == {"claude-opus-5-5": 65536, "claude-haiku-4-5": 32768,
+                        "qwen3": 65536, "small": 32768}  # gemma is not loaded
+    page = models_page(["qwen3", "gemma"], target="qwen3", contexts=contexts, limit=1000)
+    by_id = {e["id"]: e for e in page["data"]}
+    assert by_id["claude-opus-5-5"]["context_window"] == 65536
+    assert by_id["claude-opus-5-5"]["runtime"] == {"max_input_tokens": 65536}
+    assert by_id["qwen3"]["runtime"] == {"max_input_tokens": 65536}
+    assert "context_window" not in by_id["gemma"] and "runtime" not in by_id["gemma"]
