@@ -25,7 +25,7 @@ RECENT = 500  # events kept for subscribers that ask for a replay (``tail`` hist
 EVENT_TYPES = frozenset({
     "chain.decision", "chain.stale",
     "child.crashed", "child.restarted",
-    "config.reload_failed", "config.reloaded",
+    "config.adjusted", "config.reload_failed", "config.reloaded",
     "daemon.drain_expired", "daemon.draining", "daemon.listening", "daemon.proxy_exposed",
     "daemon.stopped", "daemon.stopping",
     "model.backoff_cleared", "model.context_capped", "model.context_changed",
@@ -37,7 +37,7 @@ EVENT_TYPES = frozenset({
     "store.corrupt", "store.unavailable", "store.write_failed",
     "upstream.bad_event", "upstream.chaining_unsupported", "upstream.dialect",
     "upstream.discovered", "upstream.discovery_lms_failed", "upstream.down",
-    "upstream.empty_stream", "upstream.ignored_events", "upstream.up",
+    "upstream.empty_stream", "upstream.ignored_events", "upstream.refused", "upstream.up",
     "dropped",  # sent by the bus itself to a subscriber that read too slowly
 })
 

@@ -119,12 +119,21 @@ async def test_claude_code_reports_a_context_overflow(lmsd, emulator, tmp_path):
     assert len(emulator.generations) <= 6
 
 
+@pytest.mark.parametrize(("wording", "mode"), [
+    ("lmstudio", "http400"),
+    ("lmstudio_n_keep", "stream_error"),  # the 502 that left a real session stuck
+    ("lmstudio_0425", "http500"),
+    ("llama_server", "http400"),
+    ("openai", "response_failed"),
+    ("vllm", "stream_error"),
+])
 async def test_claude_code_compacts_after_a_context_overflow_and_goes_on(lmsd, emulator,
                                                                          tmp_path,
-                                                                         monkeypatch):
-    """A longer scripted session outgrows the context: lmsd answers 'prompt is too long',
-    Claude Code compacts (its summary request chains onto the last good node), and the
-    session carries on to the end."""
+                                                                         monkeypatch,
+                                                                         wording, mode):
+    """A longer scripted session outgrows the context, reported in each wording real
+    servers use: lmsd answers 'prompt is too long', Claude Code compacts (its summary
+    request chains onto the last good node), and the session carries on to the end."""
     import json
 
     import tests.emulator.state as state
@@ -138,6 +147,7 @@ async def test_claude_code_compacts_after_a_context_overflow_and_goes_on(lmsd, e
         return usual(context, tools)
 
     monkeypatch.setattr(state, "default_reply", policy)
+    emulator.overflow_wording, emulator.overflow_mode = wording, mode
     emulator.models["qwen/qwen3-coder-30b"].context_length = 16000
     words = " ".join(["lorem"] * 800)  # each turn adds about 1.6k tokens
     emulator.script(*[Reply(Text(f"Step {i}."), Call("Bash", {
@@ -150,15 +160,16 @@ async def test_claude_code_compacts_after_a_context_overflow_and_goes_on(lmsd, e
     assert run.returncode == 0, run.stderr + run.stdout
     assert run.result is not None and run.result["result"] == "done"
     gens = emulator.generations
-    overflows = [g for g in gens if g.status == 400]
+    overflows = [g for g in gens if g.error]  # the engine itself reported the overflow
     compactions = [g for g in gens if "CRITICAL: Respond with TEXT ONLY" in json.dumps(
         g.new_items)]
     assert overflows and compactions
-    # an overflow is not a stale chain: never a chained 400 followed by a full resend of
-    # the same turn (which would only overflow again)
+    assert all(g.error for g in gens if g.outcome not in ("completed", "incomplete"))
+    # an overflow is not a stale chain: never a chained overflow followed by a full resend
+    # of the same turn (which would only overflow again)
     for before, after in itertools.pairwise(gens):
-        assert not (before.status == after.status == 400 and before.previous_response_id
+        assert not (before.error and after.error and before.previous_response_id
                     and not after.previous_response_id
                     and before.new_items[-1:] == after.new_items[-1:])
     assert compactions[0].previous_response_id  # the summary request chained on
-    assert gens[-1].status == 200
+    assert gens[-1].outcome == "completed"
