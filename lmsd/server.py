@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import signal
@@ -36,6 +35,7 @@ from .lms import LmsCli
 from .log import event, logger, set_level
 from .metrics import Metrics
 from .notify import sd_notify, watchdog, watchdog_interval
+from .protocol.guard import is_loopback_host
 from .proxy import create_proxy_app
 from .store import SessionStore
 from .upstream import Upstream
@@ -61,13 +61,7 @@ class Bound:
 
 
 def is_loopback(host_port: str) -> bool:
-    host = host_port.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host_port.rpartition(":")[0].strip("[]"))
 
 
 def check_security(settings: Settings) -> None:
