@@ -10,7 +10,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import request_ids
+from . import guard, request_ids
 from .protocol.errors import AnthropicError
 from .protocol.guard import Policy
 
@@ -70,9 +70,7 @@ def make_app(name: str, *, max_body_bytes: int,
     ``policy``, requests a web page could have sent are refused before any other hook."""
     app = QuartTrio(name)
     if policy is not None:
-        from .guard import install  # guard.py answers with this module's error_response
-
-        install(app, policy)
+        guard.install(app, policy, error_response)
     app.config["RESPONSE_TIMEOUT"] = None  # Quart's default 60 s would cut long streams
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,35 +17,13 @@ from typing import Any
 import httpx
 import trio
 
-from .lms import LmsCli, LmsError
+from .lms import LmsCli, LmsError, lmstudio_home
 from .log import event
 
 DEFAULT_URL = "http://localhost:1234"
 DEFAULT_PORT = 1234
 PROBE_TIMEOUT = 0.5
 CONFIGURED_TIMEOUT = 2.0
-
-
-def lmstudio_home(home: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
-    """LM Studio's home directory, resolved as LM Studio does (without writing anything).
-
-    ``$LMSTUDIO_HOME`` when set; else the path in ``~/.lmstudio-home-pointer``; else
-    ``~/.cache/lm-studio`` if it exists; else ``~/.lmstudio``. ``~`` is ``home`` if given,
-    else ``$HOME`` from ``environ`` (default ``os.environ``), else ``Path.home()``.
-    """
-    env = os.environ if environ is None else environ
-    if env.get("LMSTUDIO_HOME"):
-        return Path(env["LMSTUDIO_HOME"])
-    if home is None:
-        home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    try:
-        pointed = (home / ".lmstudio-home-pointer").read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        pointed = ""
-    if pointed:
-        return Path(pointed)
-    cache = home / ".cache" / "lm-studio"
-    return cache if cache.is_dir() else home / ".lmstudio"
 
 
 @dataclass(frozen=True)

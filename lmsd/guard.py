@@ -12,7 +12,6 @@ from collections.abc import Callable
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
-from .asgi import error_response
 from .config import Settings
 from .log import event
 from .protocol.errors import AnthropicError
@@ -38,14 +37,15 @@ def policy_for(settings: Settings, listen_key: str) -> Callable[[], Policy]:
 
 
 def _refused(app: str, error: AnthropicError, path: str, method: str,
-             headers: dict[str, str | None]) -> Response:
+             headers: dict[str, str | None]) -> None:
     event("request.refused", level=30, app=app, method=method, path=path, status=error.status,
           **{k: v[:200] if v else v for k, v in headers.items()}, error=error.message)
-    return error_response(error)
 
 
-def install(app: QuartTrio, policy: Callable[[], Policy]) -> None:
-    """Check every request and WebSocket handshake before its route runs."""
+def install(app: QuartTrio, policy: Callable[[], Policy],
+            respond: Callable[[AnthropicError], Response]) -> None:
+    """Check every request and WebSocket handshake before its route runs; ``respond``
+    renders a refusal in the app's own error shape."""
 
     @app.before_request
     async def guard_request() -> Response | None:
@@ -54,9 +54,10 @@ def install(app: QuartTrio, policy: Callable[[], Policy]) -> None:
         error = check(policy(), headers, method=request.method, has_body=has_body)
         if error is None:
             return None
-        return _refused(app.name, error, request.path, request.method, {
+        _refused(app.name, error, request.path, request.method, {
             "host": headers.get("Host"), "origin": headers.get("Origin"),
             "content_type": headers.get("Content-Type")})
+        return respond(error)
 
     @app.before_websocket
     async def guard_websocket() -> Response | None:
@@ -64,5 +65,6 @@ def install(app: QuartTrio, policy: Callable[[], Policy]) -> None:
         error = check(policy(), headers, method="GET", websocket=True)
         if error is None:
             return None
-        return _refused(app.name, error, websocket.path, "WEBSOCKET", {
+        _refused(app.name, error, websocket.path, "WEBSOCKET", {
             "host": headers.get("Host"), "origin": headers.get("Origin")})
+        return respond(error)

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .processes import run_bounded
@@ -25,6 +26,28 @@ from .processes import run_bounded
 DEFAULT_TIMEOUT = 10.0
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def lmstudio_home(home: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    """LM Studio's home directory, resolved as LM Studio does (without writing anything).
+
+    ``$LMSTUDIO_HOME`` when set; else the path in ``~/.lmstudio-home-pointer``; else
+    ``~/.cache/lm-studio`` if it exists; else ``~/.lmstudio``. ``~`` is ``home`` if given,
+    else ``$HOME`` from ``environ`` (default ``os.environ``), else ``Path.home()``.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("LMSTUDIO_HOME"):
+        return Path(env["LMSTUDIO_HOME"])
+    if home is None:
+        home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    try:
+        pointed = (home / ".lmstudio-home-pointer").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        pointed = ""
+    if pointed:
+        return Path(pointed)
+    cache = home / ".cache" / "lm-studio"
+    return cache if cache.is_dir() else home / ".lmstudio"
 
 
 class LmsError(Exception):
@@ -59,7 +82,7 @@ class LmsCli:
     """Runs ``lms`` commands.
 
     The binary is ``path`` when given, else ``lms`` on PATH, else
-    ``$LMSTUDIO_HOME/bin/lms`` (see :func:`lmsd.discovery.lmstudio_home`). ``env``
+    ``$LMSTUDIO_HOME/bin/lms`` (see :func:`lmstudio_home`). ``env``
     is layered over ``os.environ`` for the child, and its PATH and LMSTUDIO_HOME
     also steer the lookup.
     """
@@ -82,7 +105,6 @@ class LmsCli:
         found = shutil.which("lms", path=self.env.get("PATH", os.defpath))
         if found:
             return found
-        from .discovery import lmstudio_home  # lmsd.discovery imports this module
 
         return shutil.which(str(lmstudio_home(environ=self.env) / "bin" / "lms"))
 
