@@ -10,6 +10,7 @@ cancelled and the client gets an Anthropic ``error`` event instead of a cut stre
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -80,7 +81,10 @@ class AnthropicEventStream(ResponseBody):
         yield self._first
         while True:
             chunk = PING  # sent if the upstream stays silent for ping_interval
-            with trio.move_on_after(self.ping_interval):
+            # Once the last event is out (message_stop or error), nothing may follow it:
+            # wait for the producer to finish storing the turn without pinging.
+            silence = math.inf if self.exchange.converter.done else self.ping_interval
+            with trio.move_on_after(silence):
                 try:
                     chunk = await self._receive.receive()
                 except trio.EndOfChannel:

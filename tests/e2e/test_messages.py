@@ -404,3 +404,23 @@ async def test_keys_and_auth_headers_never_reach_the_log(lmsd, emulator, caplog)
     assert caplog.records and all(secret not in r.getMessage() and
                                   secret not in str(getattr(r, "lmsd_fields", ""))
                                   for r in caplog.records)
+
+
+async def test_nothing_follows_message_stop_while_the_turn_is_stored(start_lmsd, emulator,
+                                                                    monkeypatch):
+    """Storing the finished turn can take longer than ping_interval (a slow disk, a busy
+    machine): no ping may follow message_stop (seen once as a flaky test)."""
+    server = await start_lmsd(emulator.url, ping_interval="0.05")
+    slow_store = server.store.record_turn
+
+    async def record_turn(*args, **kwargs):
+        await trio.sleep(0.3)
+        return await slow_store(*args, **kwargs)
+
+    monkeypatch.setattr(server.store, "record_turn", record_turn)
+    emulator.script(Reply(Text("stored slowly")))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        events = await raw_stream(http, {"model": "claude-x", "max_tokens": 10,
+                                         "messages": user("hi")})
+    assert check_stream(events, complete=True) == "complete"
+    assert events[-1]["type"] == "message_stop"
