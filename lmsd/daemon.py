@@ -44,19 +44,28 @@ class Daemon:
     chaining_refused: bool = False
     learned_limits: LearnedLimits = field(default_factory=LearnedLimits)
 
+    def loaded_contexts(self) -> dict[str, int]:
+        """Each loaded model's context length, by model key and by instance id, as the
+        engine lists them (the watcher's last look, else the proxy's last listing)."""
+        listed = self.watcher.models.values() if self.watcher.polls else self.upstream.listed
+        contexts: dict[str, int] = {}
+        for m in listed:
+            if m.context_length:
+                contexts.setdefault(m.key, m.context_length)
+                contexts[m.instance_id] = m.context_length
+        return contexts
+
     def context_limit(self, model: str) -> int | None:
         """The context ``model`` is loaded with, when lmsd can know it: from the engine's
         listing, else from the last overflow the engine reported. None while a reload to
         ``min_context`` is due or under way (the request will wait for it)."""
-        watcher = self.watcher
-        if watcher.reloading(model):
+        if self.watcher.reloading(model):
             return None
-        listed = watcher.models.values() if watcher.polls else self.upstream.listed
-        for m in listed:
-            if model in (m.instance_id, m.key) and m.context_length:
-                if self.settings.watch and m.context_length < self.settings.min_context:
-                    return None  # the watcher is about to raise it
-                return m.context_length
+        limit = self.loaded_contexts().get(model)
+        if limit:
+            if self.settings.watch and limit < self.settings.min_context:
+                return None  # the watcher is about to raise it
+            return limit
         return self.learned_limits.get(self.upstream.base_url, model, trio.current_time())
 
     def learn_limit(self, model: str, limit: int) -> None:

@@ -256,13 +256,8 @@ async def _served_models(daemon: Daemon) -> _Served:
         loaded, listed = await daemon.upstream.models()
     except AnthropicError:
         loaded, listed = [], []  # the aliases still let Claude Code start
-    contexts: dict[str, int] = {}
-    for m in daemon.watcher.models.values():  # the watcher's listing has the contexts
-        if m.context_length:
-            contexts.setdefault(m.key, m.context_length)
-            contexts[m.instance_id] = m.context_length
     return _Served(listed or loaded, loaded, settings.model or (loaded[0] if loaded else None),
-                   contexts, settings)
+                   daemon.loaded_contexts(), settings)
 
 
 def _int_arg(name: str, *, default: int, lo: int, hi: int) -> int:

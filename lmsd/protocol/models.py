@@ -54,9 +54,9 @@ def map_model(
 def model_entry(model_id: str, display_name: str, context: int | None) -> dict[str, Any]:
     """One model object; with the loaded context when known.
 
-    ``context_window`` and ``runtime.max_input_tokens`` are what Claude Code's gateway
-    discovery reads (``runtime.max_input_tokens ?? context_window``, used only from 100k to
-    10M tokens); other clients read ``context_window``.
+    ``context_window`` and ``runtime.max_input_tokens`` are the fields clients read for a
+    model's window. Claude Code 2.1.329 reads neither from a gateway (its discovery keeps
+    ids and names only): ``lmsd env`` sizes its compaction instead.
     """
     entry: dict[str, Any] = {"type": "model", "id": model_id, "display_name": display_name,
                              "created_at": CREATED_AT}
