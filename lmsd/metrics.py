@@ -36,6 +36,12 @@ class Metrics:
         self.reloads = Counter("lmsd_model_reloads", "Model reloads by the watcher",
                                ["result"], registry=r)
         self.upstream_up = Gauge("lmsd_upstream_up", "1 when LM Studio answers", registry=r)
+        self.refused = Counter("lmsd_refused_requests", "Requests a web page could have sent "
+                               "(foreign Host or Origin, non-JSON body), by app and status",
+                               ["app", "status"], registry=r)
+        self.overflows = Counter("lmsd_context_overflows", "Prompts over the loaded context: "
+                                 "refused before sending, or reported by the engine",
+                                 ["where"], registry=r)
         self.totals = {"requests": 0, "errors": 0, "in_flight": 0}
 
     def observe(self, event: dict[str, Any]) -> None:
@@ -51,6 +57,8 @@ class Metrics:
             self.requests.labels(event.get("outcome", "?"), str(event.get("stream"))).inc()
             if event.get("error_type"):
                 self.errors.labels(event["error_type"]).inc()
+            if str(event.get("error", "")).startswith("prompt is too long"):
+                self.overflows.labels("engine").inc()
             if "ttft_ms" in event:
                 self.ttft.observe(event["ttft_ms"] / 1000)
             if "upstream_ms" in event:
@@ -63,6 +71,10 @@ class Metrics:
             self.errors.labels(event.get("error_type", "?")).inc()
             self.totals["requests"] += 1
             self.totals["errors"] += 1
+        elif kind == "request.refused":
+            self.refused.labels(str(event.get("app", "?")), str(event.get("status", "?"))).inc()
+        elif kind == "request.too_long":
+            self.overflows.labels("before_sending").inc()
         elif kind == "chain.decision":
             self.chain.labels("hit" if event.get("chained") else
                               f"miss_{event.get('miss')}").inc()

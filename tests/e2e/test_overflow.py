@@ -198,3 +198,14 @@ async def test_a_missing_stored_response_is_resent_in_full_once(start_lmsd, emul
     assert gens[1].previous_response_id and not gens[2].previous_response_id
     [stale] = [e for e in server.daemon.bus.recent if e["type"] == "chain.stale"]
     assert stale["why"] == "stale_chain"
+
+
+async def test_overflows_are_counted_by_where_they_were_caught(start_lmsd, emulator):
+    emulator.models[MODEL].context_length = CONTEXT
+    server = await start_lmsd(emulator.url)
+    await post(server, [{"role": "user", "content": words(CONTEXT * 3)}], False)  # refused
+    await post(server, [{"role": "user", "content": words(CONTEXT + 20)}], False)  # engine
+    async with httpx.AsyncClient(base_url=server.admin_url) as admin:
+        text = (await admin.get("/metrics")).text
+    assert 'lmsd_context_overflows_total{where="before_sending"} 1.0' in text
+    assert 'lmsd_context_overflows_total{where="engine"} 1.0' in text

@@ -156,6 +156,9 @@ async def test_refusals_are_logged(lmsd):
     assert (refused["app"], refused["method"], refused["path"]) == ("lmsd.admin", "DELETE",
                                                                      "/sessions")
     assert refused["host"] == "evil.example:19235" and refused["status"] == 403
+    async with httpx.AsyncClient(base_url=lmsd.admin_url) as http:
+        text = (await http.get("/metrics")).text
+    assert 'lmsd_refused_requests_total{app="lmsd.admin",status="403"} 1.0' in text
 
 
 async def test_websocket_with_a_rebound_host_or_foreign_origin_is_refused(lmsd):
