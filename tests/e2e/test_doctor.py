@@ -15,12 +15,14 @@ import httpx
 import pytest
 import trio
 
-from lmsd import __version__, discovery, doctor
-from lmsd.client import local_url
+from lmsd import __version__
 from lmsd.config import Settings, load_settings
-from lmsd.discovery import Found
-from lmsd.doctor import Result, diagnose
+from lmsd.ops import doctor
+from lmsd.ops.client import local_url
+from lmsd.ops.doctor import Result, diagnose
 from lmsd.protocol.compaction import claude_code_env
+from lmsd.upstreams import discovery
+from lmsd.upstreams.discovery import Found
 from tests.claude_cli import find_claude
 
 MODEL = "qwen/qwen3-coder-30b"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lmsd import service
+from lmsd.ops import service
 
 UID = os.getuid()
 TARGET = f"gui/{UID}/ai.lmsd"

@@ -8,15 +8,15 @@ from typing import Any
 import httpx
 import trio
 
+from .bus import EventBus
 from .config import Settings
-from .discovery import probe
-from .events import EventBus
 from .log import event
 from .metrics import Metrics
 from .protocol.fit import LearnedLimits
-from .store import SessionStore
-from .upstream import Upstream
-from .watcher import Watcher
+from .sessions.store import SessionStore
+from .upstreams.client import Upstream
+from .upstreams.discovery import probe
+from .upstreams.watcher import Watcher
 
 
 @dataclass

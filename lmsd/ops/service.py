@@ -28,14 +28,14 @@ from typing import Any
 
 import httpx
 
+from ..config import ConfigError, Settings, env_name, load_settings
 from .client import Admin
-from .config import ConfigError, Settings, env_name, load_settings
 
 MANAGERS = ("systemd", "launchd")
 UNIT = "lmsd.service"
 LABEL = "ai.lmsd"
 PLACEHOLDER = "@LMSD_EXEC@"
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # lmsd/ops/service.py -> the checkout
 COMMAND_TIMEOUT = 120.0  # `enable --now` waits for READY=1
 HEALTH_TIMEOUT = 2.0
 UNLOAD_TIMEOUT = 50.0  # the plist's ExitTimeOut (45 s) and a margin

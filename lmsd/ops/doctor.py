@@ -28,16 +28,16 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
+from ..config import ConfigError, Settings, env_name, load_settings
+from ..processes import run_bounded
+from ..protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
+from ..protocol.errors import AnthropicError
+from ..protocol.lmstudio import V0, V1, ModelList, parse_models
+from ..upstreams.discovery import Found, discover, probe
+from ..upstreams.lms import LmsCli
 from .client import ANY_HOST, GREEN, RED, RESET, YELLOW, local_url, use_color
-from .config import ConfigError, Settings, env_name, load_settings
-from .discovery import Found, discover, probe
 from .doctor_context import CHECK as CONTEXT_CHECK
 from .doctor_context import check_context_env
-from .lms import LmsCli
-from .processes import run_bounded
-from .protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
-from .protocol.errors import AnthropicError
-from .protocol.lmstudio import V0, V1, ModelList, parse_models
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
@@ -497,7 +497,7 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
 
     ``environ`` is the calling shell's environment (default ``os.environ``): it gives the
     Claude Code variables, and the PATH and HOME the programs are looked up and run with.
-    LM Studio's home is found as :func:`lmsd.discovery.discover` finds it.
+    LM Studio's home is found as :func:`lmsd.upstreams.discovery.discover` finds it.
     """
     env = dict(os.environ if environ is None else environ)
     async with httpx.AsyncClient() as upstream, httpx.AsyncClient(trust_env=False) as local:
