@@ -16,7 +16,8 @@ import trio
 
 from lmsd.config import load_settings
 from lmsd.ops.client import format_status
-from lmsd.ops.doctor import check_api, check_models, diagnose
+from lmsd.ops.doctor import diagnose
+from lmsd.ops.doctor_upstream import check_api, check_models
 from lmsd.upstreams import discovery
 from lmsd.upstreams.discovery import Found
 from tests.emulator.auth import MISSING_TOKEN
