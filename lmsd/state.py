@@ -1,4 +1,9 @@
-"""The state one running lmsd shares between its children."""
+"""The state one running lmsd shares between its children (the ``Daemon``).
+
+The supervisor builds it; the fronts and the admin API read it. That puts it one floor
+below them and above what it holds (upstreams, sessions, the bus), not in ``daemon/``:
+an app importing from its own supervisor's package would point up.
+"""
 
 from __future__ import annotations
 
