@@ -24,7 +24,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import free_port, lmsd_command, percentile, process
-from lmsd.server import KEEP_ALIVE_SECONDS
+from lmsd.daemon.supervisor import KEEP_ALIVE_SECONDS
 from tests.emulator import Emulator, serve_emulator
 
 BASH = {"name": "Bash", "description": "Run a shell command",

@@ -9,11 +9,12 @@ from collections.abc import Iterator, Sequence
 
 import trio
 
-from . import __version__, client, doctor, service
+from . import __version__
+from .bus import families, known_type
 from .config import PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
-from .events import families, known_type
 from .log import setup as setup_logging
-from .tail import tail as tail_events
+from .ops import client, doctor, service
+from .ops.tail import tail as tail_events
 
 BOOLEAN_KEYS = {"strip_billing_header", "chaining", "watch"}
 
@@ -193,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return _run_client(args, settings)
     setup_logging(settings.log_level, settings.log_format)
-    from .server import StartupError, run_daemon
+    from .daemon.supervisor import StartupError, run_daemon
 
     try:
         trio.run(run_daemon, settings, flags)

@@ -24,8 +24,8 @@ from .protocol.failures import STALE, UNSUPPORTED, event_failure
 from .protocol.stream import StreamConverter
 from .protocol.turn import CHAINABLE_STOPS, TurnPlan, next_node
 from .request_ids import request_id_for
-from .store import SessionKey, SessionStore
-from .upstream import Upstream
+from .sessions.store import SessionKey, SessionStore
+from .upstreams.client import Upstream
 
 Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
 #: What makes a chained attempt worth retrying with the full history: only the upstream

@@ -15,9 +15,9 @@ import trio
 from hypothesis import settings as hypothesis_settings
 
 from lmsd.config import Settings, load_settings
-from lmsd.daemon import Daemon
-from lmsd.server import Bound, serve
-from lmsd.store import SessionStore
+from lmsd.daemon.supervisor import Bound, serve
+from lmsd.sessions.store import SessionStore
+from lmsd.state import Daemon
 from tests.emulator import Emulator, serve_emulator
 
 # CI explores a fixed, reproducible set of examples (the same on every run); local runs

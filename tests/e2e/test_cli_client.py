@@ -21,8 +21,8 @@ import pytest
 import trio
 
 from lmsd import __version__
-from lmsd.client import ago, duration, format_sessions, ratio
-from lmsd.tail import format_event, use_color
+from lmsd.ops.client import ago, duration, format_sessions, ratio
+from lmsd.ops.tail import format_event, use_color
 from tests.e2e.test_sessions import Conversation, tool_turns
 from tests.processes import free_port
 

@@ -11,9 +11,9 @@ import pytest
 import trio
 import trio_websocket
 
+from lmsd.bus import EventBus
 from lmsd.config import ConfigError, load_settings
-from lmsd.events import EventBus
-from lmsd.server import serve
+from lmsd.daemon.supervisor import serve
 from tests.e2e.test_sessions import Conversation, tool_turns
 from tests.emulator import Emulator, Reply, Text, serve_emulator
 
@@ -191,7 +191,7 @@ async def test_lmstudio_down_at_start_then_coming_up(start_lmsd, nursery, tmp_pa
 
 async def test_a_watcher_crash_is_restarted_and_the_proxy_keeps_serving(start_lmsd, emulator,
                                                                         monkeypatch):
-    from lmsd.watcher import Watcher
+    from lmsd.upstreams.watcher import Watcher
 
     real = Watcher.poll_once
     crashes = []
@@ -205,7 +205,7 @@ async def test_a_watcher_crash_is_restarted_and_the_proxy_keeps_serving(start_lm
         await real(self)
 
     monkeypatch.setattr(Watcher, "poll_once", flaky)
-    monkeypatch.setattr("lmsd.server.RESTART_MIN", 0.01)
+    monkeypatch.setattr("lmsd.daemon.supervisor.RESTART_MIN", 0.01)
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.05")
     with server.daemon.bus.subscribe(types=("child",)) as sub:
         go.set()
@@ -227,7 +227,7 @@ async def test_an_admin_crash_is_restarted(start_lmsd, emulator, monkeypatch):
     import socket
     from functools import partial
 
-    import lmsd.server as server_module
+    import lmsd.daemon.supervisor as server_module
 
     real = server_module.hypercorn_serve
     calls: list[int] = []

@@ -15,12 +15,14 @@ import httpx
 import pytest
 import trio
 
-from lmsd import __version__, discovery, doctor
-from lmsd.client import local_url
+from lmsd import __version__
 from lmsd.config import Settings, load_settings
-from lmsd.discovery import Found
-from lmsd.doctor import Result, diagnose
+from lmsd.ops import doctor, doctor_host, doctor_shell, doctor_upstream
+from lmsd.ops.client import local_url
+from lmsd.ops.doctor import Result, diagnose
 from lmsd.protocol.compaction import claude_code_env
+from lmsd.upstreams import discovery
+from lmsd.upstreams.discovery import Found
 from tests.claude_cli import find_claude
 
 MODEL = "qwen/qwen3-coder-30b"
@@ -166,8 +168,8 @@ async def test_models_fall_back_to_api_v0():
         return httpx.Response(404, json={"error": "not found"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        result = await doctor.check_models(Settings(), Found("http://lms.test", "config", True),
-                                           client)
+        result = await doctor_upstream.check_models(
+            Settings(), Found("http://lms.test", "config", True), client)
     assert result == Result("model", "ok", "loaded: a/b (40000 tokens of context)")
 
 
@@ -286,8 +288,8 @@ async def test_port_taken_by_something_that_is_not_http(tmp_path, nursery, dead_
 
 
 def test_an_address_that_is_not_this_machines_cannot_be_bound():
-    assert doctor._bind_problem("127.0.0.1", free_port()) is None
-    assert doctor._bind_problem("192.0.2.1", free_port())  # TEST-NET-1, never local
+    assert doctor_host._bind_problem("127.0.0.1", free_port()) is None
+    assert doctor_host._bind_problem("192.0.2.1", free_port())  # TEST-NET-1, never local
 
 
 # -- 4. the state directory --------------------------------------------------------------------
@@ -295,11 +297,11 @@ def test_an_address_that_is_not_this_machines_cannot_be_bound():
 async def test_state_dir_writable_existing_and_missing(tmp_path, dead_port):
     settings = settings_for(tmp_path, f"http://127.0.0.1:{dead_port}")
     (tmp_path / "state").mkdir()
-    assert doctor.check_state_dir(settings) == Result(
+    assert doctor_host.check_state_dir(settings) == Result(
         "state_dir", "ok", f"{tmp_path / 'state'} is writable")
     assert not [p for p in (tmp_path / "state").iterdir()]  # the probe file is gone
     settings.state_dir = str(tmp_path / "new" / "state")
-    result = doctor.check_state_dir(settings)
+    result = doctor_host.check_state_dir(settings)
     assert result.status == "ok" and f"creates it in {tmp_path}," in result.detail
     assert not (tmp_path / "new").exists()  # the doctor creates nothing
 
@@ -320,7 +322,7 @@ async def test_state_dir_read_only_fails(tmp_path, dead_port):
     (tmp_path / "ro").mkdir(mode=0o500)
     settings = settings_for(tmp_path, f"http://127.0.0.1:{dead_port}",
                             state_dir=str(tmp_path / "ro"))
-    result = doctor.check_state_dir(settings)
+    result = doctor_host.check_state_dir(settings)
     assert result.status == "fail" and "is not writable" in result.detail
 
 
@@ -394,7 +396,7 @@ async def test_launchd_service(tmp_path, dead_port, body, plist, status, fix):
 
 def base_url(settings: Settings, value: str | None) -> Result:
     env = {"ANTHROPIC_BASE_URL": value} if value is not None else {}
-    return doctor.check_base_url(settings, env)
+    return doctor_shell.check_base_url(settings, env)
 
 
 def test_base_url_equivalent_forms_point_at_lmsd(tmp_path):
@@ -447,7 +449,7 @@ async def test_claude_env_through_diagnose(tmp_path, dead_port):
 
 def test_attribution_header_without_stripping_is_a_cache_problem():
     settings = load_settings({"strip_billing_header": "false"}, {})
-    result = doctor.check_attribution(settings, {"CLAUDE_CODE_ATTRIBUTION_HEADER": "1"})
+    result = doctor_shell.check_attribution(settings, {"CLAUDE_CODE_ATTRIBUTION_HEADER": "1"})
     assert result.status == "warn"
     assert "is '1', not 0 and strip_billing_header = false" in result.detail
     assert "defeats LM Studio's prefix cache" in result.detail
@@ -458,29 +460,29 @@ def test_attribution_header_without_stripping_is_a_cache_problem():
 async def test_claude_found(tmp_path):
     claude = script(tmp_path / "bin" / "claude",
                     '[ "$1" = --version ] && echo "2.1.329 (Claude Code)"\n')
-    result = await doctor.check_claude({"PATH": str(tmp_path / "bin")})
+    result = await doctor_shell.check_claude({"PATH": str(tmp_path / "bin")})
     assert result == Result("claude", "ok", f"2.1.329 (Claude Code) at {claude}")
 
 
 async def test_claude_missing(tmp_path):
-    result = await doctor.check_claude({"PATH": str(tmp_path / "bin")})
+    result = await doctor_shell.check_claude({"PATH": str(tmp_path / "bin")})
     assert result.status == "warn" and result.detail == "claude not found on PATH"
     assert "npm install -g @anthropic-ai/claude-code" in result.fix
 
 
 async def test_claude_failing(tmp_path):
     script(tmp_path / "bin" / "claude", "echo 'Error: Cannot find module cli.js' >&2; exit 3\n")
-    result = await doctor.check_claude({"PATH": str(tmp_path / "bin")})
+    result = await doctor_shell.check_claude({"PATH": str(tmp_path / "bin")})
     assert result.status == "warn"
     assert result.detail == "`claude --version` failed (exit 3): Error: Cannot find module cli.js"
 
 
 async def test_claude_hanging_is_killed(tmp_path, monkeypatch):
-    monkeypatch.setattr(doctor, "CLAUDE_TIMEOUT", 0.5)
+    monkeypatch.setattr(doctor_shell, "CLAUDE_TIMEOUT", 0.5)
     sleep = shutil.which("sleep", path=os.defpath) or "/bin/sleep"
     script(tmp_path / "bin" / "claude", f"exec {sleep} 30\n")
     with trio.fail_after(5):
-        result = await doctor.check_claude({"PATH": str(tmp_path / "bin")})
+        result = await doctor_shell.check_claude({"PATH": str(tmp_path / "bin")})
     assert result == Result("claude", "warn", "`claude --version` did not finish within 0.5 s; "
                             "killed it",
                             f"run `{tmp_path / 'bin' / 'claude'} --version` to see why")
@@ -493,7 +495,7 @@ async def test_the_real_claude_code_version(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "claude").symlink_to(real)
     env = {**os.environ, "PATH": f"{tmp_path / 'real'}{os.pathsep}/usr/bin:/bin"}
-    result = await doctor.check_claude(env)
+    result = await doctor_shell.check_claude(env)
     assert result.status == "ok", result
     assert result.detail.startswith("2.1.329 (Claude Code) at ")
 

@@ -125,7 +125,7 @@ async def test_lmsd_starts_without_a_working_lms(start_lmsd, tmp_path, monkeypat
         fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("LMSTUDIO_HOME", str(tmp_path / "no-lmstudio"))
-    monkeypatch.setattr("lmsd.discovery.DEFAULT_PORT", 9)  # nothing listens there
+    monkeypatch.setattr("lmsd.upstreams.discovery.DEFAULT_PORT", 9)  # nothing listens there
     server = await start_lmsd("auto")
     async with httpx.AsyncClient(base_url=server.admin_url) as http:
         status = (await http.get("/status")).json()

@@ -14,11 +14,12 @@ import httpx
 import pytest
 import trio
 
-from lmsd import discovery
-from lmsd.client import format_status
 from lmsd.config import load_settings
-from lmsd.discovery import Found
-from lmsd.doctor import check_api, check_models, diagnose
+from lmsd.ops.client import format_status
+from lmsd.ops.doctor import diagnose
+from lmsd.ops.doctor_upstream import check_api, check_models
+from lmsd.upstreams import discovery
+from lmsd.upstreams.discovery import Found
 from tests.emulator.auth import MISSING_TOKEN
 
 MODEL = "qwen/qwen3-coder-30b"

@@ -10,7 +10,7 @@ import httpx
 import trio
 import trio_websocket
 
-from lmsd.sessions import SessionConfig
+from lmsd.sessions.config import SessionConfig
 from tests.e2e.test_daemon import next_event
 from tests.e2e.test_sessions import Conversation
 

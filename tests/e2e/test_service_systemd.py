@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lmsd.service import lmsd_command
+from lmsd.ops.service_actions import lmsd_command
 from tests.processes import free_port
 
 MANAGER_UP = {"running", "degraded", "starting", "initializing"}

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from lmsd import cli
-from lmsd.client import ACTIVE_WINDOW, format_status, select_sessions
+from lmsd.bus import EVENT_TYPES, known_type
 from lmsd.config import PARSERS, SECRET_KEYS
-from lmsd.events import EVENT_TYPES, known_type
+from lmsd.ops.client import ACTIVE_WINDOW, format_status, select_sessions
 
 SOURCE = Path(cli.__file__).parent
 

@@ -7,9 +7,9 @@ import httpx
 import pytest
 import trio
 
-from lmsd import discovery
-from lmsd.discovery import Found, discover, lmstudio_home, probe
-from lmsd.lms import LmsCli
+from lmsd.upstreams import discovery
+from lmsd.upstreams.discovery import Found, discover, lmstudio_home, probe
+from lmsd.upstreams.lms import LmsCli
 from tests.emulator import Emulator, serve_emulator
 from tests.unit.test_lms import calls, fake_lms
 

@@ -95,13 +95,13 @@ def test_arbitrary_bytes_as_a_body(data):
 
 
 async def _post(raw: bytes) -> tuple[int, dict]:
-    from lmsd.daemon import Daemon
-    from lmsd.events import EventBus
+    from lmsd.bus import EventBus
+    from lmsd.fronts.anthropic import create_proxy_app
     from lmsd.metrics import Metrics
-    from lmsd.proxy import create_proxy_app
-    from lmsd.store import SessionStore
-    from lmsd.upstream import Upstream
-    from lmsd.watcher import Watcher
+    from lmsd.sessions.store import SessionStore
+    from lmsd.state import Daemon
+    from lmsd.upstreams.client import Upstream
+    from lmsd.upstreams.watcher import Watcher
 
     config = load_settings({"upstream": "http://127.0.0.1:9", "model": "m"}, {})
     upstream = Upstream(config.upstream, connect_timeout=0.5)

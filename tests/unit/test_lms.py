@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from lmsd.lms import LmsCli, LmsError, LmsNotFound
+from lmsd.upstreams.lms import LmsCli, LmsError, LmsNotFound
 
 STATUS = '{"running":true,"port":1234}\n'
 PS = json.dumps([

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lmsd import service
+from lmsd.config import Settings
+from lmsd.ops import service, service_actions, service_launchd, service_systemd
 
 UID = os.getuid()
 TARGET = f"gui/{UID}/ai.lmsd"
@@ -182,7 +183,7 @@ def healthz():
 
 
 def test_command_is_the_console_script_beside_the_interpreter():
-    command = service.lmsd_command()
+    command = service_actions.lmsd_command()
     assert command == [os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "lmsd")]
     assert os.path.isabs(command[0]) and os.access(command[0], os.X_OK)
 
@@ -198,18 +199,18 @@ def test_command_on_path_counts_only_for_the_same_interpreter(tmp_path, monkeypa
     script.chmod(0o755)
     monkeypatch.setenv("PATH", "scripts")  # a relative PATH entry: the result is absolute
     monkeypatch.chdir(tmp_path)
-    assert service.lmsd_command(str(python)) == [str(script)]
+    assert service_actions.lmsd_command(str(python)) == [str(script)]
     script.write_text("#!/usr/bin/python3.7\nimport lmsd\n")
-    assert service.lmsd_command(str(python)) == [str(python), "-m", "lmsd"]
+    assert service_actions.lmsd_command(str(python)) == [str(python), "-m", "lmsd"]
     script.unlink()
-    assert service.lmsd_command(str(python)) == [str(python), "-m", "lmsd"]
+    assert service_actions.lmsd_command(str(python)) == [str(python), "-m", "lmsd"]
 
 
 # -- the systemd unit -----------------------------------------------------------------------
 
 
 def test_unit_template_directives():
-    text = service.template("systemd/lmsd.service")
+    text = service_actions.template("systemd/lmsd.service")
     values = unit_settings(text)
     expected = {
         "Type": "notify", "NotifyAccess": "main", "ExecStart": "@LMSD_EXEC@ serve",
@@ -223,11 +224,12 @@ def test_unit_template_directives():
     assert {k: values[k][-1] for k in expected} == expected
     assert "%h/.lmstudio" in values["ReadWritePaths"][0]
     assert "%h/.cache/lm-studio" in values["ReadWritePaths"][0]
-    assert float(values["TimeoutStopSec"][0]) > service.Settings().drain_timeout
+    assert float(values["TimeoutStopSec"][0]) > Settings().drain_timeout
 
 
 def test_rendered_unit_quotes_and_escapes_the_command():
-    text = service.render_systemd(["/opt/my apps/bin/python3", "-m", "lmsd", "100%", "$HOME"])
+    text = service_systemd.render_systemd(["/opt/my apps/bin/python3", "-m", "lmsd", "100%",
+                                           "$HOME"])
     line = next(x for x in text.splitlines() if x.startswith("ExecStart="))
     assert line == 'ExecStart="/opt/my apps/bin/python3" -m lmsd 100%% $$HOME serve'
     assert "@" not in text.replace("$MAINPID", "")
@@ -257,7 +259,7 @@ def verify(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_rendered_unit_passes_systemd_analyze_verify(tmp_path):
-    done = verify(tmp_path, service.render_systemd(service.lmsd_command()))
+    done = verify(tmp_path, service_systemd.render_systemd(service_actions.lmsd_command()))
     # verify exits 0 even for unknown keys or bad values, so any output is a failure
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
@@ -265,15 +267,15 @@ def test_rendered_unit_passes_systemd_analyze_verify(tmp_path):
 def test_rendered_unit_with_a_awkward_path_passes_verify(tmp_path):
     odd = tmp_path / "my apps 100%"
     odd.mkdir()
-    (odd / "lmsd").symlink_to(service.lmsd_command()[0])
-    done = verify(tmp_path, service.render_systemd([str(odd / "lmsd")]))
+    (odd / "lmsd").symlink_to(service_actions.lmsd_command()[0])
+    done = verify(tmp_path, service_systemd.render_systemd([str(odd / "lmsd")]))
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
 def test_verify_catches_a_broken_unit(tmp_path):
-    done = verify(tmp_path, service.render_systemd([str(tmp_path / "missing" / "lmsd")]))
+    done = verify(tmp_path, service_systemd.render_systemd([str(tmp_path / "missing" / "lmsd")]))
     assert done.returncode != 0 and "not executable" in done.stderr
-    done = verify(tmp_path, service.render_systemd(service.lmsd_command()).replace(
+    done = verify(tmp_path, service_systemd.render_systemd(service_actions.lmsd_command()).replace(
         "Type=notify", "Type=notifyy"))
     assert "Failed to parse service type, ignoring: notifyy" in done.stdout + done.stderr
 
@@ -282,14 +284,14 @@ def test_verify_catches_a_broken_unit(tmp_path):
 
 
 def test_plist_template_parses():
-    data = plistlib.loads(service.template("launchd/ai.lmsd.plist").encode())
+    data = plistlib.loads(service_actions.template("launchd/ai.lmsd.plist").encode())
     assert data["ProgramArguments"] == ["@LMSD_EXEC@", "serve"]
 
 
 def test_rendered_plist(tmp_path):
     home = tmp_path / "home"
     command = ["/opt/py/bin/python3", "-m", "lmsd"]
-    data = plistlib.loads(service.render_launchd(command, home))
+    data = plistlib.loads(service_launchd.render_launchd(command, home))
     assert data["Label"] == "ai.lmsd"
     assert data["ProgramArguments"] == [*command, "serve"]
     assert os.path.isabs(data["ProgramArguments"][0])
@@ -301,8 +303,8 @@ def test_rendered_plist(tmp_path):
     assert data["StandardErrorPath"] == str(logs / "lmsd.err.log")
     path = data["EnvironmentVariables"]["PATH"].split(":")
     assert path[:2] == ["/opt/py/bin", str(home / ".lmstudio" / "bin")] and "/usr/bin" in path
-    assert "~" not in service.render_launchd(command, home).decode()
-    assert "@" not in service.render_launchd(command, home).decode()
+    assert "~" not in service_launchd.render_launchd(command, home).decode()
+    assert "@" not in service_launchd.render_launchd(command, home).decode()
 
 
 # -- dry runs -------------------------------------------------------------------------------
@@ -313,7 +315,7 @@ def test_systemd_dry_run_prints_everything_and_changes_nothing(fakes, home, caps
     out = capsys.readouterr().out
     path = home / ".config" / "systemd" / "user" / "lmsd.service"
     assert f"would write {path}:\n" in out
-    assert service.render_systemd(service.lmsd_command()).rstrip("\n") in out
+    assert service_systemd.render_systemd(service_actions.lmsd_command()).rstrip("\n") in out
     assert out.endswith("would run: systemctl --user daemon-reload\n"
                         "would run: systemctl --user enable --now lmsd.service\n")
     assert files_under(home) == [] and fakes.calls() == []
@@ -324,7 +326,8 @@ def test_launchd_dry_run_prints_everything_and_changes_nothing(fakes, home, caps
     out = capsys.readouterr().out
     path = home / "Library" / "LaunchAgents" / "ai.lmsd.plist"
     assert f"would write {path}:\n" in out
-    assert service.render_launchd(service.lmsd_command(), home).decode().rstrip() in out
+    plist = service_launchd.render_launchd(service_actions.lmsd_command(), home)
+    assert plist.decode().rstrip() in out
     assert out.endswith(
         f"would create {home / 'Library' / 'Logs' / 'lmsd'}\n"
         f"would run (if it is loaded): launchctl bootout {TARGET}\n"
@@ -353,8 +356,8 @@ def test_systemd_install_reinstall_uninstall(fakes, home, capsys, monkeypatch, t
     assert lmsd_service("install", "--manager", "systemd") == 0
     assert fakes.calls() == [SHOW, reload_, enable]
     text = path.read_text()
-    assert f"ExecStart={service.lmsd_command()[0]} serve\n" in text
-    assert text == service.render_systemd(service.lmsd_command())
+    assert f"ExecStart={service_actions.lmsd_command()[0]} serve\n" in text
+    assert text == service_systemd.render_systemd(service_actions.lmsd_command())
     out = capsys.readouterr().out
     assert out.splitlines()[:3] == [f"wrote {path}", "ran systemctl --user daemon-reload",
                                     "ran systemctl --user enable --now lmsd.service"]
@@ -387,7 +390,7 @@ def test_systemd_install_reinstall_uninstall(fakes, home, capsys, monkeypatch, t
 
 
 def test_systemd_status(fakes, home, capsys, healthz):
-    assert lmsd_service("status", "--admin-listen", healthz) == service.NOT_RUNNING
+    assert lmsd_service("status", "--admin-listen", healthz) == service_actions.NOT_RUNNING
     assert fakes.calls() == [SHOW]
     path = home / ".config" / "systemd" / "user" / "lmsd.service"
     assert capsys.readouterr().out == (
@@ -402,7 +405,7 @@ def test_systemd_status(fakes, home, capsys, healthz):
         f"daemon: answering at http://{healthz} (lmsd 9.9.9)\n")
 
     port = dead_port()
-    assert lmsd_service("status", "--admin-listen", port) == service.NOT_RUNNING
+    assert lmsd_service("status", "--admin-listen", port) == service_actions.NOT_RUNNING
     out = capsys.readouterr().out
     assert out.startswith("lmsd.service: active (running), pid 4242, enabled\n"
                           f"daemon: not answering at http://{port} (")
@@ -455,7 +458,7 @@ def test_status_without_a_service_manager_still_checks_healthz(fakes, home, caps
     assert capsys.readouterr() == (
         manager_line + f"daemon: answering at http://{healthz} (lmsd 9.9.9)\n", "")
     port = dead_port()
-    assert lmsd_service("status", "--admin-listen", port) == service.NOT_RUNNING
+    assert lmsd_service("status", "--admin-listen", port) == service_actions.NOT_RUNNING
     out, err = capsys.readouterr()
     assert out.startswith(manager_line + f"daemon: not answering at http://{port} (")
     assert err == ""
@@ -475,7 +478,7 @@ def test_launchd_install_reinstall_uninstall(fakes, home, capsys):
     assert lmsd_service("install", "--manager", "launchd") == 0
     assert fakes.calls() == [probe, bootstrap, kickstart]
     data = plistlib.loads(path.read_bytes())
-    assert data["ProgramArguments"] == [*service.lmsd_command(), "serve"]
+    assert data["ProgramArguments"] == [*service_actions.lmsd_command(), "serve"]
     assert logs.is_dir()
     assert capsys.readouterr().out.splitlines()[:4] == [
         f"wrote {path}", f"created {logs}", f"ran launchctl bootstrap gui/{UID} {path}",

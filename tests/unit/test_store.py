@@ -1,8 +1,8 @@
 import sqlite3
 
 from lmsd.protocol.chain import ChainNode
-from lmsd.sessions import SessionConfig
-from lmsd.store import SessionStore
+from lmsd.sessions.config import SessionConfig
+from lmsd.sessions.store import SessionStore
 
 KEY = ("s", "main", "m")
 

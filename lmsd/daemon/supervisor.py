@@ -26,20 +26,20 @@ from hypercorn.logging import Logger
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from .admin import create_admin_app
-from .config import ConfigError, Settings, load_settings
-from .daemon import Daemon, Drain
-from .discovery import discover
-from .events import BusHandler, EventBus
-from .lms import LmsCli
-from .log import event, logger, set_level
-from .metrics import Metrics
+from ..admin.api import create_admin_app
+from ..bus import BusHandler, EventBus
+from ..config import ConfigError, Settings, load_settings
+from ..fronts.anthropic import create_proxy_app
+from ..log import event, logger, set_level
+from ..metrics import Metrics
+from ..protocol.guard import is_loopback_host
+from ..sessions.store import SessionStore
+from ..state import Daemon, Drain
+from ..upstreams.client import Upstream
+from ..upstreams.discovery import discover
+from ..upstreams.lms import LmsCli
+from ..upstreams.watcher import Watcher
 from .notify import sd_notify, watchdog, watchdog_interval
-from .protocol.guard import is_loopback_host
-from .proxy import create_proxy_app
-from .store import SessionStore
-from .upstream import Upstream
-from .watcher import Watcher
 
 RESTART_MIN, RESTART_MAX = 0.5, 30.0
 KEEP_ALIVE_SECONDS = 15.0

@@ -20,12 +20,12 @@ from typing import Any, Protocol
 import httpx
 import trio
 
-from .config import Settings
-from .log import event
-from .protocol.auth import REFUSED_STATUSES, key_refused_answer
-from .protocol.errors import AnthropicError
-from .protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
-from .upstream import Upstream
+from ..config import Settings
+from ..log import event
+from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
+from ..protocol.errors import AnthropicError
+from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
+from .client import Upstream
 
 BACKOFF_FIRST = 60.0
 BACKOFF_MAX = 3600.0

@@ -18,10 +18,10 @@ from typing import Any
 import trio
 from quart.wrappers.response import ResponseBody
 
-from .daemon import Daemon
-from .exchange import Exchange
-from .protocol.errors import AnthropicError
-from .protocol.sse import PING, encode_all
+from ..exchange import Exchange
+from ..protocol.errors import AnthropicError
+from ..protocol.sse import PING, encode_all
+from ..state import Daemon
 
 SHUTTING_DOWN = AnthropicError(
     "overloaded_error", "lmsd is shutting down; the request was cut off, retry it", 529)

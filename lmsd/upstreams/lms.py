@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .processes import run_bounded
+from ..processes import run_bounded
 
 DEFAULT_TIMEOUT = 10.0
 

@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 import trio
 
-from .log import event
-from .protocol.chain import ChainNode
-from .sessions import SessionConfig
+from ..log import event
+from ..protocol.chain import ChainNode
+from .config import SessionConfig
 
 SessionKey = tuple[str, str, str]  # (session id, agent id, upstream model)
 MAX_SESSIONS = 5000  # per-session counters kept (least recently used go first)

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import trio
 
-from .log import event
-from .protocol.auth import REFUSED_STATUSES, key_refused
-from .protocol.chat import ChatStreamAdapter
-from .protocol.errors import AnthropicError, from_failure
-from .protocol.failures import read_failure
-from .protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
-from .protocol.sse import SSEDecoder
+from ..log import event
+from ..protocol.auth import REFUSED_STATUSES, key_refused
+from ..protocol.chat import ChatStreamAdapter
+from ..protocol.errors import AnthropicError, from_failure
+from ..protocol.failures import read_failure
+from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
+from ..protocol.sse import SSEDecoder
 
 MODELS_CACHE_SECONDS = 2.0
 

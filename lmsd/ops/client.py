@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 import httpx
 
-from .config import Settings
-from .protocol.compaction import claude_code_env
+from ..config import Settings
+from ..protocol.compaction import claude_code_env
 
 TIMEOUT = 10.0
 ACTIVE_WINDOW = 3600  # seconds: ``lmsd sessions --active`` shows sessions used this recently

@@ -19,6 +19,7 @@ import httpx
 import trio
 import trio_websocket
 
+from ..bus import RECENT
 from .client import (
     CYAN,
     DIM,
@@ -33,7 +34,6 @@ from .client import (
     local_url,
     use_color,
 )
-from .events import RECENT
 
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 5.0  # ``--follow``: seconds between attempts
 TYPE_COLORS = {"request": CYAN, "model": MAGENTA, "upstream": MAGENTA, "chain": GREEN}

@@ -10,16 +10,15 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from . import __version__
-from .asgi import json_response, make_app
-from .config import Settings
-from .daemon import Daemon
-from .exchange import Exchange
-from .guard import policy_for
-from .log import event
-from .protocol.errors import AnthropicError, invalid
-from .protocol.fit import check_fit, wants_exact_count
-from .protocol.models import (
+from .. import __version__
+from ..asgi import json_response, make_app
+from ..config import Settings
+from ..exchange import Exchange
+from ..guard import policy_for
+from ..log import event
+from ..protocol.errors import AnthropicError, invalid
+from ..protocol.fit import check_fit, wants_exact_count
+from ..protocol.models import (
     is_claude_name,
     map_model,
     model_entries,
@@ -27,21 +26,22 @@ from .protocol.models import (
     models_page,
     served_contexts,
 )
-from .protocol.request import MessagesRequest, parse_json, validate_messages_request
-from .protocol.stream import StreamConverter
-from .protocol.tokens import count_text, estimate_tokens
-from .protocol.translate import TranslateOptions, system_text
-from .protocol.turn import plan_turn
-from .request_ids import current as current_request_id
-from .request_ids import message_id_for, new_request_id
-from .sessions import (
+from ..protocol.request import MessagesRequest, parse_json, validate_messages_request
+from ..protocol.stream import StreamConverter
+from ..protocol.tokens import count_text, estimate_tokens
+from ..protocol.translate import TranslateOptions, system_text
+from ..protocol.turn import plan_turn
+from ..request_ids import current as current_request_id
+from ..request_ids import message_id_for, new_request_id
+from ..sessions.config import (
     SessionConfig,
     agent_id_of,
     check_session_id,
     parse_session_config,
     session_id_of,
 )
-from .sse_body import AnthropicEventStream
+from ..state import Daemon
+from .anthropic_stream import AnthropicEventStream
 
 
 async def upstream_model(daemon: Daemon, requested: str, config: SessionConfig) -> str:

@@ -1,4 +1,9 @@
-"""The state one running lmsd shares between its children."""
+"""The state one running lmsd shares between its children (the ``Daemon``).
+
+The supervisor builds it; the fronts and the admin API read it. That puts it one floor
+below them and above what it holds (upstreams, sessions, the bus), not in ``daemon/``:
+an app importing from its own supervisor's package would point up.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,15 @@ from typing import Any
 import httpx
 import trio
 
+from .bus import EventBus
 from .config import Settings
-from .discovery import probe
-from .events import EventBus
 from .log import event
 from .metrics import Metrics
 from .protocol.fit import LearnedLimits
-from .store import SessionStore
-from .upstream import Upstream
-from .watcher import Watcher
+from .sessions.store import SessionStore
+from .upstreams.client import Upstream
+from .upstreams.discovery import probe
+from .upstreams.watcher import Watcher
 
 
 @dataclass

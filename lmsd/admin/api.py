@@ -18,15 +18,15 @@ import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
-from . import __version__
-from .asgi import error_response, json_response, make_app
-from .config import redacted
-from .daemon import Daemon
-from .guard import policy_for
-from .log import event
-from .metrics import CONTENT_TYPE_LATEST
-from .protocol.errors import AnthropicError
-from .sessions import check_session_id, parse_session_config
+from .. import __version__
+from ..asgi import error_response, json_response, make_app
+from ..config import redacted
+from ..guard import policy_for
+from ..log import event
+from ..metrics import CONTENT_TYPE_LATEST
+from ..protocol.errors import AnthropicError
+from ..sessions.config import check_session_id, parse_session_config
+from ..state import Daemon
 
 
 def _authorized(token: str, header: str | None, query: str | None = None) -> bool:
@@ -159,7 +159,7 @@ def create_admin_app(daemon: Daemon) -> QuartTrio:
 
     @app.put("/sessions/<sid>/config")
     async def put_config(sid: str) -> Response:
-        from .protocol.request import parse_json
+        from ..protocol.request import parse_json
 
         config = parse_session_config(parse_json(await request.get_data(cache=False)))
         await store.set_config(check_session_id(sid), config)

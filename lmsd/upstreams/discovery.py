@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import trio
 
+from ..log import event
 from .lms import LmsCli, LmsError, lmstudio_home
-from .log import event
 
 DEFAULT_URL = "http://localhost:1234"
 DEFAULT_PORT = 1234

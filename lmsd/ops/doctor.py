@@ -1,0 +1,168 @@
+"""``lmsd doctor``: check the setup end to end and say how to fix what is wrong.
+
+Each check gives one :class:`Result` (ok, warn, fail or skip) with a one-line fix for
+anything not ok: LM Studio and how it was found, the loaded models and their context,
+the proxy and admin ports, the state directory, the user service, the calling shell's
+Claude Code environment (does it compact in time for the loaded context?) and the
+installed Claude Code. Nothing is started, loaded or changed; the only write is a
+temporary file in the state directory (or the parent that would hold it), removed at once.
+
+The checks live by what they look at: ``doctor_upstream`` (LM Studio, the API, the models),
+``doctor_host`` (ports, state directory, service), ``doctor_shell`` and ``doctor_context``
+(the calling shell's Claude Code); this module runs them concurrently and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
+from functools import partial
+from typing import TextIO
+
+import httpx
+import trio
+
+from ..config import ConfigError, Settings, env_name, load_settings
+from ..upstreams.discovery import Found
+from .client import GREEN, RED, RESET, YELLOW, use_color
+from .doctor_context import CHECK as CONTEXT_CHECK
+from .doctor_context import check_context_env
+from .doctor_host import check_port, check_service, check_state_dir
+from .doctor_result import FAIL, OK, SKIP, WARN, Result
+from .doctor_shell import check_attribution, check_auth, check_base_url, check_claude
+from .doctor_upstream import check_api, check_lmstudio, check_models, check_notes, read_models
+
+MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
+WORDS = {OK: "ok", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
+COLORS = {OK: GREEN, WARN: YELLOW, FAIL: RED, SKIP: ""}
+
+
+# -- all together: run every check, print the results --------------------------------------------
+
+
+async def _context(settings: Settings, env: Mapping[str, str], local: httpx.AsyncClient,
+                   found: Found, upstream: httpx.AsyncClient) -> Result:
+    """The shell's Claude Code settings against the loaded context (see doctor_context)."""
+
+    async def lmstudio_contexts() -> list[int]:
+        if not found.reachable:
+            return []
+        try:
+            listed = await read_models(upstream, found.url, settings.upstream_api_key)
+        except (httpx.HTTPError, ValueError):
+            return []
+        return [m.context_length for m in listed.loaded if m.context_length] if listed else []
+
+    return Result(CONTEXT_CHECK, *await check_context_env(settings, env, local,
+                                                          lmstudio_contexts))
+
+
+async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None, *,
+                   platform: str = sys.platform) -> list[Result]:
+    """Run every check (concurrently); the results in a fixed order.
+
+    ``environ`` is the calling shell's environment (default ``os.environ``): it gives the
+    Claude Code variables, and the PATH and HOME the programs are looked up and run with.
+    LM Studio's home is found as :func:`lmsd.upstreams.discovery.discover` finds it.
+    """
+    env = dict(os.environ if environ is None else environ)
+    async with httpx.AsyncClient() as upstream, httpx.AsyncClient(trust_env=False) as local:
+
+        async def lmstudio() -> list[Result]:
+            first, found = await check_lmstudio(settings, env, upstream)
+            return [first, *check_notes(settings), await check_api(settings, found, upstream),
+                    await check_models(settings, found, upstream),
+                    await _context(settings, env, local, found, upstream)]
+
+        async def one(make: Callable[[], Awaitable[Result]]) -> list[Result]:
+            return [await make()]
+
+        async def plain(*results: Result) -> list[Result]:
+            return list(results)
+
+        jobs: list[Callable[[], Awaitable[list[Result]]]] = [
+            lmstudio,
+            partial(one, partial(check_port, settings, "listen", local)),
+            partial(one, partial(check_port, settings, "admin_listen", local)),
+            partial(plain, check_state_dir(settings)),
+            partial(one, partial(check_service, env, platform)),
+            partial(plain, check_base_url(settings, env), check_attribution(settings, env),
+                    check_auth(env)),
+            partial(one, partial(check_claude, env)),
+        ]
+        slots: list[list[Result]] = [[] for _ in jobs]
+
+        async def fill(i: int) -> None:
+            slots[i] = await jobs[i]()
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(jobs)):
+                nursery.start_soon(fill, i)
+    return [r for slot in slots for r in slot]
+
+
+def format_results(results: list[Result], *, fancy: bool = False, color: bool = False) -> str:
+    """One line per result: mark, check, finding and, unless ok, the fix."""
+    width = max((len(r.check) for r in results), default=0)
+    lines = []
+    for r in results:
+        mark = MARKS[r.status] if fancy else WORDS[r.status].ljust(4)
+        if color and COLORS[r.status]:
+            mark = f"{COLORS[r.status]}{mark}{RESET}"
+        line = f"{mark} {r.check.replace('_', ' ').ljust(width)}  {r.detail}"
+        if r.fix and r.status != OK:
+            line += f"; fix: {r.fix}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _utf8_terminal(stream: TextIO) -> bool:
+    encoding = (getattr(stream, "encoding", "") or "").lower().replace("-", "")
+    isatty = getattr(stream, "isatty", None)
+    return encoding == "utf8" and bool(isatty and isatty())
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``lmsd doctor`` to the CLI."""
+    parser = sub.add_parser(
+        "doctor", help="check the setup and say how to fix it",
+        description="Check LM Studio, the loaded models, the ports, the state directory, "
+        "the service and this shell's Claude Code environment. Exit status 1 if a check "
+        "failed (warnings allowed).")
+    defaults = Settings()
+    for key, metavar in (("listen", "HOST:PORT"), ("admin_listen", "HOST:PORT"),
+                         ("upstream", "URL")):
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, default=None,
+                            metavar=metavar, help=f"env {env_name(key)}; default "
+                            f"{getattr(defaults, key)!r}")
+    parser.add_argument("--config", dest="config", default=None, metavar="FILE",
+                        help=f"a TOML config file; env {env_name('config')}")
+    parser.add_argument("--json", dest="as_json", action="store_true",
+                        help="print a JSON list of {check, status, detail, fix}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``lmsd doctor``: print the results; 0 unless a check failed."""
+    flags = {k: getattr(args, k, None) for k in ("config", "listen", "admin_listen",
+                                                  "upstream")}
+    try:
+        settings = load_settings(flags)
+    except ConfigError as exc:
+        results = [Result("config", FAIL, str(exc), "correct the setting it names")]
+    else:
+        try:
+            results = trio.run(diagnose, settings, dict(os.environ))
+        except KeyboardInterrupt:
+            return 130
+    out = sys.stdout
+    if getattr(args, "as_json", False):
+        print(json.dumps([asdict(r) for r in results], indent=2), file=out)
+    else:
+        print(format_results(results, fancy=_utf8_terminal(out), color=use_color(out)),
+              file=out)
+    out.flush()
+    return 1 if any(r.status == FAIL for r in results) else 0

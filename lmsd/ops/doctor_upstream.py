@@ -1,0 +1,125 @@
+"""``lmsd doctor``'s checks of the upstream: where LM Studio is, which API lmsd speaks to
+it (decided as the daemon decides it), and the loaded models and their context."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..config import Settings, env_name
+from ..protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
+from ..protocol.errors import AnthropicError
+from ..protocol.lmstudio import V0, V1, ModelList, parse_models
+from ..upstreams.discovery import Found, discover, probe
+from ..upstreams.lms import LmsCli
+from .doctor_result import FAIL, HTTP_TIMEOUT, OK, SKIP, WARN, Result
+
+LMS_TIMEOUT = 5.0
+
+
+# -- LM Studio and its models ---------------------------------------------------------------
+
+
+async def check_lmstudio(settings: Settings, environ: Mapping[str, str],
+                         client: httpx.AsyncClient) -> tuple[Result, Found]:
+    """Where LM Studio is, how it was found, and whether it answers."""
+    home = Path(environ["HOME"]) if environ.get("HOME") else None
+    lms = LmsCli(timeout=LMS_TIMEOUT, env=environ)
+    found = await discover(settings.upstream, client=client, lms=lms, home=home)
+    where = f"LM Studio at {found.url} (found by: {found.source})"
+    if found.reachable:
+        return Result("lmstudio", OK, f"{where} answers"), found
+    if found.source == "config":
+        fix = (f"start LM Studio's server (`lms server start`), or correct upstream "
+               f"(now {settings.upstream})")
+    else:
+        fix = ("start LM Studio's server: `lms server start`, or set upstream = URL "
+               f"({env_name('upstream')} or --upstream)")
+    return Result("lmstudio", FAIL, f"{where} is not reachable", fix), found
+
+
+def check_notes(settings: Settings) -> list[Result]:
+    """What loading the settings corrected (an upstream URL ending in /v1, say)."""
+    return [Result("config", WARN, note, f"set {key} = {getattr(settings, key)!r}")
+            for key, note in settings.notes]
+
+
+async def _get_json(client: httpx.AsyncClient, url: str, api_key: str) -> Any:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    response = await client.get(url, headers=headers, timeout=HTTP_TIMEOUT)
+    if response.status_code == 404:
+        return None
+    if response.status_code in REFUSED_STATUSES:
+        raise key_refused_answer(response.status_code, response.content, key=api_key)
+    response.raise_for_status()
+    return response.json()
+
+
+async def read_models(client: httpx.AsyncClient, url: str, api_key: str) -> ModelList | None:
+    """LM Studio's loaded LLMs and every LLM it has, read as the watcher reads them."""
+    for path in (V1, V0):
+        listing = parse_models(path, await _get_json(client, f"{url}{path}", api_key))
+        if listing is not None:
+            return listing
+    return None
+
+
+async def check_api(settings: Settings, found: Found, client: httpx.AsyncClient) -> Result:
+    """Which API lmsd speaks to the upstream, and why (as the daemon decides it)."""
+    if settings.upstream_api != "auto":
+        return Result("api", OK, f"{settings.upstream_api} (configured: upstream_api)")
+    if not found.reachable:
+        return Result("api", SKIP, "decided when the upstream first answers")
+    if await probe(client, found.url):
+        return Result("api", OK, "responses, with previous_response_id chaining "
+                      "(LM Studio answered /lmstudio-greeting)")
+    return Result("api", OK, "chat completions, the full history every turn (not LM "
+                  "Studio: the portable /v1/chat/completions)")
+
+
+async def check_models(settings: Settings, found: Found, client: httpx.AsyncClient) -> Result:
+    """A model is loaded, with at least ``min_context`` tokens of context."""
+    if not found.reachable:
+        return Result("model", SKIP, "not checked: LM Studio is not reachable")
+    minimum = settings.min_context
+    try:
+        listed = await read_models(client, found.url, settings.upstream_api_key)
+    except AnthropicError as exc:  # LM Studio's "Require Authentication"
+        return Result("api_key", FAIL, exc.message, f"make a token in {TOKENS_WHERE}")
+    except (httpx.HTTPError, ValueError) as exc:
+        return Result("model", WARN, f"could not read the models from {found.url}: "
+                      f"{exc or type(exc).__name__}", "check that upstream is LM Studio")
+    if listed is None:
+        return Result("model", WARN, f"{found.url} has neither /api/v1/models nor "
+                      "/api/v0/models, so the context cannot be checked",
+                      "check that upstream is LM Studio itself")
+    loaded, known = listed.loaded, listed.known
+    if not loaded:
+        model = known[0] if known else "<model>"
+        return Result("model", FAIL, f"no model is loaded in LM Studio at {found.url}",
+                      f"load a model in LM Studio, or run `lms load {model} -c {minimum}`")
+    parts, fixes, status = [], [], OK
+    for m in loaded:
+        name = m.key if m.instance_id == m.key else f"{m.key} as {m.instance_id}"
+        ctx = m.context_length
+        if ctx is None or ctx >= minimum:
+            parts.append(f"{name} ({ctx if ctx is not None else '?'} tokens of context)")
+            continue
+        status = WARN
+        parts.append(f"{name} ({ctx} tokens of context, below min_context {minimum})")
+        if m.max_context_length is not None and m.max_context_length < minimum:
+            fixes.append(f"{m.key} holds at most {m.max_context_length} tokens: load a model "
+                         f"with a longer context, or lower min_context")
+        else:
+            fixes.append(f"`lms unload {m.instance_id} && lms load {m.key} --exact "
+                         f"-c {minimum}`")
+    detail = "loaded: " + ", ".join(parts)
+    if status == OK:
+        return Result("model", OK, detail)
+    if settings.watch:
+        detail += f"; lmsd raises it to {minimum} while it runs (watch = true)"
+    return Result("model", WARN, detail, fixes[0])
+
