@@ -46,7 +46,7 @@ KEEP_ALIVE_SECONDS = 15.0
 LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not stall us
 LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
              "max_tokens_cap", "poll_interval", "watch", "chaining", "strip_billing_header",
-             "allowed_hosts", "allowed_origins", "admin_token")
+             "allowed_hosts", "allowed_origins", "admin_token", "upstream_api_key")
 
 
 @dataclass(frozen=True)
@@ -317,6 +317,8 @@ def reload_settings(daemon: Daemon, flags: Mapping[str, Any]) -> list[str]:
             restart.append(f.name)
     if "log_level" in changed:
         set_level(current.log_level)
+    if "upstream_api_key" in changed:  # the event names it, never its value
+        daemon.upstream.set_api_key(current.upstream_api_key)
     event("config.reloaded", changed=changed, needs_restart=restart)
     return restart
 

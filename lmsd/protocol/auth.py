@@ -19,8 +19,8 @@ from .failures import read_failure
 API_KEY_ENV = "LMSD_UPSTREAM_API_KEY"
 #: Upstream HTTP statuses that mean "not with this key".
 REFUSED_STATUSES = frozenset({401, 403})
-KEY_FIX = (f"set {API_KEY_ENV} (or upstream_api_key in lmsd.toml) to one of its API tokens "
-           "and restart lmsd")
+KEY_FIX = (f"set {API_KEY_ENV} to one of its API tokens and restart lmsd (or set "
+           "upstream_api_key in lmsd.toml and send lmsd SIGHUP)")
 #: Where LM Studio makes its tokens.
 TOKENS_WHERE = "LM Studio: Developer > Server Settings > Manage Tokens"
 
@@ -38,7 +38,8 @@ def key_refused(status: int, message: str, *, key: str, name: str = "LM Studio"
     return AnthropicError(
         "permission_error",
         f"{name} refused the API key in {API_KEY_ENV} (HTTP {status}"
-        f"{': ' + said if said else ''}): set it to a valid API token and restart lmsd", 403)
+        f"{': ' + said if said else ''}): set a valid API token and restart lmsd (or set "
+        f"upstream_api_key in lmsd.toml and send lmsd SIGHUP)", 403)
 
 
 def key_refused_answer(status: int, body: bytes, *, key: str, name: str = "LM Studio"

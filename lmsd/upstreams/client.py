@@ -54,6 +54,14 @@ class Upstream:
         self.listed: list[LoadedModel] = []  # the loaded models of the last listing read
         self._tokenizer: str | None = None  # "extras" | "tokenize" | "none", once known
 
+    def set_api_key(self, api_key: str) -> None:
+        """Send another key from now on (SIGHUP): pooled connections carry no key."""
+        self.api_key = api_key
+        if api_key:
+            self.client.headers["Authorization"] = f"Bearer {api_key}"
+        else:
+            self.client.headers.pop("Authorization", None)
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

@@ -122,3 +122,27 @@ async def test_systemd_notify_protocol(nursery, emulator, tmp_path):
             messages.append((await sock.recv(4096)).decode())
     assert await proc.wait() == 0
     sock.close()
+
+
+async def test_sighup_applies_a_new_upstream_api_key(nursery, emulator, tmp_path):
+    """LM Studio's token rotated: put the new one in the config file and SIGHUP; no
+    restart, and the key never appears in the logs or the answers."""
+    emulator.api_key = "second-key"
+    config = tmp_path / "lmsd.toml"
+    config.write_text('upstream_api_key = "first-key"\n')
+    proc, url, _ = await start(nursery, ["--upstream", emulator.url, "--state-dir",
+                                         str(tmp_path), "--config", str(config),
+                                         "--model", "qwen/qwen3-coder-30b"])
+    payload = {"model": "claude-x", "max_tokens": 5,
+               "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient(timeout=30) as http:
+        refused = await http.post(f"{url}/v1/messages", json=payload)
+        assert refused.status_code == 403
+        assert "refused the API key" in refused.text and "first-key" not in refused.text
+        config.write_text('upstream_api_key = "second-key"\n')
+        proc.send_signal(signal.SIGHUP)
+        with trio.fail_after(10):
+            while (await http.post(f"{url}/v1/messages", json=payload)).status_code != 200:
+                await trio.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert await proc.wait() == 0
