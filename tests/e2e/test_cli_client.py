@@ -24,7 +24,7 @@ from lmsd import __version__
 from lmsd.ops.client import ago, duration, format_sessions, ratio
 from lmsd.ops.tail import format_event, use_color
 from tests.e2e.test_sessions import Conversation, tool_turns
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 LMSD = [sys.executable, "-m", "lmsd"]
 NOT_RUNNING = ("lmsd: the daemon is not running (nothing answers at http://127.0.0.1:{port}); "

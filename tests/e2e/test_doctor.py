@@ -23,7 +23,7 @@ from lmsd.ops.doctor import Result, diagnose
 from lmsd.protocol.compaction import claude_code_env
 from lmsd.upstreams import discovery
 from lmsd.upstreams.discovery import Found
-from tests.claude_cli import find_claude
+from tests.support.claude_cli import find_claude
 
 MODEL = "qwen/qwen3-coder-30b"
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import trio
 
-from tests.anthropic_checks import check_stream, parse_sse
 from tests.emulator import Emulator, Fault, Reply, Text, serve_emulator
+from tests.support.anthropic_checks import check_stream, parse_sse
 
 PAYLOAD = {"model": "claude-x", "max_tokens": 50, "messages": [{"role": "user",
                                                                  "content": "hi"}]}

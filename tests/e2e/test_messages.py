@@ -11,9 +11,9 @@ import httpx
 import pytest
 import trio
 
-from tests.anthropic_checks import check_stream, parse_sse
 from tests.emulator import Call, Fault, Reasoning, Reply, Text
-from tests.fixtures import body
+from tests.support.anthropic_checks import check_stream, parse_sse
+from tests.support.fixtures import body
 
 MODEL = "qwen/qwen3-coder-30b"  # the emulator's loaded model
 BASH = {"name": "Bash", "description": "Run a command",

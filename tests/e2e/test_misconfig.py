@@ -104,7 +104,7 @@ async def test_a_key_lm_studio_requires_is_named_in_the_error(start_lmsd, emulat
 
 @pytest.mark.cli
 async def test_claude_code_shows_the_missing_key_at_once(start_lmsd, emulator, tmp_path):
-    from tests.claude_cli import run_claude
+    from tests.support.claude_cli import run_claude
 
     emulator.api_key = KEY
     server = await start_lmsd(emulator.url)

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.anthropic_checks import check_stream, parse_sse
 from tests.emulator import Emulator, Fault, Reply, Text
 from tests.emulator.overflow import MODES, WORDINGS
+from tests.support.anthropic_checks import check_stream, parse_sse
 
 MODEL = "qwen/qwen3-coder-30b"
 CONTEXT = 400

@@ -7,7 +7,7 @@ import signal
 import anthropic
 
 from tests.e2e.test_sessions import Conversation, tool_turns
-from tests.processes import start_daemon
+from tests.support.processes import start_daemon
 
 
 async def test_sigkill_between_turns_keeps_the_chain(nursery, emulator, tmp_path):

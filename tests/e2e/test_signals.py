@@ -8,9 +8,9 @@ import socket
 import httpx
 import trio
 
-from tests.anthropic_checks import check_stream, parse_sse
 from tests.emulator import Reply, Text
-from tests.processes import start_daemon
+from tests.support.anthropic_checks import check_stream, parse_sse
+from tests.support.processes import start_daemon
 
 
 async def start(nursery, args: list[str], env: dict[str, str] | None = None):

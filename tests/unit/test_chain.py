@@ -9,7 +9,7 @@ from lmsd.protocol.chain import ChainNode, choose_node
 from lmsd.protocol.request import validate_messages_request
 from lmsd.protocol.translate import TranslateOptions
 from lmsd.protocol.turn import next_node, plan_turn
-from tests.fixtures import requests
+from tests.support.fixtures import requests
 
 MODEL = "qwen/qwen3-coder-30b"
 STRIP = TranslateOptions()

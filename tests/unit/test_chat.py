@@ -8,8 +8,8 @@ import json
 from lmsd.protocol.chat import ChatStreamAdapter, build_chat_request
 from lmsd.protocol.request import validate_messages_request
 from lmsd.protocol.stream import StreamConverter
-from tests.anthropic_checks import check_stream, tool_inputs
-from tests.fixtures import body, requests
+from tests.support.anthropic_checks import check_stream, tool_inputs
+from tests.support.fixtures import body, requests
 
 
 def chat(raw, model="m"):

@@ -5,7 +5,7 @@ from lmsd.protocol.errors import from_upstream
 from lmsd.protocol.failures import OVERFLOW, classify, event_failure
 from lmsd.protocol.models import map_model, models_page
 from lmsd.protocol.tokens import estimate_tokens
-from tests.fixtures import body
+from tests.support.fixtures import body
 
 # -- upstream error mapping ------------------------------------------------------------------
 

@@ -24,8 +24,8 @@ from lmsd.protocol.sse import SSEDecoder
 from lmsd.protocol.stream import StreamConverter
 from lmsd.protocol.translate import TranslateOptions
 from lmsd.protocol.turn import plan_turn
-from tests.anthropic_checks import check_stream
-from tests.fixtures import body
+from tests.support.anthropic_checks import check_stream
+from tests.support.fixtures import body
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -4,7 +4,7 @@ import pytest
 
 from lmsd.protocol.errors import AnthropicError
 from lmsd.protocol.request import parse_json, validate_messages_request
-from tests.fixtures import requests
+from tests.support.fixtures import requests
 
 PNG = base64.b64encode(b"\x89PNG....").decode()
 USER = {"role": "user", "content": "hi"}

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from lmsd.protocol.stream import StreamConverter, thinking_signature
-from tests.anthropic_checks import check_stream, tool_inputs
-from tests.upstream_streams import Call, Reasoning, Text, llamacpp_events, lmstudio_events
+from tests.support.anthropic_checks import check_stream, tool_inputs
+from tests.support.upstream_streams import Call, Reasoning, Text, llamacpp_events, lmstudio_events
 
 
 def convert(events, *, estimate=1000, stop_sequences=(), finish=True):

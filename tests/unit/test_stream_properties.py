@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from lmsd.protocol.sse import SSEDecoder
 from lmsd.protocol.stream import StreamConverter
-from tests.anthropic_checks import check_stream, tool_inputs
 from tests.emulator.events import sse
-from tests.upstream_streams import Call, Reasoning, Text, llamacpp_events, lmstudio_events
+from tests.support.anthropic_checks import check_stream, tool_inputs
+from tests.support.upstream_streams import Call, Reasoning, Text, llamacpp_events, lmstudio_events
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 args = st.dictionaries(st.text(min_size=1, max_size=8), st.one_of(text, st.integers()),

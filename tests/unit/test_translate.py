@@ -11,7 +11,7 @@ from lmsd.protocol.translate import (
     input_items,
     system_text,
 )
-from tests.fixtures import body, requests
+from tests.support.fixtures import body, requests
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
 RESPONSES_KEYS = {"model", "input", "instructions", "previous_response_id", "tools",

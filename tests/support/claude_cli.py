@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import pytest
 import trio
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CI_CLAUDE = REPO / ".ci" / ".claude-code" / "node_modules" / ".bin" / "claude"
 TEST_API_KEY = "sk-ant-test-lmsd"
 
