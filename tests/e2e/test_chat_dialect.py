@@ -10,8 +10,8 @@ import anthropic
 import httpx
 import pytest
 
-from tests.e2e.test_sessions import Conversation, tool_turns
 from tests.emulator import Call, Reasoning, Reply, Text
+from tests.support.conversation import Conversation, tool_turns
 
 BASH = {"name": "Bash", "input_schema": {"type": "object",
                                          "properties": {"command": {"type": "string"}}}}

@@ -23,7 +23,7 @@ import trio
 from lmsd import __version__
 from lmsd.ops.client import ago, duration, format_sessions, ratio
 from lmsd.ops.tail import format_event, use_color
-from tests.e2e.test_sessions import Conversation, tool_turns
+from tests.support.conversation import Conversation, tool_turns
 from tests.support.processes import free_port
 
 LMSD = [sys.executable, "-m", "lmsd"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import anthropic
 import httpx
@@ -14,32 +13,9 @@ import trio_websocket
 from lmsd.bus import EventBus
 from lmsd.config import ConfigError, load_settings
 from lmsd.daemon.supervisor import serve
-from tests.e2e.test_sessions import Conversation, tool_turns
 from tests.emulator import Emulator, Reply, Text, serve_emulator
-
-MODEL = "qwen/qwen3-coder-30b"
-
-
-async def next_event(sub, kind: str, limit: float = 20) -> dict[str, Any]:
-    with trio.fail_after(limit):
-        while True:
-            item = await sub.next()
-            if item.get("type") == kind:
-                return item
-
-
-async def polls(server, count: int) -> None:
-    """Wait until the watcher has polled ``count`` more times."""
-    target = server.daemon.watcher.polls + count
-    with trio.fail_after(10):
-        while server.daemon.watcher.polls < target:
-            await trio.sleep(0.02)
-
-
-async def admin_get(server, path: str, **kw) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=server.admin_url) as http:
-        return await http.get(path, **kw)
-
+from tests.support.conversation import Conversation, tool_turns
+from tests.support.daemon import MODEL, admin_get, next_event, polls
 
 # -- the watcher -------------------------------------------------------------------------------
 

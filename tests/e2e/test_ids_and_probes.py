@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import trio
 
-from tests.e2e.test_daemon import MODEL, next_event, polls
+from tests.support.daemon import MODEL, next_event, polls
 
 MESSAGE = {"model": "claude-x", "max_tokens": 20,
            "messages": [{"role": "user", "content": "hi"}]}

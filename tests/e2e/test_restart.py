@@ -6,7 +6,7 @@ import signal
 
 import anthropic
 
-from tests.e2e.test_sessions import Conversation, tool_turns
+from tests.support.conversation import Conversation, tool_turns
 from tests.support.processes import start_daemon
 
 

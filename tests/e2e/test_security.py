@@ -11,8 +11,8 @@ import trio
 import trio_websocket
 
 from lmsd.sessions.config import SessionConfig
-from tests.e2e.test_daemon import next_event
-from tests.e2e.test_sessions import Conversation
+from tests.support.conversation import Conversation
+from tests.support.daemon import next_event
 
 REQUEST = {"model": "claude-sonnet-4-6", "max_tokens": 16,
            "messages": [{"role": "user", "content": "hi"}]}

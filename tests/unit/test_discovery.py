@@ -11,7 +11,7 @@ from lmsd.upstreams import discovery
 from lmsd.upstreams.discovery import Found, discover, lmstudio_home, probe
 from lmsd.upstreams.lms import LmsCli
 from tests.emulator import Emulator, serve_emulator
-from tests.unit.test_lms import calls, fake_lms
+from tests.support.fake_lms import calls, fake_lms
 
 
 @pytest.fixture(autouse=True)
