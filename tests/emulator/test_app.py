@@ -674,7 +674,7 @@ async def test_prefix_cache_diverges(start: Start) -> None:
 
 async def test_cli_serves_standalone() -> None:
     command = [sys.executable, "-m", "tests.emulator", "--port", "0", "--context-length", "4096"]
-    cwd = Path(__file__).resolve().parent.parent
+    cwd = Path(__file__).resolve().parents[2]
     process = await trio.lowlevel.open_process(command, cwd=cwd, stderr=subprocess.PIPE)
     try:
         assert process.stderr is not None
