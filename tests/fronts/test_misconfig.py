@@ -21,10 +21,9 @@ from lmsd.ops.doctor_upstream import check_api, check_models
 from lmsd.upstreams import discovery
 from lmsd.upstreams.discovery import Found
 from tests.emulator.auth import MISSING_TOKEN
+from tests.support.upstream_key import KEY, NEEDS_KEY
 
 MODEL = "qwen/qwen3-coder-30b"
-KEY = "sk-lm-Ab12Cd34:Ef56Gh78Ij90"
-NEEDS_KEY = "LM Studio requires an API key: set LMSD_UPSTREAM_API_KEY"
 HI = {"model": "claude-sonnet-4-6", "max_tokens": 20,
       "messages": [{"role": "user", "content": "hi"}]}
 
@@ -100,20 +99,6 @@ async def test_a_key_lm_studio_requires_is_named_in_the_error(start_lmsd, emulat
             _, kind, message = error_of(response)
             assert response.status_code == 403
         assert kind == "permission_error" and message.startswith(NEEDS_KEY)
-
-
-@pytest.mark.cli
-async def test_claude_code_shows_the_missing_key_at_once(start_lmsd, emulator, tmp_path):
-    from tests.support.claude_cli import run_claude
-
-    emulator.api_key = KEY
-    server = await start_lmsd(emulator.url)
-    run = await run_claude(server.url, "hi", home=tmp_path / "home", cwd=tmp_path)
-    assert run.returncode == 1
-    assert run.result is not None and run.result["is_error"] is True
-    assert NEEDS_KEY in (run.text or ""), run.stdout
-    rejected = [e for e in server.daemon.bus.recent if e["type"] == "request.rejected"]
-    assert [(e["path"], e["status"]) for e in rejected] == [("/v1/messages", 403)]  # no retry
 
 
 async def test_the_watcher_reports_a_missing_key_and_backs_off_without_crashing(start_lmsd,

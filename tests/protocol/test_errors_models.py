@@ -1,6 +1,5 @@
 import pytest
 
-from lmsd.config import ConfigError, load_settings, redacted
 from lmsd.protocol.errors import from_upstream
 from lmsd.protocol.failures import OVERFLOW, classify, event_failure
 from lmsd.protocol.models import map_model, models_page
@@ -98,42 +97,6 @@ def test_estimate_counts_system_tools_and_messages():
 
 
 # -- configuration -----------------------------------------------------------------------------
-
-def test_precedence_flags_over_env_over_file(tmp_path):
-    cfg = tmp_path / "lmsd.toml"
-    cfg.write_text('ping_interval = 3\nmodel = "from-file"\nlisten = "127.0.0.1:1"\n'
-                   '[model_map]\nhaiku = "small"\n')
-    env = {"LMSD_CONFIG": str(cfg), "LMSD_MODEL": "from-env", "LMSD_LISTEN": "127.0.0.1:2"}
-    s = load_settings({"listen": "127.0.0.1:3"}, env)
-    assert (s.listen, s.model, s.ping_interval) == ("127.0.0.1:3", "from-env", 3.0)
-    assert s.model_map == {"haiku": "small"}
-    assert load_settings({}, {"LMSD_MODEL_MAP": "opus=a, haiku=b"}).model_map == {
-        "opus": "a", "haiku": "b"}
-
-
-@pytest.mark.parametrize(("flags", "env", "file", "key"), [
-    ({"ping_interval": "soon"}, {}, "", "ping_interval"),
-    ({}, {"LMSD_LISTEN": "nohost"}, "", "LMSD_LISTEN"),
-    ({}, {"LMSD_UPSTREAM": "ftp://x"}, "", "LMSD_UPSTREAM"),
-    ({}, {}, "ping_interval = -1", "ping_interval"),
-    ({}, {}, "strip_billing_header = 'maybe'", "strip_billing_header"),
-    ({}, {}, "colour = 'blue'", "colour"),
-    ({}, {}, "this is not toml", "invalid TOML"),
-])
-def test_bad_values_name_the_key(tmp_path, flags, env, file, key):
-    if file:
-        path = tmp_path / "c.toml"
-        path.write_text(file)
-        env = {**env, "LMSD_CONFIG": str(path)}
-    with pytest.raises(ConfigError, match=key):
-        load_settings(flags, env)
-
-
-def test_secrets_are_redacted():
-    s = load_settings({}, {"LMSD_ADMIN_TOKEN": "hunter2", "LMSD_UPSTREAM_API_KEY": "k"})
-    shown = redacted(s)
-    assert "hunter2" not in repr(shown) and shown["admin_token"] == "***"
-
 
 def _reports_overflow(upstream_event):
     return event_failure(upstream_event).kind == OVERFLOW

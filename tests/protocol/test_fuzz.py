@@ -2,22 +2,20 @@
 
 - the request validator and translator, on arbitrary JSON and on mutations of a real
   Claude Code request: a 400 AnthropicError or a valid upstream request, nothing else;
-- the HTTP front (in-process, through Quart's test client): never a 5xx for bad input;
 - the stream converter fed arbitrary bytes and arbitrary event objects: always a valid
   Anthropic event sequence.
+
+The HTTP front is fuzzed in tests/fronts/test_fuzz.py.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
-import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmsd.config import load_settings
 from lmsd.protocol.errors import AnthropicError
 from lmsd.protocol.request import parse_json, validate_messages_request
 from lmsd.protocol.sse import SSEDecoder
@@ -25,38 +23,7 @@ from lmsd.protocol.stream import StreamConverter
 from lmsd.protocol.translate import TranslateOptions
 from lmsd.protocol.turn import plan_turn
 from tests.support.anthropic_checks import check_stream
-from tests.support.fixtures import body
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
-    max_leaves=20,
-)
-BASE = body("basic_json", 1)
-
-
-def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value[:3]):
-            out += paths(v, (*prefix, i))
-    return out
-
-
-PATHS = [p for p in paths(BASE) if p]
-
-
-def mutate(doc: Any, path: tuple, value: Any) -> Any:
-    doc = copy.deepcopy(doc)
-    target = doc
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return doc
+from tests.support.fuzz import BASE, PATHS, json_values, mutate
 
 
 def translate_or_reject(raw: Any) -> None:
@@ -92,42 +59,6 @@ def test_arbitrary_bytes_as_a_body(data):
         translate_or_reject(parse_json(data))
     except AnthropicError as exc:
         assert exc.status == 400
-
-
-async def _post(raw: bytes) -> tuple[int, dict]:
-    from lmsd.bus import EventBus
-    from lmsd.fronts.anthropic import create_proxy_app
-    from lmsd.metrics import Metrics
-    from lmsd.sessions.store import SessionStore
-    from lmsd.state import Daemon
-    from lmsd.upstreams.client import Upstream
-    from lmsd.upstreams.watcher import Watcher
-
-    config = load_settings({"upstream": "http://127.0.0.1:9", "model": "m"}, {})
-    upstream = Upstream(config.upstream, connect_timeout=0.5)
-    daemon = Daemon(config, upstream, SessionStore(None), EventBus(), Metrics(),
-                    Watcher(upstream, config), {})
-    app = create_proxy_app(daemon)
-    async with app.test_app() as test_app:
-        response = await test_app.test_client().post(
-            "/v1/messages", data=raw, headers={"content-type": "application/json"})
-        status, text = response.status_code, await response.get_data(as_text=True)
-    await upstream.aclose()
-    return status, json.loads(text) if text.startswith("{") else {}
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(json_values.map(lambda v: json.dumps(v).encode()),
-                 st.tuples(st.sampled_from(PATHS), json_values).map(
-                     lambda pv: json.dumps(mutate(dict(BASE, stream=False), *pv)).encode()),
-                 st.binary(max_size=200)))
-def test_the_http_front_never_fails_on_bad_input(raw):
-    status, payload = trio.run(_post, raw)
-    # bad input: a 4xx; valid input: the upstream (unreachable here) is the problem: 503
-    assert status < 500 or status == 503, (status, payload)
-    assert payload.get("type") == "error" or status == 200
-    if status == 503:
-        assert "not reachable" in payload["error"]["message"]
 
 
 @settings(max_examples=300, deadline=None)
