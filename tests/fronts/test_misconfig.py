@@ -1,25 +1,16 @@
 """Misconfiguration says what to do: an LM Studio that wants an API key, an upstream URL
-ending in /v1, startup failures, the default config file, a chat server's 200 errors."""
+ending in /v1, a chat server's 200 errors. What doctor says of them is in
+tests/ops/test_doctor_misconfig.py; startup failures are in tests/daemon/test_startup.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
-from lmsd.config import load_settings
 from lmsd.ops.client import format_status
-from lmsd.ops.doctor import diagnose
-from lmsd.ops.doctor_upstream import check_api, check_models
-from lmsd.upstreams import discovery
-from lmsd.upstreams.discovery import Found
 from tests.emulator.auth import MISSING_TOKEN
 from tests.support.upstream_key import KEY, NEEDS_KEY
 
@@ -151,20 +142,6 @@ async def test_the_right_key_is_sent_everywhere(start_lmsd, emulator):
     assert KEY not in json.dumps(await admin_status(server))
 
 
-async def test_doctor_fails_a_missing_or_refused_key_with_the_fix(emulator, tmp_path):
-    emulator.api_key = KEY
-    found = Found(emulator.url, "config", True)
-    async with httpx.AsyncClient() as client:
-        for key, start in (("", NEEDS_KEY), ("sk-lm-Zz99:Yy88", "LM Studio refused the API key")):
-            settings = load_settings({"upstream": emulator.url, "upstream_api_key": key}, {})
-            result = await check_models(settings, found, client)
-            assert (result.check, result.status) == ("api_key", "fail")
-            assert result.detail.startswith(start) and "Manage Tokens" in (result.fix or "")
-        settings = load_settings({"upstream": emulator.url, "upstream_api_key": KEY}, {})
-        result = await check_models(settings, found, client)
-        assert (result.check, result.status) == ("model", "ok")
-
-
 # -- 2. an upstream URL in the OpenAI base-URL form -----------------------------------------------
 
 
@@ -178,79 +155,6 @@ async def test_an_upstream_ending_in_v1_is_used_without_it(start_lmsd, emulator)
     assert response.status_code == 200, response.text
     status = await admin_status(server)
     assert status["upstream"]["api"] == "responses"  # LM Studio, not the chat fallback
-
-
-@pytest.fixture
-def no_lmstudio_here(monkeypatch, tmp_path, dead_port):
-    monkeypatch.setattr(discovery, "DEFAULT_PORT", dead_port)
-    monkeypatch.setenv("LMSTUDIO_HOME", str(tmp_path / "no-lmstudio"))
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-
-
-async def test_doctor_agrees_with_the_daemon_on_a_v1_upstream(emulator, tmp_path,
-                                                              no_lmstudio_here):
-    settings = load_settings({"upstream": emulator.url + "/v1",
-                              "state_dir": str(tmp_path / "state")}, {})
-    results = {r.check: r for r in await diagnose(settings, {"HOME": str(tmp_path)})}
-    assert results["lmstudio"].status == "ok" and emulator.url in results["lmstudio"].detail
-    assert results["api"].detail.startswith("responses")
-    assert results["model"].status == "ok"
-    assert results["config"].status == "warn"
-    assert results["config"].fix == f"set upstream = {emulator.url!r}"
-    async with httpx.AsyncClient() as client:
-        api = await check_api(settings, Found(settings.upstream, "config", True), client)
-    assert api.detail.startswith("responses")
-
-
-# -- 3-5. startup failures are one line -----------------------------------------------------------
-
-
-async def serve_fails(tmp_path: Path, *args: str, env: dict[str, str] | None = None
-                      ) -> tuple[int, list[str]]:
-    """Run ``lmsd serve ARGS``; it must exit on its own. (exit status, stderr lines)"""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("LMSD_", "XDG_"))}
-    argv = [sys.executable, "-m", "lmsd", "serve", "--upstream", "http://127.0.0.1:9",
-            "--state-dir", str(tmp_path / "state"), *args]
-    with trio.fail_after(60):
-        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
-                                      check=False, env={**base, **(env or {})})
-    return done.returncode, done.stderr.decode().splitlines()
-
-
-@pytest.mark.parametrize("which", ["listen", "admin_listen"])
-async def test_a_port_in_use_is_one_line(which, tmp_path):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        ports = {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0",
-                 which: f"127.0.0.1:{port}"}
-        status, lines = await serve_fails(
-            tmp_path, "--listen", ports["listen"], "--admin-listen", ports["admin_listen"],
-            env={"HOME": str(tmp_path)})
-    assert status == 1
-    assert lines == [f"lmsd: cannot start: cannot listen on 127.0.0.1:{port} ({which}): "
-                     "Address already in use"]
-
-
-async def test_admin_off_loopback_without_a_token_is_one_line(tmp_path):
-    status, lines = await serve_fails(tmp_path, "--listen", "127.0.0.1:0",
-                                      "--admin-listen", "0.0.0.0:0", env={"HOME": str(tmp_path)})
-    assert status == 2
-    assert len(lines) == 1 and lines[0].startswith(
-        "lmsd: config error: admin_listen 0.0.0.0:0 is not a loopback address: set admin_token")
-
-
-async def test_the_default_config_file_is_read_and_a_bad_model_map_is_one_line(tmp_path):
-    config = tmp_path / "xdg" / "lmsd" / "lmsd.toml"
-    config.parent.mkdir(parents=True)
-    config.write_text('listen = "127.0.0.1:0"\nadmin_listen = "127.0.0.1:0"\n'
-                      '[model_map]\nopus = "big"\nhaiku = 4\n')
-    status, lines = await serve_fails(tmp_path, env={"XDG_CONFIG_HOME": str(tmp_path / "xdg"),
-                                           "HOME": str(tmp_path)})
-    assert status == 2
-    assert lines == [f"lmsd: config error: config file {config}: model_map: 'haiku' must name "
-                     "a model (a non-empty string), got 4"]
 
 
 # -- 6. a chat server answering HTTP 200 with {"error": ...} ---------------------------------------
