@@ -16,7 +16,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import free_port, wait_until_answering  # noqa: E402
+from tests.support.processes import free_port, wait_until_answering  # noqa: E402
 
 __all__ = ["ROOT", "free_port", "lmsd_command", "percentile", "process", "summary",
            "timed_stream"]

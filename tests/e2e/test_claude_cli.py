@@ -7,8 +7,8 @@ import itertools
 import pytest
 import trio
 
-from tests.claude_cli import run_claude
 from tests.emulator import Call, Reply, Text
+from tests.support.claude_cli import run_claude
 
 pytestmark = pytest.mark.cli
 

@@ -17,8 +17,8 @@ import pytest
 import trio
 
 import tests.emulator.state as state
-from tests.claude_cli import require_claude, run_claude
 from tests.emulator import Call, Reply, Text
+from tests.support.claude_cli import require_claude, run_claude
 
 pytestmark = pytest.mark.cli
 

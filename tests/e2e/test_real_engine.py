@@ -8,8 +8,8 @@ import httpx
 import pytest
 import trio
 
-from tests.claude_cli import run_claude
 from tests.engine.server import MODEL_ALIAS, start_engine
+from tests.support.claude_cli import run_claude
 
 pytestmark = pytest.mark.engine
 BASH = {"name": "Bash", "description": "Run a command", "input_schema": {

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from lmsd.ops.service_actions import lmsd_command
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 MANAGER_UP = {"running", "degraded", "starting", "initializing"}
 WATCHDOG_S = 10

@@ -1,0 +1,107 @@
+"""The admin API in a running lmsd: status, sessions, metrics, the event tail, its token."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import trio
+import trio_websocket
+
+from tests.emulator import Reply, Text
+from tests.support.conversation import Conversation, tool_turns
+from tests.support.daemon import MODEL, admin_get, next_event
+
+
+async def test_status_sessions_reset_and_config(client, emulator, lmsd):
+    emulator.script(*tool_turns(2))
+    chat = Conversation(client, session="admin-1")
+    await chat.send("start")
+    await chat.send()
+    status = (await admin_get(lmsd, "/status")).json()
+    assert status["upstream"]["url"] == emulator.url
+    assert status["upstream"]["source"] == "config"
+    assert status["requests"]["requests"] == 2 and status["store"]["nodes"] == 2
+    assert "hunter2" not in json.dumps(status)
+    sessions = (await admin_get(lmsd, "/sessions")).json()["sessions"]
+    [one] = [s for s in sessions if s["session"] == "admin-1"]
+    [agent] = one["agents"]
+    assert (agent["agent"], agent["model"], agent["turns"], agent["chain_hits"]) == (
+        "main", MODEL, 2, 1)
+    assert agent["misses"] == {"no_node": 1}
+    assert agent["last_response_id"] == emulator.generations[-1].response_id
+    assert (await admin_get(lmsd, "/sessions/admin-1")).json()["session"] == "admin-1"
+    assert (await admin_get(lmsd, "/sessions/nobody")).status_code == 404
+    async with httpx.AsyncClient(base_url=lmsd.admin_url) as http:
+        put = await http.put("/sessions/admin-1/config", json={"model": "other/model"})
+        assert put.json()["config"]["model"] == "other/model"
+        reset = (await http.delete("/sessions/admin-1")).json()
+        assert reset == {"reset": "admin-1", "chain_nodes": 2}
+        assert (await http.delete("/sessions")).status_code == 200
+    assert lmsd.store.node_count() == 0
+
+
+async def test_metrics(client, emulator, lmsd):
+    emulator.script(Reply(Text("x")))
+    await client.messages.create(model="claude-x", max_tokens=5,
+                                 messages=[{"role": "user", "content": "x"}])
+    text = (await admin_get(lmsd, "/metrics")).text
+    for name in ("lmsd_requests_total", "lmsd_time_to_first_token_seconds_bucket",
+                 "lmsd_request_duration_seconds_count", "lmsd_input_tokens_total",
+                 "lmsd_output_tokens_total", "lmsd_chain_decisions_total",
+                 "lmsd_requests_in_flight", "lmsd_upstream_first_event_seconds_count"):
+        assert name in text, name
+    assert 'lmsd_requests_total{outcome="ok",stream="False"} 1.0' in text
+
+
+async def test_event_tail_filters_by_session_and_type(client, emulator, lmsd):
+    emulator.script(*tool_turns(1), *tool_turns(1))
+    url = lmsd.admin_url.replace("http", "ws")
+    async with trio_websocket.open_websocket_url(f"{url}/events?session=tail-a&type=request"
+                                                 ) as ws:
+        assert json.loads(await ws.get_message())["type"] == "subscribed"
+        await Conversation(client, session="tail-b").send("other session")
+        await Conversation(client, session="tail-a").send("mine")
+        with trio.fail_after(10):
+            first = json.loads(await ws.get_message())
+            second = json.loads(await ws.get_message())
+    assert (first["type"], second["type"]) == ("request.start", "request.end")
+    assert first["session"] == second["session"] == "tail-a"
+    assert second["outcome"] == "ok" and "ttft_ms" in second and second["output_tokens"] > 0
+
+
+async def test_websocket_from_a_foreign_origin_is_refused(lmsd):
+    url = lmsd.admin_url.replace("http", "ws")
+    with pytest.raises(trio_websocket.HandshakeError):
+        async with trio_websocket.open_websocket_url(
+                f"{url}/events", extra_headers=[("Origin", "https://evil.example")]):
+            pass
+
+
+async def test_token_required_when_configured(start_lmsd, emulator):
+    server = await start_lmsd(emulator.url, admin_token="hunter2")
+    assert (await admin_get(server, "/status")).status_code == 401
+    good = await admin_get(server, "/status", headers={"Authorization": "Bearer hunter2"})
+    assert good.status_code == 200 and "hunter2" not in good.text
+    assert (await admin_get(server, "/healthz", headers={
+        "Authorization": "Bearer wrong"})).status_code == 401
+    url = server.admin_url.replace("http", "ws")
+    with pytest.raises(trio_websocket.HandshakeError):
+        async with trio_websocket.open_websocket_url(f"{url}/events"):
+            pass
+    async with trio_websocket.open_websocket_url(
+            f"{url}/events", extra_headers=[("Authorization", "Bearer hunter2")]) as ws:
+        assert json.loads(await ws.get_message())["type"] == "subscribed"
+
+
+async def test_rejected_requests_show_in_the_tail_and_the_metrics(lmsd, emulator):
+    with lmsd.daemon.bus.subscribe(types=("request",)) as sub:
+        async with httpx.AsyncClient(base_url=lmsd.url) as http:
+            await http.post("/v1/messages", content=b"{broken",
+                            headers={"Content-Type": "application/json"})
+        rejected = await next_event(sub, "request.rejected")
+    assert (rejected["status"], rejected["error_type"]) == (400, "invalid_request_error")
+    assert "not valid JSON" in rejected["error"] and rejected["path"] == "/v1/messages"
+    text = (await admin_get(lmsd, "/metrics")).text
+    assert 'lmsd_errors_total{type="invalid_request_error"} 1.0' in text

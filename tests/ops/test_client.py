@@ -1,0 +1,524 @@
+"""The admin client commands (status, sessions, reset, tail, env), run as real subprocesses
+against an in-process lmsd and the LM Studio emulator."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import anthropic
+import pytest
+import trio
+
+from lmsd import __version__
+from lmsd.ops.client import ago, duration, format_sessions, ratio
+from lmsd.ops.tail import format_event, use_color
+from tests.support.conversation import Conversation, tool_turns
+from tests.support.processes import free_port
+
+LMSD = [sys.executable, "-m", "lmsd"]
+NOT_RUNNING = ("lmsd: the daemon is not running (nothing answers at http://127.0.0.1:{port}); "
+               "start it with: lmsd serve\n")
+REFUSED = "lmsd: the admin API refused the token (set LMSD_ADMIN_TOKEN)\n"
+MODEL = "qwen/qwen3-coder-30b"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMSD_")}
+    env.pop("NO_COLOR", None)
+    return {**env, **extra}
+
+
+def _admin(server: Any) -> str:
+    return urlsplit(server.admin_url).netloc
+
+
+async def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return await trio.run_process([*LMSD, *args], capture_stdout=True, capture_stderr=True,
+                                  check=False, env=_env() if env is None else env)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+    return result.stdout.decode()
+
+
+async def converse(server: Any, emulator: Any, session: str = "sess-1", turns: int = 2,
+                   agent: str | None = None) -> None:
+    emulator.script(*tool_turns(turns))
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
+                                        max_retries=0) as client:
+        chat = Conversation(client, session=session, agent=agent)
+        await chat.send("start")
+        for _ in range(turns - 1):
+            await chat.send()
+
+
+class Tail:
+    """A running ``lmsd tail`` whose stdout is read line by line."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.buffer = b""
+
+    async def line(self) -> str:
+        assert self.process.stdout is not None
+        while b"\n" not in self.buffer:
+            chunk = await self.process.stdout.receive_some()
+            assert chunk, "lmsd tail ended early"
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode()
+
+    async def lines_until(self, last: Callable[[str], bool]) -> list[str]:
+        lines = []
+        with trio.fail_after(30):
+            while not lines or not last(lines[-1]):
+                lines.append(await self.line())
+        return lines
+
+
+async def _read_all(stream: Any) -> bytes:
+    data = b""
+    while chunk := await stream.receive_some():
+        data += chunk
+    return data
+
+
+@asynccontextmanager
+async def tailing(server: Any, *args: str, env: dict[str, str] | None = None
+                  ) -> AsyncIterator[Tail]:
+    """Start ``lmsd tail``, wait until it is subscribed; at the end, Ctrl-C it."""
+    bus = server.daemon.bus
+    before = bus.subscribers
+    if not any(a.startswith("--replay") for a in args):
+        args = ("--replay", "0", *args)  # live events only, unless a test asks
+    process = await trio.lowlevel.open_process(
+        [*LMSD, "tail", "--admin-listen", _admin(server), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env() if env is None else env)
+    try:
+        with trio.fail_after(30):
+            while bus.subscribers <= before:
+                if process.poll() is not None:
+                    assert process.stderr is not None
+                    pytest.fail(f"lmsd tail exited: {await _read_all(process.stderr)!r}")
+                await trio.sleep(0.02)
+        yield Tail(process)
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(30):
+            assert process.stderr is not None
+            errors = await _read_all(process.stderr)
+            assert await process.wait() == 0, errors
+        assert errors == b""  # Ctrl-C is quiet
+    finally:
+        if process.poll() is None:
+            process.kill()
+            await process.wait()
+
+
+def _types(lines: list[str]) -> list[str]:
+    return [json.loads(line)["type"] for line in lines]
+
+
+def _is_end(line: str) -> bool:
+    return json.loads(line)["type"] == "request.end"
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+async def test_status_pretty_and_json(lmsd, emulator):
+    await converse(lmsd, emulator, turns=2)
+    text = ok(await run("status", "--admin-listen", _admin(lmsd)))
+    assert text.startswith(f"lmsd {__version__} (pid {os.getpid()}), up ")
+    assert f"upstream  {emulator.url} (found by: config), reachable" in text
+    assert "dialect   responses (LM Studio answered /lmstudio-greeting), chaining on" in text
+    assert f"models    {MODEL}  context 32768 / 262144  loaded" in text
+    assert "watcher   not enforcing min_context 32768; reloading: none; backing off: none" \
+        in text
+    assert "requests  2 served, 0 errors, 0 in flight, 0 open streams" in text
+    assert f"store     2 chain nodes in 1 chain, persistent at {lmsd.store.path}" in text
+
+    data = json.loads(ok(await run("status", "--json", "--admin-listen", _admin(lmsd))))
+    assert data["version"] == __version__
+    assert data["upstream"]["source"] == "config"
+    assert data["upstream"]["reachable"] is True
+    assert [m["key"] for m in data["models"]] == [MODEL]
+    assert data["requests"]["requests"] == 2
+    assert data["store"]["nodes"] == 2
+
+
+# -- sessions and reset -----------------------------------------------------------------------
+
+
+async def test_sessions_pretty_and_json(lmsd, emulator):
+    await converse(lmsd, emulator, "sess-1", turns=3)
+    await converse(lmsd, emulator, "sess-1", turns=1, agent="agent-7")
+    data = json.loads(ok(await run("sessions", "--json", "--admin-listen", _admin(lmsd))))
+    [entry] = data["sessions"]
+    assert entry["session"] == "sess-1"
+    agents = {a["agent"]: a for a in entry["agents"]}
+    assert set(agents) == {"main", "agent-7"}
+    assert agents["main"]["turns"] == 3
+    assert agents["main"]["chain_hits"] == 2
+
+    text = ok(await run("sessions", "--admin-listen", _admin(lmsd)))
+    header, *rows = text.splitlines()
+    assert header.split() == ["SESSION", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
+                              "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "LAST", "USED"]
+    assert len(rows) == 2
+    main = next(r for r in rows if " main " in r)
+    stats = lmsd.store.stats[("sess-1", "main", MODEL)]
+    expected = ["sess-1", "main", MODEL, "3", "2", "no_node:1",
+                ratio(stats.items_sent, stats.items_full),
+                ratio(stats.tokens_sent, stats.tokens_full)]
+    assert re.split(r"\s{2,}", main)[:8] == expected
+    assert re.search(r"(just now|\ds ago)$", main)
+    assert "(" in expected[6] and "%)" in expected[6]  # sent vs full as a percentage
+
+
+async def test_reset_one_session_then_all(lmsd, emulator):
+    await converse(lmsd, emulator, "sess-a", turns=2)
+    await converse(lmsd, emulator, "sess-b", turns=1)
+    admin = _admin(lmsd)
+    assert ok(await run("reset", "sess-a", "--admin-listen", admin)) == \
+        "reset session sess-a: 2 chain nodes dropped\n"
+    data = json.loads(ok(await run("sessions", "--json", "--admin-listen", admin)))
+    assert [s["session"] for s in data["sessions"]] == ["sess-b"]
+    assert ok(await run("reset", "--all", "--admin-listen", admin)) == \
+        "reset all sessions: 1 chain node dropped\n"
+    assert ok(await run("sessions", "--admin-listen", admin)) == "no sessions\n"
+    assert json.loads(ok(await run("sessions", "--json", "--admin-listen", admin))) == \
+        {"sessions": []}
+
+
+async def test_reset_without_a_session_asks_for_all(lmsd, emulator):
+    await converse(lmsd, emulator, "sess-a", turns=1)
+    result = await run("reset", "--admin-listen", _admin(lmsd))
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr.decode() == \
+        "lmsd: reset: name a SESSION_ID, or use --all to reset every session\n"
+    assert lmsd.store.stats  # nothing was reset
+
+
+async def test_sessions_limit_and_active(lmsd, emulator):
+    for name in ("sess-old", "sess-mid", "sess-new"):
+        await converse(lmsd, emulator, name, turns=1)
+    old = next(s for k, s in lmsd.store.stats.items() if k[0] == "sess-old")
+    old.last_used -= 2 * 3600  # used two hours ago: not active
+    admin = ["--admin-listen", _admin(lmsd)]
+
+    async def names(*args: str) -> list[str]:
+        data = json.loads(ok(await run("sessions", "--json", *args, *admin)))
+        return [s["session"] for s in data["sessions"]]
+
+    assert await names() == ["sess-new", "sess-mid", "sess-old"]
+    assert await names("--limit", "2") == ["sess-new", "sess-mid"]
+    assert await names("--active") == ["sess-new", "sess-mid"]
+    rows = ok(await run("sessions", "--active", "--limit", "1", *admin)).splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["sess-new"]
+
+
+async def test_reset_of_a_malformed_session_id_is_one_line(lmsd):
+    result = await run("reset", "not a session!", "--admin-listen", _admin(lmsd))
+    assert result.returncode == 1
+    assert result.stdout == b""
+    [line] = result.stderr.decode().splitlines()
+    assert line.startswith("lmsd: session id: use 1-128 letters")
+    assert "HTTP 400" in line
+
+
+# -- tail -------------------------------------------------------------------------------------
+
+
+async def test_tail_json_prints_live_events(lmsd, emulator):
+    async with tailing(lmsd, "--json") as tail:
+        await converse(lmsd, emulator, "sess-1", turns=1)
+        lines = await tail.lines_until(_is_end)
+    types = _types(lines)
+    assert types[0] == "request.start"
+    assert "chain.decision" in types
+    end = json.loads(lines[-1])
+    assert end["session"] == "sess-1"
+    assert end["level"] == "info"
+    assert isinstance(end["ts"], float)
+
+
+async def test_tail_replays_recent_history_first(lmsd, emulator):
+    await converse(lmsd, emulator, "before", turns=1)  # happens before tail connects
+    async with tailing(lmsd, "--json", "--replay", "50", "--type", "request.end") as tail:
+        lines = await tail.lines_until(_is_end)
+    assert json.loads(lines[0])["session"] == "before"
+
+
+async def test_tail_pretty_lines(lmsd, emulator):
+    async with tailing(lmsd) as tail:
+        await converse(lmsd, emulator, "sess-1", turns=1)
+        lines = await tail.lines_until(lambda line: " request.end " in line)
+    for line in lines:
+        assert re.match(r"^\d\d:\d\d:\d\d [a-z_]+\.[a-z_.]+ \w+=", line), line
+        assert "\x1b[" not in line  # stdout is not a terminal: no colors
+    assert lines[0].split()[1] == "request.start"
+    assert "session=sess-1" in lines[-1].split()
+
+
+async def test_tail_type_filter(lmsd, emulator):
+    async with tailing(lmsd, "--json", "--type", "chain", "--type", "request.end") as tail:
+        await converse(lmsd, emulator, "sess-1", turns=1)
+        lines = await tail.lines_until(_is_end)
+    assert set(_types(lines)) == {"chain.decision", "request.end"}
+
+
+async def test_tail_session_filter(lmsd, emulator):
+    async with tailing(lmsd, "--json", "--session", "wanted") as tail:
+        await converse(lmsd, emulator, "unwanted", turns=1)
+        await converse(lmsd, emulator, "wanted", turns=1)
+        lines = await tail.lines_until(_is_end)
+    assert _types(lines)[0] == "request.start"
+    assert {json.loads(line)["session"] for line in lines} == {"wanted"}
+
+
+def test_event_lines_are_colored_by_level_and_type():
+    start = {"ts": 1.0, "type": "request.start", "level": "info", "session": "s",
+             "chain": None, "messages": 3, "note": "two words"}
+    line = format_event(start)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d request\.start session=s messages=3 "
+                        r'note="two words"', line)
+    assert "\x1b[36mrequest.start\x1b[0m" in format_event(start, color=True)
+    assert "\x1b[35mmodel.loaded" in format_event({"type": "model.loaded"}, color=True)
+    assert "\x1b[32mchain.decision" in format_event({"type": "chain.decision"}, color=True)
+    failed = {"type": "request.end", "level": "error", "error_type": "api_error"}
+    assert "\x1b[31mrequest.end" in format_event(failed, color=True)
+    assert " request.end level=error error_type=api_error" in format_event(failed)
+    warned = format_event({"type": "store.unavailable", "level": "warning"}, color=True)
+    assert "\x1b[33mstore.unavailable" in warned
+    dropped = format_event({"type": "dropped", "count": 7, "reason": "too slow"}, color=True)
+    assert "\x1b[33mdropped\x1b[0m count=7" in dropped
+
+
+def test_color_only_on_a_terminal_without_no_color():
+    class Stream(io.StringIO):
+        def __init__(self, tty: bool) -> None:
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    assert use_color(Stream(tty=True), {})
+    assert not use_color(Stream(tty=True), {"NO_COLOR": "1"})
+    assert not use_color(Stream(tty=False), {})
+
+
+def test_relative_times_and_durations():
+    assert ago(None, 100.0) == "-"
+    assert ago(99.5, 100.0) == "just now"
+    assert ago(88.0, 100.0) == "12s ago"
+    assert ago(100.0 - 185, 100.0) == "3m ago"
+    assert ago(100.0 - 2 * 3600, 100.0) == "2h ago"
+    assert ago(100.0 - 4 * 86400, 100.0) == "4d ago"
+    assert duration(45) == "45s"
+    assert duration(192) == "3m 12s"
+    assert duration(7200) == "2h"
+    assert format_sessions([]) == "no sessions"
+
+
+# -- env --------------------------------------------------------------------------------------
+
+
+async def test_env_prints_the_claude_code_exports():
+    port = _closed_port()
+    text = ok(await run("env", "--listen", "127.0.0.1:4000",
+                        env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}")))
+    assert text.splitlines() == [
+        '# Point Claude Code at lmsd: eval "$(lmsd env)"',
+        f"# Compaction sized for 32768 tokens: the daemon is not running (nothing answers "
+        f"at http://127.0.0.1:{port}): assuming min_context 32768; run lmsd env again once "
+        f"it runs",
+        "export ANTHROPIC_BASE_URL=http://127.0.0.1:4000",
+        "export ANTHROPIC_AUTH_TOKEN=lmsd",
+        "export CLAUDE_CODE_ATTRIBUTION_HEADER=0",
+        "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        "export CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1",
+        "export API_TIMEOUT_MS=600000",
+        "export CLAUDE_CODE_DISABLE_1M_CONTEXT=1",
+        "export CLAUDE_CODE_MAX_OUTPUT_TOKENS=4096",
+        "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=100000",
+        "export CLAUDE_AUTOCOMPACT_PCT_OVERRIDE=16.34",
+    ]
+    shell = await trio.run_process(
+        ["sh", "-c", 'eval "$1"; printf "%s %s" "$ANTHROPIC_BASE_URL" "$API_TIMEOUT_MS"',
+         "sh", text], capture_stdout=True)
+    assert shell.stdout == b"http://127.0.0.1:4000 600000"
+
+
+async def test_env_sizes_compaction_for_the_running_daemons_context(start_lmsd, emulator):
+    emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
+    server = await start_lmsd(emulator.url)
+    with trio.fail_after(10):
+        while not server.daemon.watcher.models:
+            await trio.sleep(0.05)
+    env = _env(LMSD_ADMIN_LISTEN=_admin(server))
+    lines = ok(await run("env", env=env)).splitlines()
+    assert lines[1] == ("# Compaction sized for 65536 tokens: qwen/qwen3-coder-30b is loaded "
+                        "with 65536 tokens of context")
+    assert lines[-4:] == ["export CLAUDE_CODE_DISABLE_1M_CONTEXT=1",
+                          "export CLAUDE_CODE_MAX_OUTPUT_TOKENS=8192",
+                          "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=100000",
+                          "export CLAUDE_AUTOCOMPACT_PCT_OVERRIDE=48.3"]
+    data = json.loads(ok(await run("env", "--json", "--model", "qwen/qwen3-coder-30b",
+                                   env=env)))
+    assert list(data) == ["env"]
+    assert data["env"]["ANTHROPIC_MODEL"] == "qwen/qwen3-coder-30b"
+    assert data["env"]["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536"
+    assert "CLAUDE_AUTOCOMPACT_PCT_OVERRIDE" not in data["env"]
+
+
+async def test_env_on_a_wildcard_listen_address_points_at_loopback(tmp_path):
+    text = ok(await run("env", env=_env(LMSD_LISTEN="0.0.0.0:19234")))
+    assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:19234" in text.splitlines()
+    config = tmp_path / "lmsd.toml"
+    config.write_text('listen = "[::]:5555"\n')
+    text = ok(await run("env", "--shell", "fish", "--config", str(config)))
+    lines = text.splitlines()
+    assert lines[0].startswith("# ")
+    assert "set -gx ANTHROPIC_BASE_URL http://127.0.0.1:5555" in lines
+    assert "set -gx API_TIMEOUT_MS 600000" in lines
+
+
+async def test_env_needs_no_daemon():
+    port = _closed_port()
+    result = await run("env", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}"))
+    assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:19234" in ok(result).splitlines()
+    result = await run("env", "--json", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}"))
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["env"]["CLAUDE_AUTOCOMPACT_PCT_OVERRIDE"] == "16.34"
+    assert result.stderr.decode() == (
+        f"lmsd: the daemon is not running (nothing answers at http://127.0.0.1:{port}): "
+        f"assuming min_context 32768; run lmsd env again once it runs\n")
+
+
+# -- errors and the token ---------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["sessions"],
+                                     ["reset", "--all"], ["reset", "sess-1"], ["tail"],
+                                     ["tail", "--json"]])
+async def test_a_stopped_daemon_is_one_line(command):
+    port = _closed_port()
+    result = await run(*command, "--admin-listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.decode() == NOT_RUNNING.format(port=port)
+
+
+async def test_a_stopped_daemon_found_through_the_environment():
+    port = _closed_port()
+    result = await run("status", env=_env(LMSD_ADMIN_LISTEN=f"127.0.0.1:{port}"))
+    assert (result.returncode, result.stderr.decode()) == (1, NOT_RUNNING.format(port=port))
+
+
+async def test_the_admin_token(start_lmsd, emulator, tmp_path):
+    server = await start_lmsd(emulator.url, admin_token="s3cret")
+    await converse(server, emulator, "sess-1", turns=1)
+    admin = ["--admin-listen", _admin(server)]
+    for command in (["status"], ["sessions", "--json"], ["reset", "sess-1"], ["tail"]):
+        result = await run(*command, *admin)
+        assert (result.returncode, result.stdout) == (1, b"")
+        assert result.stderr.decode() == REFUSED
+        wrong = await run(*command, *admin, env=_env(LMSD_ADMIN_TOKEN="guess"))
+        assert wrong.returncode == 1
+        assert wrong.stderr.decode() == \
+            "lmsd: the admin API refused the token (check LMSD_ADMIN_TOKEN)\n"
+
+    env = _env(LMSD_ADMIN_TOKEN="s3cret")
+    assert "requests  1 served" in ok(await run("status", *admin, env=env))
+    data = json.loads(ok(await run("sessions", "--json", *admin, env=env)))
+    assert [s["session"] for s in data["sessions"]] == ["sess-1"]
+    async with tailing(server, "--json", env=env) as tail:
+        await converse(server, emulator, "sess-2", turns=1)
+        lines = await tail.lines_until(_is_end)
+    assert json.loads(lines[-1])["session"] == "sess-2"
+    assert ok(await run("reset", "--all", *admin, env=env)) == \
+        "reset all sessions: 2 chain nodes dropped\n"
+
+    # the config file's admin_listen and admin_token serve as well
+    config = tmp_path / "lmsd.toml"
+    config.write_text(f'admin_listen = "{_admin(server)}"\nadmin_token = "s3cret"\n')
+    data = json.loads(ok(await run("status", "--json", "--config", str(config))))
+    assert data["settings"]["admin_token"] == "***"
+
+
+async def test_tail_ends_with_one_line_when_the_daemon_stops(start_lmsd, emulator):
+    server = await start_lmsd(emulator.url)
+    bus = server.daemon.bus
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            results: list[subprocess.CompletedProcess] = []
+
+            async def tail() -> None:
+                results.append(await run("tail", "--admin-listen", _admin(server)))
+
+            nursery.start_soon(tail)
+            while not bus.subscribers:
+                await trio.sleep(0.02)
+            server.shutdown.set()
+    [result] = results
+    assert result.returncode == 1
+    assert result.stderr.decode() == "lmsd: the event stream ended: the daemon stopped\n"
+
+
+async def test_tail_follow_reconnects_after_a_restart(start_lmsd, emulator):
+    admin_listen = f"127.0.0.1:{free_port()}"
+    first = await start_lmsd(emulator.url, admin_listen=admin_listen)
+    process = await trio.lowlevel.open_process(
+        [*LMSD, "tail", "--follow", "--json", "--replay", "0", "--type", "request.end",
+         "--admin-listen", admin_listen],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    try:
+        tail = Tail(process)
+        with trio.fail_after(30):
+            while not first.daemon.bus.subscribers:
+                await trio.sleep(0.02)
+        await converse(first, emulator, "before", turns=1)
+        assert json.loads(await tail.line())["session"] == "before"
+        first.shutdown.set()
+        with trio.fail_after(30):
+            while first.daemon.bus.subscribers:
+                await trio.sleep(0.02)
+        second = await start_lmsd(emulator.url, admin_listen=admin_listen)
+        with trio.fail_after(30):
+            while not second.daemon.bus.subscribers:
+                await trio.sleep(0.02)
+        await converse(second, emulator, "after", turns=1)
+        with trio.fail_after(30):
+            assert json.loads(await tail.line())["session"] == "after"
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(30):
+            assert process.stderr is not None
+            errors = (await _read_all(process.stderr)).decode()
+            assert await process.wait() == 0, errors
+    finally:
+        if process.poll() is None:
+            process.kill()
+            await process.wait()
+    assert errors == ("lmsd: the event stream ended: the daemon stopped; reconnecting "
+                      "(Ctrl-C to stop)\n"
+                      f"lmsd: reconnected to http://{admin_listen}\n")

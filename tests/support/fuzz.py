@@ -1,0 +1,42 @@
+"""Hypothesis strategies shared by the fuzzers: arbitrary JSON, and a real Claude Code request
+with any one field replaced."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.support.fixtures import body
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=20,
+)
+BASE = body("basic_json", 1)
+
+
+def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:3]):
+            out += paths(v, (*prefix, i))
+    return out
+
+
+PATHS = [p for p in paths(BASE) if p]
+
+
+def mutate(doc: Any, path: tuple, value: Any) -> Any:
+    doc = copy.deepcopy(doc)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return doc
