@@ -1,4 +1,5 @@
-"""One proxied turn: send the Responses request, feed the converter, emit Anthropic events.
+"""One proxied turn: send the planned request through the upstream's dialect, feed the
+converter, emit Anthropic events.
 
 The same runner serves ``stream: true`` (events are SSE-encoded and sent as they come)
 and ``stream: false`` (events are folded into one Message), so both paths agree.
@@ -25,7 +26,7 @@ from .protocol.stream import StreamConverter
 from .protocol.turn import CHAINABLE_STOPS, TurnPlan, next_node
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
-from .upstreams.client import Upstream
+from .upstreams.dialect import Dialect
 
 Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
 #: What makes a chained attempt worth retrying with the full history: only the upstream
@@ -52,7 +53,7 @@ class _StaleChain(Exception):
 class Exchange:
     """Everything about one request that the runner, the store and the logs need."""
 
-    upstream: Upstream
+    dialect: Dialect  # the upstream it is sent to, and how
     plan: TurnPlan
     converter: StreamConverter
     store: SessionStore | None = None
@@ -65,7 +66,6 @@ class Exchange:
     stale: bool = False
     accumulator: MessageAccumulator = field(default_factory=MessageAccumulator)
     prepare: Callable[[], Awaitable[None]] | None = None  # e.g. wait for a model reload
-    dialect: str = "responses"
     on_chaining_refused: Callable[[], None] | None = None
     on_overflow: Callable[[int], None] | None = None  # learns the limit an engine stated
     upstream_first_at: float | None = None
@@ -125,11 +125,8 @@ class Exchange:
     async def _attempt(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
                        ) -> list[dict[str, Any]]:
         converter = self.converter
-        if self.dialect == "chat":
-            stream = self.upstream.chat_stream(body, message_id=converter.message_id,
-                                               estimate=converter.estimate)
-        else:
-            stream = self.upstream.responses_stream(body, estimate=converter.estimate)
+        stream = self.dialect.stream(body, message_id=converter.message_id,
+                                     estimate=converter.estimate)
         try:
             async with stream as batches:
                 async for batch in batches:

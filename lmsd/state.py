@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import trio
 
 from .bus import EventBus
@@ -20,7 +19,7 @@ from .metrics import Metrics
 from .protocol.fit import LearnedLimits
 from .sessions.store import SessionStore
 from .upstreams.client import Upstream
-from .upstreams.discovery import probe
+from .upstreams.dialect import UNDECIDED, Dialect, ResponsesDialect, decide
 from .upstreams.watcher import Watcher
 
 
@@ -45,7 +44,7 @@ class Daemon:
     started_at: float = field(default_factory=trio.current_time)
     active_streams: int = 0
     streams_idle: trio.Event = field(default_factory=trio.Event)
-    dialect_for: tuple[str, str, str] | None = None  # (upstream url, dialect, why)
+    dialect_for: tuple[str, Dialect] | None = None  # (upstream url, its dialect)
     chaining_refused: bool = False
     learned_limits: LearnedLimits = field(default_factory=LearnedLimits)
 
@@ -77,26 +76,24 @@ class Daemon:
         """Remember the context limit an engine stated in an overflow error."""
         self.learned_limits.learn(self.upstream.base_url, model, limit, trio.current_time())
 
-    async def dialect(self) -> str:
-        """``responses`` (with chaining) or ``chat``, for the current upstream."""
+    async def dialect(self) -> Dialect:
+        """The dialect for the current upstream, chosen once per upstream URL (by
+        ``decide``); until anything answers there, Responses, undecided."""
         url = self.upstream.base_url
         if self.dialect_for is None or self.dialect_for[0] != url:
-            choice = self.settings.upstream_api
-            if choice != "auto":
-                self.dialect_for = (url, choice, "configured (upstream_api)")
-            elif await probe(self.upstream.client, url):
-                self.dialect_for = (url, "responses", "LM Studio answered /lmstudio-greeting")
-            else:
-                try:
-                    await self.upstream.client.get("/v1/models", timeout=2.0)
-                except httpx.HTTPError:
-                    return "responses"  # nothing answers yet: decide once it does
-                self.dialect_for = (url, "chat", "not LM Studio: the portable "
-                                    "/v1/chat/completions")
-            self.upstream.name = ("LM Studio" if self.dialect_for[1] == "responses"
-                                  else "the upstream server")
-            event("upstream.dialect", url=url, dialect=self.dialect_for[1],
-                  why=self.dialect_for[2])
+            decided = await decide(self.upstream.client, url, self.settings.upstream_api)
+            if decided is None:
+                return ResponsesDialect(self.upstream, UNDECIDED)  # decide once it answers
+            kind, why = decided
+            self.dialect_for = (url, kind(self.upstream, why))
+            self.upstream.name = kind.server_name
+            event("upstream.dialect", url=url, dialect=kind.name, why=why)
+        return self.dialect_for[1]
+
+    def decided_dialect(self) -> Dialect | None:
+        """The dialect chosen for the current upstream, if it has been (for /status)."""
+        if self.dialect_for is None:
+            return None
         return self.dialect_for[1]
 
     def refuse_chaining(self) -> None:

@@ -27,6 +27,7 @@ from ..metrics import CONTENT_TYPE_LATEST
 from ..protocol.errors import AnthropicError
 from ..sessions.config import check_session_id, parse_session_config
 from ..state import Daemon
+from ..upstreams.dialect import UNDECIDED
 
 
 def _authorized(token: str, header: str | None, query: str | None = None) -> bool:
@@ -72,6 +73,7 @@ def trio_task_count() -> int:
 
 def status_json(daemon: Daemon) -> dict[str, Any]:
     watcher = daemon.watcher
+    dialect = daemon.decided_dialect()
     return {
         "version": __version__,
         "pid": os.getpid(),
@@ -79,9 +81,8 @@ def status_json(daemon: Daemon) -> dict[str, Any]:
         "upstream": {**daemon.discovery, "url": daemon.upstream.base_url,
                      "reachable": watcher.reachable,
                      "refused": watcher.refused,
-                     "api": daemon.dialect_for[1] if daemon.dialect_for else None,
-                     "api_why": daemon.dialect_for[2] if daemon.dialect_for else
-                     "decided when the upstream first answers",
+                     "api": dialect.name if dialect else None,
+                     "api_why": dialect.why if dialect else UNDECIDED,
                      "chaining": daemon.settings.chaining and not daemon.chaining_refused},
         "models": [m.to_json() for m in watcher.models.values()],
         "watcher": watcher.to_json(),

@@ -30,7 +30,6 @@ from ..protocol.request import MessagesRequest, parse_json, validate_messages_re
 from ..protocol.stream import StreamConverter
 from ..protocol.tokens import count_text, estimate_tokens
 from ..protocol.translate import TranslateOptions, system_text
-from ..protocol.turn import plan_turn
 from ..request_ids import current as current_request_id
 from ..request_ids import message_id_for, new_request_id
 from ..sessions.config import (
@@ -92,8 +91,8 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
     estimate = estimate_tokens(req.system, req.messages, req.tools)
     dialect = await daemon.dialect()
     await _check_fit(daemon, req, model, estimate)
-    plan = plan_turn(
-        req, model=model, nodes=store.nodes(key), dialect=dialect,
+    plan = dialect.plan(
+        req, model=model, nodes=store.nodes(key),
         chaining=settings.chaining and not daemon.chaining_refused,
         options=TranslateOptions(strip_billing_header=settings.strip_billing_header,
                                  allowed_tools=config.allowed_tools),
@@ -108,8 +107,7 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return Exchange(daemon.upstream, plan, converter, store=store, key=key,
-                    stream=req.stream, dialect=dialect,
+    return Exchange(dialect, plan, converter, store=store, key=key, stream=req.stream,
                     prepare=partial(daemon.watcher.wait_ready, model),
                     on_chaining_refused=daemon.refuse_chaining,
                     on_overflow=partial(daemon.learn_limit, model))
@@ -118,7 +116,7 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
 async def _engine_count(daemon: Daemon, req: MessagesRequest) -> int | None:
     """The prompt's tokens by the engine's own tokenizer, where it has one (servers other
     than LM Studio); None otherwise."""
-    if await daemon.dialect() != "chat":
+    if not (await daemon.dialect()).counts_tokens:
         return None
     return await daemon.upstream.count_tokens(count_text(
         system_text(req.system, strip_billing=daemon.settings.strip_billing_header),

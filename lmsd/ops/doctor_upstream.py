@@ -13,7 +13,8 @@ from ..config import Settings, env_name
 from ..protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
 from ..protocol.errors import AnthropicError
 from ..protocol.lmstudio import V0, V1, ModelList, parse_models
-from ..upstreams.discovery import Found, discover, probe
+from ..upstreams.dialect import CONFIGURED, UNDECIDED, decide
+from ..upstreams.discovery import Found, discover
 from ..upstreams.lms import LmsCli
 from .doctor_result import FAIL, HTTP_TIMEOUT, OK, SKIP, WARN, Result
 
@@ -68,16 +69,16 @@ async def read_models(client: httpx.AsyncClient, url: str, api_key: str) -> Mode
 
 
 async def check_api(settings: Settings, found: Found, client: httpx.AsyncClient) -> Result:
-    """Which API lmsd speaks to the upstream, and why (as the daemon decides it)."""
-    if settings.upstream_api != "auto":
-        return Result("api", OK, f"{settings.upstream_api} (configured: upstream_api)")
-    if not found.reachable:
-        return Result("api", SKIP, "decided when the upstream first answers")
-    if await probe(client, found.url):
-        return Result("api", OK, "responses, with previous_response_id chaining "
-                      "(LM Studio answered /lmstudio-greeting)")
-    return Result("api", OK, "chat completions, the full history every turn (not LM "
-                  "Studio: the portable /v1/chat/completions)")
+    """Which API lmsd speaks to the upstream, and why (decided as the daemon decides)."""
+    if settings.upstream_api == "auto" and not found.reachable:
+        return Result("api", SKIP, UNDECIDED)
+    decided = await decide(client, found.url, settings.upstream_api)
+    if decided is None:
+        return Result("api", SKIP, UNDECIDED)
+    kind, why = decided
+    if why == CONFIGURED:
+        return Result("api", OK, f"{kind.name} (configured: upstream_api)")
+    return Result("api", OK, f"{kind.summary} ({why})")
 
 
 async def check_models(settings: Settings, found: Found, client: httpx.AsyncClient) -> Result:

@@ -57,14 +57,19 @@ class TurnPlan:
         return full_items, full_items, full_tokens, full_tokens
 
 
+def plan_stateless_turn(req: MessagesRequest, *, model: str,
+                        options: TranslateOptions) -> TurnPlan:
+    """A Chat Completions turn: the whole (prefix-stable) history every time."""
+    hashes, sizes = prefix_hashes([message_items(m) for m in req.messages])
+    full = build_chat_request(req, model=model, options=options)
+    return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
+
+
 def plan_turn(req: MessagesRequest, *, model: str, options: TranslateOptions,
-              nodes: Iterable[ChainNode], chaining: bool = True,
-              dialect: str = "responses") -> TurnPlan:
+              nodes: Iterable[ChainNode], chaining: bool = True) -> TurnPlan:
+    """A Responses turn: the full history, and a delta on the best chain node."""
     per_message = [message_items(m) for m in req.messages]
     hashes, sizes = prefix_hashes(per_message)
-    if dialect == "chat":  # stateless: the whole (prefix-stable) history every turn
-        full = build_chat_request(req, model=model, options=options)
-        return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
     full = build_responses_request(req, model=model, items=join_items(per_message),
                                    options=options)
     context = context_fingerprint(model, full.get("instructions", ""), full.get("tools", ()),

@@ -1,5 +1,5 @@
-"""The HTTP client for the upstream (LM Studio, or any OpenAI-compatible server):
-``/v1/responses`` and ``/v1/chat/completions`` streams, and model listings.
+"""The HTTP client for the upstream (LM Studio, or any OpenAI-compatible server): one
+streaming POST whose body each dialect (``dialect.py``) parses, and model listings.
 
 Streams stay on HTTP/1.1 so that closing one really cancels the upstream request
 (httpcore sends no RST_STREAM on HTTP/2). Transport failures become AnthropicErrors
@@ -16,13 +16,10 @@ from typing import Any
 import httpx
 import trio
 
-from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused
-from ..protocol.chat import ChatStreamAdapter
 from ..protocol.errors import AnthropicError, from_failure
 from ..protocol.failures import read_failure
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
-from ..protocol.sse import SSEDecoder
 
 MODELS_CACHE_SECONDS = 2.0
 
@@ -102,21 +99,19 @@ class Upstream:
             return
 
     @asynccontextmanager
-    async def responses_stream(
-        self, body: dict[str, Any], *, estimate: int = 0
-    ) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
-        """Open ``POST /v1/responses``; yield an iterator of event batches: the parsed
-        events of each chunk as it arrives (batching, never waiting for more).
+    async def stream(self, path: str, body: dict[str, Any], *, estimate: int = 0
+                     ) -> AsyncIterator[httpx.Response]:
+        """Open ``POST path`` and yield the streaming response; each dialect parses it.
 
-        An HTTP error status raises before anything is yielded; transport failures
-        mid-stream raise AnthropicError from the iterator.
+        An HTTP error status raises before anything is yielded; transport failures,
+        here or while the caller reads the body, raise AnthropicError.
         """
         try:
-            async with self._post_stream("/v1/responses", body) as response:
+            async with self._post_stream(path, body) as response:
                 if response.status_code != 200:
                     raw = await response.aread()
                     raise self._http_error(response.status_code, raw, estimate)
-                yield self._events(response)
+                yield response
         except httpx.ConnectError as exc:
             raise self._unreachable(exc) from None
         except httpx.TimeoutException as exc:
@@ -133,63 +128,16 @@ class Upstream:
                 502,
             ) from None
 
-    @asynccontextmanager
-    async def chat_stream(
-        self, body: dict[str, Any], *, message_id: str, estimate: int = 0
-    ) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
-        """``POST /v1/chat/completions``; yield batches of Responses-style events.
-
-        A stream that ends with nothing in it (llama-cpp-python's answer to an over-long
-        prompt) is asked again without streaming, so the real error surfaces.
-        """
-        try:
-            async with self._post_stream("/v1/chat/completions", body) as response:
-                if response.status_code != 200:
-                    raw = await response.aread()
-                    raise self._http_error(response.status_code, raw, estimate)
-                yield self._chat_events(response, body, message_id, estimate)
-        except httpx.ConnectError as exc:
-            raise self._unreachable(exc) from None
-        except httpx.TimeoutException as exc:
-            raise AnthropicError(
-                "api_error", f"{self.name} at {self.base_url} did not answer within "
-                f"{self.read_timeout:g} s ({type(exc).__name__})", 504) from None
-        except httpx.TransportError as exc:
-            raise AnthropicError(
-                "api_error", f"the connection to {self.name} failed: "
-                f"{exc or type(exc).__name__}", 502) from None
-
-    async def _chat_events(self, response: httpx.Response, body: dict[str, Any],
-                           message_id: str, estimate: int
-                           ) -> AsyncIterator[list[dict[str, Any]]]:
-        adapter = ChatStreamAdapter(message_id)
-        decoder = SSEDecoder()
-        async for chunk in response.aiter_raw():
-            batch = [e for sse in decoder.feed(chunk) for e in adapter.feed(sse.data)]
-            if batch:
-                yield batch
-        if adapter.empty:
-            yield await self._chat_retry_plain(body, adapter, estimate)
-            return
-        if tail := adapter.finish():
-            yield tail
-
-    async def _chat_retry_plain(self, body: dict[str, Any], adapter: ChatStreamAdapter,
-                                estimate: int) -> list[dict[str, Any]]:
-        plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-        # A fresh connection: llama-cpp-python resets the one that carried the empty
-        # stream, and the pool would hand that one out again.
+    async def post_fresh(self, path: str, body: dict[str, Any], *, estimate: int = 0) -> Any:
+        """``POST path`` without streaming, on a fresh connection: llama-cpp-python resets
+        the one that carried an empty stream, and the pool would hand that one out again.
+        Called while a ``stream`` is open, so its transport failures are mapped there."""
         async with httpx.AsyncClient(base_url=self.base_url, headers=self.client.headers,
                                      timeout=self.client.timeout) as fresh:
-            answer = await fresh.post("/v1/chat/completions", json=plain)
+            answer = await fresh.post(path, json=body)
         if answer.status_code != 200:
             raise self._http_error(answer.status_code, answer.content, estimate)
-        event("upstream.empty_stream", level=30, url=self.base_url,
-              note="the streamed answer was empty; the plain one was not")
-        data = answer.json()
-        events = adapter.feed(json.dumps({**data, "choices": [
-            {**c, "delta": c.get("message") or {}} for c in data.get("choices") or ()]}))
-        return events + adapter.feed("[DONE]")
+        return answer.json()
 
     def _http_error(self, status: int, raw: bytes, estimate: int) -> AnthropicError:
         try:
@@ -200,14 +148,6 @@ class Upstream:
         if status in REFUSED_STATUSES:
             return key_refused(status, failure.message, key=self.api_key, name=self.name)
         return from_failure(failure, status, estimate=estimate, name=self.name)
-
-    @staticmethod
-    async def _events(response: httpx.Response) -> AsyncIterator[list[dict[str, Any]]]:
-        decoder = SSEDecoder()
-        async for chunk in response.aiter_raw():
-            batch = [e for sse in decoder.feed(chunk) if (e := _parse_event(sse.event, sse.data))]
-            if batch:
-                yield batch
 
     async def count_tokens(self, text: str) -> int | None:
         """Count with the upstream's own tokenizer, where it has one: llama-cpp-python's
@@ -268,17 +208,3 @@ class Upstream:
         except ValueError:
             return None
 
-
-def _parse_event(name: str | None, data: str) -> dict[str, Any] | None:
-    if not data or data == "[DONE]":
-        return None
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        event("upstream.bad_event", level=30, sse_event=name, data=data[:200])
-        return None
-    if not isinstance(parsed, dict):
-        return None
-    if "type" not in parsed and name:
-        parsed["type"] = name
-    return parsed

@@ -1,0 +1,187 @@
+"""One interface per upstream kind: the dialect lmsd speaks to the server behind it.
+
+Modelled on httpx's ``_transports/base.py``: one small base that every kind implements,
+so the rest of lmsd asks the object (``plan``, ``stream``, ``chains``, ``counts_tokens``)
+and never compares names. A replay upstream or a test double is just another subclass.
+The request bodies are built by the pure code in ``protocol/`` (``turn.py``,
+``translate.py``, ``chat.py``); a dialect only picks which and does the I/O.
+
+``decide`` is the one place the kind is chosen, for the daemon and ``lmsd doctor`` alike.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, ClassVar
+
+import httpx
+
+from ..log import event
+from ..protocol.chain import ChainNode
+from ..protocol.chat import ChatStreamAdapter
+from ..protocol.request import MessagesRequest
+from ..protocol.sse import SSEDecoder
+from ..protocol.translate import TranslateOptions
+from ..protocol.turn import TurnPlan, plan_stateless_turn, plan_turn
+from .client import Upstream
+from .discovery import probe
+
+Batch = list[dict[str, Any]]
+#: Responses-style events, one batch per chunk as it arrives (never waiting for more).
+Batches = AsyncIterator[Batch]
+CONFIGURED = "configured (upstream_api)"
+UNDECIDED = "decided when the upstream first answers"
+
+
+class Dialect(ABC):
+    """What lmsd needs from one kind of upstream."""
+
+    #: The name ``/status`` (``upstream.api``), the ``upstream.dialect`` event and the
+    #: ``upstream_api`` setting use.
+    name: ClassVar[str]
+    #: What it means, in ``lmsd doctor``'s words.
+    summary: ClassVar[str] = ""
+    #: How errors name the server behind it.
+    server_name: ClassVar[str] = "the upstream server"
+    #: Sends only what is new, with ``previous_response_id``.
+    chains: ClassVar[bool] = False
+    #: The engine may have its own tokenizer worth asking (``Upstream.count_tokens``).
+    counts_tokens: ClassVar[bool] = False
+
+    def __init__(self, why: str = "") -> None:
+        self.why = why  # why this kind was chosen, for /status and the logs
+
+    @abstractmethod
+    def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
+             nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
+        """The bodies to send for one turn, in order (see ``TurnPlan.bodies``)."""
+
+    @abstractmethod
+    def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
+               ) -> AbstractAsyncContextManager[Batches]:
+        """Send ``body``; yield its answer as batches of Responses-style events.
+
+        An HTTP error status raises AnthropicError before anything is yielded; a failure
+        mid-stream raises it from the iterator.
+        """
+
+
+class ResponsesDialect(Dialect):
+    """LM Studio's ``/v1/responses``, chained with ``previous_response_id``."""
+
+    name = "responses"
+    summary = "responses, with previous_response_id chaining"
+    server_name = "LM Studio"
+    chains = True
+
+    def __init__(self, upstream: Upstream, why: str = "") -> None:
+        super().__init__(why)
+        self.upstream = upstream
+
+    def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
+             nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
+        return plan_turn(req, model=model, options=options, nodes=nodes, chaining=chaining)
+
+    @asynccontextmanager
+    async def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
+                     ) -> AsyncIterator[Batches]:
+        async with self.upstream.stream("/v1/responses", body, estimate=estimate) as response:
+            yield _responses_events(response)
+
+
+class ChatDialect(Dialect):
+    """The portable ``/v1/chat/completions``: stateless, the whole history every turn."""
+
+    name = "chat"
+    summary = "chat completions, the full history every turn"
+    counts_tokens = True  # llama-cpp-python and llama-server have tokenizer endpoints
+
+    def __init__(self, upstream: Upstream, why: str = "") -> None:
+        super().__init__(why)
+        self.upstream = upstream
+
+    def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
+             nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
+        return plan_stateless_turn(req, model=model, options=options)
+
+    @asynccontextmanager
+    async def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
+                     ) -> AsyncIterator[Batches]:
+        path = "/v1/chat/completions"
+        async with self.upstream.stream(path, body, estimate=estimate) as response:
+            yield self._events(response, body, message_id, estimate)
+
+    async def _events(self, response: httpx.Response, body: dict[str, Any],
+                      message_id: str, estimate: int) -> Batches:
+        """The chunks as Responses events. A stream that ends with nothing in it
+        (llama-cpp-python's answer to an over-long prompt) is asked again without
+        streaming, so the real error surfaces."""
+        adapter = ChatStreamAdapter(message_id)
+        decoder = SSEDecoder()
+        async for chunk in response.aiter_raw():
+            batch = [e for sse in decoder.feed(chunk) for e in adapter.feed(sse.data)]
+            if batch:
+                yield batch
+        if adapter.empty:
+            yield await self._retry_plain(body, adapter, estimate)
+            return
+        if tail := adapter.finish():
+            yield tail
+
+    async def _retry_plain(self, body: dict[str, Any], adapter: ChatStreamAdapter,
+                           estimate: int) -> Batch:
+        plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        data = await self.upstream.post_fresh("/v1/chat/completions", plain, estimate=estimate)
+        event("upstream.empty_stream", level=30, url=self.upstream.base_url,
+              note="the streamed answer was empty; the plain one was not")
+        events = adapter.feed(json.dumps({**data, "choices": [
+            {**c, "delta": c.get("message") or {}} for c in data.get("choices") or ()]}))
+        return events + adapter.feed("[DONE]")
+
+
+#: Every kind, by the name the ``upstream_api`` setting uses.
+KINDS: dict[str, type[ResponsesDialect] | type[ChatDialect]] = {
+    ResponsesDialect.name: ResponsesDialect, ChatDialect.name: ChatDialect}
+
+
+async def decide(client: httpx.AsyncClient, url: str, setting: str
+                 ) -> tuple[type[ResponsesDialect] | type[ChatDialect], str] | None:
+    """(the kind to speak to ``url``, why), or None while nothing answers there (decide
+    once it does). ``setting`` is ``upstream_api``: a kind's name, or ``auto``: LM Studio
+    (it answers ``/lmstudio-greeting``) gets Responses with chaining, anything else the
+    portable Chat Completions."""
+    if setting != "auto":
+        return KINDS[setting], CONFIGURED
+    if await probe(client, url):
+        return ResponsesDialect, "LM Studio answered /lmstudio-greeting"
+    try:
+        await client.get(f"{url.rstrip('/')}/v1/models", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    return ChatDialect, "not LM Studio: the portable /v1/chat/completions"
+
+
+async def _responses_events(response: httpx.Response) -> Batches:
+    decoder = SSEDecoder()
+    async for chunk in response.aiter_raw():
+        batch = [e for sse in decoder.feed(chunk) if (e := _parse_event(sse.event, sse.data))]
+        if batch:
+            yield batch
+
+
+def _parse_event(name: str | None, data: str) -> dict[str, Any] | None:
+    if not data or data == "[DONE]":
+        return None
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        event("upstream.bad_event", level=30, sse_event=name, data=data[:200])
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    if "type" not in parsed and name:
+        parsed["type"] = name
+    return parsed
