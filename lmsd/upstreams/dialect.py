@@ -69,17 +69,21 @@ class Dialect(ABC):
         """
 
 
-class ResponsesDialect(Dialect):
+class HTTPDialect(Dialect):
+    """A dialect spoken over lmsd's pooled HTTP client (``client.py``)."""
+
+    def __init__(self, upstream: Upstream, why: str = "") -> None:
+        super().__init__(why)
+        self.upstream = upstream
+
+
+class ResponsesDialect(HTTPDialect):
     """LM Studio's ``/v1/responses``, chained with ``previous_response_id``."""
 
     name = "responses"
     summary = "responses, with previous_response_id chaining"
     server_name = "LM Studio"
     chains = True
-
-    def __init__(self, upstream: Upstream, why: str = "") -> None:
-        super().__init__(why)
-        self.upstream = upstream
 
     def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
              nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
@@ -92,16 +96,12 @@ class ResponsesDialect(Dialect):
             yield _responses_events(response)
 
 
-class ChatDialect(Dialect):
+class ChatDialect(HTTPDialect):
     """The portable ``/v1/chat/completions``: stateless, the whole history every turn."""
 
     name = "chat"
     summary = "chat completions, the full history every turn"
     counts_tokens = True  # llama-cpp-python and llama-server have tokenizer endpoints
-
-    def __init__(self, upstream: Upstream, why: str = "") -> None:
-        super().__init__(why)
-        self.upstream = upstream
 
     def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
              nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
@@ -143,12 +143,12 @@ class ChatDialect(Dialect):
 
 
 #: Every kind, by the name the ``upstream_api`` setting uses.
-KINDS: dict[str, type[ResponsesDialect] | type[ChatDialect]] = {
+KINDS: dict[str, type[HTTPDialect]] = {
     ResponsesDialect.name: ResponsesDialect, ChatDialect.name: ChatDialect}
 
 
 async def decide(client: httpx.AsyncClient, url: str, setting: str
-                 ) -> tuple[type[ResponsesDialect] | type[ChatDialect], str] | None:
+                 ) -> tuple[type[HTTPDialect], str] | None:
     """(the kind to speak to ``url``, why), or None while nothing answers there (decide
     once it does). ``setting`` is ``upstream_api``: a kind's name, or ``auto``: LM Studio
     (it answers ``/lmstudio-greeting``) gets Responses with chaining, anything else the
