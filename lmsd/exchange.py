@@ -11,7 +11,6 @@ sees that error.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +33,6 @@ Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
 #: (a crash, a bad image, an overflow) would fail the same way in full, at the price of a
 #: whole-history prefill, and the node LM Studio still holds must not be dropped for it.
 RETRY_IN_FULL = (STALE, UNSUPPORTED)
-
-
-def new_message_id() -> str:
-    return "msg_" + secrets.token_hex(12)
 
 
 class _StaleChain(Exception):
