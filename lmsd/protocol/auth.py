@@ -9,11 +9,8 @@ retry, where a 401 is retried for minutes and shown as "Invalid API key" (its ow
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from .errors import AnthropicError
-from .failures import read_failure
+from .failures import read_raw_failure
 
 #: The setting that holds the key, as an environment variable (``upstream_api_key``).
 API_KEY_ENV = "LMSD_UPSTREAM_API_KEY"
@@ -45,8 +42,4 @@ def key_refused(status: int, message: str, *, key: str, name: str = "LM Studio"
 def key_refused_answer(status: int, body: bytes, *, key: str, name: str = "LM Studio"
                        ) -> AnthropicError:
     """:func:`key_refused` from the upstream's raw answer (a JSON error body, or text)."""
-    try:
-        payload: Any = json.loads(body)
-    except ValueError:
-        payload = body.decode("utf-8", "replace")
-    return key_refused(status, read_failure(payload).message, key=key, name=name)
+    return key_refused(status, read_raw_failure(body, status).message, key=key, name=name)

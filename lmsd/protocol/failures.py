@@ -18,6 +18,7 @@ Every wording here comes from a real server; the emulator in ``tests/`` speaks t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -154,6 +155,15 @@ def read_failure(body: Any, status: int | None = None) -> UpstreamFailure:
     message, code, holder = _fields(body)
     return classify(message, code, prompt_tokens=_int(holder.get("n_prompt_tokens")),
                     context_limit=_int(holder.get("n_ctx")), status=status)
+
+
+def read_raw_failure(raw: bytes, status: int | None = None) -> UpstreamFailure:
+    """:func:`read_failure` of an HTTP answer's raw body: JSON if it parses, else text."""
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    return read_failure(body, status)
 
 
 def event_failure(upstream_event: Mapping[str, Any]) -> UpstreamFailure:

@@ -8,7 +8,6 @@ whose status follows Claude Code's retry behaviour (see README, "Error mapping")
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,9 +15,9 @@ from typing import Any
 import httpx
 import trio
 
-from ..protocol.auth import REFUSED_STATUSES, key_refused
+from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
 from ..protocol.errors import AnthropicError, from_failure
-from ..protocol.failures import read_failure
+from ..protocol.failures import read_raw_failure
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 
 MODELS_CACHE_SECONDS = 2.0
@@ -39,20 +38,20 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self.name = "LM Studio"  # how errors name it; "the upstream" for other servers
         self.read_timeout = read_timeout
-        self.api_key = api_key  # sent, never logged; needed to tell "missing" from "refused"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
-            headers=headers,
             timeout=httpx.Timeout(connect_timeout, read=read_timeout, pool=None),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
         )
         self._models: tuple[float, list[str], list[str]] | None = None
         self.listed: list[LoadedModel] = []  # the loaded models of the last listing read
         self._tokenizer: str | None = None  # "extras" | "tokenize" | "none", once known
+        self.api_key = ""  # sent, never logged; needed to tell "missing" from "refused"
+        self.set_api_key(api_key)
 
     def set_api_key(self, api_key: str) -> None:
-        """Send another key from now on (SIGHUP): pooled connections carry no key."""
+        """The key sent from now on (at start, and on SIGHUP): it travels in the client's
+        default headers, so pooled connections need no change."""
         self.api_key = api_key
         if api_key:
             self.client.headers["Authorization"] = f"Bearer {api_key}"
@@ -140,14 +139,10 @@ class Upstream:
         return answer.json()
 
     def _http_error(self, status: int, raw: bytes, estimate: int) -> AnthropicError:
-        try:
-            payload: Any = json.loads(raw)
-        except ValueError:
-            payload = raw.decode("utf-8", "replace")
-        failure = read_failure(payload, status)
         if status in REFUSED_STATUSES:
-            return key_refused(status, failure.message, key=self.api_key, name=self.name)
-        return from_failure(failure, status, estimate=estimate, name=self.name)
+            return key_refused_answer(status, raw, key=self.api_key, name=self.name)
+        return from_failure(read_raw_failure(raw, status), status, estimate=estimate,
+                            name=self.name)
 
     async def count_tokens(self, text: str) -> int | None:
         """Count with the upstream's own tokenizer, where it has one: llama-cpp-python's
