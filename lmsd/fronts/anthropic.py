@@ -19,10 +19,10 @@ from ..log import event
 from ..protocol.errors import AnthropicError, invalid
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.models import (
+    claude_entry,
     is_claude_name,
     map_model,
     model_entries,
-    model_entry,
     models_page,
     served_contexts,
 )
@@ -212,9 +212,8 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
             if entry["id"] == model_id:
                 return json_response(entry)
         if is_claude_name(model_id):  # dated ids, [1m]: lmsd answers to every Claude name
-            suffix = f" (local: {served.target})" if served.target else ""
-            return json_response(model_entry(model_id, model_id + suffix,
-                                             served.contexts([model_id]).get(model_id)))
+            return json_response(claude_entry(model_id, served.target,
+                                              served.contexts([model_id]).get(model_id)))
         raise AnthropicError("not_found_error", f"model: {model_id!r} is not a model lmsd "
                              f"serves (GET /v1/models lists them)", 404)
 

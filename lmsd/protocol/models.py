@@ -66,6 +66,11 @@ def model_entry(model_id: str, display_name: str, context: int | None) -> dict[s
     return entry
 
 
+def claude_entry(name: str, target: str | None, context: int | None) -> dict[str, Any]:
+    """A Claude name lmsd answers to; its display name says which local model serves it."""
+    return model_entry(name, f"{name} (local: {target})" if target else name, context)
+
+
 def model_entries(
     upstream_models: Sequence[str],
     *,
@@ -75,9 +80,7 @@ def model_entries(
     """Claude aliases first, then the upstream's own models; ``contexts`` maps an id to the
     context of the model serving it."""
     contexts = contexts or {}
-    suffix = f" (local: {target})" if target else ""
-    entries = [model_entry(alias, alias + suffix, contexts.get(alias))
-               for alias in CLAUDE_ALIASES]
+    entries = [claude_entry(alias, target, contexts.get(alias)) for alias in CLAUDE_ALIASES]
     entries += [model_entry(m, m, contexts.get(m))
                 for m in upstream_models if m not in CLAUDE_ALIASES]
     return entries
