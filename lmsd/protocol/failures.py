@@ -22,9 +22,112 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 OVERFLOW, STALE, UNSUPPORTED = "context_overflow", "stale_chain", "chaining_unsupported"
+
+
+# -- the error tree: neutral kinds, raised anywhere, rendered by each front -----------------
+#
+# Failure                    anything a client may be told
+#   BadRequest               the client's request is wrong
+#   NotFound                 an unknown model or session
+#   ContextOverflow          the prompt does not fit (N and M when known): compact
+#   ShuttingDown             lmsd is stopping: retry elsewhere or later
+#   Internal                 a bug of lmsd's
+#   UpstreamError            the server behind lmsd failed
+#     Unreachable            nothing answers at its URL
+#     UpstreamTimeout        it did not answer in time
+#     Overloaded             busy (429, 503): retry later
+#     UpstreamRejected       it refused the request content (other 4xx)
+#     UpstreamAuth           it refused lmsd's key (401, 403)
+#     StaleChain             the stored response a previous_response_id named is gone
+#       ChainingUnsupported  it keeps no stored responses at all
+#     UpstreamBroken         a 5xx, a cut connection, a stream that made no sense
+#
+# Each front maps a kind to what its client handles best (Claude Code: 400 "prompt is too
+# long", 529 overloaded; Codex: response.failed; chat clients: an OpenAI error object).
+
+
+class Failure(Exception):
+    """A failure a client may be told of, in neutral terms until a front renders it."""
+
+    kind: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, *, upstream: UpstreamFailure | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.upstream = upstream  # the server's own words, when it came from one
+
+
+class BadRequest(Failure):
+    kind = "bad_request"
+
+
+class NotFound(Failure):
+    kind = "not_found"
+
+
+class ContextOverflow(Failure):
+    kind = OVERFLOW
+
+    def __init__(self, message: str, *, prompt_tokens: int = 0, context_limit: int = 0,
+                 upstream: UpstreamFailure | None = None) -> None:
+        super().__init__(message, upstream=upstream)
+        self.prompt_tokens = prompt_tokens  # N, 0 when unknown
+        self.context_limit = context_limit  # M, 0 when unknown
+
+
+class ShuttingDown(Failure):
+    kind = "shutting_down"
+
+
+class Internal(Failure):
+    kind = "internal"
+
+
+class UpstreamError(Failure):
+    kind = "upstream_error"
+
+
+class Unreachable(UpstreamError):
+    kind = "unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    kind = "timeout"
+
+
+class Overloaded(UpstreamError):
+    kind = "overloaded"
+
+
+class UpstreamRejected(UpstreamError):
+    kind = "upstream_rejected"
+
+
+class UpstreamAuth(UpstreamError):
+    kind = "upstream_auth"
+
+
+class StaleChain(UpstreamError):
+    """Retried in full at once; the client sees it (as ``shown_as``, what the server's
+    answer means on its own) only when the full history fails the same way."""
+
+    kind = STALE
+
+    def __init__(self, message: str, *, upstream: UpstreamFailure | None = None,
+                 shown_as: Failure | None = None) -> None:
+        super().__init__(message, upstream=upstream)
+        self.shown_as = shown_as or UpstreamBroken(message, upstream=upstream)
+
+
+class ChainingUnsupported(StaleChain):
+    kind = UNSUPPORTED
+
+
+class UpstreamBroken(UpstreamError):
+    kind = "upstream_broken"
 
 _I = re.IGNORECASE | re.DOTALL
 #: (pattern, group of the prompt size N, group of the limit M), most specific first.
@@ -173,3 +276,38 @@ def event_failure(upstream_event: Mapping[str, Any]) -> UpstreamFailure:
         response = upstream_event.get("response")
         source = response.get("error") if isinstance(response, Mapping) else None
     return read_failure(source)
+
+
+def as_error(failure: UpstreamFailure, status: int | None = None, *,
+             name: str = "the upstream server") -> Failure:
+    """The neutral kind of an upstream failure (``status`` None for one reported inside a
+    stream), its message in words a user can act on:
+
+    - a context overflow, in any wording and whatever its status: ContextOverflow;
+    - a stale chain, or a server that keeps no responses: retried in full before the
+      client could see it;
+    - a missing model: NotFound;
+    - 429, 503 or "busy": Overloaded;
+    - 401 / 403: UpstreamAuth; other 4xx: UpstreamRejected (the request content is at
+      fault);
+    - anything else: UpstreamBroken.
+    """
+    msg = failure.message.strip() or (f"{name} returned HTTP {status}" if status else
+                                      f"{name} reported a failure without a message")
+    code = failure.code
+    if failure.kind == OVERFLOW:
+        return ContextOverflow(msg, prompt_tokens=failure.prompt_tokens,
+                               context_limit=failure.context_limit, upstream=failure)
+    if failure.kind in (STALE, UNSUPPORTED):
+        shown = as_error(UpstreamFailure(failure.message, code), status, name=name)
+        chain_error = StaleChain if failure.kind == STALE else ChainingUnsupported
+        return chain_error(shown.message, upstream=failure, shown_as=shown)
+    if code == "model_not_found" or status == 404:
+        return NotFound(f"{name}: {msg}", upstream=failure)
+    if status in (429, 503) or code in ("rate_limit_exceeded", "server_busy"):
+        return Overloaded(f"{name} is busy: {msg}", upstream=failure)
+    if status in (401, 403):
+        return UpstreamAuth(f"{name} rejected the request: {msg}", upstream=failure)
+    if status is not None and 400 <= status < 500:
+        return UpstreamRejected(f"{name} rejected the request: {msg}", upstream=failure)
+    return UpstreamBroken(f"{name} error: {msg}", upstream=failure)
