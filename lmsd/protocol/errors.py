@@ -10,7 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .failures import OVERFLOW, UpstreamFailure, classify
+from .failures import (
+    OVERFLOW,
+    BadRequest,
+    ContextOverflow,
+    Failure,
+    Internal,
+    NotFound,
+    Overloaded,
+    ShuttingDown,
+    StaleChain,
+    Unreachable,
+    UpstreamAuth,
+    UpstreamBroken,
+    UpstreamError,
+    UpstreamFailure,
+    UpstreamRejected,
+    UpstreamTimeout,
+    as_error,
+    classify,
+)
 
 #: HTTP status for each Anthropic error type.
 STATUS_FOR_TYPE = {
@@ -73,30 +92,45 @@ def from_upstream(status: int | None, message: str, code: str | None = None, *,
 
 def from_failure(failure: UpstreamFailure, status: int | None = None, *, estimate: int = 0,
                  name: str = "LM Studio") -> AnthropicError:
-    """Map an upstream failure (with its HTTP status, None for an in-stream error).
+    """Map an upstream failure (with its HTTP status, None for an in-stream error)."""
+    return render(as_error(failure, status, name=name), estimate=estimate)
 
-    - a context overflow, in any wording and whatever its status: 400 ``prompt is too
-      long: N tokens > M maximum`` (Claude Code compacts on exactly that);
-    - otherwise by status, with the failure's kind attached: a stale chain or a refused
-      ``previous_response_id`` on a chained turn is retried in full before the client
-      could see it;
-    - a missing model: 404 ``not_found_error``;
-    - other 4xx: 400, the upstream's words, since the request content is at fault;
-    - 429 / 503 / "busy": 529 ``overloaded_error``;
-    - anything else: 502 ``api_error`` (retried with backoff by Claude Code).
+
+#: (Anthropic error type, HTTP status) for each neutral kind. Claude Code 2.1.329: 400
+#: fails fast, 529 gives up after three tries, 5xx is retried with backoff.
+_RENDERING: dict[type[Failure], tuple[str, int]] = {
+    BadRequest: ("invalid_request_error", 400),
+    NotFound: ("not_found_error", 404),
+    ShuttingDown: ("overloaded_error", 529),
+    Internal: ("api_error", 500),
+    Unreachable: ("api_error", 503),
+    UpstreamTimeout: ("api_error", 504),
+    Overloaded: ("overloaded_error", 529),
+    UpstreamRejected: ("invalid_request_error", 400),
+    UpstreamAuth: ("permission_error", 403),
+    UpstreamBroken: ("api_error", 502),
+    UpstreamError: ("api_error", 502),
+    Failure: ("api_error", 500),
+}
+
+
+def render(error: Failure, *, estimate: int = 0) -> AnthropicError:
+    """A neutral failure as Claude Code handles it best.
+
+    - a context overflow: 400 ``prompt is too long: N tokens > M maximum`` (Claude Code
+      compacts on exactly that), N from ``estimate`` when the server did not say;
+    - a stale chain that reached the client: what the server's answer means on its own;
+    - the rest by kind (``_RENDERING``); the failure's kind stays attached.
     """
-    msg = failure.message.strip() or (f"{name} returned HTTP {status}" if status else
-                                      f"{name} reported a failure without a message")
-    code = failure.code
-    if failure.kind == OVERFLOW:
-        error = prompt_too_long(failure.prompt_tokens, failure.context_limit, estimate)
-    elif code == "model_not_found" or status == 404:
-        error = AnthropicError("not_found_error", f"{name}: {msg}", 404)
-    elif status in (429, 503) or code in ("rate_limit_exceeded", "server_busy"):
-        error = AnthropicError("overloaded_error", f"{name} is busy: {msg}", 529)
-    elif status is not None and 400 <= status < 500:
-        error = invalid(f"{name} rejected the request: {msg}")
+    upstream = error.upstream
+    if isinstance(error, ContextOverflow):
+        rendered = prompt_too_long(error.prompt_tokens, error.context_limit, estimate)
     else:
-        error = AnthropicError("api_error", f"{name} error: {msg}", 502)
-    error.kind, error.failure = failure.kind, failure  # a stale chain is retried in full
-    return error
+        shown = error.shown_as if isinstance(error, StaleChain) else error
+        kind = next(k for k in type(shown).__mro__ if k in _RENDERING)
+        type_, status = _RENDERING[kind]
+        rendered = AnthropicError(type_, shown.message, status)
+    rendered.kind = upstream.kind if upstream is not None else (
+        OVERFLOW if isinstance(error, ContextOverflow) else "")
+    rendered.failure = upstream
+    return rendered

@@ -1,0 +1,1 @@
+"""The OpenAI Chat Completions codec (any /v1/chat/completions server)."""
