@@ -18,8 +18,9 @@ import trio
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, free_port, process, summary, timed_stream
-from lmsd.protocol.request import validate_messages_request
-from lmsd.protocol.translate import build_responses_request, input_items
+from lmsd.protocol.anthropic.items import conversation
+from lmsd.protocol.anthropic.request import validate_messages_request
+from lmsd.protocol.plan import plan_turn
 
 MODEL = "qwen/qwen3-coder-30b"
 
@@ -33,7 +34,7 @@ async def main(n: int) -> None:
     anthropic_body = load_request()
     anthropic_body["stream"] = True
     req = validate_messages_request(anthropic_body)
-    responses_body = build_responses_request(req, model=MODEL, items=input_items(req.messages))
+    responses_body = plan_turn(conversation(req), model=MODEL, nodes=()).full
     raw_anthropic = json.dumps(anthropic_body).encode()
     raw_responses = json.dumps(responses_body).encode()
     emu_port, lmsd_port, admin_port = free_port(), free_port(), free_port()

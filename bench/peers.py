@@ -373,11 +373,12 @@ def captured() -> tuple[list[dict[str, Any]], dict[str, str]]:
 
 def responses_body(body: dict[str, Any]) -> dict[str, Any]:
     """What lmsd sends upstream for ``body`` (its own translation)."""
-    from lmsd.protocol.request import validate_messages_request
-    from lmsd.protocol.translate import build_responses_request, input_items
+    from lmsd.protocol.anthropic.items import conversation
+    from lmsd.protocol.anthropic.request import validate_messages_request
+    from lmsd.protocol.plan import plan_turn
 
     req = validate_messages_request(body)
-    return build_responses_request(req, model=MODEL, items=input_items(req.messages))
+    return plan_turn(conversation(req), model=MODEL, nodes=()).full
 
 
 def chat_body(responses: dict[str, Any]) -> dict[str, Any]:

@@ -29,8 +29,9 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, free_port, process
-from lmsd.protocol.chat import build_chat_request
-from lmsd.protocol.request import validate_messages_request
+from lmsd.protocol.anthropic.items import conversation
+from lmsd.protocol.anthropic.request import validate_messages_request
+from lmsd.protocol.chat.request import build_chat_request
 from tests.engine.server import MODEL_ALIAS, start_engine
 
 TOOL_OUTPUT_LINES = 3  # ~130 tokens a turn: ~5.4k tokens at turn 1, ~8k by turn 20
@@ -95,7 +96,8 @@ async def lmsd_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any]
 
 async def direct_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any]
                       ) -> tuple[float, dict[str, Any]]:
-    chat = build_chat_request(validate_messages_request(body), model=MODEL_ALIAS)
+    chat = build_chat_request(conversation(validate_messages_request(body)),
+                              model=MODEL_ALIAS)
     t0 = time.perf_counter()
     ttft = None
     raw = b""

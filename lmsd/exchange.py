@@ -18,11 +18,12 @@ from typing import Any
 import trio
 
 from .log import event, logger
-from .protocol.accumulate import MessageAccumulator
+from .protocol.anthropic.accumulate import MessageAccumulator
+from .protocol.anthropic.items import message_turn
 from .protocol.errors import AnthropicError
 from .protocol.failures import STALE, UNSUPPORTED, event_failure
+from .protocol.plan import CHAINABLE_STOPS, TurnPlan, next_node
 from .protocol.stream import StreamConverter
-from .protocol.turn import CHAINABLE_STOPS, TurnPlan, next_node
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
 from .upstreams.dialect import Dialect
@@ -157,8 +158,8 @@ class Exchange:
                     and converter.response_id is not None)
         if complete:
             message = self.accumulator.message or {}
-            node = next_node(plan, message.get("content", []), converter.response_id or "",
-                             chained=chained)
+            answer = message_turn({"role": "assistant", "content": message.get("content", [])})
+            node = next_node(plan, answer, converter.response_id or "", chained=chained)
             await store.add_node(self.key, node)
         if chained and plan.node is not None:
             await store.touch(plan.node)

@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from lmsd.exchange import Exchange
+from lmsd.protocol.anthropic.items import conversation
+from lmsd.protocol.anthropic.request import validate_messages_request
 from lmsd.protocol.chain import ChainNode
-from lmsd.protocol.request import MessagesRequest, validate_messages_request
+from lmsd.protocol.pivot import Conversation
+from lmsd.protocol.plan import TurnPlan, plan_turn
 from lmsd.protocol.stream import StreamConverter
-from lmsd.protocol.translate import TranslateOptions
-from lmsd.protocol.turn import TurnPlan, plan_turn
 from lmsd.sessions.store import SessionStore
 from lmsd.upstreams.dialect import Batches, Dialect
 from tests.support.upstream_streams import Text, lmstudio_events
@@ -31,9 +32,9 @@ class ScriptedDialect(Dialect):
         self.answers = list(answers)
         self.sent: list[dict[str, Any]] = []
 
-    def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
-             nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
-        return plan_turn(req, model=model, options=options, nodes=nodes, chaining=chaining)
+    def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
+             chaining: bool) -> TurnPlan:
+        return plan_turn(conv, model=model, nodes=nodes, chaining=chaining)
 
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
@@ -54,7 +55,7 @@ def _exchange(dialect: Dialect, store: SessionStore, *texts: str) -> Exchange:
         messages.append({"role": "user" if n % 2 == 0 else "assistant", "content": text})
     req = validate_messages_request({"model": "claude-x", "max_tokens": 100,
                                      "messages": messages})
-    plan = dialect.plan(req, model="m", options=TranslateOptions(), nodes=store.nodes(KEY),
+    plan = dialect.plan(conversation(req), model="m", nodes=store.nodes(KEY),
                         chaining=dialect.chains)
     converter = StreamConverter(message_id="msg_test", model="claude-x", input_tokens=5)
     return Exchange(dialect, plan, converter, store=store, key=KEY)

@@ -160,7 +160,7 @@ def create_admin_app(daemon: Daemon) -> QuartTrio:
 
     @app.put("/sessions/<sid>/config")
     async def put_config(sid: str) -> Response:
-        from ..protocol.request import parse_json
+        from ..protocol.anthropic.request import parse_json
 
         config = parse_session_config(parse_json(await request.get_data(cache=False)))
         await store.set_config(check_session_id(sid), config)

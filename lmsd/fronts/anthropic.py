@@ -16,6 +16,12 @@ from ..config import Settings
 from ..exchange import Exchange
 from ..guard import policy_for
 from ..log import event
+from ..protocol.anthropic.items import conversation, system_text
+from ..protocol.anthropic.request import (
+    MessagesRequest,
+    parse_json,
+    validate_messages_request,
+)
 from ..protocol.errors import AnthropicError, invalid
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.models import (
@@ -26,10 +32,8 @@ from ..protocol.models import (
     models_page,
     served_contexts,
 )
-from ..protocol.request import MessagesRequest, parse_json, validate_messages_request
 from ..protocol.stream import StreamConverter
 from ..protocol.tokens import count_text, estimate_tokens
-from ..protocol.translate import TranslateOptions, system_text
 from ..request_ids import current as current_request_id
 from ..request_ids import message_id_for, new_request_id
 from ..sessions.config import (
@@ -91,12 +95,10 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
     estimate = estimate_tokens(req.system, req.messages, req.tools)
     dialect = await daemon.dialect()
     await _check_fit(daemon, req, model, estimate)
-    plan = dialect.plan(
-        req, model=model, nodes=store.nodes(key),
-        chaining=settings.chaining and not daemon.chaining_refused,
-        options=TranslateOptions(strip_billing_header=settings.strip_billing_header,
-                                 allowed_tools=config.allowed_tools),
-    )
+    conv = conversation(req, strip_billing=settings.strip_billing_header,
+                        allowed_tools=config.allowed_tools)
+    plan = dialect.plan(conv, model=model, nodes=store.nodes(key),
+                        chaining=settings.chaining and not daemon.chaining_refused)
     _log_dropped_tools(req)
     request_id = current_request_id() or new_request_id()
     converter = StreamConverter(

@@ -95,8 +95,3 @@ def choose_node(nodes: Iterable[ChainNode], hashes: Sequence[str], context: str
     if not seen_any:
         return ChainDecision(None, "no_node")
     return ChainDecision(None, "history_mismatch" if same_context else "context_changed")
-
-
-def assistant_message(content: list[dict[str, Any]]) -> dict[str, Any]:
-    """The assistant message as the client will echo it back next turn."""
-    return {"role": "assistant", "content": content}

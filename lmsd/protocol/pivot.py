@@ -177,3 +177,41 @@ class Failed:
 
 Event = (Started | TextDelta | TextDone | ReasoningDelta | ReasoningDone | ToolCallStarted
          | ToolArgumentsDelta | ToolCallDone | Finished | Failed)
+
+
+# -- the canonical JSON of a turn -------------------------------------------------------------
+
+
+def part_json(role: str, part: Part) -> dict[str, object]:
+    if isinstance(part, Image):
+        return {"type": "input_image", "image_url": part.url, "detail": "auto"}
+    return {"type": "output_text" if role == "assistant" else "input_text", "text": part.text}
+
+
+def message_json(role: str, parts: tuple[Part, ...] | list[Part]) -> dict[str, object]:
+    return {"type": "message", "role": role, "content": [part_json(role, p) for p in parts]}
+
+
+def turn_json(turn: Turn) -> list[dict[str, object]]:
+    """A turn as Responses input items: what chains hash, and what LM Studio is sent.
+
+    Deterministic, so prefix-stable: the same turn is always the same items, whatever
+    follows it. A tool's images follow the turn's items in one user message of their own
+    (LM Studio takes no images inside a ``function_call_output``, nor text and image parts
+    mixed in one message).
+    """
+    out: list[dict[str, object]] = []
+    images: list[Image] = []
+    for item in turn:
+        if isinstance(item, Message):
+            out.append(message_json(item.role, item.parts))
+        elif isinstance(item, FunctionCall):
+            out.append({"type": "function_call", "call_id": item.call_id, "name": item.name,
+                        "arguments": item.arguments})
+        else:
+            out.append({"type": "function_call_output", "call_id": item.call_id,
+                        "output": item.output})
+            images.extend(item.images)
+    if images:
+        out.append(message_json("user", images))
+    return out

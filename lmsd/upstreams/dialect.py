@@ -3,8 +3,8 @@
 Modelled on httpx's ``_transports/base.py``: one small base that every kind implements,
 so the rest of lmsd asks the object (``plan``, ``stream``, ``chains``, ``counts_tokens``)
 and never compares names. A replay upstream or a test double is just another subclass.
-The request bodies are built by the pure code in ``protocol/`` (``turn.py``,
-``translate.py``, ``chat.py``); a dialect only picks which and does the I/O.
+The request bodies are built by the pure code in ``protocol/`` (``plan.py`` and each
+codec's ``request.py``); a dialect only picks which and does the I/O.
 
 ``decide`` is the one place the kind is chosen, for the daemon and ``lmsd doctor`` alike.
 """
@@ -21,11 +21,10 @@ import httpx
 
 from ..log import event
 from ..protocol.chain import ChainNode
-from ..protocol.chat import ChatStreamAdapter
-from ..protocol.request import MessagesRequest
+from ..protocol.chat.decode import ChatStreamAdapter
+from ..protocol.pivot import Conversation
+from ..protocol.plan import TurnPlan, plan_stateless_turn, plan_turn
 from ..protocol.sse import SSEDecoder
-from ..protocol.translate import TranslateOptions
-from ..protocol.turn import TurnPlan, plan_stateless_turn, plan_turn
 from .client import Upstream
 from .discovery import probe
 
@@ -55,8 +54,8 @@ class Dialect(ABC):
         self.why = why  # why this kind was chosen, for /status and the logs
 
     @abstractmethod
-    def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
-             nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
+    def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
+             chaining: bool) -> TurnPlan:
         """The bodies to send for one turn, in order (see ``TurnPlan.bodies``)."""
 
     @abstractmethod
@@ -85,9 +84,9 @@ class ResponsesDialect(HTTPDialect):
     server_name = "LM Studio"
     chains = True
 
-    def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
-             nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
-        return plan_turn(req, model=model, options=options, nodes=nodes, chaining=chaining)
+    def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
+             chaining: bool) -> TurnPlan:
+        return plan_turn(conv, model=model, nodes=nodes, chaining=chaining)
 
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
@@ -103,9 +102,9 @@ class ChatDialect(HTTPDialect):
     summary = "chat completions, the full history every turn"
     counts_tokens = True  # llama-cpp-python and llama-server have tokenizer endpoints
 
-    def plan(self, req: MessagesRequest, *, model: str, options: TranslateOptions,
-             nodes: Iterable[ChainNode], chaining: bool) -> TurnPlan:
-        return plan_stateless_turn(req, model=model, options=options)
+    def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
+             chaining: bool) -> TurnPlan:
+        return plan_stateless_turn(conv, model=model)
 
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str, estimate: int

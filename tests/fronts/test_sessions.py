@@ -34,7 +34,7 @@ async def test_every_turn_after_the_first_is_a_delta(client, emulator):
 
 
 def _full_items(history):
-    from lmsd.protocol.translate import input_items
+    from tests.support.pivot import input_items
 
     return input_items(history)
 

@@ -5,18 +5,18 @@ import itertools
 
 import pytest
 
+from lmsd.protocol.anthropic.request import validate_messages_request
 from lmsd.protocol.chain import ChainNode, choose_node
-from lmsd.protocol.request import validate_messages_request
-from lmsd.protocol.translate import TranslateOptions
-from lmsd.protocol.turn import next_node, plan_turn
+from lmsd.protocol.plan import next_node
+from tests.support import pivot
 from tests.support.fixtures import requests
 
 MODEL = "qwen/qwen3-coder-30b"
-STRIP = TranslateOptions()
 
 
-def plan(raw, nodes=(), options=STRIP, model=MODEL):
-    return plan_turn(validate_messages_request(raw), model=model, options=options, nodes=nodes)
+def plan(raw, nodes=(), strip=True, model=MODEL):
+    return pivot.plan(validate_messages_request(raw), model=model, nodes=nodes,
+                      strip_billing=strip)
 
 
 def answered(raw, later):
@@ -25,7 +25,7 @@ def answered(raw, later):
     p = plan(raw)
     assistant = later["messages"][len(raw["messages"])]
     assert assistant["role"] == "assistant"
-    return next_node(p, assistant["content"], "resp_" + str(len(raw["messages"])),
+    return next_node(p, pivot.answer(assistant["content"]), "resp_" + str(len(raw["messages"])),
                      chained=False)
 
 
@@ -108,12 +108,11 @@ def test_billing_header_is_ignored_unless_kept():
     billing = copy.deepcopy(second)
     billing["system"][0]["text"] = billing["system"][0]["text"].replace("3d0", "576")
     assert plan(billing, [answered(first, second)]).node is not None
-    keep = TranslateOptions(strip_billing_header=False)
-    p1 = plan(first, options=keep)
+    p1 = plan(first, strip=False)
     assistant = second["messages"][2]["content"]
-    node = next_node(p1, assistant, "resp_k", chained=False)
-    assert plan(second, [node], options=keep).node is node
-    assert plan(billing, [node], options=keep).miss == "context_changed"
+    node = next_node(p1, pivot.answer(assistant), "resp_k", chained=False)
+    assert plan(second, [node], strip=False).node is node
+    assert plan(billing, [node], strip=False).miss == "context_changed"
 
 
 def test_compact_replaces_the_history():

@@ -12,9 +12,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmsd.protocol.request import validate_messages_request
-from lmsd.protocol.translate import TranslateOptions, input_items, message_items
-from lmsd.protocol.turn import next_node, plan_turn
+from lmsd.protocol.anthropic.request import validate_messages_request
+from lmsd.protocol.plan import next_node
+from tests.support.pivot import answer, input_items, message_items
+from tests.support.pivot import plan as plan_turn
 
 SYSTEM = "You are a coding agent."
 TOOLS = [{"name": "Bash", "input_schema": {"type": "object"}}]
@@ -64,13 +65,12 @@ def test_reconstructed_context_always_equals_the_history(operations):
     upstream = FakeLMStudio()
     nodes = []
     history: list[dict[str, Any]] = [{"role": "user", "content": "start"}]
-    options = TranslateOptions()
 
     def turn(messages, tool, n, *, fail=False):
         raw = {"model": "m", "max_tokens": 10, "system": SYSTEM, "tools": TOOLS,
                "messages": messages}
         req = validate_messages_request(raw)
-        plan = plan_turn(req, model="m", options=options, nodes=list(nodes))
+        plan = plan_turn(req, model="m", nodes=list(nodes))
         body = plan.bodies[0]
         reply = reply_for(n, tool)
         rid, context = upstream.answer(body, reply)
@@ -78,7 +78,7 @@ def test_reconstructed_context_always_equals_the_history(operations):
         if plan.node is not None:
             assert len(body["input"]) < len(plan.full["input"])
         if not fail:
-            nodes.append(next_node(plan, reply, rid, chained=plan.delta is not None))
+            nodes.append(next_node(plan, answer(reply), rid, chained=plan.delta is not None))
             return reply
         return None
 
@@ -107,10 +107,10 @@ def test_an_append_only_session_chains_every_turn_after_the_first():
     for n in range(12):
         req = validate_messages_request({"model": "m", "max_tokens": 10, "system": SYSTEM,
                                          "tools": TOOLS, "messages": history})
-        plan = plan_turn(req, model="m", options=TranslateOptions(), nodes=list(nodes))
+        plan = plan_turn(req, model="m", nodes=list(nodes))
         assert (plan.node is not None) == (n > 0)
         reply = reply_for(n, tool=n % 3 != 2)
         rid, context = upstream.answer(plan.bodies[0], reply)
         assert context == plan.full["input"]
-        nodes.append(next_node(plan, reply, rid, chained=plan.node is not None))
+        nodes.append(next_node(plan, answer(reply), rid, chained=plan.node is not None))
         history = [*history, {"role": "assistant", "content": reply}, follow_up(reply, n)]

@@ -5,15 +5,16 @@ from __future__ import annotations
 import itertools
 import json
 
-from lmsd.protocol.chat import ChatStreamAdapter, build_chat_request
-from lmsd.protocol.request import validate_messages_request
+from lmsd.protocol.anthropic.request import validate_messages_request
+from lmsd.protocol.chat.decode import ChatStreamAdapter
 from lmsd.protocol.stream import StreamConverter
 from tests.support.anthropic_checks import check_stream, tool_inputs
 from tests.support.fixtures import body, requests
+from tests.support.pivot import chat_body
 
 
 def chat(raw, model="m"):
-    return build_chat_request(validate_messages_request(raw), model=model)
+    return chat_body(validate_messages_request(raw), model=model)
 
 
 def test_tool_loop_turn_two():

@@ -16,12 +16,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lmsd.protocol.anthropic.request import parse_json, validate_messages_request
 from lmsd.protocol.errors import AnthropicError
-from lmsd.protocol.request import parse_json, validate_messages_request
 from lmsd.protocol.sse import SSEDecoder
 from lmsd.protocol.stream import StreamConverter
-from lmsd.protocol.translate import TranslateOptions
-from lmsd.protocol.turn import plan_turn
+from tests.support import pivot
 from tests.support.anthropic_checks import check_stream
 from tests.support.fuzz import BASE, PATHS, json_values, mutate
 
@@ -32,7 +31,7 @@ def translate_or_reject(raw: Any) -> None:
     except AnthropicError as exc:
         assert exc.status == 400 and exc.type == "invalid_request_error" and exc.message
         return
-    plan = plan_turn(req, model="m", options=TranslateOptions(), nodes=[])
+    plan = pivot.plan(req, model="m", nodes=[])
     json.dumps(plan.full)  # serializable
     for item in plan.full["input"]:
         assert item["type"] in ("message", "function_call", "function_call_output")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lmsd.config import env_name
-from lmsd.protocol.chat import ChatStreamAdapter
+from lmsd.protocol.chat.decode import ChatStreamAdapter
 from lmsd.protocol.stream import StreamConverter
 
 # -- an upstream that wants an API key ----------------------------------------------------------

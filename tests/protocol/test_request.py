@@ -2,8 +2,8 @@ import base64
 
 import pytest
 
+from lmsd.protocol.anthropic.request import parse_json, validate_messages_request
 from lmsd.protocol.errors import AnthropicError
-from lmsd.protocol.request import parse_json, validate_messages_request
 from tests.support.fixtures import requests
 
 PNG = base64.b64encode(b"\x89PNG....").decode()

@@ -4,14 +4,10 @@ import base64
 import itertools
 import json
 
-from lmsd.protocol.request import validate_messages_request
-from lmsd.protocol.translate import (
-    TranslateOptions,
-    build_responses_request,
-    input_items,
-    system_text,
-)
+from lmsd.protocol.anthropic.items import system_text
+from lmsd.protocol.anthropic.request import validate_messages_request
 from tests.support.fixtures import body, requests
+from tests.support.pivot import responses_body
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
 RESPONSES_KEYS = {"model", "input", "instructions", "previous_response_id", "tools",
@@ -19,10 +15,8 @@ RESPONSES_KEYS = {"model", "input", "instructions", "previous_response_id", "too
                   "top_p", "stream", "store"}
 
 
-def translate(raw, model="qwen/qwen3-coder-30b", options=None):
-    req = validate_messages_request(raw)
-    return build_responses_request(req, model=model, items=input_items(req.messages),
-                                   options=options or TranslateOptions())
+def translate(raw, model="qwen/qwen3-coder-30b", **options):
+    return responses_body(validate_messages_request(raw), model=model, **options)
 
 
 def test_tool_loop_turn_two_field_by_field():
@@ -122,13 +116,12 @@ def test_history_renders_prefix_stable_across_turns():
 
 
 def test_billing_header_kept_when_configured():
-    out = translate(body("basic_json"), options=TranslateOptions(strip_billing_header=False))
+    out = translate(body("basic_json"), strip_billing=False)
     assert out["instructions"].startswith("x-anthropic-billing-header:")
 
 
 def test_allowed_tools_filter():
-    out = translate(body("basic_json"), options=TranslateOptions(
-        allowed_tools=frozenset({"Bash", "Read"})))
+    out = translate(body("basic_json"), allowed_tools=frozenset({"Bash", "Read"}))
     assert [t["name"] for t in out["tools"]] == ["Bash", "Read"]
 
 

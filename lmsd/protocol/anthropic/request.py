@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import AnthropicError, invalid
+from ..errors import AnthropicError, invalid
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif")
 REFUSED_MEDIA_TYPES = {"image/webp": "LM Studio's API does not accept WebP images"}

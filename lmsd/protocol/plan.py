@@ -1,4 +1,8 @@
-"""Plan one turn: the full-history request, and a chained delta when the history allows."""
+"""Plan one turn: the full-history request, and a chained delta when the history allows.
+
+The chain is verified on the pivot's canonical items (``pivot.turn_json``), whatever
+the client's API and whatever the upstream kind.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chain import (
-    ChainNode,
-    assistant_message,
-    choose_node,
-    context_fingerprint,
-    extend_hash,
-    prefix_hashes,
-)
-from .chat import build_chat_request
-from .request import MessagesRequest
+from .chain import ChainNode, choose_node, context_fingerprint, extend_hash, prefix_hashes
+from .chat.request import build_chat_request
+from .pivot import Conversation, Turn, turn_json
+from .responses.request import build_responses_request, join_items
 from .tokens import CHARS_PER_TOKEN
-from .translate import (
-    TranslateOptions,
-    build_responses_request,
-    join_items,
-    message_items,
-)
 
 CHAINABLE_STOPS = ("end_turn", "tool_use")
 
@@ -57,21 +49,19 @@ class TurnPlan:
         return full_items, full_items, full_tokens, full_tokens
 
 
-def plan_stateless_turn(req: MessagesRequest, *, model: str,
-                        options: TranslateOptions) -> TurnPlan:
+def plan_stateless_turn(conv: Conversation, *, model: str) -> TurnPlan:
     """A Chat Completions turn: the whole (prefix-stable) history every time."""
-    hashes, sizes = prefix_hashes([message_items(m) for m in req.messages])
-    full = build_chat_request(req, model=model, options=options)
+    hashes, sizes = prefix_hashes([turn_json(t) for t in conv.turns])
+    full = build_chat_request(conv, model=model)
     return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
 
 
-def plan_turn(req: MessagesRequest, *, model: str, options: TranslateOptions,
-              nodes: Iterable[ChainNode], chaining: bool = True) -> TurnPlan:
+def plan_turn(conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
+              chaining: bool = True) -> TurnPlan:
     """A Responses turn: the full history, and a delta on the best chain node."""
-    per_message = [message_items(m) for m in req.messages]
-    hashes, sizes = prefix_hashes(per_message)
-    full = build_responses_request(req, model=model, items=join_items(per_message),
-                                   options=options)
+    per_turn = [turn_json(t) for t in conv.turns]
+    hashes, sizes = prefix_hashes(per_turn)
+    full = build_responses_request(conv, model=model, items=join_items(per_turn))
     context = context_fingerprint(model, full.get("instructions", ""), full.get("tools", ()),
                                   full.get("tool_choice"))
     plan = TurnPlan(full, hashes=hashes, sizes=sizes, context=context)
@@ -83,14 +73,14 @@ def plan_turn(req: MessagesRequest, *, model: str, options: TranslateOptions,
     if decision.node is not None:
         plan.node = decision.node
         plan.delta = build_responses_request(
-            req, model=model, items=join_items(per_message[decision.node.length:]),
-            options=options, previous_response_id=decision.node.response_id)
+            conv, model=model, items=join_items(per_turn[decision.node.length:]),
+            previous_response_id=decision.node.response_id)
     return plan
 
 
-def next_node(plan: TurnPlan, content: list[dict[str, Any]], response_id: str,
-              *, chained: bool) -> ChainNode:
-    """The node for a completed turn: the request's history plus lmsd's answer."""
-    history = extend_hash(plan.hashes[-1], message_items(assistant_message(content)))
+def next_node(plan: TurnPlan, answer: Turn, response_id: str, *, chained: bool) -> ChainNode:
+    """The node for a completed turn: the request's history plus lmsd's answer, as the
+    client will send it back next turn."""
+    history = extend_hash(plan.hashes[-1], turn_json(answer))
     parent = plan.node.response_id if chained and plan.node else None
     return ChainNode(response_id, plan.messages + 1, history, plan.context, parent)
