@@ -23,6 +23,7 @@ ScriptEntry = Reply | Callable[["RequestRecord"], Reply]
 
 DEFAULT_TEXT = "Hello from the LM Studio emulator."
 DEFAULT_BASH = Call("Bash", {"command": "echo hello-from-tool", "description": "Print a greeting"})
+DEFAULT_EXEC = Call("exec_command", {"cmd": "echo hello-from-tool"})  # Codex CLI's shell tool
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -394,12 +395,15 @@ class Emulator:
 
 
 def default_reply(context: Sequence[Item], tools: Sequence[Any]) -> Reply:
-    """Policy used when nothing is scripted (drives Claude Code end-to-end runs)."""
+    """Policy used when nothing is scripted (drives Claude Code and Codex end-to-end runs)."""
     last = context[-1] if context else {}
     kind = last.get("type", "message")
     if kind == "message" and last.get("role") == "user":
-        if any(isinstance(t, dict) and t.get("name") == "Bash" for t in tools):
+        names = {t.get("name") for t in tools if isinstance(t, dict)}
+        if "Bash" in names:
             return Reply(DEFAULT_BASH)
+        if "exec_command" in names:
+            return Reply(DEFAULT_EXEC)
     elif kind == "function_call_output":
         return Reply(Text("done"))
     return Reply(Text(DEFAULT_TEXT))

@@ -1,4 +1,11 @@
-"""Strict (zod-like) validation of POST /v1/responses bodies, as LM Studio does it."""
+"""Strict (zod-like) validation of POST /v1/responses bodies, as LM Studio does it.
+
+What Codex CLI sends (codex-traffic 0.171; unverified against a real LM Studio unless an
+issue is cited) is accepted: ``developer`` messages, client ``id``/``status`` on items,
+``store: false``, ``reasoning``, and the top-level ``include``, ``prompt_cache_key`` and
+``client_metadata`` (ignored). Rejected as LM Studio does: tools other than ``function`` and
+``mcp`` (lmstudio-bug-tracker #1810, #1812), and ``text`` without ``format`` (#1576).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,8 @@ TOP_LEVEL_KEYS = frozenset(
     {
         "model", "input", "instructions", "previous_response_id", "tools", "tool_choice",
         "stream", "store", "max_output_tokens", "temperature", "top_p", "reasoning",
-        "parallel_tool_calls", "text", "metadata",
+        "parallel_tool_calls", "text", "metadata", "include", "prompt_cache_key",
+        "client_metadata",
     }
 )  # fmt: skip
 TOOL_CHOICES = ("none", "auto", "required")
@@ -112,6 +120,10 @@ def validate_request(body: Any) -> None:
     for key in ("reasoning", "text", "metadata"):
         _expect(body, key, (dict,), "object")
     _expect(body, "max_output_tokens", (int,), "integer")
+    if isinstance(body.get("text"), dict) and "format" not in body["text"]:
+        # LM Studio 0.4.5 (lmstudio-bug-tracker #1576): `text: {}` or Codex's
+        # `text: {verbosity}` for a catalog model.
+        raise ApiError("Required", param="text.format", code="missing_required_parameter")
     if body.get("max_output_tokens") is not None and body["max_output_tokens"] < 1:
         raise ApiError("Number must be greater than 0", param="max_output_tokens", code="too_small")
     _validate_tool_choice(body.get("tool_choice"))
@@ -149,11 +161,10 @@ def _validate_tools(tools: Any) -> None:
     for n, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
         if kind not in ("function", "mcp"):
-            raise ApiError(
-                "Invalid discriminator value. Expected 'function' | 'mcp'",
-                param=f"tools.{n}.type",
-                code="invalid_union_discriminator",
-            )
+            # LM Studio 0.4.11/0.4.12 on Codex's `namespace` and other tools
+            # (lmstudio-bug-tracker #1810, #1812). 0.3.39-0.4.0 said "Invalid discriminator
+            # value. Expected 'function' | 'mcp'" (code invalid_union_discriminator, #1383).
+            raise ApiError("Invalid", param=f"tools.{n}.type", code="invalid_string")
         assert isinstance(tool, dict)
         if kind == "mcp":
             if not isinstance(tool.get("server_label"), str):

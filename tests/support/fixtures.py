@@ -1,4 +1,4 @@
-"""Access to the captured Claude Code 2.1.329 requests in tests/fixtures/."""
+"""Access to the captured Claude Code 2.1.329 and Codex CLI 0.171 requests in tests/fixtures/."""
 
 from __future__ import annotations
 
@@ -27,3 +27,17 @@ def body(name: str, index: int = 0) -> dict[str, Any]:
 
 def headers(name: str, index: int = 0) -> dict[str, str]:
     return {k.lower(): v for k, v in requests(name)[index]["headers"]}
+
+
+@cache
+def _codex() -> dict[str, Any]:
+    return json.loads((FIXTURES / "codex_0171.json").read_text(encoding="utf-8"))
+
+
+def codex_request(run: str, seq: int) -> dict[str, Any]:
+    """A captured Codex CLI 0.171 request (``headers`` as pairs, ``body``) of one capture
+    run (tests/fixtures/codex_0171.json says which), as a deep copy."""
+    for request in _codex()["requests"]:
+        if request["run"] == run and request["seq"] == seq:
+            return copy.deepcopy(request)
+    raise KeyError(f"no captured Codex request {run}/{seq}")
