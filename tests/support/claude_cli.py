@@ -18,10 +18,12 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 import trio
+
+from tests.support.processes import kill_tree, read_back
 
 REPO = Path(__file__).resolve().parents[2]
 CI_CLAUDE = REPO / ".ci" / ".claude-code" / "node_modules" / ".bin" / "claude"
@@ -111,45 +113,6 @@ def _parse_result(stdout: str) -> dict[str, Any] | None:
     return None
 
 
-def _descendants(pid: int) -> list[int]:
-    """PIDs of all live descendants of ``pid`` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # Fields after the parenthesised command name: state, ppid, ...
-            ppid = int(entry.read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.parent.name))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
-
-
-async def _kill_tree(proc: trio.Process) -> None:
-    """Cancellation handler: SIGKILL the CLI and everything it spawned.
-
-    The CLI starts its Bash tool in a new session, so killing its process group is not
-    enough: freeze the CLI, collect its descendants, then kill them all.
-    """
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGSTOP)
-    for pid in _descendants(proc.pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-
-
-def _read(f: BinaryIO) -> str:
-    f.seek(0)
-    return f.read().decode("utf-8", errors="replace")
-
-
 async def run_claude(
     base_url: str,
     prompt: str,
@@ -209,10 +172,10 @@ async def run_claude(
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
-                deliver_cancel=_kill_tree,
+                deliver_cancel=kill_tree,
             )
             returncode = proc.returncode
-        stdout, stderr = _read(out), _read(err)
+        stdout, stderr = read_back(out), read_back(err)
     if returncode is None:
         raise ClaudeTimeout(timeout, ClaudeRun(-signal.SIGKILL, stdout, stderr, None))
     return ClaudeRun(returncode, stdout, stderr, _parse_result(stdout))

@@ -1,11 +1,15 @@
-"""Running lmsd as a real process in tests."""
+"""Running lmsd, and the real CLIs (claude_cli, codex_cli), as processes in tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
 from functools import partial
+from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import trio
@@ -39,3 +43,43 @@ async def start_daemon(nursery: trio.Nursery, *args: str, env: dict[str, str] | 
                                        env={**os.environ, **(env or {})}))
     await wait_until_answering(f"http://127.0.0.1:{admin}/healthz")
     return proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of all live descendants of ``pid`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Fields after the parenthesised command name: state, ppid, ...
+            ppid = int(entry.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+async def kill_tree(proc: trio.Process) -> None:
+    """Cancellation handler: SIGKILL the CLI and everything it spawned.
+
+    The CLIs start their shell tools in new sessions, so killing the process group is not
+    enough: freeze the CLI, collect its descendants, then kill them all.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGSTOP)
+    for pid in descendants(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+def read_back(f: BinaryIO) -> str:
+    """All of a temp file written by a child process, as text."""
+    f.seek(0)
+    return f.read().decode("utf-8", errors="replace")
