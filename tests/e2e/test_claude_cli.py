@@ -100,7 +100,7 @@ async def test_claude_code_recovers_from_a_mid_stream_failure(lmsd, emulator, tm
                            extra_env={"TMPDIR": str(tmp_path / "tmp")})
     assert run.returncode == 0, run.stderr + run.stdout
     assert run.result is not None and run.result["result"] == "done"
-    starts = [e for e in lmsd.daemon.bus.recent if e["type"] == "request.start"]
+    starts = [e for e in lmsd.bus.recent if e["type"] == "request.start"]
     assert [e["stream"] for e in starts] == [True, False]  # the non-streaming retry
     assert len(emulator.generations) == 2
 
