@@ -17,13 +17,13 @@ from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
 from .. import __version__
-from ..asgi import error_response, json_response, make_app
+from ..asgi import failure_response, json_response, make_app
 from ..bus import EventBus
 from ..config import Settings
 from ..guard import policy_for
 from ..log import event
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
-from ..protocol.errors import AnthropicError
+from ..protocol.failures import NotFound, Unauthorized
 from ..sessions.config import check_session_id, parse_session_config
 from ..sessions.store import SessionStore
 from ..upstreams.router import Readiness
@@ -69,9 +69,9 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
     @app.before_request
     async def require_token() -> Response | None:
         if not _authorized(settings.admin_token, request.headers.get("Authorization")):
-            return error_response(AnthropicError(
-                "authentication_error", "the admin API needs Authorization: Bearer <token>",
-                401), {"WWW-Authenticate": "Bearer"})
+            return failure_response(Unauthorized(
+                "the admin API needs Authorization: Bearer <token>"),
+                {"WWW-Authenticate": "Bearer"})
         return None
 
     @app.get("/healthz")
@@ -99,7 +99,7 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
     async def session(sid: str) -> Response:
         found = sessions_json(store, check_session_id(sid))
         if not found:
-            raise AnthropicError("not_found_error", f"no session {sid!r}", 404)
+            raise NotFound(f"no session {sid!r}")
         return json_response(found[0])
 
     @app.delete("/sessions")

@@ -16,7 +16,8 @@ from ..config import Settings
 from ..exchange import Exchange
 from ..guard import policy_for
 from ..log import event
-from ..protocol.errors import AnthropicError, invalid
+from ..protocol.errors import AnthropicError
+from ..protocol.failures import Failure, ModelUnavailable, NotFound, UnsupportedMedia, invalid
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.models import (
     claude_entry,
@@ -56,17 +57,15 @@ async def upstream_model(settings: Settings, router: Router, requested: str,
         return mapped
     loaded = await router.loaded_models()
     if not loaded:
-        raise AnthropicError("api_error", router.no_model_message(), 503)
+        raise ModelUnavailable(router.no_model_message())
     return loaded[0]
 
 
 async def _read_json() -> Any:
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise AnthropicError(
-            "invalid_request_error",
-            f"Content-Encoding {encoding!r} is not supported: send the JSON body "
-            f"uncompressed", 415)
+        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported: send the "
+                               f"JSON body uncompressed")
     return parse_json(await request.get_data(cache=False))
 
 
@@ -223,8 +222,8 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
         if is_claude_name(model_id):  # dated ids, [1m]: lmsd answers to every Claude name
             return json_response(claude_entry(model_id, served.target,
                                               served.contexts([model_id]).get(model_id)))
-        raise AnthropicError("not_found_error", f"model: {model_id!r} is not a model lmsd "
-                             f"serves (GET /v1/models lists them)", 404)
+        raise NotFound(f"model: {model_id!r} is not a model lmsd serves (GET /v1/models "
+                       f"lists them)")
 
     @app.route("/session/<sid>/config", methods=["GET", "PUT"])
     async def session_config(sid: str) -> Response:
@@ -259,7 +258,7 @@ class _Served:
 async def _served_models(settings: Settings, router: Router) -> _Served:
     try:
         loaded, listed = await router.models()
-    except AnthropicError:
+    except Failure:
         loaded, listed = [], []  # the aliases still let Claude Code start
     return _Served(listed or loaded, loaded, settings.model or (loaded[0] if loaded else None),
                    router.loaded_contexts(), settings)

@@ -19,12 +19,12 @@ import trio
 from quart.wrappers.response import ResponseBody
 
 from ..exchange import Exchange
-from ..protocol.errors import AnthropicError
+from ..protocol.errors import render
+from ..protocol.failures import ShuttingDown
 from ..protocol.sse import PING, encode_all
 from .drain import Drain
 
-SHUTTING_DOWN = AnthropicError(
-    "overloaded_error", "lmsd is shutting down; the request was cut off, retry it", 529)
+SHUTTING_DOWN = render(ShuttingDown("lmsd is shutting down; the request was cut off, retry it"))
 
 
 class AnthropicEventStream(ResponseBody):

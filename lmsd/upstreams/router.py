@@ -20,7 +20,7 @@ import trio
 
 from ..config import Settings
 from ..log import event
-from ..protocol.errors import AnthropicError
+from ..protocol.failures import Failure
 from ..protocol.fit import LearnedLimits
 from .client import Upstream
 from .dialect import UNDECIDED, Dialect, ResponsesDialect, decide
@@ -182,6 +182,6 @@ class Router:
                 problem = f"LM Studio answered HTTP {answer.status_code}"
         except httpx.HTTPError as exc:
             problem = f"LM Studio is not reachable at {url}: {exc or type(exc).__name__}"
-        except AnthropicError as exc:
+        except Failure as exc:
             problem = exc.message
         return Readiness(url, [], problem)
