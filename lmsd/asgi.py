@@ -11,11 +11,12 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from . import guard, request_ids
-from .protocol.errors import AnthropicError
+from .protocol.errors import AnthropicError, render
+from .protocol.failures import Failure, HTTPRefusal, NotFound, TooLarge
 from .protocol.guard import Policy
 
-_TYPE_FOR_STATUS = {404: "not_found_error", 405: "invalid_request_error",
-                    413: "request_too_large", 408: "invalid_request_error"}
+NO_SUCH_ENDPOINT = ("no such endpoint; lmsd serves POST /v1/messages, "
+                    "POST /v1/messages/count_tokens and GET /v1/models")
 
 
 class ShieldASGISend:
@@ -41,6 +42,7 @@ class ShieldASGISend:
 
 
 def error_response(error: AnthropicError, headers: dict[str, str] | None = None) -> Response:
+    """A rendered error as Anthropic's JSON error body."""
     response = Response(
         _json(error.body()), status=error.status, content_type="application/json"
     )
@@ -49,6 +51,22 @@ def error_response(error: AnthropicError, headers: dict[str, str] | None = None)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
+
+
+def failure_response(failure: Failure, headers: dict[str, str] | None = None) -> Response:
+    """A neutral failure rendered as Anthropic's JSON error body: the proxy's front, and
+    the admin API, whose clients (``lmsd status``, ``lmsd doctor``) read that shape."""
+    return error_response(render(failure), headers)
+
+
+def http_failure(error: HTTPException, max_body_bytes: int) -> Failure:
+    """What HTTP itself refused (no route, a wrong method, a body too large), as a kind."""
+    status = error.code or 500
+    if status == 404:
+        return NotFound(NO_SUCH_ENDPOINT)
+    if status == 413:
+        return TooLarge(f"request body is larger than the {max_body_bytes} byte limit")
+    return HTTPRefusal(error.description or error.name, status)
 
 
 def _json(data: Any) -> str:
@@ -66,11 +84,14 @@ def make_app(name: str, *, max_body_bytes: int,
              policy: Callable[[], Policy] | None = None) -> QuartTrio:
     """A QuartTrio app with Anthropic-shaped errors, no response timeout and a body limit.
 
-    ``on_error`` sees every error answered (to log and count rejected requests). With a
-    ``policy``, requests a web page could have sent are refused before any other hook."""
+    Routes raise neutral failures (``protocol/failures.py``), rendered here with
+    ``errors.render``; an ``AnthropicError`` raised is one already rendered (a whole
+    message whose stream failed). ``on_error`` sees every error answered (to log and count
+    rejected requests). With a ``policy``, requests a web page could have sent are
+    refused before any other hook."""
     app = QuartTrio(name)
     if policy is not None:
-        guard.install(app, policy, error_response)
+        guard.install(app, policy, failure_response)
     app.config["RESPONSE_TIMEOUT"] = None  # Quart's default 60 s would cut long streams
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -81,22 +102,17 @@ def make_app(name: str, *, max_body_bytes: int,
             on_error(error)
         return error_response(error)
 
+    @app.errorhandler(Failure)
+    async def failure(error: Failure) -> Response:
+        return answer(render(error))
+
     @app.errorhandler(AnthropicError)
     async def anthropic_error(error: AnthropicError) -> Response:
         return answer(error)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        kind = _TYPE_FOR_STATUS.get(status, "invalid_request_error" if status < 500 else
-                                    "api_error")
-        message = error.description or error.name
-        if status == 413:
-            message = f"request body is larger than the {max_body_bytes} byte limit"
-        elif status == 404:
-            message = "no such endpoint; lmsd serves POST /v1/messages, " \
-                "POST /v1/messages/count_tokens and GET /v1/models"
-        return answer(AnthropicError(kind, message, status))
+        return answer(render(http_failure(error, max_body_bytes)))
 
     app.asgi_app = ShieldASGISend(app.asgi_app)  # type: ignore[method-assign]
     return app

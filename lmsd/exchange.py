@@ -20,8 +20,8 @@ import trio
 from .log import event, logger
 from .protocol.anthropic.accumulate import MessageAccumulator
 from .protocol.anthropic.items import message_turn
-from .protocol.errors import AnthropicError
-from .protocol.failures import STALE, UNSUPPORTED, event_failure
+from .protocol.errors import render
+from .protocol.failures import STALE, UNSUPPORTED, Failure, Internal, event_failure
 from .protocol.plan import CHAINABLE_STOPS, TurnPlan, next_node
 from .protocol.stream import StreamConverter
 from .request_ids import request_id_for
@@ -77,9 +77,9 @@ class Exchange:
         if self.prepare is not None:
             try:
                 await self.prepare()
-            except AnthropicError as exc:
+            except Failure as exc:
                 bodies = []
-                out = converter.fail(exc)
+                out = converter.fail(render(exc, estimate=converter.estimate))
         for attempt, body in enumerate(bodies):
             self.chained = "previous_response_id" in body
             retry_allowed = self.chained and attempt + 1 < len(bodies)
@@ -95,12 +95,12 @@ class Exchange:
                     self.on_chaining_refused()  # e.g. llama.cpp's stateless /v1/responses
                 elif self.plan.node is not None and self.store is not None:
                     await self.store.drop_node(self.plan.node.response_id)
-            except AnthropicError as exc:
-                out = converter.fail(exc)
+            except Failure as exc:
+                out = converter.fail(render(exc, estimate=converter.estimate))
                 break
             except Exception as exc:  # a bug of ours: report it, keep the daemon serving
                 logger.exception("request.internal_error id=%s", converter.message_id)
-                out = converter.fail(AnthropicError("api_error", f"lmsd internal error: {exc!r}"))
+                out = converter.fail(render(Internal(f"lmsd internal error: {exc!r}")))
                 break
         if out:
             await self._emit(out, emit)
@@ -142,7 +142,7 @@ class Exchange:
                         break  # lmsd ended the turn: closing the stream stops generation
                 # Otherwise the body is read to its end (just the terminator after
                 # response.completed), so httpx can pool the connection.
-        except AnthropicError as exc:
+        except Failure as exc:
             if retry_allowed and exc.kind in RETRY_IN_FULL and self.first_token_at is None:
                 raise _StaleChain(exc.kind) from None
             raise

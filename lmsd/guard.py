@@ -14,7 +14,7 @@ from quart_trio import QuartTrio
 
 from .config import Settings
 from .log import event
-from .protocol.errors import AnthropicError
+from .protocol.failures import Failure
 from .protocol.guard import Policy, check
 
 
@@ -36,14 +36,16 @@ def policy_for(settings: Settings, listen_key: str) -> Callable[[], Policy]:
     return current
 
 
-def _refused(app: str, error: AnthropicError, path: str, method: str,
-             headers: dict[str, str | None]) -> None:
-    event("request.refused", level=30, app=app, method=method, path=path, status=error.status,
-          **{k: v[:200] if v else v for k, v in headers.items()}, error=error.message)
+def _refused(app: str, error: Failure, answer: Response, path: str, method: str,
+             headers: dict[str, str | None]) -> Response:
+    event("request.refused", level=30, app=app, method=method, path=path,
+          status=answer.status_code, **{k: v[:200] if v else v for k, v in headers.items()},
+          error=error.message)
+    return answer
 
 
 def install(app: QuartTrio, policy: Callable[[], Policy],
-            respond: Callable[[AnthropicError], Response]) -> None:
+            respond: Callable[[Failure], Response]) -> None:
     """Check every request and WebSocket handshake before its route runs; ``respond``
     renders a refusal in the app's own error shape."""
 
@@ -54,10 +56,9 @@ def install(app: QuartTrio, policy: Callable[[], Policy],
         error = check(policy(), headers, method=request.method, has_body=has_body)
         if error is None:
             return None
-        _refused(app.name, error, request.path, request.method, {
+        return _refused(app.name, error, respond(error), request.path, request.method, {
             "host": headers.get("Host"), "origin": headers.get("Origin"),
             "content_type": headers.get("Content-Type")})
-        return respond(error)
 
     @app.before_websocket
     async def guard_websocket() -> Response | None:
@@ -65,6 +66,5 @@ def install(app: QuartTrio, policy: Callable[[], Policy],
         error = check(policy(), headers, method="GET", websocket=True)
         if error is None:
             return None
-        _refused(app.name, error, websocket.path, "WEBSOCKET", {
+        return _refused(app.name, error, respond(error), websocket.path, "WEBSOCKET", {
             "host": headers.get("Host"), "origin": headers.get("Origin")})
-        return respond(error)

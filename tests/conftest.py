@@ -14,10 +14,11 @@ import pytest
 import trio
 from hypothesis import settings as hypothesis_settings
 
+from lmsd.bus import EventBus
 from lmsd.config import Settings, load_settings
 from lmsd.daemon.supervisor import Bound, serve
 from lmsd.sessions.store import SessionStore
-from lmsd.state import Daemon
+from lmsd.upstreams.router import Router
 from tests.emulator import Emulator, serve_emulator
 
 # CI explores a fixed, reproducible set of examples (the same on every run); local runs
@@ -34,7 +35,8 @@ class Lmsd:
     settings: Settings
     shutdown: trio.Event
     store: SessionStore
-    daemon: Daemon
+    router: Router
+    bus: EventBus
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ def start_lmsd(nursery: trio.Nursery, tmp_path: Any) -> Callable[..., Any]:
         shutdown = trio.Event()
         bound: Bound = await nursery.start(partial(serve, settings, shutdown=shutdown))
         return Lmsd(bound.proxy_url, bound.admin_url, settings, shutdown, bound.store,
-                    bound.daemon)
+                    bound.router, bound.bus)
 
     return start
 

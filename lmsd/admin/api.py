@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
-import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
 from .. import __version__
-from ..asgi import error_response, json_response, make_app
-from ..config import redacted
+from ..asgi import failure_response, json_response, make_app
+from ..bus import EventBus
+from ..config import Settings
 from ..guard import policy_for
 from ..log import event
-from ..metrics import CONTENT_TYPE_LATEST
-from ..protocol.errors import AnthropicError
+from ..metrics import CONTENT_TYPE_LATEST, Metrics
+from ..protocol.failures import NotFound, Unauthorized
 from ..sessions.config import check_session_id, parse_session_config
-from ..state import Daemon
-from ..upstreams.dialect import UNDECIDED
+from ..sessions.store import SessionStore
+from ..upstreams.router import Readiness
 
 
 def _authorized(token: str, header: str | None, query: str | None = None) -> bool:
@@ -39,8 +38,7 @@ def _authorized(token: str, header: str | None, query: str | None = None) -> boo
     return hmac.compare_digest(supplied.encode(), token.encode())
 
 
-def sessions_json(daemon: Daemon, only: str | None = None) -> list[dict[str, Any]]:
-    store = daemon.store
+def sessions_json(store: SessionStore, only: str | None = None) -> list[dict[str, Any]]:
     grouped: dict[str, dict[str, Any]] = {}
     for (session, agent, model), stats in store.stats.items():
         if only is not None and session != only:
@@ -60,52 +58,20 @@ def sessions_json(daemon: Daemon, only: str | None = None) -> list[dict[str, Any
     return sorted(grouped.values(), key=lambda e: e["last_used"] or 0, reverse=True)
 
 
-def trio_task_count() -> int:
-    """Live trio tasks in this process (a leak shows as a count that keeps growing)."""
-    count, stack = 0, [trio.lowlevel.current_root_task()]
-    while stack:
-        task = stack.pop()
-        count += 1
-        for nursery in task.child_nurseries:
-            stack.extend(nursery.child_tasks)
-    return count
-
-
-def status_json(daemon: Daemon) -> dict[str, Any]:
-    watcher = daemon.watcher
-    dialect = daemon.decided_dialect()
-    return {
-        "version": __version__,
-        "pid": os.getpid(),
-        "uptime_s": round(trio.current_time() - daemon.started_at, 1),
-        "upstream": {**daemon.discovery, "url": daemon.upstream.base_url,
-                     "reachable": watcher.reachable,
-                     "refused": watcher.refused,
-                     "api": dialect.name if dialect else None,
-                     "api_why": dialect.why if dialect else UNDECIDED,
-                     "chaining": daemon.settings.chaining and not daemon.chaining_refused},
-        "models": [m.to_json() for m in watcher.models.values()],
-        "watcher": watcher.to_json(),
-        "requests": {**daemon.metrics.totals, "active_streams": daemon.active_streams},
-        "store": daemon.store.summary(),
-        "event_subscribers": daemon.bus.subscribers,
-        "trio_tasks": trio_task_count(),
-        "draining": daemon.drain.started.is_set(),
-        "settings": redacted(daemon.settings),
-    }
-
-
-def create_admin_app(daemon: Daemon) -> QuartTrio:
+def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, metrics: Metrics,
+                     *, status: Callable[[], dict[str, Any]],
+                     ready: Callable[[], Awaitable[Readiness]]) -> QuartTrio:
+    """The admin API over ``store``, ``bus`` and ``metrics``; ``/status`` answers with
+    ``status()`` (the supervisor's view of every part), ``/readyz`` with ``ready()``."""
     app = make_app("lmsd.admin", max_body_bytes=1024 * 1024,
-                   policy=policy_for(daemon.settings, "admin_listen"))
-    settings, store = daemon.settings, daemon.store
+                   policy=policy_for(settings, "admin_listen"))
 
     @app.before_request
     async def require_token() -> Response | None:
         if not _authorized(settings.admin_token, request.headers.get("Authorization")):
-            return error_response(AnthropicError(
-                "authentication_error", "the admin API needs Authorization: Bearer <token>",
-                401), {"WWW-Authenticate": "Bearer"})
+            return failure_response(Unauthorized(
+                "the admin API needs Authorization: Bearer <token>"),
+                {"WWW-Authenticate": "Bearer"})
         return None
 
     @app.get("/healthz")
@@ -114,36 +80,26 @@ def create_admin_app(daemon: Daemon) -> QuartTrio:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        url = daemon.upstream.base_url
-        try:
-            answer = await daemon.upstream.client.get("/v1/models", timeout=2.0)
-            if answer.status_code == 200:
-                loaded = await daemon.loaded_models()
-                if loaded or settings.model:  # a configured model loads on demand (JIT)
-                    return json_response({"status": "ready", "upstream": url,
-                                          "models": loaded})
-                problem = daemon.no_model_message()
-            else:
-                problem = f"LM Studio answered HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
-            problem = f"LM Studio is not reachable at {url}: {exc or type(exc).__name__}"
-        except AnthropicError as exc:
-            problem = exc.message
-        return json_response({"status": "not ready", "upstream": url, "error": problem}, 503)
+        answer = await ready()
+        if answer.problem is None:
+            return json_response({"status": "ready", "upstream": answer.url,
+                                  "models": answer.models})
+        return json_response({"status": "not ready", "upstream": answer.url,
+                              "error": answer.problem}, 503)
 
     @app.get("/status")
-    async def status() -> Response:
-        return json_response(status_json(daemon))
+    async def status_route() -> Response:
+        return json_response(status())
 
     @app.get("/sessions")
     async def sessions() -> Response:
-        return json_response({"sessions": sessions_json(daemon)})
+        return json_response({"sessions": sessions_json(store)})
 
     @app.get("/sessions/<sid>")
     async def session(sid: str) -> Response:
-        found = sessions_json(daemon, check_session_id(sid))
+        found = sessions_json(store, check_session_id(sid))
         if not found:
-            raise AnthropicError("not_found_error", f"no session {sid!r}", 404)
+            raise NotFound(f"no session {sid!r}")
         return json_response(found[0])
 
     @app.delete("/sessions")
@@ -168,8 +124,8 @@ def create_admin_app(daemon: Daemon) -> QuartTrio:
         return json_response({"status": "ok", "session": sid, "config": config.to_json()})
 
     @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(daemon.metrics.render(), content_type=CONTENT_TYPE_LATEST)
+    async def metrics_route() -> Response:
+        return Response(metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/events")
     async def events() -> None:
@@ -181,7 +137,7 @@ def create_admin_app(daemon: Daemon) -> QuartTrio:
         types = tuple(t for t in (websocket.args.get("type") or "").split(",") if t)
         replay = websocket.args.get("replay", "0")
         await websocket.accept()
-        with daemon.bus.subscribe(session=session, types=types,
+        with bus.subscribe(session=session, types=types,
                                   replay=int(replay) if replay.isdigit() else 0) as sub:
             await websocket.send(json.dumps({"type": "subscribed", "session": session,
                                              "types": list(types)}))

@@ -30,16 +30,18 @@ from ..admin.api import create_admin_app
 from ..bus import BusHandler, EventBus
 from ..config import ConfigError, Settings, load_settings
 from ..fronts.anthropic import create_proxy_app
+from ..fronts.drain import Drain
 from ..log import event, logger, set_level
 from ..metrics import Metrics
 from ..protocol.guard import is_loopback_host
 from ..sessions.store import SessionStore
-from ..state import Daemon, Drain
 from ..upstreams.client import Upstream
 from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
+from ..upstreams.router import Router
 from ..upstreams.watcher import Watcher
 from .notify import sd_notify, watchdog, watchdog_interval
+from .status import status_json
 
 RESTART_MIN, RESTART_MAX = 0.5, 30.0
 KEEP_ALIVE_SECONDS = 15.0
@@ -51,13 +53,15 @@ LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
 
 @dataclass(frozen=True)
 class Bound:
+    """Where lmsd listens, and the parts it built (for SIGHUP, and for tests)."""
+
     proxy_url: str
     admin_url: str
-    daemon: Daemon
-
-    @property
-    def store(self) -> SessionStore:
-        return self.daemon.store
+    settings: Settings
+    router: Router
+    store: SessionStore
+    bus: EventBus
+    drain: Drain
 
 
 def is_loopback(host_port: str) -> bool:
@@ -214,25 +218,18 @@ async def serve(
     )
     found = await discover(settings.upstream, client=upstream.client, lms=lms)
     upstream.set_base_url(found.url)
-    discovery = {"configured": settings.upstream, "source": found.source}
-
-    async def rediscover() -> None:
-        if settings.upstream != "auto":
-            return
-        again = await discover("auto", client=upstream.client, lms=lms, quiet=True)
-        if again.reachable and again.url != upstream.base_url:
-            upstream.set_base_url(again.url)
-            discovery["source"] = again.source
-
+    router = Router(settings, upstream, lms=lms, source=found.source)
     store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
     await store.open()
-    watcher = Watcher(upstream, settings, lms=lms, rediscover=rediscover)
-    daemon = Daemon(settings, upstream, store, bus, metrics, watcher, discovery)
+    drain = Drain()
     if found.reachable:
-        await daemon.dialect()  # decided now rather than during the first request
-    proxy_app = create_proxy_app(daemon)
-    admin_app = create_admin_app(daemon)
+        await router.dialect()  # decided now rather than during the first request
+    proxy_app = create_proxy_app(settings, router, store, drain)
+    status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
+                     metrics=metrics, drain=drain, started_at=trio.current_time())
+    admin_app = create_admin_app(settings, store, bus, metrics, status=status,
+                                 ready=router.readiness)
     try:
         async with trio.open_nursery() as nursery:
             proxy = await nursery.start(partial(
@@ -247,12 +244,12 @@ async def serve(
                 with services:
                     async with trio.open_nursery() as children:
                         await children.start(supervise, "watcher",
-                                             partial(_watcher_child, watcher))
+                                             partial(_watcher_child, router.watcher))
                         if (interval := watchdog_interval()) is not None:
                             children.start_soon(watchdog, interval)
 
             nursery.start_soon(background)
-            bound = Bound(proxy[0], admin[0], daemon)
+            bound = Bound(proxy[0], admin[0], settings, router, store, bus, drain)
             event("daemon.listening", proxy=bound.proxy_url, admin=bound.admin_url,
                   upstream=upstream.base_url, upstream_source=found.source,
                   upstream_reachable=found.reachable)
@@ -264,7 +261,7 @@ async def serve(
             task_status.started(bound)
             await shutdown.wait()
             await sd_notify("STOPPING=1")
-            await _drain(daemon)
+            await drain.run(settings.drain_timeout)
             services.cancel()
     finally:
         logger.removeHandler(handler)
@@ -272,25 +269,12 @@ async def serve(
             for sock in unused.insecure_sockets:
                 sock.close()
         with trio.CancelScope(shield=True):
-            await upstream.aclose()
+            await router.aclose()
             await store.aclose()
 
 
-async def _drain(daemon: Daemon) -> None:
-    """Let in-flight streams finish for ``drain_timeout``; then cut them with an error."""
-    drain: Drain = daemon.drain
-    drain.started.set()
-    event("daemon.draining", active_streams=daemon.active_streams,
-          timeout_s=daemon.settings.drain_timeout)
-    if daemon.active_streams:
-        with trio.move_on_after(daemon.settings.drain_timeout):
-            await daemon.streams_idle.wait()
-    if daemon.active_streams:
-        event("daemon.drain_expired", level=30, cut_streams=daemon.active_streams)
-    drain.expired.set()
-
-
-def reload_settings(daemon: Daemon, flags: Mapping[str, Any]) -> list[str]:
+def reload_settings(settings: Settings, router: Router, flags: Mapping[str, Any]
+                    ) -> list[str]:
     """Re-read the config (SIGHUP): apply live keys; return keys that need a restart."""
     try:
         fresh = load_settings(flags)
@@ -298,7 +282,7 @@ def reload_settings(daemon: Daemon, flags: Mapping[str, Any]) -> list[str]:
         event("config.reload_failed", level=logging.ERROR, error=str(exc),
               effect="kept the running configuration")
         return []
-    current = daemon.settings
+    current = settings
     try:
         check_security(replace(fresh, admin_listen=current.admin_listen))  # the bound one
     except ConfigError as exc:
@@ -318,7 +302,7 @@ def reload_settings(daemon: Daemon, flags: Mapping[str, Any]) -> list[str]:
     if "log_level" in changed:
         set_level(current.log_level)
     if "upstream_api_key" in changed:  # the event names it, never its value
-        daemon.upstream.set_api_key(current.upstream_api_key)
+        router.set_api_key(current.upstream_api_key)
     event("config.reloaded", changed=changed, needs_restart=restart)
     return restart
 
@@ -333,7 +317,7 @@ async def run_daemon(settings: Settings, flags: Mapping[str, Any] | None = None)
             async def watch_signals() -> None:
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        reload_settings(bound.daemon, flags or {})
+                        reload_settings(bound.settings, bound.router, flags or {})
                         continue
                     event("daemon.stopping", signal=signal.Signals(signum).name)
                     shutdown.set()

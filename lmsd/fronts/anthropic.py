@@ -22,7 +22,8 @@ from ..protocol.anthropic.request import (
     parse_json,
     validate_messages_request,
 )
-from ..protocol.errors import AnthropicError, invalid
+from ..protocol.errors import AnthropicError
+from ..protocol.failures import Failure, ModelUnavailable, NotFound, UnsupportedMedia, invalid
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.models import (
     claude_entry,
@@ -43,32 +44,32 @@ from ..sessions.config import (
     parse_session_config,
     session_id_of,
 )
-from ..state import Daemon
+from ..sessions.store import SessionStore
+from ..upstreams.router import Router
 from .anthropic_stream import AnthropicEventStream
+from .drain import Drain
 
 
-async def upstream_model(daemon: Daemon, requested: str, config: SessionConfig) -> str:
+async def upstream_model(settings: Settings, router: Router, requested: str,
+                         config: SessionConfig) -> str:
     """The LM Studio model for a request: session override, mapping, else the loaded one."""
     if config.model:
         return config.model
-    settings = daemon.settings
     mapped = map_model(requested, mapping=settings.model_map, default=settings.model,
                        loaded=())
     if mapped is not None:
         return mapped
-    loaded = await daemon.loaded_models()
+    loaded = await router.loaded_models()
     if not loaded:
-        raise AnthropicError("api_error", daemon.no_model_message(), 503)
+        raise ModelUnavailable(router.no_model_message())
     return loaded[0]
 
 
 async def _read_json() -> Any:
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise AnthropicError(
-            "invalid_request_error",
-            f"Content-Encoding {encoding!r} is not supported: send the JSON body "
-            f"uncompressed", 415)
+        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported: send the "
+                               f"JSON body uncompressed")
     return parse_json(await request.get_data(cache=False))
 
 
@@ -79,9 +80,9 @@ def _rejected(error: AnthropicError) -> None:
           error_type=error.type, error=error.message)
 
 
-async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
+async def _exchange(settings: Settings, router: Router, store: SessionStore,
+                    path_id: str | None) -> Exchange:
     """Validate, map the model, plan the turn (full or chained): the Exchange to run."""
-    settings, store = daemon.settings, daemon.store
     req = validate_messages_request(await _read_json())
     cap = settings.max_tokens_cap
     capped = bool(cap and req.max_tokens is not None and req.max_tokens > cap)
@@ -90,46 +91,49 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
     session = session_id_of(request.headers, req.metadata, path_id)
     agent = agent_id_of(request.headers)
     config = store.config(path_id, session)
-    model = await upstream_model(daemon, req.model, config)
+    model = await upstream_model(settings, router, req.model, config)
     key = (session, agent, model)
     estimate = estimate_tokens(req.system, req.messages, req.tools)
-    dialect = await daemon.dialect()
-    await _check_fit(daemon, req, model, estimate)
+    dialect = await router.dialect()
+    await _check_fit(settings, router, req, model, estimate)
     conv = conversation(req, strip_billing=settings.strip_billing_header,
                         allowed_tools=config.allowed_tools)
-    plan = dialect.plan(conv, model=model, nodes=store.nodes(key),
-                        chaining=settings.chaining and not daemon.chaining_refused)
+    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
     _log_dropped_tools(req)
     request_id = current_request_id() or new_request_id()
     converter = StreamConverter(
         message_id=message_id_for(request_id), model=req.model, input_tokens=estimate,
-        stop_sequences=req.stop_sequences, capped=capped, upstream_name=daemon.upstream.name,
+        stop_sequences=req.stop_sequences, capped=capped, upstream_name=router.server_name,
     )
     event("request.start", id=converter.message_id, request_id=request_id, session=session,
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
     return Exchange(dialect, plan, converter, store=store, key=key, stream=req.stream,
-                    prepare=partial(daemon.watcher.wait_ready, model),
-                    on_chaining_refused=daemon.refuse_chaining,
-                    on_overflow=partial(daemon.learn_limit, model))
+                    prepare=partial(router.wait_ready, model),
+                    on_chaining_refused=router.refuse_chaining,
+                    on_overflow=partial(router.learn_limit, model))
 
 
-async def _engine_count(daemon: Daemon, req: MessagesRequest) -> int | None:
+async def _engine_count(settings: Settings, router: Router, req: MessagesRequest
+                        ) -> int | None:
     """The prompt's tokens by the engine's own tokenizer, where it has one (servers other
     than LM Studio); None otherwise."""
-    if not (await daemon.dialect()).counts_tokens:
+    if not (await router.dialect()).counts_tokens:
         return None
-    return await daemon.upstream.count_tokens(count_text(
-        system_text(req.system, strip_billing=daemon.settings.strip_billing_header),
+    return await router.count_tokens(count_text(
+        system_text(req.system, strip_billing=settings.strip_billing_header),
         req.messages, req.tools))
 
 
-async def _check_fit(daemon: Daemon, req: MessagesRequest, model: str, estimate: int) -> None:
+async def _check_fit(settings: Settings, router: Router, req: MessagesRequest, model: str,
+                     estimate: int) -> None:
     """Answer ``prompt is too long`` before sending a prompt that cannot fit: the client
     compacts at once, and the engine spends no prefill on it."""
-    limit = daemon.context_limit(model)
-    exact = await _engine_count(daemon, req) if wants_exact_count(estimate, limit) else None
+    limit = router.context_limit(model)
+    exact = None
+    if wants_exact_count(estimate, limit):
+        exact = await _engine_count(settings, router, req)
     error = check_fit(estimate, limit, exact)
     if error is not None:
         event("request.too_long", level=30, model=model, context_length=limit,
@@ -137,8 +141,8 @@ async def _check_fit(daemon: Daemon, req: MessagesRequest, model: str, estimate:
         raise error
 
 
-def _event_stream(exchange: Exchange, daemon: Daemon) -> Response:
-    response = Response(AnthropicEventStream(exchange, daemon), status=200,
+def _event_stream(exchange: Exchange, drain: Drain, ping_interval: float) -> Response:
+    response = Response(AnthropicEventStream(exchange, drain, ping_interval), status=200,
                         content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
@@ -157,10 +161,12 @@ async def _whole_message(exchange: Exchange) -> Response:
     return json_response(exchange.accumulator.result(exchange.converter.error))
 
 
-def create_proxy_app(daemon: Daemon) -> QuartTrio:
-    app = make_app("lmsd.proxy", max_body_bytes=daemon.settings.max_body_bytes,
-                   on_error=_rejected, policy=policy_for(daemon.settings, "listen"))
-    store = daemon.store
+def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
+                     drain: Drain) -> QuartTrio:
+    """The Anthropic Messages API, served from ``router``'s upstreams with ``store``'s
+    chains; its streams count themselves in ``drain``."""
+    app = make_app("lmsd.proxy", max_body_bytes=settings.max_body_bytes,
+                   on_error=_rejected, policy=policy_for(settings, "listen"))
 
     @app.route("/", methods=["GET", "HEAD"])
     async def root() -> Response:
@@ -174,9 +180,10 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
     @app.post("/v1/messages")
     @app.post("/session/<sid>/v1/messages")
     async def messages(sid: str | None = None) -> Response:
-        exchange = await _exchange(daemon, check_session_id(sid) if sid is not None else None)
+        exchange = await _exchange(settings, router, store,
+                                   check_session_id(sid) if sid is not None else None)
         if exchange.stream:
-            return _event_stream(exchange, daemon)
+            return _event_stream(exchange, drain, settings.ping_interval)
         return await _whole_message(exchange)
 
     @app.post("/v1/messages/count_tokens")
@@ -185,7 +192,7 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         if sid is not None:
             check_session_id(sid)
         req = validate_messages_request(await _read_json(), count_only=True)
-        counted = await _engine_count(daemon, req)
+        counted = await _engine_count(settings, router, req)
         if counted is None:
             counted = estimate_tokens(req.system, req.messages, req.tools)
         return json_response({"input_tokens": counted})
@@ -196,7 +203,7 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         if sid is not None:
             check_session_id(sid)
         limit = _int_arg("limit", default=20, lo=1, hi=1000)
-        served = await _served_models(daemon)
+        served = await _served_models(settings, router)
         return json_response(models_page(
             served.listed, target=served.target, contexts=served.contexts(), limit=limit,
             after_id=request.args.get("after_id"), before_id=request.args.get("before_id"),
@@ -207,7 +214,7 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
     async def model(model_id: str, sid: str | None = None) -> Response:
         if sid is not None:
             check_session_id(sid)
-        served = await _served_models(daemon)
+        served = await _served_models(settings, router)
         entries = model_entries(served.listed, target=served.target,
                                 contexts=served.contexts())
         for entry in entries:
@@ -216,8 +223,8 @@ def create_proxy_app(daemon: Daemon) -> QuartTrio:
         if is_claude_name(model_id):  # dated ids, [1m]: lmsd answers to every Claude name
             return json_response(claude_entry(model_id, served.target,
                                               served.contexts([model_id]).get(model_id)))
-        raise AnthropicError("not_found_error", f"model: {model_id!r} is not a model lmsd "
-                             f"serves (GET /v1/models lists them)", 404)
+        raise NotFound(f"model: {model_id!r} is not a model lmsd serves (GET /v1/models "
+                       f"lists them)")
 
     @app.route("/session/<sid>/config", methods=["GET", "PUT"])
     async def session_config(sid: str) -> Response:
@@ -249,14 +256,13 @@ class _Served:
                                mapping=self.settings.model_map, default=self.settings.model)
 
 
-async def _served_models(daemon: Daemon) -> _Served:
-    settings = daemon.settings
+async def _served_models(settings: Settings, router: Router) -> _Served:
     try:
-        loaded, listed = await daemon.upstream.models()
-    except AnthropicError:
+        loaded, listed = await router.models()
+    except Failure:
         loaded, listed = [], []  # the aliases still let Claude Code start
     return _Served(listed or loaded, loaded, settings.model or (loaded[0] if loaded else None),
-                   daemon.loaded_contexts(), settings)
+                   router.loaded_contexts(), settings)
 
 
 def _int_arg(name: str, *, default: int, lo: int, hi: int) -> int:

@@ -4,7 +4,7 @@ Quart sends a body inside ``async with body: async for chunk in body``. Opening 
 nursery in ``__aenter__`` and closing it in ``__aexit__`` nests the upstream reader
 task properly inside that block, in the request's own task: no task outlives the
 request, and a client disconnect (which cancels Quart's request scope) cancels the
-upstream request at once. When the daemon's drain period runs out, the producer is
+upstream request at once. When the drain period (``drain.py``) runs out, the producer is
 cancelled and the client gets an Anthropic ``error`` event instead of a cut stream.
 """
 
@@ -19,21 +19,21 @@ import trio
 from quart.wrappers.response import ResponseBody
 
 from ..exchange import Exchange
-from ..protocol.errors import AnthropicError
+from ..protocol.errors import render
+from ..protocol.failures import ShuttingDown
 from ..protocol.sse import PING, encode_all
-from ..state import Daemon
+from .drain import Drain
 
-SHUTTING_DOWN = AnthropicError(
-    "overloaded_error", "lmsd is shutting down; the request was cut off, retry it", 529)
+SHUTTING_DOWN = render(ShuttingDown("lmsd is shutting down; the request was cut off, retry it"))
 
 
 class AnthropicEventStream(ResponseBody):
     """SSE body for one exchange: ``message_start`` at once, pings while upstream is silent."""
 
-    def __init__(self, exchange: Exchange, daemon: Daemon) -> None:
+    def __init__(self, exchange: Exchange, drain: Drain, ping_interval: float) -> None:
         self.exchange = exchange
-        self.daemon = daemon
-        self.ping_interval = daemon.settings.ping_interval
+        self.drain = drain
+        self.ping_interval = ping_interval
         self._send, self._receive = trio.open_memory_channel[bytes](16)
         self._nursery_manager = trio.open_nursery()
         self._producer = trio.CancelScope()
@@ -46,7 +46,7 @@ class AnthropicEventStream(ResponseBody):
         self._first = encode_all(self.exchange.converter.start())
         nursery = await self._nursery_manager.__aenter__()
         self._nursery = nursery
-        self.daemon.stream_opened()
+        self.drain.stream_opened()
         nursery.start_soon(self._produce)
         nursery.start_soon(self._cut_on_drain)
         return self
@@ -59,7 +59,7 @@ class AnthropicEventStream(ResponseBody):
         try:
             return await self._nursery_manager.__aexit__(exc_type, exc, tb)
         finally:
-            self.daemon.stream_closed()
+            self.drain.stream_closed()
             self.exchange.log_end(cancelled=not self._finished)
 
     async def _produce(self) -> None:
@@ -70,7 +70,7 @@ class AnthropicEventStream(ResponseBody):
                 await self.exchange.run(emit)
 
     async def _cut_on_drain(self) -> None:
-        await self.daemon.drain.expired.wait()
+        await self.drain.expired.wait()
         self._drained = True
         self._producer.cancel()
 

@@ -11,7 +11,7 @@ import httpx
 
 from ..config import Settings, env_name
 from ..protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
-from ..protocol.errors import AnthropicError
+from ..protocol.failures import UpstreamAuth
 from ..protocol.lmstudio import V0, V1, ModelList, parse_models
 from ..upstreams.dialect import CONFIGURED, UNDECIDED, decide
 from ..upstreams.discovery import Found, discover
@@ -88,7 +88,7 @@ async def check_models(settings: Settings, found: Found, client: httpx.AsyncClie
     minimum = settings.min_context
     try:
         listed = await read_models(client, found.url, settings.upstream_api_key)
-    except AnthropicError as exc:  # LM Studio's "Require Authentication"
+    except UpstreamAuth as exc:  # LM Studio's "Require Authentication"
         return Result("api_key", FAIL, exc.message, f"make a token in {TOKENS_WHERE}")
     except (httpx.HTTPError, ValueError) as exc:
         return Result("model", WARN, f"could not read the models from {found.url}: "

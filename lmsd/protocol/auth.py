@@ -2,15 +2,15 @@
 
 LM Studio (0.4 and later) answers every endpoint but ``/lmstudio-greeting`` with HTTP 401
 ``invalid_api_key`` when authentication is on and the request has no valid
-``Authorization: Bearer`` token. The client gets 403 ``permission_error``: Claude Code
-2.1.329 shows it at once ("Failed to authenticate. API Error: 403 ...") and does not
-retry, where a 401 is retried for minutes and shown as "Invalid API key" (its own key).
+``Authorization: Bearer`` token. That is an ``UpstreamAuth``, which the Anthropic front
+renders as 403 ``permission_error``: Claude Code 2.1.329 shows it at once ("Failed to
+authenticate. API Error: 403 ...") and does not retry, where a 401 is retried for minutes
+and shown as "Invalid API key" (its own key).
 """
 
 from __future__ import annotations
 
-from .errors import AnthropicError
-from .failures import read_raw_failure
+from .failures import UpstreamAuth, read_raw_failure
 
 #: The setting that holds the key, as an environment variable (``upstream_api_key``).
 API_KEY_ENV = "LMSD_UPSTREAM_API_KEY"
@@ -23,23 +23,21 @@ TOKENS_WHERE = "LM Studio: Developer > Server Settings > Manage Tokens"
 
 
 def key_refused(status: int, message: str, *, key: str, name: str = "LM Studio"
-                ) -> AnthropicError:
+                ) -> UpstreamAuth:
     """The error for a 401/403 from the upstream: a missing key, or a refused one.
 
     ``message`` is the upstream's own words; ``key`` (never shown) is what lmsd sent.
     """
     if not key:
-        return AnthropicError("permission_error", f"{name} requires an API key: {KEY_FIX}",
-                              403)
+        return UpstreamAuth(f"{name} requires an API key: {KEY_FIX}")
     said = message.replace(key, "***").strip()[:300]
-    return AnthropicError(
-        "permission_error",
+    return UpstreamAuth(
         f"{name} refused the API key in {API_KEY_ENV} (HTTP {status}"
         f"{': ' + said if said else ''}): set a valid API token and restart lmsd (or set "
-        f"upstream_api_key in lmsd.toml and send lmsd SIGHUP)", 403)
+        f"upstream_api_key in lmsd.toml and send lmsd SIGHUP)")
 
 
 def key_refused_answer(status: int, body: bytes, *, key: str, name: str = "LM Studio"
-                       ) -> AnthropicError:
+                       ) -> UpstreamAuth:
     """:func:`key_refused` from the upstream's raw answer (a JSON error body, or text)."""
     return key_refused(status, read_raw_failure(body, status).message, key=key, name=name)

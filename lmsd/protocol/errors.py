@@ -1,4 +1,7 @@
-"""Anthropic-shaped errors, and the mapping from upstream failures to them.
+"""Anthropic-shaped errors: the Anthropic front's rendering of neutral failures.
+
+lmsd raises the neutral kinds of ``failures.py`` everywhere; ``render`` turns one into the
+``AnthropicError`` a Claude Code client sees (an HTTP error body, or an SSE ``error`` event).
 
 Status codes follow what Claude Code 2.1.329 does with each (see README, "Error mapping"):
 400 makes it fail fast (and degrade features), 529 gives up after three tries, and
@@ -15,12 +18,18 @@ from .failures import (
     BadRequest,
     ContextOverflow,
     Failure,
+    Forbidden,
+    HTTPRefusal,
     Internal,
+    ModelUnavailable,
     NotFound,
     Overloaded,
     ShuttingDown,
     StaleChain,
+    TooLarge,
+    Unauthorized,
     Unreachable,
+    UnsupportedMedia,
     UpstreamAuth,
     UpstreamBroken,
     UpstreamError,
@@ -68,10 +77,6 @@ class AnthropicError(Exception):
         return {"type": "error", "error": {"type": self.type, "message": self.message}}
 
 
-def invalid(message: str) -> AnthropicError:
-    return AnthropicError("invalid_request_error", message)
-
-
 def prompt_too_long(tokens: int, limit: int, estimate: int) -> AnthropicError:
     """The error that makes Claude Code compact: ``prompt is too long: N tokens > M maximum``."""
     tokens = tokens or estimate
@@ -100,12 +105,17 @@ def from_failure(failure: UpstreamFailure, status: int | None = None, *, estimat
 #: fails fast, 529 gives up after three tries, 5xx is retried with backoff.
 _RENDERING: dict[type[Failure], tuple[str, int]] = {
     BadRequest: ("invalid_request_error", 400),
+    TooLarge: ("request_too_large", 413),
+    UnsupportedMedia: ("invalid_request_error", 415),
+    Unauthorized: ("authentication_error", 401),
+    Forbidden: ("permission_error", 403),
     NotFound: ("not_found_error", 404),
     ShuttingDown: ("overloaded_error", 529),
     Internal: ("api_error", 500),
     Unreachable: ("api_error", 503),
     UpstreamTimeout: ("api_error", 504),
     Overloaded: ("overloaded_error", 529),
+    ModelUnavailable: ("api_error", 503),
     UpstreamRejected: ("invalid_request_error", 400),
     UpstreamAuth: ("permission_error", 403),
     UpstreamBroken: ("api_error", 502),
@@ -120,11 +130,15 @@ def render(error: Failure, *, estimate: int = 0) -> AnthropicError:
     - a context overflow: 400 ``prompt is too long: N tokens > M maximum`` (Claude Code
       compacts on exactly that), N from ``estimate`` when the server did not say;
     - a stale chain that reached the client: what the server's answer means on its own;
+    - what HTTP itself refused: its status, ``invalid_request_error`` below 500;
     - the rest by kind (``_RENDERING``); the failure's kind stays attached.
     """
     upstream = error.upstream
     if isinstance(error, ContextOverflow):
         rendered = prompt_too_long(error.prompt_tokens, error.context_limit, estimate)
+    elif isinstance(error, HTTPRefusal):
+        type_ = "invalid_request_error" if error.status < 500 else "api_error"
+        rendered = AnthropicError(type_, error.message, error.status)
     else:
         shown = error.shown_as if isinstance(error, StaleChain) else error
         kind = next(k for k in type(shown).__mro__ if k in _RENDERING)

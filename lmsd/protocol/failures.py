@@ -30,8 +30,14 @@ OVERFLOW, STALE, UNSUPPORTED = "context_overflow", "stale_chain", "chaining_unsu
 # -- the error tree: neutral kinds, raised anywhere, rendered by each front -----------------
 #
 # Failure                    anything a client may be told
-#   BadRequest               the client's request is wrong
-#   NotFound                 an unknown model or session
+#   BadRequest               the client's request is wrong (``invalid``)
+#     TooLarge               its body is over the size limit
+#     UnsupportedMedia       its body type or encoding is one lmsd does not read
+#   Unauthorized             it lacks lmsd's own credentials (the admin token)
+#   Forbidden                a web page could have sent it (a foreign Host or Origin)
+#   NotFound                 an unknown model, session or endpoint
+#   HTTPRefusal              refused by HTTP itself (a wrong method, a body too slow): the
+#                            one kind that carries its status, which is HTTP's, not a front's
 #   ContextOverflow          the prompt does not fit (N and M when known): compact
 #   ShuttingDown             lmsd is stopping: retry elsewhere or later
 #   Internal                 a bug of lmsd's
@@ -39,6 +45,7 @@ OVERFLOW, STALE, UNSUPPORTED = "context_overflow", "stale_chain", "chaining_unsu
 #     Unreachable            nothing answers at its URL
 #     UpstreamTimeout        it did not answer in time
 #     Overloaded             busy (429, 503): retry later
+#     ModelUnavailable       no model is loaded to serve, or its reload failed
 #     UpstreamRejected       it refused the request content (other 4xx)
 #     UpstreamAuth           it refused lmsd's key (401, 403)
 #     StaleChain             the stored response a previous_response_id named is gone
@@ -64,8 +71,40 @@ class BadRequest(Failure):
     kind = "bad_request"
 
 
+def invalid(message: str) -> BadRequest:
+    """The failure for a request that breaks a rule; ``message`` names the field."""
+    return BadRequest(message)
+
+
+class TooLarge(BadRequest):
+    kind = "too_large"
+
+
+class UnsupportedMedia(BadRequest):
+    kind = "unsupported_media"
+
+
+class Unauthorized(Failure):
+    kind = "unauthorized"
+
+
+class Forbidden(Failure):
+    kind = "forbidden"
+
+
 class NotFound(Failure):
     kind = "not_found"
+
+
+class HTTPRefusal(Failure):
+    """What the HTTP layer refused before any route ran (405, 408...): every front answers
+    with the same status, so the kind keeps it."""
+
+    kind = "http"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ContextOverflow(Failure):
@@ -100,6 +139,10 @@ class UpstreamTimeout(UpstreamError):
 
 class Overloaded(UpstreamError):
     kind = "overloaded"
+
+
+class ModelUnavailable(UpstreamError):
+    kind = "model_unavailable"
 
 
 class UpstreamRejected(UpstreamError):

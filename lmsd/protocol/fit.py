@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import AnthropicError, prompt_too_long
+from .failures import ContextOverflow
 
 ESTIMATE_MARGIN = 1.5  # an estimate this far over the limit is over for any tokenizer
 EXACT_FROM = 0.75  # ask the engine's tokenizer only for prompts this close to the limit
@@ -30,15 +30,21 @@ def wants_exact_count(estimate: int, limit: int | None) -> bool:
 
 
 def check_fit(estimate: int, limit: int | None, exact: int | None = None
-              ) -> AnthropicError | None:
-    """The ``prompt is too long`` error for a prompt that certainly does not fit, else None."""
+              ) -> ContextOverflow | None:
+    """The overflow (``prompt is too long`` to Claude Code) of a prompt that certainly
+    does not fit, else None."""
     if not limit:
         return None
     if exact is not None:
-        return prompt_too_long(exact, limit, estimate) if exact > limit else None
+        return _overflow(exact, limit) if exact > limit else None
     if estimate > limit * ESTIMATE_MARGIN:
-        return prompt_too_long(estimate, limit, estimate)
+        return _overflow(estimate, limit)
     return None
+
+
+def _overflow(tokens: int, limit: int) -> ContextOverflow:
+    return ContextOverflow(f"the prompt ({tokens} tokens) does not fit the loaded context "
+                           f"({limit} tokens)", prompt_tokens=tokens, context_limit=limit)
 
 
 @dataclass

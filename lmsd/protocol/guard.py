@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .errors import AnthropicError
+from .failures import Failure, Forbidden, UnsupportedMedia
 
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -174,43 +174,38 @@ def check(
     method: str,
     websocket: bool = False,
     has_body: bool = False,
-) -> AnthropicError | None:
+) -> Failure | None:
     """The refusal for a request that a web page could have sent, or None to serve it.
 
     ``headers`` must look names up case-insensitively (as HTTP header maps do)."""
     host = headers.get("Host")
     if not host_allowed(host, policy):
-        return AnthropicError(
-            "permission_error",
+        return Forbidden(
             f"Host {host!r} is not a name of this lmsd, so a web page may be reaching it "
             f"through DNS rebinding; if you reach lmsd under that name, add it to "
-            f"{_SETTING_HOSTS}", 403)
+            f"{_SETTING_HOSTS}")
     origin = headers.get("Origin")
     if websocket or method.upper() not in SAFE_METHODS:
         if origin is not None and not origin_allowed(origin, host, policy):
-            return AnthropicError(
-                "permission_error",
+            return Forbidden(
                 f"requests from the web page at Origin {origin!r} are refused; to let that "
-                f"page use lmsd, add its origin to {_SETTING_ORIGINS}", 403)
+                f"page use lmsd, add its origin to {_SETTING_ORIGINS}")
         site = (headers.get("Sec-Fetch-Site") or "").strip().lower()
         if origin is None and site in ("cross-site", "same-site"):
-            return AnthropicError(
-                "permission_error",
+            return Forbidden(
                 f"a browser sent this request from another site (Sec-Fetch-Site: {site}) "
                 f"without an Origin lmsd accepts; to let a page use lmsd, add its origin "
-                f"to {_SETTING_ORIGINS}", 403)
+                f"to {_SETTING_ORIGINS}")
     if method.upper() in ("POST", "PUT", "PATCH"):
         content_type = headers.get("Content-Type")
         if content_type is None and has_body:
-            return AnthropicError(
-                "invalid_request_error",
+            return UnsupportedMedia(
                 "the request body has no Content-Type: send JSON with Content-Type: "
-                "application/json", 415)
+                "application/json")
         if content_type is not None and not is_json_type(content_type):
-            return AnthropicError(
-                "invalid_request_error",
+            return UnsupportedMedia(
                 f"Content-Type {content_type!r} is not supported: send the body as JSON "
-                f"with Content-Type: application/json", 415)
+                f"with Content-Type: application/json")
     return None
 
 

@@ -2,8 +2,10 @@
 streaming POST whose body each dialect (``dialect.py``) parses, and model listings.
 
 Streams stay on HTTP/1.1 so that closing one really cancels the upstream request
-(httpcore sends no RST_STREAM on HTTP/2). Transport failures become AnthropicErrors
-whose status follows Claude Code's retry behaviour (see README, "Error mapping").
+(httpcore sends no RST_STREAM on HTTP/2). Failures are raised as neutral kinds
+(``protocol/failures.py``): nothing answers (Unreachable), too slow (UpstreamTimeout), a
+cut connection (UpstreamBroken), an HTTP error status (``as_error``, or UpstreamAuth for a
+refused key); each front renders them for its client (see README, "Error mapping").
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ import httpx
 import trio
 
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
-from ..protocol.errors import AnthropicError, from_failure
-from ..protocol.failures import read_raw_failure
+from ..protocol.failures import (
+    Failure,
+    Unreachable,
+    UpstreamBroken,
+    UpstreamTimeout,
+    as_error,
+    read_raw_failure,
+)
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 
 MODELS_CACHE_SECONDS = 2.0
@@ -68,11 +76,9 @@ class Upstream:
         self._models = None
         self._tokenizer = None
 
-    def _unreachable(self, exc: Exception) -> AnthropicError:
+    def _unreachable(self, exc: Exception) -> Unreachable:
         reason = str(exc) or type(exc).__name__
-        return AnthropicError(
-            "api_error", f"{self.name} is not reachable at {self.base_url}: {reason}", 503
-        )
+        return Unreachable(f"{self.name} is not reachable at {self.base_url}: {reason}")
 
     @asynccontextmanager
     async def _post_stream(self, path: str, body: dict[str, Any]
@@ -103,28 +109,25 @@ class Upstream:
         """Open ``POST path`` and yield the streaming response; each dialect parses it.
 
         An HTTP error status raises before anything is yielded; transport failures,
-        here or while the caller reads the body, raise AnthropicError.
+        here or while the caller reads the body, raise a Failure. ``estimate`` is not
+        used here any more (the front renders an overflow with its own estimate); it is
+        kept until the dialects stop passing it.
         """
         try:
             async with self._post_stream(path, body) as response:
                 if response.status_code != 200:
                     raw = await response.aread()
-                    raise self._http_error(response.status_code, raw, estimate)
+                    raise self._http_error(response.status_code, raw)
                 yield response
         except httpx.ConnectError as exc:
             raise self._unreachable(exc) from None
         except httpx.TimeoutException as exc:
-            raise AnthropicError(
-                "api_error",
+            raise UpstreamTimeout(
                 f"{self.name} at {self.base_url} did not answer within "
-                f"{self.read_timeout:g} s ({type(exc).__name__})",
-                504,
-            ) from None
+                f"{self.read_timeout:g} s ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise AnthropicError(
-                "api_error", f"the connection to {self.name} failed: "
-                f"{exc or type(exc).__name__}",
-                502,
+            raise UpstreamBroken(
+                f"the connection to {self.name} failed: {exc or type(exc).__name__}"
             ) from None
 
     async def post_fresh(self, path: str, body: dict[str, Any], *, estimate: int = 0) -> Any:
@@ -135,14 +138,13 @@ class Upstream:
                                      timeout=self.client.timeout) as fresh:
             answer = await fresh.post(path, json=body)
         if answer.status_code != 200:
-            raise self._http_error(answer.status_code, answer.content, estimate)
+            raise self._http_error(answer.status_code, answer.content)
         return answer.json()
 
-    def _http_error(self, status: int, raw: bytes, estimate: int) -> AnthropicError:
+    def _http_error(self, status: int, raw: bytes) -> Failure:
         if status in REFUSED_STATUSES:
             return key_refused_answer(status, raw, key=self.api_key, name=self.name)
-        return from_failure(read_raw_failure(raw, status), status, estimate=estimate,
-                            name=self.name)
+        return as_error(read_raw_failure(raw, status), status, name=self.name)
 
     async def count_tokens(self, text: str) -> int | None:
         """Count with the upstream's own tokenizer, where it has one: llama-cpp-python's
@@ -170,7 +172,7 @@ class Upstream:
     async def models(self) -> tuple[list[str], list[str]]:
         """(loaded model ids, all model ids the upstream lists), cached briefly.
 
-        Raises AnthropicError (503) when LM Studio is not reachable. Tries LM Studio's
+        Raises Unreachable when LM Studio is not reachable. Tries LM Studio's
         ``/api/v1/models``, then ``/api/v0/models``, then the OpenAI-compatible
         ``/v1/models`` (where every listed model counts as loaded).
         """
@@ -195,7 +197,7 @@ class Upstream:
     async def _get_json(self, path: str) -> Any:
         response = await self.client.get(path, timeout=5.0)
         if response.status_code in REFUSED_STATUSES:
-            raise self._http_error(response.status_code, response.content, 0)
+            raise self._http_error(response.status_code, response.content)
         if response.status_code != 200:
             return None
         try:

@@ -63,7 +63,7 @@ class Dialect(ABC):
                ) -> AbstractAsyncContextManager[Batches]:
         """Send ``body``; yield its answer as batches of Responses-style events.
 
-        An HTTP error status raises AnthropicError before anything is yielded; a failure
+        An HTTP error status raises a Failure before anything is yielded; a failure
         mid-stream raises it from the iterator.
         """
 

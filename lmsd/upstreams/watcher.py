@@ -23,7 +23,7 @@ import trio
 from ..config import Settings
 from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
-from ..protocol.errors import AnthropicError
+from ..protocol.failures import Failure, ModelUnavailable, UpstreamAuth, UpstreamBroken
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
 from .client import Upstream
 
@@ -85,8 +85,8 @@ class Watcher:
     async def poll_once(self) -> None:
         try:
             models, source = await self._fetch()
-        except (httpx.TransportError, AnthropicError) as exc:
-            if isinstance(exc, AnthropicError) and exc.type == "permission_error":
+        except (httpx.TransportError, Failure) as exc:
+            if isinstance(exc, UpstreamAuth):
                 self._set_refused(exc.message)
                 return
             self._set_reachable(False, str(exc) or type(exc).__name__)
@@ -113,13 +113,11 @@ class Watcher:
             raise key_refused_answer(response.status_code, response.content,
                                      key=self.upstream.api_key, name=self.upstream.name)
         if response.status_code != 200:
-            raise AnthropicError("api_error", f"GET {path} answered HTTP "
-                                 f"{response.status_code}", 502)
+            raise UpstreamBroken(f"GET {path} answered HTTP {response.status_code}")
         try:
             return response.json()
         except ValueError:
-            raise AnthropicError("api_error", f"GET {path} answered with no JSON",
-                                 502) from None
+            raise UpstreamBroken(f"GET {path} answered with no JSON") from None
 
     async def _fetch(self) -> tuple[dict[str, LoadedModel], str]:
         for path in (V1, V0):
@@ -133,7 +131,7 @@ class Watcher:
         listing = parse_models(OPENAI, await self._get(OPENAI))  # any OpenAI-compatible server
         if listing is not None:
             return {m.instance_id: m for m in listing.loaded}, OPENAI
-        raise AnthropicError("api_error", "the upstream lists no models", 502)
+        raise UpstreamBroken("the upstream lists no models")
 
     async def _is_lmstudio(self) -> bool:
         from .discovery import probe
@@ -284,7 +282,7 @@ class Watcher:
                     m.state = "loaded"
                     self._loaded_by_us.add(m.key)
                     event("model.restored", model=m.key, context_length=m.context_length)
-            except (httpx.HTTPError, AnthropicError, ValueError) as exc:
+            except (httpx.HTTPError, Failure, ValueError) as exc:
                 event("model.restore_failed", level=40, model=m.key, error=str(exc))
 
     # -- for the proxy and the admin API ---------------------------------------------------
@@ -302,9 +300,8 @@ class Watcher:
         key = next((m.key for m in self.models.values() if model in (m.key, m.instance_id)),
                    model)
         if key in self._failed:
-            raise AnthropicError(
-                "api_error", f"LM Studio could not reload {key} with a larger context: "
-                f"{self._failed[key]}", 503)
+            raise ModelUnavailable(f"LM Studio could not reload {key} with a larger context: "
+                                   f"{self._failed[key]}")
 
     def loaded(self) -> list[str]:
         return [m.instance_id for m in self.models.values()]

@@ -96,7 +96,7 @@ async def test_token_required_when_configured(start_lmsd, emulator):
 
 
 async def test_rejected_requests_show_in_the_tail_and_the_metrics(lmsd, emulator):
-    with lmsd.daemon.bus.subscribe(types=("request",)) as sub:
+    with lmsd.bus.subscribe(types=("request",)) as sub:
         async with httpx.AsyncClient(base_url=lmsd.url) as http:
             await http.post("/v1/messages", content=b"{broken",
                             headers={"Content-Type": "application/json"})

@@ -32,13 +32,13 @@ async def test_a_watcher_crash_is_restarted_and_the_proxy_keeps_serving(start_lm
     monkeypatch.setattr(Watcher, "poll_once", flaky)
     monkeypatch.setattr("lmsd.daemon.supervisor.RESTART_MIN", 0.01)
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.05")
-    with server.daemon.bus.subscribe(types=("child",)) as sub:
+    with server.bus.subscribe(types=("child",)) as sub:
         go.set()
         crashed = await next_event(sub, "child.crashed")
         await next_event(sub, "child.restarted")
     assert crashed["child"] == "watcher" and "watcher bug" in crashed["error"]
     with trio.fail_after(10):
-        while not server.daemon.watcher.polls:
+        while not server.router.watcher.polls:
             await trio.sleep(0.05)
     emulator.script(Reply(Text("still serving")))
     async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
@@ -75,7 +75,7 @@ async def test_an_admin_crash_is_restarted(start_lmsd, emulator, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = await start_lmsd(emulator.url, admin_listen=f"127.0.0.1:{port}")
-    with server.daemon.bus.subscribe(types=("child",)) as sub:
+    with server.bus.subscribe(types=("child",)) as sub:
         go.set()
         crashed = await next_event(sub, "child.crashed")
         await next_event(sub, "child.restarted")

@@ -72,7 +72,7 @@ async def test_claude_code_request_during_a_context_reload_completes(start_lmsd,
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.2",
                               ping_interval="0.5")
     with trio.fail_after(10):
-        while not server.daemon.watcher.reloading(model):
+        while not server.router.watcher.reloading(model):
             await trio.sleep(0.01)
     (tmp_path / "tmp").mkdir()
     emulator.script(Reply(Text("done")))
@@ -84,7 +84,7 @@ async def test_claude_code_request_during_a_context_reload_completes(start_lmsd,
     [generation] = emulator.generations
     assert generation.model == model
     # the request really arrived during the reload and waited for it
-    assert any(e["type"] == "request.waiting_for_reload" for e in server.daemon.bus.recent)
+    assert any(e["type"] == "request.waiting_for_reload" for e in server.bus.recent)
 
 
 async def test_claude_code_recovers_from_a_mid_stream_failure(lmsd, emulator, tmp_path):
@@ -100,7 +100,7 @@ async def test_claude_code_recovers_from_a_mid_stream_failure(lmsd, emulator, tm
                            extra_env={"TMPDIR": str(tmp_path / "tmp")})
     assert run.returncode == 0, run.stderr + run.stdout
     assert run.result is not None and run.result["result"] == "done"
-    starts = [e for e in lmsd.daemon.bus.recent if e["type"] == "request.start"]
+    starts = [e for e in lmsd.bus.recent if e["type"] == "request.start"]
     assert [e["stream"] for e in starts] == [True, False]  # the non-streaming retry
     assert len(emulator.generations) == 2
 

@@ -18,5 +18,5 @@ async def test_claude_code_shows_the_missing_key_at_once(start_lmsd, emulator, t
     assert run.returncode == 1
     assert run.result is not None and run.result["is_error"] is True
     assert NEEDS_KEY in (run.text or ""), run.stdout
-    rejected = [e for e in server.daemon.bus.recent if e["type"] == "request.rejected"]
+    rejected = [e for e in server.bus.recent if e["type"] == "request.rejected"]
     assert [(e["path"], e["status"]) for e in rejected] == [("/v1/messages", 403)]  # no retry

@@ -14,19 +14,15 @@ from tests.support.fuzz import BASE, PATHS, json_values, mutate
 
 
 async def _post(raw: bytes) -> tuple[int, dict]:
-    from lmsd.bus import EventBus
     from lmsd.fronts.anthropic import create_proxy_app
-    from lmsd.metrics import Metrics
+    from lmsd.fronts.drain import Drain
     from lmsd.sessions.store import SessionStore
-    from lmsd.state import Daemon
     from lmsd.upstreams.client import Upstream
-    from lmsd.upstreams.watcher import Watcher
+    from lmsd.upstreams.router import Router
 
     config = load_settings({"upstream": "http://127.0.0.1:9", "model": "m"}, {})
     upstream = Upstream(config.upstream, connect_timeout=0.5)
-    daemon = Daemon(config, upstream, SessionStore(None), EventBus(), Metrics(),
-                    Watcher(upstream, config), {})
-    app = create_proxy_app(daemon)
+    app = create_proxy_app(config, Router(config, upstream), SessionStore(None), Drain())
     async with app.test_app() as test_app:
         response = await test_app.test_client().post(
             "/v1/messages", data=raw, headers={"content-type": "application/json"})

@@ -16,7 +16,7 @@ MESSAGE = {"model": "claude-x", "max_tokens": 20,
 
 
 def _events(server, kind: str) -> list[dict[str, Any]]:
-    return [e for e in server.daemon.bus.recent if e["type"] == kind]
+    return [e for e in server.bus.recent if e["type"] == kind]
 
 
 def _request_id(response: httpx.Response) -> str:
@@ -68,7 +68,7 @@ async def test_claude_codes_hello_probe_is_answered_without_a_warning(lmsd, http
     assert (head.status_code, get.status_code) == (200, 200)
     _request_id(head)
     assert _events(lmsd, "request.rejected") == []
-    assert [e for e in lmsd.daemon.bus.recent if e["level"] not in ("info", "debug")] == []
+    assert [e for e in lmsd.bus.recent if e["level"] not in ("info", "debug")] == []
 
 
 async def test_ignored_upstream_events_are_a_debug_event(lmsd, http):
@@ -89,7 +89,7 @@ async def test_readyz_is_503_with_the_reason_when_no_model_is_loaded(start_lmsd,
         assert response.status_code == 503
         body = response.json()
         assert body["status"] == "not ready"
-        assert body["error"] == server.daemon.no_model_message()
+        assert body["error"] == server.router.no_model_message()
         assert "has no model loaded" in body["error"]
         emulator.models[MODEL].loaded = True
         await polls(server, 2)
@@ -129,8 +129,8 @@ async def test_the_running_on_lines_name_proxy_and_admin(start_lmsd, emulator):
 async def test_back_off_clears_when_the_model_is_loaded_again(start_lmsd, emulator):
     emulator.models[MODEL].context_length = 4096
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.05")
-    watcher = server.daemon.watcher
-    with server.daemon.bus.subscribe(types=("model",), replay=500) as sub:
+    watcher = server.router.watcher
+    with server.bus.subscribe(types=("model",), replay=500) as sub:
         await next_event(sub, "model.context_enforced")
         emulator.models[MODEL].context_length = 4096  # the user puts it back by hand
         await next_event(sub, "model.context_reverted")

@@ -127,7 +127,7 @@ async def test_a_prompt_far_over_the_loaded_context_costs_no_prefill(start_lmsd,
         assert message.startswith("prompt is too long: ")
         assert message.endswith(f" > {CONTEXT} maximum")
     assert emulator.generations == []
-    events = [e for e in server.daemon.bus.recent if e["type"] == "request.too_long"]
+    events = [e for e in server.bus.recent if e["type"] == "request.too_long"]
     assert events and events[0]["context_length"] == CONTEXT
 
 
@@ -177,7 +177,7 @@ async def test_other_errors_on_a_chained_turn_keep_the_node(start_lmsd, emulator
     gens = emulator.generations
     assert len(gens) == 2 and gens[1].previous_response_id == gens[0].response_id
     assert server.store.node_count() == nodes
-    stale = [e for e in server.daemon.bus.recent if e["type"] == "chain.stale"]
+    stale = [e for e in server.bus.recent if e["type"] == "chain.stale"]
     assert stale == []
     retry = await post(server, [*history, {"role": "user", "content": "next"}], False)
     assert retry.status_code == 200, retry.text
@@ -196,7 +196,7 @@ async def test_a_missing_stored_response_is_resent_in_full_once(start_lmsd, emul
     gens = emulator.generations
     assert [g.status for g in gens] == [200, 400, 200]
     assert gens[1].previous_response_id and not gens[2].previous_response_id
-    [stale] = [e for e in server.daemon.bus.recent if e["type"] == "chain.stale"]
+    [stale] = [e for e in server.bus.recent if e["type"] == "chain.stale"]
     assert stale["why"] == "stale_chain"
 
 

@@ -149,7 +149,7 @@ async def test_a_cross_site_request_without_an_origin_is_refused(lmsd):
 
 
 async def test_refusals_are_logged(lmsd):
-    with lmsd.daemon.bus.subscribe(types=("request",)) as sub:
+    with lmsd.bus.subscribe(types=("request",)) as sub:
         async with httpx.AsyncClient(base_url=lmsd.admin_url) as http:
             await http.delete("/sessions", headers={"Host": "evil.example:19235"})
         refused = await next_event(sub, "request.refused")

@@ -309,7 +309,7 @@ async def test_a_responses_server_without_chaining_switches_chaining_off(client,
     emulator.stateless = True
     emulator.script(*tool_turns(3))
     chat = Conversation(client)
-    with lmsd.daemon.bus.subscribe(types=("upstream.chaining_unsupported",)) as sub:
+    with lmsd.bus.subscribe(types=("upstream.chaining_unsupported",)) as sub:
         await chat.send("start")
         await chat.send()
         await chat.send()

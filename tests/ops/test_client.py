@@ -100,7 +100,7 @@ async def _read_all(stream: Any) -> bytes:
 async def tailing(server: Any, *args: str, env: dict[str, str] | None = None
                   ) -> AsyncIterator[Tail]:
     """Start ``lmsd tail``, wait until it is subscribed; at the end, Ctrl-C it."""
-    bus = server.daemon.bus
+    bus = server.bus
     before = bus.subscribers
     if not any(a.startswith("--replay") for a in args):
         args = ("--replay", "0", *args)  # live events only, unless a test asks
@@ -367,7 +367,7 @@ async def test_env_sizes_compaction_for_the_running_daemons_context(start_lmsd, 
     emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
     server = await start_lmsd(emulator.url)
     with trio.fail_after(10):
-        while not server.daemon.watcher.models:
+        while not server.router.watcher.models:
             await trio.sleep(0.05)
     env = _env(LMSD_ADMIN_LISTEN=_admin(server))
     lines = ok(await run("env", env=env)).splitlines()
@@ -468,7 +468,7 @@ async def test_the_admin_token(start_lmsd, emulator, tmp_path):
 
 async def test_tail_ends_with_one_line_when_the_daemon_stops(start_lmsd, emulator):
     server = await start_lmsd(emulator.url)
-    bus = server.daemon.bus
+    bus = server.bus
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             results: list[subprocess.CompletedProcess] = []
@@ -495,17 +495,17 @@ async def test_tail_follow_reconnects_after_a_restart(start_lmsd, emulator):
     try:
         tail = Tail(process)
         with trio.fail_after(30):
-            while not first.daemon.bus.subscribers:
+            while not first.bus.subscribers:
                 await trio.sleep(0.02)
         await converse(first, emulator, "before", turns=1)
         assert json.loads(await tail.line())["session"] == "before"
         first.shutdown.set()
         with trio.fail_after(30):
-            while first.daemon.bus.subscribers:
+            while first.bus.subscribers:
                 await trio.sleep(0.02)
         second = await start_lmsd(emulator.url, admin_listen=admin_listen)
         with trio.fail_after(30):
-            while not second.daemon.bus.subscribers:
+            while not second.bus.subscribers:
                 await trio.sleep(0.02)
         await converse(second, emulator, "after", turns=1)
         with trio.fail_after(30):

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from lmsd.protocol.errors import from_failure
+from lmsd.protocol.errors import from_failure, render
 from lmsd.protocol.failures import (
     OVERFLOW,
     STALE,
     UNSUPPORTED,
+    ContextOverflow,
     classify,
     event_failure,
     read_failure,
@@ -141,13 +142,16 @@ def test_every_mode_and_wording_is_listed_for_the_fault_suite():
 def test_a_prompt_that_cannot_fit_is_refused_before_sending():
     assert check_fit(1000, None) is None  # unknown limit: send it
     assert check_fit(4500, 4096) is None  # over, but within the estimate's error: send it
-    error = check_fit(6200, 4096)  # over by more than any tokenizer could explain
-    assert error is not None and error.status == 400
+    overflow = check_fit(6200, 4096)  # over by more than any tokenizer could explain
+    assert isinstance(overflow, ContextOverflow)
+    error = render(overflow)  # as the Anthropic front answers it
+    assert error.status == 400
     assert error.message == "prompt is too long: 6200 tokens > 4096 maximum"
     # an exact count decides either way
     assert check_fit(9000, 4096, exact=4000) is None
     exact = check_fit(3500, 4096, exact=4200)
-    assert exact is not None and exact.message == "prompt is too long: 4200 tokens > 4096 maximum"
+    assert isinstance(exact, ContextOverflow)
+    assert render(exact).message == "prompt is too long: 4200 tokens > 4096 maximum"
 
 
 def test_the_tokenizer_is_asked_only_near_the_limit():

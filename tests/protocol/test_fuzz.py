@@ -1,7 +1,7 @@
 """Fuzzing: whatever a client or an upstream sends, lmsd answers cleanly.
 
 - the request validator and translator, on arbitrary JSON and on mutations of a real
-  Claude Code request: a 400 AnthropicError or a valid upstream request, nothing else;
+  Claude Code request: a BadRequest (400) or a valid upstream request, nothing else;
 - the stream converter fed arbitrary bytes and arbitrary event objects: always a valid
   Anthropic event sequence.
 
@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmsd.protocol.anthropic.request import parse_json, validate_messages_request
-from lmsd.protocol.errors import AnthropicError
+from lmsd.protocol.errors import render
+from lmsd.protocol.failures import BadRequest
 from lmsd.protocol.sse import SSEDecoder
 from lmsd.protocol.stream import StreamConverter
 from tests.support import pivot
@@ -28,8 +29,9 @@ from tests.support.fuzz import BASE, PATHS, json_values, mutate
 def translate_or_reject(raw: Any) -> None:
     try:
         req = validate_messages_request(raw)
-    except AnthropicError as exc:
-        assert exc.status == 400 and exc.type == "invalid_request_error" and exc.message
+    except BadRequest as exc:
+        error = render(exc)
+        assert error.status == 400 and error.type == "invalid_request_error" and error.message
         return
     plan = pivot.plan(req, model="m", nodes=[])
     json.dumps(plan.full)  # serializable
@@ -56,8 +58,8 @@ def test_any_field_of_a_real_request_replaced_by_anything(path, value):
 def test_arbitrary_bytes_as_a_body(data):
     try:
         translate_or_reject(parse_json(data))
-    except AnthropicError as exc:
-        assert exc.status == 400
+    except BadRequest as exc:
+        assert render(exc).status == 400
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lmsd.protocol.errors import AnthropicError, render
+from lmsd.protocol.failures import Forbidden, UnsupportedMedia
 from lmsd.protocol.guard import (
     Policy,
     check,
@@ -29,6 +31,17 @@ class Headers(dict):
 
 LOOPBACK = Policy("127.0.0.1")
 JSON = "application/json"
+
+
+def refusal(policy: Policy, headers: Headers, **kw) -> AnthropicError | None:
+    """``check``'s refusal as the Anthropic front renders it (status, type, message)."""
+    failure = check(policy, headers, **kw)
+    if failure is None:
+        return None
+    assert isinstance(failure, Forbidden | UnsupportedMedia)
+    error = render(failure)
+    assert (error.status == 403) == isinstance(failure, Forbidden)
+    return error
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -150,7 +163,7 @@ def test_clients_that_are_not_browsers_pass():
 
 
 def test_a_rebinding_request_is_refused_naming_the_host_and_the_setting():
-    error = check(LOOPBACK, Headers(Host="evil.example:19235"), method="DELETE")
+    error = refusal(LOOPBACK, Headers(Host="evil.example:19235"), method="DELETE")
     assert error is not None and (error.status, error.type) == (403, "permission_error")
     assert "'evil.example:19235'" in error.message and "allowed_hosts" in error.message
     assert "LMSD_ALLOWED_HOSTS" in error.message and "--allowed-hosts" in error.message
@@ -160,7 +173,7 @@ def test_a_rebinding_request_is_refused_naming_the_host_and_the_setting():
 def test_a_cross_site_simple_post_is_refused_naming_the_origin():
     headers = Headers(Host="127.0.0.1:19234", Origin="https://evil.example",
                       Content_Type="text/plain;charset=UTF-8", Sec_Fetch_Site="cross-site")
-    error = check(LOOPBACK, headers, method="POST", has_body=True)
+    error = refusal(LOOPBACK, headers, method="POST", has_body=True)
     assert error is not None and (error.status, error.type) == (403, "permission_error")
     assert "'https://evil.example'" in error.message and "allowed_origins" in error.message
 
@@ -168,7 +181,7 @@ def test_a_cross_site_simple_post_is_refused_naming_the_origin():
 def test_sec_fetch_site_without_an_origin_is_refused_on_unsafe_methods():
     for site in ("cross-site", "same-site", "Cross-Site"):
         headers = Headers(Host="127.0.0.1:19235", Sec_Fetch_Site=site)
-        error = check(LOOPBACK, headers, method="DELETE")
+        error = refusal(LOOPBACK, headers, method="DELETE")
         assert error is not None and error.status == 403 and site.lower() in error.message
     for site in ("same-origin", "none"):
         assert check(LOOPBACK, Headers(Host="127.0.0.1", Sec_Fetch_Site=site),
@@ -180,7 +193,7 @@ def test_safe_methods_skip_the_origin_check_but_not_the_host_check():
                       Sec_Fetch_Site="cross-site")
     assert check(LOOPBACK, headers, method="GET") is None
     assert check(LOOPBACK, headers, method="OPTIONS") is None
-    error = check(LOOPBACK, headers, method="GET", websocket=True)
+    error = refusal(LOOPBACK, headers, method="GET", websocket=True)
     assert error is not None and error.status == 403 and "evil.example" in error.message
 
 
@@ -198,21 +211,21 @@ def test_an_allow_listed_origin_passes_even_cross_site():
 def test_bodies_that_are_not_json_get_415_naming_the_type(content_type):
     headers = Headers(Host="127.0.0.1:19234", Content_Type=content_type)
     for method in ("POST", "PUT"):
-        error = check(LOOPBACK, headers, method=method, has_body=True)
+        error = refusal(LOOPBACK, headers, method=method, has_body=True)
         assert error is not None and (error.status, error.type) == (415,
                                                                     "invalid_request_error")
         assert repr(content_type) in error.message and "application/json" in error.message
 
 
 def test_a_body_without_a_content_type_gets_415():
-    error = check(LOOPBACK, Headers(Host="127.0.0.1"), method="POST", has_body=True)
+    error = refusal(LOOPBACK, Headers(Host="127.0.0.1"), method="POST", has_body=True)
     assert error is not None and error.status == 415 and "no Content-Type" in error.message
 
 
 def test_the_host_is_checked_before_the_origin_and_the_body_type():
     headers = Headers(Host="evil.example", Origin="https://evil.example",
                       Content_Type="text/plain")
-    error = check(LOOPBACK, headers, method="POST", has_body=True)
+    error = refusal(LOOPBACK, headers, method="POST", has_body=True)
     assert error is not None and "allowed_hosts" in error.message
 
 

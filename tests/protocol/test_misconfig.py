@@ -24,16 +24,25 @@ def test_the_key_setting_named_is_the_real_one():
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_missing_key_says_what_to_set(status):
     from lmsd.protocol.auth import key_refused
+    from lmsd.protocol.errors import render
+    from lmsd.protocol.failures import UpstreamAuth
 
-    err = key_refused(status, LMS_401, key="")
+    failure = key_refused(status, LMS_401, key="")
+    assert isinstance(failure, UpstreamAuth)
+    err = render(failure)  # as the Anthropic front answers it
     assert (err.status, err.type) == (403, "permission_error")
     assert err.message.startswith("LM Studio requires an API key: set LMSD_UPSTREAM_API_KEY")
 
 
 def test_a_refused_key_says_so_without_showing_it():
     from lmsd.protocol.auth import key_refused
+    from lmsd.protocol.errors import render
+    from lmsd.protocol.failures import UpstreamAuth
 
-    err = key_refused(401, "Incorrect API key provided: sk-lm-secret:abc", key="sk-lm-secret:abc")
+    failure = key_refused(401, "Incorrect API key provided: sk-lm-secret:abc",
+                          key="sk-lm-secret:abc")
+    assert isinstance(failure, UpstreamAuth)
+    err = render(failure)
     assert (err.status, err.type) == (403, "permission_error")
     assert err.message.startswith("LM Studio refused the API key in LMSD_UPSTREAM_API_KEY "
                                   "(HTTP 401: Incorrect API key provided: ***)")

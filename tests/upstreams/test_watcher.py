@@ -17,7 +17,7 @@ from tests.support.daemon import MODEL, admin_get, next_event, polls
 async def test_model_at_4096_is_raised_within_one_poll(start_lmsd, emulator):
     emulator.models[MODEL].context_length = 4096
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.2")
-    with server.daemon.bus.subscribe(types=("model",), replay=500) as sub:
+    with server.bus.subscribe(types=("model",), replay=500) as sub:
         enforced = await next_event(sub, "model.context_enforced")
     assert (enforced["old"], enforced["new"], enforced["via"]) == (4096, 32768, "rest")
     assert emulator.models[MODEL].context_length == 32768
@@ -41,7 +41,7 @@ async def test_cap_below_the_minimum_raises_to_the_cap_and_warns(start_lmsd, emu
     emulator.models[MODEL].context_length = 4096
     emulator.models[MODEL].max_context_length = 16384
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.2")
-    with server.daemon.bus.subscribe(types=("model",), replay=500) as sub:
+    with server.bus.subscribe(types=("model",), replay=500) as sub:
         capped = await next_event(sub, "model.context_capped")
         enforced = await next_event(sub, "model.context_enforced")
     assert capped["max_context_length"] == 16384 and enforced["new"] == 16384
@@ -51,7 +51,7 @@ async def test_failed_reload_is_reported_and_backed_off(start_lmsd, emulator):
     emulator.models[MODEL].context_length = 4096
     emulator.fail_loads = 1
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.05")
-    with server.daemon.bus.subscribe(types=("model",), replay=500) as sub:
+    with server.bus.subscribe(types=("model",), replay=500) as sub:
         failed = await next_event(sub, "model.reload_failed")
         restored = await next_event(sub, "model.restored")
     assert "not enough memory" in failed["error"]
@@ -59,13 +59,13 @@ async def test_failed_reload_is_reported_and_backed_off(start_lmsd, emulator):
     await polls(server, 5)
     loads = [r for r in emulator.log if r.path == "/api/v1/models/load"]
     assert len(loads) == 2  # the failed load and the restore; no retry while backing off
-    assert MODEL in server.daemon.watcher.to_json()["backing_off"]
+    assert MODEL in server.router.watcher.to_json()["backing_off"]
 
 
 async def test_a_user_reverting_the_context_is_not_fought(start_lmsd, emulator):
     emulator.models[MODEL].context_length = 4096
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.05")
-    with server.daemon.bus.subscribe(types=("model",), replay=500) as sub:
+    with server.bus.subscribe(types=("model",), replay=500) as sub:
         await next_event(sub, "model.context_enforced")
         emulator.models[MODEL].context_length = 4096  # the user reloads it by hand
         reverted = await next_event(sub, "model.context_reverted")
@@ -92,7 +92,7 @@ async def test_a_request_during_the_reload_waits_with_pings_and_completes(start_
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.1",
                               ping_interval="0.1")
     with trio.fail_after(10):
-        while not server.daemon.watcher.reloading(MODEL):
+        while not server.router.watcher.reloading(MODEL):
             await trio.sleep(0.01)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         response = await http.post("/v1/messages", json={
@@ -112,7 +112,7 @@ async def test_a_failed_reload_fails_waiting_requests_clearly(start_lmsd, emulat
     emulator.fail_loads = 1
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.1")
     with trio.fail_after(10):
-        while not server.daemon.watcher.reloading(MODEL):
+        while not server.router.watcher.reloading(MODEL):
             await trio.sleep(0.01)
     async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
                                         max_retries=0) as client:
@@ -144,7 +144,7 @@ async def test_lmstudio_down_at_start_then_coming_up(start_lmsd, nursery, tmp_pa
                                                                  "content": "x"}]})
     assert down.status_code == 503 and "not reachable" in down.json()["error"]["message"]
     emu = Emulator()
-    with server.daemon.bus.subscribe(types=("upstream",), replay=500) as sub:
+    with server.bus.subscribe(types=("upstream",), replay=500) as sub:
         await serve_emulator(nursery, emu, port=port)
         up = await next_event(sub, "upstream.up")
     assert up["url"] == f"http://127.0.0.1:{port}"

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AnthropicError, invalid
+from ..failures import invalid
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif")
 REFUSED_MEDIA_TYPES = {"image/webp": "LM Studio's API does not accept WebP images"}
@@ -101,7 +101,7 @@ def _number(body: dict[str, Any], key: str, lo: float, hi: float) -> float | Non
 
 
 def validate_messages_request(body: Any, *, count_only: bool = False) -> MessagesRequest:
-    """Check a decoded request body; raise AnthropicError (400) naming the first problem."""
+    """Check a decoded request body; raise BadRequest naming the first problem."""
     _expect(body, dict, "request body", "a JSON object")
     model = _string(body, "model", "request")
     if not model or not model.strip():
@@ -381,4 +381,4 @@ def _stop_sequences(value: Any) -> list[str]:
     return value
 
 
-__all__ = ["AnthropicError", "MessagesRequest", "parse_json", "validate_messages_request"]
+__all__ = ["MessagesRequest", "parse_json", "validate_messages_request"]

@@ -3,7 +3,8 @@ import base64
 import pytest
 
 from lmsd.protocol.anthropic.request import parse_json, validate_messages_request
-from lmsd.protocol.errors import AnthropicError
+from lmsd.protocol.errors import render
+from lmsd.protocol.failures import BadRequest
 from tests.support.fixtures import requests
 
 PNG = base64.b64encode(b"\x89PNG....").decode()
@@ -89,11 +90,12 @@ BAD = [
 
 @pytest.mark.parametrize(("raw", "message"), BAD, ids=[m for _, m in BAD])
 def test_bad_requests_get_a_400_naming_the_problem(raw, message):
-    with pytest.raises(AnthropicError) as info:
+    with pytest.raises(BadRequest) as info:
         validate_messages_request(raw)
-    assert info.value.status == 400
-    assert info.value.type == "invalid_request_error"
-    assert message in info.value.message
+    error = render(info.value)
+    assert error.status == 400
+    assert error.type == "invalid_request_error"
+    assert message in error.message
 
 
 def test_server_tools_are_set_aside_not_sent():
@@ -105,9 +107,9 @@ def test_server_tools_are_set_aside_not_sent():
 
 
 def test_bad_json_and_deep_nesting():
-    with pytest.raises(AnthropicError, match="not valid JSON"):
+    with pytest.raises(BadRequest, match="not valid JSON"):
         parse_json(b"{nope")
-    with pytest.raises(AnthropicError, match=r"nested too deeply|not valid JSON"):
+    with pytest.raises(BadRequest, match=r"nested too deeply|not valid JSON"):
         parse_json(b"[" * 100_000 + b"]" * 100_000)
-    with pytest.raises(AnthropicError, match="not valid JSON"):
+    with pytest.raises(BadRequest, match="not valid JSON"):
         parse_json(b"\xff\xfe")

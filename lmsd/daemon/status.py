@@ -1,0 +1,58 @@
+"""``GET /status`` on the admin API: the one view across every part the supervisor built.
+
+It belongs to the supervisor, the only code that holds all the parts; the admin API is
+handed the function and knows none of them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import trio
+
+from .. import __version__
+from ..bus import EventBus
+from ..config import Settings, redacted
+from ..fronts.drain import Drain
+from ..metrics import Metrics
+from ..sessions.store import SessionStore
+from ..upstreams.dialect import UNDECIDED
+from ..upstreams.router import Router
+
+
+def trio_task_count() -> int:
+    """Live trio tasks in this process (a leak shows as a count that keeps growing)."""
+    count, stack = 0, [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
+
+
+def status_json(*, settings: Settings, router: Router, store: SessionStore, bus: EventBus,
+                metrics: Metrics, drain: Drain, started_at: float) -> dict[str, Any]:
+    """The daemon's state for ``/status`` (``lmsd status`` formats it)."""
+    watcher = router.watcher
+    dialect = router.decided_dialect()
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_s": round(trio.current_time() - started_at, 1),
+        "upstream": {**router.discovery, "url": router.base_url,
+                     "reachable": watcher.reachable,
+                     "refused": watcher.refused,
+                     "api": dialect.name if dialect else None,
+                     "api_why": dialect.why if dialect else UNDECIDED,
+                     "chaining": router.chaining},
+        "models": [m.to_json() for m in watcher.models.values()],
+        "watcher": watcher.to_json(),
+        "requests": {**metrics.totals, "active_streams": drain.active_streams},
+        "store": store.summary(),
+        "event_subscribers": bus.subscribers,
+        "trio_tasks": trio_task_count(),
+        "draining": drain.started.is_set(),
+        "settings": redacted(settings),
+    }
