@@ -16,6 +16,7 @@ from ..config import Settings
 from ..exchange import Exchange
 from ..guard import policy_for
 from ..log import event
+from ..protocol.anthropic.encode import AnthropicEncoder
 from ..protocol.errors import AnthropicError, invalid
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.models import (
@@ -27,7 +28,6 @@ from ..protocol.models import (
     served_contexts,
 )
 from ..protocol.request import MessagesRequest, parse_json, validate_messages_request
-from ..protocol.stream import StreamConverter
 from ..protocol.tokens import count_text, estimate_tokens
 from ..protocol.translate import TranslateOptions, system_text
 from ..request_ids import current as current_request_id
@@ -99,7 +99,7 @@ async def _exchange(daemon: Daemon, path_id: str | None) -> Exchange:
     )
     _log_dropped_tools(req)
     request_id = current_request_id() or new_request_id()
-    converter = StreamConverter(
+    converter = AnthropicEncoder(
         message_id=message_id_for(request_id), model=req.model, input_tokens=estimate,
         stop_sequences=req.stop_sequences, capped=capped, upstream_name=daemon.upstream.name,
     )
