@@ -1,5 +1,5 @@
-"""One proxied turn: send the planned request through the upstream's dialect, feed the
-converter, emit Anthropic events.
+"""One proxied turn: send the planned request through the upstream's dialect, feed its
+pivot events to the encoder, emit Anthropic events.
 
 The same runner serves ``stream: true`` (events are SSE-encoded and sent as they come)
 and ``stream: false`` (events are folded into one Message), so both paths agree.
@@ -10,7 +10,6 @@ sees that error.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +18,11 @@ import trio
 
 from .log import event, logger
 from .protocol.anthropic.accumulate import MessageAccumulator
+from .protocol.anthropic.encode import AnthropicEncoder
 from .protocol.anthropic.items import message_turn
-from .protocol.errors import render
-from .protocol.failures import STALE, UNSUPPORTED, Failure, Internal, event_failure
+from .protocol.failures import STALE, UNSUPPORTED, Failure, Internal, StaleChain
+from .protocol.pivot import Failed
 from .protocol.plan import CHAINABLE_STOPS, TurnPlan, next_node
-from .protocol.stream import StreamConverter
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
 from .upstreams.dialect import Dialect
@@ -51,7 +50,7 @@ class Exchange:
 
     dialect: Dialect  # the upstream it is sent to, and how
     plan: TurnPlan
-    converter: StreamConverter
+    converter: AnthropicEncoder
     store: SessionStore | None = None
     key: SessionKey = ("default", "main", "")
     stream: bool = True
@@ -79,7 +78,7 @@ class Exchange:
                 await self.prepare()
             except Failure as exc:
                 bodies = []
-                out = converter.fail(render(exc, estimate=converter.estimate))
+                out = converter.fail(exc)
         for attempt, body in enumerate(bodies):
             self.chained = "previous_response_id" in body
             retry_allowed = self.chained and attempt + 1 < len(bodies)
@@ -96,11 +95,11 @@ class Exchange:
                 elif self.plan.node is not None and self.store is not None:
                     await self.store.drop_node(self.plan.node.response_id)
             except Failure as exc:
-                out = converter.fail(render(exc, estimate=converter.estimate))
+                out = converter.fail(exc)
                 break
             except Exception as exc:  # a bug of ours: report it, keep the daemon serving
                 logger.exception("request.internal_error id=%s", converter.message_id)
-                out = converter.fail(render(Internal(f"lmsd internal error: {exc!r}")))
+                out = converter.fail(Internal(f"lmsd internal error: {exc!r}"))
                 break
         if out:
             await self._emit(out, emit)
@@ -129,13 +128,12 @@ class Exchange:
                     if self.upstream_first_at is None:
                         self.upstream_first_at = trio.current_time()
                     out: list[dict[str, Any]] = []
-                    for upstream_event in batch:
+                    for pivot_event in batch:
                         if retry_allowed and self.first_token_at is None and not out and \
-                                upstream_event.get("type") in ("error", "response.failed") \
-                                and (kind := event_failure(upstream_event).kind) in \
-                                RETRY_IN_FULL:
-                            raise _StaleChain(kind)
-                        out += converter.feed(upstream_event)
+                                isinstance(pivot_event, Failed) and \
+                                isinstance(pivot_event.error, StaleChain):
+                            raise _StaleChain(pivot_event.error.kind)
+                        out += converter.feed(pivot_event)
                     if out:
                         await self._emit(out, emit)
                     if converter.done and converter.stop_sequence is not None:
@@ -203,7 +201,4 @@ class Exchange:
             )
         if converter.error:
             fields.update(error_type=converter.error.type, error=converter.error.message)
-        if converter.ignored:  # harmless (LM Studio's own extras): for debugging only
-            event("upstream.ignored_events", level=logging.DEBUG,
-                  id=converter.message_id, session=self.key[0], events=converter.ignored)
         event("request.end", level=30 if converter.error else 20, **fields)

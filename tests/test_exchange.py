@@ -1,5 +1,6 @@
 """The Exchange against a test double of the upstream dialect: scripted event batches,
-no HTTP. The dialect is the seam between one turn and the server behind it."""
+no HTTP. The dialect is the seam between one turn and the server behind it: it yields
+pivot events, here decoded from scripted Responses events as the Responses dialect does."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from lmsd.exchange import Exchange
+from lmsd.protocol.anthropic.encode import AnthropicEncoder
 from lmsd.protocol.anthropic.items import conversation
 from lmsd.protocol.anthropic.request import validate_messages_request
 from lmsd.protocol.chain import ChainNode
 from lmsd.protocol.pivot import Conversation
 from lmsd.protocol.plan import TurnPlan, plan_turn
-from lmsd.protocol.stream import StreamConverter
+from lmsd.protocol.responses.decode import ResponsesDecoder
 from lmsd.sessions.store import SessionStore
 from lmsd.upstreams.dialect import Batches, Dialect
 from tests.support.upstream_streams import Text, lmstudio_events
@@ -41,10 +43,11 @@ class ScriptedDialect(Dialect):
                      ) -> AsyncIterator[Batches]:
         self.sent.append(body)
         batches = self.answers.pop(0)
+        decoder = ResponsesDecoder(message_id)
 
         async def gen() -> Batches:
             for batch in batches:
-                yield batch
+                yield [e for upstream in batch for e in decoder.feed(upstream)]
 
         yield gen()
 
@@ -57,7 +60,7 @@ def _exchange(dialect: Dialect, store: SessionStore, *texts: str) -> Exchange:
                                      "messages": messages})
     plan = dialect.plan(conversation(req), model="m", nodes=store.nodes(KEY),
                         chaining=dialect.chains)
-    converter = StreamConverter(message_id="msg_test", model="claude-x", input_tokens=5)
+    converter = AnthropicEncoder(message_id="msg_test", model="claude-x", input_tokens=5)
     return Exchange(dialect, plan, converter, store=store, key=KEY)
 
 

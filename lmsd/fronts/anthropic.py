@@ -16,6 +16,7 @@ from ..config import Settings
 from ..exchange import Exchange
 from ..guard import policy_for
 from ..log import event
+from ..protocol.anthropic.encode import AnthropicEncoder
 from ..protocol.anthropic.items import conversation, system_text
 from ..protocol.anthropic.request import (
     MessagesRequest,
@@ -33,7 +34,6 @@ from ..protocol.models import (
     models_page,
     served_contexts,
 )
-from ..protocol.stream import StreamConverter
 from ..protocol.tokens import count_text, estimate_tokens
 from ..request_ids import current as current_request_id
 from ..request_ids import message_id_for, new_request_id
@@ -101,7 +101,7 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
     _log_dropped_tools(req)
     request_id = current_request_id() or new_request_id()
-    converter = StreamConverter(
+    converter = AnthropicEncoder(
         message_id=message_id_for(request_id), model=req.model, input_tokens=estimate,
         stop_sequences=req.stop_sequences, capped=capped, upstream_name=router.server_name,
     )

@@ -19,12 +19,11 @@ import trio
 from quart.wrappers.response import ResponseBody
 
 from ..exchange import Exchange
-from ..protocol.errors import render
 from ..protocol.failures import ShuttingDown
 from ..protocol.sse import PING, encode_all
 from .drain import Drain
 
-SHUTTING_DOWN = render(ShuttingDown("lmsd is shutting down; the request was cut off, retry it"))
+SHUTTING_DOWN = ShuttingDown("lmsd is shutting down; the request was cut off, retry it")
 
 
 class AnthropicEventStream(ResponseBody):

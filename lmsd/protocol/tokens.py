@@ -11,6 +11,8 @@ import json
 from math import ceil
 from typing import Any
 
+from .pivot import Usage
+
 CHARS_PER_TOKEN = 3.5
 IMAGE_TOKENS = 1600  # Anthropic's own ceiling for one image
 MESSAGE_OVERHEAD = 4
@@ -76,7 +78,7 @@ def anthropic_usage(
     }
 
 
-def context_usage(upstream: dict[str, Any] | None, estimate: int) -> tuple[int, int]:
+def context_usage(upstream: Usage | None, estimate: int) -> tuple[int, int]:
     """Return (uncached input tokens, cache-read tokens) for the whole context.
 
     LM Studio's ``input_tokens`` may count only the uncached part, with ``cached_tokens``
@@ -84,11 +86,9 @@ def context_usage(upstream: dict[str, Any] | None, estimate: int) -> tuple[int, 
     the size of the whole context to decide when to compact, so whenever the upstream's
     figure covers less than half of our estimate, the estimate stands in for it.
     """
-    if not upstream:
+    if upstream is None:
         return estimate, 0
-    reported = int(upstream.get("input_tokens") or 0)
-    details = upstream.get("input_tokens_details") or {}
-    cached = int(details.get("cached_tokens") or 0)
+    reported, cached = upstream.input_tokens, upstream.cached_tokens
     total = reported if reported >= cached else reported + cached
     if total * 2 < estimate:
         return max(estimate - cached, 0), min(cached, estimate)

@@ -4,7 +4,8 @@ Modelled on httpx's ``_transports/base.py``: one small base that every kind impl
 so the rest of lmsd asks the object (``plan``, ``stream``, ``chains``, ``counts_tokens``)
 and never compares names. A replay upstream or a test double is just another subclass.
 The request bodies are built by the pure code in ``protocol/`` (``plan.py`` and each
-codec's ``request.py``); a dialect only picks which and does the I/O.
+codec's ``request.py``) and the answers read by its decoders (``responses/decode.py``,
+``chat/decode.py``) into pivot events; a dialect only picks which and does the I/O.
 
 ``decide`` is the one place the kind is chosen, for the daemon and ``lmsd doctor`` alike.
 """
@@ -12,6 +13,7 @@ codec's ``request.py``); a dialect only picks which and does the I/O.
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,15 +23,16 @@ import httpx
 
 from ..log import event
 from ..protocol.chain import ChainNode
-from ..protocol.chat.decode import ChatStreamAdapter
-from ..protocol.pivot import Conversation
+from ..protocol.chat.decode import ChatDecoder
+from ..protocol.pivot import Conversation, Event
 from ..protocol.plan import TurnPlan, plan_stateless_turn, plan_turn
+from ..protocol.responses.decode import ResponsesDecoder
 from ..protocol.sse import SSEDecoder
 from .client import Upstream
 from .discovery import probe
 
-Batch = list[dict[str, Any]]
-#: Responses-style events, one batch per chunk as it arrives (never waiting for more).
+Batch = list[Event]
+#: Pivot events, one batch per chunk as it arrives (never waiting for more).
 Batches = AsyncIterator[Batch]
 CONFIGURED = "configured (upstream_api)"
 UNDECIDED = "decided when the upstream first answers"
@@ -61,7 +64,7 @@ class Dialect(ABC):
     @abstractmethod
     def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
                ) -> AbstractAsyncContextManager[Batches]:
-        """Send ``body``; yield its answer as batches of Responses-style events.
+        """Send ``body``; yield its answer as batches of pivot events.
 
         An HTTP error status raises a Failure before anything is yielded; a failure
         mid-stream raises it from the iterator.
@@ -91,8 +94,14 @@ class ResponsesDialect(HTTPDialect):
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
                      ) -> AsyncIterator[Batches]:
+        decoder = ResponsesDecoder(message_id, upstream_name=self.upstream.name)
         async with self.upstream.stream("/v1/responses", body, estimate=estimate) as response:
-            yield _responses_events(response)
+            try:
+                yield _responses_events(response, decoder)
+            finally:
+                if decoder.ignored:  # harmless (LM Studio's own extras): for debugging only
+                    event("upstream.ignored_events", level=logging.DEBUG, id=message_id,
+                          events=decoder.ignored)
 
 
 class ChatDialect(HTTPDialect):
@@ -115,10 +124,10 @@ class ChatDialect(HTTPDialect):
 
     async def _events(self, response: httpx.Response, body: dict[str, Any],
                       message_id: str, estimate: int) -> Batches:
-        """The chunks as Responses events. A stream that ends with nothing in it
+        """The chunks as pivot events. A stream that ends with nothing in it
         (llama-cpp-python's answer to an over-long prompt) is asked again without
         streaming, so the real error surfaces."""
-        adapter = ChatStreamAdapter(message_id)
+        adapter = ChatDecoder(message_id, upstream_name=self.upstream.name)
         decoder = SSEDecoder()
         async for chunk in response.aiter_raw():
             batch = [e for sse in decoder.feed(chunk) for e in adapter.feed(sse.data)]
@@ -130,7 +139,7 @@ class ChatDialect(HTTPDialect):
         if tail := adapter.finish():
             yield tail
 
-    async def _retry_plain(self, body: dict[str, Any], adapter: ChatStreamAdapter,
+    async def _retry_plain(self, body: dict[str, Any], adapter: ChatDecoder,
                            estimate: int) -> Batch:
         plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         data = await self.upstream.post_fresh("/v1/chat/completions", plain, estimate=estimate)
@@ -163,10 +172,12 @@ async def decide(client: httpx.AsyncClient, url: str, setting: str
     return ChatDialect, "not LM Studio: the portable /v1/chat/completions"
 
 
-async def _responses_events(response: httpx.Response) -> Batches:
-    decoder = SSEDecoder()
+async def _responses_events(response: httpx.Response, decoder: ResponsesDecoder) -> Batches:
+    sse_decoder = SSEDecoder()
     async for chunk in response.aiter_raw():
-        batch = [e for sse in decoder.feed(chunk) if (e := _parse_event(sse.event, sse.data))]
+        batch = [e for sse in sse_decoder.feed(chunk)
+                 if (upstream := _parse_event(sse.event, sse.data))
+                 for e in decoder.feed(upstream)]
         if batch:
             yield batch
 

@@ -2,8 +2,8 @@
 
 - the request validator and translator, on arbitrary JSON and on mutations of a real
   Claude Code request: a BadRequest (400) or a valid upstream request, nothing else;
-- the stream converter fed arbitrary bytes and arbitrary event objects: always a valid
-  Anthropic event sequence.
+- the Responses decoder and the Anthropic encoder fed arbitrary bytes and arbitrary event
+  objects: always a valid Anthropic event sequence.
 
 The HTTP front is fuzzed in tests/fronts/test_fuzz.py.
 """
@@ -20,10 +20,10 @@ from lmsd.protocol.anthropic.request import parse_json, validate_messages_reques
 from lmsd.protocol.errors import render
 from lmsd.protocol.failures import BadRequest
 from lmsd.protocol.sse import SSEDecoder
-from lmsd.protocol.stream import StreamConverter
 from tests.support import pivot
 from tests.support.anthropic_checks import check_stream
 from tests.support.fuzz import BASE, PATHS, json_values, mutate
+from tests.support.pipelines import ResponsesPipeline
 
 
 def translate_or_reject(raw: Any) -> None:
@@ -65,7 +65,7 @@ def test_arbitrary_bytes_as_a_body(data):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=80), max_size=20))
 def test_the_converter_survives_arbitrary_upstream_bytes(chunks):
-    conv = StreamConverter(message_id="msg_f", model="m", input_tokens=1)
+    conv = ResponsesPipeline(message_id="msg_f", model="m", input_tokens=1)
     decoder = SSEDecoder()
     out = conv.start()
     for chunk in chunks:
@@ -113,8 +113,8 @@ junk_event = st.fixed_dictionaries({"type": event_types}, optional={
 @settings(max_examples=500, deadline=None)
 @given(st.lists(junk_event, max_size=25))
 def test_the_converter_survives_arbitrary_event_objects(events):
-    conv = StreamConverter(message_id="msg_j", model="m", input_tokens=1,
-                           stop_sequences=["STOP"])
+    conv = ResponsesPipeline(message_id="msg_j", model="m", input_tokens=1,
+                             stop_sequences=["STOP"])
     out = conv.start()
     for event in events:
         out += conv.feed(event)

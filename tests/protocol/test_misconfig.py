@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from lmsd.config import env_name
-from lmsd.protocol.chat.decode import ChatStreamAdapter
-from lmsd.protocol.stream import StreamConverter
+from lmsd.protocol.chat.decode import ChatDecoder
+from lmsd.protocol.pivot import Started, TextDelta
+from tests.support.pipelines import ChatPipeline
 
 # -- an upstream that wants an API key ----------------------------------------------------------
 
@@ -56,11 +57,10 @@ UNEXPECTED = ("Unexpected endpoint or method. (POST /v1/chat/completions). "
 
 
 def _client_error(payloads: list[str]) -> tuple[str, str]:
-    adapter = ChatStreamAdapter("msg_1")
-    converter = StreamConverter(message_id="msg_1", model="claude-x", input_tokens=10,
-                                upstream_name="the upstream server")
-    events = [e for p in payloads for u in adapter.feed(p) for e in converter.feed(u)]
-    events += [e for u in adapter.finish() for e in converter.feed(u)]
+    pipeline = ChatPipeline(message_id="msg_1", model="claude-x", input_tokens=10,
+                            upstream_name="the upstream server")
+    events = [e for p in payloads for e in pipeline.feed(p)]
+    events += [e for u in pipeline.decoder.finish() for e in pipeline.encoder.feed(u)]
     errors = [e["error"] for e in events if e["type"] == "error"]
     assert len(errors) == 1, events
     assert not any(e["type"] == "content_block_start" for e in events)
@@ -83,6 +83,6 @@ def test_an_error_object_still_is_an_error():
 
 
 def test_an_empty_error_string_beside_choices_is_not_an_error():
-    adapter = ChatStreamAdapter("msg_1")
-    events = adapter.feed('{"error": "", "choices": [{"delta": {"content": "hi"}}]}')
-    assert [e["type"] for e in events] == ["response.created", "response.output_text.delta"]
+    decoder = ChatDecoder("msg_1")
+    events = decoder.feed('{"error": "", "choices": [{"delta": {"content": "hi"}}]}')
+    assert [type(e) for e in events] == [Started, TextDelta]  # a start and its text

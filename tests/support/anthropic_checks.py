@@ -103,3 +103,22 @@ def tool_inputs(events: list[dict[str, Any]]) -> dict[int, Any]:
         elif ev["type"] == "content_block_delta" and ev["delta"]["type"] == "input_json_delta":
             parts[ev["index"]] += ev["delta"]["partial_json"]
     return {i: json.loads(s) if s else {} for i, s in parts.items()}
+
+
+def block_texts(events: list[dict[str, Any]]) -> dict[int, str]:
+    """The text of each text block, by index."""
+    blocks: dict[int, str] = {}
+    for e in events:
+        if e["type"] == "content_block_delta" and e["delta"]["type"] == "text_delta":
+            blocks[e["index"]] = blocks.get(e["index"], "") + e["delta"]["text"]
+    return blocks
+
+
+def block_starts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``content_block`` of every ``content_block_start``, in order."""
+    return [e["content_block"] for e in events if e["type"] == "content_block_start"]
+
+
+def final_delta(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``message_delta`` event (stop reason, usage)."""
+    return next(e for e in events if e["type"] == "message_delta")

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmsd.protocol.sse import SSEDecoder
-from lmsd.protocol.stream import StreamConverter
 from tests.emulator.events import sse
 from tests.support.anthropic_checks import check_stream, tool_inputs
+from tests.support.pipelines import ResponsesPipeline
 from tests.support.upstream_streams import Call, Reasoning, Text, llamacpp_events, lmstudio_events
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
@@ -36,7 +36,7 @@ def upstream(draw):
 
 
 def run(raw: bytes, cuts: list[int]):
-    conv = StreamConverter(message_id="msg_p", model="m", input_tokens=10)
+    conv = ResponsesPipeline(message_id="msg_p", model="m", input_tokens=10)
     out = conv.start()
     decoder = SSEDecoder()
     points = sorted({c % (len(raw) + 1) for c in cuts})
