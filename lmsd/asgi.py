@@ -11,7 +11,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from . import guard, request_ids
-from .protocol.errors import AnthropicError, render
+from .protocol.anthropic.errors import AnthropicError, render
 from .protocol.failures import Failure, HTTPRefusal, NotFound, TooLarge
 from .protocol.guard import Policy
 

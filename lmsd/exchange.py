@@ -120,8 +120,7 @@ class Exchange:
     async def _attempt(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
                        ) -> list[dict[str, Any]]:
         converter = self.converter
-        stream = self.dialect.stream(body, message_id=converter.message_id,
-                                     estimate=converter.estimate)
+        stream = self.dialect.stream(body, message_id=converter.message_id)
         try:
             async with stream as batches:
                 async for batch in batches:

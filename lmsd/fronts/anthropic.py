@@ -17,13 +17,13 @@ from ..exchange import Exchange
 from ..guard import policy_for
 from ..log import event
 from ..protocol.anthropic.encode import AnthropicEncoder
+from ..protocol.anthropic.errors import AnthropicError
 from ..protocol.anthropic.items import conversation, system_text
 from ..protocol.anthropic.request import (
     MessagesRequest,
     parse_json,
     validate_messages_request,
 )
-from ..protocol.errors import AnthropicError
 from ..protocol.failures import Failure, ModelUnavailable, NotFound, UnsupportedMedia, invalid
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.models import (

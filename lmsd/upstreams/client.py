@@ -104,14 +104,11 @@ class Upstream:
             return
 
     @asynccontextmanager
-    async def stream(self, path: str, body: dict[str, Any], *, estimate: int = 0
-                     ) -> AsyncIterator[httpx.Response]:
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
         """Open ``POST path`` and yield the streaming response; each dialect parses it.
 
         An HTTP error status raises before anything is yielded; transport failures,
-        here or while the caller reads the body, raise a Failure. ``estimate`` is not
-        used here any more (the front renders an overflow with its own estimate); it is
-        kept until the dialects stop passing it.
+        here or while the caller reads the body, raise a Failure.
         """
         try:
             async with self._post_stream(path, body) as response:
@@ -130,7 +127,7 @@ class Upstream:
                 f"the connection to {self.name} failed: {exc or type(exc).__name__}"
             ) from None
 
-    async def post_fresh(self, path: str, body: dict[str, Any], *, estimate: int = 0) -> Any:
+    async def post_fresh(self, path: str, body: dict[str, Any]) -> Any:
         """``POST path`` without streaming, on a fresh connection: llama-cpp-python resets
         the one that carried an empty stream, and the pool would hand that one out again.
         Called while a ``stream`` is open, so its transport failures are mapped there."""

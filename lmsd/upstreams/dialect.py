@@ -62,7 +62,7 @@ class Dialect(ABC):
         """The bodies to send for one turn, in order (see ``TurnPlan.bodies``)."""
 
     @abstractmethod
-    def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
+    def stream(self, body: dict[str, Any], *, message_id: str
                ) -> AbstractAsyncContextManager[Batches]:
         """Send ``body``; yield its answer as batches of pivot events.
 
@@ -92,10 +92,10 @@ class ResponsesDialect(HTTPDialect):
         return plan_turn(conv, model=model, nodes=nodes, chaining=chaining)
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
+    async def stream(self, body: dict[str, Any], *, message_id: str
                      ) -> AsyncIterator[Batches]:
         decoder = ResponsesDecoder(message_id, upstream_name=self.upstream.name)
-        async with self.upstream.stream("/v1/responses", body, estimate=estimate) as response:
+        async with self.upstream.stream("/v1/responses", body) as response:
             try:
                 yield _responses_events(response, decoder)
             finally:
@@ -116,14 +116,14 @@ class ChatDialect(HTTPDialect):
         return plan_stateless_turn(conv, model=model)
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any], *, message_id: str, estimate: int
+    async def stream(self, body: dict[str, Any], *, message_id: str
                      ) -> AsyncIterator[Batches]:
         path = "/v1/chat/completions"
-        async with self.upstream.stream(path, body, estimate=estimate) as response:
-            yield self._events(response, body, message_id, estimate)
+        async with self.upstream.stream(path, body) as response:
+            yield self._events(response, body, message_id)
 
     async def _events(self, response: httpx.Response, body: dict[str, Any],
-                      message_id: str, estimate: int) -> Batches:
+                      message_id: str) -> Batches:
         """The chunks as pivot events. A stream that ends with nothing in it
         (llama-cpp-python's answer to an over-long prompt) is asked again without
         streaming, so the real error surfaces."""
@@ -134,15 +134,14 @@ class ChatDialect(HTTPDialect):
             if batch:
                 yield batch
         if adapter.empty:
-            yield await self._retry_plain(body, adapter, estimate)
+            yield await self._retry_plain(body, adapter)
             return
         if tail := adapter.finish():
             yield tail
 
-    async def _retry_plain(self, body: dict[str, Any], adapter: ChatDecoder,
-                           estimate: int) -> Batch:
+    async def _retry_plain(self, body: dict[str, Any], adapter: ChatDecoder) -> Batch:
         plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-        data = await self.upstream.post_fresh("/v1/chat/completions", plain, estimate=estimate)
+        data = await self.upstream.post_fresh("/v1/chat/completions", plain)
         event("upstream.empty_stream", level=30, url=self.upstream.base_url,
               note="the streamed answer was empty; the plain one was not")
         events = adapter.feed(json.dumps({**data, "choices": [

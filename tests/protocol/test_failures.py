@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lmsd.protocol.errors import from_failure, render
+from lmsd.protocol.anthropic.errors import from_failure, render
 from lmsd.protocol.failures import (
     OVERFLOW,
     STALE,

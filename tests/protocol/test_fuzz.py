@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lmsd.protocol.anthropic.errors import render
 from lmsd.protocol.anthropic.request import parse_json, validate_messages_request
-from lmsd.protocol.errors import render
 from lmsd.protocol.failures import BadRequest
 from lmsd.protocol.sse import SSEDecoder
 from tests.support import pivot

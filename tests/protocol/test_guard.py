@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmsd.protocol.errors import AnthropicError, render
+from lmsd.protocol.anthropic.errors import AnthropicError, render
 from lmsd.protocol.failures import Forbidden, UnsupportedMedia
 from lmsd.protocol.guard import (
     Policy,

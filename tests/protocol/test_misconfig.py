@@ -24,8 +24,8 @@ def test_the_key_setting_named_is_the_real_one():
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_missing_key_says_what_to_set(status):
+    from lmsd.protocol.anthropic.errors import render
     from lmsd.protocol.auth import key_refused
-    from lmsd.protocol.errors import render
     from lmsd.protocol.failures import UpstreamAuth
 
     failure = key_refused(status, LMS_401, key="")
@@ -36,8 +36,8 @@ def test_a_missing_key_says_what_to_set(status):
 
 
 def test_a_refused_key_says_so_without_showing_it():
+    from lmsd.protocol.anthropic.errors import render
     from lmsd.protocol.auth import key_refused
-    from lmsd.protocol.errors import render
     from lmsd.protocol.failures import UpstreamAuth
 
     failure = key_refused(401, "Incorrect API key provided: sk-lm-secret:abc",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import AnthropicError
+from .errors import AnthropicError
 
 
 class MessageAccumulator:

@@ -22,7 +22,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import AnthropicError, render
 from ..failures import Failure
 from ..pivot import (
     Event,
@@ -41,6 +40,7 @@ from ..pivot import (
 from ..stops import StopScanner
 from ..tokens import anthropic_usage, context_usage, text_tokens
 from .blocks import TEXT, THINKING, TOOL, Block, Blocks, Out, thinking_signature
+from .errors import AnthropicError, render
 
 __all__ = ["AnthropicEncoder", "thinking_signature"]
 

@@ -2,8 +2,8 @@ import base64
 
 import pytest
 
+from lmsd.protocol.anthropic.errors import render
 from lmsd.protocol.anthropic.request import parse_json, validate_messages_request
-from lmsd.protocol.errors import render
 from lmsd.protocol.failures import BadRequest
 from tests.support.fixtures import requests
 

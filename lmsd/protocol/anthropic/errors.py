@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .failures import (
+from ..failures import (
     OVERFLOW,
     BadRequest,
     ContextOverflow,

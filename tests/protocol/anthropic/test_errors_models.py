@@ -1,6 +1,6 @@
 import pytest
 
-from lmsd.protocol.errors import from_upstream
+from lmsd.protocol.anthropic.errors import from_upstream
 from lmsd.protocol.failures import OVERFLOW, classify, event_failure
 from lmsd.protocol.models import map_model, models_page
 from lmsd.protocol.tokens import estimate_tokens
