@@ -1,33 +1,36 @@
-"""One proxied turn: send the planned request through the upstream's dialect, feed its
-pivot events to the encoder, emit Anthropic events.
+"""One proxied turn, for any front: send the planned request through the upstream's
+dialect, feed its pivot events to the front's reply, emit what the reply makes of them.
 
-The same runner serves ``stream: true`` (events are SSE-encoded and sent as they come)
-and ``stream: false`` (events are folded into one Message), so both paths agree.
-A chained request that LM Studio refuses before any content (its stored response is
-gone, e.g. after a restart) is retried at once with the full history; the client never
-sees that error.
+The same runner serves streamed and whole answers (the reply folds its events), so both
+paths agree. A chained request that the upstream refuses before any content (its stored
+response is gone, e.g. after a restart) is retried at once with the full history; the
+client never sees that error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from .log import event, logger
-from .protocol.anthropic.accumulate import MessageAccumulator
-from .protocol.anthropic.encode import AnthropicEncoder
-from .protocol.anthropic.items import message_turn
-from .protocol.failures import STALE, UNSUPPORTED, Failure, Internal, StaleChain
-from .protocol.pivot import Failed
-from .protocol.plan import CHAINABLE_STOPS, TurnPlan, next_node
+from .protocol.failures import (
+    STALE,
+    UNSUPPORTED,
+    ContextOverflow,
+    Failure,
+    Internal,
+    StaleChain,
+)
+from .protocol.pivot import Event, Failed, Turn
+from .protocol.plan import TurnPlan, next_node
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
 from .upstreams.dialect import Dialect
 
-Emit = Callable[[list[dict[str, Any]]], Awaitable[None]]
+Emit = Callable[[list[Any]], Awaitable[None]]
 #: What makes a chained attempt worth retrying with the full history: only the upstream
 #: saying the stored response is gone, or that it keeps no responses at all. Anything else
 #: (a crash, a bad image, an overflow) would fail the same way in full, at the price of a
@@ -44,13 +47,39 @@ class _StaleChain(Exception):
         self.kind = kind
 
 
+class Reply(Protocol):
+    """A front's side of one exchange: pivot events in, its client's events out, and what
+    the client now holds (``protocol/anthropic/answer.py`` is Claude Code's)."""
+
+    message_id: str
+    model: str
+    output_started: bool  # the first content went out (time to first token)
+
+    @property
+    def done(self) -> bool: ...
+    @property
+    def failure(self) -> Failure | None: ...
+    @property
+    def response_id(self) -> str | None: ...
+    @property
+    def cut_short(self) -> bool: ...
+    @property
+    def chainable(self) -> bool: ...
+    def start(self) -> list[Any]: ...
+    def feed(self, event: Event) -> list[Any]: ...
+    def finish(self) -> list[Any]: ...
+    def fail(self, error: Failure) -> list[Any]: ...
+    def turn(self) -> Turn: ...
+    def log_fields(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class Exchange:
     """Everything about one request that the runner, the store and the logs need."""
 
     dialect: Dialect  # the upstream it is sent to, and how
     plan: TurnPlan
-    converter: AnthropicEncoder
+    reply: Reply
     store: SessionStore | None = None
     key: SessionKey = ("default", "main", "")
     stream: bool = True
@@ -59,7 +88,6 @@ class Exchange:
     outcome: str = "pending"
     chained: bool = False
     stale: bool = False
-    accumulator: MessageAccumulator = field(default_factory=MessageAccumulator)
     prepare: Callable[[], Awaitable[None]] | None = None  # e.g. wait for a model reload
     on_chaining_refused: Callable[[], None] | None = None
     on_overflow: Callable[[int], None] | None = None  # learns the limit an engine stated
@@ -67,18 +95,15 @@ class Exchange:
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
-        converter = self.converter
-        self.accumulator.feed({"type": "message_start", "message": {
-            "id": converter.message_id, "type": "message", "role": "assistant",
-            "model": converter.model, "content": []}})
-        out: list[dict[str, Any]] = []
+        reply = self.reply
+        out: list[Any] = []
         bodies = self.plan.bodies
         if self.prepare is not None:
             try:
                 await self.prepare()
             except Failure as exc:
                 bodies = []
-                out = converter.fail(exc)
+                out = reply.fail(exc)
         for attempt, body in enumerate(bodies):
             self.chained = "previous_response_id" in body
             retry_allowed = self.chained and attempt + 1 < len(bodies)
@@ -87,7 +112,7 @@ class Exchange:
                 break
             except _StaleChain as stale:
                 self.stale = True
-                event("chain.stale", level=30, id=converter.message_id, session=self.key[0],
+                event("chain.stale", level=30, id=reply.message_id, session=self.key[0],
                       previous_response_id=body.get("previous_response_id"), why=stale.kind,
                       action="retrying with the full history")
                 if stale.kind == UNSUPPORTED and self.on_chaining_refused is not None:
@@ -95,47 +120,45 @@ class Exchange:
                 elif self.plan.node is not None and self.store is not None:
                     await self.store.drop_node(self.plan.node.response_id)
             except Failure as exc:
-                out = converter.fail(exc)
+                out = reply.fail(exc)
                 break
             except Exception as exc:  # a bug of ours: report it, keep the daemon serving
-                logger.exception("request.internal_error id=%s", converter.message_id)
-                out = converter.fail(Internal(f"lmsd internal error: {exc!r}"))
+                logger.exception("request.internal_error id=%s", reply.message_id)
+                out = reply.fail(Internal(f"lmsd internal error: {exc!r}"))
                 break
         if out:
             await self._emit(out, emit)
-        failure = converter.error.failure if converter.error else None
-        if failure is not None and failure.context_limit and self.on_overflow is not None:
+        failure = reply.failure
+        if isinstance(failure, ContextOverflow) and failure.context_limit and \
+                self.on_overflow is not None:
             self.on_overflow(failure.context_limit)
-        self.outcome = "error" if converter.error else "ok"
+        self.outcome = "error" if failure else "ok"
         await self._remember()
 
-    async def _emit(self, events: list[dict[str, Any]], emit: Emit) -> None:
-        for e in events:
-            self.accumulator.feed(e)
-        if self.first_token_at is None and any(
-                e["type"] in ("content_block_start", "content_block_delta") for e in events):
+    async def _emit(self, events: list[Any], emit: Emit) -> None:
+        if self.first_token_at is None and self.reply.output_started:
             self.first_token_at = trio.current_time()
         await emit(events)
 
     async def _attempt(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
-                       ) -> list[dict[str, Any]]:
-        converter = self.converter
-        stream = self.dialect.stream(body, message_id=converter.message_id)
+                       ) -> list[Any]:
+        reply = self.reply
+        stream = self.dialect.stream(body, message_id=reply.message_id)
         try:
             async with stream as batches:
                 async for batch in batches:
                     if self.upstream_first_at is None:
                         self.upstream_first_at = trio.current_time()
-                    out: list[dict[str, Any]] = []
+                    out: list[Any] = []
                     for pivot_event in batch:
                         if retry_allowed and self.first_token_at is None and not out and \
                                 isinstance(pivot_event, Failed) and \
                                 isinstance(pivot_event.error, StaleChain):
                             raise _StaleChain(pivot_event.error.kind)
-                        out += converter.feed(pivot_event)
+                        out += reply.feed(pivot_event)
                     if out:
                         await self._emit(out, emit)
-                    if converter.done and converter.stop_sequence is not None:
+                    if reply.cut_short:
                         break  # lmsd ended the turn: closing the stream stops generation
                 # Otherwise the body is read to its end (just the terminator after
                 # response.completed), so httpx can pool the connection.
@@ -143,20 +166,18 @@ class Exchange:
             if retry_allowed and exc.kind in RETRY_IN_FULL and self.first_token_at is None:
                 raise _StaleChain(exc.kind) from None
             raise
-        return converter.finish()
+        return reply.finish()
 
     async def _remember(self) -> None:
         """Store the answer as a chain node if it is complete; count the turn."""
-        store, plan, converter = self.store, self.plan, self.converter
+        store, plan, reply = self.store, self.plan, self.reply
         if store is None:
             return
         chained = self.chained and not self.stale
-        complete = (converter.stop_reason in CHAINABLE_STOPS and converter.error is None
-                    and converter.response_id is not None)
+        complete = reply.chainable
         if complete:
-            message = self.accumulator.message or {}
-            answer = message_turn({"role": "assistant", "content": message.get("content", [])})
-            node = next_node(plan, answer, converter.response_id or "", chained=chained)
+            node = next_node(plan, reply.turn(), reply.response_id or "",
+                             chained=chained)
             await store.add_node(self.key, node)
         if chained and plan.node is not None:
             await store.touch(plan.node)
@@ -165,21 +186,21 @@ class Exchange:
         await store.record_turn(
             self.key, hit=chained, miss=None if chained else miss, items_sent=items_sent,
             items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
-            response_id=converter.response_id if complete else None)
-        event("chain.decision", id=converter.message_id, session=self.key[0],
+            response_id=reply.response_id if complete else None)
+        event("chain.decision", id=reply.message_id, session=self.key[0],
               agent=self.key[1], chained=chained, miss=None if chained else miss,
               previous_response_id=plan.node.response_id if chained and plan.node else None,
               stored=complete, items_sent=items_sent, items_full=items_full)
 
     def log_end(self, *, cancelled: bool = False) -> None:
-        converter = self.converter
+        reply = self.reply
         now = trio.current_time()
         fields: dict[str, Any] = {
-            "id": converter.message_id,
-            "request_id": request_id_for(converter.message_id),
+            "id": reply.message_id,
+            "request_id": request_id_for(reply.message_id),
             "session": self.key[0],
             "agent": self.key[1],
-            "model": converter.model,
+            "model": reply.model,
             "upstream_model": self.plan.full.get("model"),
             "stream": self.stream,
             "outcome": "cancelled" if cancelled else self.outcome,
@@ -190,14 +211,5 @@ class Exchange:
             fields["ttft_ms"] = round((self.first_token_at - self.started_at) * 1000, 1)
         if self.upstream_first_at is not None:
             fields["upstream_ms"] = round((self.upstream_first_at - self.started_at) * 1000, 1)
-        if converter.stop_reason:
-            usage = converter.usage
-            fields.update(
-                stop_reason=converter.stop_reason,
-                input_tokens=usage["input_tokens"] + usage["cache_read_input_tokens"],
-                output_tokens=usage["output_tokens"],
-                response_id=converter.response_id,
-            )
-        if converter.error:
-            fields.update(error_type=converter.error.type, error=converter.error.message)
-        event("request.end", level=30 if converter.error else 20, **fields)
+        fields.update(reply.log_fields())
+        event("request.end", level=30 if reply.failure else 20, **fields)

@@ -11,6 +11,7 @@ from typing import Any
 from lmsd.exchange import Exchange
 from lmsd.protocol.anthropic.encode import AnthropicEncoder
 from lmsd.protocol.anthropic.items import conversation
+from lmsd.protocol.anthropic.reply import AnthropicReply
 from lmsd.protocol.anthropic.request import validate_messages_request
 from lmsd.protocol.chain import ChainNode
 from lmsd.protocol.pivot import Conversation
@@ -60,8 +61,9 @@ def _exchange(dialect: Dialect, store: SessionStore, *texts: str) -> Exchange:
                                      "messages": messages})
     plan = dialect.plan(conversation(req), model="m", nodes=store.nodes(KEY),
                         chaining=dialect.chains)
-    converter = AnthropicEncoder(message_id="msg_test", model="claude-x", input_tokens=5)
-    return Exchange(dialect, plan, converter, store=store, key=KEY)
+    reply = AnthropicReply(AnthropicEncoder(message_id="msg_test", model="claude-x",
+                                            input_tokens=5))
+    return Exchange(dialect, plan, reply, store=store, key=KEY)
 
 
 def _batches(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -96,5 +98,5 @@ async def test_an_exchange_runs_on_a_scripted_dialect_and_retries_a_stale_chain(
     await exchange.run(emit)
     assert [b.get("previous_response_id") for b in dialect.sent] == [
         first[-1]["response"]["id"], None]
-    assert exchange.stale and exchange.outcome == "ok" and exchange.converter.error is None
+    assert exchange.stale and exchange.outcome == "ok" and exchange.reply.failure is None
     assert not any(e["type"] == "error" for e in emitted)

@@ -19,6 +19,7 @@ from ..log import event
 from ..protocol.anthropic.encode import AnthropicEncoder
 from ..protocol.anthropic.errors import AnthropicError
 from ..protocol.anthropic.items import conversation, system_text
+from ..protocol.anthropic.reply import AnthropicReply
 from ..protocol.anthropic.request import (
     MessagesRequest,
     parse_json,
@@ -101,15 +102,15 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
     _log_dropped_tools(req)
     request_id = current_request_id() or new_request_id()
-    converter = AnthropicEncoder(
+    reply = AnthropicReply(AnthropicEncoder(
         message_id=message_id_for(request_id), model=req.model, input_tokens=estimate,
         stop_sequences=req.stop_sequences, capped=capped, upstream_name=router.server_name,
-    )
-    event("request.start", id=converter.message_id, request_id=request_id, session=session,
+    ))
+    event("request.start", id=reply.message_id, request_id=request_id, session=session,
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return Exchange(dialect, plan, converter, store=store, key=key, stream=req.stream,
+    return Exchange(dialect, plan, reply, store=store, key=key, stream=req.stream,
                     prepare=partial(router.wait_ready, model),
                     on_chaining_refused=router.refuse_chaining,
                     on_overflow=partial(router.learn_limit, model))
@@ -152,13 +153,14 @@ def _event_stream(exchange: Exchange, drain: Drain, ping_interval: float) -> Res
 
 async def _whole_message(exchange: Exchange) -> Response:
     async def discard(events: list[dict[str, Any]]) -> None:
-        pass  # the exchange folds the events into its accumulator
+        pass  # the reply folds the events into its message
 
     try:
         await exchange.run(discard)
     finally:
         exchange.log_end(cancelled=exchange.outcome == "pending")
-    return json_response(exchange.accumulator.result(exchange.converter.error))
+    assert isinstance(exchange.reply, AnthropicReply)
+    return json_response(exchange.reply.result())
 
 
 def create_proxy_app(settings: Settings, router: Router, store: SessionStore,

@@ -42,7 +42,7 @@ class AnthropicEventStream(ResponseBody):
     async def __aenter__(self) -> AnthropicEventStream:
         # message_start is taken before the producer exists, so it is always first and
         # goes out before LM Studio has answered anything.
-        self._first = encode_all(self.exchange.converter.start())
+        self._first = encode_all(self.exchange.reply.start())
         nursery = await self._nursery_manager.__aenter__()
         self._nursery = nursery
         self.drain.stream_opened()
@@ -82,7 +82,7 @@ class AnthropicEventStream(ResponseBody):
             chunk = PING  # sent if the upstream stays silent for ping_interval
             # Once the last event is out (message_stop or error), nothing may follow it:
             # wait for the producer to finish storing the turn without pinging.
-            silence = math.inf if self.exchange.converter.done else self.ping_interval
+            silence = math.inf if self.exchange.reply.done else self.ping_interval
             with trio.move_on_after(silence):
                 try:
                     chunk = await self._receive.receive()
@@ -90,6 +90,6 @@ class AnthropicEventStream(ResponseBody):
                     self._finished = True
                     break
             yield chunk  # outside the cancel scope: never yield inside one
-        if self._drained and not self.exchange.converter.done:
+        if self._drained and not self.exchange.reply.done:
             self.exchange.outcome = "drained"
-            yield encode_all(self.exchange.converter.fail(SHUTTING_DOWN))
+            yield encode_all(self.exchange.reply.fail(SHUTTING_DOWN))

@@ -16,8 +16,6 @@ from .pivot import Conversation, Turn, turn_json
 from .responses.request import build_responses_request, join_items
 from .tokens import CHARS_PER_TOKEN
 
-CHAINABLE_STOPS = ("end_turn", "tool_use")
-
 
 @dataclass
 class TurnPlan:

@@ -70,7 +70,8 @@ class AnthropicEncoder:
         self._stops = StopScanner(self.stop_sequences) if self.stop_sequences else None
         self.started = False
         self.done = False  # message_stop or error has been emitted
-        self.error: AnthropicError | None = None
+        self.error: AnthropicError | None = None  # as Claude Code is told
+        self.failure: Failure | None = None  # what went wrong, in neutral terms
         self.stop_reason: str | None = None
         self.stop_sequence: str | None = None
         self.response_id: str | None = None
@@ -123,7 +124,7 @@ class AnthropicEncoder:
         rendered = render(error, estimate=self.estimate)
         out = self.start()
         self.done = True
-        self.error = rendered
+        self.error, self.failure = rendered, error
         out.append({"type": "error", "error": {"type": rendered.type,
                                                "message": rendered.message}})
         return out

@@ -1,0 +1,101 @@
+"""The Anthropic front's side of one exchange: what the exchange asks of any front.
+
+Pivot events go in and Anthropic events come out (``AnthropicEncoder``); the same events
+fold into the Message the client now holds (``MessageAccumulator``), which is both the
+``stream: false`` answer and, as a pivot turn, what the chain hashes for the next turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..failures import Failure
+from ..pivot import Event, Turn
+from .accumulate import MessageAccumulator
+from .encode import AnthropicEncoder, Out
+from .items import message_turn
+
+#: Stops after which the client's next request extends this answer.
+CHAINABLE_STOPS = ("end_turn", "tool_use")
+_CONTENT = ("content_block_start", "content_block_delta")
+
+
+class AnthropicReply:
+    """One answer to Claude Code (or any Anthropic client), streamed or not."""
+
+    def __init__(self, encoder: AnthropicEncoder) -> None:
+        self.encoder = encoder
+        self.message = MessageAccumulator()
+        self.output_started = False  # the first content went out (time to first token)
+
+    @property
+    def message_id(self) -> str:
+        return self.encoder.message_id
+
+    @property
+    def model(self) -> str:
+        return self.encoder.model
+
+    @property
+    def done(self) -> bool:
+        return self.encoder.done
+
+    @property
+    def failure(self) -> Failure | None:
+        return self.encoder.failure
+
+    @property
+    def response_id(self) -> str | None:
+        return self.encoder.response_id
+
+    @property
+    def cut_short(self) -> bool:
+        """lmsd ended the answer itself (a stop sequence): stop reading the upstream."""
+        return self.encoder.done and self.encoder.stop_sequence is not None
+
+    @property
+    def chainable(self) -> bool:
+        """Complete, so the next turn may chain from it."""
+        e = self.encoder
+        return e.stop_reason in CHAINABLE_STOPS and e.error is None and e.response_id is not None
+
+    def _seen(self, out: Out) -> Out:
+        for e in out:
+            self.message.feed(e)
+            if not self.output_started and e["type"] in _CONTENT:
+                self.output_started = True
+        return out
+
+    def start(self) -> Out:
+        return self._seen(self.encoder.start())
+
+    def feed(self, event: Event) -> Out:
+        return self._seen(self.encoder.feed(event))
+
+    def finish(self) -> Out:
+        return self._seen(self.encoder.finish())
+
+    def fail(self, error: Failure) -> Out:
+        return self._seen(self.encoder.fail(error))
+
+    def turn(self) -> Turn:
+        """The answer as the client will send it back next turn."""
+        content = (self.message.message or {}).get("content", [])
+        return message_turn({"role": "assistant", "content": content})
+
+    def result(self) -> dict[str, Any]:
+        """The ``stream: false`` body, or raise the rendered error."""
+        return self.message.result(self.encoder.error)
+
+    def log_fields(self) -> dict[str, Any]:
+        """What the ``request.end`` line says of the answer."""
+        e = self.encoder
+        fields: dict[str, Any] = {}
+        if e.stop_reason:
+            usage = e.usage
+            fields.update(stop_reason=e.stop_reason,
+                          input_tokens=usage["input_tokens"] + usage["cache_read_input_tokens"],
+                          output_tokens=usage["output_tokens"], response_id=e.response_id)
+        if e.error:
+            fields.update(error_type=e.error.type, error=e.error.message)
+        return fields
