@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -41,22 +42,42 @@ class ShieldASGISend:
         return await self.app(scope, receive, shielded_send)
 
 
-def error_response(error: AnthropicError, headers: dict[str, str] | None = None) -> Response:
-    """A rendered error as Anthropic's JSON error body."""
-    response = Response(
-        _json(error.body()), status=error.status, content_type="application/json"
-    )
-    if error.type == "overloaded_error":
-        response.headers["x-should-retry"] = "true"
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response
+@dataclass(frozen=True)
+class Rendered:
+    """An error as one front's client is told: status, its error type and words, the body."""
+
+    status: int
+    type: str
+    message: str
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self, headers: dict[str, str] | None = None) -> Response:
+        response = Response(_json(self.body), status=self.status,
+                            content_type="application/json")
+        for key, value in {**self.headers, **(headers or {})}.items():
+            response.headers[key] = value
+        return response
+
+
+#: Renders a neutral failure for the client of the route that failed.
+Renderer = Callable[[Failure], Rendered]
+
+
+def anthropic_rendered(error: AnthropicError) -> Rendered:
+    headers = {"x-should-retry": "true"} if error.type == "overloaded_error" else {}
+    return Rendered(error.status, error.type, error.message, error.body(), headers)
+
+
+def render_anthropic(failure: Failure) -> Rendered:
+    """Anthropic's JSON error body: Claude Code's front, and the admin API, whose clients
+    (``lmsd status``, ``lmsd doctor``) read that shape."""
+    return anthropic_rendered(render(failure))
 
 
 def failure_response(failure: Failure, headers: dict[str, str] | None = None) -> Response:
-    """A neutral failure rendered as Anthropic's JSON error body: the proxy's front, and
-    the admin API, whose clients (``lmsd status``, ``lmsd doctor``) read that shape."""
-    return error_response(render(failure), headers)
+    """A neutral failure as Anthropic's JSON error body (see ``render_anthropic``)."""
+    return render_anthropic(failure).response(headers)
 
 
 def http_failure(error: HTTPException, max_body_bytes: int) -> Failure:
@@ -79,40 +100,41 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(_json(data), status=status, content_type="application/json")
 
 
-def make_app(name: str, *, max_body_bytes: int,
-             on_error: Callable[[AnthropicError], None] | None = None,
+def make_app(name: str, *, max_body_bytes: int, render_failure: Renderer = render_anthropic,
+             on_error: Callable[[Rendered], None] | None = None,
              policy: Callable[[], Policy] | None = None) -> QuartTrio:
-    """A QuartTrio app with Anthropic-shaped errors, no response timeout and a body limit.
+    """A QuartTrio app with rendered errors, no response timeout and a body limit.
 
-    Routes raise neutral failures (``protocol/failures.py``), rendered here with
-    ``errors.render``; an ``AnthropicError`` raised is one already rendered (a whole
-    message whose stream failed). ``on_error`` sees every error answered (to log and count
-    rejected requests). With a ``policy``, requests a web page could have sent are
-    refused before any other hook."""
+    Routes raise neutral failures (``protocol/failures.py``), rendered here by
+    ``render_failure`` (Anthropic's shape unless the app says otherwise); an
+    ``AnthropicError`` raised is one already rendered (a whole message whose stream
+    failed). ``on_error`` sees every error answered (to log and count rejected requests).
+    With a ``policy``, requests a web page could have sent are refused before any other
+    hook."""
     app = QuartTrio(name)
     if policy is not None:
-        guard.install(app, policy, failure_response)
+        guard.install(app, policy, lambda failure: render_failure(failure).response())
     app.config["RESPONSE_TIMEOUT"] = None  # Quart's default 60 s would cut long streams
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     request_ids.install(app)  # first, so that every other hook and error has the id
 
-    def answer(error: AnthropicError) -> Response:
+    def answer(rendered: Rendered) -> Response:
         if on_error is not None:
-            on_error(error)
-        return error_response(error)
+            on_error(rendered)
+        return rendered.response()
 
     @app.errorhandler(Failure)
     async def failure(error: Failure) -> Response:
-        return answer(render(error))
+        return answer(render_failure(error))
 
     @app.errorhandler(AnthropicError)
     async def anthropic_error(error: AnthropicError) -> Response:
-        return answer(error)
+        return answer(anthropic_rendered(error))
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        return answer(render(http_failure(error, max_body_bytes)))
+        return answer(render_failure(http_failure(error, max_body_bytes)))
 
     app.asgi_app = ShieldASGISend(app.asgi_app)  # type: ignore[method-assign]
     return app

@@ -29,7 +29,7 @@ from hypercorn.utils import wrap_app
 from ..admin.api import create_admin_app
 from ..bus import BusHandler, EventBus
 from ..config import ConfigError, Settings, load_settings
-from ..fronts.anthropic import create_proxy_app
+from ..fronts.app import create_proxy_app
 from ..fronts.drain import Drain
 from ..log import event, logger, set_level
 from ..metrics import Metrics

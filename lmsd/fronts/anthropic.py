@@ -10,14 +10,11 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from .. import __version__
-from ..asgi import json_response, make_app
+from ..asgi import json_response
 from ..config import Settings
 from ..exchange import Exchange
-from ..guard import policy_for
 from ..log import event
 from ..protocol.anthropic.encode import AnthropicEncoder
-from ..protocol.anthropic.errors import AnthropicError
 from ..protocol.anthropic.items import conversation, system_text
 from ..protocol.anthropic.reply import AnthropicReply
 from ..protocol.anthropic.request import (
@@ -35,6 +32,7 @@ from ..protocol.models import (
     models_page,
     served_contexts,
 )
+from ..protocol.sse import PING, encode_all
 from ..protocol.tokens import count_text, estimate_tokens
 from ..request_ids import current as current_request_id
 from ..request_ids import message_id_for, new_request_id
@@ -47,8 +45,8 @@ from ..sessions.config import (
 )
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
-from .anthropic_stream import AnthropicEventStream
 from .drain import Drain
+from .event_stream import EventStream, stream_response
 
 
 async def upstream_model(settings: Settings, router: Router, requested: str,
@@ -72,13 +70,6 @@ async def _read_json() -> Any:
         raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported: send the "
                                f"JSON body uncompressed")
     return parse_json(await request.get_data(cache=False))
-
-
-def _rejected(error: AnthropicError) -> None:
-    """Requests refused before any exchange (bad input, no model) still show up."""
-    event("request.rejected", level=30, request_id=current_request_id(),
-          method=request.method, path=request.path, status=error.status,
-          error_type=error.type, error=error.message)
 
 
 async def _exchange(settings: Settings, router: Router, store: SessionStore,
@@ -143,12 +134,8 @@ async def _check_fit(settings: Settings, router: Router, req: MessagesRequest, m
 
 
 def _event_stream(exchange: Exchange, drain: Drain, ping_interval: float) -> Response:
-    response = Response(AnthropicEventStream(exchange, drain, ping_interval), status=200,
-                        content_type="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    response.timeout = None  # Quart's 60 s default would cut long streams
-    return response
+    return stream_response(EventStream(exchange, drain, ping_interval, encode=encode_all,
+                                       ping=PING))
 
 
 async def _whole_message(exchange: Exchange) -> Response:
@@ -163,21 +150,10 @@ async def _whole_message(exchange: Exchange) -> Response:
     return json_response(exchange.reply.result())
 
 
-def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
-                     drain: Drain) -> QuartTrio:
-    """The Anthropic Messages API, served from ``router``'s upstreams with ``store``'s
-    chains; its streams count themselves in ``drain``."""
-    app = make_app("lmsd.proxy", max_body_bytes=settings.max_body_bytes,
-                   on_error=_rejected, policy=policy_for(settings, "listen"))
-
-    @app.route("/", methods=["GET", "HEAD"])
-    async def root() -> Response:
-        return json_response({"service": "lmsd", "version": __version__})
-
-    @app.route("/api/hello", methods=["GET", "HEAD"])
-    async def hello() -> Response:
-        """Claude Code probes this at start: answer it rather than log a warning each time."""
-        return json_response({"service": "lmsd", "version": __version__})
+def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
+            drain: Drain) -> None:
+    """The Anthropic Messages API on ``app``, served from ``router``'s upstreams with
+    ``store``'s chains; its streams count themselves in ``drain``."""
 
     @app.post("/v1/messages")
     @app.post("/session/<sid>/v1/messages")
@@ -238,8 +214,6 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
         else:
             config = store.config(sid)
         return json_response({"status": "ok", "session": sid, "config": config.to_json()})
-
-    return app
 
 
 @dataclass

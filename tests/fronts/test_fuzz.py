@@ -14,7 +14,7 @@ from tests.support.fuzz import BASE, PATHS, json_values, mutate
 
 
 async def _post(raw: bytes) -> tuple[int, dict]:
-    from lmsd.fronts.anthropic import create_proxy_app
+    from lmsd.fronts.app import create_proxy_app
     from lmsd.fronts.drain import Drain
     from lmsd.sessions.store import SessionStore
     from lmsd.upstreams.client import Upstream

@@ -1,36 +1,41 @@
-"""The streaming response body: a producer task reads LM Studio, the body sends pings.
+"""The streaming response body of every front: a producer task runs the exchange, the
+body sends keep-alives while the upstream is silent.
 
 Quart sends a body inside ``async with body: async for chunk in body``. Opening the
 nursery in ``__aenter__`` and closing it in ``__aexit__`` nests the upstream reader
 task properly inside that block, in the request's own task: no task outlives the
 request, and a client disconnect (which cancels Quart's request scope) cancels the
 upstream request at once. When the drain period (``drain.py``) runs out, the producer is
-cancelled and the client gets an Anthropic ``error`` event instead of a cut stream.
+cancelled and the client gets its front's failure event instead of a cut stream.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
 import trio
+from quart import Response
 from quart.wrappers.response import ResponseBody
 
 from ..exchange import Exchange
 from ..protocol.failures import ShuttingDown
-from ..protocol.sse import PING, encode_all
 from .drain import Drain
 
 SHUTTING_DOWN = ShuttingDown("lmsd is shutting down; the request was cut off, retry it")
 
 
-class AnthropicEventStream(ResponseBody):
-    """SSE body for one exchange: ``message_start`` at once, pings while upstream is silent."""
+class EventStream(ResponseBody):
+    """SSE body for one exchange: the reply's first events at once, ``ping`` while the
+    upstream is silent; ``encode`` turns the reply's events into bytes."""
 
-    def __init__(self, exchange: Exchange, drain: Drain, ping_interval: float) -> None:
+    def __init__(self, exchange: Exchange, drain: Drain, ping_interval: float, *,
+                 encode: Callable[[list[Any]], bytes], ping: bytes) -> None:
         self.exchange = exchange
+        self.encode = encode
+        self.ping = ping
         self.drain = drain
         self.ping_interval = ping_interval
         self._send, self._receive = trio.open_memory_channel[bytes](16)
@@ -39,10 +44,10 @@ class AnthropicEventStream(ResponseBody):
         self._finished = False
         self._drained = False
 
-    async def __aenter__(self) -> AnthropicEventStream:
-        # message_start is taken before the producer exists, so it is always first and
-        # goes out before LM Studio has answered anything.
-        self._first = encode_all(self.exchange.reply.start())
+    async def __aenter__(self) -> EventStream:
+        # The first events (message_start, response.created) are taken before the producer
+        # exists, so they are always first and go out before the upstream has answered.
+        self._first = self.encode(self.exchange.reply.start())
         nursery = await self._nursery_manager.__aenter__()
         self._nursery = nursery
         self.drain.stream_opened()
@@ -65,7 +70,7 @@ class AnthropicEventStream(ResponseBody):
         with self._producer:
             async with self._send:
                 async def emit(events: list[dict[str, Any]]) -> None:
-                    await self._send.send(encode_all(events))
+                    await self._send.send(self.encode(events))
                 await self.exchange.run(emit)
 
     async def _cut_on_drain(self) -> None:
@@ -79,7 +84,7 @@ class AnthropicEventStream(ResponseBody):
     async def _chunks(self) -> AsyncIterator[bytes]:
         yield self._first
         while True:
-            chunk = PING  # sent if the upstream stays silent for ping_interval
+            chunk = self.ping  # sent if the upstream stays silent for ping_interval
             # Once the last event is out (message_stop or error), nothing may follow it:
             # wait for the producer to finish storing the turn without pinging.
             silence = math.inf if self.exchange.reply.done else self.ping_interval
@@ -92,4 +97,13 @@ class AnthropicEventStream(ResponseBody):
             yield chunk  # outside the cancel scope: never yield inside one
         if self._drained and not self.exchange.reply.done:
             self.exchange.outcome = "drained"
-            yield encode_all(self.exchange.reply.fail(SHUTTING_DOWN))
+            yield self.encode(self.exchange.reply.fail(SHUTTING_DOWN))
+
+
+def stream_response(body: EventStream) -> Response:
+    """The HTTP response carrying ``body``: never buffered by a proxy, never timed out."""
+    response = Response(body, status=200, content_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    response.timeout = None  # Quart's 60 s default would cut long streams
+    return response

@@ -1,0 +1,59 @@
+"""The proxy app: every front's routes on one port, each failure in its client's shape."""
+
+from __future__ import annotations
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from .. import __version__
+from ..asgi import Rendered, Renderer, json_response, make_app, render_anthropic
+from ..config import Settings
+from ..guard import policy_for
+from ..log import event
+from ..protocol.failures import Failure
+from ..request_ids import current as current_request_id
+from ..sessions.store import SessionStore
+from ..upstreams.router import Router
+from . import anthropic
+from .drain import Drain
+
+
+def renderer_by_path(renderers: list[tuple[str, Renderer]]) -> Renderer:
+    """Render a failure as the client of the route that failed is told: the first
+    ``(path prefix, renderer)`` that matches, else Anthropic's shape (which lmsd's own
+    routes, ``/`` and ``/session/ID/config``, speak too)."""
+    def render(failure: Failure) -> Rendered:
+        for prefix, render_front in renderers:
+            if request.path.startswith(prefix):
+                return render_front(failure)
+        return render_anthropic(failure)
+    return render
+
+
+def _rejected(rendered: Rendered) -> None:
+    """Requests refused before any exchange (bad input, no model) still show up."""
+    event("request.rejected", level=30, request_id=current_request_id(),
+          method=request.method, path=request.path, status=rendered.status,
+          error_type=rendered.type, error=rendered.message)
+
+
+def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
+                     drain: Drain) -> QuartTrio:
+    """Every front, served from ``router``'s upstreams with ``store``'s chains; their
+    streams count themselves in ``drain``."""
+    renderers: list[tuple[str, Renderer]] = []
+    app = make_app("lmsd.proxy", max_body_bytes=settings.max_body_bytes,
+                   render_failure=renderer_by_path(renderers), on_error=_rejected,
+                   policy=policy_for(settings, "listen"))
+
+    @app.route("/", methods=["GET", "HEAD"])
+    async def root() -> Response:
+        return json_response({"service": "lmsd", "version": __version__})
+
+    @app.route("/api/hello", methods=["GET", "HEAD"])
+    async def hello() -> Response:
+        """Claude Code probes this at start: answer it rather than log a warning each time."""
+        return json_response({"service": "lmsd", "version": __version__})
+
+    anthropic.install(app, settings, router, store, drain)
+    return app
