@@ -1,0 +1,92 @@
+"""Neutral failures as OpenAI clients are told: ``{"error": {message, type, param, code}}``.
+
+Shared by both OpenAI fronts (Responses for Codex, Chat Completions for the rest): one
+error shape, two codecs. What each status makes Codex CLI 0.171 do (captured in
+``codex-traffic``): a 400 is shown verbatim and never retried, a 404 is retried 5 times, a
+429 honours ``retry-after``, a 5xx is retried 30 times over about 24 s and shown only as
+"high demand". So the client's own mistakes and a prompt that does not fit are 400s, and
+5xx is kept for an upstream that is down or broken (retrying may help).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .failures import (
+    BadRequest,
+    ContextOverflow,
+    Failure,
+    Forbidden,
+    HTTPRefusal,
+    ModelUnavailable,
+    NotFound,
+    Overloaded,
+    ShuttingDown,
+    StaleChain,
+    TooLarge,
+    Unauthorized,
+    Unreachable,
+    UnsupportedMedia,
+    UpstreamAuth,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+
+#: OpenAI's code for a prompt over the context: Codex then says it ran out of room
+#: instead of showing raw text (``c171/resp-overflow400oai``).
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
+#: (HTTP status, error type, code) by kind, most specific first; anything else is 502.
+_TABLE: tuple[tuple[type[Failure], int, str, str | None], ...] = (
+    (TooLarge, 413, "invalid_request_error", "request_too_large"),
+    (UnsupportedMedia, 415, "invalid_request_error", "unsupported_media_type"),
+    (BadRequest, 400, "invalid_request_error", None),
+    (Unauthorized, 401, "authentication_error", "invalid_api_key"),
+    (Forbidden, 403, "permission_error", None),
+    (NotFound, 404, "not_found_error", "model_not_found"),
+    (ShuttingDown, 503, "server_error", "shutting_down"),
+    (Unreachable, 503, "server_error", "upstream_unreachable"),
+    (ModelUnavailable, 503, "server_error", "model_not_loaded"),
+    (UpstreamTimeout, 504, "server_error", "upstream_timeout"),
+    (Overloaded, 429, "rate_limit_error", "rate_limit_exceeded"),
+    (UpstreamRejected, 400, "invalid_request_error", None),
+    (UpstreamAuth, 403, "permission_error", "upstream_auth"),
+)
+
+
+@dataclass(frozen=True)
+class OpenAIError:
+    status: int
+    type: str
+    message: str
+    code: str | None = None
+    param: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "2"} if self.status == 429 else {}
+
+
+def render_openai(failure: Failure) -> OpenAIError:
+    """A neutral failure in OpenAI's words. An overflow is a 400 with
+    ``context_length_exceeded``, its message saying N and M when known; a stale chain
+    that reached the client is what the server's answer means on its own."""
+    if isinstance(failure, ContextOverflow):
+        n, m = failure.prompt_tokens, failure.context_limit
+        said = (f"This model's maximum context length is {m} tokens. However, your "
+                f"messages resulted in {n} tokens." if n and m else failure.message)
+        return OpenAIError(400, "invalid_request_error", said, CONTEXT_LENGTH_EXCEEDED)
+    shown = failure.shown_as if isinstance(failure, StaleChain) else failure
+    if isinstance(shown, HTTPRefusal):
+        return OpenAIError(shown.status, "invalid_request_error", shown.message)
+    for kind, status, type_, code in _TABLE:
+        if isinstance(shown, kind):
+            return OpenAIError(status, type_, shown.message, code)
+    internal = type(shown) is Failure or shown.kind == "internal"
+    return OpenAIError(500 if internal else 502, "server_error", shown.message,
+                       "internal_error" if internal else "upstream_error")
