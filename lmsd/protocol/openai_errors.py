@@ -13,45 +13,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .failures import (
-    BadRequest,
-    ContextOverflow,
-    Failure,
-    Forbidden,
-    HTTPRefusal,
-    ModelUnavailable,
-    NotFound,
-    Overloaded,
-    ShuttingDown,
-    StaleChain,
-    TooLarge,
-    Unauthorized,
-    Unreachable,
-    UnsupportedMedia,
-    UpstreamAuth,
-    UpstreamRejected,
-    UpstreamTimeout,
-)
+from . import failures as f
 
 #: OpenAI's code for a prompt over the context: Codex then says it ran out of room
 #: instead of showing raw text (``c171/resp-overflow400oai``).
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
 #: (HTTP status, error type, code) by kind, most specific first; anything else is 502.
-_TABLE: tuple[tuple[type[Failure], int, str, str | None], ...] = (
-    (TooLarge, 413, "invalid_request_error", "request_too_large"),
-    (UnsupportedMedia, 415, "invalid_request_error", "unsupported_media_type"),
-    (BadRequest, 400, "invalid_request_error", None),
-    (Unauthorized, 401, "authentication_error", "invalid_api_key"),
-    (Forbidden, 403, "permission_error", None),
-    (NotFound, 404, "not_found_error", "model_not_found"),
-    (ShuttingDown, 503, "server_error", "shutting_down"),
-    (Unreachable, 503, "server_error", "upstream_unreachable"),
-    (ModelUnavailable, 503, "server_error", "model_not_loaded"),
-    (UpstreamTimeout, 504, "server_error", "upstream_timeout"),
-    (Overloaded, 429, "rate_limit_error", "rate_limit_exceeded"),
-    (UpstreamRejected, 400, "invalid_request_error", None),
-    (UpstreamAuth, 403, "permission_error", "upstream_auth"),
+_TABLE: tuple[tuple[type[f.Failure], int, str, str | None], ...] = (
+    (f.TooLarge, 413, "invalid_request_error", "request_too_large"),
+    (f.UnsupportedMedia, 415, "invalid_request_error", "unsupported_media_type"),
+    (f.BadRequest, 400, "invalid_request_error", None),
+    (f.Unauthorized, 401, "authentication_error", "invalid_api_key"),
+    (f.Forbidden, 403, "permission_error", None),
+    (f.NotFound, 404, "not_found_error", "model_not_found"),
+    (f.ShuttingDown, 503, "server_error", "shutting_down"),
+    (f.Unreachable, 503, "server_error", "upstream_unreachable"),
+    (f.ModelUnavailable, 503, "server_error", "model_not_loaded"),
+    (f.UpstreamTimeout, 504, "server_error", "upstream_timeout"),
+    (f.Overloaded, 429, "rate_limit_error", "rate_limit_exceeded"),
+    (f.UpstreamRejected, 400, "invalid_request_error", None),
+    (f.UpstreamAuth, 403, "permission_error", "upstream_auth"),
 )
 
 
@@ -72,21 +54,21 @@ class OpenAIError:
         return {"retry-after": "2"} if self.status == 429 else {}
 
 
-def render_openai(failure: Failure) -> OpenAIError:
+def render_openai(failure: f.Failure) -> OpenAIError:
     """A neutral failure in OpenAI's words. An overflow is a 400 with
     ``context_length_exceeded``, its message saying N and M when known; a stale chain
     that reached the client is what the server's answer means on its own."""
-    if isinstance(failure, ContextOverflow):
+    if isinstance(failure, f.ContextOverflow):
         n, m = failure.prompt_tokens, failure.context_limit
         said = (f"This model's maximum context length is {m} tokens. However, your "
                 f"messages resulted in {n} tokens." if n and m else failure.message)
         return OpenAIError(400, "invalid_request_error", said, CONTEXT_LENGTH_EXCEEDED)
-    shown = failure.shown_as if isinstance(failure, StaleChain) else failure
-    if isinstance(shown, HTTPRefusal):
+    shown = failure.shown_as if isinstance(failure, f.StaleChain) else failure
+    if isinstance(shown, f.HTTPRefusal):
         return OpenAIError(shown.status, "invalid_request_error", shown.message)
     for kind, status, type_, code in _TABLE:
         if isinstance(shown, kind):
             return OpenAIError(status, type_, shown.message, code)
-    internal = type(shown) is Failure or shown.kind == "internal"
+    internal = type(shown) is f.Failure or shown.kind == "internal"
     return OpenAIError(500 if internal else 502, "server_error", shown.message,
                        "internal_error" if internal else "upstream_error")
