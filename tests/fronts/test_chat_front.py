@@ -254,3 +254,53 @@ async def test_the_models_list_parses_in_both_sdks(lmsd, oai):
         page = await client.models.list(limit=100)
         assert MODEL in [m.id for m in page.data]
         assert all(m.type == "model" for m in page.data)
+
+
+async def test_a_session_header_chains_within_its_session(oai, emulator):
+    emulator.script(Reply(Text("a")), Reply(Text("b")))
+    headers = {"x-session-id": "agent-7"}
+    first = await oai.chat.completions.create(model=MODEL, messages=user("one"),
+                                              extra_headers=headers)
+    history = [*user("one"), {"role": "assistant",
+                              "content": first.choices[0].message.content}, *user("two")]
+    await oai.chat.completions.create(model=MODEL, messages=history, extra_headers=headers)
+    one, two = emulator.generations
+    assert two.body["previous_response_id"] == one.response_id
+    assert len(two.body["input"]) == 1
+
+
+async def test_pings_are_sse_comments_while_the_upstream_is_silent(start_lmsd, emulator):
+    server = await start_lmsd(emulator.url, ping_interval="0.05")
+    emulator.inject(Fault.slow_first_byte(0.6))
+    emulator.script(Reply(Text("late")))
+    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="x",
+                                  max_retries=0) as oai:
+        stream = await oai.chat.completions.create(model=MODEL, messages=user("x"),
+                                                   stream=True)
+        content, *_ = await collect(stream)
+    assert content == "late"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        emulator.inject(Fault.slow_first_byte(0.6))
+        response = await http.post("/v1/chat/completions", json={
+            "model": MODEL, "messages": user("x"), "stream": True})
+    assert response.text.count(": ping\n\n") >= 2
+
+
+async def test_a_chat_completions_upstream_serves_it_too(start_lmsd, emulator):
+    """Through a stateless chat upstream: the whole history every turn."""
+    server = await start_lmsd(emulator.url, upstream_api="chat")
+    emulator.script(Reply(Call("Bash", {"command": "pwd"})), Reply(Text("in /tmp")))
+    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="x",
+                                  max_retries=0) as oai:
+        first = await oai.chat.completions.create(model=MODEL, messages=user("where"),
+                                                  tools=[BASH])
+        [call] = first.choices[0].message.tool_calls
+        stream = await oai.chat.completions.create(
+            model=MODEL, tools=[BASH], stream=True, stream_options={"include_usage": True},
+            messages=[*user("where"), first.choices[0].message.model_dump(exclude_none=True),
+                      {"role": "tool", "tool_call_id": call.id, "content": "/tmp"}])
+        content, _, finish, usage, _ = await collect(stream)
+    assert (content, finish) == ("in /tmp", "stop") and usage.prompt_tokens > 0
+    chats = [r for r in emulator.log if r.path == "/v1/chat/completions"]
+    assert len(chats) == 2 and [m["role"] for m in chats[1].body["messages"]] == [
+        "user", "assistant", "tool"]
