@@ -224,6 +224,7 @@ async def test_sessions_by_each_hint(lmsd, http, emulator, headers, body, sessio
     assert starts[-1]["session"] == session and starts[-1]["front"] == "openai_chat"
     ends = [e for e in lmsd.bus.recent if e["type"] == "request.end"]
     assert ends[-1]["session"] == session and ends[-1]["front"] == "openai_chat"
+    assert ends[-1]["request_id"] == starts[-1]["request_id"] == response.headers["request-id"]
 
 
 async def test_a_user_that_is_no_session_id_is_digested(lmsd, http):
