@@ -182,7 +182,9 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     async def models(sid: str | None = None) -> Response:
         if sid is not None:
             check_session_id(sid)
-        limit = _int_arg("limit", default=20, lo=1, hi=1000)
+        # Anthropic's clients page by 20; OpenAI's list has no paging: it gets them all.
+        anthropic_client = "anthropic-version" in request.headers
+        limit = _int_arg("limit", default=20 if anthropic_client else 1000, lo=1, hi=1000)
         served = await _served_models(settings, router)
         return json_response(openai_listing(models_page(
             served.listed, target=served.target, contexts=served.contexts(), limit=limit,

@@ -9,7 +9,16 @@ import httpx
 import openai
 import pytest
 
-from tests.emulator import Call, Fault, Reasoning, Reply, Text
+from tests.emulator import (
+    Call,
+    Emulator,
+    Fault,
+    ModelSpec,
+    Reasoning,
+    Reply,
+    Text,
+    serve_emulator,
+)
 
 MODEL = "qwen/qwen3-coder-30b"  # the emulator's loaded model
 BASH = {"type": "function", "function": {
@@ -305,3 +314,18 @@ async def test_a_chat_completions_upstream_serves_it_too(start_lmsd, emulator):
     chats = [r for r in emulator.log if r.path == "/v1/chat/completions"]
     assert len(chats) == 2 and [m["role"] for m in chats[1].body["messages"]] == [
         "user", "assistant", "tool"]
+
+
+async def test_openai_clients_get_every_model_anthropic_ones_a_page(start_lmsd, nursery):
+    import anthropic
+
+    emu = Emulator([ModelSpec(f"org/model-{i:02}") for i in range(30)])
+    server = await start_lmsd(await serve_emulator(nursery, emu))
+    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="x",
+                                  max_retries=0) as oai:
+        ids = [m.id async for m in oai.models.list()]
+    assert len(ids) == 36 and ids[-1] == "org/model-29"  # 6 Claude aliases, 30 models
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
+                                        max_retries=0) as client:
+        page = await client.models.list()
+    assert len(page.data) == 20 and page.has_more
