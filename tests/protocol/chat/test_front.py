@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmsd.protocol.chat.front import validate_chat_request
 from lmsd.protocol.chat.items import message_turn
@@ -129,3 +132,22 @@ def test_bad_messages_name_the_field(messages, fragment):
     with pytest.raises(BadRequest) as caught:
         req(messages)
     assert fragment in caught.value.message
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-3, 3) | st.sampled_from(
+        ["", "x", "user", "assistant", "tool", "system", "text", "image_url", "function",
+         "call_1", "auto", "required", "none", "data:image/png;base64,AAAA"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+        ["role", "content", "type", "text", "tool_calls", "tool_call_id", "id", "function",
+         "name", "arguments", "image_url", "url", "parameters"]), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=_JSON, tools=_JSON, choice=_JSON, extra=st.dictionaries(st.sampled_from(
+    ["stream", "stop", "n", "max_tokens", "temperature", "response_format", "user"]), _JSON))
+def test_any_body_is_a_conversation_or_a_bad_request(messages, tools, choice, extra):
+    body = {"model": "m", "messages": messages, "tools": tools, "tool_choice": choice, **extra}
+    with contextlib.suppress(BadRequest):  # anything else (a crash) fails the test
+        validate_chat_request(body)
