@@ -119,8 +119,7 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     reply = ChatReply(ChatEncoder(
         completion_id=completion_id(request_id), model=req.model, created=int(time.time()),
         input_tokens=estimate, include_usage=req.include_usage and req.stream,
-        reasoning=settings.chat_reasoning, stop=req.stop,
-        capped=capped,
+        reasoning=settings.chat_reasoning, stop=req.stop, capped=capped,
         upstream_name=router.server_name))
     event("request.start", id=reply.message_id, request_id=request_id, front=FRONT,
           session=session, agent="main", model=req.model, upstream_model=model,
