@@ -329,3 +329,14 @@ async def test_openai_clients_get_every_model_anthropic_ones_a_page(start_lmsd, 
                                         max_retries=0) as client:
         page = await client.models.list()
     assert len(page.data) == 20 and page.has_more
+
+
+async def test_max_tokens_cap_applies_and_a_cut_there_is_a_stop(start_lmsd, emulator):
+    server = await start_lmsd(emulator.url, max_tokens_cap="10")
+    emulator.script(Reply(Text("long"), incomplete=True))
+    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="x",
+                                  max_retries=0) as oai:
+        completion = await oai.chat.completions.create(model=MODEL, messages=user("x"),
+                                                       max_tokens=100)
+    assert emulator.generations[0].body["max_output_tokens"] == 10
+    assert completion.choices[0].finish_reason == "stop"  # not the client's own limit
