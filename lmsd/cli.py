@@ -16,7 +16,7 @@ from .log import setup as setup_logging
 from .ops import client, doctor, service
 from .ops.tail import tail as tail_events
 
-BOOLEAN_KEYS = {"strip_billing_header", "chaining", "watch"}
+BOOLEAN_KEYS = {"strip_billing_header", "chat_reasoning", "chaining", "watch"}
 
 # What each ``serve`` option does; a unit test checks that every setting has one.
 SERVE_HELP = {
@@ -29,6 +29,8 @@ SERVE_HELP = {
     "model_map": "claude name to upstream model, e.g. opus=a,haiku=b",
     "strip_billing_header": "drop Claude Code's per-request billing line from the system "
                             "prompt so the prefix cache keeps hitting",
+    "chat_reasoning": "send the model's reasoning to /v1/chat/completions clients as "
+                      "delta.reasoning_content (off: reasoning is not shown)",
     "chaining": "send only what is new with previous_response_id (responses dialect)",
     "session_max_nodes": "the most chain nodes the session store keeps",
     "session_ttl": "seconds an unused chain node is kept",

@@ -140,6 +140,7 @@ class Settings:
     model: str = ""
     model_map: dict[str, str] = field(default_factory=dict)
     strip_billing_header: bool = True
+    chat_reasoning: bool = False
     chaining: bool = True
     session_max_nodes: int = 10_000
     session_ttl: float = 7 * 86400.0
@@ -180,6 +181,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "model": _string,
     "model_map": _mapping,
     "strip_billing_header": _bool,
+    "chat_reasoning": _bool,
     "chaining": _bool,
     "session_max_nodes": _positive(int),
     "session_ttl": _positive(float),

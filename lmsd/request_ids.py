@@ -24,8 +24,16 @@ def message_id_for(request_id: str) -> str:
     return "msg_" + request_id.removeprefix("req_")
 
 
+#: What the answers of each front are called: ``msg_<hex>`` (Anthropic), ``chatcmpl-<hex>``
+#: (OpenAI Chat Completions).
+ANSWER_PREFIXES = ("msg_", "chatcmpl-")
+
+
 def request_id_for(message_id: str) -> str:
-    return "req_" + message_id.removeprefix("msg_")
+    for prefix in ANSWER_PREFIXES:
+        if message_id.startswith(prefix):
+            return "req_" + message_id[len(prefix):]
+    return "req_" + message_id
 
 
 def current() -> str | None:

@@ -48,7 +48,8 @@ KEEP_ALIVE_SECONDS = 15.0
 LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not stall us
 LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
              "max_tokens_cap", "poll_interval", "watch", "chaining", "strip_billing_header",
-             "allowed_hosts", "allowed_origins", "admin_token", "upstream_api_key")
+             "chat_reasoning", "allowed_hosts", "allowed_origins", "admin_token",
+             "upstream_api_key")
 
 
 @dataclass(frozen=True)

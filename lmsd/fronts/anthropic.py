@@ -30,6 +30,8 @@ from ..protocol.models import (
     map_model,
     model_entries,
     models_page,
+    openai_entry,
+    openai_listing,
     served_contexts,
 )
 from ..protocol.sse import PING, encode_all
@@ -180,12 +182,14 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     async def models(sid: str | None = None) -> Response:
         if sid is not None:
             check_session_id(sid)
-        limit = _int_arg("limit", default=20, lo=1, hi=1000)
+        # Anthropic's clients page by 20; OpenAI's list has no paging: it gets them all.
+        anthropic_client = "anthropic-version" in request.headers
+        limit = _int_arg("limit", default=20 if anthropic_client else 1000, lo=1, hi=1000)
         served = await _served_models(settings, router)
-        return json_response(models_page(
+        return json_response(openai_listing(models_page(
             served.listed, target=served.target, contexts=served.contexts(), limit=limit,
             after_id=request.args.get("after_id"), before_id=request.args.get("before_id"),
-        ))
+        )))
 
     @app.get("/v1/models/<path:model_id>")
     @app.get("/session/<sid>/v1/models/<path:model_id>")
@@ -197,10 +201,10 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
                                 contexts=served.contexts())
         for entry in entries:
             if entry["id"] == model_id:
-                return json_response(entry)
+                return json_response(openai_entry(entry))
         if is_claude_name(model_id):  # dated ids, [1m]: lmsd answers to every Claude name
-            return json_response(claude_entry(model_id, served.target,
-                                              served.contexts([model_id]).get(model_id)))
+            return json_response(openai_entry(claude_entry(
+                model_id, served.target, served.contexts([model_id]).get(model_id))))
         raise NotFound(f"model: {model_id!r} is not a model lmsd serves (GET /v1/models "
                        f"lists them)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from quart import Response, request
 from quart_trio import QuartTrio
 
@@ -14,17 +16,21 @@ from ..protocol.failures import Failure
 from ..request_ids import current as current_request_id
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
-from . import anthropic
+from . import anthropic, chat
 from .drain import Drain
+
+_SESSION_PREFIX = re.compile(r"^/session/[^/]*(?=/v1/)")
 
 
 def renderer_by_path(renderers: list[tuple[str, Renderer]]) -> Renderer:
     """Render a failure as the client of the route that failed is told: the first
-    ``(path prefix, renderer)`` that matches, else Anthropic's shape (which lmsd's own
-    routes, ``/`` and ``/session/ID/config``, speak too)."""
+    ``(path prefix, renderer)`` that matches, ``/session/ID/`` routes included, else
+    Anthropic's shape (which lmsd's own routes, ``/`` and ``/session/ID/config``, speak
+    too)."""
     def render(failure: Failure) -> Rendered:
+        path = _SESSION_PREFIX.sub("", request.path, count=1)
         for prefix, render_front in renderers:
-            if request.path.startswith(prefix):
+            if path.startswith(prefix):
                 return render_front(failure)
         return render_anthropic(failure)
     return render
@@ -56,4 +62,6 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
         return json_response({"service": "lmsd", "version": __version__})
 
     anthropic.install(app, settings, router, store, drain)
+    chat.install(app, settings, router, store, drain)
+    renderers.append(("/v1/chat/completions", chat.render))
     return app

@@ -1,4 +1,4 @@
-"""Model-name mapping and the Anthropic ``GET /v1/models`` listing."""
+"""Model-name mapping and the ``GET /v1/models`` listing, in a shape both SDKs parse."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ CLAUDE_ALIASES = (
     "claude-haiku-4-5",
 )
 CREATED_AT = "2025-01-01T00:00:00Z"
+CREATED = 1735689600  # CREATED_AT in seconds, as OpenAI clients read it
+OWNED_BY = "lmsd"
 
 
 def is_claude_name(name: str) -> bool:
@@ -111,6 +113,18 @@ def models_page(
         "first_id": page[0]["id"] if page else None,
         "last_id": page[-1]["id"] if page else None,
     }
+
+
+def openai_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A model object with OpenAI's fields beside Anthropic's (each SDK ignores the
+    other's)."""
+    return {**entry, "object": "model", "created": CREATED, "owned_by": OWNED_BY}
+
+
+def openai_listing(page: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic models page that OpenAI clients (the openai SDK, Codex ``--oss``)
+    also read: ``object: "list"`` and OpenAI's fields on every entry."""
+    return {"object": "list", **page, "data": [openai_entry(e) for e in page["data"]]}
 
 
 def served_contexts(

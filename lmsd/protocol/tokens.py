@@ -11,7 +11,7 @@ import json
 from math import ceil
 from typing import Any
 
-from .pivot import Usage
+from .pivot import Conversation, FunctionCall, FunctionCallOutput, Image, Message, Usage
 
 CHARS_PER_TOKEN = 3.5
 IMAGE_TOKENS = 1600  # Anthropic's own ceiling for one image
@@ -122,3 +122,40 @@ def _message_text(content: Any) -> str:
         elif kind == "thinking":
             pieces.append(block.get("thinking", ""))
     return "\n".join(pieces)
+
+
+def conversation_tokens(conv: Conversation) -> int:
+    """Estimate the prompt tokens of a pivot conversation (fronts whose requests are not
+    Anthropic-shaped), with the same weights as :func:`estimate_tokens`."""
+    total = text_tokens(conv.instructions)
+    for tool in conv.tools:
+        total += TOOL_OVERHEAD + text_tokens(tool.name + tool.description) + text_tokens(
+            json.dumps(tool.parameters, ensure_ascii=False))
+    for turn in conv.turns:
+        total += MESSAGE_OVERHEAD
+        for item in turn:
+            if isinstance(item, Message):
+                total += sum(IMAGE_TOKENS if isinstance(p, Image) else text_tokens(p.text)
+                             for p in item.parts)
+            elif isinstance(item, FunctionCall):
+                total += TOOL_OVERHEAD + text_tokens(item.name) + text_tokens(item.arguments)
+            else:
+                total += TOOL_OVERHEAD + text_tokens(item.output) + IMAGE_TOKENS * len(
+                    item.images)
+    return total
+
+
+def conversation_text(conv: Conversation) -> str:
+    """What a tokenizer endpoint counts for a pivot conversation (see :func:`count_text`)."""
+    parts = [conv.instructions] if conv.instructions else []
+    parts += [json.dumps({"name": t.name, "description": t.description,
+                          "parameters": t.parameters}, ensure_ascii=False) for t in conv.tools]
+    for turn in conv.turns:
+        for item in turn:
+            if isinstance(item, Message):
+                parts += [p.text for p in item.parts if not isinstance(p, Image)]
+            elif isinstance(item, FunctionCall):
+                parts.append(item.arguments)
+            elif isinstance(item, FunctionCallOutput):
+                parts.append(item.output)
+    return "\n".join(p for p in parts if p)

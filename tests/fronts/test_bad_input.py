@@ -1,15 +1,18 @@
 """The bad-input corpus (tests/badinput/*.json): every malformed or hostile request gets a
-clean Anthropic-shaped 4xx that names the problem; never a 5xx, a hang or a traceback."""
+clean 4xx in its front's shape (Anthropic's, or OpenAI's for ``/v1/chat/completions``)
+that names the problem; never a 5xx, a hang or a traceback."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
+OPENAI_PATH = re.compile(r"^(/session/[^/]*)?/v1/chat/completions")
 CORPUS = sorted((Path(__file__).parent.parent / "badinput").glob("*.json"))
 
 
@@ -29,6 +32,7 @@ def load(path: Path) -> tuple[dict, bytes | None]:
 
 def test_the_corpus_is_big_enough():
     assert len(CORPUS) >= 60
+    assert sum(1 for p in CORPUS if p.stem.startswith("chat_")) >= 40
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
@@ -43,7 +47,11 @@ async def test_bad_input_gets_a_clean_4xx(http, emulator, path):
     assert response.status_code == expect["status"], response.text[:500]
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()
-    assert error["type"] == "error"
+    if OPENAI_PATH.search(case["path"]):  # OpenAI's shape: {"error": {message, type, ...}}
+        assert set(error) == {"error"}
+        assert set(error["error"]) == {"message", "type", "param", "code"}
+    else:
+        assert error["type"] == "error"
     assert error["error"]["type"] == expect["type"]
     assert expect["message_contains"] in error["error"]["message"]
     assert "Traceback" not in response.text

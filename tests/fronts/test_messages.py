@@ -335,7 +335,8 @@ async def test_models_list(client, http):
     ids = [m.id for m in page.data]
     assert ids[0].startswith("claude-") and MODEL in ids
     raw = (await http.get("/v1/models?limit=2")).json()
-    assert set(raw) == {"data", "has_more", "first_id", "last_id"} and raw["has_more"]
+    assert set(raw) == {"object", "data", "has_more", "first_id", "last_id"} and raw["has_more"]
+    assert raw["object"] == "list"
 
 
 async def test_root_head_and_get(http):
