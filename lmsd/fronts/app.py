@@ -14,7 +14,7 @@ from ..protocol.failures import Failure
 from ..request_ids import current as current_request_id
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
-from . import anthropic
+from . import anthropic, responses
 from .drain import Drain
 
 
@@ -56,4 +56,6 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
         return json_response({"service": "lmsd", "version": __version__})
 
     anthropic.install(app, settings, router, store, drain)
+    responses.install(app, settings, router, store, drain)
+    renderers.append(("/v1/responses", responses.render))
     return app
