@@ -16,7 +16,7 @@ from ..config import Settings
 from ..exchange import Exchange
 from ..log import event
 from ..protocol.anthropic.request import parse_json
-from ..protocol.failures import Failure, UnsupportedMedia
+from ..protocol.failures import Failure, ModelUnavailable, UnsupportedMedia
 from ..protocol.fit import check_fit
 from ..protocol.openai_errors import render_openai
 from ..protocol.responses.encode import ResponsesEncoder
@@ -28,7 +28,6 @@ from ..request_ids import message_id_for, new_request_id
 from ..sessions.config import SESSION_ID
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
-from .anthropic import upstream_model
 from .drain import Drain
 from .event_stream import EventStream, stream_response
 
@@ -61,17 +60,26 @@ async def _read_json() -> Any:
 
 
 async def _model(settings: Settings, router: Router, requested: str, config: Any) -> str:
-    """The client's model if the upstream serves it, else what the Anthropic front would
-    pick (session override, mapping, the configured or loaded model)."""
+    """The upstream model: the session's override, a ``model_map`` entry, the client's
+    model if the upstream serves it, else the configured or first loaded one (Codex's
+    ``model`` is often a placeholder or an OpenAI catalog slug)."""
     if config.model:
         return str(config.model)
+    if requested in settings.model_map:
+        return settings.model_map[requested]
     try:
         loaded, listed = await router.models()
     except Failure:
         loaded, listed = [], []
     if requested in loaded or requested in listed:
         return requested
-    return await upstream_model(settings, router, requested, config)
+    if settings.model:
+        return settings.model
+    if not loaded:
+        loaded = await router.loaded_models()
+    if not loaded:
+        raise ModelUnavailable(router.no_model_message())
+    return loaded[0]
 
 
 async def _exchange(settings: Settings, router: Router, store: SessionStore) -> Exchange:
