@@ -19,6 +19,8 @@ from ..protocol.anthropic.request import parse_json
 from ..protocol.failures import Failure, ModelUnavailable, UnsupportedMedia
 from ..protocol.fit import check_fit
 from ..protocol.openai_errors import render_openai
+from ..protocol.pivot import FunctionTool, ToolChoice
+from ..protocol.plan import TurnPlan
 from ..protocol.responses.encode import ResponsesEncoder
 from ..protocol.responses.front import ResponsesRequest, parse_request
 from ..protocol.responses.reply import ResponsesReply
@@ -82,7 +84,34 @@ async def _model(settings: Settings, router: Router, requested: str, config: Any
     return loaded[0]
 
 
-async def _exchange(settings: Settings, router: Router, store: SessionStore) -> Exchange:
+class ToolMemory:
+    """The tools each Codex thread last sent, for its compaction requests (``tools: []``):
+    sent again with ``tool_choice: "none"``, the prompt prefix stays the one LM Studio
+    has cached, and the request chains instead of re-prefilling a nearly full context."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._tools: dict[tuple[str, str], tuple[FunctionTool, ...]] = {}
+
+    def remember(self, key: tuple[str, str], tools: tuple[FunctionTool, ...]) -> None:
+        if len(self._tools) >= self.limit:
+            self._tools.clear()
+        self._tools[key] = tools
+
+    def get(self, key: tuple[str, str]) -> tuple[FunctionTool, ...]:
+        return self._tools.get(key, ())
+
+
+def _no_tool_calls(plan: TurnPlan) -> None:
+    """Planned with the thread's usual tool choice (so the context matches its chain);
+    sent with ``none``: a summary, not a call."""
+    for body in plan.bodies:
+        if body.get("tools"):
+            body["tool_choice"] = "none"
+
+
+async def _exchange(settings: Settings, router: Router, store: SessionStore,
+                    memory: ToolMemory) -> Exchange:
     req = parse_request(await _read_json(),
                         turn_metadata=request.headers.get("x-codex-turn-metadata"))
     conv = req.conversation
@@ -103,13 +132,20 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore) -> 
     if config.allowed_tools is not None:
         conv = replace(conv, tools=tuple(t for t in conv.tools
                                        if t.name in config.allowed_tools))
+    compaction = req.request_kind == "compaction" and not conv.tools
+    if compaction:
+        conv = replace(conv, tools=memory.get((session, model)), tool_choice=ToolChoice("auto"))
+    elif conv.tools:
+        memory.remember((session, model), conv.tools)
     plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
+    if compaction:
+        _no_tool_calls(plan)
     request_id = current_request_id() or new_request_id()
     message_id = message_id_for(request_id)
     encoder = ResponsesEncoder(
         response_id="resp_" + request_id.removeprefix("req_"), model=req.model,
         estimate=req.estimate, tools=req.tools, created_at=int(time.time()),
-        upstream_name=router.server_name)
+        upstream_name=router.server_name, drop_calls=compaction)
     reply = ResponsesReply(encoder, message_id=message_id)
     if req.notes:
         event("request.dropped", front=FRONT, id=message_id, **req.notes)
@@ -139,10 +175,11 @@ async def _whole_response(exchange: Exchange) -> Response:
 def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
             drain: Drain) -> None:
     """``POST /v1/responses`` on ``app``."""
+    memory = ToolMemory()
 
     @app.post("/v1/responses")
     async def responses() -> Response:
-        exchange = await _exchange(settings, router, store)
+        exchange = await _exchange(settings, router, store, memory)
         if exchange.stream:
             return stream_response(EventStream(exchange, drain, settings.ping_interval,
                                                encode=encode_all, ping=PING))

@@ -224,3 +224,24 @@ async def test_far_over_the_context_is_a_400_before_sending(start_lmsd, emulator
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "context_length_exceeded"
     assert emulator.generations == []
+
+
+async def test_compaction_keeps_the_prefix_and_chains(http, emulator):
+    """Codex's compaction request (``tools: []``) is sent with the thread's tools and
+    ``tool_choice: "none"``, chained; a call in its answer is dropped."""
+    emulator.script(Reply(Text("first")), Reply(Text("summary"), Call("exec_command", {})))
+    first = [DEV, user("go")]
+    events = await stream_events(http, codex_body(first))
+    out = completed(events)["output"]
+    compact = user("You are performing a CONTEXT CHECKPOINT COMPACTION.", "")
+    del compact["id"]
+    meta = json.dumps({"request_kind": "compaction"})
+    response = await post(http, codex_body([*first, *echo(out), compact], []),
+                          **{"x-codex-turn-metadata": meta})
+    events = parse_sse(response.content)
+    assert [i["type"] for i in completed(events)["output"]] == ["message"]
+    gen1, gen2 = emulator.generations
+    assert gen2.body["previous_response_id"] == gen1.response_id
+    assert gen2.body["tools"] == gen1.body["tools"]
+    assert gen2.body["tool_choice"] == "none"
+    assert len(gen2.body["input"]) == 1

@@ -112,13 +112,15 @@ class ResponsesEncoder:
     """Encode one answer's pivot events as one Responses stream."""
 
     def __init__(self, *, response_id: str, model: str, estimate: int, tools: ToolMap,
-                 created_at: int, upstream_name: str = "LM Studio") -> None:
+                 created_at: int, upstream_name: str = "LM Studio",
+                 drop_calls: bool = False) -> None:
         self.response_id = response_id  # the client's id; the upstream's is kept apart
         self.model = model
         self.estimate = estimate
         self.tools = tools
         self.created_at = created_at
         self.upstream_name = upstream_name
+        self.drop_calls = drop_calls  # a compaction's answer is its text: calls are dropped
         self.upstream_response_id: str | None = None
         self.started = self.done = False
         self.status = "in_progress"
@@ -287,6 +289,8 @@ class ResponsesEncoder:
         return out + self._rest(item, event.text) + self._close(item)
 
     def _on_tool_started(self, event: ToolCallStarted) -> Out:
+        if self.drop_calls:
+            return []
         _, out = self._open(CALL, event.key, "fc", call_id=event.call_id,
                             ref=self.tools.client_ref(event.name))
         return out
