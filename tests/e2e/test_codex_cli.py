@@ -218,3 +218,26 @@ async def test_codex_response_failed_through_lmsd(lmsd, emulator, tmp_path):
                           provider={"stream_max_retries": 1})
     assert run.returncode == 1 and run.turn_failed, run.explain()
     assert any("engine crashed" in e for e in run.errors), run.errors
+
+
+async def test_codex_auto_compaction_through_lmsd(lmsd, emulator, tmp_path):
+    """Usage over ``model_auto_compact_token_limit`` (lmsd reports the whole context)
+    makes Codex compact before its next turn: the compaction request keeps the thread's
+    tools with ``tool_choice: "none"`` and chains; the rebuilt window is sent in full."""
+    emulator.script(Reply(Text("first answer")), Reply(Text("SUMMARY of the work")),
+                    Reply(Text("second answer")))
+    (tmp_path / "work").mkdir()
+    where = {"home": tmp_path / "home", "cwd": tmp_path / "work",
+             "config": {"model_context_window": 64000,
+                        "model_auto_compact_token_limit": 4000}}
+    first = await run_codex(lmsd.url, "say something", **where)
+    assert first.returncode == 0 and first.message == "first answer", first.explain()
+    second = await run_codex(lmsd.url, "say more", resume=True, **where)
+    assert second.returncode == 0 and second.message == "second answer", second.explain()
+    turn1, compaction, turn2 = _responses(emulator)  # lmsd's requests to LM Studio
+    assert "CONTEXT CHECKPOINT COMPACTION" in json.dumps(compaction.body["input"])
+    assert compaction.body["previous_response_id"] == turn1.response_id
+    assert compaction.body["tools"] == turn1.body["tools"]
+    assert compaction.body["tool_choice"] == "none"
+    assert "previous_response_id" not in turn2.body  # a new window: a new chain
+    assert "SUMMARY of the work" in json.dumps(turn2.body["input"])
