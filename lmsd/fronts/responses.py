@@ -147,13 +147,16 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
         estimate=req.estimate, tools=req.tools, created_at=int(time.time()),
         upstream_name=router.server_name, drop_calls=compaction)
     reply = ResponsesReply(encoder, message_id=message_id)
-    if req.notes:
-        event("request.dropped", front=FRONT, id=message_id, **req.notes)
+    notes = dict(req.notes)
+    if dropped := notes.pop("tools_dropped", None):  # Codex sends web_search every time
+        event("request.server_tools_dropped", front=FRONT, id=message_id, tools=dropped,
+              reason="hosted tools have no local implementation")
     event("request.start", id=message_id, request_id=request_id, front=FRONT,
           session=session, agent="main", model=req.model, upstream_model=model,
           stream=req.stream, request_kind=req.request_kind, items=len(conv.turns),
           estimate_tokens=req.estimate,
-          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
+          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
+          **notes)
     return Exchange(dialect, plan, reply, store=store, key=key, stream=req.stream,
                     prepare=partial(router.wait_ready, model),
                     on_chaining_refused=router.refuse_chaining,
