@@ -14,6 +14,7 @@ from .bus import families, known_type
 from .config import PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
 from .log import setup as setup_logging
 from .ops import client, doctor, service
+from .ops.codex_env import codex_config
 from .ops.tail import tail as tail_events
 
 BOOLEAN_KEYS = {"strip_billing_header", "chat_reasoning", "chaining", "watch"}
@@ -139,6 +140,9 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
     env.add_argument("--model", default=None, metavar="ID",
                      help="start Claude Code on this model id (ANTHROPIC_MODEL), e.g. a "
                      "local one; default: Claude's own names, which lmsd maps")
+    env.add_argument("--codex", action="store_true",
+                     help="print the Codex CLI config.toml block instead (provider, "
+                     "model, context window and auto-compaction limit)")
 
 
 def _positive_int(text: str) -> int:
@@ -237,6 +241,8 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
             tail_events(admin, session=args.session, types=_tail_types(args),
                         as_json=args.as_json, replay=max(args.replay, 0),
                         follow=args.follow)
+        elif args.command == "env" and args.codex:
+            print(codex_config(settings, client.live_context(admin, settings), args.model))
         elif args.command == "env":
             context = client.live_context(admin, settings)
             if args.as_json and context.assumed:  # JSON has no comments: say it aside

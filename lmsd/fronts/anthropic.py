@@ -99,7 +99,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
         message_id=message_id_for(request_id), model=req.model, input_tokens=estimate,
         stop_sequences=req.stop_sequences, capped=capped, upstream_name=router.server_name,
     ))
-    event("request.start", id=reply.message_id, request_id=request_id, session=session,
+    event("request.start", id=reply.message_id, request_id=request_id, front="anthropic",
+          session=session,
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)

@@ -16,7 +16,7 @@ from ..protocol.failures import Failure
 from ..request_ids import current as current_request_id
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
-from . import anthropic, chat
+from . import anthropic, chat, responses
 from .drain import Drain
 
 _SESSION_PREFIX = re.compile(r"^/session/[^/]*(?=/v1/)")
@@ -64,4 +64,6 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
     anthropic.install(app, settings, router, store, drain)
     chat.install(app, settings, router, store, drain)
     renderers.append(("/v1/chat/completions", chat.render))
+    responses.install(app, settings, router, store, drain)
+    renderers.append(("/v1/responses", responses.render))
     return app

@@ -278,6 +278,7 @@ class LiveContext:
     tokens: int
     source: str  # one line for the comment above the exports
     assumed: bool = False  # not the daemon's live view: min_context
+    model: str | None = None  # the loaded model with that context
 
 
 def live_context(admin: Admin, settings: Settings) -> LiveContext:
@@ -300,7 +301,8 @@ def live_context(admin: Admin, settings: Settings) -> LiveContext:
         return LiveContext(settings.min_context, f"no model is loaded: assuming "
                            f"min_context {settings.min_context}", assumed=True)
     tokens, key = min(loaded)
-    return LiveContext(tokens, f"{key} is loaded with {tokens} tokens of context")
+    return LiveContext(tokens, f"{key} is loaded with {tokens} tokens of context",
+                       model=key if key != "?" else None)
 
 
 def env_vars(settings: Settings, context: int | None = None,

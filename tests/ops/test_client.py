@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -383,6 +384,24 @@ async def test_env_sizes_compaction_for_the_running_daemons_context(start_lmsd, 
     assert data["env"]["ANTHROPIC_MODEL"] == "qwen/qwen3-coder-30b"
     assert data["env"]["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536"
     assert "CLAUDE_AUTOCOMPACT_PCT_OVERRIDE" not in data["env"]
+
+
+async def test_env_codex_prints_the_config_toml_block(start_lmsd, emulator):
+    emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
+    server = await start_lmsd(emulator.url)
+    with trio.fail_after(10):
+        while not server.router.watcher.models:
+            await trio.sleep(0.05)
+    listen = server.url.removeprefix("http://")
+    text = ok(await run("env", "--codex", "--listen", listen,
+                        env=_env(LMSD_ADMIN_LISTEN=_admin(server))))
+    data = tomllib.loads(text)
+    assert data["model"] == "qwen/qwen3-coder-30b" and data["model_provider"] == "lmsd"
+    assert data["model_context_window"] == 65536
+    assert data["model_auto_compact_token_limit"] == 52428
+    provider = data["model_providers"]["lmsd"]
+    assert provider["base_url"] == server.url + "/v1"
+    assert provider["wire_api"] == "responses"
 
 
 async def test_env_on_a_wildcard_listen_address_points_at_loopback(tmp_path):

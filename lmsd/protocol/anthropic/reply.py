@@ -90,7 +90,7 @@ class AnthropicReply:
     def log_fields(self) -> dict[str, Any]:
         """What the ``request.end`` line says of the answer."""
         e = self.encoder
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = {"front": "anthropic"}
         if e.stop_reason:
             usage = e.usage
             fields.update(stop_reason=e.stop_reason,

@@ -1,0 +1,189 @@
+"""The OpenAI Responses front (``POST /v1/responses``), for Codex CLI: routes only; the
+work is in ``protocol/responses`` (``front``, ``encode``, ``reply``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from ..asgi import Rendered, json_response
+from ..config import Settings
+from ..exchange import Exchange
+from ..log import event
+from ..protocol.anthropic.request import parse_json
+from ..protocol.failures import Failure, ModelUnavailable, UnsupportedMedia
+from ..protocol.fit import check_fit
+from ..protocol.openai_errors import render_openai
+from ..protocol.pivot import FunctionTool, ToolChoice
+from ..protocol.plan import TurnPlan
+from ..protocol.responses.encode import ResponsesEncoder
+from ..protocol.responses.front import ResponsesRequest, parse_request
+from ..protocol.responses.reply import ResponsesReply
+from ..protocol.sse import encode_all
+from ..request_ids import current as current_request_id
+from ..request_ids import message_id_for, new_request_id
+from ..sessions.config import SESSION_ID
+from ..sessions.store import SessionStore
+from ..upstreams.router import Router
+from .drain import Drain
+from .event_stream import EventStream, stream_response
+
+FRONT = "openai_responses"
+PING = b": ping\n\n"
+DEFAULT_SESSION = "default"
+
+
+def render(failure: Failure) -> Rendered:
+    """A failure before the stream, as OpenAI clients read it (Codex shows a 400 verbatim
+    and never retries it)."""
+    error = render_openai(failure)
+    return Rendered(error.status, error.type, error.message, error.body(), error.headers)
+
+
+def session_of(headers: Any, req: ResponsesRequest) -> str:
+    """Codex's thread: the ``session-id`` header, else ``prompt_cache_key``."""
+    for candidate in (headers.get("session-id"), req.prompt_cache_key):
+        if isinstance(candidate, str) and SESSION_ID.match(candidate):
+            return candidate
+    return DEFAULT_SESSION
+
+
+async def _read_json() -> Any:
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported: send the "
+                               f"JSON body uncompressed")
+    return parse_json(await request.get_data(cache=False))
+
+
+async def _model(settings: Settings, router: Router, requested: str, config: Any) -> str:
+    """The upstream model: the session's override, a ``model_map`` entry, the client's
+    model if the upstream serves it, else the configured or first loaded one (Codex's
+    ``model`` is often a placeholder or an OpenAI catalog slug)."""
+    if config.model:
+        return str(config.model)
+    if requested in settings.model_map:
+        return settings.model_map[requested]
+    try:
+        loaded, listed = await router.models()
+    except Failure:
+        loaded, listed = [], []
+    if requested in loaded or requested in listed:
+        return requested
+    if settings.model:
+        return settings.model
+    if not loaded:
+        loaded = await router.loaded_models()
+    if not loaded:
+        raise ModelUnavailable(router.no_model_message())
+    return loaded[0]
+
+
+class ToolMemory:
+    """The tools each Codex thread last sent, for its compaction requests (``tools: []``):
+    sent again with ``tool_choice: "none"``, the prompt prefix stays the one LM Studio
+    has cached, and the request chains instead of re-prefilling a nearly full context."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._tools: dict[tuple[str, str], tuple[FunctionTool, ...]] = {}
+
+    def remember(self, key: tuple[str, str], tools: tuple[FunctionTool, ...]) -> None:
+        if len(self._tools) >= self.limit:
+            self._tools.clear()
+        self._tools[key] = tools
+
+    def get(self, key: tuple[str, str]) -> tuple[FunctionTool, ...]:
+        return self._tools.get(key, ())
+
+
+def _no_tool_calls(plan: TurnPlan) -> None:
+    """Planned with the thread's usual tool choice (so the context matches its chain);
+    sent with ``none``: a summary, not a call."""
+    for body in plan.bodies:
+        if body.get("tools"):
+            body["tool_choice"] = "none"
+
+
+async def _exchange(settings: Settings, router: Router, store: SessionStore,
+                    memory: ToolMemory) -> Exchange:
+    req = parse_request(await _read_json(),
+                        turn_metadata=request.headers.get("x-codex-turn-metadata"))
+    conv = req.conversation
+    cap = settings.max_tokens_cap
+    if cap and conv.max_output_tokens is not None and conv.max_output_tokens > cap:
+        conv = replace(conv, max_output_tokens=cap)  # as the Anthropic front does
+    session = session_of(request.headers, req)
+    config = store.config(None, session)
+    model = await _model(settings, router, req.model, config)
+    key = (session, "main", model)
+    dialect = await router.dialect()
+    limit = router.context_limit(model)
+    error = check_fit(req.estimate, limit)
+    if error is not None:
+        event("request.too_long", level=30, front=FRONT, model=model, context_length=limit,
+              estimate_tokens=req.estimate, action="refused before sending")
+        raise error
+    if config.allowed_tools is not None:
+        conv = replace(conv, tools=tuple(t for t in conv.tools
+                                       if t.name in config.allowed_tools))
+    compaction = req.request_kind == "compaction" and not conv.tools
+    if compaction:
+        conv = replace(conv, tools=memory.get((session, model)), tool_choice=ToolChoice("auto"))
+    elif conv.tools:
+        memory.remember((session, model), conv.tools)
+    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
+    if compaction:
+        _no_tool_calls(plan)
+    request_id = current_request_id() or new_request_id()
+    message_id = message_id_for(request_id)
+    encoder = ResponsesEncoder(
+        response_id="resp_" + request_id.removeprefix("req_"), model=req.model,
+        estimate=req.estimate, tools=req.tools, created_at=int(time.time()),
+        upstream_name=router.server_name, drop_calls=compaction)
+    reply = ResponsesReply(encoder, message_id=message_id)
+    notes = dict(req.notes)
+    if dropped := notes.pop("tools_dropped", None):  # Codex sends web_search every time
+        event("request.server_tools_dropped", front=FRONT, id=message_id, tools=dropped,
+              reason="hosted tools have no local implementation")
+    event("request.start", id=message_id, request_id=request_id, front=FRONT,
+          session=session, agent="main", model=req.model, upstream_model=model,
+          stream=req.stream, request_kind=req.request_kind, items=len(conv.turns),
+          estimate_tokens=req.estimate,
+          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
+          **notes)
+    return Exchange(dialect, plan, reply, store=store, key=key, stream=req.stream,
+                    prepare=partial(router.wait_ready, model),
+                    on_chaining_refused=router.refuse_chaining,
+                    on_overflow=partial(router.learn_limit, model))
+
+
+async def _whole_response(exchange: Exchange) -> Response:
+    async def discard(events: list[dict[str, Any]]) -> None:
+        pass  # the encoder keeps the final response object
+
+    try:
+        await exchange.run(discard)
+    finally:
+        exchange.log_end(cancelled=exchange.outcome == "pending")
+    assert isinstance(exchange.reply, ResponsesReply)
+    return json_response(exchange.reply.result())
+
+
+def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
+            drain: Drain) -> None:
+    """``POST /v1/responses`` on ``app``."""
+    memory = ToolMemory()
+
+    @app.post("/v1/responses")
+    async def responses() -> Response:
+        exchange = await _exchange(settings, router, store, memory)
+        if exchange.stream:
+            return stream_response(EventStream(exchange, drain, settings.ping_interval,
+                                               encode=encode_all, ping=PING))
+        return await _whole_response(exchange)

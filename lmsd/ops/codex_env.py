@@ -1,0 +1,34 @@
+"""``lmsd env --codex``: the Codex CLI ``config.toml`` that points Codex at lmsd.
+
+Codex compacts only from the usage it is told, against ``model_auto_compact_token_limit``
+(``codex-front.md`` section 7): without ``model_context_window`` and that limit, an unknown
+model never compacts and ends in "ran out of room". lmsd reports the whole context as
+``input_tokens``, so a limit at about 80% of the loaded context leaves room for the answer.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..config import Settings
+from .client import LiveContext, local_url
+
+COMPACT_AT = 0.8
+PROVIDER = "lmsd"
+
+
+def codex_config(settings: Settings, context: LiveContext | None,
+                 model: str | None = None) -> str:
+    """The lines to add to ``~/.codex/config.toml`` (TOML strings are JSON strings)."""
+    model = model or (context.model if context else None) or settings.model or "local-model"
+    lines = ["# Point Codex CLI at lmsd: add this to ~/.codex/config.toml"]
+    if context:
+        lines.append(f"# Compaction sized for {context.tokens} tokens: {context.source}")
+    lines += [f"model = {json.dumps(model)}", f"model_provider = {json.dumps(PROVIDER)}"]
+    if context:
+        lines += [f"model_context_window = {context.tokens}",
+                  f"model_auto_compact_token_limit = {int(context.tokens * COMPACT_AT)}"]
+    lines += ["", f"[model_providers.{PROVIDER}]", 'name = "lmsd"',
+              f"base_url = {json.dumps(local_url(settings.listen) + '/v1')}",
+              'wire_api = "responses"']
+    return "\n".join(lines)
