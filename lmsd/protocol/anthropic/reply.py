@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..failures import Failure
-from ..pivot import Event, Turn
+from ..pivot import Turn
+from ..reply import EncodedReply
 from .accumulate import MessageAccumulator
 from .encode import AnthropicEncoder, Out
 from .items import message_turn
@@ -20,29 +20,18 @@ CHAINABLE_STOPS = ("end_turn", "tool_use")
 _CONTENT = ("content_block_start", "content_block_delta")
 
 
-class AnthropicReply:
+class AnthropicReply(EncodedReply):
     """One answer to Claude Code (or any Anthropic client), streamed or not."""
 
+    encoder: AnthropicEncoder
+
     def __init__(self, encoder: AnthropicEncoder) -> None:
-        self.encoder = encoder
+        super().__init__(encoder)
         self.message = MessageAccumulator()
-        self.output_started = False  # the first content went out (time to first token)
 
     @property
     def message_id(self) -> str:
         return self.encoder.message_id
-
-    @property
-    def model(self) -> str:
-        return self.encoder.model
-
-    @property
-    def done(self) -> bool:
-        return self.encoder.done
-
-    @property
-    def failure(self) -> Failure | None:
-        return self.encoder.failure
 
     @property
     def response_id(self) -> str | None:
@@ -59,24 +48,13 @@ class AnthropicReply:
         e = self.encoder
         return e.stop_reason in CHAINABLE_STOPS and e.error is None and e.response_id is not None
 
+    def is_content(self, out: Out) -> bool:
+        return any(e["type"] in _CONTENT for e in out)
+
     def _seen(self, out: Out) -> Out:
         for e in out:
             self.message.feed(e)
-            if not self.output_started and e["type"] in _CONTENT:
-                self.output_started = True
-        return out
-
-    def start(self) -> Out:
-        return self._seen(self.encoder.start())
-
-    def feed(self, event: Event) -> Out:
-        return self._seen(self.encoder.feed(event))
-
-    def finish(self) -> Out:
-        return self._seen(self.encoder.finish())
-
-    def fail(self, error: Failure) -> Out:
-        return self._seen(self.encoder.fail(error))
+        return super()._seen(out)
 
     def turn(self) -> Turn:
         """The answer as the client will send it back next turn."""

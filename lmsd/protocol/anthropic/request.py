@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..failures import invalid
+from ..fields import expect, number
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif")
 REFUSED_MEDIA_TYPES = {"image/webp": "LM Studio's API does not accept WebP images"}
@@ -66,20 +67,7 @@ def parse_json(raw: bytes) -> Any:
         raise invalid(f"request body is not valid JSON: {exc}") from None
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
 
-
-def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-        raise invalid(f"{where}: expected {what}, got {_type_name(value)}")
-    return value
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def _string(obj: dict[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
@@ -87,22 +75,13 @@ def _string(obj: dict[str, Any], key: str, where: str, *, required: bool = True)
         if required:
             raise invalid(f"{where}.{key}: field required")
         return None
-    return _expect(obj[key], str, f"{where}.{key}", "a string")
+    return expect(obj[key], str, f"{where}.{key}", "a string")
 
-
-def _number(body: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    _expect(value, (int, float), key, "a number")
-    if not lo <= value <= hi:
-        raise invalid(f"{key}: must be between {lo} and {hi}, got {value}")
-    return float(value)
 
 
 def validate_messages_request(body: Any, *, count_only: bool = False) -> MessagesRequest:
     """Check a decoded request body; raise BadRequest naming the first problem."""
-    _expect(body, dict, "request body", "a JSON object")
+    expect(body, dict, "request body", "a JSON object")
     model = _string(body, "model", "request")
     if not model or not model.strip():
         raise invalid("model: must not be empty")
@@ -115,31 +94,31 @@ def validate_messages_request(body: Any, *, count_only: bool = False) -> Message
     if not count_only:
         if "max_tokens" not in body:
             raise invalid("max_tokens: field required")
-        req.max_tokens = _expect(body["max_tokens"], int, "max_tokens", "an integer")
+        req.max_tokens = expect(body["max_tokens"], int, "max_tokens", "an integer")
         if req.max_tokens < 1:
             raise invalid(f"max_tokens: must be at least 1, got {req.max_tokens}")
     stream = body.get("stream", False)
-    req.stream = bool(_expect(stream, bool, "stream", "a boolean")) if stream is not None else False
-    req.temperature = _number(body, "temperature", 0.0, 2.0)
-    req.top_p = _number(body, "top_p", 0.0, 1.0)
+    req.stream = bool(expect(stream, bool, "stream", "a boolean")) if stream is not None else False
+    req.temperature = number(body, "temperature", 0.0, 2.0)
+    req.top_p = number(body, "top_p", 0.0, 1.0)
     if body.get("top_k") is not None:
-        req.top_k = _expect(body["top_k"], int, "top_k", "an integer")
+        req.top_k = expect(body["top_k"], int, "top_k", "an integer")
     req.stop_sequences = _stop_sequences(body.get("stop_sequences"))
     req.tool_choice = _tool_choice(body.get("tool_choice"), req.tools)
     if body.get("metadata") is not None:
-        req.metadata = _expect(body["metadata"], dict, "metadata", "an object")
+        req.metadata = expect(body["metadata"], dict, "metadata", "an object")
     if body.get("thinking") is not None:
-        req.thinking = _expect(body["thinking"], dict, "thinking", "an object")
+        req.thinking = expect(body["thinking"], dict, "thinking", "an object")
     return req
 
 
 def _system(system: Any) -> str | list[dict[str, Any]]:
     if isinstance(system, str):
         return system
-    _expect(system, list, "system", "a string or an array of text blocks")
+    expect(system, list, "system", "a string or an array of text blocks")
     for i, block in enumerate(system):
         where = f"system.{i}"
-        _expect(block, dict, where, "a text block")
+        expect(block, dict, where, "a text block")
         if block.get("type") != "text":
             raise invalid(f"{where}.type: system blocks must be 'text', got {block.get('type')!r}")
         _string(block, "text", where)
@@ -149,14 +128,14 @@ def _system(system: Any) -> str | list[dict[str, Any]]:
 def _messages(messages: Any) -> list[dict[str, Any]]:
     if messages is None:
         raise invalid("messages: field required")
-    _expect(messages, list, "messages", "an array")
+    expect(messages, list, "messages", "an array")
     if not messages:
         raise invalid("messages: at least one message is required")
     first_turn = None
     pending_tool_uses: dict[str, int] = {}
     for i, message in enumerate(messages):
         where = f"messages.{i}"
-        _expect(message, dict, where, "an object")
+        expect(message, dict, where, "an object")
         role = message.get("role")
         if role not in ROLES:
             raise invalid(f"{where}.role: must be one of user, assistant, system; got {role!r}")
@@ -164,7 +143,7 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
             raise invalid(f"{where}.content: field required")
         content = message["content"]
         if not isinstance(content, str):
-            _expect(content, list, f"{where}.content", "a string or an array of blocks")
+            expect(content, list, f"{where}.content", "a string or an array of blocks")
             for j, block in enumerate(content):
                 _block(block, role, f"{where}.content.{j}")
         if role == "system":
@@ -215,7 +194,7 @@ def _pair_results(content: Any, pending: dict[str, int], where: str) -> None:
 
 
 def _block(block: Any, role: str, where: str) -> None:
-    _expect(block, dict, where, "a content block object")
+    expect(block, dict, where, "a content block object")
     kind = block.get("type")
     if not isinstance(kind, str):
         raise invalid(f"{where}.type: field required")
@@ -228,14 +207,14 @@ def _block(block: Any, role: str, where: str) -> None:
             raise invalid(f"{where}: tool_use blocks belong in assistant messages")
         _string(block, "id", where)
         _string(block, "name", where)
-        _expect(block.get("input"), dict, f"{where}.input", "an object")
+        expect(block.get("input"), dict, f"{where}.input", "an object")
     elif kind == "tool_result":
         if role != "user":
             raise invalid(f"{where}: tool_result blocks belong in user messages")
         _string(block, "tool_use_id", where)
         _tool_result_content(block.get("content"), f"{where}.content")
         if block.get("is_error") is not None:
-            _expect(block["is_error"], bool, f"{where}.is_error", "a boolean")
+            expect(block["is_error"], bool, f"{where}.is_error", "a boolean")
     elif kind == "thinking":
         _string(block, "thinking", where)
     elif kind == "redacted_thinking":
@@ -244,9 +223,9 @@ def _block(block: Any, role: str, where: str) -> None:
         _document(block, where)
     elif kind == "search_result":
         _string(block, "title", where, required=False)
-        _expect(block.get("content"), list, f"{where}.content", "an array of text blocks")
+        expect(block.get("content"), list, f"{where}.content", "an array of text blocks")
         for k, part in enumerate(block["content"]):
-            _expect(part, dict, f"{where}.content.{k}", "a text block")
+            expect(part, dict, f"{where}.content.{k}", "a text block")
             if part.get("type") != "text":
                 raise invalid(f"{where}.content.{k}.type: expected 'text'")
             _string(part, "text", f"{where}.content.{k}")
@@ -261,9 +240,9 @@ def _block(block: Any, role: str, where: str) -> None:
 def _tool_result_content(content: Any, where: str) -> None:
     if content is None or isinstance(content, str):
         return
-    _expect(content, list, where, "a string or an array of blocks")
+    expect(content, list, where, "a string or an array of blocks")
     for k, part in enumerate(content):
-        _expect(part, dict, f"{where}.{k}", "a content block object")
+        expect(part, dict, f"{where}.{k}", "a content block object")
         kind = part.get("type")
         if kind == "text":
             _string(part, "text", f"{where}.{k}")
@@ -276,7 +255,7 @@ def _tool_result_content(content: Any, where: str) -> None:
 
 
 def _image(block: dict[str, Any], where: str) -> None:
-    source = _expect(block.get("source"), dict, f"{where}.source", "an object")
+    source = expect(block.get("source"), dict, f"{where}.source", "an object")
     kind = source.get("type")
     if kind in ("url", "file"):
         raise invalid(
@@ -303,7 +282,7 @@ def _image(block: dict[str, Any], where: str) -> None:
 
 
 def _document(block: dict[str, Any], where: str) -> None:
-    source = _expect(block.get("source"), dict, f"{where}.source", "an object")
+    source = expect(block.get("source"), dict, f"{where}.source", "an object")
     kind = source.get("type")
     if kind == "text":
         _string(source, "data", f"{where}.source")
@@ -311,9 +290,9 @@ def _document(block: dict[str, Any], where: str) -> None:
         content = source.get("content")
         if isinstance(content, str):
             return
-        _expect(content, list, f"{where}.source.content", "a string or an array of blocks")
+        expect(content, list, f"{where}.source.content", "a string or an array of blocks")
         for k, part in enumerate(content):
-            _expect(part, dict, f"{where}.source.content.{k}", "a content block object")
+            expect(part, dict, f"{where}.source.content.{k}", "a content block object")
             if part.get("type") != "text":
                 raise invalid(
                     f"{where}.source.content.{k}.type: only text parts of a document can "
@@ -330,13 +309,13 @@ def _document(block: dict[str, Any], where: str) -> None:
 def _tools(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
     if tools is None:
         return [], []
-    _expect(tools, list, "tools", "an array")
+    expect(tools, list, "tools", "an array")
     functions: list[dict[str, Any]] = []
     server: list[str] = []
     seen: set[str] = set()
     for i, tool in enumerate(tools):
         where = f"tools.{i}"
-        _expect(tool, dict, where, "an object")
+        expect(tool, dict, where, "an object")
         name = _string(tool, "name", where)
         kind = tool.get("type")
         if "input_schema" not in tool:
@@ -344,12 +323,12 @@ def _tools(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
                 server.append(name)  # web_search_20250305 and friends: no local equivalent
                 continue
             raise invalid(f"{where}.input_schema: field required")
-        _expect(tool["input_schema"], dict, f"{where}.input_schema", "an object")
+        expect(tool["input_schema"], dict, f"{where}.input_schema", "an object")
         if name in seen:
             raise invalid(f"{where}.name: duplicate tool name {name!r}")
         seen.add(name)
         if tool.get("description") is not None:
-            _expect(tool["description"], str, f"{where}.description", "a string")
+            expect(tool["description"], str, f"{where}.description", "a string")
         functions.append(tool)
     return functions, server
 
@@ -357,7 +336,7 @@ def _tools(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
 def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
     if choice is None:
         return None
-    _expect(choice, dict, "tool_choice", "an object")
+    expect(choice, dict, "tool_choice", "an object")
     kind = choice.get("type")
     if kind not in ("auto", "any", "tool", "none"):
         raise invalid(f"tool_choice.type: must be auto, any, tool or none; got {kind!r}")
@@ -371,11 +350,11 @@ def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> dict[str, Any] | N
 def _stop_sequences(value: Any) -> list[str]:
     if value is None:
         return []
-    _expect(value, list, "stop_sequences", "an array of strings")
+    expect(value, list, "stop_sequences", "an array of strings")
     if len(value) > MAX_STOP_SEQUENCES:
         raise invalid(f"stop_sequences: at most {MAX_STOP_SEQUENCES} are allowed")
     for i, seq in enumerate(value):
-        _expect(seq, str, f"stop_sequences.{i}", "a string")
+        expect(seq, str, f"stop_sequences.{i}", "a string")
         if not seq:
             raise invalid(f"stop_sequences.{i}: must not be empty")
     return value

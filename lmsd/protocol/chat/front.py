@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..failures import invalid
+from ..fields import expect, number
 from ..pivot import Conversation
 from .items import conversation
 
@@ -48,39 +49,20 @@ class ChatRequest:
     session_hints: list[str] = field(default_factory=list)  # prompt_cache_key, user
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), "null" if value is None else type(value).__name__)
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise invalid(f"{where}: expected {what}, got {_type_name(value)}")
-    return value
 
 
 def _string(obj: dict[str, Any], key: str, where: str) -> str:
     if obj.get(key) is None:
         raise invalid(f"{where}.{key}: field required" if where else f"{key}: field required")
-    return _expect(obj[key], str, f"{where}.{key}" if where else key, "a string")
+    return expect(obj[key], str, f"{where}.{key}" if where else key, "a string")
 
-
-def _number(body: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    _expect(value, (int, float), key, "a number")
-    if not lo <= value <= hi:
-        raise invalid(f"{key}: must be between {lo} and {hi}, got {value}")
-    return float(value)
 
 
 def _positive_int(body: dict[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is None:
         return None
-    _expect(value, int, key, "an integer")
+    expect(value, int, key, "an integer")
     if value < 1:
         raise invalid(f"{key}: must be at least 1, got {value}")
     return int(value)
@@ -88,7 +70,7 @@ def _positive_int(body: dict[str, Any], key: str) -> int | None:
 
 def validate_chat_request(body: Any) -> ChatRequest:
     """Check a decoded request body; raise BadRequest naming the first problem."""
-    _expect(body, dict, "request body", "a JSON object")
+    expect(body, dict, "request body", "a JSON object")
     model = _string(body, "model", "")
     if not model.strip():
         raise invalid("model: must not be empty")
@@ -100,33 +82,33 @@ def validate_chat_request(body: Any) -> ChatRequest:
     choice = _tool_choice(body.get("tool_choice"), tools)
     parallel = body.get("parallel_tool_calls")
     if parallel is not None:
-        _expect(parallel, bool, "parallel_tool_calls", "a boolean")
+        expect(parallel, bool, "parallel_tool_calls", "a boolean")
     max_tokens = _positive_int(body, "max_completion_tokens")
     legacy = _positive_int(body, "max_tokens")
     max_tokens = max_tokens if max_tokens is not None else legacy
     top_k = body.get("top_k")
     if top_k is not None:
-        _expect(top_k, int, "top_k", "an integer")
+        expect(top_k, int, "top_k", "an integer")
     for key in ("frequency_penalty", "presence_penalty"):
-        _number(body, key, -2.0, 2.0)
+        number(body, key, -2.0, 2.0)
     conv = conversation(
         messages, tools=tools, choice=choice, parallel=parallel is not False,
-        max_output_tokens=max_tokens, temperature=_number(body, "temperature", 0.0, 2.0),
-        top_p=_number(body, "top_p", 0.0, 1.0), top_k=top_k)
+        max_output_tokens=max_tokens, temperature=number(body, "temperature", 0.0, 2.0),
+        top_p=number(body, "top_p", 0.0, 1.0), top_k=top_k)
     stream = body.get("stream")
     if stream is not None:
-        _expect(stream, bool, "stream", "a boolean")
+        expect(stream, bool, "stream", "a boolean")
     options = body.get("stream_options")
     include_usage = False
     if options is not None:
-        _expect(options, dict, "stream_options", "an object")
+        expect(options, dict, "stream_options", "an object")
         if options.get("include_usage") is not None:
-            include_usage = _expect(options["include_usage"], bool,
+            include_usage = expect(options["include_usage"], bool,
                                     "stream_options.include_usage", "a boolean")
     hints = []
     for key in ("prompt_cache_key", "user"):
         if body.get(key) is not None:
-            hints.append(_expect(body[key], str, key, "a string"))
+            hints.append(expect(body[key], str, key, "a string"))
     return ChatRequest(model, conv, len(messages), bool(stream), include_usage,
                        _stop(body.get("stop")), [h for h in hints if h])
 
@@ -136,21 +118,21 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         if body.get(key) is not None:
             raise invalid(f"{key}: {why}")
     n = body.get("n")
-    if n is not None and _expect(n, int, "n", "an integer") != 1:
+    if n is not None and expect(n, int, "n", "an integer") != 1:
         raise invalid(f"n: only one choice per request is supported (n=1), got {n}")
-    if body.get("logprobs") is not None and _expect(body["logprobs"], bool, "logprobs",
+    if body.get("logprobs") is not None and expect(body["logprobs"], bool, "logprobs",
                                                     "a boolean"):
         raise invalid("logprobs: log probabilities are not supported by lmsd")
     if body.get("top_logprobs") is not None:
         raise invalid("top_logprobs: log probabilities are not supported by lmsd")
     modalities = body.get("modalities")
     if modalities is not None:
-        _expect(modalities, list, "modalities", "an array")
+        expect(modalities, list, "modalities", "an array")
         if any(m != "text" for m in modalities):
             raise invalid(f"modalities: only 'text' output is supported, got {modalities!r}")
     fmt = body.get("response_format")
     if fmt is not None:
-        _expect(fmt, dict, "response_format", "an object")
+        expect(fmt, dict, "response_format", "an object")
         if fmt.get("type") != "text":
             raise invalid(f"response_format.type: {fmt.get('type')!r} is not supported: lmsd "
                           f"forwards no output format (structured output), only 'text'")
@@ -161,11 +143,11 @@ def _stop(value: Any) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         value = [value]
-    _expect(value, list, "stop", "a string or an array of strings")
+    expect(value, list, "stop", "a string or an array of strings")
     if len(value) > MAX_STOP:
         raise invalid(f"stop: at most {MAX_STOP} sequences are allowed")
     for i, seq in enumerate(value):
-        _expect(seq, str, f"stop.{i}", "a string")
+        expect(seq, str, f"stop.{i}", "a string")
         if not seq:
             raise invalid(f"stop.{i}: must not be empty")
     return tuple(value)
@@ -174,13 +156,13 @@ def _stop(value: Any) -> tuple[str, ...]:
 def _messages(messages: Any) -> list[dict[str, Any]]:
     if messages is None:
         raise invalid("messages: field required")
-    _expect(messages, list, "messages", "an array")
+    expect(messages, list, "messages", "an array")
     if not messages:
         raise invalid("messages: at least one message is required")
     pending: dict[str, int] = {}  # tool calls not answered yet -> the message that made them
     for i, message in enumerate(messages):
         where = f"messages.{i}"
-        _expect(message, dict, where, "an object")
+        expect(message, dict, where, "an object")
         role = message.get("role")
         if role not in ROLES:
             raise invalid(f"{where}.role: must be one of {', '.join(ROLES)}; got {role!r}")
@@ -215,10 +197,10 @@ def _text_content(message: dict[str, Any], where: str, *, required: bool) -> Non
     content = message["content"]
     if isinstance(content, str):
         return
-    _expect(content, list, f"{where}.content", "a string or an array of text parts")
+    expect(content, list, f"{where}.content", "a string or an array of text parts")
     for j, part in enumerate(content):
         at = f"{where}.content.{j}"
-        _expect(part, dict, at, "a content part object")
+        expect(part, dict, at, "a content part object")
         kind = part.get("type")
         if kind == "refusal" and message["role"] == "assistant":
             _string(part, "refusal", at)
@@ -235,10 +217,10 @@ def _user_content(message: dict[str, Any], where: str) -> None:
         raise invalid(f"{where}.content: field required")
     if isinstance(content, str):
         return
-    _expect(content, list, f"{where}.content", "a string or an array of content parts")
+    expect(content, list, f"{where}.content", "a string or an array of content parts")
     for j, part in enumerate(content):
         at = f"{where}.content.{j}"
-        _expect(part, dict, at, "a content part object")
+        expect(part, dict, at, "a content part object")
         kind = part.get("type")
         if kind == "text":
             _string(part, "text", at)
@@ -250,7 +232,7 @@ def _user_content(message: dict[str, Any], where: str) -> None:
 
 
 def _image(part: dict[str, Any], where: str) -> None:
-    image = _expect(part.get("image_url"), dict, f"{where}.image_url", "an object")
+    image = expect(part.get("image_url"), dict, f"{where}.image_url", "an object")
     url = _string(image, "url", f"{where}.image_url")
     found = DATA_URL.match(url)
     if found is None:
@@ -277,20 +259,20 @@ def _assistant(message: dict[str, Any], where: str, pending: dict[str, int], i: 
                       f"send 'tool_calls'")
     if calls is None:
         return
-    _expect(calls, list, f"{where}.tool_calls", "an array")
+    expect(calls, list, f"{where}.tool_calls", "an array")
     for j, call in enumerate(calls):
         at = f"{where}.tool_calls.{j}"
-        _expect(call, dict, at, "an object")
+        expect(call, dict, at, "an object")
         call_id = _string(call, "id", at)
         if not call_id:
             raise invalid(f"{at}.id: must not be empty")
         if call.get("type", "function") != "function":
             raise invalid(f"{at}.type: only 'function' tool calls are supported, got "
                           f"{call.get('type')!r}")
-        function = _expect(call.get("function"), dict, f"{at}.function", "an object")
+        function = expect(call.get("function"), dict, f"{at}.function", "an object")
         _string(function, "name", f"{at}.function")
         if function.get("arguments") is not None:
-            _expect(function["arguments"], str, f"{at}.function.arguments", "a string")
+            expect(function["arguments"], str, f"{at}.function.arguments", "a string")
         if call_id in pending:
             raise invalid(f"{at}.id: duplicate tool call id {call_id!r}")
         pending[call_id] = i
@@ -299,15 +281,15 @@ def _assistant(message: dict[str, Any], where: str, pending: dict[str, int], i: 
 def _tools(tools: Any) -> list[dict[str, Any]]:
     if tools is None:
         return []
-    _expect(tools, list, "tools", "an array")
+    expect(tools, list, "tools", "an array")
     seen: set[str] = set()
     for i, tool in enumerate(tools):
         where = f"tools.{i}"
-        _expect(tool, dict, where, "an object")
+        expect(tool, dict, where, "an object")
         if tool.get("type") != "function":
             raise invalid(f"{where}.type: only 'function' tools are supported, got "
                           f"{tool.get('type')!r}")
-        function = _expect(tool.get("function"), dict, f"{where}.function", "an object")
+        function = expect(tool.get("function"), dict, f"{where}.function", "an object")
         name = _string(function, "name", f"{where}.function")
         if not TOOL_NAME.match(name):
             raise invalid(f"{where}.function.name: use 1-128 letters, digits, '_', '-', '.' "
@@ -316,9 +298,9 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             raise invalid(f"{where}.function.name: duplicate tool name {name!r}")
         seen.add(name)
         if function.get("description") is not None:
-            _expect(function["description"], str, f"{where}.function.description", "a string")
+            expect(function["description"], str, f"{where}.function.description", "a string")
         if function.get("parameters") is not None:
-            _expect(function["parameters"], dict, f"{where}.function.parameters", "an object")
+            expect(function["parameters"], dict, f"{where}.function.parameters", "an object")
     return tools
 
 
@@ -332,10 +314,10 @@ def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
         if choice == "required" and not tools:
             raise invalid("tool_choice: 'required' needs at least one tool in tools")
         return choice
-    _expect(choice, dict, "tool_choice", "a string or an object")
+    expect(choice, dict, "tool_choice", "a string or an object")
     if choice.get("type") != "function":
         raise invalid(f"tool_choice.type: must be 'function', got {choice.get('type')!r}")
-    function = _expect(choice.get("function"), dict, "tool_choice.function", "an object")
+    function = expect(choice.get("function"), dict, "tool_choice.function", "an object")
     name = _string(function, "name", "tool_choice.function")
     if name not in {t["function"]["name"] for t in tools}:
         raise invalid(f"tool_choice.function.name: no tool named {name!r} in tools")

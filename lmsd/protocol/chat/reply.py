@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..failures import Failure
-from ..pivot import Event, Turn
+from ..pivot import Turn
+from ..reply import EncodedReply
 from .encode import ChatEncoder, Out
 from .items import assistant_turn
 
@@ -19,28 +20,14 @@ from .items import assistant_turn
 CHAINABLE_FINISHES = ("stop", "tool_calls")
 
 
-class ChatReply:
+class ChatReply(EncodedReply):
     """One answer to an OpenAI chat client, streamed or not."""
 
-    def __init__(self, encoder: ChatEncoder) -> None:
-        self.encoder = encoder
-        self.output_started = False  # the first content went out (time to first token)
+    encoder: ChatEncoder
 
     @property
     def message_id(self) -> str:
         return self.encoder.completion_id
-
-    @property
-    def model(self) -> str:
-        return self.encoder.model
-
-    @property
-    def done(self) -> bool:
-        return self.encoder.done
-
-    @property
-    def failure(self) -> Failure | None:
-        return self.encoder.failure
 
     @property
     def response_id(self) -> str | None:
@@ -58,25 +45,9 @@ class ChatReply:
         return (e.finish_reason in CHAINABLE_FINISHES and e.failure is None
                 and e.stop_sequence is None and e.response_id is not None)
 
-    def _seen(self, out: Out) -> Out:
-        if not self.output_started and any(
-                isinstance(c, dict) and c.get("choices") and any(
-                    k != "role" and v for k, v in c["choices"][0]["delta"].items())
-                for c in out):
-            self.output_started = True
-        return out
-
-    def start(self) -> Out:
-        return self.encoder.start()
-
-    def feed(self, event: Event) -> Out:
-        return self._seen(self.encoder.feed(event))
-
-    def finish(self) -> Out:
-        return self.encoder.finish()
-
-    def fail(self, error: Failure) -> Out:
-        return self.encoder.fail(error)
+    def is_content(self, out: Out) -> bool:
+        return any(isinstance(c, dict) and c.get("choices") and any(
+            k != "role" and v for k, v in c["choices"][0]["delta"].items()) for c in out)
 
     def turn(self) -> Turn:
         """The answer as the client will send it back next turn."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..failures import Failure
-from ..pivot import Event, Item, Turn
+from ..pivot import Item, Turn
+from ..reply import EncodedReply
 from .encode import ResponsesEncoder
 from .front import assistant_item
 
@@ -19,25 +19,14 @@ _CONTENT = ("response.output_item.added", "response.output_text.delta",
             "response.reasoning_text.delta", "response.function_call_arguments.delta")
 
 
-class ResponsesReply:
+class ResponsesReply(EncodedReply):
     """One answer to Codex (or any Responses client), streamed or not."""
 
+    encoder: ResponsesEncoder
+
     def __init__(self, encoder: ResponsesEncoder, *, message_id: str) -> None:
-        self.encoder = encoder
+        super().__init__(encoder)
         self.message_id = message_id  # lmsd's request id, as the logs name it
-        self.output_started = False
-
-    @property
-    def model(self) -> str:
-        return self.encoder.model
-
-    @property
-    def done(self) -> bool:
-        return self.encoder.done
-
-    @property
-    def failure(self) -> Failure | None:
-        return self.encoder.failure
 
     @property
     def response_id(self) -> str | None:
@@ -54,22 +43,8 @@ class ResponsesReply:
         return e.status == "completed" and e.failure is None and \
             e.upstream_response_id is not None
 
-    def _seen(self, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not self.output_started and any(e["type"] in _CONTENT for e in out):
-            self.output_started = True
-        return out
-
-    def start(self) -> list[dict[str, Any]]:
-        return self._seen(self.encoder.start())
-
-    def feed(self, event: Event) -> list[dict[str, Any]]:
-        return self._seen(self.encoder.feed(event))
-
-    def finish(self) -> list[dict[str, Any]]:
-        return self._seen(self.encoder.finish())
-
-    def fail(self, error: Failure) -> list[dict[str, Any]]:
-        return self._seen(self.encoder.fail(error))
+    def is_content(self, out: list[dict[str, Any]]) -> bool:
+        return any(e["type"] in _CONTENT for e in out)
 
     def turn(self) -> Turn:
         items: list[Item] = []
