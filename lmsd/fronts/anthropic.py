@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from quart import Response, request
@@ -48,7 +47,7 @@ from ..sessions.config import (
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .drain import Drain
-from .event_stream import EventStream, stream_response
+from .serve import answer, new_exchange
 
 
 async def upstream_model(settings: Settings, router: Router, requested: str,
@@ -104,10 +103,7 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return Exchange(dialect, plan, reply, store=store, key=key, stream=req.stream,
-                    prepare=partial(router.wait_ready, model),
-                    on_chaining_refused=router.refuse_chaining,
-                    on_overflow=partial(router.learn_limit, model))
+    return new_exchange(router, store, dialect, plan, reply, key=key, stream=req.stream)
 
 
 async def _engine_count(settings: Settings, router: Router, req: MessagesRequest
@@ -136,21 +132,6 @@ async def _check_fit(settings: Settings, router: Router, req: MessagesRequest, m
         raise error
 
 
-def _event_stream(exchange: Exchange, drain: Drain, ping_interval: float) -> Response:
-    return stream_response(EventStream(exchange, drain, ping_interval, encode=encode_all,
-                                       ping=PING))
-
-
-async def _whole_message(exchange: Exchange) -> Response:
-    async def discard(events: list[dict[str, Any]]) -> None:
-        pass  # the reply folds the events into its message
-
-    try:
-        await exchange.run(discard)
-    finally:
-        exchange.log_end(cancelled=exchange.outcome == "pending")
-    assert isinstance(exchange.reply, AnthropicReply)
-    return json_response(exchange.reply.result())
 
 
 def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
@@ -163,9 +144,8 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     async def messages(sid: str | None = None) -> Response:
         exchange = await _exchange(settings, router, store,
                                    check_session_id(sid) if sid is not None else None)
-        if exchange.stream:
-            return _event_stream(exchange, drain, settings.ping_interval)
-        return await _whole_message(exchange)
+        return await answer(exchange, drain, settings.ping_interval, encode=encode_all,
+                            ping=PING)
 
     @app.post("/v1/messages/count_tokens")
     @app.post("/session/<sid>/v1/messages/count_tokens")

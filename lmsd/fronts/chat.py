@@ -7,13 +7,12 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ..asgi import Rendered, json_response
+from ..asgi import Rendered
 from ..config import Settings
 from ..exchange import Exchange
 from ..log import event
@@ -33,7 +32,7 @@ from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .anthropic import upstream_model
 from .drain import Drain
-from .event_stream import EventStream, stream_response
+from .serve import answer, new_exchange
 
 FRONT = "openai_chat"
 DEFAULT_SESSION = "default"
@@ -125,22 +124,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           session=session, agent="main", model=req.model, upstream_model=model,
           stream=req.stream, messages=req.messages, estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return Exchange(dialect, plan, reply, store=store, key=key, stream=req.stream,
-                    prepare=partial(router.wait_ready, model),
-                    on_chaining_refused=router.refuse_chaining,
-                    on_overflow=partial(router.learn_limit, model))
+    return new_exchange(router, store, dialect, plan, reply, key=key, stream=req.stream)
 
-
-async def _whole_completion(exchange: Exchange) -> Response:
-    async def discard(events: list[Any]) -> None:
-        pass  # the encoder keeps the message
-
-    try:
-        await exchange.run(discard)
-    finally:
-        exchange.log_end(cancelled=exchange.outcome == "pending")
-    assert isinstance(exchange.reply, ChatReply)
-    return json_response(exchange.reply.result())
 
 
 def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
@@ -153,7 +138,5 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     async def chat_completions(sid: str | None = None) -> Response:
         exchange = await _exchange(settings, router, store,
                                    check_session_id(sid) if sid is not None else None)
-        if exchange.stream:
-            return stream_response(EventStream(exchange, drain, settings.ping_interval,
-                                               encode=encode_sse, ping=PING))
-        return await _whole_completion(exchange)
+        return await answer(exchange, drain, settings.ping_interval, encode=encode_sse,
+                            ping=PING)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ..asgi import Rendered, json_response
+from ..asgi import Rendered
 from ..config import Settings
 from ..exchange import Exchange
 from ..log import event
@@ -31,7 +30,7 @@ from ..sessions.config import SESSION_ID
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .drain import Drain
-from .event_stream import EventStream, stream_response
+from .serve import answer, new_exchange
 
 FRONT = "openai_responses"
 PING = b": ping\n\n"
@@ -157,22 +156,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           estimate_tokens=req.estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
           **notes)
-    return Exchange(dialect, plan, reply, store=store, key=key, stream=req.stream,
-                    prepare=partial(router.wait_ready, model),
-                    on_chaining_refused=router.refuse_chaining,
-                    on_overflow=partial(router.learn_limit, model))
+    return new_exchange(router, store, dialect, plan, reply, key=key, stream=req.stream)
 
-
-async def _whole_response(exchange: Exchange) -> Response:
-    async def discard(events: list[dict[str, Any]]) -> None:
-        pass  # the encoder keeps the final response object
-
-    try:
-        await exchange.run(discard)
-    finally:
-        exchange.log_end(cancelled=exchange.outcome == "pending")
-    assert isinstance(exchange.reply, ResponsesReply)
-    return json_response(exchange.reply.result())
 
 
 def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
@@ -183,7 +168,5 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     @app.post("/v1/responses")
     async def responses() -> Response:
         exchange = await _exchange(settings, router, store, memory)
-        if exchange.stream:
-            return stream_response(EventStream(exchange, drain, settings.ping_interval,
-                                               encode=encode_all, ping=PING))
-        return await _whole_response(exchange)
+        return await answer(exchange, drain, settings.ping_interval, encode=encode_all,
+                            ping=PING)

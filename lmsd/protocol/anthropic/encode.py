@@ -22,9 +22,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ..encoder import PivotEncoder
 from ..failures import Failure
 from ..pivot import (
-    Event,
     Failed,
     Finished,
     ReasoningDelta,
@@ -45,7 +45,7 @@ from .errors import AnthropicError, render
 __all__ = ["AnthropicEncoder", "thinking_signature"]
 
 
-class AnthropicEncoder:
+class AnthropicEncoder(PivotEncoder):
     """Encode one answer's pivot events as one Anthropic message stream."""
 
     def __init__(
@@ -99,22 +99,6 @@ class AnthropicEncoder:
                 "usage": anthropic_usage(input_tokens=self.estimate, output_tokens=0),
             },
         }]
-
-    def feed(self, event: Event) -> Out:
-        """Encode one pivot event."""
-        if self.done:
-            return []
-        if self.started:
-            return _HANDLERS[type(event)](self, event)
-        return self.start() + _HANDLERS[type(event)](self, event)
-
-    def finish(self) -> Out:
-        """The upstream stream ended. Without ``Finished`` or ``Failed`` that is an error."""
-        if self.done:
-            return []
-        # A plain Failure renders as api_error 500, as this has always been reported.
-        return self.fail(Failure(f"{self.upstream_name} closed the stream before the "
-                                 "response was complete"))
 
     def fail(self, error: Failure) -> Out:
         """End the stream with an Anthropic ``error`` event (a failure rendered for
@@ -307,3 +291,4 @@ _HANDLERS: dict[type, Callable[[AnthropicEncoder, Any], Out]] = {
     Finished: AnthropicEncoder._on_finished,
     Failed: AnthropicEncoder._on_failed,
 }
+AnthropicEncoder.handlers = _HANDLERS

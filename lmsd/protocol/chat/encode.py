@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..encoder import PivotEncoder
 from ..failures import Failure
 from ..openai_errors import OpenAIError, render_openai
 from ..pivot import (
-    Event,
     Failed,
     Finished,
     ReasoningDelta,
@@ -55,7 +55,7 @@ class _Call:
     arguments: str = ""
 
 
-class ChatEncoder:
+class ChatEncoder(PivotEncoder):
     """Encode one answer's pivot events as one chat completion stream."""
 
     def __init__(self, *, completion_id: str, model: str, created: int, input_tokens: int,
@@ -99,18 +99,6 @@ class ChatEncoder:
             return []
         self.started = True
         return [self.chunk({"role": "assistant", "content": ""})]
-
-    def feed(self, event: Event) -> Out:
-        if self.done:
-            return []
-        return self.start() + _HANDLERS[type(event)](self, event)
-
-    def finish(self) -> Out:
-        """The upstream stream ended; without ``Finished`` or ``Failed`` that is an error."""
-        if self.done:
-            return []
-        return self.fail(Failure(f"{self.upstream_name} closed the stream before the "
-                                 "response was complete"))
 
     def fail(self, error: Failure) -> Out:
         """End the stream with ``{"error": {...}}`` in OpenAI's words."""
@@ -286,3 +274,4 @@ def encode_sse(items: Out) -> bytes:
 
 #: A keep-alive while the upstream is silent: an SSE comment every client skips.
 PING = b": ping\n\n"
+ChatEncoder.handlers = _HANDLERS

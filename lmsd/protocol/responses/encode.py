@@ -24,10 +24,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..encoder import PivotEncoder
 from ..failures import Failure
 from ..openai_errors import CONTEXT_LENGTH_EXCEEDED, render_openai
 from ..pivot import (
-    Event,
     Failed,
     Finished,
     ReasoningDelta,
@@ -108,7 +108,7 @@ def failure_code(failure: Failure) -> tuple[str, str]:
     return "server_error", rendered.message
 
 
-class ResponsesEncoder:
+class ResponsesEncoder(PivotEncoder):
     """Encode one answer's pivot events as one Responses stream."""
 
     def __init__(self, *, response_id: str, model: str, estimate: int, tools: ToolMap,
@@ -140,17 +140,6 @@ class ResponsesEncoder:
         self.started = True
         return [self._event("response.created", response=self._response()),
                 self._event("response.in_progress", response=self._response())]
-
-    def feed(self, event: Event) -> Out:
-        if self.done:
-            return []
-        return self.start() + _HANDLERS[type(event)](self, event)
-
-    def finish(self) -> Out:
-        if self.done:
-            return []
-        return self.fail(Failure(f"{self.upstream_name} closed the stream before the "
-                                 "response was complete"))
 
     def fail(self, error: Failure) -> Out:
         """End with ``response.failed``; an open item is never completed (a half-written
@@ -339,3 +328,4 @@ _HANDLERS: dict[type, Any] = {
     Finished: ResponsesEncoder._on_finished,
     Failed: ResponsesEncoder._on_failed,
 }
+ResponsesEncoder.handlers = _HANDLERS
