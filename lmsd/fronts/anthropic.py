@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -18,11 +17,9 @@ from ..protocol.anthropic.items import conversation, system_text
 from ..protocol.anthropic.reply import AnthropicReply
 from ..protocol.anthropic.request import (
     MessagesRequest,
-    parse_json,
     validate_messages_request,
 )
-from ..protocol.failures import Failure, ModelUnavailable, NotFound, UnsupportedMedia, invalid
-from ..protocol.fit import check_fit, wants_exact_count
+from ..protocol.failures import Failure, ModelUnavailable, NotFound, invalid
 from ..protocol.models import (
     claude_entry,
     is_claude_name,
@@ -47,7 +44,7 @@ from ..sessions.config import (
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .drain import Drain
-from .serve import answer, new_exchange
+from .serve import answer, new_exchange, read_json, refuse_if_too_long
 
 
 async def upstream_model(settings: Settings, router: Router, requested: str,
@@ -65,18 +62,11 @@ async def upstream_model(settings: Settings, router: Router, requested: str,
     return loaded[0]
 
 
-async def _read_json() -> Any:
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported: send the "
-                               f"JSON body uncompressed")
-    return parse_json(await request.get_data(cache=False))
-
 
 async def _exchange(settings: Settings, router: Router, store: SessionStore,
                     path_id: str | None) -> Exchange:
     """Validate, map the model, plan the turn (full or chained): the Exchange to run."""
-    req = validate_messages_request(await _read_json())
+    req = validate_messages_request(await read_json())
     cap = settings.max_tokens_cap
     capped = bool(cap and req.max_tokens is not None and req.max_tokens > cap)
     if capped:
@@ -88,7 +78,9 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     key = (session, agent, model)
     estimate = estimate_tokens(req.system, req.messages, req.tools)
     dialect = await router.dialect()
-    await _check_fit(settings, router, req, model, estimate)
+    await refuse_if_too_long(router, model, estimate, front="anthropic", text=lambda: count_text(
+        system_text(req.system, strip_billing=settings.strip_billing_header), req.messages,
+        req.tools))
     conv = conversation(req, strip_billing=settings.strip_billing_header,
                         allowed_tools=config.allowed_tools)
     plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
@@ -117,22 +109,6 @@ async def _engine_count(settings: Settings, router: Router, req: MessagesRequest
         req.messages, req.tools))
 
 
-async def _check_fit(settings: Settings, router: Router, req: MessagesRequest, model: str,
-                     estimate: int) -> None:
-    """Answer ``prompt is too long`` before sending a prompt that cannot fit: the client
-    compacts at once, and the engine spends no prefill on it."""
-    limit = router.context_limit(model)
-    exact = None
-    if wants_exact_count(estimate, limit):
-        exact = await _engine_count(settings, router, req)
-    error = check_fit(estimate, limit, exact)
-    if error is not None:
-        event("request.too_long", level=30, model=model, context_length=limit,
-              estimate_tokens=estimate, counted_tokens=exact, action="refused before sending")
-        raise error
-
-
-
 
 def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
             drain: Drain) -> None:
@@ -152,7 +128,7 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     async def count_tokens(sid: str | None = None) -> Response:
         if sid is not None:
             check_session_id(sid)
-        req = validate_messages_request(await _read_json(), count_only=True)
+        req = validate_messages_request(await read_json(), count_only=True)
         counted = await _engine_count(settings, router, req)
         if counted is None:
             counted = estimate_tokens(req.system, req.messages, req.tools)
@@ -193,7 +169,7 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     async def session_config(sid: str) -> Response:
         check_session_id(sid)
         if request.method == "PUT":
-            config = parse_session_config(await _read_json())
+            config = parse_session_config(await read_json())
             await store.set_config(sid, config)
             event("session.config", session=sid, **config.to_json())
         else:

@@ -16,14 +16,11 @@ from ..asgi import Rendered
 from ..config import Settings
 from ..exchange import Exchange
 from ..log import event
-from ..protocol.anthropic.request import parse_json
 from ..protocol.chat.encode import PING, ChatEncoder, encode_sse
 from ..protocol.chat.front import ChatRequest, validate_chat_request
 from ..protocol.chat.reply import ChatReply
-from ..protocol.failures import Failure, UnsupportedMedia
-from ..protocol.fit import check_fit, wants_exact_count
+from ..protocol.failures import Failure
 from ..protocol.openai_errors import render_openai
-from ..protocol.pivot import Conversation
 from ..protocol.tokens import conversation_text, conversation_tokens
 from ..request_ids import current as current_request_id
 from ..request_ids import new_request_id
@@ -32,7 +29,7 @@ from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .anthropic import upstream_model
 from .drain import Drain
-from .serve import answer, new_exchange
+from .serve import answer, new_exchange, read_json, refuse_if_too_long
 
 FRONT = "openai_chat"
 DEFAULT_SESSION = "default"
@@ -72,32 +69,12 @@ def session_of(headers: Any, req: ChatRequest, path_id: str | None) -> str:
     return path_id or DEFAULT_SESSION
 
 
-async def _read_json() -> Any:
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported: send the "
-                               f"JSON body uncompressed")
-    return parse_json(await request.get_data(cache=False))
-
-
-async def _check_fit(router: Router, conv: Conversation, model: str, estimate: int) -> None:
-    """Refuse with ``context_length_exceeded`` before sending a prompt that cannot fit:
-    the client compacts at once and the engine spends no prefill on it."""
-    limit = router.context_limit(model)
-    exact = None
-    if wants_exact_count(estimate, limit) and (await router.dialect()).counts_tokens:
-        exact = await router.count_tokens(conversation_text(conv))
-    error = check_fit(estimate, limit, exact)
-    if error is not None:
-        event("request.too_long", level=30, front=FRONT, model=model, context_length=limit,
-              estimate_tokens=estimate, counted_tokens=exact, action="refused before sending")
-        raise error
 
 
 async def _exchange(settings: Settings, router: Router, store: SessionStore,
                     path_id: str | None) -> Exchange:
     """Validate, map the model, plan the turn (full or chained): the Exchange to run."""
-    req = validate_chat_request(await _read_json())
+    req = validate_chat_request(await read_json())
     conv = req.conversation
     cap = settings.max_tokens_cap
     capped = bool(cap and conv.max_output_tokens is not None and conv.max_output_tokens > cap)
@@ -112,7 +89,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     key = (session, "main", model)
     estimate = conversation_tokens(conv)
     dialect = await router.dialect()
-    await _check_fit(router, conv, model, estimate)
+    await refuse_if_too_long(router, model, estimate, front=FRONT,
+                             text=lambda: conversation_text(conv))
     plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
     request_id = current_request_id() or new_request_id()
     reply = ChatReply(ChatEncoder(

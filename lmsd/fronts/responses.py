@@ -14,9 +14,7 @@ from ..asgi import Rendered
 from ..config import Settings
 from ..exchange import Exchange
 from ..log import event
-from ..protocol.anthropic.request import parse_json
-from ..protocol.failures import Failure, ModelUnavailable, UnsupportedMedia
-from ..protocol.fit import check_fit
+from ..protocol.failures import Failure, ModelUnavailable
 from ..protocol.openai_errors import render_openai
 from ..protocol.pivot import FunctionTool, ToolChoice
 from ..protocol.plan import TurnPlan
@@ -24,13 +22,14 @@ from ..protocol.responses.encode import ResponsesEncoder
 from ..protocol.responses.front import ResponsesRequest, parse_request
 from ..protocol.responses.reply import ResponsesReply
 from ..protocol.sse import encode_all
+from ..protocol.tokens import conversation_text
 from ..request_ids import current as current_request_id
 from ..request_ids import message_id_for, new_request_id
 from ..sessions.config import SESSION_ID
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .drain import Drain
-from .serve import answer, new_exchange
+from .serve import answer, new_exchange, read_json, refuse_if_too_long
 
 FRONT = "openai_responses"
 PING = b": ping\n\n"
@@ -51,13 +50,6 @@ def session_of(headers: Any, req: ResponsesRequest) -> str:
             return candidate
     return DEFAULT_SESSION
 
-
-async def _read_json() -> Any:
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported: send the "
-                               f"JSON body uncompressed")
-    return parse_json(await request.get_data(cache=False))
 
 
 async def _model(settings: Settings, router: Router, requested: str, config: Any) -> str:
@@ -111,7 +103,7 @@ def _no_tool_calls(plan: TurnPlan) -> None:
 
 async def _exchange(settings: Settings, router: Router, store: SessionStore,
                     memory: ToolMemory) -> Exchange:
-    req = parse_request(await _read_json(),
+    req = parse_request(await read_json(),
                         turn_metadata=request.headers.get("x-codex-turn-metadata"))
     conv = req.conversation
     cap = settings.max_tokens_cap
@@ -122,12 +114,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     model = await _model(settings, router, req.model, config)
     key = (session, "main", model)
     dialect = await router.dialect()
-    limit = router.context_limit(model)
-    error = check_fit(req.estimate, limit)
-    if error is not None:
-        event("request.too_long", level=30, front=FRONT, model=model, context_length=limit,
-              estimate_tokens=req.estimate, action="refused before sending")
-        raise error
+    await refuse_if_too_long(router, model, req.estimate, front=FRONT,
+                             text=lambda: conversation_text(conv))
     if config.allowed_tools is not None:
         conv = replace(conv, tools=tuple(t for t in conv.tools
                                        if t.name in config.allowed_tools))

@@ -1,5 +1,5 @@
-"""What every front does once it has planned a turn: build the exchange with the router's
-hooks, and answer with a stream or with the whole answer."""
+"""What every front does with a request: read its body, refuse a prompt that cannot fit,
+build the exchange with the router's hooks, and answer with a stream or the whole answer."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from quart import Response
+from quart import Response, request
 
 from ..asgi import json_response
 from ..exchange import Exchange, Reply
+from ..log import event
+from ..protocol.anthropic.request import parse_json
+from ..protocol.failures import UnsupportedMedia
+from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.plan import TurnPlan
 from ..sessions.store import SessionKey, SessionStore
 from ..upstreams.dialect import Dialect
@@ -46,3 +50,28 @@ async def answer(exchange: Exchange, drain: Drain, ping_interval: float, *,
     finally:
         exchange.log_end(cancelled=exchange.outcome == "pending")
     return json_response(exchange.reply.result())
+
+
+async def read_json() -> Any:
+    """The request's JSON body; a compressed one is refused by name."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported: send the "
+                               f"JSON body uncompressed")
+    return parse_json(await request.get_data(cache=False))
+
+
+async def refuse_if_too_long(router: Router, model: str, estimate: int, *, front: str,
+                             text: Callable[[], str]) -> None:
+    """Refuse a prompt that cannot fit the loaded context before sending it: the client
+    compacts at once and the engine spends no prefill on it. Where the engine has its own
+    tokenizer, it settles a close call (``text()`` is what it counts)."""
+    limit = router.context_limit(model)
+    exact = None
+    if wants_exact_count(estimate, limit) and (await router.dialect()).counts_tokens:
+        exact = await router.count_tokens(text())
+    error = check_fit(estimate, limit, exact)
+    if error is not None:
+        event("request.too_long", level=30, front=front, model=model, context_length=limit,
+              estimate_tokens=estimate, counted_tokens=exact, action="refused before sending")
+        raise error
