@@ -46,6 +46,16 @@ class EncodedReply:
     def failure(self) -> Failure | None:
         return self.encoder.failure
 
+    @property
+    def response_id(self) -> str | None:
+        """The upstream's stored response (what the next turn chains from)."""
+        return getattr(self.encoder, "response_id", None)
+
+    @property
+    def cut_short(self) -> bool:
+        """lmsd ended the answer itself (a stop sequence): stop reading the upstream."""
+        return self.encoder.done and getattr(self.encoder, "stop_sequence", None) is not None
+
     def is_content(self, out: list[Any]) -> bool:
         """Whether ``out`` carries the answer's first content."""
         raise NotImplementedError

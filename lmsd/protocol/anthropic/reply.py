@@ -34,15 +34,6 @@ class AnthropicReply(EncodedReply):
         return self.encoder.message_id
 
     @property
-    def response_id(self) -> str | None:
-        return self.encoder.response_id
-
-    @property
-    def cut_short(self) -> bool:
-        """lmsd ended the answer itself (a stop sequence): stop reading the upstream."""
-        return self.encoder.done and self.encoder.stop_sequence is not None
-
-    @property
     def chainable(self) -> bool:
         """Complete, so the next turn may chain from it."""
         e = self.encoder

@@ -30,15 +30,6 @@ class ChatReply(EncodedReply):
         return self.encoder.completion_id
 
     @property
-    def response_id(self) -> str | None:
-        return self.encoder.response_id
-
-    @property
-    def cut_short(self) -> bool:
-        """lmsd ended the answer itself (a stop sequence): stop reading the upstream."""
-        return self.encoder.done and self.encoder.stop_sequence is not None
-
-    @property
     def chainable(self) -> bool:
         """Complete as the upstream holds it, so the next turn may chain from it."""
         e = self.encoder
