@@ -31,3 +31,14 @@ def number(body: dict[str, Any], key: str, lo: float, hi: float) -> float | None
     if not lo <= value <= hi:
         raise invalid(f"{key}: must be between {lo} and {hi}, got {value}")
     return float(value)
+
+
+def stop_strings(value: list[Any], key: str, limit: int) -> list[str]:
+    """Stop sequences: at most ``limit`` non-empty strings (``value`` already a list)."""
+    if len(value) > limit:
+        raise invalid(f"{key}: at most {limit} sequences are allowed")
+    for i, seq in enumerate(value):
+        expect(seq, str, f"{key}.{i}", "a string")
+        if not seq:
+            raise invalid(f"{key}.{i}: must not be empty")
+    return value

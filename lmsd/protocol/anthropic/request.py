@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..failures import invalid
-from ..fields import expect, number
+from ..fields import expect, number, stop_strings
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif")
 REFUSED_MEDIA_TYPES = {"image/webp": "LM Studio's API does not accept WebP images"}
@@ -351,13 +351,7 @@ def _stop_sequences(value: Any) -> list[str]:
     if value is None:
         return []
     expect(value, list, "stop_sequences", "an array of strings")
-    if len(value) > MAX_STOP_SEQUENCES:
-        raise invalid(f"stop_sequences: at most {MAX_STOP_SEQUENCES} are allowed")
-    for i, seq in enumerate(value):
-        expect(seq, str, f"stop_sequences.{i}", "a string")
-        if not seq:
-            raise invalid(f"stop_sequences.{i}: must not be empty")
-    return value
+    return stop_strings(value, "stop_sequences", MAX_STOP_SEQUENCES)
 
 
 __all__ = ["MessagesRequest", "parse_json", "validate_messages_request"]

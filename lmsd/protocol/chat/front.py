@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..failures import invalid
-from ..fields import expect, number
+from ..fields import expect, number, stop_strings
 from ..pivot import Conversation
 from .items import conversation
 
@@ -144,13 +144,7 @@ def _stop(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     expect(value, list, "stop", "a string or an array of strings")
-    if len(value) > MAX_STOP:
-        raise invalid(f"stop: at most {MAX_STOP} sequences are allowed")
-    for i, seq in enumerate(value):
-        expect(seq, str, f"stop.{i}", "a string")
-        if not seq:
-            raise invalid(f"stop.{i}: must not be empty")
-    return tuple(value)
+    return tuple(stop_strings(value, "stop", MAX_STOP))
 
 
 def _messages(messages: Any) -> list[dict[str, Any]]:
