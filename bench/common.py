@@ -57,12 +57,15 @@ def partial_run(args: list[str], env: dict[str, str], output: IO[str] | None = N
 
 
 async def timed_stream(client: httpx.AsyncClient, url: str, body: bytes,
-                       first_marker: bytes) -> tuple[float, float]:
-    """POST ``body``; return (time to the first chunk containing ``first_marker``, total)."""
+                       first_marker: bytes, headers: dict[str, str] | None = None
+                       ) -> tuple[float, float]:
+    """POST ``body`` (with ``headers`` besides the content type); return (time to the first
+    chunk containing ``first_marker``, total)."""
     t0 = time.perf_counter()
     ttft = None
     async with client.stream("POST", url, content=body,
-                             headers={"content-type": "application/json"}) as response:
+                             headers={**(headers or {}),
+                                      "content-type": "application/json"}) as response:
         response.raise_for_status()
         async for chunk in response.aiter_raw():
             if ttft is None and first_marker in chunk:
