@@ -232,6 +232,9 @@ async def main(turns: int, prefill_us: float) -> None:
                        ("tokens prefilled", "prefill")):
         c, f = total(chained, key), total(full, key)
         print(f"total {label + ':':24} chained {c:9.0f}, full {f:9.0f}, ratio {c / f:.3f}")
+    ratio = total(chained, "sent") / total(full, "sent")
+    print(f"issue 12's target (30 turns), input tokens chained <= 15% of full: {ratio:.1%}, "
+          f"{'met' if ratio <= 0.15 else 'NOT met'}")
     ttft = {name: statistics.median(r["ttft"] for r in rows[1:]) * 1000
             for name, rows in (("chained", chained), ("full", full))}
     print(f"median TTFT, turns 2..{len(chained)}: chained {ttft['chained']:.1f} ms, full "
