@@ -83,7 +83,7 @@ def command_output(n: int) -> str:
 def exec_output(n: int) -> str:
     """Codex's framing of an ``exec_command`` result (as in the capture)."""
     out = command_output(n)
-    return (f"Chunk ID: {uuid.uuid4().hex[:6]}\nWall time: 0.0{n % 10}31 seconds\n"
+    return (f"Chunk ID: {n * 2654435761 % 16**6:06x}\nWall time: 0.0{n % 10}31 seconds\n"
             f"Process exited with code 0\nOriginal token count: {len(out) // 4}\n"
             f"Output:\n{out}")
 
