@@ -9,8 +9,11 @@ time to first token and total time, and lmsd's overhead in ms and as a ratio.
 - ``chat``: the Claude Code conversation as an openai-SDK-style ``/v1/chat/completions``
   request (streamed, ``include_usage``, function tools).
 
-Every selected front gets its own direct baseline in the same run, rounds interleaved
-across fronts so that they share the machine's conditions.
+Every selected front gets its own direct baseline in the same run, one front after the
+other. Not interleaved across fronts: the emulator models LM Studio's prefix cache, and
+its cost (a token-by-token prefix comparison) depends on the request before, so a direct
+request that followed another front's conversation was about 2 ms cheaper than one that
+followed its own.
 
     python bench/overhead.py [--n 300] [--front all|messages|responses|chat ...]
 """
@@ -140,14 +143,12 @@ async def main(n: int, names: list[str]) -> None:
                 proxied = (f"{lmsd_url}{front.path}", front.body, front.marker, front.headers)
                 return direct, proxied
 
-            for _ in range(10):  # warm up every path
-                for front in fronts:
-                    direct, proxied = paths(front)
+            for front in fronts:
+                direct, proxied = paths(front)
+                for _ in range(10):  # warm up both paths
                     await timed_stream(client, *direct)
                     await timed_stream(client, *proxied)
-            for _ in range(n):
-                for front in fronts:
-                    direct, proxied = paths(front)
+                for _ in range(n):
                     front.results["direct"].append(await timed_stream(client, *direct))
                     front.results["lmsd"].append(await timed_stream(client, *proxied))
     added = {}
