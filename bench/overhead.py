@@ -13,7 +13,7 @@ Every selected front gets its own direct baseline in the same run, one front aft
 other. Not interleaved across fronts: the emulator models LM Studio's prefix cache, and
 its cost (a token-by-token prefix comparison) depends on the request before, so a direct
 request that followed another front's conversation was about 2 ms cheaper than one that
-followed its own.
+followed its own (bench/RESULTS.md).
 
     python bench/overhead.py [--n 300] [--front all|messages|responses|chat ...]
 """
@@ -49,7 +49,9 @@ SKIPPED_HEADERS = {"host", "content-length", "accept-encoding", "authorization"}
 
 @dataclass
 class Front:
-    """One front's pair of paths: (url path, body, headers, first-token marker) each."""
+    """One front: what goes through lmsd (``path``, ``body``, ``headers``, the first-token
+    ``marker``), the Responses body lmsd makes of it (``upstream``, sent direct), and the
+    (TTFT, total) of each run on both paths."""
 
     name: str
     title: str
