@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import trio
@@ -32,11 +33,13 @@ def lmsd_command(port: int, admin_port: int, upstream: str, state: str,
 
 
 @asynccontextmanager
-async def process(args: list[str], ready_url: str) -> AsyncIterator[trio.Process]:
-    """Run a helper process until the block ends; wait until ``ready_url`` answers."""
+async def process(args: list[str], ready_url: str,
+                  output: IO[str] | None = None) -> AsyncIterator[trio.Process]:
+    """Run a helper process until the block ends; wait until ``ready_url`` answers. Its
+    output goes to ``output`` (a file, e.g. for lmsd's JSON events), else to our stderr."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(partial_run(args, env))
+        proc: trio.Process = await nursery.start(partial_run(args, env, output))
         try:
             await wait_until_answering(ready_url)
             yield proc
@@ -44,20 +47,25 @@ async def process(args: list[str], ready_url: str) -> AsyncIterator[trio.Process
             proc.terminate()
 
 
-def partial_run(args: list[str], env: dict[str, str]):
+def partial_run(args: list[str], env: dict[str, str], output: IO[str] | None = None):
+    sink = output or sys.stderr
+
     async def run(task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED) -> None:
-        await trio.run_process(args, env=env, cwd=ROOT, check=False, stdout=sys.stderr,
-                               stderr=sys.stderr, task_status=task_status)
+        await trio.run_process(args, env=env, cwd=ROOT, check=False, stdout=sink,
+                               stderr=sink, task_status=task_status)
     return run
 
 
 async def timed_stream(client: httpx.AsyncClient, url: str, body: bytes,
-                       first_marker: bytes) -> tuple[float, float]:
-    """POST ``body``; return (time to the first chunk containing ``first_marker``, total)."""
+                       first_marker: bytes, headers: dict[str, str] | None = None
+                       ) -> tuple[float, float]:
+    """POST ``body`` (with ``headers`` besides the content type); return (time to the first
+    chunk containing ``first_marker``, total)."""
     t0 = time.perf_counter()
     ttft = None
     async with client.stream("POST", url, content=body,
-                             headers={"content-type": "application/json"}) as response:
+                             headers={**(headers or {}),
+                                      "content-type": "application/json"}) as response:
         response.raise_for_status()
         async for chunk in response.aiter_raw():
             if ttft is None and first_marker in chunk:
