@@ -104,8 +104,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return Exchange(dialect, plan, reply, store=store, key=key, stream=req.stream,
-                    prepare=partial(router.wait_ready, model),
+    return Exchange(dialect, plan, reply, store=store, key=key, front="anthropic",
+                    stream=req.stream, prepare=partial(router.wait_ready, model),
                     on_chaining_refused=router.refuse_chaining,
                     on_overflow=partial(router.learn_limit, model))
 
@@ -131,8 +131,9 @@ async def _check_fit(settings: Settings, router: Router, req: MessagesRequest, m
         exact = await _engine_count(settings, router, req)
     error = check_fit(estimate, limit, exact)
     if error is not None:
-        event("request.too_long", level=30, model=model, context_length=limit,
-              estimate_tokens=estimate, counted_tokens=exact, action="refused before sending")
+        event("request.too_long", level=30, front="anthropic", model=model,
+              context_length=limit, estimate_tokens=estimate, counted_tokens=exact,
+              action="refused before sending")
         raise error
 
 

@@ -157,8 +157,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           estimate_tokens=req.estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
           **notes)
-    return Exchange(dialect, plan, reply, store=store, key=key, stream=req.stream,
-                    prepare=partial(router.wait_ready, model),
+    return Exchange(dialect, plan, reply, store=store, key=key, front=FRONT,
+                    stream=req.stream, prepare=partial(router.wait_ready, model),
                     on_chaining_refused=router.refuse_chaining,
                     on_overflow=partial(router.learn_limit, model))
 
