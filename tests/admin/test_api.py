@@ -148,3 +148,24 @@ async def test_a_codex_thread_is_a_session_named_by_its_front(lmsd, emulator):
     assert 'lmsd_requests_total{front="openai_chat",outcome="rejected",stream="n/a"} 1.0' \
         in text
     assert 'lmsd_requests_total{front="anthropic"' not in text
+
+
+@pytest.mark.parametrize(("path", "front", "body"), [
+    ("/v1/messages", "anthropic",
+     {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+    ("/v1/responses", "openai_responses", {"model": "some-local-model", "input": "x"}),
+    ("/v1/chat/completions", "openai_chat",
+     {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}),
+])
+async def test_every_front_names_itself_in_its_events(lmsd, emulator, path, front, body):
+    """``request.start``, ``chain.decision`` and ``request.end`` carry the front, which the
+    metrics and the sessions read."""
+    emulator.script(Reply(Text("x")))
+    with lmsd.bus.subscribe(types=("request", "chain")) as sub:
+        async with httpx.AsyncClient(base_url=lmsd.url) as http:
+            answer = await http.post(path, json=body, headers={"x-api-key": "k"})
+            assert answer.status_code == 200, answer.text
+        events = [await next_event(sub, kind)
+                  for kind in ("request.start", "chain.decision", "request.end")]
+    assert [e["front"] for e in events] == [front] * 3
+    assert events[2]["outcome"] == "ok"
