@@ -83,6 +83,7 @@ class Exchange:
     reply: Reply
     store: SessionStore | None = None
     key: SessionKey = ("default", "main", "")
+    front: str = "anthropic"  # which API the client spoke (events, metrics, sessions)
     stream: bool = True
     started_at: float = field(default_factory=trio.current_time)
     first_token_at: float | None = None
@@ -187,9 +188,10 @@ class Exchange:
         await store.record_turn(
             self.key, hit=chained, miss=None if chained else miss, items_sent=items_sent,
             items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
-            response_id=reply.response_id if complete else None)
+            response_id=reply.response_id if complete else None, front=self.front)
         event("chain.decision", id=reply.message_id, session=self.key[0],
-              agent=self.key[1], chained=chained, miss=None if chained else miss,
+              agent=self.key[1], front=self.front, chained=chained,
+              miss=None if chained else miss,
               previous_response_id=plan.node.response_id if chained and plan.node else None,
               stored=complete, items_sent=items_sent, items_full=items_full)
 
@@ -212,5 +214,7 @@ class Exchange:
             fields["ttft_ms"] = round((self.first_token_at - self.started_at) * 1000, 1)
         if self.upstream_first_at is not None:
             fields["upstream_ms"] = round((self.upstream_first_at - self.started_at) * 1000, 1)
+        if isinstance(reply.failure, ContextOverflow):
+            fields["overflow"] = True  # every front words it its own way
         fields.update(reply.log_fields())
         event("request.end", level=30 if reply.failure else 20, **fields)

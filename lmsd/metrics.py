@@ -1,4 +1,9 @@
-"""Prometheus metrics, fed by the event bus (``GET /metrics`` on the admin API)."""
+"""Prometheus metrics, fed by the event bus (``GET /metrics`` on the admin API).
+
+The request and turn series carry a ``front`` label (``anthropic``, ``openai_responses``,
+``openai_chat``), read from the events' ``front`` field; an event without one (older code,
+lmsd's own routes) counts as ``anthropic``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+FRONTS = ("anthropic", "openai_responses", "openai_chat")
+DEFAULT_FRONT = FRONTS[0]  # events before the OpenAI fronts carried no front
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -15,24 +22,25 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.requests = Counter("lmsd_requests", "Requests to /v1/messages by outcome",
-                                ["outcome", "stream"], registry=r)
+        self.requests = Counter("lmsd_requests", "Requests by outcome, stream and front",
+                                ["outcome", "stream", "front"], registry=r)
         self.errors = Counter("lmsd_errors", "Requests that ended in an error, by type",
-                              ["type"], registry=r)
+                              ["type", "front"], registry=r)
         self.in_flight = Gauge("lmsd_requests_in_flight", "Requests being served",
-                               registry=r)
+                               ["front"], registry=r)
         self.ttft = Histogram("lmsd_time_to_first_token_seconds", "Time to first content",
-                              buckets=LATENCY_BUCKETS, registry=r)
+                              ["front"], buckets=LATENCY_BUCKETS, registry=r)
         self.duration = Histogram("lmsd_request_duration_seconds", "Whole request time",
-                                  buckets=LATENCY_BUCKETS, registry=r)
+                                  ["front"], buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_latency = Histogram(
             "lmsd_upstream_first_event_seconds", "Time until LM Studio's first stream event",
-            buckets=LATENCY_BUCKETS, registry=r)
+            ["front"], buckets=LATENCY_BUCKETS, registry=r)
         self.input_tokens = Counter("lmsd_input_tokens", "Prompt tokens (whole context)",
-                                    registry=r)
-        self.output_tokens = Counter("lmsd_output_tokens", "Generated tokens", registry=r)
+                                    ["front"], registry=r)
+        self.output_tokens = Counter("lmsd_output_tokens", "Generated tokens", ["front"],
+                                     registry=r)
         self.chain = Counter("lmsd_chain_decisions", "Chained turns and misses by reason",
-                             ["result"], registry=r)
+                             ["result", "front"], registry=r)
         self.reloads = Counter("lmsd_model_reloads", "Model reloads by the watcher",
                                ["result"], registry=r)
         self.upstream_up = Gauge("lmsd_upstream_up", "1 when LM Studio answers", registry=r)
@@ -41,43 +49,31 @@ class Metrics:
                                ["app", "status"], registry=r)
         self.overflows = Counter("lmsd_context_overflows", "Prompts over the loaded context: "
                                  "refused before sending, or reported by the engine",
-                                 ["where"], registry=r)
+                                 ["where", "front"], registry=r)
+        for front in FRONTS:  # 0 in flight from the start, not absent until a request
+            self.in_flight.labels(front)
         self.totals = {"requests": 0, "errors": 0, "in_flight": 0}
 
     def observe(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        front = str(event.get("front") or DEFAULT_FRONT)
         if kind == "request.start":
-            self.in_flight.inc()
+            self.in_flight.labels(front).inc()
             self.totals["in_flight"] += 1
         elif kind == "request.end":
-            self.in_flight.dec()
-            self.totals["in_flight"] -= 1
-            self.totals["requests"] += 1
-            self.totals["errors"] += bool(event.get("error_type"))
-            self.requests.labels(event.get("outcome", "?"), str(event.get("stream"))).inc()
-            if event.get("error_type"):
-                self.errors.labels(event["error_type"]).inc()
-            if str(event.get("error", "")).startswith("prompt is too long"):
-                self.overflows.labels("engine").inc()
-            if "ttft_ms" in event:
-                self.ttft.observe(event["ttft_ms"] / 1000)
-            if "upstream_ms" in event:
-                self.upstream_latency.observe(event["upstream_ms"] / 1000)
-            self.duration.observe(event.get("duration_ms", 0) / 1000)
-            self.input_tokens.inc(event.get("input_tokens", 0))
-            self.output_tokens.inc(event.get("output_tokens", 0))
+            self._request_end(event, front)
         elif kind == "request.rejected":
-            self.requests.labels("rejected", "n/a").inc()
-            self.errors.labels(event.get("error_type", "?")).inc()
+            self.requests.labels("rejected", "n/a", front).inc()
+            self.errors.labels(event.get("error_type", "?"), front).inc()
             self.totals["requests"] += 1
             self.totals["errors"] += 1
         elif kind == "request.refused":
             self.refused.labels(str(event.get("app", "?")), str(event.get("status", "?"))).inc()
         elif kind == "request.too_long":
-            self.overflows.labels("before_sending").inc()
+            self.overflows.labels("before_sending", front).inc()
         elif kind == "chain.decision":
             self.chain.labels("hit" if event.get("chained") else
-                              f"miss_{event.get('miss')}").inc()
+                              f"miss_{event.get('miss')}", front).inc()
         elif kind == "model.context_enforced":
             self.reloads.labels("ok").inc()
         elif kind == "model.reload_failed":
@@ -86,6 +82,24 @@ class Metrics:
             self.upstream_up.set(1)
         elif kind == "upstream.down":
             self.upstream_up.set(0)
+
+    def _request_end(self, event: dict[str, Any], front: str) -> None:
+        self.in_flight.labels(front).dec()
+        self.totals["in_flight"] -= 1
+        self.totals["requests"] += 1
+        self.totals["errors"] += bool(event.get("error_type"))
+        self.requests.labels(event.get("outcome", "?"), str(event.get("stream")), front).inc()
+        if event.get("error_type"):
+            self.errors.labels(event["error_type"], front).inc()
+        if event.get("overflow") or str(event.get("error", "")).startswith("prompt is too long"):
+            self.overflows.labels("engine", front).inc()
+        if "ttft_ms" in event:
+            self.ttft.labels(front).observe(event["ttft_ms"] / 1000)
+        if "upstream_ms" in event:
+            self.upstream_latency.labels(front).observe(event["upstream_ms"] / 1000)
+        self.duration.labels(front).observe(event.get("duration_ms", 0) / 1000)
+        self.input_tokens.labels(front).inc(event.get("input_tokens", 0))
+        self.output_tokens.labels(front).inc(event.get("output_tokens", 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -95,7 +95,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return new_exchange(router, store, dialect, plan, reply, key=key, stream=req.stream)
+    return new_exchange(router, store, dialect, plan, reply, key=key, front="anthropic",
+                        stream=req.stream)
 
 
 async def _engine_count(settings: Settings, router: Router, req: MessagesRequest

@@ -36,11 +36,21 @@ def renderer_by_path(renderers: list[tuple[str, Renderer]]) -> Renderer:
     return render
 
 
+#: The front a path belongs to, for the events (and so the metrics) of a refused request;
+#: any other path is Anthropic's or lmsd's own.
+_FRONTS = (("/v1/chat/completions", chat.FRONT), ("/v1/responses", responses.FRONT))
+
+
+def front_of(path: str) -> str:
+    path = _SESSION_PREFIX.sub("", path, count=1)
+    return next((front for prefix, front in _FRONTS if path.startswith(prefix)), "anthropic")
+
+
 def _rejected(rendered: Rendered) -> None:
     """Requests refused before any exchange (bad input, no model) still show up."""
     event("request.rejected", level=30, request_id=current_request_id(),
-          method=request.method, path=request.path, status=rendered.status,
-          error_type=rendered.type, error=rendered.message)
+          front=front_of(request.path), method=request.method, path=request.path,
+          status=rendered.status, error_type=rendered.type, error=rendered.message)
 
 
 def create_proxy_app(settings: Settings, router: Router, store: SessionStore,

@@ -102,7 +102,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           session=session, agent="main", model=req.model, upstream_model=model,
           stream=req.stream, messages=req.messages, estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return new_exchange(router, store, dialect, plan, reply, key=key, stream=req.stream)
+    return new_exchange(router, store, dialect, plan, reply, key=key, front=FRONT,
+                        stream=req.stream)
 
 
 

@@ -144,7 +144,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           estimate_tokens=req.estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
           **notes)
-    return new_exchange(router, store, dialect, plan, reply, key=key, stream=req.stream)
+    return new_exchange(router, store, dialect, plan, reply, key=key, front=FRONT,
+                        stream=req.stream)
 
 
 

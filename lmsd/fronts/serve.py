@@ -24,12 +24,12 @@ from .event_stream import EventStream, stream_response
 
 
 def new_exchange(router: Router, store: SessionStore, dialect: Dialect, plan: TurnPlan,
-                 reply: Reply, *, key: SessionKey, stream: bool) -> Exchange:
+                 reply: Reply, *, key: SessionKey, front: str, stream: bool) -> Exchange:
     """The exchange for one planned turn: it waits for a model reload of its own model,
     tells the router when chaining is refused, and teaches it the limit an overflow
     states."""
     model = key[2]
-    return Exchange(dialect, plan, reply, store=store, key=key, stream=stream,
+    return Exchange(dialect, plan, reply, store=store, key=key, front=front, stream=stream,
                     prepare=partial(router.wait_ready, model),
                     on_chaining_refused=router.refuse_chaining,
                     on_overflow=partial(router.learn_limit, model))

@@ -215,8 +215,8 @@ def status(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) ->
 
 # -- sessions and reset ---------------------------------------------------------------------
 
-SESSION_HEADER = ("SESSION", "AGENT", "MODEL", "TURNS", "HITS", "MISSES", "ITEMS SENT/FULL",
-                  "TOKENS SENT/FULL", "LAST USED")
+SESSION_HEADER = ("SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
+                  "ITEMS SENT/FULL", "TOKENS SENT/FULL", "LAST USED")
 
 
 def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) -> str:
@@ -228,11 +228,12 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
     for entry in sessions:
         agents = entry.get("agents") or []
         if not agents:
-            rows.append((entry["session"], "-", "-", "0", "0", "-", "-", "-",
+            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-",
                          ago(entry.get("last_used"), now)))
         for a in agents:
             misses = ",".join(f"{k}:{v}" for k, v in (a.get("misses") or {}).items()) or "-"
-            rows.append((entry["session"], a.get("agent", "?"), a.get("model", "?"),
+            fronts = ",".join(a.get("fronts") or ()) or "-"  # none before lmsd recorded it
+            rows.append((entry["session"], fronts, a.get("agent", "?"), a.get("model", "?"),
                          str(a.get("turns", 0)), str(a.get("chain_hits", 0)), misses,
                          ratio(a.get("items_sent", 0), a.get("items_full", 0)),
                          ratio(a.get("tokens_sent", 0), a.get("tokens_full", 0)),

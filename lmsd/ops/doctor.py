@@ -3,13 +3,15 @@
 Each check gives one :class:`Result` (ok, warn, fail or skip) with a one-line fix for
 anything not ok: LM Studio and how it was found, the loaded models and their context,
 the proxy and admin ports, the state directory, the user service, the calling shell's
-Claude Code environment (does it compact in time for the loaded context?) and the
-installed Claude Code. Nothing is started, loaded or changed; the only write is a
-temporary file in the state directory (or the parent that would hold it), removed at once.
+Claude Code environment (does it compact in time for the loaded context?), the installed
+Claude Code, and Codex CLI's provider block when its config points at lmsd. Nothing is
+started, loaded or changed; the only write is a temporary file in the state directory (or
+the parent that would hold it), removed at once.
 
 The checks live by what they look at: ``doctor_upstream`` (LM Studio, the API, the models),
 ``doctor_host`` (ports, state directory, service), ``doctor_shell`` and ``doctor_context``
-(the calling shell's Claude Code); this module runs them concurrently and prints them.
+(the calling shell's Claude Code), ``doctor_codex`` (Codex CLI's config.toml, if any); this
+module runs them concurrently and prints them.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import trio
 from ..config import ConfigError, Settings, env_name, load_settings
 from ..upstreams.discovery import Found
 from .client import GREEN, RED, RESET, YELLOW, use_color
+from .doctor_codex import check_codex
 from .doctor_context import CHECK as CONTEXT_CHECK
-from .doctor_context import check_context_env
+from .doctor_context import check_context_env, loaded_contexts
 from .doctor_host import check_port, check_service, check_state_dir
 from .doctor_result import FAIL, OK, SKIP, WARN, Result
 from .doctor_shell import check_attribution, check_auth, check_base_url, check_claude
@@ -44,9 +47,9 @@ COLORS = {OK: GREEN, WARN: YELLOW, FAIL: RED, SKIP: ""}
 # -- all together: run every check, print the results --------------------------------------------
 
 
-async def _context(settings: Settings, env: Mapping[str, str], local: httpx.AsyncClient,
-                   found: Found, upstream: httpx.AsyncClient) -> Result:
-    """The shell's Claude Code settings against the loaded context (see doctor_context)."""
+async def _contexts(settings: Settings, local: httpx.AsyncClient, found: Found,
+                    upstream: httpx.AsyncClient) -> list[int]:
+    """The loaded contexts the Claude Code and Codex settings must fit (doctor_context)."""
 
     async def lmstudio_contexts() -> list[int]:
         if not found.reachable:
@@ -57,8 +60,7 @@ async def _context(settings: Settings, env: Mapping[str, str], local: httpx.Asyn
             return []
         return [m.context_length for m in listed.loaded if m.context_length] if listed else []
 
-    return Result(CONTEXT_CHECK, *await check_context_env(settings, env, local,
-                                                          lmstudio_contexts))
+    return await loaded_contexts(settings, local, lmstudio_contexts)
 
 
 async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None, *,
@@ -74,9 +76,11 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
 
         async def lmstudio() -> list[Result]:
             first, found = await check_lmstudio(settings, env, upstream)
-            return [first, *check_notes(settings), await check_api(settings, found, upstream),
-                    await check_models(settings, found, upstream),
-                    await _context(settings, env, local, found, upstream)]
+            head = [first, *check_notes(settings), await check_api(settings, found, upstream),
+                    await check_models(settings, found, upstream)]
+            contexts = await _contexts(settings, local, found, upstream)
+            return [*head, Result(CONTEXT_CHECK, *check_context_env(env, contexts)),
+                    check_codex(settings, env, contexts)]
 
         async def one(make: Callable[[], Awaitable[Result]]) -> list[Result]:
             return [await make()]

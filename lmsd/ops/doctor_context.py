@@ -33,16 +33,19 @@ async def _daemon_contexts(settings: Settings, client: httpx.AsyncClient) -> lis
             if isinstance(m, dict) and isinstance(m.get("context_length"), int)]
 
 
-async def check_context_env(
-    settings: Settings, environ: Mapping[str, str], client: httpx.AsyncClient,
-    lmstudio_contexts: Callable[[], Awaitable[list[int]]],
-) -> tuple[str, str, str | None]:
-    """(status, detail, fix): ``warn`` when Claude Code would compact too late (or far too
-    early) for the smallest loaded context: the running daemon's, else LM Studio's."""
+async def loaded_contexts(settings: Settings, client: httpx.AsyncClient,
+                          lmstudio_contexts: Callable[[], Awaitable[list[int]]]) -> list[int]:
+    """The loaded contexts: the running daemon's view, else LM Studio's."""
     contexts = await _daemon_contexts(settings, client)
     if contexts is None:
         contexts = await lmstudio_contexts()
-    known = [c for c in contexts if c > 0]
+    return [c for c in contexts if c > 0]
+
+
+def check_context_env(environ: Mapping[str, str], known: list[int]
+                      ) -> tuple[str, str, str | None]:
+    """(status, detail, fix): ``warn`` when Claude Code would compact too late (or far too
+    early) for the smallest of the ``known`` loaded contexts (see :func:`loaded_contexts`)."""
     if not known:
         return "skip", "not checked: no loaded model with a known context", None
     context = min(known)

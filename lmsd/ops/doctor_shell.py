@@ -26,6 +26,20 @@ def _same_host(a: str, b: str) -> bool:
     return a == b or (a in LOOPBACK and b in LOOPBACK)
 
 
+def points_at(url: str, listen: str) -> bool:
+    """``url`` reaches lmsd listening at ``listen`` (its path aside): http, the same port,
+    the same host (any loopback name for a loopback address; any host for a wildcard)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    listen_host, _, listen_port = listen.rpartition(":")
+    host_ok = listen_host.strip("[]") in ANY_HOST or _same_host(parts.hostname or "",
+                                                                listen_host)
+    return parts.scheme == "http" and host_ok and port == int(listen_port)
+
+
 def check_base_url(settings: Settings, environ: Mapping[str, str]) -> Result:
     """``ANTHROPIC_BASE_URL`` points at lmsd's listen address."""
     want = local_url(settings.listen)
@@ -33,13 +47,7 @@ def check_base_url(settings: Settings, environ: Mapping[str, str]) -> Result:
     if not value:
         return Result("base_url", WARN, "ANTHROPIC_BASE_URL is not set in this shell: Claude "
                       "Code started here talks to Anthropic, not lmsd", ENV_FIX)
-    parts = urlsplit(value)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        port = -1
-    path = parts.path.rstrip("/")
-    listen_host, _, listen_port = settings.listen.rpartition(":")
+    path = urlsplit(value).path.rstrip("/")
     wrong = f"ANTHROPIC_BASE_URL={value}"
     if path.endswith("/v1"):
         return Result("base_url", FAIL, f"{wrong} ends in /v1: Claude Code adds "
@@ -47,9 +55,7 @@ def check_base_url(settings: Settings, environ: Mapping[str, str]) -> Result:
     if path and not re.fullmatch(r"/session/[^/]+", path):
         return Result("base_url", FAIL, f"{wrong} has a path lmsd does not serve "
                       "(only /session/ID)", f"export ANTHROPIC_BASE_URL={want}")
-    host_ok = listen_host.strip("[]") in ANY_HOST or _same_host(parts.hostname or "",
-                                                                listen_host)
-    if parts.scheme != "http" or not host_ok or port != int(listen_port):
+    if not points_at(value, settings.listen):
         return Result("base_url", FAIL, f"{wrong} does not point at lmsd ({want})", ENV_FIX)
     return Result("base_url", OK, f"ANTHROPIC_BASE_URL={value} points at lmsd")
 

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +56,15 @@ class SessionStats:
     last_response_id: str | None = None
     created: float = 0.0
     last_used: float = 0.0
+    fronts: list[str] = field(default_factory=list)  # the APIs its turns came in by
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionStats:
+        """Counters as stored (JSON, so adding a field needs no schema migration): a row
+        written before a field existed gets its default; a field this version does not
+        know (a newer lmsd's) is ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class SessionStore:
@@ -130,7 +139,7 @@ class SessionStore:
             self._insert((session, agent, model), node)
         for session, agent, model, data in db.execute(
                 "SELECT session, agent, model, data FROM sessions"):
-            self.stats[(session, agent, model)] = SessionStats(**json.loads(data))
+            self.stats[(session, agent, model)] = SessionStats.from_json(json.loads(data))
         self._evict_stats()
         for session, data in db.execute("SELECT session, data FROM session_config"):
             raw = json.loads(data)
@@ -228,7 +237,8 @@ class SessionStore:
 
     async def record_turn(self, key: SessionKey, *, hit: bool, miss: str | None,
                           items_sent: int, items_full: int, tokens_sent: int,
-                          tokens_full: int, response_id: str | None) -> None:
+                          tokens_full: int, response_id: str | None,
+                          front: str = "anthropic") -> None:
         now = self.clock()
         stats = self.stats.setdefault(key, SessionStats(created=now))
         stats.turns += 1
@@ -242,6 +252,8 @@ class SessionStore:
         stats.tokens_full += tokens_full
         stats.last_response_id = response_id or stats.last_response_id
         stats.last_used = now
+        if front not in stats.fronts:
+            stats.fronts.append(front)
         data = json.dumps(asdict(stats))
         gone = self._evict_stats()
 

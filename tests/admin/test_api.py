@@ -29,6 +29,7 @@ async def test_status_sessions_reset_and_config(client, emulator, lmsd):
     [agent] = one["agents"]
     assert (agent["agent"], agent["model"], agent["turns"], agent["chain_hits"]) == (
         "main", MODEL, 2, 1)
+    assert one["fronts"] == agent["fronts"] == ["anthropic"]
     assert agent["misses"] == {"no_node": 1}
     assert agent["last_response_id"] == emulator.generations[-1].response_id
     assert (await admin_get(lmsd, "/sessions/admin-1")).json()["session"] == "admin-1"
@@ -52,7 +53,7 @@ async def test_metrics(client, emulator, lmsd):
                  "lmsd_output_tokens_total", "lmsd_chain_decisions_total",
                  "lmsd_requests_in_flight", "lmsd_upstream_first_event_seconds_count"):
         assert name in text, name
-    assert 'lmsd_requests_total{outcome="ok",stream="False"} 1.0' in text
+    assert 'lmsd_requests_total{front="anthropic",outcome="ok",stream="False"} 1.0' in text
 
 
 async def test_event_tail_filters_by_session_and_type(client, emulator, lmsd):
@@ -104,4 +105,67 @@ async def test_rejected_requests_show_in_the_tail_and_the_metrics(lmsd, emulator
     assert (rejected["status"], rejected["error_type"]) == (400, "invalid_request_error")
     assert "not valid JSON" in rejected["error"] and rejected["path"] == "/v1/messages"
     text = (await admin_get(lmsd, "/metrics")).text
-    assert 'lmsd_errors_total{type="invalid_request_error"} 1.0' in text
+    assert 'lmsd_errors_total{front="anthropic",type="invalid_request_error"} 1.0' in text
+
+
+CODEX_THREAD = "019a4f0e-7c1b-7d42-9e55-3f7a2b8c1d90"  # Codex's session-id: the thread UUID
+
+
+async def test_a_codex_thread_is_a_session_named_by_its_front(lmsd, emulator):
+    """A ``/v1/responses`` request with Codex's ``session-id`` header is listed by the admin
+    API under that id, with its front; the metrics say the front (refused requests too)."""
+    emulator.script(Reply(Text("hi")), Reply(Text("there")))
+    body = {"model": "some-local-model", "stream": False, "store": False,
+            "input": [{"type": "message", "role": "user",
+                       "content": [{"type": "input_text", "text": "hello"}]}]}
+    async with httpx.AsyncClient(base_url=lmsd.url) as http:
+        answer = await http.post("/v1/responses", json=body,
+                                 headers={"session-id": CODEX_THREAD})
+        assert answer.status_code == 200, answer.text
+        chat = await http.post("/v1/chat/completions", headers={"x-session-id": "chat-1"},
+                               json={"model": MODEL,
+                                     "messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 200, chat.text
+        broken = await http.post("/session/x/v1/chat/completions", content=b"{broken",
+                                 headers={"Content-Type": "application/json"})
+        assert broken.status_code == 400
+    sessions = (await admin_get(lmsd, "/sessions")).json()["sessions"]
+    by_id = {s["session"]: s for s in sessions}
+    thread = by_id[CODEX_THREAD]
+    assert thread["fronts"] == ["openai_responses"]
+    [agent] = thread["agents"]
+    assert (agent["agent"], agent["model"], agent["turns"], agent["fronts"]) == (
+        "main", MODEL, 1, ["openai_responses"])
+    assert by_id["chat-1"]["fronts"] == ["openai_chat"]
+    detail = (await admin_get(lmsd, f"/sessions/{CODEX_THREAD}")).json()
+    assert detail["fronts"] == ["openai_responses"]
+    text = (await admin_get(lmsd, "/metrics")).text
+    for front in ("openai_responses", "openai_chat"):
+        assert f'lmsd_requests_total{{front="{front}",outcome="ok",stream="False"}} 1.0' \
+            in text, front
+        assert f'lmsd_chain_decisions_total{{front="{front}",result="miss_no_node"}} 1.0' \
+            in text, front
+    assert 'lmsd_requests_total{front="openai_chat",outcome="rejected",stream="n/a"} 1.0' \
+        in text
+    assert 'lmsd_requests_total{front="anthropic"' not in text
+
+
+@pytest.mark.parametrize(("path", "front", "body"), [
+    ("/v1/messages", "anthropic",
+     {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+    ("/v1/responses", "openai_responses", {"model": "some-local-model", "input": "x"}),
+    ("/v1/chat/completions", "openai_chat",
+     {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}),
+])
+async def test_every_front_names_itself_in_its_events(lmsd, emulator, path, front, body):
+    """``request.start``, ``chain.decision`` and ``request.end`` carry the front, which the
+    metrics and the sessions read."""
+    emulator.script(Reply(Text("x")))
+    with lmsd.bus.subscribe(types=("request", "chain")) as sub:
+        async with httpx.AsyncClient(base_url=lmsd.url) as http:
+            answer = await http.post(path, json=body, headers={"x-api-key": "k"})
+            assert answer.status_code == 200, answer.text
+        events = [await next_event(sub, kind)
+                  for kind in ("request.start", "chain.decision", "request.end")]
+    assert [e["front"] for e in events] == [front] * 3
+    assert events[2]["outcome"] == "ok"

@@ -207,5 +207,5 @@ async def test_overflows_are_counted_by_where_they_were_caught(start_lmsd, emula
     await post(server, [{"role": "user", "content": words(CONTEXT + 20)}], False)  # engine
     async with httpx.AsyncClient(base_url=server.admin_url) as admin:
         text = (await admin.get("/metrics")).text
-    assert 'lmsd_context_overflows_total{where="before_sending"} 1.0' in text
-    assert 'lmsd_context_overflows_total{where="engine"} 1.0' in text
+    assert 'lmsd_context_overflows_total{front="anthropic",where="before_sending"} 1.0' in text
+    assert 'lmsd_context_overflows_total{front="anthropic",where="engine"} 1.0' in text

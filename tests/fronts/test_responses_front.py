@@ -226,6 +226,20 @@ async def test_far_over_the_context_is_a_400_before_sending(start_lmsd, emulator
     assert emulator.generations == []
 
 
+async def test_overflows_are_counted_under_this_front(start_lmsd, emulator):
+    emulator.models[MODEL].context_length = CONTEXT
+    server = await start_lmsd(emulator.url)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        await post(http, codex_body([user(words(CONTEXT * 3))], [EXEC]))  # refused
+        await post(http, {**codex_body([user(words(CONTEXT + 20))], [EXEC]),
+                          "stream": False})  # the engine's
+    async with httpx.AsyncClient(base_url=server.admin_url) as admin:
+        text = (await admin.get("/metrics")).text
+    for where in ("before_sending", "engine"):
+        assert f'lmsd_context_overflows_total{{front="openai_responses",where="{where}"}} ' \
+            '1.0' in text, where
+
+
 async def test_compaction_keeps_the_prefix_and_chains(http, emulator):
     """Codex's compaction request (``tools: []``) is sent with the thread's tools and
     ``tool_choice: "none"``, chained; a call in its answer is dropped."""

@@ -173,20 +173,36 @@ async def test_sessions_pretty_and_json(lmsd, emulator):
     assert set(agents) == {"main", "agent-7"}
     assert agents["main"]["turns"] == 3
     assert agents["main"]["chain_hits"] == 2
+    assert entry["fronts"] == agents["main"]["fronts"] == ["anthropic"]
 
     text = ok(await run("sessions", "--admin-listen", _admin(lmsd)))
     header, *rows = text.splitlines()
-    assert header.split() == ["SESSION", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
+    assert header.split() == ["SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
                               "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "LAST", "USED"]
     assert len(rows) == 2
     main = next(r for r in rows if " main " in r)
     stats = lmsd.store.stats[("sess-1", "main", MODEL)]
-    expected = ["sess-1", "main", MODEL, "3", "2", "no_node:1",
+    expected = ["sess-1", "anthropic", "main", MODEL, "3", "2", "no_node:1",
                 ratio(stats.items_sent, stats.items_full),
                 ratio(stats.tokens_sent, stats.tokens_full)]
-    assert re.split(r"\s{2,}", main)[:8] == expected
+    assert re.split(r"\s{2,}", main)[:9] == expected
     assert re.search(r"(just now|\ds ago)$", main)
-    assert "(" in expected[6] and "%)" in expected[6]  # sent vs full as a percentage
+    assert "(" in expected[7] and "%)" in expected[7]  # sent vs full as a percentage
+
+
+def test_sessions_table_names_the_fronts():
+    entries = [{"session": "019a4f0e-7c1b", "fronts": ["openai_responses"], "agents": [
+                   {"agent": "main", "model": "m", "turns": 2, "fronts": ["openai_responses"],
+                    "last_used": 95.0}]},
+               {"session": "mixed", "agents": [
+                   {"agent": "main", "model": "m", "fronts": ["openai_chat", "anthropic"]}]},
+               {"session": "before-fronts", "agents": [{"agent": "main", "model": "m"}]},
+               {"session": "config-only", "agents": [], "last_used": None}]
+    rows = [re.split(r"\s{2,}", line)[:3]
+            for line in format_sessions(entries, now=100.0).splitlines()[1:]]
+    assert rows == [["019a4f0e-7c1b", "openai_responses", "main"],
+                    ["mixed", "openai_chat,anthropic", "main"],
+                    ["before-fronts", "-", "main"], ["config-only", "-", "-"]]
 
 
 async def test_reset_one_session_then_all(lmsd, emulator):

@@ -18,7 +18,8 @@ import trio
 from lmsd import __version__
 from lmsd.config import Settings, load_settings
 from lmsd.ops import doctor, doctor_host, doctor_shell, doctor_upstream
-from lmsd.ops.client import local_url
+from lmsd.ops.client import LiveContext, local_url
+from lmsd.ops.codex_env import codex_config
 from lmsd.ops.doctor import Result, diagnose
 from lmsd.protocol.compaction import claude_code_env
 from lmsd.upstreams import discovery
@@ -79,10 +80,14 @@ async def test_everything_fine_against_the_emulator(emulator, tmp_path):
     script(tmp_path / "bin" / "claude", 'echo "2.1.329 (Claude Code)"\n')
     script(tmp_path / "bin" / "systemctl",
            'case "$2" in is-enabled) echo enabled;; is-active) echo active;; esac\n')
+    codex = tmp_path / "home" / ".codex" / "config.toml"  # as `lmsd env --codex` prints it
+    codex.parent.mkdir(parents=True)
+    codex.write_text(codex_config(settings, LiveContext(32768, "the emulator's model")))
     results = await diagnose(settings, shell(tmp_path, settings, **claude_code_env(32768)))
     assert [r.check for r in results] == [
-        "lmstudio", "api", "model", "claude_context", "proxy_port", "admin_port",
-        "state_dir", "service", "base_url", "attribution_header", "auth_token", "claude"]
+        "lmstudio", "api", "model", "claude_context", "codex_config", "proxy_port",
+        "admin_port", "state_dir", "service", "base_url", "attribution_header", "auth_token",
+        "claude"]
     assert all(r.status == "ok" and r.fix is None for r in results), results
     lmstudio, api = results[0], results[1]
     assert lmstudio.detail == f"LM Studio at {emulator.url} (found by: config) answers"
@@ -501,6 +506,7 @@ def prepare_shell(tmp_path: Path, monkeypatch, settings: Settings) -> None:
     script(tmp_path / "bin" / "claude", 'echo "2.1.329 (Claude Code)"\n')
     for key, value in shell(tmp_path, settings).items():
         monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CODEX_HOME", raising=False)  # HOME has no Codex config: skipped
     monkeypatch.setenv("LMSD_STATE_DIR", str(tmp_path / "state"))
 
 
@@ -513,7 +519,7 @@ async def test_run_prints_one_line_per_check_and_exits_0_on_warnings(emulator, t
     code = await trio.to_thread.run_sync(doctor.run, args)
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert len(lines) == 12
+    assert len(lines) == 13
     assert lines[0].startswith("ok   lmstudio ") and emulator.url in lines[0]
     service = next(line for line in lines if " service " in line)
     assert service.startswith("warn service ") and "; fix: " in service  # no systemctl
@@ -542,7 +548,7 @@ async def test_run_json(tmp_path, monkeypatch, capsys, dead_port):
                                                                  json=True))
     data = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 12
+    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 13
     by_check = {entry["check"]: entry for entry in data}
     assert by_check["lmstudio"]["status"] == "fail"
     assert by_check["model"]["status"] == "skip"

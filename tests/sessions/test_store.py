@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 from lmsd.protocol.chain import ChainNode
@@ -138,3 +139,38 @@ async def test_session_counters_are_bounded_and_expire(tmp_path):
     await reopened.open()
     assert list(reopened.stats) == [("new", "main", "m")]
     await reopened.aclose()
+
+
+async def test_fronts_persist_and_older_rows_load(tmp_path):
+    """A session records the fronts its turns came by, in the JSON counters (no schema
+    change): rows written before ``fronts`` existed load with none, and a field from a
+    newer lmsd is ignored."""
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(path)
+    await store.open()
+    turn = {"hit": False, "miss": "no_node", "items_sent": 1, "items_full": 1,
+            "tokens_sent": 10, "tokens_full": 10, "response_id": None}
+    await store.record_turn(KEY, **turn, front="openai_responses")
+    await store.record_turn(KEY, **turn, front="openai_responses")
+    await store.record_turn(KEY, **turn, front="openai_chat")
+    await store.record_turn(("claude", "main", "m"), **turn)  # the default: Anthropic's
+    assert store.stats[KEY].fronts == ["openai_responses", "openai_chat"]
+    await store.aclose()
+    db = sqlite3.connect(path)
+    old = {"turns": 3, "chain_hits": 1, "misses": {}, "items_sent": 1, "items_full": 2,
+           "tokens_sent": 3, "tokens_full": 4, "last_response_id": None,
+           "created": 1000.0, "last_used": 9e9}
+    with db:
+        db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                   ("old", "main", "m", json.dumps(old)))
+        db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                   ("newer", "main", "m", json.dumps({**old, "from_the_future": 1})))
+    db.close()
+    again = SessionStore(path)
+    await again.open()
+    assert again.stats[KEY].fronts == ["openai_responses", "openai_chat"]
+    assert again.stats[("claude", "main", "m")].fronts == ["anthropic"]
+    assert again.stats[("old", "main", "m")].fronts == []
+    assert again.stats[("old", "main", "m")].turns == 3
+    assert again.stats[("newer", "main", "m")].turns == 3
+    await again.aclose()
