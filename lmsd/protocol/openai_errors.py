@@ -10,6 +10,7 @@ error shape, two codecs. What each status makes Codex CLI 0.171 do (captured in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,10 @@ from . import failures as f
 #: OpenAI's code for a prompt over the context: Codex then says it ran out of room
 #: instead of showing raw text (``c171/resp-overflow400oai``).
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
+#: The field a client's bad request names first ("messages.0.content: expected ..."), as
+#: OpenAI's ``param``: the SDKs show it beside the message.
+_FIELD = re.compile(r"([A-Za-z_][\w.\[\]-]*): ")
 
 #: (HTTP status, error type, code) by kind, most specific first; anything else is 502.
 _TABLE: tuple[tuple[type[f.Failure], int, str, str | None], ...] = (
@@ -68,7 +73,9 @@ def render_openai(failure: f.Failure) -> OpenAIError:
         return OpenAIError(shown.status, "invalid_request_error", shown.message)
     for kind, status, type_, code in _TABLE:
         if isinstance(shown, kind):
-            return OpenAIError(status, type_, shown.message, code)
+            param = _FIELD.match(shown.message) if isinstance(shown, f.BadRequest) else None
+            return OpenAIError(status, type_, shown.message, code,
+                               param.group(1) if param else None)
     internal = type(shown) is f.Failure or shown.kind == "internal"
     return OpenAIError(500 if internal else 502, "server_error", shown.message,
                        "internal_error" if internal else "upstream_error")

@@ -57,3 +57,11 @@ def test_a_stale_chain_shown_is_the_servers_answer_on_its_own():
                        name="LM Studio")
     assert isinstance(failure, StaleChain)
     assert render_openai(failure).status == 400
+
+
+def test_a_bad_request_names_its_field_as_param():
+    assert render_openai(invalid("messages.0.content: expected a string, got null")
+                         ).param == "messages.0.content"
+    assert render_openai(invalid("the body is not JSON")).param is None
+    assert render_openai(UpstreamRejected("LM Studio rejected the request: x: y")
+                         ).param is None
