@@ -3,6 +3,7 @@ build the exchange with the router's hooks, and answer with a stream or the whol
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -11,7 +12,7 @@ from quart import Response, request
 
 from ..asgi import json_response
 from ..config import Settings
-from ..exchange import Exchange, Reply
+from ..exchange import REPAIRED_CALL_PREFIX, Exchange, Reply
 from ..log import event
 from ..protocol.anthropic.request import parse_json
 from ..protocol.failures import UnsupportedMedia
@@ -28,11 +29,14 @@ from .event_stream import EventStream, stream_response
 
 def repair_for(settings: Settings, conv: Conversation) -> ToolCallRepair | None:
     """The filter that turns a call of one of ``conv``'s declared tools, printed as text,
-    into a real call; none when ``repair_tool_calls`` is off or no call may be made."""
+    into a real call; none when ``repair_tool_calls`` is off or no call may be made.
+    Its call ids are unique per turn (the filter numbers calls from 1 in each answer, and
+    a conversation holds many answers): ``call_lmsd_<random>_<n>``."""
     if not settings.repair_tool_calls or not conv.tools or (
             conv.tool_choice is not None and conv.tool_choice.mode == "none"):
         return None
-    return ToolCallRepair(conv.tools)
+    return ToolCallRepair(conv.tools,
+                          call_id_prefix=f"{REPAIRED_CALL_PREFIX}{secrets.token_hex(6)}_")
 
 
 def new_exchange(router: Router, store: SessionStore, dialect: Dialect, plan: TurnPlan,

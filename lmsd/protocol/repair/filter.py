@@ -61,6 +61,7 @@ class ToolCallRepair:
         self.call_id_prefix = call_id_prefix
         self.repairs: list[str] = []
         self._parts: dict[str, _Part] = {}
+        self._done_texts: dict[str, str] = {}  # key -> the text sent, once a part is done
         self._parsers: dict[str, list[tuple[str, Parser]]] = {}
         for fmt in _FORMATS:
             for opener in fmt.OPENERS:
@@ -108,6 +109,11 @@ class ToolCallRepair:
         return self._scan(event.key, part, part.held + event.text, final=False, whole=False)
 
     def _done(self, event: TextDone) -> list[Event]:
+        if event.key in self._done_texts and event.key not in self._parts:
+            # restated again (the Responses decoder ends a part at content_part.done and
+            # at output_item.done): the text as decided the first time, never rescanned
+            return [event if event.text is None else TextDone(event.key,
+                                                              self._done_texts[event.key])]
         part = self._parts.pop(event.key, None) or _Part()
         out: list[Event] = []
         raw = "".join(part.raw)
@@ -115,6 +121,7 @@ class ToolCallRepair:
         if event.text is not None and len(event.text) > len(raw) and event.text.startswith(raw):
             text += event.text[len(raw):]  # restated with more than was streamed
         out += self._scan(event.key, part, text, final=True, whole=True)
+        self._done_texts[event.key] = "".join(part.sent)
         out.append(event if event.text is None else TextDone(event.key, "".join(part.sent)))
         return out
 
