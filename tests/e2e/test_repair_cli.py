@@ -34,8 +34,9 @@ def _sent_call(body, tool):
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 async def test_claude_code_runs_a_printed_call(lmsd, emulator, tmp_path, fmt):
     (tmp_path / "tmp").mkdir()
+    before = "" if fmt == "bare_json" else "I will run it.\n"  # bare JSON: the whole reply
     emulator.script(Reply(PrintedCall(fmt, "Bash", {"command": "echo printed-$((40+2))"},
-                                      before="I will run it.\n")),
+                                      before=before)),
                     Reply(Text("done")))
     run = await run_claude(
         lmsd.url, "run the echo command via bash, then say done",

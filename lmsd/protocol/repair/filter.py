@@ -61,7 +61,7 @@ class ToolCallRepair:
         self.call_id_prefix = call_id_prefix
         self.repairs: list[str] = []
         self._parts: dict[str, _Part] = {}
-        self._done_texts: dict[str, str] = {}  # key -> the text sent, once a part is done
+        self._done_texts: dict[str, str | None] = {}  # key -> text sent (None: no part)
         self._parsers: dict[str, list[tuple[str, Parser]]] = {}
         for fmt in _FORMATS:
             for opener in fmt.OPENERS:
@@ -112,8 +112,10 @@ class ToolCallRepair:
         if event.key in self._done_texts and event.key not in self._parts:
             # restated again (the Responses decoder ends a part at content_part.done and
             # at output_item.done): the text as decided the first time, never rescanned
-            return [event if event.text is None else TextDone(event.key,
-                                                              self._done_texts[event.key])]
+            done = self._done_texts[event.key]
+            if done is None:
+                return []
+            return [event if event.text is None else TextDone(event.key, done)]
         part = self._parts.pop(event.key, None) or _Part()
         out: list[Event] = []
         raw = "".join(part.raw)
@@ -121,8 +123,14 @@ class ToolCallRepair:
         if event.text is not None and len(event.text) > len(raw) and event.text.startswith(raw):
             text += event.text[len(raw):]  # restated with more than was streamed
         out += self._scan(event.key, part, text, final=True, whole=True)
-        self._done_texts[event.key] = "".join(part.sent)
-        out.append(event if event.text is None else TextDone(event.key, "".join(part.sent)))
+        sent = "".join(part.sent)
+        if not sent and (raw or text) and self.repairs:
+            # all of it became calls: no empty text part (Codex would echo an empty
+            # assistant message back between the call and its output)
+            self._done_texts[event.key] = None
+            return out
+        self._done_texts[event.key] = sent
+        out.append(event if event.text is None else TextDone(event.key, sent))
         return out
 
     def _flush(self, *, whole: bool) -> list[Event]:
