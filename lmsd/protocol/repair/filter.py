@@ -102,8 +102,9 @@ class ToolCallRepair:
         if part is None:
             part = self._parts[event.key] = _Part()
         part.raw.append(event.text)
-        if not part.held and not part.at_start and part.region is None \
-                and _FIRST.search(event.text) is None:
+        if not part.held and not part.at_start and (
+                _FIRST.search(event.text) is None if part.region is None
+                else part.region[0] not in event.text):
             part.sent.append(event.text)  # the fast path: nothing here can start a marker
             return [event] if event.text else []
         return self._scan(event.key, part, part.held + event.text, final=False, whole=False)
