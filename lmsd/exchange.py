@@ -144,7 +144,7 @@ class Exchange:
                 elif self.plan.node is not None and self.store is not None:
                     await self.store.drop_node(self.plan.node.response_id)
             except Failure as exc:
-                out = reply.fail(exc)
+                out = self._flush_repair() + reply.fail(exc)  # partial text, then the error
                 break
             except Exception as exc:  # a bug of ours: report it, keep the daemon serving
                 logger.exception("request.internal_error id=%s", reply.message_id)
@@ -192,10 +192,14 @@ class Exchange:
             if retry_allowed and exc.kind in RETRY_IN_FULL and self.first_token_at is None:
                 raise _StaleChain(exc.kind) from None
             raise
-        flushed: list[Any] = []
+        return self._flush_repair() + reply.finish()
+
+    def _flush_repair(self) -> list[Any]:
+        """The text the repair filter held when the stream ended without Finished."""
+        out: list[Any] = []
         for held in self.repair.finish() if self.repair is not None else ():
-            flushed += reply.feed(held)  # text it held when the stream ended unfinished
-        return flushed + reply.finish()
+            out += self.reply.feed(held)
+        return out
 
     def _repaired(self, pivot_event: Event) -> list[Event]:
         """The event through the repair filter, if any; notes the tools of calls it made."""

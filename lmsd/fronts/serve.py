@@ -20,6 +20,7 @@ from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.pivot import Conversation
 from ..protocol.plan import TurnPlan
 from ..protocol.repair import ToolCallRepair
+from ..protocol.repair.split import SplitRepair
 from ..sessions.store import SessionKey, SessionStore
 from ..upstreams.dialect import Dialect
 from ..upstreams.router import Router
@@ -27,7 +28,7 @@ from .drain import Drain
 from .event_stream import EventStream, stream_response
 
 
-def repair_for(settings: Settings, conv: Conversation) -> ToolCallRepair | None:
+def repair_for(settings: Settings, conv: Conversation) -> SplitRepair | None:
     """The filter that turns a call of one of ``conv``'s declared tools, printed as text,
     into a real call; none when ``repair_tool_calls`` is off or no call may be made.
     Its call ids are unique per turn (the filter numbers calls from 1 in each answer, and
@@ -35,13 +36,13 @@ def repair_for(settings: Settings, conv: Conversation) -> ToolCallRepair | None:
     if not settings.repair_tool_calls or not conv.tools or (
             conv.tool_choice is not None and conv.tool_choice.mode == "none"):
         return None
-    return ToolCallRepair(conv.tools,
-                          call_id_prefix=f"{REPAIRED_CALL_PREFIX}{secrets.token_hex(6)}_")
+    return SplitRepair(ToolCallRepair(
+        conv.tools, call_id_prefix=f"{REPAIRED_CALL_PREFIX}{secrets.token_hex(6)}_"))
 
 
 def new_exchange(router: Router, store: SessionStore, dialect: Dialect, plan: TurnPlan,
                  reply: Reply, *, key: SessionKey, front: str, stream: bool,
-                 repair: ToolCallRepair | None = None) -> Exchange:
+                 repair: SplitRepair | None = None) -> Exchange:
     """The exchange for one planned turn: it waits for a model reload of its own model,
     tells the router when chaining is refused, teaches it the limit an overflow states,
     and repairs tool calls printed as text with ``repair`` (see ``repair_for``)."""

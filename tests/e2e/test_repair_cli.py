@@ -57,7 +57,8 @@ async def test_claude_code_runs_a_printed_call(lmsd, emulator, tmp_path, fmt):
 
 @pytest.mark.parametrize("fmt", CODEX_FORMATS)
 async def test_codex_runs_a_printed_call(lmsd, emulator, tmp_path, fmt):
-    emulator.script(Reply(PrintedCall(fmt, "exec_command", {"cmd": "echo hi"})),
+    emulator.script(Reply(PrintedCall(fmt, "exec_command", {"cmd": "echo hi"},
+                                      before="Running it.\n")),
                     Reply(Text("done")))
     (tmp_path / "work").mkdir()
     run = await run_codex(lmsd.url, "Run `echo hi` in the shell, then say done.",

@@ -160,3 +160,42 @@ async def test_a_strict_upstream_refuses_an_unknown_call_output(emulator):
     assert response.status_code == 400
     assert "No tool call found for function call output with call_id 'call_lmsd_1'" in \
         response.text
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_openai_responses_gets_a_function_call(lmsd, emulator, fmt):
+    emulator.script(Reply(PrintedCall(fmt, "exec_command", {"cmd": "ls"}, before="Looking.\n")))
+    tool = {"type": "function", "name": "exec_command", "description": "Run a command",
+            "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}},
+                           "required": ["cmd"]}}
+    async with openai.AsyncOpenAI(base_url=f"{lmsd.url}/v1", api_key="x", max_retries=0,
+                                  timeout=30) as oai:
+        response = await oai.responses.create(model=MODEL, input="go",
+                                              tools=[tool])  # type: ignore[list-item]
+    assert [o.type for o in response.output] == ["message", "function_call"]
+    assert response.output[0].content[0].text == "Looking.\n"
+    call = response.output[1]
+    assert call.name == "exec_command" and json.loads(call.arguments) == {"cmd": "ls"}
+    assert call.call_id.startswith("call_lmsd_")
+    [event] = repaired_events(lmsd)
+    assert event["front"] == "openai_responses" and event["format"] == fmt
+
+
+async def test_text_held_when_the_upstream_drops_reaches_the_client(http, emulator):
+    """A possible call cut short by a dropped stream: what was held goes out as text
+    before the error, as it would have without the filter."""
+    from tests.emulator import Fault
+    from tests.support.anthropic_checks import parse_sse
+
+    text = 'Look <tool_call>{"name": "Bash", "arguments": {"command": "ls -la /tmp"}}'
+    emulator.inject(Fault.drop(after_events=12))
+    emulator.script(Reply(Text(text)))
+    response = await http.post("/v1/messages", json={
+        "model": "claude-x", "max_tokens": 100, "messages": user("x"), "tools": [BASH],
+        "stream": True})
+    events = parse_sse(response.content)
+    got = "".join(e["delta"]["text"] for e in events
+                  if e.get("type") == "content_block_delta"
+                  and e["delta"].get("type") == "text_delta")
+    assert "<tool_call>" in got and text.startswith(got)
+    assert events[-1]["type"] == "error"
