@@ -115,10 +115,11 @@ class ToolCallRepair:
     def _done(self, event: TextDone) -> list[Event]:
         part = self._parts.pop(event.key, None) or _Part()
         out: list[Event] = []
-        raw = "".join(part.raw)
         text = part.held
-        if event.text is not None and len(event.text) > len(raw) and event.text.startswith(raw):
-            text += event.text[len(raw):]  # restated with more than was streamed
+        if event.text is not None:
+            raw = "".join(part.raw)
+            if len(event.text) > len(raw) and event.text.startswith(raw):
+                text += event.text[len(raw):]  # restated with more than was streamed
         out += self._scan(event.key, part, text, final=True, whole=True)
         out.append(event if event.text is None else TextDone(event.key, "".join(part.sent)))
         return out
@@ -127,7 +128,7 @@ class ToolCallRepair:
         """Before any other event: decide on all held text, so order is kept."""
         out: list[Event] = []
         for key, part in self._parts.items():
-            if part.held or part.at_start:
+            if part.held:
                 held, part.held = part.held, ""
                 out += self._scan(key, part, held, final=True, whole=whole)
         return out
