@@ -152,6 +152,8 @@ POSITIVES += [
      ""),
     ("qwen-unclosed-param", "<function=Bash><parameter=command>ls\n<parameter=timeout>5\n"
      "</function>", [("qwen_xml", "Bash", {"command": "ls", "timeout": 5})], ""),
+    ("qwen-function-unclosed", "<tool_call>\n<function=Bash>\n<parameter=command>\nls\n"
+     "</parameter>\n</tool_call> ok", [("qwen_xml", "Bash", {"command": "ls"})], " ok"),
     ("harmony-after-stray-channel", "<|channel|>" + "x" * 250 + harmony(*CALLS[0]), [
         ("harmony", *CALLS[0])], "<|channel|>" + "x" * 250),
     ("qwen-after-inline-code", "Run `ls` first:\n" + qwen(*CALLS[0]), [("qwen_xml", *CALLS[0])],
