@@ -35,7 +35,11 @@ Parser = Callable[[str, bool, Tools], Result]
 #: once: ``<tool_call>`` then ``<function=``, ``{`` or a name).
 _FORMATS = (qwen_xml, hermes_json, glm, harmony, lfm_pythonic, tool_request, invoke_xml)
 #: Regions where nothing is repaired: an opener and its closer.
-_REGIONS = {"```": "```", "<think>": "</think>"}
+#: Inline code ends at its backtick or at the line's end (an unpaired backtick must not
+#: turn repair off for the rest of the reply).
+_REGIONS = {"```": ("```",), "`": ("`", "\n"), "<think>": ("</think>",)}
+_REGION_PREFIXES = {o: frozenset(c[:m] for c in cs for m in range(1, len(c)))
+                    for o, cs in _REGIONS.items()}
 _FIRST = re.compile(r"[<\[`]")
 
 
@@ -46,7 +50,7 @@ class _Part:
 
     def __init__(self) -> None:
         self.held = ""
-        self.region: str | None = None  # the closer of the region the text is in
+        self.region: str | None = None  # the opener of the region the text is in
         self.at_start = True  # only blanks so far: a bare JSON reply may come
         self.raw: list[str] = []
         self.sent: list[str] = []
@@ -104,7 +108,7 @@ class ToolCallRepair:
         part.raw.append(event.text)
         if not part.held and not part.at_start and (
                 _FIRST.search(event.text) is None if part.region is None
-                else part.region[0] not in event.text):
+                else not any(c[0] in event.text for c in _REGIONS[part.region])):
             part.sent.append(event.text)  # the fast path: nothing here can start a marker
             return [event] if event.text else []
         return self._scan(event.key, part, part.held + event.text, final=False, whole=False)
@@ -119,10 +123,11 @@ class ToolCallRepair:
             return [event if event.text is None else TextDone(event.key, done)]
         part = self._parts.pop(event.key, None) or _Part()
         out: list[Event] = []
-        raw = "".join(part.raw)
         text = part.held
-        if event.text is not None and len(event.text) > len(raw) and event.text.startswith(raw):
-            text += event.text[len(raw):]  # restated with more than was streamed
+        if event.text is not None:
+            raw = "".join(part.raw)
+            if len(event.text) > len(raw) and event.text.startswith(raw):
+                text += event.text[len(raw):]  # restated with more than was streamed
         out += self._scan(event.key, part, text, final=True, whole=True)
         sent = "".join(part.sent)
         if not sent and (raw or text) and self.repairs:
@@ -138,7 +143,7 @@ class ToolCallRepair:
         """Before any other event: decide on all held text, so order is kept."""
         out: list[Event] = []
         for key, part in self._parts.items():
-            if part.held or part.at_start:
+            if part.held:
                 held, part.held = part.held, ""
                 out += self._scan(key, part, held, final=True, whole=whole)
         return out
@@ -165,14 +170,14 @@ class ToolCallRepair:
         part.held = ""
         while i < n:
             if part.region is not None:
-                k = text.find(part.region, i)
-                if k >= 0:
-                    pieces.append(text[i:k + len(part.region)])
-                    i, part.region = k + len(part.region), None
+                ends = [(k, c) for c in _REGIONS[part.region] if (k := text.find(c, i)) >= 0]
+                if ends:
+                    k, closer = min(ends)
+                    pieces.append(text[i:k + len(closer)])
+                    i, part.region = k + len(closer), None
                     continue
-                keep = 0 if final else _partial(text, max(i, n - len(part.region) + 1),
-                                                 frozenset(part.region[:m] for m in
-                                                           range(1, len(part.region))))
+                keep = 0 if final else _partial(text, max(i, n - 16),
+                                                 _REGION_PREFIXES[part.region])
                 pieces.append(text[i:n - keep])
                 part.held = text[n - keep:]
                 break
@@ -185,9 +190,12 @@ class ToolCallRepair:
                 break
             k, opener = m.start(), m.group()
             pieces.append(text[i:k])
+            if not final and n - k < self._longest and text[k:] in self._prefixes:
+                part.held = text[k:]  # "`" may yet be "```"
+                break
             if opener in _REGIONS:
                 pieces.append(opener)
-                part.region, i = _REGIONS[opener], m.end()
+                part.region, i = opener, m.end()
                 continue
             window = text[k:k + LIMIT]
             got, name = self._parse(opener, window, final or n - k >= LIMIT)

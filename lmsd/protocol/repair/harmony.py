@@ -19,9 +19,9 @@ _ENDS = ("<|call|>", "<|end|>")
 
 
 def parse(text: str, final: bool, tools: Tools) -> Result:
-    at = text.find(_MESSAGE)
+    at = text.find(_MESSAGE, 0, NAME_LIMIT)  # only a short header: a decision that stays
     if at < 0:
-        return None if len(text) > NAME_LIMIT else wait(final)
+        return None if len(text) >= NAME_LIMIT else wait(final)
     header = text[:at]
     found = _TO.search(header)
     if found is None or "\n" in header.strip() or found[1] not in tools:

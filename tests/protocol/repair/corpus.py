@@ -152,6 +152,14 @@ POSITIVES += [
      ""),
     ("qwen-unclosed-param", "<function=Bash><parameter=command>ls\n<parameter=timeout>5\n"
      "</function>", [("qwen_xml", "Bash", {"command": "ls", "timeout": 5})], ""),
+    ("qwen-function-unclosed", "<tool_call>\n<function=Bash>\n<parameter=command>\nls\n"
+     "</parameter>\n</tool_call> ok", [("qwen_xml", "Bash", {"command": "ls"})], " ok"),
+    ("harmony-after-stray-channel", "<|channel|>" + "x" * 250 + harmony(*CALLS[0]), [
+        ("harmony", *CALLS[0])], "<|channel|>" + "x" * 250),
+    ("qwen-after-inline-code", "Run `ls` first:\n" + qwen(*CALLS[0]), [("qwen_xml", *CALLS[0])],
+     "Run `ls` first:\n"),
+    ("qwen-after-unpaired-backtick", "it`s done\n" + qwen(*CALLS[0]), [("qwen_xml", *CALLS[0])],
+     "it`s done\n"),
     ("qwen-fence-closed-before", "```\nx\n```\n" + qwen(*CALLS[0]), [("qwen_xml", *CALLS[0])],
      "```\nx\n```\n"),
 ]
@@ -179,6 +187,8 @@ NEGATIVES: list[tuple[str, str]] = [
      + "\n```"),
     ("fence-unclosed", f"```\n{_Q}\n{harmony(*CALLS[0])}"),
     ("fence-lfm", f"Like this: ```{lfm(CALLS[0])}``` ok"),
+    ("inline-code-qwen", f"The model printed `{_Q}` instead of calling."),
+    ("inline-code-hermes", f"Send `{hermes(*CALLS[0])}` to run it."),
     ("think-inline", f"<think>maybe {_Q}</think>I will not run anything."),
     ("undeclared-qwen", qwen("rm_everything", {"path": "/"})),
     ("undeclared-hermes", hermes("Delete", {"path": "/"})),
