@@ -130,7 +130,7 @@ class ToolCallRepair:
                 text += event.text[len(raw):]  # restated with more than was streamed
         out += self._scan(event.key, part, text, final=True, whole=True)
         sent = "".join(part.sent)
-        if not sent and (raw or text) and self.repairs:
+        if not sent and (any(part.raw) or text) and self.repairs:
             # all of it became calls: no empty text part (Codex would echo an empty
             # assistant message back between the call and its output)
             self._done_texts[event.key] = None
