@@ -35,6 +35,7 @@ EVENT_TYPES = frozenset({
     "request.server_tools_dropped", "request.start", "request.waiting_for_reload",
     "session.config", "session.reset",
     "store.corrupt", "store.unavailable", "store.write_failed",
+    "tool_call.repaired",
     "upstream.bad_event", "upstream.chaining_unsupported", "upstream.dialect",
     "upstream.discovered", "upstream.discovery_lms_failed", "upstream.down",
     "upstream.empty_stream", "upstream.ignored_events", "upstream.refused", "upstream.up",

@@ -17,7 +17,8 @@ from .ops import client, doctor, service
 from .ops.codex_env import codex_config
 from .ops.tail import tail as tail_events
 
-BOOLEAN_KEYS = {"strip_billing_header", "chat_reasoning", "chaining", "watch"}
+BOOLEAN_KEYS = {"strip_billing_header", "chat_reasoning", "repair_tool_calls", "chaining",
+                "watch"}
 
 # What each ``serve`` option does; a unit test checks that every setting has one.
 SERVE_HELP = {
@@ -32,6 +33,8 @@ SERVE_HELP = {
                             "prompt so the prefix cache keeps hitting",
     "chat_reasoning": "send the model's reasoning to /v1/chat/completions clients as "
                       "delta.reasoning_content (off: reasoning is not shown)",
+    "repair_tool_calls": "turn a tool call the model printed as text (Qwen XML, Hermes "
+                         "JSON, ...) into a real call of a declared tool",
     "chaining": "send only what is new with previous_response_id (responses dialect)",
     "session_max_nodes": "the most chain nodes the session store keeps",
     "session_ttl": "seconds an unused chain node is kept",

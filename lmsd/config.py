@@ -141,6 +141,7 @@ class Settings:
     model_map: dict[str, str] = field(default_factory=dict)
     strip_billing_header: bool = True
     chat_reasoning: bool = False
+    repair_tool_calls: bool = True
     chaining: bool = True
     session_max_nodes: int = 10_000
     session_ttl: float = 7 * 86400.0
@@ -182,6 +183,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "model_map": _mapping,
     "strip_billing_header": _bool,
     "chat_reasoning": _bool,
+    "repair_tool_calls": _bool,
     "chaining": _bool,
     "session_max_nodes": _positive(int),
     "session_ttl": _positive(float),

@@ -5,6 +5,12 @@ The same runner serves streamed and whole answers (the reply folds its events), 
 paths agree. A chained request that the upstream refuses before any content (its stored
 response is gone, e.g. after a restart) is retried at once with the full history; the
 client never sees that error.
+
+With a tool-call repair filter (``protocol/repair``), every upstream event passes through
+it before the reply sees it. A repaired answer holds a call LM Studio never produced, so
+it is not stored as a chain node: the next turn chains from the node before it and sends
+the repaired ``function_call`` (lmsd's call id) and its output as new items, a history in
+which the call really happened and nothing LM Studio stores is contradicted.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from .protocol.failures import (
     Internal,
     StaleChain,
 )
-from .protocol.pivot import Event, Failed, Turn
+from .protocol.pivot import Event, Failed, ToolCallStarted, Turn
 from .protocol.plan import TurnPlan, next_node
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
@@ -74,6 +80,20 @@ class Reply(Protocol):
     def result(self) -> Any: ...
 
 
+class Repair(Protocol):
+    """A filter between the upstream and the reply: ``protocol/repair``'s ToolCallRepair
+    (tool calls printed as text become real calls)."""
+
+    repairs: list[str]  # the format of each repaired call, in order
+
+    def feed(self, event: Event) -> list[Event]: ...
+    def finish(self) -> list[Event]: ...
+
+
+#: The call ids the repair filter gives: a call that starts so is one lmsd made.
+REPAIRED_CALL_PREFIX = "call_lmsd_"
+
+
 @dataclass
 class Exchange:
     """Everything about one request that the runner, the store and the logs need."""
@@ -94,6 +114,8 @@ class Exchange:
     on_chaining_refused: Callable[[], None] | None = None
     on_overflow: Callable[[int], None] | None = None  # learns the limit an engine stated
     upstream_first_at: float | None = None
+    repair: Repair | None = None  # turns tool calls printed as text into real ones
+    repaired_tools: list[str] = field(default_factory=list)  # each repaired call's tool
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
@@ -122,7 +144,7 @@ class Exchange:
                 elif self.plan.node is not None and self.store is not None:
                     await self.store.drop_node(self.plan.node.response_id)
             except Failure as exc:
-                out = reply.fail(exc)
+                out = self._flush_repair() + reply.fail(exc)  # partial text, then the error
                 break
             except Exception as exc:  # a bug of ours: report it, keep the daemon serving
                 logger.exception("request.internal_error id=%s", reply.message_id)
@@ -135,6 +157,7 @@ class Exchange:
                 self.on_overflow is not None:
             self.on_overflow(failure.context_limit)
         self.outcome = "error" if failure else "ok"
+        self._log_repairs()
         await self._remember()
 
     async def _emit(self, events: list[Any], emit: Emit) -> None:
@@ -157,7 +180,8 @@ class Exchange:
                                 isinstance(pivot_event, Failed) and \
                                 isinstance(pivot_event.error, StaleChain):
                             raise _StaleChain(pivot_event.error.kind)
-                        out += reply.feed(pivot_event)
+                        for repaired in self._repaired(pivot_event):
+                            out += reply.feed(repaired)
                     if out:
                         await self._emit(out, emit)
                     if reply.cut_short:
@@ -168,7 +192,35 @@ class Exchange:
             if retry_allowed and exc.kind in RETRY_IN_FULL and self.first_token_at is None:
                 raise _StaleChain(exc.kind) from None
             raise
-        return reply.finish()
+        return self._flush_repair() + reply.finish()
+
+    def _flush_repair(self) -> list[Any]:
+        """The text the repair filter held when the stream ended without Finished."""
+        out: list[Any] = []
+        for held in self.repair.finish() if self.repair is not None else ():
+            out += self.reply.feed(held)
+        return out
+
+    def _repaired(self, pivot_event: Event) -> list[Event]:
+        """The event through the repair filter, if any; notes the tools of calls it made."""
+        if self.repair is None:
+            return [pivot_event]
+        events = self.repair.feed(pivot_event)
+        self.repaired_tools += [e.name for e in events if isinstance(e, ToolCallStarted)
+                                and e.call_id.startswith(REPAIRED_CALL_PREFIX)]
+        return events
+
+    @property
+    def repairs(self) -> list[str]:
+        return list(self.repair.repairs) if self.repair is not None else []
+
+    def _log_repairs(self) -> None:
+        reply = self.reply
+        for n, fmt in enumerate(self.repairs):
+            tool = self.repaired_tools[n] if n < len(self.repaired_tools) else None
+            event("tool_call.repaired", id=reply.message_id,
+                  request_id=request_id_for(reply.message_id), session=self.key[0],
+                  agent=self.key[1], front=self.front, format=fmt, tool=tool)
 
     async def _remember(self) -> None:
         """Store the answer as a chain node if it is complete; count the turn."""
@@ -176,7 +228,8 @@ class Exchange:
         if store is None:
             return
         chained = self.chained and not self.stale
-        complete = reply.chainable
+        repaired = len(self.repairs)
+        complete = reply.chainable and not repaired  # see the module docstring
         if complete:
             node = next_node(plan, reply.turn(), reply.response_id or "",
                              chained=chained)
@@ -188,12 +241,14 @@ class Exchange:
         await store.record_turn(
             self.key, hit=chained, miss=None if chained else miss, items_sent=items_sent,
             items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
-            response_id=reply.response_id if complete else None, front=self.front)
+            response_id=reply.response_id if complete else None, front=self.front,
+            repaired=repaired)
         event("chain.decision", id=reply.message_id, session=self.key[0],
               agent=self.key[1], front=self.front, chained=chained,
               miss=None if chained else miss,
               previous_response_id=plan.node.response_id if chained and plan.node else None,
-              stored=complete, items_sent=items_sent, items_full=items_full)
+              stored=complete, items_sent=items_sent, items_full=items_full,
+              **({"repaired": repaired} if repaired else {}))
 
     def log_end(self, *, cancelled: bool = False) -> None:
         reply = self.reply

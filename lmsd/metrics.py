@@ -50,6 +50,9 @@ class Metrics:
         self.overflows = Counter("lmsd_context_overflows", "Prompts over the loaded context: "
                                  "refused before sending, or reported by the engine",
                                  ["where", "front"], registry=r)
+        self.repaired = Counter("lmsd_tool_calls_repaired", "Tool calls printed as text "
+                                "that lmsd made real calls, by format",
+                                ["format", "front"], registry=r)
         for front in FRONTS:  # 0 in flight from the start, not absent until a request
             self.in_flight.labels(front)
         self.totals = {"requests": 0, "errors": 0, "in_flight": 0}
@@ -74,6 +77,8 @@ class Metrics:
         elif kind == "chain.decision":
             self.chain.labels("hit" if event.get("chained") else
                               f"miss_{event.get('miss')}", front).inc()
+        elif kind == "tool_call.repaired":
+            self.repaired.labels(str(event.get("format", "?")), front).inc()
         elif kind == "model.context_enforced":
             self.reloads.labels("ok").inc()
         elif kind == "model.reload_failed":

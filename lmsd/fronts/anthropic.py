@@ -44,7 +44,7 @@ from ..sessions.config import (
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .drain import Drain
-from .serve import answer, new_exchange, read_json, refuse_if_too_long
+from .serve import answer, new_exchange, read_json, refuse_if_too_long, repair_for
 
 
 async def upstream_model(settings: Settings, router: Router, requested: str,
@@ -96,7 +96,7 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
     return new_exchange(router, store, dialect, plan, reply, key=key, front="anthropic",
-                        stream=req.stream)
+                        stream=req.stream, repair=repair_for(settings, conv))
 
 
 async def _engine_count(settings: Settings, router: Router, req: MessagesRequest

@@ -29,7 +29,7 @@ from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .anthropic import upstream_model
 from .drain import Drain
-from .serve import answer, new_exchange, read_json, refuse_if_too_long
+from .serve import answer, new_exchange, read_json, refuse_if_too_long, repair_for
 
 FRONT = "openai_chat"
 DEFAULT_SESSION = "default"
@@ -103,7 +103,7 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           stream=req.stream, messages=req.messages, estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
     return new_exchange(router, store, dialect, plan, reply, key=key, front=FRONT,
-                        stream=req.stream)
+                        stream=req.stream, repair=repair_for(settings, conv))
 
 
 

@@ -29,7 +29,7 @@ from ..sessions.config import SESSION_ID
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .drain import Drain
-from .serve import answer, new_exchange, read_json, refuse_if_too_long
+from .serve import answer, new_exchange, read_json, refuse_if_too_long, repair_for
 
 FRONT = "openai_responses"
 PING = b": ping\n\n"
@@ -145,7 +145,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
           **notes)
     return new_exchange(router, store, dialect, plan, reply, key=key, front=FRONT,
-                        stream=req.stream)
+                        stream=req.stream,
+                        repair=None if compaction else repair_for(settings, conv))
 
 
 

@@ -3,6 +3,7 @@ build the exchange with the router's hooks, and answer with a stream or the whol
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -10,12 +11,16 @@ from typing import Any
 from quart import Response, request
 
 from ..asgi import json_response
-from ..exchange import Exchange, Reply
+from ..config import Settings
+from ..exchange import REPAIRED_CALL_PREFIX, Exchange, Reply
 from ..log import event
 from ..protocol.anthropic.request import parse_json
 from ..protocol.failures import UnsupportedMedia
 from ..protocol.fit import check_fit, wants_exact_count
+from ..protocol.pivot import Conversation
 from ..protocol.plan import TurnPlan
+from ..protocol.repair import ToolCallRepair
+from ..protocol.repair.split import SplitRepair
 from ..sessions.store import SessionKey, SessionStore
 from ..upstreams.dialect import Dialect
 from ..upstreams.router import Router
@@ -23,16 +28,29 @@ from .drain import Drain
 from .event_stream import EventStream, stream_response
 
 
+def repair_for(settings: Settings, conv: Conversation) -> SplitRepair | None:
+    """The filter that turns a call of one of ``conv``'s declared tools, printed as text,
+    into a real call; none when ``repair_tool_calls`` is off or no call may be made.
+    Its call ids are unique per turn (the filter numbers calls from 1 in each answer, and
+    a conversation holds many answers): ``call_lmsd_<random>_<n>``."""
+    if not settings.repair_tool_calls or not conv.tools or (
+            conv.tool_choice is not None and conv.tool_choice.mode == "none"):
+        return None
+    return SplitRepair(ToolCallRepair(
+        conv.tools, call_id_prefix=f"{REPAIRED_CALL_PREFIX}{secrets.token_hex(6)}_"))
+
+
 def new_exchange(router: Router, store: SessionStore, dialect: Dialect, plan: TurnPlan,
-                 reply: Reply, *, key: SessionKey, front: str, stream: bool) -> Exchange:
+                 reply: Reply, *, key: SessionKey, front: str, stream: bool,
+                 repair: SplitRepair | None = None) -> Exchange:
     """The exchange for one planned turn: it waits for a model reload of its own model,
-    tells the router when chaining is refused, and teaches it the limit an overflow
-    states."""
+    tells the router when chaining is refused, teaches it the limit an overflow states,
+    and repairs tool calls printed as text with ``repair`` (see ``repair_for``)."""
     model = key[2]
     return Exchange(dialect, plan, reply, store=store, key=key, front=front, stream=stream,
                     prepare=partial(router.wait_ready, model),
                     on_chaining_refused=router.refuse_chaining,
-                    on_overflow=partial(router.learn_limit, model))
+                    on_overflow=partial(router.learn_limit, model), repair=repair)
 
 
 async def answer(exchange: Exchange, drain: Drain, ping_interval: float, *,

@@ -216,7 +216,7 @@ def status(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) ->
 # -- sessions and reset ---------------------------------------------------------------------
 
 SESSION_HEADER = ("SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
-                  "ITEMS SENT/FULL", "TOKENS SENT/FULL", "LAST USED")
+                  "ITEMS SENT/FULL", "TOKENS SENT/FULL", "REPAIRED", "LAST USED")
 
 
 def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) -> str:
@@ -228,7 +228,7 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
     for entry in sessions:
         agents = entry.get("agents") or []
         if not agents:
-            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-",
+            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-", "0",
                          ago(entry.get("last_used"), now)))
         for a in agents:
             misses = ",".join(f"{k}:{v}" for k, v in (a.get("misses") or {}).items()) or "-"
@@ -237,6 +237,7 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
                          str(a.get("turns", 0)), str(a.get("chain_hits", 0)), misses,
                          ratio(a.get("items_sent", 0), a.get("items_full", 0)),
                          ratio(a.get("tokens_sent", 0), a.get("tokens_full", 0)),
+                         str(a.get("repaired_tool_calls", 0)),  # tool calls printed as text
                          ago(a.get("last_used"), now)))
     return table(SESSION_HEADER, rows)
 

@@ -57,6 +57,7 @@ class SessionStats:
     created: float = 0.0
     last_used: float = 0.0
     fronts: list[str] = field(default_factory=list)  # the APIs its turns came in by
+    repaired_tool_calls: int = 0  # tool calls printed as text that lmsd made real
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionStats:
@@ -238,7 +239,7 @@ class SessionStore:
     async def record_turn(self, key: SessionKey, *, hit: bool, miss: str | None,
                           items_sent: int, items_full: int, tokens_sent: int,
                           tokens_full: int, response_id: str | None,
-                          front: str = "anthropic") -> None:
+                          front: str = "anthropic", repaired: int = 0) -> None:
         now = self.clock()
         stats = self.stats.setdefault(key, SessionStats(created=now))
         stats.turns += 1
@@ -252,6 +253,7 @@ class SessionStore:
         stats.tokens_full += tokens_full
         stats.last_response_id = response_id or stats.last_response_id
         stats.last_used = now
+        stats.repaired_tool_calls += repaired
         if front not in stats.fronts:
             stats.fronts.append(front)
         data = json.dumps(asdict(stats))

@@ -3,6 +3,7 @@ plus model endpoints).
 
     emu = Emulator()
     emu.script(Reply(Reasoning("hmm"), Text("hi"), Call("Bash", {"command": "ls"})))
+    emu.script(Reply(PrintedCall("qwen_xml", "Bash", {"command": "ls"})))  # as text
     emu.inject(Fault.drop(after_events=5))
     url = await serve_emulator(nursery, emu)   # "http://127.0.0.1:PORT"
     ...
@@ -13,6 +14,7 @@ Standalone: ``python -m tests.emulator --port 1234``.
 """
 
 from .app import create_app, serve_emulator
+from .printed import FORMATS, PrintedCall, printed_call
 from .script import Call, Fault, Reasoning, Reply, Text
 from .state import (
     Emulator,
@@ -26,10 +28,12 @@ from .state import (
 )
 
 __all__ = [
+    "FORMATS",
     "Call",
     "Emulator",
     "Fault",
     "ModelSpec",
+    "PrintedCall",
     "Reasoning",
     "Reply",
     "RequestRecord",
@@ -38,6 +42,7 @@ __all__ = [
     "count_tokens",
     "create_app",
     "default_models",
+    "printed_call",
     "render_context",
     "serve_emulator",
     "tokenize",

@@ -178,14 +178,15 @@ async def test_sessions_pretty_and_json(lmsd, emulator):
     text = ok(await run("sessions", "--admin-listen", _admin(lmsd)))
     header, *rows = text.splitlines()
     assert header.split() == ["SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
-                              "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "LAST", "USED"]
+                              "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "REPAIRED",
+                              "LAST", "USED"]
     assert len(rows) == 2
     main = next(r for r in rows if " main " in r)
     stats = lmsd.store.stats[("sess-1", "main", MODEL)]
     expected = ["sess-1", "anthropic", "main", MODEL, "3", "2", "no_node:1",
                 ratio(stats.items_sent, stats.items_full),
-                ratio(stats.tokens_sent, stats.tokens_full)]
-    assert re.split(r"\s{2,}", main)[:9] == expected
+                ratio(stats.tokens_sent, stats.tokens_full), "0"]
+    assert re.split(r"\s{2,}", main)[:10] == expected
     assert re.search(r"(just now|\ds ago)$", main)
     assert "(" in expected[7] and "%)" in expected[7]  # sent vs full as a percentage
 

@@ -154,7 +154,10 @@ class ResponsesEncoder(PivotEncoder):
 
     @property
     def output(self) -> list[dict[str, Any]]:
-        return [item.json("completed") for item in self.completed]
+        # by output_index: a text part may complete after a call made inside it (a
+        # repaired call printed in the middle of the text)
+        return [item.json("completed") for item in sorted(self.completed,
+                                                          key=lambda i: i.index)]
 
     @property
     def usage(self) -> dict[str, Any]:
