@@ -14,8 +14,6 @@ from tests.support.codex_cli import run_codex
 
 pytestmark = pytest.mark.cli
 
-CODEX_FORMATS = ["qwen_xml", "hermes_json", "glm"]
-
 
 def _repaired(server):
     return [e for e in server.bus.recent if e["type"] == "tool_call.repaired"]
@@ -55,10 +53,11 @@ async def test_claude_code_runs_a_printed_call(lmsd, emulator, tmp_path, fmt):
     assert event["tool"] == "Bash" and event["front"] == "anthropic"
 
 
-@pytest.mark.parametrize("fmt", CODEX_FORMATS)
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
 async def test_codex_runs_a_printed_call(lmsd, emulator, tmp_path, fmt):
+    before = "" if fmt == "bare_json" else "Running it.\n"  # bare JSON: the whole reply
     emulator.script(Reply(PrintedCall(fmt, "exec_command", {"cmd": "echo hi"},
-                                      before="Running it.\n")),
+                                      before=before)),
                     Reply(Text("done")))
     (tmp_path / "work").mkdir()
     run = await run_codex(lmsd.url, "Run `echo hi` in the shell, then say done.",
