@@ -98,3 +98,18 @@ def loads(text: str) -> object:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def wrapped_json(text: str, final: bool, tools: Tools, opener: str, closer: str) -> Result:
+    """A JSON call between ``opener`` and ``closer`` (Hermes' ``<tool_call>``, LM Studio's
+    ``[TOOL_REQUEST]``): wait for the closer, then take the object if it is a call."""
+    i = skip_ws(text, len(opener))
+    if i == len(text):
+        return wait(final)
+    if text[i] != "{":
+        return None
+    close = text.find(closer, i)
+    if close < 0:
+        return wait(final)
+    call = json_call(loads(text[i:close]), tools)
+    return None if call is None else Match(close + len(closer), (call,))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Match, Result, Tools, json_call, loads, skip_ws, wait
+from .base import Result, Tools, wrapped_json
 
 NAME = "tool_request"
 OPENERS = ("[TOOL_REQUEST]",)
@@ -11,13 +11,4 @@ _CLOSE = "[END_TOOL_REQUEST]"
 
 
 def parse(text: str, final: bool, tools: Tools) -> Result:
-    i = skip_ws(text, len("[TOOL_REQUEST]"))
-    if i == len(text):
-        return wait(final)
-    if text[i] != "{":
-        return None
-    close = text.find(_CLOSE, i)
-    if close < 0:
-        return wait(final)
-    call = json_call(loads(text[i:close]), tools)
-    return None if call is None else Match(close + len(_CLOSE), (call,))
+    return wrapped_json(text, final, tools, OPENERS[0], _CLOSE)
