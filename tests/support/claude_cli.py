@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
-from tests.support.processes import kill_tree, read_back
+from tests.support.processes import kill_tree, read_back, require_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CI_CLAUDE = REPO / ".ci" / ".claude-code" / "node_modules" / ".bin" / "claude"
@@ -60,16 +59,8 @@ def find_claude() -> str | None:
 
 def require_claude() -> str:
     """:func:`find_claude` or skip the test (fail it when ``LMSD_REQUIRE_CLAUDE=1``)."""
-    path = find_claude()
-    if path:
-        return path
-    if os.environ.get("LMSD_CLAUDE_BIN"):
-        msg = f"LMSD_CLAUDE_BIN={os.environ['LMSD_CLAUDE_BIN']!r} is not a usable claude binary"
-    else:
-        msg = "Claude Code CLI not found (run .ci/run, or set LMSD_CLAUDE_BIN)"
-    if os.environ.get("LMSD_REQUIRE_CLAUDE") == "1":
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
+    return require_cli(find_claude(), name="claude", env="LMSD_CLAUDE_BIN",
+                       require="LMSD_REQUIRE_CLAUDE")
 
 
 @dataclass

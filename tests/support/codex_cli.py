@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
-from tests.support.processes import kill_tree, read_back
+from tests.support.processes import kill_tree, read_back, require_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CI_CODEX = REPO / ".ci" / ".codex" / "node_modules" / ".bin" / "codex"
@@ -96,16 +95,8 @@ def find_codex() -> str | None:
 
 def require_codex() -> str:
     """:func:`find_codex` or skip the test (fail it when ``LMSD_REQUIRE_CODEX=1``)."""
-    path = find_codex()
-    if path:
-        return path
-    if os.environ.get("LMSD_CODEX_BIN"):
-        msg = f"LMSD_CODEX_BIN={os.environ['LMSD_CODEX_BIN']!r} is not a usable codex binary"
-    else:
-        msg = "Codex CLI not found (run .ci/run, or set LMSD_CODEX_BIN)"
-    if os.environ.get("LMSD_REQUIRE_CODEX") == "1":
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
+    return require_cli(find_codex(), name="codex", env="LMSD_CODEX_BIN",
+                       require="LMSD_REQUIRE_CODEX")
 
 
 @dataclass

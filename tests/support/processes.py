@@ -83,3 +83,19 @@ def read_back(f: BinaryIO) -> str:
     """All of a temp file written by a child process, as text."""
     f.seek(0)
     return f.read().decode("utf-8", errors="replace")
+
+
+def require_cli(path: str | None, *, name: str, env: str, require: str) -> str:
+    """``path`` to a real CLI, or skip the test: fail it instead when ``require`` (e.g.
+    ``LMSD_REQUIRE_CODEX``) is 1, as in CI. ``env`` names the variable that points at it."""
+    import pytest
+
+    if path:
+        return path
+    if os.environ.get(env):
+        msg = f"{env}={os.environ[env]!r} is not a usable {name} binary"
+    else:
+        msg = f"{name} CLI not found (run .ci/run, or set {env})"
+    if os.environ.get(require) == "1":
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)

@@ -22,10 +22,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import trio
 
-from tests.support.processes import kill_tree, read_back
+from tests.support.processes import kill_tree, read_back, require_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CI_QWEN = REPO / ".ci" / ".qwen-code" / "node_modules" / ".bin" / "qwen"
@@ -70,12 +69,8 @@ def find_qwen() -> str | None:
 
 
 def require_qwen() -> str:
-    path = find_qwen()
-    if path:
-        return path
-    if os.environ.get("LMSD_REQUIRE_QWEN") == "1":
-        pytest.fail("LMSD_REQUIRE_QWEN=1 but no working Qwen Code CLI was found")
-    pytest.skip("Qwen Code CLI not installed (set LMSD_QWEN_BIN or run .ci/run)")
+    """:func:`find_qwen` or skip the test (fail it when ``LMSD_REQUIRE_QWEN=1``)."""
+    return require_cli(find_qwen(), name="qwen", env="LMSD_QWEN_BIN", require="LMSD_REQUIRE_QWEN")
 
 
 @dataclass
