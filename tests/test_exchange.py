@@ -40,7 +40,7 @@ class ScriptedDialect(Dialect):
         return plan_turn(conv, model=model, nodes=nodes, chaining=chaining)
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any], *, message_id: str
+    async def stream(self, body: dict[str, Any], *, message_id: str, headers: Any = None
                      ) -> AsyncIterator[Batches]:
         self.sent.append(body)
         batches = self.answers.pop(0)

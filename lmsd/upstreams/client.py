@@ -10,7 +10,7 @@ refused key); each front renders them for its client (see README, "Error mapping
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -81,13 +81,14 @@ class Upstream:
         return Unreachable(f"{self.name} is not reachable at {self.base_url}: {reason}")
 
     @asynccontextmanager
-    async def _post_stream(self, path: str, body: dict[str, Any]
+    async def _post_stream(self, path: str, body: dict[str, Any],
+                           headers: Mapping[str, str] | None = None
                            ) -> AsyncIterator[httpx.Response]:
         """POST and stream the answer, retrying once when a pooled keep-alive connection
         turns out to be dead before any response (the server closed it as we reused
         it): nothing was processed, so the retry is safe."""
         for attempt in (1, 2):
-            manager = self.client.stream("POST", path, json=body)
+            manager = self.client.stream("POST", path, json=body, headers=headers)
             try:
                 response = await manager.__aenter__()
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
@@ -104,14 +105,16 @@ class Upstream:
             return
 
     @asynccontextmanager
-    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+    async def stream(self, path: str, body: dict[str, Any],
+                     headers: Mapping[str, str] | None = None
+                     ) -> AsyncIterator[httpx.Response]:
         """Open ``POST path`` and yield the streaming response; each dialect parses it.
 
         An HTTP error status raises before anything is yielded; transport failures,
         here or while the caller reads the body, raise a Failure.
         """
         try:
-            async with self._post_stream(path, body) as response:
+            async with self._post_stream(path, body, headers) as response:
                 if response.status_code != 200:
                     raw = await response.aread()
                     raise self._http_error(response.status_code, raw)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar
 
@@ -62,9 +62,11 @@ class Dialect(ABC):
         """The bodies to send for one turn, in order (see ``TurnPlan.bodies``)."""
 
     @abstractmethod
-    def stream(self, body: dict[str, Any], *, message_id: str
+    def stream(self, body: dict[str, Any], *, message_id: str,
+               headers: Mapping[str, str] | None = None
                ) -> AbstractAsyncContextManager[Batches]:
-        """Send ``body``; yield its answer as batches of pivot events.
+        """Send ``body`` (with extra ``headers``: the session key for a cluster's router);
+        yield its answer as batches of pivot events.
 
         An HTTP error status raises a Failure before anything is yielded; a failure
         mid-stream raises it from the iterator.
@@ -92,10 +94,10 @@ class ResponsesDialect(HTTPDialect):
         return plan_turn(conv, model=model, nodes=nodes, chaining=chaining)
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any], *, message_id: str
-                     ) -> AsyncIterator[Batches]:
+    async def stream(self, body: dict[str, Any], *, message_id: str,
+                     headers: Mapping[str, str] | None = None) -> AsyncIterator[Batches]:
         decoder = ResponsesDecoder(message_id, upstream_name=self.upstream.name)
-        async with self.upstream.stream("/v1/responses", body) as response:
+        async with self.upstream.stream("/v1/responses", body, headers=headers) as response:
             try:
                 yield _responses_events(response, decoder)
             finally:
@@ -116,10 +118,10 @@ class ChatDialect(HTTPDialect):
         return plan_stateless_turn(conv, model=model)
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any], *, message_id: str
-                     ) -> AsyncIterator[Batches]:
+    async def stream(self, body: dict[str, Any], *, message_id: str,
+                     headers: Mapping[str, str] | None = None) -> AsyncIterator[Batches]:
         path = "/v1/chat/completions"
-        async with self.upstream.stream(path, body) as response:
+        async with self.upstream.stream(path, body, headers=headers) as response:
             yield self._events(response, body, message_id)
 
     async def _events(self, response: httpx.Response, body: dict[str, Any],
