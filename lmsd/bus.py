@@ -38,7 +38,8 @@ EVENT_TYPES = frozenset({
     "tool_call.repaired",
     "upstream.bad_event", "upstream.chaining_unsupported", "upstream.dialect",
     "upstream.discovered", "upstream.discovery_lms_failed", "upstream.down",
-    "upstream.empty_stream", "upstream.ignored_events", "upstream.refused", "upstream.up",
+    "upstream.empty_stream", "upstream.failover", "upstream.ignored_events", "upstream.out",
+    "upstream.placed", "upstream.refused", "upstream.rejoined", "upstream.up",
     "dropped",  # sent by the bus itself to a subscriber that read too slowly
 })
 

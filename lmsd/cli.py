@@ -11,7 +11,7 @@ import trio
 
 from . import __version__
 from .bus import families, known_type
-from .config import PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
+from .config import FILE_ONLY, PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
 from .log import setup as setup_logging
 from .ops import client, doctor, service
 from .ops.codex_env import codex_config
@@ -25,7 +25,19 @@ SERVE_HELP = {
     "listen": "where the Anthropic API (the proxy) listens",
     "admin_listen": "where the admin API (status, sessions, events, metrics) listens",
     "upstream": "LM Studio's URL, or auto to discover it",
-    "upstream_api": "the upstream dialect: responses (chained), chat, or auto to detect it",
+    "upstream_api": "the upstream dialect: responses (chained), chat, messages (native "
+                    "Anthropic), or auto to detect it",
+    "upstreams": "several upstreams: [[upstreams]] tables in the config file (name, url, "
+                 "kind, api_key, models, weight, max_concurrent, model, model_map)",
+    "background_upstream": "the upstream (by name) that takes Claude Code's side requests "
+                           "(haiku-class names: titles, small subagents)",
+    "affinity_headers": "headers that carry the session key upstream, for a cluster's "
+                        "router (comma-separated)",
+    "spill_in_flight": "move a session off its upstream past this many requests in flight "
+                       "there; 0: only at its max_concurrent",
+    "active_window": "seconds a session counts as holding cache on its upstream",
+    "breaker_failures": "consecutive failures that take an upstream out of rotation",
+    "breaker_cooldown": "seconds an upstream stays out before a probe request",
     "state_dir": "where the session store (SQLite) lives",
     "model": "the upstream model for every claude-* name (default: the loaded one)",
     "model_map": "claude name to upstream model, e.g. opus=a,haiku=b",
@@ -66,12 +78,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     )
     defaults = Settings()
     for key in PARSERS:
-        if key in SECRET_KEYS:
+        if key in SECRET_KEYS or key in FILE_ONLY:
             continue  # secrets only via environment or file, never on a command line
         flag = "--" + key.replace("_", "-")
         default = getattr(defaults, key)
         helptext = f"{SERVE_HELP.get(key, '')} (env {env_name(key)}; default {default!r})"
-        if key in BOOLEAN_KEYS:
+        if key == "upstream":
+            serve.add_argument(flag, dest=key, action="append", default=None,
+                               metavar="URL", help=helptext + "; give it several times "
+                               "for several upstreams")
+        elif key in BOOLEAN_KEYS:
             serve.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction,
                                default=None, help=helptext)
         else:

@@ -130,12 +130,107 @@ def _path(value: Any) -> str:
     return os.path.expanduser(_string(value))
 
 
+KINDS = ("auto", "lmstudio", "responses", "chat", "messages")
+#: The headers cluster routers read a session key from: SGLang's model gateway, vLLM
+#: production-stack's session router (its usual ``--session-key``), NVIDIA Dynamo, and the
+#: generic one OpenCode and others send.
+AFFINITY_HEADERS = ["x-smg-routing-key", "x-user-id", "X-Dynamo-Session-ID", "x-session-id"]
+
+
+@dataclass
+class UpstreamConfig:
+    """One ``[[upstreams]]`` entry (or the single ``upstream`` setting)."""
+
+    url: str
+    name: str = ""
+    kind: str = "auto"  # lmstudio is responses; auto decides when it first answers
+    api_key: str = ""  # else the global upstream_api_key
+    models: list[str] = field(default_factory=list)  # else discovered from /v1/models
+    weight: float = 1.0
+    max_concurrent: int = 0  # 0: no limit of lmsd's own
+    model: str = ""  # the target of claude-* names here, else the global model
+    model_map: dict[str, str] = field(default_factory=dict)  # over the global one
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["api_key"] = "***" if self.api_key else ""
+        return data
+
+
+def default_name(url: str) -> str:
+    """``host:port`` of ``url``: how an upstream without a name is shown."""
+    if url == "auto":
+        return "lmstudio"
+    return urlsplit(url).netloc or url
+
+
+UPSTREAM_KEYS = {f for f in UpstreamConfig.__dataclass_fields__}
+
+
+def _upstream_entry(value: Any) -> UpstreamConfig:
+    if isinstance(value, str):
+        value = {"url": value}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a table or a URL, got {value!r}")
+    unknown = sorted(set(value) - UPSTREAM_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(UPSTREAM_KEYS))})")
+    if "url" not in value:
+        raise ValueError("missing url")
+    parsed = UpstreamConfig(url=strip_api_suffix(_url(value["url"])))
+    parsers: dict[str, Callable[[Any], Any]] = {
+        "name": _name, "kind": _choice(*KINDS), "api_key": _string,
+        "models": _list(lambda items: [i.strip() for i in items if i.strip()]),
+        "weight": _positive(float), "max_concurrent": _non_negative_int, "model": _string,
+        "model_map": _mapping}
+    for key, parse in parsers.items():
+        if key in value:
+            try:
+                setattr(parsed, key, parse(value[key]))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{key}: {exc}") from None
+    parsed.name = parsed.name or default_name(parsed.url)
+    return parsed
+
+
+def _name(value: Any) -> str:
+    text = _string(value).strip()
+    if not text or not all(c.isalnum() or c in "._-:" for c in text):
+        raise ValueError(f"use letters, digits, '.', '_', '-' or ':', got {value!r}")
+    return text
+
+
+def _upstreams(value: Any) -> list[UpstreamConfig]:
+    """``[[upstreams]]`` tables in TOML; ``URL,URL`` in env; ``--upstreams`` repeated."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected [[upstreams]] tables or URL,URL, got {value!r}")
+    entries = []
+    for n, item in enumerate(value):
+        try:
+            entries.append(_upstream_entry(item))
+        except ValueError as exc:
+            raise ValueError(f"[{n}] {exc}") from None
+    names = [e.name for e in entries]
+    if dupe := next((n for n in names if names.count(n) > 1), None):
+        raise ValueError(f"two upstreams are named {dupe!r}: give each a unique name")
+    return entries
+
+
 @dataclass
 class Settings:
     listen: str = "127.0.0.1:19234"
     admin_listen: str = "127.0.0.1:19235"
     upstream: str = "auto"
     upstream_api: str = "auto"
+    upstreams: list[UpstreamConfig] = field(default_factory=list)  # several; see below
+    background_upstream: str = ""  # takes Claude Code's side requests (haiku, titles)
+    affinity_headers: list[str] = field(default_factory=lambda: list(AFFINITY_HEADERS))
+    spill_in_flight: int = 0  # move a pinned session past this many requests in flight
+    active_window: float = 900.0  # a session this recently active holds cache upstream
+    breaker_failures: int = 3  # consecutive failures that take an upstream out
+    breaker_cooldown: float = 10.0  # seconds out before a half-open probe
     state_dir: str = field(default_factory=_state_dir_default)
     model: str = ""
     model_map: dict[str, str] = field(default_factory=dict)
@@ -167,6 +262,13 @@ class Settings:
         # (not a setting: it is neither compared on reload nor shown as one).
         self.notes: list[tuple[str, str]] = []  # (key, what was done)
 
+    def upstream_list(self) -> list[UpstreamConfig]:
+        """Every upstream: the ``[[upstreams]]`` entries, else the single ``upstream``."""
+        if self.upstreams:
+            return self.upstreams
+        return [UpstreamConfig(url=self.upstream, name=default_name(self.upstream),
+                               kind=self.upstream_api)]
+
     @property
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
@@ -177,7 +279,14 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "listen": _host_port,
     "admin_listen": _host_port,
     "upstream": _url,
-    "upstream_api": _choice("auto", "responses", "chat"),
+    "upstream_api": _choice("auto", "responses", "chat", "messages"),
+    "upstreams": _upstreams,
+    "background_upstream": _string,
+    "affinity_headers": _list(lambda items: [i.strip() for i in items if i.strip()]),
+    "spill_in_flight": _non_negative_int,
+    "active_window": _positive(float),
+    "breaker_failures": _positive(int),
+    "breaker_cooldown": _positive(float),
     "state_dir": _path,
     "model": _string,
     "model_map": _mapping,
@@ -205,6 +314,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "config": _path,
 }
 SECRET_KEYS = frozenset({"upstream_api_key", "admin_token"})
+FILE_ONLY = frozenset({"upstreams"})  # tables: only the config file (or a repeated --upstream)
 ENV_PREFIX = "LMSD_"
 
 
@@ -233,6 +343,16 @@ def strip_api_suffix(url: str) -> str:
     return text
 
 
+def _parse_upstream(value: Any, source: str) -> dict[str, Any]:
+    """``--upstream`` given several times (or ``URL,URL`` in the environment) means
+    several upstreams; once, the one upstream as always."""
+    urls = value if isinstance(value, list) else str(value).split(",")
+    urls = [u for u in urls if str(u).strip()]
+    if len(urls) > 1:
+        return {"upstreams": _parse("upstreams", urls, source)}
+    return {"upstream": _parse("upstream", urls[0] if urls else value, source)}
+
+
 def _parse(key: str, value: Any, source: str) -> Any:
     try:
         return PARSERS[key](value)
@@ -255,21 +375,32 @@ def load_settings(
         values["config"] = str(default)
     for key in PARSERS:
         if env_name(key) in environ:
-            values[key] = _parse(key, environ[env_name(key)], f"environment {env_name(key)}:")
+            source = f"environment {env_name(key)}:"
+            values.update(_parse_upstream(environ[env_name(key)], source) if key ==
+                          "upstream" else {key: _parse(key, environ[env_name(key)], source)})
     for key, value in flags.items():
         if key not in PARSERS:
             raise ConfigError(f"unknown option {key}")
-        values[key] = _parse(key, value, "option")
+        values.update(_parse_upstream(value, "option") if key == "upstream" else
+                      {key: _parse(key, value, "option")})
     settings = Settings()
     for f in fields(Settings):
         if f.name in values:
             setattr(settings, f.name, values[f.name])
+    _check_upstreams(settings)
     if settings.upstream != "auto" and (base := strip_api_suffix(settings.upstream)) != \
             settings.upstream:
         settings.notes.append(("upstream", f"upstream {settings.upstream} ends in /v1: "
                                f"using {base} (lmsd adds the API paths itself)"))
         settings.upstream = base
     return settings
+
+
+def _check_upstreams(settings: Settings) -> None:
+    names = [u.name for u in settings.upstream_list()]
+    if settings.background_upstream and settings.background_upstream not in names:
+        raise ConfigError(f"background_upstream: {settings.background_upstream!r} is not an "
+                          f"upstream (there are: {', '.join(names)})")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -15,7 +15,8 @@ which the call really happened and nothing LM Studio stores is contradicted.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +29,13 @@ from .protocol.failures import (
     ContextOverflow,
     Failure,
     Internal,
+    ModelUnavailable,
+    Overloaded,
     StaleChain,
+    Unreachable,
+    UpstreamAuth,
+    UpstreamBroken,
+    UpstreamTimeout,
 )
 from .protocol.pivot import Event, Failed, ToolCallStarted, Turn
 from .protocol.plan import TurnPlan, next_node
@@ -42,6 +49,29 @@ Emit = Callable[[list[Any]], Awaitable[None]]
 #: (a crash, a bad image, an overflow) would fail the same way in full, at the price of a
 #: whole-history prefill, and the node LM Studio still holds must not be dropped for it.
 RETRY_IN_FULL = (STALE, UNSUPPORTED)
+#: Failures that say the upstream is unwell, not the request: counted against its health,
+#: and (before the first token) worth the next upstream. A refused request, an overflow
+#: or a bad image would fail the same way anywhere.
+UNWELL = (Unreachable, UpstreamTimeout, Overloaded, UpstreamBroken, ModelUnavailable,
+          UpstreamAuth)
+
+
+@dataclass
+class Binding:
+    """Where an exchange sends its turn: one upstream, its dialect, the plan made for it
+    (a chain never crosses upstreams), and that upstream's hooks. Failover swaps it."""
+
+    upstream: str
+    dialect: Dialect
+    plan: TurnPlan
+    key: SessionKey
+    headers: Mapping[str, str] = field(default_factory=dict)
+    prepare: Callable[[], Awaitable[None]] | None = None
+    on_chaining_refused: Callable[[], None] | None = None
+    on_overflow: Callable[[int], None] | None = None
+    lease: Callable[[], AbstractContextManager[Any]] = nullcontext
+    on_success: Callable[[], None] | None = None
+    on_unwell: Callable[[Failure], None] | None = None
 
 
 class _StaleChain(Exception):
@@ -116,9 +146,43 @@ class Exchange:
     upstream_first_at: float | None = None
     repair: Repair | None = None  # turns tool calls printed as text into real ones
     repaired_tools: list[str] = field(default_factory=list)  # each repaired call's tool
+    upstream: str = ""  # the upstream's name (several upstreams: where it went)
+    headers: Mapping[str, str] = field(default_factory=dict)  # the session key for routers
+    lease: Callable[[], AbstractContextManager[Any]] = nullcontext  # counts it in flight
+    on_success: Callable[[], None] | None = None  # the upstream answered: it is healthy
+    on_unwell: Callable[[Failure], None] | None = None  # the upstream failed (see UNWELL)
+    #: Before the first token, an unwell upstream's failure asks for another binding.
+    failover: Callable[[Failure], Awaitable[Binding | None]] | None = None
+    failovers: list[str] = field(default_factory=list)  # upstreams it moved away from
+
+    def bind(self, binding: Binding) -> None:
+        """Send the turn through ``binding`` from now on."""
+        self.upstream, self.dialect, self.plan, self.key = (
+            binding.upstream, binding.dialect, binding.plan, binding.key)
+        self.headers, self.prepare, self.lease = binding.headers, binding.prepare, binding.lease
+        self.on_chaining_refused, self.on_overflow = (binding.on_chaining_refused,
+                                                      binding.on_overflow)
+        self.on_success, self.on_unwell = binding.on_success, binding.on_unwell
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
+        while True:
+            with self.lease():
+                moved = await self._run_here(emit)
+            if moved is None:
+                break
+            self.bind(moved)
+        failure = self.reply.failure
+        if isinstance(failure, ContextOverflow) and failure.context_limit and \
+                self.on_overflow is not None:
+            self.on_overflow(failure.context_limit)
+        self.outcome = "error" if failure else "ok"
+        self._log_repairs()
+        await self._remember()
+
+    async def _run_here(self, emit: Emit) -> Binding | None:
+        """Run the turn on the bound upstream; a binding to move to when it failed before
+        anything reached the client and another upstream can take it."""
         reply = self.reply
         out: list[Any] = []
         bodies = self.plan.bodies
@@ -126,6 +190,8 @@ class Exchange:
             try:
                 await self.prepare()
             except Failure as exc:
+                if (moved := await self._moved(exc)) is not None:
+                    return moved
                 bodies = []
                 out = reply.fail(exc)
         for attempt, body in enumerate(bodies):
@@ -133,6 +199,8 @@ class Exchange:
             retry_allowed = self.chained and attempt + 1 < len(bodies)
             try:
                 out = await self._attempt(body, emit, retry_allowed)
+                if self.on_success is not None and reply.failure is None:
+                    self.on_success()
                 break
             except _StaleChain as stale:
                 self.stale = True
@@ -144,6 +212,8 @@ class Exchange:
                 elif self.plan.node is not None and self.store is not None:
                     await self.store.drop_node(self.plan.node.response_id)
             except Failure as exc:
+                if (moved := await self._moved(exc)) is not None:
+                    return moved
                 out = self._flush_repair() + reply.fail(exc)  # partial text, then the error
                 break
             except Exception as exc:  # a bug of ours: report it, keep the daemon serving
@@ -152,13 +222,22 @@ class Exchange:
                 break
         if out:
             await self._emit(out, emit)
-        failure = reply.failure
-        if isinstance(failure, ContextOverflow) and failure.context_limit and \
-                self.on_overflow is not None:
-            self.on_overflow(failure.context_limit)
-        self.outcome = "error" if failure else "ok"
-        self._log_repairs()
-        await self._remember()
+        return None
+
+    async def _moved(self, error: Failure) -> Binding | None:
+        """Count an unwell upstream's failure; before the first token, ask for another."""
+        if not isinstance(error, UNWELL):
+            return None
+        if self.on_unwell is not None:
+            self.on_unwell(error)
+        if self.failover is None or self.first_token_at is not None or \
+                self.reply.output_started:
+            return None
+        moved = await self.failover(error)
+        if moved is not None:
+            self.failovers.append(self.upstream)
+            self.stale = False
+        return moved
 
     async def _emit(self, events: list[Any], emit: Emit) -> None:
         if self.first_token_at is None and self.reply.output_started:
@@ -168,7 +247,8 @@ class Exchange:
     async def _attempt(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
                        ) -> list[Any]:
         reply = self.reply
-        stream = self.dialect.stream(body, message_id=reply.message_id)
+        stream = self.dialect.stream(body, message_id=reply.message_id,
+                                     headers=self.headers or None)
         try:
             async with stream as batches:
                 async for batch in batches:
@@ -176,10 +256,13 @@ class Exchange:
                         self.upstream_first_at = trio.current_time()
                     out: list[Any] = []
                     for pivot_event in batch:
-                        if retry_allowed and self.first_token_at is None and not out and \
-                                isinstance(pivot_event, Failed) and \
-                                isinstance(pivot_event.error, StaleChain):
-                            raise _StaleChain(pivot_event.error.kind)
+                        if self.first_token_at is None and not out and \
+                                isinstance(pivot_event, Failed):
+                            if retry_allowed and isinstance(pivot_event.error, StaleChain):
+                                raise _StaleChain(pivot_event.error.kind)
+                            if self.failover is not None and \
+                                    isinstance(pivot_event.error, UNWELL):
+                                raise pivot_event.error  # before any output: failover
                         for repaired in self._repaired(pivot_event):
                             out += reply.feed(repaired)
                     if out:
@@ -233,6 +316,7 @@ class Exchange:
         if complete:
             node = next_node(plan, reply.turn(), reply.response_id or "",
                              chained=chained)
+            node.upstream = self.upstream
             await store.add_node(self.key, node)
         if chained and plan.node is not None:
             await store.touch(plan.node)
@@ -242,9 +326,10 @@ class Exchange:
             self.key, hit=chained, miss=None if chained else miss, items_sent=items_sent,
             items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
             response_id=reply.response_id if complete else None, front=self.front,
-            repaired=repaired)
+            repaired=repaired, upstream=self.upstream or None)
         event("chain.decision", id=reply.message_id, session=self.key[0],
-              agent=self.key[1], front=self.front, chained=chained,
+              agent=self.key[1], front=self.front, upstream=self.upstream or None,
+              chained=chained,
               miss=None if chained else miss,
               previous_response_id=plan.node.response_id if chained and plan.node else None,
               stored=complete, items_sent=items_sent, items_full=items_full,
@@ -263,6 +348,8 @@ class Exchange:
             "stream": self.stream,
             "outcome": "cancelled" if cancelled else self.outcome,
             "chained": self.chained and not self.stale,
+            **({"upstream": self.upstream} if self.upstream else {}),
+            **({"failover_from": self.failovers} if self.failovers else {}),
             "duration_ms": round((now - self.started_at) * 1000, 1),
         }
         if self.first_token_at is not None:

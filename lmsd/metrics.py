@@ -2,7 +2,8 @@
 
 The request and turn series carry a ``front`` label (``anthropic``, ``openai_responses``,
 ``openai_chat``), read from the events' ``front`` field; an event without one (older code,
-lmsd's own routes) counts as ``anthropic``.
+lmsd's own routes) counts as ``anthropic``. The ``lmsd_upstream_*`` series carry the
+upstream's name (several upstreams), read from the events' ``upstream`` field.
 """
 
 from __future__ import annotations
@@ -43,7 +44,24 @@ class Metrics:
                              ["result", "front"], registry=r)
         self.reloads = Counter("lmsd_model_reloads", "Model reloads by the watcher",
                                ["result"], registry=r)
-        self.upstream_up = Gauge("lmsd_upstream_up", "1 when LM Studio answers", registry=r)
+        self.upstream_up = Gauge("lmsd_upstream_up", "1 when the upstream answers its "
+                                 "watcher's polls", ["upstream"], registry=r)
+        self.upstream_requests = Counter("lmsd_upstream_requests", "Requests by the "
+                                         "upstream that served them, and outcome",
+                                         ["upstream", "outcome"], registry=r)
+        self.upstream_ttft = Histogram("lmsd_upstream_time_to_first_token_seconds",
+                                       "Time to first content, by upstream", ["upstream"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.in_rotation = Gauge("lmsd_upstream_in_rotation", "1 while the upstream's "
+                                 "circuit breaker lets requests through", ["upstream"],
+                                 registry=r)
+        self.placements = Counter("lmsd_upstream_placements", "Conversations placed on an "
+                                  "upstream (new, moved), by why", ["upstream", "why"],
+                                  registry=r)
+        self.failovers = Counter("lmsd_upstream_failovers", "Requests moved to another "
+                                 "upstream before their first token", ["from_upstream",
+                                                                        "to_upstream"],
+                                 registry=r)
         self.refused = Counter("lmsd_refused_requests", "Requests a web page could have sent "
                                "(foreign Host or Origin, non-JSON body), by app and status",
                                ["app", "status"], registry=r)
@@ -83,10 +101,15 @@ class Metrics:
             self.reloads.labels("ok").inc()
         elif kind == "model.reload_failed":
             self.reloads.labels("failed").inc()
-        elif kind == "upstream.up":
-            self.upstream_up.set(1)
-        elif kind == "upstream.down":
-            self.upstream_up.set(0)
+        elif kind in ("upstream.up", "upstream.down"):
+            self.upstream_up.labels(_upstream(event)).set(kind == "upstream.up")
+        elif kind in ("upstream.out", "upstream.rejoined"):
+            self.in_rotation.labels(_upstream(event)).set(kind == "upstream.rejoined")
+        elif kind == "upstream.placed":
+            why = str(event.get("why", "?")).partition(":")[0]
+            self.placements.labels(_upstream(event), why).inc()
+        elif kind == "upstream.failover":
+            self.failovers.labels(str(event.get("failed", "?")), str(event.get("to", "?"))).inc()
 
     def _request_end(self, event: dict[str, Any], front: str) -> None:
         self.in_flight.labels(front).dec()
@@ -100,6 +123,10 @@ class Metrics:
             self.overflows.labels("engine", front).inc()
         if "ttft_ms" in event:
             self.ttft.labels(front).observe(event["ttft_ms"] / 1000)
+        if "upstream" in event:
+            self.upstream_requests.labels(_upstream(event), event.get("outcome", "?")).inc()
+            if "ttft_ms" in event:
+                self.upstream_ttft.labels(_upstream(event)).observe(event["ttft_ms"] / 1000)
         if "upstream_ms" in event:
             self.upstream_latency.labels(front).observe(event["upstream_ms"] / 1000)
         self.duration.labels(front).observe(event.get("duration_ms", 0) / 1000)
@@ -108,3 +135,7 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _upstream(event: dict[str, Any]) -> str:
+    return str(event.get("upstream") or "default")

@@ -12,7 +12,7 @@ import pytest
 
 from lmsd import cli
 from lmsd.bus import EVENT_TYPES, known_type
-from lmsd.config import PARSERS, SECRET_KEYS
+from lmsd.config import FILE_ONLY, PARSERS, SECRET_KEYS
 from lmsd.ops.client import ACTIVE_WINDOW, format_status, select_sessions
 
 SOURCE = Path(cli.__file__).parent
@@ -33,7 +33,7 @@ def _closed_port() -> str:
 def test_every_serve_option_says_what_it_does():
     serve = _subparser("serve")
     options = [a for a in serve._actions if a.option_strings and a.dest != "help"]
-    assert {a.dest for a in options} == set(PARSERS) - SECRET_KEYS
+    assert {a.dest for a in options} == set(PARSERS) - SECRET_KEYS - FILE_ONLY
     for action in options:
         text = action.help or ""
         what = text.split("(env ")[0].strip()

@@ -65,9 +65,13 @@ def sessions_json(store: SessionStore, only: str | None = None) -> list[dict[str
 
 def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, metrics: Metrics,
                      *, status: Callable[[], dict[str, Any]],
-                     ready: Callable[[], Awaitable[Readiness]]) -> QuartTrio:
+                     ready: Callable[[], Awaitable[Readiness]],
+                     upstreams: Callable[[], list[dict[str, Any]]] = list,
+                     forget: Callable[[str | None], None] | None = None) -> QuartTrio:
     """The admin API over ``store``, ``bus`` and ``metrics``; ``/status`` answers with
-    ``status()`` (the supervisor's view of every part), ``/readyz`` with ``ready()``."""
+    ``status()`` (the supervisor's view of every part), ``/readyz`` with ``ready()``,
+    ``/upstreams`` with ``upstreams()``; a reset also ``forget``s a session's upstream
+    pins."""
     app = make_app("lmsd.admin", max_body_bytes=1024 * 1024,
                    policy=policy_for(settings, "admin_listen"))
 
@@ -96,6 +100,10 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
     async def status_route() -> Response:
         return json_response(status())
 
+    @app.get("/upstreams")
+    async def upstreams_route() -> Response:
+        return json_response({"upstreams": upstreams()})
+
     @app.get("/sessions")
     async def sessions() -> Response:
         return json_response({"sessions": sessions_json(store)})
@@ -110,12 +118,16 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
     @app.delete("/sessions")
     async def reset_all() -> Response:
         dropped = await store.reset()
+        if forget is not None:
+            forget(None)
         event("session.reset", session="*", chain_nodes=dropped)
         return json_response({"reset": "all", "chain_nodes": dropped})
 
     @app.delete("/sessions/<sid>")
     async def reset_one(sid: str) -> Response:
         dropped = await store.reset(check_session_id(sid))
+        if forget is not None:
+            forget(sid)
         event("session.reset", session=sid, chain_nodes=dropped)
         return json_response({"reset": sid, "chain_nodes": dropped})
 

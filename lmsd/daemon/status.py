@@ -35,19 +35,24 @@ def trio_task_count() -> int:
 def status_json(*, settings: Settings, router: Router, store: SessionStore, bus: EventBus,
                 metrics: Metrics, drain: Drain, started_at: float) -> dict[str, Any]:
     """The daemon's state for ``/status`` (``lmsd status`` formats it)."""
-    watcher = router.watcher
-    dialect = router.decided_dialect()
+    first = router.backends[0]
+    watcher = first.watcher
+    dialect = first.decided_dialect()
+    several = router.several
     return {
         "version": __version__,
         "pid": os.getpid(),
         "uptime_s": round(trio.current_time() - started_at, 1),
-        "upstream": {**router.discovery, "url": router.base_url,
+        # The first upstream, as before there were several; "upstreams" has them all.
+        "upstream": {**first.discovery, "url": first.base_url,
                      "reachable": watcher.reachable,
                      "refused": watcher.refused,
                      "api": dialect.name if dialect else None,
                      "api_why": dialect.why if dialect else UNDECIDED,
-                     "chaining": router.chaining},
-        "models": [m.to_json() for m in watcher.models.values()],
+                     "chaining": first.chaining},
+        "upstreams": router.upstreams_json(),
+        "models": [{**m.to_json(), **({"upstream": b.name} if several else {})}
+                   for b in router.backends for m in b.watcher.models.values()],
         "watcher": watcher.to_json(),
         "requests": {**metrics.totals, "active_streams": drain.active_streams},
         "store": store.summary(),

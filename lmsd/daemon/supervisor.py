@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from hypercorn.config import Config, Sockets
@@ -28,7 +29,7 @@ from hypercorn.utils import wrap_app
 
 from ..admin.api import create_admin_app
 from ..bus import BusHandler, EventBus
-from ..config import ConfigError, Settings, load_settings
+from ..config import ConfigError, Settings, UpstreamConfig, load_settings
 from ..fronts.app import create_proxy_app
 from ..fronts.drain import Drain
 from ..log import event, logger, set_level
@@ -38,7 +39,7 @@ from ..sessions.store import SessionStore
 from ..upstreams.client import Upstream
 from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
-from ..upstreams.router import Router
+from ..upstreams.router import Backend, Router
 from ..upstreams.watcher import Watcher
 from .notify import sd_notify, watchdog, watchdog_interval
 from .status import status_json
@@ -183,6 +184,26 @@ async def _watcher_child(watcher: Watcher, *, task_status: Any) -> None:
     await watcher.run()
 
 
+async def build_backend(settings: Settings, config: UpstreamConfig, lms: LmsCli
+                        ) -> Backend:
+    """One upstream: its pooled client (its own key, else the global one), found where
+    it is (``auto``: LM Studio's discovery), with ``lms`` only when it is this machine's
+    (the CLI speaks to the local LM Studio)."""
+    upstream = Upstream(
+        config.url if config.url != "auto" else "http://localhost:1234",
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_timeout,
+        api_key=config.api_key or settings.upstream_api_key,
+    )
+    local = config.url == "auto" or is_loopback_host(urlsplit(config.url).hostname or "")
+    found = await discover(config.url, client=upstream.client, lms=lms if local else None)
+    upstream.set_base_url(found.url)
+    backend = Backend(settings, upstream, config=config, lms=lms if local else None,
+                      source=found.source)
+    backend.discovery["reachable"] = found.reachable
+    return backend
+
+
 async def serve(
     settings: Settings,
     *,
@@ -211,26 +232,22 @@ async def serve(
     metrics = Metrics()
     bus.add_listener(metrics.observe)
     lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
-    upstream = Upstream(
-        settings.upstream if settings.upstream != "auto" else "http://localhost:1234",
-        connect_timeout=settings.upstream_connect_timeout,
-        read_timeout=settings.upstream_timeout,
-        api_key=settings.upstream_api_key,
-    )
-    found = await discover(settings.upstream, client=upstream.client, lms=lms)
-    upstream.set_base_url(found.url)
-    router = Router(settings, upstream, lms=lms, source=found.source)
+    backends = [await build_backend(settings, config, lms)
+                for config in settings.upstream_list()]
+    router = Router(settings, backends)
     store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
     await store.open()
     drain = Drain()
-    if found.reachable:
-        await router.dialect()  # decided now rather than during the first request
+    for backend in backends:
+        if backend.watcher.reachable is not False and backend.discovery["reachable"]:
+            await backend.dialect()  # decided now rather than during the first request
     proxy_app = create_proxy_app(settings, router, store, drain)
     status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
                      metrics=metrics, drain=drain, started_at=trio.current_time())
     admin_app = create_admin_app(settings, store, bus, metrics, status=status,
-                                 ready=router.readiness)
+                                 ready=router.readiness, upstreams=router.upstreams_json,
+                                 forget=router.forget)
     try:
         async with trio.open_nursery() as nursery:
             proxy = await nursery.start(partial(
@@ -244,16 +261,22 @@ async def serve(
             async def background() -> None:
                 with services:
                     async with trio.open_nursery() as children:
-                        await children.start(supervise, "watcher",
-                                             partial(_watcher_child, router.watcher))
+                        for backend in backends:  # one watcher per upstream
+                            name = "watcher" if not router.several else \
+                                f"watcher:{backend.name}"
+                            await children.start(supervise, name,
+                                                 partial(_watcher_child, backend.watcher))
                         if (interval := watchdog_interval()) is not None:
                             children.start_soon(watchdog, interval)
 
             nursery.start_soon(background)
             bound = Bound(proxy[0], admin[0], settings, router, store, bus, drain)
+            first = backends[0]
             event("daemon.listening", proxy=bound.proxy_url, admin=bound.admin_url,
-                  upstream=upstream.base_url, upstream_source=found.source,
-                  upstream_reachable=found.reachable)
+                  upstream=first.base_url, upstream_source=first.discovery["source"],
+                  upstream_reachable=first.discovery["reachable"],
+                  **({"upstreams": {b.name: b.base_url for b in backends}}
+                     if router.several else {}))
             if not is_loopback(settings.listen):
                 event("daemon.proxy_exposed", level=30, listen=settings.listen,
                       note="the proxy is reachable from other machines")

@@ -19,11 +19,10 @@ from ..protocol.anthropic.request import (
     MessagesRequest,
     validate_messages_request,
 )
-from ..protocol.failures import Failure, ModelUnavailable, NotFound, invalid
+from ..protocol.failures import Failure, NotFound, invalid
 from ..protocol.models import (
     claude_entry,
     is_claude_name,
-    map_model,
     model_entries,
     models_page,
     openai_entry,
@@ -35,7 +34,6 @@ from ..protocol.tokens import count_text, estimate_tokens
 from ..request_ids import current as current_request_id
 from ..request_ids import message_id_for, new_request_id
 from ..sessions.config import (
-    SessionConfig,
     agent_id_of,
     check_session_id,
     parse_session_config,
@@ -44,23 +42,15 @@ from ..sessions.config import (
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .drain import Drain
-from .serve import answer, new_exchange, read_json, refuse_if_too_long, repair_for
-
-
-async def upstream_model(settings: Settings, router: Router, requested: str,
-                         config: SessionConfig) -> str:
-    """The LM Studio model for a request: session override, mapping, else the loaded one."""
-    if config.model:
-        return config.model
-    mapped = map_model(requested, mapping=settings.model_map, default=settings.model,
-                       loaded=())
-    if mapped is not None:
-        return mapped
-    loaded = await router.loaded_models()
-    if not loaded:
-        raise ModelUnavailable(router.no_model_message())
-    return loaded[0]
-
+from .serve import (
+    Routed,
+    answer,
+    new_exchange,
+    read_json,
+    refuse_if_too_long,
+    repair_for,
+    upstream_fields,
+)
 
 
 async def _exchange(settings: Settings, router: Router, store: SessionStore,
@@ -74,41 +64,51 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     session = session_id_of(request.headers, req.metadata, path_id)
     agent = agent_id_of(request.headers)
     config = store.config(path_id, session)
-    model = await upstream_model(settings, router, req.model, config)
-    key = (session, agent, model)
+    routed = Routed(settings, router, store, req.model, session, agent,
+                    override=config.model)
+    route = await routed.place()
+    model = route.model
     estimate = estimate_tokens(req.system, req.messages, req.tools)
-    dialect = await router.dialect()
-    await refuse_if_too_long(router, model, estimate, front="anthropic", text=lambda: count_text(
-        system_text(req.system, strip_billing=settings.strip_billing_header), req.messages,
-        req.tools))
+    await refuse_if_too_long(route.backend, model, estimate, front="anthropic",
+                             text=lambda: count_text(system_text(
+                                 req.system, strip_billing=settings.strip_billing_header),
+                                 req.messages, req.tools))
     conv = conversation(req, strip_billing=settings.strip_billing_header,
                         allowed_tools=config.allowed_tools)
-    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
+    binding = await routed.bind(conv)
+    plan = binding.plan
     _log_dropped_tools(req)
     request_id = current_request_id() or new_request_id()
     reply = AnthropicReply(AnthropicEncoder(
         message_id=message_id_for(request_id), model=req.model, input_tokens=estimate,
-        stop_sequences=req.stop_sequences, capped=capped, upstream_name=router.server_name,
+        stop_sequences=req.stop_sequences, capped=capped,
+        upstream_name=route.backend.server_name,
     ))
     event("request.start", id=reply.message_id, request_id=request_id, front="anthropic",
           session=session,
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
-          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return new_exchange(router, store, dialect, plan, reply, key=key, front="anthropic",
-                        stream=req.stream, repair=repair_for(settings, conv))
+          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
+          **upstream_fields(route))
+    return new_exchange(routed, binding, reply, front="anthropic", stream=req.stream,
+                        repair=repair_for(settings, conv))
 
 
-async def _engine_count(settings: Settings, router: Router, req: MessagesRequest
-                        ) -> int | None:
+async def _engine_count(settings: Settings, router: Router, store: SessionStore,
+                        req: MessagesRequest, session: str) -> int | None:
     """The prompt's tokens by the engine's own tokenizer, where it has one (servers other
-    than LM Studio); None otherwise."""
-    if not (await router.dialect()).counts_tokens:
+    than LM Studio); None otherwise. Asked of the upstream the session is placed on."""
+    try:
+        route = await Routed(settings, router, store, req.model, session,
+                             agent_id_of(request.headers)).place()
+    except Failure:
         return None
-    return await router.count_tokens(count_text(
+    backend = route.backend
+    if not (await backend.dialect()).counts_tokens:
+        return None
+    return await backend.count_tokens(count_text(
         system_text(req.system, strip_billing=settings.strip_billing_header),
         req.messages, req.tools))
-
 
 
 def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
@@ -130,7 +130,8 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
         if sid is not None:
             check_session_id(sid)
         req = validate_messages_request(await read_json(), count_only=True)
-        counted = await _engine_count(settings, router, req)
+        session = session_id_of(request.headers, req.metadata, sid)
+        counted = await _engine_count(settings, router, store, req, session)
         if counted is None:
             counted = estimate_tokens(req.system, req.messages, req.tools)
         return json_response({"input_tokens": counted})

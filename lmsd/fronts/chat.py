@@ -27,9 +27,16 @@ from ..request_ids import new_request_id
 from ..sessions.config import SESSION_ID, check_session_id
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
-from .anthropic import upstream_model
 from .drain import Drain
-from .serve import answer, new_exchange, read_json, refuse_if_too_long, repair_for
+from .serve import (
+    Routed,
+    answer,
+    new_exchange,
+    read_json,
+    refuse_if_too_long,
+    repair_for,
+    upstream_fields,
+)
 
 FRONT = "openai_chat"
 DEFAULT_SESSION = "default"
@@ -85,25 +92,27 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     if config.allowed_tools is not None:
         conv = replace(conv, tools=tuple(t for t in conv.tools
                                          if t.name in config.allowed_tools))
-    model = await upstream_model(settings, router, req.model, config)
-    key = (session, "main", model)
+    routed = Routed(settings, router, store, req.model, session, override=config.model)
+    route = await routed.place()
+    model = route.model
     estimate = conversation_tokens(conv)
-    dialect = await router.dialect()
-    await refuse_if_too_long(router, model, estimate, front=FRONT,
+    await refuse_if_too_long(route.backend, model, estimate, front=FRONT,
                              text=lambda: conversation_text(conv))
-    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
+    binding = await routed.bind(conv)
+    plan = binding.plan
     request_id = current_request_id() or new_request_id()
     reply = ChatReply(ChatEncoder(
         completion_id=completion_id(request_id), model=req.model, created=int(time.time()),
         input_tokens=estimate, include_usage=req.include_usage and req.stream,
         reasoning=settings.chat_reasoning, stop=req.stop, capped=capped,
-        upstream_name=router.server_name))
+        upstream_name=route.backend.server_name))
     event("request.start", id=reply.message_id, request_id=request_id, front=FRONT,
           session=session, agent="main", model=req.model, upstream_model=model,
           stream=req.stream, messages=req.messages, estimate_tokens=estimate,
-          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss)
-    return new_exchange(router, store, dialect, plan, reply, key=key, front=FRONT,
-                        stream=req.stream, repair=repair_for(settings, conv))
+          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
+          **upstream_fields(route))
+    return new_exchange(routed, binding, reply, front=FRONT, stream=req.stream,
+                        repair=repair_for(settings, conv))
 
 
 

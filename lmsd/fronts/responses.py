@@ -14,7 +14,7 @@ from ..asgi import Rendered
 from ..config import Settings
 from ..exchange import Exchange
 from ..log import event
-from ..protocol.failures import Failure, ModelUnavailable
+from ..protocol.failures import Failure
 from ..protocol.openai_errors import render_openai
 from ..protocol.pivot import FunctionTool, ToolChoice
 from ..protocol.plan import TurnPlan
@@ -29,7 +29,15 @@ from ..sessions.config import SESSION_ID
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .drain import Drain
-from .serve import answer, new_exchange, read_json, refuse_if_too_long, repair_for
+from .serve import (
+    Routed,
+    answer,
+    new_exchange,
+    read_json,
+    refuse_if_too_long,
+    repair_for,
+    upstream_fields,
+)
 
 FRONT = "openai_responses"
 PING = b": ping\n\n"
@@ -50,29 +58,6 @@ def session_of(headers: Any, req: ResponsesRequest) -> str:
             return candidate
     return DEFAULT_SESSION
 
-
-
-async def _model(settings: Settings, router: Router, requested: str, config: Any) -> str:
-    """The upstream model: the session's override, a ``model_map`` entry, the client's
-    model if the upstream serves it, else the configured or first loaded one (Codex's
-    ``model`` is often a placeholder or an OpenAI catalog slug)."""
-    if config.model:
-        return str(config.model)
-    if requested in settings.model_map:
-        return settings.model_map[requested]
-    try:
-        loaded, listed = await router.models()
-    except Failure:
-        loaded, listed = [], []
-    if requested in loaded or requested in listed:
-        return requested
-    if settings.model:
-        return settings.model
-    if not loaded:
-        loaded = await router.loaded_models()
-    if not loaded:
-        raise ModelUnavailable(router.no_model_message())
-    return loaded[0]
 
 
 class ToolMemory:
@@ -111,28 +96,29 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
         conv = replace(conv, max_output_tokens=cap)  # as the Anthropic front does
     session = session_of(request.headers, req)
     config = store.config(None, session)
-    model = await _model(settings, router, req.model, config)
-    key = (session, "main", model)
-    dialect = await router.dialect()
-    await refuse_if_too_long(router, model, req.estimate, front=FRONT,
+    routed = Routed(settings, router, store, req.model, session, override=config.model,
+                    lenient=True)
+    route = await routed.place()
+    model = route.model
+    await refuse_if_too_long(route.backend, model, req.estimate, front=FRONT,
                              text=lambda: conversation_text(conv))
     if config.allowed_tools is not None:
         conv = replace(conv, tools=tuple(t for t in conv.tools
                                        if t.name in config.allowed_tools))
     compaction = req.request_kind == "compaction" and not conv.tools
+    routed.adjust = _no_tool_calls if compaction else None
     if compaction:
         conv = replace(conv, tools=memory.get((session, model)), tool_choice=ToolChoice("auto"))
     elif conv.tools:
         memory.remember((session, model), conv.tools)
-    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
-    if compaction:
-        _no_tool_calls(plan)
+    binding = await routed.bind(conv)
+    plan = binding.plan
     request_id = current_request_id() or new_request_id()
     message_id = message_id_for(request_id)
     encoder = ResponsesEncoder(
         response_id="resp_" + request_id.removeprefix("req_"), model=req.model,
         estimate=req.estimate, tools=req.tools, created_at=int(time.time()),
-        upstream_name=router.server_name, drop_calls=compaction)
+        upstream_name=route.backend.server_name, drop_calls=compaction)
     reply = ResponsesReply(encoder, message_id=message_id)
     notes = dict(req.notes)
     if dropped := notes.pop("tools_dropped", None):  # Codex sends web_search every time
@@ -143,9 +129,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
           stream=req.stream, request_kind=req.request_kind, items=len(conv.turns),
           estimate_tokens=req.estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
-          **notes)
-    return new_exchange(router, store, dialect, plan, reply, key=key, front=FRONT,
-                        stream=req.stream,
+          **upstream_fields(route), **notes)
+    return new_exchange(routed, binding, reply, front=FRONT, stream=req.stream,
                         repair=None if compaction else repair_for(settings, conv))
 
 

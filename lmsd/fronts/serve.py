@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import trio
 from quart import Response, request
 
 from ..asgi import json_response
 from ..config import Settings
-from ..exchange import REPAIRED_CALL_PREFIX, Exchange, Reply
+from ..exchange import REPAIRED_CALL_PREFIX, Binding, Exchange, Reply
 from ..log import event
 from ..protocol.anthropic.request import parse_json
-from ..protocol.failures import UnsupportedMedia
+from ..protocol.failures import Failure, UnsupportedMedia
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.pivot import Conversation
 from ..protocol.plan import TurnPlan
 from ..protocol.repair import ToolCallRepair
 from ..protocol.repair.split import SplitRepair
-from ..sessions.store import SessionKey, SessionStore
-from ..upstreams.dialect import Dialect
-from ..upstreams.router import Router
+from ..sessions.store import SessionStore
+from ..upstreams.router import Backend, Route, Router
 from .drain import Drain
 from .event_stream import EventStream, stream_response
 
@@ -40,17 +41,93 @@ def repair_for(settings: Settings, conv: Conversation) -> SplitRepair | None:
         conv.tools, call_id_prefix=f"{REPAIRED_CALL_PREFIX}{secrets.token_hex(6)}_"))
 
 
-def new_exchange(router: Router, store: SessionStore, dialect: Dialect, plan: TurnPlan,
-                 reply: Reply, *, key: SessionKey, front: str, stream: bool,
-                 repair: SplitRepair | None = None) -> Exchange:
+@dataclass
+class Routed:
+    """One request's way upstream: placed by the router, planned for the upstream it
+    landed on (a chain never crosses upstreams), and moved when that one fails before
+    the first token (``failover``)."""
+
+    settings: Settings
+    router: Router
+    store: SessionStore
+    requested: str  # the model the client asked for
+    session: str
+    agent: str = "main"
+    override: str | None = None  # the session's configured model
+    lenient: bool = False  # an unknown model name goes to the default one (Codex)
+    adjust: Callable[[TurnPlan], None] | None = None  # a front's last touch to a plan
+    route: Route | None = None
+    conv: Conversation | None = None
+
+    async def place(self) -> Route:
+        self.route = await self.router.route(
+            self.requested, session=self.session, agent=self.agent, override=self.override,
+            lenient=self.lenient, holder=self.store.holder(self.session, self.agent))
+        return self.route
+
+    @property
+    def backend(self) -> Backend:
+        assert self.route is not None, "place() first"
+        return self.route.backend
+
+    async def bind(self, conv: Conversation) -> Binding:
+        """The plan for ``conv`` on the placed upstream, with that upstream's hooks."""
+        self.conv = conv
+        route, backend = self.route, self.backend
+        assert route is not None
+        dialect = await backend.dialect()
+        key = (self.session, self.agent, route.model)
+        stored = self.store.nodes(key)
+        nodes = [n for n in stored if n.upstream == backend.name or
+                 (not n.upstream and backend is self.router.backends[0])]
+        plan = dialect.plan(conv, model=route.model, nodes=nodes, chaining=backend.chaining)
+        if plan.node is None and len(nodes) < len(stored) and plan.miss == "no_node":
+            plan.miss = "moved_upstream"  # its chain is on another upstream
+        if self.adjust is not None:
+            self.adjust(plan)
+        session_key = self.session if self.agent == "main" else f"{self.session}/{self.agent}"
+        for body in plan.bodies:
+            dialect.tag_session(body, session_key)
+        return Binding(
+            backend.name, dialect, plan, key,
+            headers={h: session_key for h in self.settings.affinity_headers},
+            prepare=partial(backend.wait_ready, route.model),
+            on_chaining_refused=backend.refuse_chaining,
+            on_overflow=partial(backend.learn_limit, route.model), lease=route.lease,
+            on_success=backend.succeeded,
+            on_unwell=lambda error: backend.failed(error, trio.current_time()))
+
+    async def failover(self, error: Failure) -> Binding | None:
+        """Another upstream for this request, planned in full there; None if none."""
+        assert self.route is not None and self.conv is not None
+        moved = await self.router.failover(
+            self.route, error, self.requested, session=self.session, agent=self.agent,
+            override=self.override, lenient=self.lenient)
+        if moved is None:
+            return None
+        self.route = moved
+        return await self.bind(self.conv)
+
+
+def upstream_fields(route: Route) -> dict[str, Any]:
+    """What ``request.start`` says about the upstream (with several: which, and why)."""
+    if route.choice.why == "only":
+        return {}
+    return {"upstream": route.upstream, "placed": route.choice.why}
+
+
+def new_exchange(routed: Routed, binding: Binding, reply: Reply, *, front: str,
+                 stream: bool, repair: SplitRepair | None = None) -> Exchange:
     """The exchange for one planned turn: it waits for a model reload of its own model,
-    tells the router when chaining is refused, teaches it the limit an overflow states,
-    and repairs tool calls printed as text with ``repair`` (see ``repair_for``)."""
-    model = key[2]
-    return Exchange(dialect, plan, reply, store=store, key=key, front=front, stream=stream,
-                    prepare=partial(router.wait_ready, model),
-                    on_chaining_refused=router.refuse_chaining,
-                    on_overflow=partial(router.learn_limit, model), repair=repair)
+    tells its upstream when chaining is refused, teaches it the limit an overflow states,
+    moves to another upstream when its own fails before the first token (several
+    upstreams), and repairs tool calls printed as text with ``repair`` (``repair_for``)."""
+    exchange = Exchange(binding.dialect, binding.plan, reply, store=routed.store,
+                        key=binding.key, front=front, stream=stream, repair=repair)
+    exchange.bind(binding)
+    if routed.router.several:
+        exchange.failover = routed.failover
+    return exchange
 
 
 async def answer(exchange: Exchange, drain: Drain, ping_interval: float, *,
@@ -79,17 +156,18 @@ async def read_json() -> Any:
     return parse_json(await request.get_data(cache=False))
 
 
-async def refuse_if_too_long(router: Router, model: str, estimate: int, *, front: str,
+async def refuse_if_too_long(backend: Backend, model: str, estimate: int, *, front: str,
                              text: Callable[[], str]) -> None:
     """Refuse a prompt that cannot fit the loaded context before sending it: the client
     compacts at once and the engine spends no prefill on it. Where the engine has its own
     tokenizer, it settles a close call (``text()`` is what it counts)."""
-    limit = router.context_limit(model)
+    limit = backend.context_limit(model)
     exact = None
-    if wants_exact_count(estimate, limit) and (await router.dialect()).counts_tokens:
-        exact = await router.count_tokens(text())
+    if wants_exact_count(estimate, limit) and (await backend.dialect()).counts_tokens:
+        exact = await backend.count_tokens(text())
     error = check_fit(estimate, limit, exact)
     if error is not None:
         event("request.too_long", level=30, front=front, model=model, context_length=limit,
-              estimate_tokens=estimate, counted_tokens=exact, action="refused before sending")
+              estimate_tokens=estimate, counted_tokens=exact, upstream=backend.name,
+              action="refused before sending")
         raise error

@@ -63,6 +63,7 @@ class ChainNode:
     parent: str | None = None
     created: float = 0.0
     last_used: float = 0.0
+    upstream: str = ""  # the upstream that holds it ("": stored before there were several)
 
 
 @dataclass(frozen=True, slots=True)

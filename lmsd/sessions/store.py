@@ -32,7 +32,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
     response_id TEXT PRIMARY KEY, session TEXT NOT NULL, agent TEXT NOT NULL,
     model TEXT NOT NULL, length INTEGER NOT NULL, history TEXT NOT NULL,
-    context TEXT NOT NULL, parent TEXT, created REAL NOT NULL, last_used REAL NOT NULL
+    context TEXT NOT NULL, parent TEXT, created REAL NOT NULL, last_used REAL NOT NULL,
+    upstream TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sessions (
     session TEXT NOT NULL, agent TEXT NOT NULL, model TEXT NOT NULL, data TEXT NOT NULL,
@@ -58,6 +59,8 @@ class SessionStats:
     last_used: float = 0.0
     fronts: list[str] = field(default_factory=list)  # the APIs its turns came in by
     repaired_tool_calls: int = 0  # tool calls printed as text that lmsd made real
+    upstream: str | None = None  # the upstream its last turn went to
+    upstream_moves: int = 0  # turns that went to another upstream than the one before
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionStats:
@@ -111,6 +114,7 @@ class SessionStore:
                     if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                         raise sqlite3.DatabaseError("quick_check failed")
                     db.executescript(SCHEMA)
+                    _migrate(db)
                     return db
                 except BaseException:
                     db.close()
@@ -133,10 +137,11 @@ class SessionStore:
         cutoff = self.clock() - self.ttl
         rows = db.execute(
             "SELECT response_id, session, agent, model, length, history, context, parent,"
-            " created, last_used FROM nodes WHERE last_used >= ? ORDER BY last_used",
+            " created, last_used, upstream FROM nodes WHERE last_used >= ? ORDER BY last_used",
             (cutoff,)).fetchall()
-        for rid, session, agent, model, length, history, context, parent, created, used in rows:
-            node = ChainNode(rid, length, history, context, parent, created, used)
+        for (rid, session, agent, model, length, history, context, parent, created, used,
+             upstream) in rows:
+            node = ChainNode(rid, length, history, context, parent, created, used, upstream)
             self._insert((session, agent, model), node)
         for session, agent, model, data in db.execute(
                 "SELECT session, agent, model, data FROM sessions"):
@@ -203,6 +208,17 @@ class SessionStore:
         cutoff = self.clock() - self.ttl
         return [n for n in self._by_key.get(key, {}).values() if n.last_used >= cutoff]
 
+    def holder(self, session: str, agent: str) -> str | None:
+        """The upstream that holds the conversation's most recently used chain node:
+        where its prefix most likely still is (after a restart, say)."""
+        best: ChainNode | None = None
+        for (s, a, _), nodes in self._by_key.items():
+            if s == session and a == agent:
+                for node in nodes.values():
+                    if node.upstream and (best is None or node.last_used > best.last_used):
+                        best = node
+        return best.upstream if best else None
+
     def node_count(self) -> int:
         return len(self._nodes)
 
@@ -213,9 +229,11 @@ class SessionStore:
 
         def write(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO nodes (response_id, session, agent, model, length,"
+                " history, context, parent, created, last_used, upstream)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (node.response_id, *key, node.length, node.history, node.context,
-                 node.parent, node.created, node.last_used))
+                 node.parent, node.created, node.last_used, node.upstream))
             db.executemany("DELETE FROM nodes WHERE response_id = ?", [(r,) for r in gone])
 
         await self._run(write)
@@ -239,7 +257,8 @@ class SessionStore:
     async def record_turn(self, key: SessionKey, *, hit: bool, miss: str | None,
                           items_sent: int, items_full: int, tokens_sent: int,
                           tokens_full: int, response_id: str | None,
-                          front: str = "anthropic", repaired: int = 0) -> None:
+                          front: str = "anthropic", repaired: int = 0,
+                          upstream: str | None = None) -> None:
         now = self.clock()
         stats = self.stats.setdefault(key, SessionStats(created=now))
         stats.turns += 1
@@ -256,6 +275,10 @@ class SessionStore:
         stats.repaired_tool_calls += repaired
         if front not in stats.fronts:
             stats.fronts.append(front)
+        if upstream:
+            if stats.upstream and stats.upstream != upstream:
+                stats.upstream_moves += 1
+            stats.upstream = upstream
         data = json.dumps(asdict(stats))
         gone = self._evict_stats()
 
@@ -317,6 +340,14 @@ class SessionStore:
     def summary(self) -> dict[str, Any]:
         return {"nodes": len(self._nodes), "sessions": len(self.stats),
                 "persistent": self.persistent, "path": str(self.path) if self.path else None}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added since the first schema (a store written by an older lmsd keeps
+    working; its nodes belong to no upstream in particular)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(nodes)")}
+    if "upstream" not in columns:
+        db.execute("ALTER TABLE nodes ADD COLUMN upstream TEXT NOT NULL DEFAULT ''")
 
 
 def _unwritable(exc: sqlite3.Error) -> bool:

@@ -53,6 +53,7 @@ class Upstream:
         )
         self._models: tuple[float, list[str], list[str]] | None = None
         self.listed: list[LoadedModel] = []  # the loaded models of the last listing read
+        self.known: list[str] = []  # every model id that listing named, loaded or not
         self._tokenizer: str | None = None  # "extras" | "tokenize" | "none", once known
         self.api_key = ""  # sent, never logged; needed to tell "missing" from "refused"
         self.set_api_key(api_key)
@@ -188,7 +189,7 @@ class Upstream:
             for path in (V1, V0, OPENAI):
                 listing = parse_models(path, await self._get_json(path))
                 if listing is not None:
-                    self.listed = listing.loaded
+                    self.listed, self.known = listing.loaded, listing.known
                     return [m.instance_id for m in listing.loaded], listing.known
             return [], []
         except httpx.TransportError as exc:

@@ -61,6 +61,11 @@ class Dialect(ABC):
              chaining: bool) -> TurnPlan:
         """The bodies to send for one turn, in order (see ``TurnPlan.bodies``)."""
 
+    def tag_session(self, body: dict[str, Any], key: str) -> None:  # noqa: B027 (optional)
+        """Put the session key in ``body`` where this dialect carries one, for a
+        cluster's router behind it (the headers carry it in any case). By default
+        nowhere: LM Studio's Responses API has no such field it would read."""
+
     @abstractmethod
     def stream(self, body: dict[str, Any], *, message_id: str,
                headers: Mapping[str, str] | None = None
@@ -116,6 +121,10 @@ class ChatDialect(HTTPDialect):
     def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
              chaining: bool) -> TurnPlan:
         return plan_stateless_turn(conv, model=model)
+
+    def tag_session(self, body: dict[str, Any], key: str) -> None:
+        """``user``: what vLLM production-stack and LiteLLM-style routers key on."""
+        body.setdefault("user", key)
 
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str,

@@ -1,187 +1,235 @@
-"""The upstream side of lmsd as the fronts see it: the ``Router``.
+"""The upstream side of lmsd as the fronts see it: the ``Router`` over every ``Backend``.
 
-A front asks the router which dialect to speak, what context a model is loaded with, which
-models can serve, and tells it what an engine revealed (a context limit in an overflow, no
-support for ``previous_response_id``). It never reaches for the HTTP client or the watcher.
-Today the router holds one upstream; issue 14 makes it choose among several (by model, with
-affinity and failover), a change that then stays inside this module.
-
-What it remembers is per upstream URL: the dialect is decided once per URL (``decide``),
-and a limit learned from one engine says nothing about another.
+A front asks the router for a ``Route``: which upstream serves this conversation's
+request, under which model id, and why. The router filters the upstreams by model
+(``Backend.target``), by health (each backend's breaker) and hands the rest to
+``Placement``, which keeps the conversation where its cache is. A route that fails before
+its first token is moved (``failover``) to the next eligible upstream; the chain never
+crosses upstreams (the front plans the moved request in full).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import trio
 
 from ..config import Settings
 from ..log import event
-from ..protocol.failures import Failure
-from ..protocol.fit import LearnedLimits
-from .client import Upstream
-from .dialect import UNDECIDED, Dialect, ResponsesDialect, decide
-from .discovery import discover
-from .lms import LmsCli
-from .watcher import Watcher
+from ..protocol.failures import Failure, ModelUnavailable, Overloaded, Unreachable
+from ..protocol.models import is_claude_name
+from .backend import Backend, Readiness
+from .placement import Candidate, Choice, Placement
+
+__all__ = ["Backend", "Readiness", "Route", "Router"]
 
 
-@dataclass(frozen=True)
-class Readiness:
-    """Can requests be served now (``/readyz``)? ``problem`` is None when they can."""
+@dataclass
+class Route:
+    """Where one request goes: the backend, the model id there, and why."""
 
-    url: str
-    models: list[str]
-    problem: str | None = None
+    backend: Backend
+    model: str
+    choice: Choice
+    tried: tuple[str, ...] = ()  # upstreams this request already failed on
+
+    @property
+    def upstream(self) -> str:
+        return self.backend.name
+
+    @contextmanager
+    def lease(self) -> Iterator[None]:
+        """Count the request in flight on its backend while it runs."""
+        self.backend.in_flight += 1
+        self.backend.served += 1
+        try:
+            yield
+        finally:
+            self.backend.in_flight -= 1
+
+
+def is_background(requested: str) -> bool:
+    """Claude Code's side requests (titles, haiku subagents) ask for a haiku-class name."""
+    return is_claude_name(requested) and "haiku" in requested.lower()
 
 
 class Router:
-    """The upstream (its client, its watcher) and what lmsd has learned about it."""
-
-    def __init__(self, settings: Settings, upstream: Upstream, *,
-                 lms: LmsCli | None = None, source: str = "config") -> None:
+    def __init__(self, settings: Settings, backends: list[Backend]) -> None:
+        if not backends:
+            raise ValueError("a router needs at least one upstream")
         self.settings = settings
-        self.upstream = upstream
-        self.lms = lms
-        #: How the upstream was found (``/status``): the setting, and the source that said.
-        self.discovery: dict[str, Any] = {"configured": settings.upstream, "source": source}
-        self.watcher = Watcher(upstream, settings, lms=lms, rediscover=self.rediscover)
-        self.chaining_refused = False  # the engine keeps no stored responses
-        self.learned_limits = LearnedLimits()
-        self._dialect_for: tuple[str, Dialect] | None = None  # (upstream url, its dialect)
+        self.backends = backends
+        self.placement = Placement(spill_in_flight=settings.spill_in_flight,
+                                   active_window=settings.active_window)
 
     @property
-    def base_url(self) -> str:
-        return self.upstream.base_url
+    def several(self) -> bool:
+        return len(self.backends) > 1
 
-    @property
-    def server_name(self) -> str:
-        """How errors name the server ("LM Studio", "the upstream server")."""
-        return self.upstream.name
+    def backend(self, name: str) -> Backend | None:
+        return next((b for b in self.backends if b.name == name), None)
 
-    async def rediscover(self) -> None:
-        """Follow LM Studio to its new port (``upstream = "auto"``) once it stops answering."""
-        if self.settings.upstream != "auto":
-            return
-        again = await discover("auto", client=self.upstream.client, lms=self.lms, quiet=True)
-        if again.reachable and again.url != self.upstream.base_url:
-            self.upstream.set_base_url(again.url)
-            self.discovery["source"] = again.source
+    # -- placing a request -------------------------------------------------------------------
+
+    async def route(self, requested: str, *, session: str, agent: str,
+                    override: str | None = None, lenient: bool = False,
+                    holder: str | None = None, exclude: tuple[str, ...] = ()) -> Route:
+        """The upstream for this conversation's request. ``holder``: the upstream that
+        holds its stored chain; ``exclude``: upstreams it already failed on."""
+        targets = await self._targets(requested, override, lenient)
+        now = trio.current_time()
+        if not self.several:
+            backend, model = self.backends[0], targets.get(self.backends[0].name)
+            if model is None:
+                raise ModelUnavailable(backend.no_model_message())
+            return Route(backend, model, Choice(backend.name, "only"))
+        candidates = [self._candidate(b, now) for b in self.backends if b.name in targets]
+        if not candidates:
+            raise ModelUnavailable(self._no_upstream_message(requested))
+        prefer = self.settings.background_upstream if is_background(requested) else None
+        choice = self.placement.choose((session, agent), candidates, now, holder=holder,
+                                       prefer=prefer, exclude=exclude)
+        if choice is None:
+            raise self._none_available(requested, candidates, exclude)
+        backend = self.backend(choice.upstream)
+        assert backend is not None
+        if not backend.breaker.claim(now):  # lost the half-open probe to another request
+            return await self.route(requested, session=session, agent=agent,
+                                    override=override, lenient=lenient, holder=holder,
+                                    exclude=(*exclude, backend.name))
+        if choice.moved_from or choice.why not in ("pinned", "background"):
+            event("upstream.placed", session=session, agent=agent, upstream=choice.upstream,
+                  why=choice.why, moved_from=choice.moved_from, model=targets[backend.name])
+        return Route(backend, targets[backend.name], choice, exclude)
+
+    async def failover(self, route: Route, error: Failure, requested: str, *,
+                       session: str, agent: str, override: str | None = None,
+                       lenient: bool = False) -> Route | None:
+        """After ``route`` failed before its first token: mark its backend and return the
+        next eligible route, or None when there is none (the client sees ``error``)."""
+        route.backend.failed(error, trio.current_time())
+        if not self.several:
+            return None
+        tried = (*route.tried, route.upstream)
+        try:
+            moved = await self.route(requested, session=session, agent=agent,
+                                     override=override, lenient=lenient, exclude=tried)
+        except Failure:
+            return None
+        event("upstream.failover", level=30, session=session, agent=agent,
+              failed=route.upstream, error=error.message, to=moved.upstream)
+        return moved
+
+    async def _targets(self, requested: str, override: str | None, lenient: bool
+                       ) -> dict[str, str]:
+        """Each backend that serves the request, with the model id to ask it for."""
+        targets: dict[str, str] = {}
+        now = trio.current_time()
+        for backend in self.backends:
+            model = backend.target(requested, override, lenient=lenient)
+            if model is None and backend.available(now):
+                try:  # it needs a loaded model and none was seen: look (a cached listing)
+                    loaded = await backend.loaded_models()
+                except Failure:
+                    if not self.several:
+                        raise  # what is wrong with the one upstream is the answer
+                    continue
+                model = backend.target(requested, override, loaded=loaded, lenient=lenient)
+            if model is None:
+                continue
+            serves = backend.serves(model) if self.several else True
+            if serves or (serves is None and backend.available(now)):
+                targets[backend.name] = model  # None: never listed yet, give it a chance
+        return targets
+
+    def _candidate(self, backend: Backend, now: float) -> Candidate:
+        return Candidate(backend.name, backend.config.weight, backend.in_flight,
+                         backend.config.max_concurrent, backend.available(now))
+
+    def _no_upstream_message(self, requested: str) -> str:
+        served = "; ".join(f"{b.name}: {', '.join(b.config.models or b.loaded_now()) or '-'}"
+                           for b in self.backends)
+        return f"no upstream serves model {requested!r} (by upstream: {served})"
+
+    def _none_available(self, requested: str, candidates: list[Candidate],
+                        exclude: tuple[str, ...]) -> Failure:
+        names = ", ".join(c.name for c in candidates)
+        if all(c.available for c in candidates) and not exclude:
+            return Overloaded(f"every upstream serving {requested!r} is at its limit "
+                              f"({names})")
+        return Unreachable(f"no upstream serving {requested!r} is available ({names}: out "
+                           f"of rotation after failures; lmsd probes them again shortly)")
+
+    # -- across every upstream ---------------------------------------------------------------
 
     def set_api_key(self, api_key: str) -> None:
-        """The key sent upstream from now on (SIGHUP)."""
-        self.upstream.set_api_key(api_key)
+        """The global key (SIGHUP), for every upstream without a key of its own."""
+        for backend in self.backends:
+            if not backend.config.api_key:
+                backend.set_api_key(api_key)
 
     async def aclose(self) -> None:
-        await self.upstream.aclose()
-
-    # -- the dialect and chaining -------------------------------------------------------------
-
-    async def dialect(self) -> Dialect:
-        """The dialect for the current upstream, chosen once per upstream URL (by
-        ``decide``); until anything answers there, Responses, undecided."""
-        url = self.upstream.base_url
-        if self._dialect_for is None or self._dialect_for[0] != url:
-            decided = await decide(self.upstream.client, url, self.settings.upstream_api)
-            if decided is None:
-                return ResponsesDialect(self.upstream, UNDECIDED)  # decide once it answers
-            kind, why = decided
-            self._dialect_for = (url, kind(self.upstream, why))
-            self.upstream.name = kind.server_name
-            event("upstream.dialect", url=url, dialect=kind.name, why=why)
-        return self._dialect_for[1]
-
-    def decided_dialect(self) -> Dialect | None:
-        """The dialect chosen for the current upstream, if it has been (for /status)."""
-        if self._dialect_for is None:
-            return None
-        return self._dialect_for[1]
-
-    @property
-    def chaining(self) -> bool:
-        """Send only what is new: configured on (``chaining``), and not refused."""
-        return self.settings.chaining and not self.chaining_refused
-
-    def refuse_chaining(self) -> None:
-        if not self.chaining_refused:
-            self.chaining_refused = True
-            event("upstream.chaining_unsupported", level=30, url=self.upstream.base_url,
-                  effect="full history on every request from now on")
-
-    # -- models and their context -------------------------------------------------------------
+        for backend in self.backends:
+            await backend.aclose()
 
     async def models(self) -> tuple[list[str], list[str]]:
-        """(loaded model ids, every model id the upstream lists), cached briefly."""
-        return await self.upstream.models()
-
-    async def count_tokens(self, text: str) -> int | None:
-        """``text``'s tokens by the engine's own tokenizer, where it has one."""
-        return await self.upstream.count_tokens(text)
-
-    async def wait_ready(self, model: str) -> None:
-        """Wait while ``model`` is being reloaded; raise if the reload failed."""
-        await self.watcher.wait_ready(model)
-
-    def loaded_contexts(self) -> dict[str, int]:
-        """Each loaded model's context length, by model key and by instance id, as the
-        engine lists them (the watcher's last look, else the proxy's last listing)."""
-        listed = self.watcher.models.values() if self.watcher.polls else self.upstream.listed
-        contexts: dict[str, int] = {}
-        for m in listed:
-            if m.context_length:
-                contexts.setdefault(m.key, m.context_length)
-                contexts[m.instance_id] = m.context_length
-        return contexts
-
-    def context_limit(self, model: str) -> int | None:
-        """The context ``model`` is loaded with, when lmsd can know it: from the engine's
-        listing, else from the last overflow the engine reported. None while a reload to
-        ``min_context`` is due or under way (the request will wait for it)."""
-        if self.watcher.reloading(model):
-            return None
-        limit = self.loaded_contexts().get(model)
-        if limit:
-            if self.settings.watch and limit < self.settings.min_context:
-                return None  # the watcher is about to raise it
-            return limit
-        return self.learned_limits.get(self.upstream.base_url, model, trio.current_time())
-
-    def learn_limit(self, model: str, limit: int) -> None:
-        """Remember the context limit an engine stated in an overflow error."""
-        self.learned_limits.learn(self.upstream.base_url, model, limit, trio.current_time())
-
-    def no_model_message(self) -> str:
-        """Why nothing can be served yet: for requests (503) and ``/readyz``."""
-        return (f"{self.upstream.name} at {self.upstream.base_url} has no model loaded: load "
-                f"one (in LM Studio, or `lms load <model>`), or set `model` in lmsd's config")
+        """(loaded model ids, every model id) over every upstream that answers."""
+        loaded: list[str] = []
+        listed: list[str] = []
+        error: Failure | None = None
+        for backend in self.backends:
+            try:
+                one_loaded, one_listed = await backend.models()
+            except Failure as exc:
+                error = error or exc
+                continue
+            loaded += [m for m in one_loaded if m not in loaded]
+            listed += [m for m in one_listed if m not in listed]
+        if error is not None and not loaded and not listed:
+            raise error
+        return loaded, listed
 
     async def loaded_models(self) -> list[str]:
-        """Models that can serve a request now, or soon (being reloaded)."""
-        if self.watcher.polls:
-            loaded = self.watcher.loaded()
-            if loaded:
-                return loaded
-        loaded, _ = await self.upstream.models()
+        loaded: list[str] = []
+        for backend in self.backends:
+            try:
+                loaded += [m for m in await backend.loaded_models() if m not in loaded]
+            except Failure:
+                continue
         return loaded
 
+    def loaded_contexts(self) -> dict[str, int]:
+        contexts: dict[str, int] = {}
+        for backend in self.backends:
+            for model, context in backend.loaded_contexts().items():
+                contexts.setdefault(model, context)
+        return contexts
+
+    def no_model_message(self) -> str:
+        return self.backends[0].no_model_message()
+
     async def readiness(self) -> Readiness:
-        """Does the upstream answer, with a model loaded (or one configured, which LM
-        Studio loads on demand)?"""
-        url = self.upstream.base_url
-        try:
-            answer = await self.upstream.client.get("/v1/models", timeout=2.0)
-            if answer.status_code == 200:
-                loaded = await self.loaded_models()
-                if loaded or self.settings.model:  # a configured model loads on demand (JIT)
-                    return Readiness(url, loaded)
-                problem = self.no_model_message()
-            else:
-                problem = f"LM Studio answered HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
-            problem = f"LM Studio is not reachable at {url}: {exc or type(exc).__name__}"
-        except Failure as exc:
-            problem = exc.message
-        return Readiness(url, [], problem)
+        """Ready when any upstream is (the others are reported by ``/upstreams``)."""
+        first: Readiness | None = None
+        for backend in self.backends:
+            ready = await backend.readiness()
+            if ready.problem is None:
+                return ready
+            first = first or ready
+        assert first is not None
+        if self.several:
+            return Readiness(first.url, [], f"no upstream is ready; {first.problem}")
+        return first
+
+    def forget(self, session: str | None = None) -> None:
+        """Drop the session's pins (``lmsd reset``): its next request is placed anew."""
+        self.placement.forget(session)
+
+    def upstreams_json(self) -> list[dict[str, Any]]:
+        """Each upstream's health, load, pinned sessions and dialect (``/upstreams``)."""
+        now = trio.current_time()
+        active = self.placement.active(now)
+        return [backend.to_json(now, active.get(backend.name, ())) for backend in self.backends]

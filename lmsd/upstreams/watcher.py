@@ -48,8 +48,11 @@ class _NoRestApi(Exception):
 
 class Watcher:
     def __init__(self, upstream: Upstream, settings: Settings, *, lms: Lms | None = None,
-                 rediscover: Callable[[], Awaitable[None]] | None = None) -> None:
+                 rediscover: Callable[[], Awaitable[None]] | None = None,
+                 name: str = "", on_poll: Callable[[], None] | None = None) -> None:
         self.upstream = upstream
+        self.name = name  # the upstream's name, in every event (several upstreams)
+        self.on_poll = on_poll  # told after each poll (the backend's active health check)
         self.settings = settings
         self.lms = lms
         self.rediscover = rediscover
@@ -83,6 +86,13 @@ class Watcher:
         return max(interval, min(interval * 2 ** self._refused_polls, REFUSED_POLL_MAX))
 
     async def poll_once(self) -> None:
+        try:
+            await self._poll()
+        finally:
+            if self.on_poll is not None:
+                self.on_poll()
+
+    async def _poll(self) -> None:
         try:
             models, source = await self._fetch()
         except (httpx.TransportError, Failure) as exc:
@@ -123,6 +133,7 @@ class Watcher:
         for path in (V1, V0):
             listing = parse_models(path, await self._get(path))
             if listing is not None:
+                self.upstream.known = listing.known
                 return {m.instance_id: m for m in listing.loaded}, path
         if self.lms is not None and self.lms.available and await self._is_lmstudio():
             # Only now: the server answered, so `lms` cannot launch LM Studio as a side effect.
@@ -130,6 +141,7 @@ class Watcher:
             return {m.instance_id: m for m in listing.loaded}, "lms ps"
         listing = parse_models(OPENAI, await self._get(OPENAI))  # any OpenAI-compatible server
         if listing is not None:
+            self.upstream.known = listing.known
             return {m.instance_id: m for m in listing.loaded}, OPENAI
         raise UpstreamBroken("the upstream lists no models")
 
@@ -141,16 +153,18 @@ class Watcher:
     def _set_reachable(self, up: bool, error: str | None = None) -> None:
         if up != self.reachable:
             if up:
-                event("upstream.up", url=self.upstream.base_url)
+                event("upstream.up", upstream=self.name, url=self.upstream.base_url)
             else:
-                event("upstream.down", level=30, url=self.upstream.base_url, error=error)
+                event("upstream.down", level=30, upstream=self.name,
+                      url=self.upstream.base_url, error=error)
         self.reachable = up
         self.last_error = error
 
     def _set_refused(self, message: str) -> None:
         """The upstream answers but refuses lmsd's key: say so once, poll less often."""
         if message != self.refused:
-            event("upstream.refused", level=40, url=self.upstream.base_url, error=message)
+            event("upstream.refused", level=40, upstream=self.name, url=self.upstream.base_url,
+                  error=message)
         if not self.reachable:
             self._set_reachable(True)
         self.refused, self.last_error = message, message

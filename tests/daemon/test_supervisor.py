@@ -38,7 +38,7 @@ async def test_a_watcher_crash_is_restarted_and_the_proxy_keeps_serving(start_lm
         await next_event(sub, "child.restarted")
     assert crashed["child"] == "watcher" and "watcher bug" in crashed["error"]
     with trio.fail_after(10):
-        while not server.router.watcher.polls:
+        while not server.router.backends[0].watcher.polls:
             await trio.sleep(0.05)
     emulator.script(Reply(Text("still serving")))
     async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",

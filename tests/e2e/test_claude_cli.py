@@ -72,7 +72,7 @@ async def test_claude_code_request_during_a_context_reload_completes(start_lmsd,
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.2",
                               ping_interval="0.5")
     with trio.fail_after(10):
-        while not server.router.watcher.reloading(model):
+        while not server.router.backends[0].watcher.reloading(model):
             await trio.sleep(0.01)
     (tmp_path / "tmp").mkdir()
     emulator.script(Reply(Text("done")))

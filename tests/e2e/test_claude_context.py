@@ -29,9 +29,9 @@ COMPACT_MARK = "CRITICAL: Respond with TEXT ONLY"  # Claude Code's summary reque
 async def lmsd_env(lmsd: Any, context: int, model: str | None = None) -> dict[str, str]:
     """What ``lmsd env`` prints for this daemon (it asks the admin API for the context)."""
     with trio.fail_after(10):
-        while not lmsd.router.watcher.models:  # the first poll of LM Studio
+        while not lmsd.router.backends[0].watcher.models:  # the first poll of LM Studio
             await trio.sleep(0.05)
-    assert [m.context_length for m in lmsd.router.watcher.models.values()] == [context]
+    assert [m.context_length for m in lmsd.router.backends[0].watcher.models.values()] == [context]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LMSD_")}
     env["LMSD_ADMIN_LISTEN"] = lmsd.admin_url.removeprefix("http://")
     args = [sys.executable, "-m", "lmsd", "env", *(["--model", model] if model else [])]

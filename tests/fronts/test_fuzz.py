@@ -18,11 +18,12 @@ async def _post(raw: bytes) -> tuple[int, dict]:
     from lmsd.fronts.drain import Drain
     from lmsd.sessions.store import SessionStore
     from lmsd.upstreams.client import Upstream
-    from lmsd.upstreams.router import Router
+    from lmsd.upstreams.router import Backend, Router
 
     config = load_settings({"upstream": "http://127.0.0.1:9", "model": "m"}, {})
     upstream = Upstream(config.upstream, connect_timeout=0.5)
-    app = create_proxy_app(config, Router(config, upstream), SessionStore(None), Drain())
+    app = create_proxy_app(config, Router(config, [Backend(config, upstream)]),
+                           SessionStore(None), Drain())
     async with app.test_app() as test_app:
         response = await test_app.test_client().post(
             "/v1/messages", data=raw, headers={"content-type": "application/json"})

@@ -129,7 +129,7 @@ async def test_the_running_on_lines_name_proxy_and_admin(start_lmsd, emulator):
 async def test_back_off_clears_when_the_model_is_loaded_again(start_lmsd, emulator):
     emulator.models[MODEL].context_length = 4096
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.05")
-    watcher = server.router.watcher
+    watcher = server.router.backends[0].watcher
     with server.bus.subscribe(types=("model",), replay=500) as sub:
         await next_event(sub, "model.context_enforced")
         emulator.models[MODEL].context_length = 4096  # the user puts it back by hand

@@ -96,7 +96,7 @@ async def test_the_watcher_reports_a_missing_key_and_backs_off_without_crashing(
                                                                                  emulator):
     emulator.api_key = KEY
     server = await start_lmsd(emulator.url, poll_interval="0.01")
-    watcher = server.router.watcher
+    watcher = server.router.backends[0].watcher
     await refused_polls(server, emulator, 4)
     types = [e["type"] for e in server.bus.recent]
     assert "child.crashed" not in types and "child.restarted" not in types
@@ -136,7 +136,7 @@ async def test_the_right_key_is_sent_everywhere(start_lmsd, emulator):
     response = await post(server)
     assert response.status_code == 200, response.text
     with trio.fail_after(20):
-        while not server.router.watcher.polls:
+        while not server.router.backends[0].watcher.polls:
             await trio.sleep(0.01)
     assert all(r.status != 401 for r in emulator.log)
     assert KEY not in json.dumps(await admin_status(server))
@@ -147,7 +147,7 @@ async def test_the_right_key_is_sent_everywhere(start_lmsd, emulator):
 
 async def test_an_upstream_ending_in_v1_is_used_without_it(start_lmsd, emulator):
     server = await start_lmsd(emulator.url + "/v1/")
-    assert server.router.upstream.base_url == emulator.url
+    assert server.router.backends[0].upstream.base_url == emulator.url
     adjusted = [e for e in server.bus.recent if e["type"] == "config.adjusted"]
     assert len(adjusted) == 1 and adjusted[0]["key"] == "upstream"
     assert f"using {emulator.url}" in adjusted[0]["note"]

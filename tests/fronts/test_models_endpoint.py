@@ -9,7 +9,7 @@ MODEL = "qwen/qwen3-coder-30b"
 
 async def _polled(lmsd) -> None:
     with trio.fail_after(10):
-        while not lmsd.router.watcher.models:
+        while not lmsd.router.backends[0].watcher.models:
             await trio.sleep(0.05)
 
 

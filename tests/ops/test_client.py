@@ -385,7 +385,7 @@ async def test_env_sizes_compaction_for_the_running_daemons_context(start_lmsd, 
     emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
     server = await start_lmsd(emulator.url)
     with trio.fail_after(10):
-        while not server.router.watcher.models:
+        while not server.router.backends[0].watcher.models:
             await trio.sleep(0.05)
     env = _env(LMSD_ADMIN_LISTEN=_admin(server))
     lines = ok(await run("env", env=env)).splitlines()
@@ -407,7 +407,7 @@ async def test_env_codex_prints_the_config_toml_block(start_lmsd, emulator):
     emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
     server = await start_lmsd(emulator.url)
     with trio.fail_after(10):
-        while not server.router.watcher.models:
+        while not server.router.backends[0].watcher.models:
             await trio.sleep(0.05)
     listen = server.url.removeprefix("http://")
     text = ok(await run("env", "--codex", "--listen", listen,

@@ -217,7 +217,7 @@ async def test_context_env_reads_the_running_daemon(start_lmsd, emulator, tmp_pa
     """With lmsd running, its live view counts: it saw 32k, LM Studio now says 64k."""
     server = await start_lmsd(emulator.url, poll_interval="3600")
     with trio.fail_after(10):
-        while not server.router.watcher.models:
+        while not server.router.backends[0].watcher.models:
             await trio.sleep(0.05)
     emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
     settings = settings_for(tmp_path, emulator.url,

@@ -21,9 +21,9 @@ async def next_event(sub, kind: str, limit: float = 20) -> dict[str, Any]:
 
 async def polls(server, count: int) -> None:
     """Wait until the watcher has polled ``count`` more times."""
-    target = server.router.watcher.polls + count
+    target = server.router.backends[0].watcher.polls + count
     with trio.fail_after(10):
-        while server.router.watcher.polls < target:
+        while server.router.backends[0].watcher.polls < target:
             await trio.sleep(0.02)
 
 

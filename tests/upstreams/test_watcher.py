@@ -59,7 +59,7 @@ async def test_failed_reload_is_reported_and_backed_off(start_lmsd, emulator):
     await polls(server, 5)
     loads = [r for r in emulator.log if r.path == "/api/v1/models/load"]
     assert len(loads) == 2  # the failed load and the restore; no retry while backing off
-    assert MODEL in server.router.watcher.to_json()["backing_off"]
+    assert MODEL in server.router.backends[0].watcher.to_json()["backing_off"]
 
 
 async def test_a_user_reverting_the_context_is_not_fought(start_lmsd, emulator):
@@ -92,7 +92,7 @@ async def test_a_request_during_the_reload_waits_with_pings_and_completes(start_
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.1",
                               ping_interval="0.1")
     with trio.fail_after(10):
-        while not server.router.watcher.reloading(MODEL):
+        while not server.router.backends[0].watcher.reloading(MODEL):
             await trio.sleep(0.01)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         response = await http.post("/v1/messages", json={
@@ -112,7 +112,7 @@ async def test_a_failed_reload_fails_waiting_requests_clearly(start_lmsd, emulat
     emulator.fail_loads = 1
     server = await start_lmsd(emulator.url, watch="true", poll_interval="0.1")
     with trio.fail_after(10):
-        while not server.router.watcher.reloading(MODEL):
+        while not server.router.backends[0].watcher.reloading(MODEL):
             await trio.sleep(0.01)
     async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
                                         max_retries=0) as client:
