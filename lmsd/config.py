@@ -426,4 +426,5 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data = {f.name: getattr(settings, f.name) for f in fields(Settings)}
     for key in SECRET_KEYS:
         data[key] = "***" if data[key] else ""
+    data["upstreams"] = [u.to_json() for u in settings.upstreams]
     return data

@@ -157,3 +157,74 @@ def test_string_model_map_values_still_load(tmp_path):
     path = _write(tmp_path / "c.toml", "[model_map]\nopus = 'big'\nhaiku = 'small'\n")
     assert load_settings({}, {"LMSD_CONFIG": str(path)}).model_map == {"opus": "big",
                                                                        "haiku": "small"}
+
+
+TWO_BOXES = '''
+background_upstream = "laptop"
+
+[[upstreams]]
+name = "desktop"
+url = "http://192.168.1.20:1234/v1"
+kind = "lmstudio"
+weight = 2
+max_concurrent = 4
+model_map = { opus = "qwen/qwen3-coder-480b" }
+
+[[upstreams]]
+name = "laptop"
+url = "http://127.0.0.1:8080"
+kind = "messages"
+api_key = "sk-local"
+models = ["qwen2.5-coder-7b"]
+model = "qwen2.5-coder-7b"
+'''
+
+
+def test_several_upstreams_from_the_config_file(tmp_path):
+    path = _write(tmp_path / "lmsd.toml", TWO_BOXES)
+    settings = load_settings({"config": str(path)}, {})
+    desktop, laptop = settings.upstream_list()
+    assert (desktop.name, desktop.url, desktop.kind, desktop.weight, desktop.max_concurrent) \
+        == ("desktop", "http://192.168.1.20:1234", "lmstudio", 2.0, 4)
+    assert desktop.model_map == {"opus": "qwen/qwen3-coder-480b"}
+    assert (laptop.kind, laptop.models, laptop.model) == (
+        "messages", ["qwen2.5-coder-7b"], "qwen2.5-coder-7b")
+    assert settings.background_upstream == "laptop"
+    shown = redacted(settings)["upstreams"]
+    assert shown[1]["api_key"] == "***" and "sk-local" not in str(redacted(settings))
+
+
+def test_one_upstream_keeps_working_as_before():
+    settings = load_settings({"upstream": "http://h:1234", "upstream_api": "chat"}, {})
+    [only] = settings.upstream_list()
+    assert (only.name, only.url, only.kind) == ("h:1234", "http://h:1234", "chat")
+    assert load_settings({}, {}).upstream_list()[0].name == "lmstudio"
+
+
+def test_upstream_given_several_times_or_comma_separated():
+    flags = load_settings({"upstream": ["http://a:1/v1", "http://b:2"]}, {})
+    assert [u.url for u in flags.upstream_list()] == ["http://a:1", "http://b:2"]
+    assert [u.name for u in flags.upstream_list()] == ["a:1", "b:2"]
+    env = load_settings({}, {"LMSD_UPSTREAM": "http://a:1,http://b:2"})
+    assert [u.name for u in env.upstream_list()] == ["a:1", "b:2"]
+    once = load_settings({"upstream": ["http://a:1"]}, {})
+    assert once.upstream == "http://a:1" and not once.upstreams
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[[upstreams]]\nname = "x"\n', "[0] missing url"),
+    ('[[upstreams]]\nurl = "ftp://x"\n', "expected an http(s) URL"),
+    ('[[upstreams]]\nurl = "http://x:1"\nkind = "grpc"\n', "kind: expected one of auto"),
+    ('[[upstreams]]\nurl = "http://x:1"\nwieght = 2\n', "unknown key 'wieght'"),
+    ('[[upstreams]]\nurl = "http://x:1"\nweight = 0\n', "weight: must be positive"),
+    ('[[upstreams]]\nurl = "http://x:1"\nname = "a b"\n', "name: use letters"),
+    ('[[upstreams]]\nurl = "http://x:1"\n[[upstreams]]\nurl = "http://x:1"\n',
+     "two upstreams are named 'x:1'"),
+    ('background_upstream = "gpu"\n[[upstreams]]\nurl = "http://x:1"\n',
+     "background_upstream: 'gpu' is not an upstream (there are: x:1)"),
+])
+def test_a_bad_upstream_entry_names_what_is_wrong(tmp_path, text, message):
+    path = _write(tmp_path / "lmsd.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"config": str(path)}, {})
+    assert message in str(caught.value)

@@ -177,6 +177,15 @@ def format_status(data: dict[str, Any]) -> str:
         f"{chaining}")
     if up.get("refused"):
         row("", f"REFUSED: {up['refused']}")
+    several = data.get("upstreams") or []
+    for i, u in enumerate(several if len(several) > 1 else []):
+        health = u.get("health", {})
+        state = "in rotation" if u.get("in_rotation") else \
+            f"OUT ({health.get('last_error') or health.get('state')})"
+        row("upstreams" if i == 0 else "",
+            f"{u.get('name')}: {u.get('url')} {u.get('api') or '?'}, {state}, "
+            f"{u.get('in_flight', 0)} in flight, "
+            f"{_plural(u.get('active_sessions', 0), 'active session')}")
     models = data.get("models", [])
     if not models:
         row("models", "none loaded")

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from typing import TextIO
 
@@ -63,6 +63,27 @@ async def _contexts(settings: Settings, local: httpx.AsyncClient, found: Found,
     return await loaded_contexts(settings, local, lmstudio_contexts)
 
 
+async def every_upstream(settings: Settings, env: dict[str, str],
+                         upstream: httpx.AsyncClient, local: httpx.AsyncClient
+                         ) -> list[Result]:
+    """The upstream checks once per ``[[upstreams]]`` entry (``upstream [name]``, ...);
+    the client settings are checked against the smallest loaded context of them all."""
+    results: list[Result] = list(check_notes(settings))
+    contexts: list[int] = []
+    for config in settings.upstream_list():
+        one = replace(settings, upstream=config.url, upstreams=[],
+                      upstream_api="responses" if config.kind == "lmstudio" else config.kind,
+                      upstream_api_key=config.api_key or settings.upstream_api_key)
+        first, found = await check_lmstudio(one, env, upstream)
+        for result in (first, await check_api(one, found, upstream),
+                       await check_models(one, found, upstream)):
+            results.append(replace(result, check=f"{result.check} [{config.name}]"))
+        contexts += await _contexts(one, local, found, upstream)
+    smallest = [min(contexts)] if contexts else []
+    return [*results, Result(CONTEXT_CHECK, *check_context_env(env, smallest)),
+            check_codex(settings, env, smallest)]
+
+
 async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None, *,
                    platform: str = sys.platform) -> list[Result]:
     """Run every check (concurrently); the results in a fixed order.
@@ -75,6 +96,8 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
     async with httpx.AsyncClient() as upstream, httpx.AsyncClient(trust_env=False) as local:
 
         async def lmstudio() -> list[Result]:
+            if settings.upstreams:  # several: the same checks for each, named by it
+                return await every_upstream(settings, env, upstream, local)
             first, found = await check_lmstudio(settings, env, upstream)
             head = [first, *check_notes(settings), await check_api(settings, found, upstream),
                     await check_models(settings, found, upstream)]

@@ -558,3 +558,20 @@ async def test_tail_follow_reconnects_after_a_restart(start_lmsd, emulator):
     assert errors == ("lmsd: the event stream ended: the daemon stopped; reconnecting "
                       "(Ctrl-C to stop)\n"
                       f"lmsd: reconnected to http://{admin_listen}\n")
+
+
+def test_status_lists_every_upstream_when_there_are_several():
+    from lmsd.ops.client import format_status
+
+    data = {"upstream": {"url": "http://a:1"}, "upstreams": [
+        {"name": "desk", "url": "http://a:1", "api": "responses", "in_rotation": True,
+         "in_flight": 2, "active_sessions": 3, "health": {"state": "closed"}},
+        {"name": "lap", "url": "http://b:2", "api": "chat", "in_rotation": False,
+         "in_flight": 0, "active_sessions": 1,
+         "health": {"state": "open", "last_error": "connection refused"}}]}
+    text = format_status(data)
+    assert ("upstreams desk: http://a:1 responses, in rotation, 2 in flight, 3 active "
+            "sessions") in text
+    assert "lap: http://b:2 chat, OUT (connection refused), 0 in flight, 1 active session" \
+        in text
+    assert "upstreams" not in format_status({**data, "upstreams": data["upstreams"][:1]})

@@ -571,3 +571,22 @@ def test_marks_on_a_utf8_terminal():
     assert doctor.format_results(results).splitlines() == [
         "ok   a   fine", "warn bb  hmm; fix: do x", "FAIL c   broken; fix: do y",
         "skip d   later"]
+
+
+async def test_every_upstream_is_checked_by_name(emulator, tmp_path, dead_port):
+    from lmsd.config import UpstreamConfig
+
+    settings = settings_for(tmp_path, emulator.url)
+    settings.upstreams = [UpstreamConfig(emulator.url, name="desk"),
+                          UpstreamConfig(f"http://127.0.0.1:{dead_port}", name="lap",
+                                         kind="chat")]
+    results = await diagnose(settings, shell(tmp_path, settings, **claude_code_env(32768)))
+    found = {r.check: r for r in results}
+    assert [c for c in found if "[" in c] == [
+        "lmstudio [desk]", "api [desk]", "model [desk]", "lmstudio [lap]", "api [lap]",
+        "model [lap]"]
+    assert found["lmstudio [desk]"].status == "ok" and found["model [desk]"].status == "ok"
+    assert found["lmstudio [lap]"].status == "fail"
+    assert f"127.0.0.1:{dead_port}" in found["lmstudio [lap]"].detail
+    assert found["api [lap]"].detail == "chat (configured: upstream_api)"
+    assert found["claude_context"].status == "ok"  # the context of the one that answers
