@@ -33,6 +33,8 @@ SERVE_HELP = {
                            "(haiku-class names: titles, small subagents)",
     "affinity_headers": "headers that carry the session key upstream, for a cluster's "
                         "router (comma-separated)",
+    "routing": "affinity (keep each conversation where its cache is) or round_robin (what "
+               "a plain load balancer does: a baseline to measure against)",
     "spill_in_flight": "move a session off its upstream past this many requests in flight "
                        "there; 0: only at its max_concurrent",
     "active_window": "seconds a session counts as holding cache on its upstream",

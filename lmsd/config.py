@@ -227,6 +227,7 @@ class Settings:
     upstreams: list[UpstreamConfig] = field(default_factory=list)  # several; see below
     background_upstream: str = ""  # takes Claude Code's side requests (haiku, titles)
     affinity_headers: list[str] = field(default_factory=lambda: list(AFFINITY_HEADERS))
+    routing: str = "affinity"  # or round_robin: what a plain balancer does (a baseline)
     spill_in_flight: int = 0  # move a pinned session past this many requests in flight
     active_window: float = 900.0  # a session this recently active holds cache upstream
     breaker_failures: int = 3  # consecutive failures that take an upstream out
@@ -283,6 +284,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "upstreams": _upstreams,
     "background_upstream": _string,
     "affinity_headers": _list(lambda items: [i.strip() for i in items if i.strip()]),
+    "routing": _choice("affinity", "round_robin"),
     "spill_in_flight": _non_negative_int,
     "active_window": _positive(float),
     "breaker_failures": _positive(int),

@@ -46,7 +46,11 @@ class _Pin:
 
 class Placement:
     def __init__(self, *, spill_in_flight: int = 0, active_window: float = 900.0,
-                 max_pins: int = 20_000) -> None:
+                 max_pins: int = 20_000, round_robin: bool = False) -> None:
+        #: The baseline a plain load balancer gives (``routing = "round_robin"``): every
+        #: request to the next upstream in turn, no pins. For measuring what affinity saves.
+        self.round_robin = round_robin
+        self._turn = 0
         self.spill_in_flight = spill_in_flight
         self.active_window = active_window
         self.max_pins = max_pins
@@ -92,6 +96,9 @@ class Placement:
         if not eligible:
             return None
         by_name = {c.name: c for c in eligible}
+        if self.round_robin:
+            self._turn += 1
+            return Choice(eligible[self._turn % len(eligible)].name, "round_robin")
         pin = self._pins.get(key)
         current = pin.upstream if pin else None
         choice: Choice | None = None

@@ -63,7 +63,8 @@ class Router:
         self.settings = settings
         self.backends = backends
         self.placement = Placement(spill_in_flight=settings.spill_in_flight,
-                                   active_window=settings.active_window)
+                                   active_window=settings.active_window,
+                                   round_robin=settings.routing == "round_robin")
 
     @property
     def several(self) -> bool:

@@ -93,3 +93,9 @@ def test_pins_are_bounded_and_forgotten_on_reset():
         placement.choose((f"s{n}", "main"), [A, B], n)
     assert placement.pinned(("s0", "main")) is None
     assert placement.forget("s2") == 1 and placement.pinned(("s2", "main")) is None
+
+
+def test_round_robin_ignores_conversations():
+    placement = Placement(round_robin=True)
+    chosen = [placement.choose(("same", "main"), [A, B], n).upstream for n in range(4)]
+    assert chosen == ["b", "a", "b", "a"] and placement.pinned(("same", "main")) is None
