@@ -60,9 +60,13 @@ class Routed:
     conv: Conversation | None = None
 
     async def place(self) -> Route:
-        self.route = await self.router.route(
+        router, key = self.router, (self.session, self.agent)
+        holder = None  # looked up only where it can matter: several, and not pinned yet
+        if router.several and router.placement.pinned(key) is None:
+            holder = self.store.holder(self.session, self.agent)
+        self.route = await router.route(
             self.requested, session=self.session, agent=self.agent, override=self.override,
-            lenient=self.lenient, holder=self.store.holder(self.session, self.agent))
+            lenient=self.lenient, holder=holder)
         return self.route
 
     @property

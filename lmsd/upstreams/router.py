@@ -141,8 +141,7 @@ class Router:
                 model = backend.target(requested, override, loaded=loaded, lenient=lenient)
             if model is None:
                 continue
-            serves = backend.serves(model) if self.several else True
-            if serves or (serves is None and backend.available(now)):
+            if not self.several or backend.serves(model) is not False:
                 targets[backend.name] = model  # None: never listed yet, give it a chance
         return targets
 

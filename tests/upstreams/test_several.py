@@ -23,8 +23,8 @@ async def pair(nursery: trio.Nursery) -> list[Box]:
 
 async def start_pair(start_lmsd: Any, pair: list[Box], **settings: Any) -> Any:
     per_box = settings.pop("per_box", {})
-    return await start_lmsd(pair[0].url, upstreams=upstreams(*pair, **per_box),
-                            poll_interval="0.1", **settings)
+    settings.setdefault("poll_interval", "0.1")
+    return await start_lmsd(pair[0].url, upstreams=upstreams(*pair, **per_box), **settings)
 
 
 def client_of(server: Any) -> anthropic.AsyncAnthropic:
@@ -94,7 +94,8 @@ async def test_affinity_headers_are_configurable(start_lmsd, emulator):
 async def test_a_killed_upstream_moves_its_session_with_no_error_and_rejoins(
         start_lmsd, pair):
     a, b = pair
-    server = await start_pair(start_lmsd, pair)
+    # no active checks: the request finds out, fails over, and a probe brings a back
+    server = await start_pair(start_lmsd, pair, poll_interval="60", breaker_cooldown="0.3")
     async with client_of(server) as client:
         one, two = Conversation(client, "s-one"), Conversation(client, "s-two")
         await one.send("hello")
@@ -111,8 +112,9 @@ async def test_a_killed_upstream_moves_its_session_with_no_error_and_rejoins(
         assert listed["a"]["in_rotation"] is False
         assert listed["a"]["health"]["state"] == "open"
         await a.restart()
-        await wait_until(lambda: server.router.backend("a").breaker.state == "closed")
-        await Conversation(client, "s-three").send("hello")  # the least loaded again
+        await wait_until(lambda: server.router.backend("a").available(trio.current_time()))
+        await Conversation(client, "s-three").send("hello")  # the least loaded: a probe
+        assert server.router.backend("a").breaker.state == "closed"
         assert a.generations()[-1].headers["x-session-id"] == "s-three"
         await one.send()  # a moved session does not bounce back
         assert b.generations()[-1].headers["x-session-id"] == "s-one"
@@ -128,13 +130,19 @@ async def test_a_killed_upstream_moves_its_session_with_no_error_and_rejoins(
 
 
 async def test_when_every_upstream_is_down_the_client_gets_its_error(start_lmsd, pair):
-    server = await start_pair(start_lmsd, pair)
+    server = await start_pair(start_lmsd, pair, poll_interval="60")  # no active check
+    await wait_until(lambda: all(x.watcher.polls for x in server.router.backends))
     for box in pair:
         await box.stop()
     async with client_of(server) as client:
-        with pytest.raises(anthropic.APIStatusError) as caught:
+        with pytest.raises(anthropic.APIStatusError) as caught:  # tried a, then b
             await Conversation(client, "s-one").send("hello")
-    assert "LM Studio is not reachable at http://127.0.0.1:" in str(caught.value)
+        assert "LM Studio is not reachable at http://127.0.0.1:" in str(caught.value)
+        with pytest.raises(anthropic.APIStatusError) as caught:  # both out of rotation
+            await Conversation(client, "s-two").send("hello")
+    assert caught.value.status_code == 503
+    assert ("no upstream serving 'claude-sonnet-4-6' is available (a, b: out of rotation "
+            "after failures; lmsd probes them again shortly)") in str(caught.value)
 
 
 async def test_a_model_goes_to_the_upstreams_that_serve_it(start_lmsd, nursery):
@@ -250,3 +258,19 @@ async def test_a_session_reset_forgets_its_pin(start_lmsd, pair):
     async with httpx.AsyncClient(base_url=server.admin_url) as http:
         assert (await http.delete("/sessions/s-one")).status_code == 200
     assert server.router.placement.pinned(("s-one", "main")) is None
+
+
+async def test_the_watcher_takes_a_dead_upstream_out_and_brings_it_back(start_lmsd, pair):
+    a, _ = pair
+    server = await start_pair(start_lmsd, pair)  # polls every 0.1 s: the active check
+    backend = server.router.backend("a")
+    await wait_until(lambda: backend.watcher.polls)
+    await a.stop()
+    await wait_until(lambda: backend.breaker.state == "open")
+    async with client_of(server) as client:  # nothing is sent to it meanwhile
+        for n in range(3):
+            await Conversation(client, f"s-{n}").send("hello")
+    assert len(a.generations()) == 0
+    await a.restart()
+    await wait_until(lambda: backend.breaker.state == "closed")  # no request needed
+    assert (await upstreams_of(server))["a"]["in_rotation"] is True
