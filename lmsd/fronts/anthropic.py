@@ -100,7 +100,7 @@ async def _engine_count(settings: Settings, router: Router, store: SessionStore,
     than LM Studio); None otherwise. Asked of the upstream the session is placed on."""
     try:
         route = await Routed(settings, router, store, req.model, session,
-                             agent_id_of(request.headers)).place()
+                             agent_id_of(request.headers)).place(probe=False)
     except Failure:
         return None
     backend = route.backend

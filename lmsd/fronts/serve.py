@@ -59,14 +59,16 @@ class Routed:
     route: Route | None = None
     conv: Conversation | None = None
 
-    async def place(self) -> Route:
+    async def place(self, *, probe: bool = True) -> Route:
+        """Where the request goes (``probe=False``: not a recovering upstream's probe, for
+        a request that reports no outcome, like a token count)."""
         router, key = self.router, (self.session, self.agent)
         holder = None  # looked up only where it can matter: several, and not pinned yet
         if router.several and router.placement.pinned(key) is None:
             holder = self.store.holder(self.session, self.agent)
         self.route = await router.route(
             self.requested, session=self.session, agent=self.agent, override=self.override,
-            lenient=self.lenient, holder=holder)
+            lenient=self.lenient, holder=holder, probe=probe)
         return self.route
 
     @property

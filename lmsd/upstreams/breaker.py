@@ -71,7 +71,8 @@ class Breaker:
         return None
 
     def release(self) -> None:
-        """A probe ended without telling anything (the client left): allow another."""
+        """A request ended; if it was the probe and told nothing (the client left, the
+        prompt was too long), another request may probe."""
         self.probing = False
 
     def _open(self, now: float, wait: float) -> str:

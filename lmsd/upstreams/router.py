@@ -35,6 +35,7 @@ class Route:
     model: str
     choice: Choice
     tried: tuple[str, ...] = ()  # upstreams this request already failed on
+    probe: bool = False  # it is the half-open probe of its recovering upstream
 
     @property
     def upstream(self) -> str:
@@ -49,6 +50,8 @@ class Route:
             yield
         finally:
             self.backend.in_flight -= 1
+            if self.probe:  # a probe that told nothing (the client left): allow another
+                self.backend.breaker.release()
 
 
 def is_background(requested: str) -> bool:
@@ -77,9 +80,12 @@ class Router:
 
     async def route(self, requested: str, *, session: str, agent: str,
                     override: str | None = None, lenient: bool = False,
-                    holder: str | None = None, exclude: tuple[str, ...] = ()) -> Route:
+                    holder: str | None = None, exclude: tuple[str, ...] = (),
+                    probe: bool = True) -> Route:
         """The upstream for this conversation's request. ``holder``: the upstream that
-        holds its stored chain; ``exclude``: upstreams it already failed on."""
+        holds its stored chain; ``exclude``: upstreams it already failed on; ``probe``:
+        the request may be the half-open probe of a recovering upstream (a request that
+        reports no outcome, like a token count, may not)."""
         targets = await self._targets(requested, override, lenient)
         now = trio.current_time()
         if not self.several:
@@ -97,14 +103,16 @@ class Router:
             raise self._none_available(requested, candidates, exclude)
         backend = self.backend(choice.upstream)
         assert backend is not None
-        if not backend.breaker.claim(now):  # lost the half-open probe to another request
+        probing = backend.breaker.state != "closed"
+        if not (backend.breaker.claim(now) if probe else not probing):
+            # the half-open probe is taken (or may not be taken by this request)
             return await self.route(requested, session=session, agent=agent,
                                     override=override, lenient=lenient, holder=holder,
-                                    exclude=(*exclude, backend.name))
+                                    exclude=(*exclude, backend.name), probe=probe)
         if choice.moved_from or choice.why not in ("pinned", "background"):
             event("upstream.placed", session=session, agent=agent, upstream=choice.upstream,
                   why=choice.why, moved_from=choice.moved_from, model=targets[backend.name])
-        return Route(backend, targets[backend.name], choice, exclude)
+        return Route(backend, targets[backend.name], choice, exclude, probe=probing)
 
     async def failover(self, route: Route, error: Failure, requested: str, *,
                        session: str, agent: str, override: str | None = None,

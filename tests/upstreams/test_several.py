@@ -274,3 +274,22 @@ async def test_the_watcher_takes_a_dead_upstream_out_and_brings_it_back(start_lm
     await a.restart()
     await wait_until(lambda: backend.breaker.state == "closed")  # no request needed
     assert (await upstreams_of(server))["a"]["in_rotation"] is True
+
+
+async def test_a_probe_whose_client_leaves_does_not_wedge_the_upstream(start_lmsd, pair):
+    a, _ = pair
+    server = await start_pair(start_lmsd, pair, poll_interval="60", breaker_cooldown="0.2")
+    backend = server.router.backend("a")
+    await wait_until(lambda: backend.watcher.polls)  # its first poll would close it again
+    backend.failed(__import__("lmsd.protocol.failures", fromlist=["x"]).Unreachable("down"),
+                   trio.current_time())
+    await wait_until(lambda: backend.available(trio.current_time()))
+    a.emu.token_delay = 2.0
+    async with client_of(server) as client:
+        with trio.move_on_after(0.5):  # the probe's client gives up mid-answer
+            await Conversation(client, "s-one").send("hello")
+        await wait_until(lambda: backend.in_flight == 0)
+        assert backend.breaker.state == "half_open" and not backend.breaker.probing
+        a.emu.token_delay = 0
+        await Conversation(client, "s-one").send("hello")  # the next one may probe
+    assert backend.breaker.state == "closed"
