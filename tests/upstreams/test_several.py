@@ -293,3 +293,24 @@ async def test_a_probe_whose_client_leaves_does_not_wedge_the_upstream(start_lms
         a.emu.token_delay = 0
         await Conversation(client, "s-one").send("hello")  # the next one may probe
     assert backend.breaker.state == "closed"
+
+
+async def test_models_and_readiness_span_every_upstream(start_lmsd, nursery):
+    from tests.emulator import Emulator
+
+    a = Box(nursery, Emulator(models=[ModelSpec("alpha/coder")]), "a")
+    b = Box(nursery, Emulator(models=[ModelSpec("beta/coder")]), "b")
+    await a.start()
+    await b.start()
+    server = await start_pair(start_lmsd, [a, b])
+    await wait_until(lambda: all(x.watcher.polls for x in server.router.backends))
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        ids = [m["id"] for m in (await http.get("/v1/models")).json()["data"]]
+    assert "alpha/coder" in ids and "beta/coder" in ids
+    await a.stop()
+    ready = await admin_get(server, "/readyz")
+    assert ready.status_code == 200 and ready.json()["upstream"] == b.url
+    await b.stop()
+    ready = await admin_get(server, "/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["error"].startswith("no upstream is ready; LM Studio is not reachable")
