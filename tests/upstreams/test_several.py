@@ -10,7 +10,8 @@ import httpx
 import pytest
 import trio
 
-from tests.emulator import ModelSpec
+from lmsd.protocol.failures import Unreachable
+from tests.emulator import Emulator, ModelSpec
 from tests.support.boxes import Box, boxes, upstreams
 from tests.support.conversation import Conversation
 from tests.support.daemon import MODEL, admin_get
@@ -25,6 +26,17 @@ async def start_pair(start_lmsd: Any, pair: list[Box], **settings: Any) -> Any:
     per_box = settings.pop("per_box", {})
     settings.setdefault("poll_interval", "0.1")
     return await start_lmsd(pair[0].url, upstreams=upstreams(*pair, **per_box), **settings)
+
+
+async def alpha_beta(start_lmsd: Any, nursery: trio.Nursery) -> tuple[Box, Box, Any]:
+    """Two boxes with a model each (a: alpha/coder, b: beta/coder), both listed."""
+    a = Box(nursery, Emulator(models=[ModelSpec("alpha/coder")]), "a")
+    b = Box(nursery, Emulator(models=[ModelSpec("beta/coder")]), "b")
+    await a.start()
+    await b.start()
+    server = await start_pair(start_lmsd, [a, b])
+    await wait_until(lambda: all(x.watcher.polls for x in server.router.backends))
+    return a, b, server
 
 
 def client_of(server: Any) -> anthropic.AsyncAnthropic:
@@ -146,14 +158,7 @@ async def test_when_every_upstream_is_down_the_client_gets_its_error(start_lmsd,
 
 
 async def test_a_model_goes_to_the_upstreams_that_serve_it(start_lmsd, nursery):
-    a = Box(nursery, __import__("tests.emulator", fromlist=["Emulator"]).Emulator(
-        models=[ModelSpec("alpha/coder")]), "a")
-    b = Box(nursery, __import__("tests.emulator", fromlist=["Emulator"]).Emulator(
-        models=[ModelSpec("beta/coder")]), "b")
-    await a.start()
-    await b.start()
-    server = await start_pair(start_lmsd, [a, b])
-    await wait_until(lambda: all(x.watcher.polls for x in server.router.backends))
+    a, b, server = await alpha_beta(start_lmsd, nursery)
     async with client_of(server) as client:
         await Conversation(client, "s-1", model="beta/coder").send("hi")
         await Conversation(client, "s-2", model="alpha/coder").send("hi")
@@ -165,14 +170,7 @@ async def test_a_model_goes_to_the_upstreams_that_serve_it(start_lmsd, nursery):
 
 
 async def test_each_upstream_maps_claude_names_to_its_own_model(start_lmsd, nursery):
-    from tests.emulator import Emulator
-
-    a = Box(nursery, Emulator(models=[ModelSpec("alpha/coder")]), "a")
-    b = Box(nursery, Emulator(models=[ModelSpec("beta/coder")]), "b")
-    await a.start()
-    await b.start()
-    server = await start_pair(start_lmsd, [a, b])
-    await wait_until(lambda: all(x.watcher.polls for x in server.router.backends))
+    a, b, server = await alpha_beta(start_lmsd, nursery)
     async with client_of(server) as client:
         await Conversation(client, "s-1").send("hi")
         await Conversation(client, "s-2").send("hi")
@@ -281,8 +279,7 @@ async def test_a_probe_whose_client_leaves_does_not_wedge_the_upstream(start_lms
     server = await start_pair(start_lmsd, pair, poll_interval="60", breaker_cooldown="0.2")
     backend = server.router.backend("a")
     await wait_until(lambda: backend.watcher.polls)  # its first poll would close it again
-    backend.failed(__import__("lmsd.protocol.failures", fromlist=["x"]).Unreachable("down"),
-                   trio.current_time())
+    backend.failed(Unreachable("down"), trio.current_time())
     await wait_until(lambda: backend.available(trio.current_time()))
     a.emu.token_delay = 2.0
     async with client_of(server) as client:
@@ -296,14 +293,7 @@ async def test_a_probe_whose_client_leaves_does_not_wedge_the_upstream(start_lms
 
 
 async def test_models_and_readiness_span_every_upstream(start_lmsd, nursery):
-    from tests.emulator import Emulator
-
-    a = Box(nursery, Emulator(models=[ModelSpec("alpha/coder")]), "a")
-    b = Box(nursery, Emulator(models=[ModelSpec("beta/coder")]), "b")
-    await a.start()
-    await b.start()
-    server = await start_pair(start_lmsd, [a, b])
-    await wait_until(lambda: all(x.watcher.polls for x in server.router.backends))
+    a, b, server = await alpha_beta(start_lmsd, nursery)
     async with httpx.AsyncClient(base_url=server.url) as http:
         ids = [m["id"] for m in (await http.get("/v1/models")).json()["data"]]
     assert "alpha/coder" in ids and "beta/coder" in ids
