@@ -279,11 +279,11 @@ async def test_a_streamed_tool_call_for_chat_clients(start_lmsd, tool_llama):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
-@pytest.mark.xfail(strict=True, reason="lmsd sends the object; llama-server reads auto")
 async def test_a_named_tool_choice_forces_that_tool(start_lmsd, tool_llama):
     """llama-server reads ``tool_choice`` only as a string: the OpenAI object naming a
     function silently becomes ``auto`` (log: "Wrong type supplied for parameter
-    'tool_choice'"), and nothing is forced."""
+    'tool_choice'") and nothing is forced. lmsd knows llama-server (it answers /props) and
+    sends ``"required"`` with only the named tool."""
     server = await start_lmsd(tool_llama.url, model=MODEL_ALIAS)
     other = {**BASH, "name": "Other", "description": "Another tool"}
     async with anthropic_client(server) as client:

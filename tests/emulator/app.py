@@ -123,6 +123,14 @@ def create_app(emu: Emulator) -> QuartTrio:
     async def greeting() -> Response:
         return json_response({"lmstudio": True})
 
+    @app.get("/props")
+    async def props() -> Response:
+        """llama-server's settings; lmsd tells llama-server from other servers by them."""
+        if not emu.llama_server:
+            return json_response({"error": {"message": "File Not Found", "code": 404}}, 404)
+        return json_response({"default_generation_settings": {"n_ctx": 32768},
+                              "build_info": "b1-emulator"})
+
     @app.get("/v1/models")
     async def openai_models() -> Response:
         data = [
