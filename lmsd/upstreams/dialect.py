@@ -96,7 +96,9 @@ class ResponsesDialect(HTTPDialect):
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str,
                      headers: Mapping[str, str] | None = None) -> AsyncIterator[Batches]:
-        decoder = ResponsesDecoder(message_id, upstream_name=self.upstream.name)
+        limit = body.get("max_output_tokens")
+        decoder = ResponsesDecoder(message_id, upstream_name=self.upstream.name,
+                                   max_output_tokens=limit if isinstance(limit, int) else None)
         async with self.upstream.stream("/v1/responses", body, headers=headers) as response:
             try:
                 yield _responses_events(response, decoder)

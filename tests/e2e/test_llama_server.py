@@ -358,7 +358,6 @@ async def test_its_responses_api_refuses_chaining_and_lmsd_sends_full_history(
     assert status["api"] == "responses" and status["chaining"] is False
 
 
-@pytest.mark.xfail(strict=True, reason="lmsd takes llama-server's word: completed")
 @pytest.mark.parametrize("stream", [False, True])
 async def test_its_responses_api_at_the_output_limit_is_max_tokens(start_lmsd, llama,
                                                                    stream):
@@ -379,16 +378,19 @@ async def test_its_responses_api_at_the_output_limit_is_max_tokens(start_lmsd, l
 
 async def test_codex_shaped_responses_through_its_responses_api(start_lmsd, llama):
     """lmsd's /v1/responses front to llama-server's /v1/responses: its events have no
-    sequence_number or output_index; lmsd's stream to the client has them all."""
+    sequence_number or output_index, and it says ``completed`` at the output limit;
+    lmsd's stream to the client has them all, and says ``incomplete``."""
     server = await start_lmsd(llama.url, model=MODEL_ALIAS, upstream_api="responses")
     async with openai_client(server) as client:
         events = [e async for e in await client.responses.create(
             model=MODEL_ALIAS, input="hello there", max_output_tokens=16, stream=True)]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     done = events[-1]
-    assert done.type == "response.completed"
+    assert done.type == "response.incomplete"
+    assert done.response.incomplete_details.reason == "max_output_tokens"
     assert done.response.output_text
     assert done.response.usage.input_tokens > 0
+    assert done.response.usage.output_tokens == 16
 
 
 # -- a real coding agent -------------------------------------------------------------------------
