@@ -1,5 +1,6 @@
 """Does history length stop costing? A 20-turn Claude-Code-shaped tool loop through lmsd
-to a real llama.cpp engine (llama-cpp-python, tiny generated model, one slot).
+to a real llama.cpp engine (llama-cpp-python, or llama.cpp's own llama-server with
+``--engine llama-server``; tiny generated model, one slot).
 
 Three runs, each on a fresh engine:
 - lmsd: prefix-stable rendering, so each turn prefills only what is new;
@@ -9,7 +10,10 @@ Three runs, each on a fresh engine:
 
 Prints time to first token per turn and TTFT(turn 20) / TTFT(turn 2) for each.
 
-    python bench/real_engine.py [--turns 20]
+    python bench/real_engine.py [--turns 20] [--engine llama-cpp-python|llama-server]
+
+On llama-server the forced Bash call needs the logit biases of ``FORCED_TOOL_CALLS``, and
+lmsd sends the named choice as ``required`` with Bash alone, so its prompt has one tool.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from bench.common import ROOT, free_port, process
 from lmsd.protocol.anthropic.items import conversation
 from lmsd.protocol.anthropic.request import validate_messages_request
 from lmsd.protocol.chat.request import build_chat_request
+from tests.engine.llama_server import start_llama_server
 from tests.engine.server import MODEL_ALIAS, start_engine
 
 TOOL_OUTPUT_LINES = 3  # ~130 tokens a turn: ~5.4k tokens at turn 1, ~8k by turn 20
@@ -94,16 +99,17 @@ async def lmsd_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any]
     return ttft or 0.0, {"role": "assistant", "content": content}
 
 
-async def direct_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any]
-                      ) -> tuple[float, dict[str, Any]]:
+async def direct_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any],
+                      llama_server: bool = False) -> tuple[float, dict[str, Any]]:
     chat = build_chat_request(conversation(validate_messages_request(body)),
-                              model=MODEL_ALIAS)
+                              model=MODEL_ALIAS, named_as_required=llama_server)
     t0 = time.perf_counter()
     ttft = None
     raw = b""
     async with http.stream("POST", f"{url}/v1/chat/completions", json=chat) as response:
         async for chunk in response.aiter_raw():
-            if ttft is None and (b'"tool_calls"' in chunk or b'"content": "' in chunk):
+            if ttft is None and (b'"tool_calls"' in chunk or b'"content": "' in chunk
+                                 or b'"content":"' in chunk):
                 ttft = time.perf_counter() - t0
             raw += chunk
     args = ""
@@ -121,10 +127,15 @@ async def direct_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any]
          "input": tool_input}]}
 
 
-async def replay(turns: int, mode: str) -> list[float]:
+async def replay(turns: int, mode: str, engine_kind: str) -> list[float]:
     ttfts = []
+    llama_server = engine_kind == "llama-server"
     async with trio.open_nursery() as nursery:
-        engine = await start_engine(nursery, n_ctx=16384)
+        if llama_server:
+            engine = (await start_llama_server(nursery, n_ctx=16384,
+                                               forced_tool_calls=True)).url
+        else:
+            engine = await start_engine(nursery, n_ctx=16384)
         url = engine
         if mode != "direct":
             port, admin = free_port(), free_port()
@@ -144,8 +155,10 @@ async def replay(turns: int, mode: str) -> list[float]:
                 request = copy.deepcopy(dict(body, messages=history))
                 if mode == "broken":
                     vary_first_line(request)
-                runner = direct_turn if mode == "direct" else lmsd_turn
-                ttft, assistant = await runner(http, url, request)
+                if mode == "direct":
+                    ttft, assistant = await direct_turn(http, url, request, llama_server)
+                else:
+                    ttft, assistant = await lmsd_turn(http, url, request)
                 ttfts.append(ttft)
                 uses = [b for b in assistant["content"] if b["type"] == "tool_use"]
                 history = [*history, assistant, {"role": "user", "content": [
@@ -158,8 +171,9 @@ async def replay(turns: int, mode: str) -> list[float]:
     return ttfts
 
 
-async def main(turns: int) -> None:
-    results = {mode: await replay(turns, mode) for mode in ("lmsd", "broken", "direct")}
+async def main(turns: int, engine: str) -> None:
+    results = {mode: await replay(turns, mode, engine)
+               for mode in ("lmsd", "broken", "direct")}
     print(f"\nTTFT per turn (ms); history grows to about 8k tokens by turn {turns}")
     print(f"{'turn':>4} {'lmsd':>9} {'broken':>9} {'direct':>9}")
     for n in range(turns):
@@ -174,4 +188,7 @@ async def main(turns: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=20)
-    trio.run(main, parser.parse_args().turns)
+    parser.add_argument("--engine", choices=("llama-cpp-python", "llama-server"),
+                        default="llama-cpp-python")
+    options = parser.parse_args()
+    trio.run(main, options.turns, options.engine)

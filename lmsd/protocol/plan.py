@@ -47,10 +47,12 @@ class TurnPlan:
         return full_items, full_items, full_tokens, full_tokens
 
 
-def plan_stateless_turn(conv: Conversation, *, model: str) -> TurnPlan:
-    """A Chat Completions turn: the whole (prefix-stable) history every time."""
+def plan_stateless_turn(conv: Conversation, *, model: str, named_as_required: bool = False
+                        ) -> TurnPlan:
+    """A Chat Completions turn: the whole (prefix-stable) history every time
+    (``named_as_required``: see ``build_chat_request``)."""
     hashes, sizes = prefix_hashes([turn_json(t) for t in conv.turns])
-    full = build_chat_request(conv, model=model)
+    full = build_chat_request(conv, model=model, named_as_required=named_as_required)
     return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
 
 

@@ -101,7 +101,9 @@ class ResponsesDialect(HTTPDialect):
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str,
                      headers: Mapping[str, str] | None = None) -> AsyncIterator[Batches]:
-        decoder = ResponsesDecoder(message_id, upstream_name=self.upstream.name)
+        limit = body.get("max_output_tokens")
+        decoder = ResponsesDecoder(message_id, upstream_name=self.upstream.name,
+                                   max_output_tokens=limit if isinstance(limit, int) else None)
         async with self.upstream.stream("/v1/responses", body, headers=headers) as response:
             try:
                 yield _responses_events(response, decoder)
@@ -160,6 +162,19 @@ class ChatDialect(HTTPDialect):
         return events + adapter.feed("[DONE]")
 
 
+class LlamaServerDialect(ChatDialect):
+    """llama.cpp's ``llama-server``: Chat Completions, but it reads ``tool_choice`` only as
+    a string (an object naming a function silently becomes ``auto``), so a named choice
+    goes as ``"required"`` with only that tool. Still the ``chat`` kind for settings and
+    ``/status``."""
+
+    summary = "chat completions (llama-server), the full history every turn"
+
+    def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
+             chaining: bool) -> TurnPlan:
+        return plan_stateless_turn(conv, model=model, named_as_required=True)
+
+
 #: Every kind, by the name the ``upstream_api`` setting uses.
 KINDS: dict[str, type[HTTPDialect]] = {
     ResponsesDialect.name: ResponsesDialect, ChatDialect.name: ChatDialect}
@@ -172,6 +187,8 @@ async def decide(client: httpx.AsyncClient, url: str, setting: str
     (it answers ``/lmstudio-greeting``) gets Responses with chaining, anything else the
     portable Chat Completions."""
     if setting != "auto":
+        if KINDS[setting] is ChatDialect and await _is_llama_server(client, url):
+            return LlamaServerDialect, CONFIGURED
         return KINDS[setting], CONFIGURED
     if await probe(client, url):
         return ResponsesDialect, "LM Studio answered /lmstudio-greeting"
@@ -179,7 +196,19 @@ async def decide(client: httpx.AsyncClient, url: str, setting: str
         await client.get(f"{url.rstrip('/')}/v1/models", timeout=2.0)
     except httpx.HTTPError:
         return None
+    if await _is_llama_server(client, url):
+        return LlamaServerDialect, "llama-server answered /props: /v1/chat/completions"
     return ChatDialect, "not LM Studio: the portable /v1/chat/completions"
+
+
+async def _is_llama_server(client: httpx.AsyncClient, url: str) -> bool:
+    """llama-server answers ``GET /props`` with its settings; other servers have none."""
+    try:
+        answer = await client.get(f"{url.rstrip('/')}/props", timeout=2.0)
+        props = answer.json() if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return False
+    return isinstance(props, dict) and "default_generation_settings" in props
 
 
 async def _responses_events(response: httpx.Response, decoder: ResponsesDecoder) -> Batches:

@@ -123,6 +123,14 @@ def create_app(emu: Emulator) -> QuartTrio:
     async def greeting() -> Response:
         return json_response({"lmstudio": True})
 
+    @app.get("/props")
+    async def props() -> Response:
+        """llama-server's settings; lmsd tells llama-server from other servers by them."""
+        if not emu.llama_server:
+            return json_response({"error": {"message": "File Not Found", "code": 404}}, 404)
+        return json_response({"default_generation_settings": {"n_ctx": 32768},
+                              "build_info": "b1-emulator"})
+
     @app.get("/v1/models")
     async def openai_models() -> Response:
         data = [
@@ -283,6 +291,9 @@ def _generate(emu: Emulator, plan: Plan, created_at: int) -> tuple[dict[str, Any
     output, item_events = build_output(reply, emu.chunk_size)
     usage = emu.usage(plan, output)
     status = "incomplete" if reply.incomplete else "completed"
+    if reply.incomplete and emu.llama_server:  # it says "completed" at the output limit
+        status = "completed"
+        usage["output_tokens"] = plan.body.get("max_output_tokens") or usage["output_tokens"]
     assert record.response_id is not None
     final = response_object(
         plan, record.response_id, created_at, status=status, output=output, usage=usage

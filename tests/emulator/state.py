@@ -192,6 +192,9 @@ class Emulator:
         self.fail_loads = 0  # how many of the next loads fail with HTTP 500
         self.stateless = False  # refuse previous_response_id, as llama.cpp's server does
         self.lmstudio_api = True  # off: no /api/* or greeting, as llama-server or vLLM
+        # on: llama.cpp's llama-server: answers GET /props, and its /v1/responses says
+        # "completed" when it stops at max_output_tokens
+        self.llama_server = False
         self.api_key: str | None = None  # require this API token (None: auth off)
         self.url: str | None = None  # set by serve_emulator
         self.log: list[RequestRecord] = []

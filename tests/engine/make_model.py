@@ -4,7 +4,10 @@
 Output is gibberish, but prefill, decoding, the KV/prefix cache and the server protocol
 are real. A byte-level BPE tokenizer (8192 tokens, ChatML specials) is trained on the
 Python standard library's sources; weights are random f16 (hidden 512, 4 layers, 8
-heads, 4 KV heads); the chat template is Qwen2.5-style and renders tools. Output rows of
+heads, 4 KV heads); the chat template is Qwen2.5-style and renders tools, with a call's
+arguments written as JSON whether they come as a string (llama-cpp-python passes the
+client's) or as an object (llama-server's ``--jinja`` does, and refuses to start when
+the template renders an object as anything but JSON). Output rows of
 tokens that are not valid UTF-8 on their own are zeroed, so greedy decoding never emits a
 lone byte that would make the server hold back all further text.
 
@@ -58,7 +61,7 @@ For each function call, return a json object within <tool_call></tool_call> tags
 {{ message['content'] }}
 {%- endif %}
 {%- for call in message['tool_calls'] or [] %}
-<tool_call>{"name": "{{ call['function']['name'] }}", "arguments": {{ call['function']['arguments'] }}}</tool_call>
+<tool_call>{"name": "{{ call['function']['name'] }}", "arguments": {% if call['function']['arguments'] is string %}{{ call['function']['arguments'] }}{% else %}{{ call['function']['arguments'] | tojson }}{% endif %}}</tool_call>
 {%- endfor %}<|im_end|>
 {%- else %}
 <|im_start|>{{ message['role'] }}

@@ -7,6 +7,7 @@ The engine lives in its own venv (``LMSD_ENGINE_PYTHON``, else ``.venv-engine``)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -22,28 +23,42 @@ CACHE = ROOT / ".cache" / "engine"
 MODEL_ALIAS = "tiny-llama"
 
 
-def engine_python() -> str:
+def _venv_python(modules: str, what: str) -> str:
+    """The engine venv's python if it imports ``modules``; else skip (fail when CI
+    requires an engine: ``LMSD_REQUIRE_ENGINE=1`` or ``LMSD_REQUIRE_LLAMA_SERVER=1``)."""
     path = os.environ.get("LMSD_ENGINE_PYTHON") or str(ROOT / ".venv-engine/bin/python")
     ok = Path(path).exists() and subprocess.run(
-        [path, "-c", "import llama_cpp.server, gguf, tokenizers"], capture_output=True,
-        check=False).returncode == 0
+        [path, "-c", f"import {modules}"], capture_output=True, check=False).returncode == 0
     if not ok:
-        reason = f"no llama-cpp-python engine at {path} (bash .ci/run builds it)"
-        if os.environ.get("LMSD_REQUIRE_ENGINE") == "1":
+        reason = f"no {what} at {path} (bash .ci/run builds it)"
+        if "1" in (os.environ.get("LMSD_REQUIRE_ENGINE"),
+                   os.environ.get("LMSD_REQUIRE_LLAMA_SERVER")):
             pytest.fail(reason)
         pytest.skip(reason)
     return path
 
 
+def engine_python() -> str:
+    """The venv with llama-cpp-python's server (and the model generator's packages)."""
+    return _venv_python("llama_cpp.server, gguf, tokenizers", "llama-cpp-python engine")
+
+
 def model_path() -> Path:
-    """The tiny model, generated once (about 2 s) and cached under .cache/engine."""
-    path = CACHE / "tiny.gguf"
+    """The tiny model, generated once (about 4 s) and cached under .cache/engine. The file
+    is named by a digest of make_model.py, so a changed generator makes a new model."""
+    script = ROOT / "tests/engine/make_model.py"
+    digest = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
+    path = CACHE / f"tiny-{digest}.gguf"
     if not path.exists():
+        python = _venv_python("gguf, tokenizers, numpy", "model generator (gguf, tokenizers)")
         CACHE.mkdir(parents=True, exist_ok=True)
-        partial_path = path.with_suffix(".partial")
-        subprocess.run([engine_python(), str(ROOT / "tests/engine/make_model.py"),
-                        str(partial_path)], check=True, capture_output=True)
+        partial_path = path.with_suffix(f".{os.getpid()}.partial")
+        subprocess.run([python, str(script), str(partial_path)], check=True,
+                       capture_output=True)
         partial_path.rename(path)
+        for old in CACHE.glob("tiny*.gguf"):  # models of earlier generators
+            if old != path:
+                old.unlink(missing_ok=True)
     return path
 
 

@@ -89,3 +89,38 @@ async def test_auto_picks_responses_for_lm_studio(lmsd, emulator):
         upstream = (await http.get("/status")).json()["upstream"]
     assert upstream["api"] == "responses"
     assert "lmstudio-greeting" in upstream["api_why"]
+
+
+@pytest.mark.parametrize("setting", ["auto", "chat"])
+async def test_llama_server_gets_a_named_tool_choice_as_required(start_lmsd, emulator,
+                                                                setting):
+    """llama-server (it answers /props) reads ``tool_choice`` only as a string and takes
+    OpenAI's object for ``auto``: the named tool goes as ``required``, alone."""
+    emulator.lmstudio_api, emulator.llama_server = False, True
+    emulator.script(Reply(Call("Bash", {"command": "ls"})))
+    server = await start_lmsd(emulator.url, upstream_api=setting,
+                              model="qwen/qwen3-coder-30b")
+    other = {**BASH, "name": "Other"}
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
+                                        max_retries=0) as client:
+        msg = await client.messages.create(
+            model="claude-x", max_tokens=50, messages=[{"role": "user", "content": "go"}],
+            tools=[other, BASH], tool_choice={"type": "tool", "name": "Bash"})
+    assert msg.stop_reason == "tool_use"
+    [sent] = chat_requests(emulator)
+    assert sent.body["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in sent.body["tools"]] == ["Bash"]
+    async with httpx.AsyncClient(base_url=server.admin_url) as http:
+        upstream = (await http.get("/status")).json()["upstream"]
+    assert upstream["api"] == "chat"
+    if setting == "auto":
+        assert upstream["api_why"] == "llama-server answered /props: /v1/chat/completions"
+
+
+async def test_other_chat_servers_get_openais_named_tool_choice(chat_client, emulator):
+    emulator.script(Reply(Call("Bash", {"command": "ls"})))
+    await chat_client.messages.create(
+        model="claude-x", max_tokens=50, messages=[{"role": "user", "content": "go"}],
+        tools=[BASH], tool_choice={"type": "tool", "name": "Bash"})
+    [sent] = chat_requests(emulator)
+    assert sent.body["tool_choice"] == {"type": "function", "function": {"name": "Bash"}}

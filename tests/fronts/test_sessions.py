@@ -322,6 +322,29 @@ async def test_a_responses_server_without_chaining_switches_chaining_off(client,
         assert (await http.get("/status")).json()["upstream"]["chaining"] is False
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_llama_servers_responses_completed_at_the_output_limit_is_max_tokens(
+        start_lmsd, emulator, stream):
+    """llama.cpp's /v1/responses says ``completed`` when it stopped at
+    ``max_output_tokens``: its usage shows the limit reached, and Claude Code is told."""
+    emulator.lmstudio_api, emulator.llama_server, emulator.stateless = False, True, True
+    emulator.script(Reply(Text("cut off"), incomplete=True))
+    server = await start_lmsd(emulator.url, upstream_api="responses",
+                              model="qwen/qwen3-coder-30b")
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
+                                        max_retries=0) as client:
+        request = {"model": "claude-x", "max_tokens": 5,
+                   "messages": [{"role": "user", "content": "go"}]}
+        if stream:
+            async with client.messages.stream(**request) as answer:
+                msg = await answer.get_final_message()
+        else:
+            msg = await client.messages.create(**request)
+    assert emulator.generations[0].status == 200
+    assert msg.content[0].text == "cut off"
+    assert msg.stop_reason == "max_tokens" and msg.usage.output_tokens == 5
+
+
 async def test_a_context_overflow_on_a_chained_turn_is_not_a_stale_chain(client, emulator,
                                                                         lmsd):
     """The prompt is at fault, not the chain: no full resend that would overflow too, and

@@ -74,17 +74,24 @@ def merge_user_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def _tool_choice(conv: Conversation) -> Any:
+def _tool_choice(conv: Conversation, *, named_as_required: bool) -> Any:
     choice = conv.tool_choice
     if choice is None:
         return None
-    if choice.name is not None:
+    if choice.name is not None and not named_as_required:
         return {"type": "function", "function": {"name": choice.name}}
     return choice.mode
 
 
-def build_chat_request(conv: Conversation, *, model: str) -> dict[str, Any]:
-    """The JSON body for ``POST /v1/chat/completions`` (always streamed, with usage)."""
+def build_chat_request(conv: Conversation, *, model: str, named_as_required: bool = False
+                       ) -> dict[str, Any]:
+    """The JSON body for ``POST /v1/chat/completions`` (always streamed, with usage).
+
+    A ``tool_choice`` naming one tool is OpenAI's object, which most servers (and
+    llama-cpp-python, for which it is the only way to force a call) read. llama-server
+    reads ``tool_choice`` only as a string and takes the object for ``auto``: for it
+    (``named_as_required``) a named choice is ``"required"`` with only that tool.
+    """
     messages: list[dict[str, Any]] = []
     if conv.instructions:
         messages.append({"role": "system", "content": conv.instructions})
@@ -92,7 +99,10 @@ def build_chat_request(conv: Conversation, *, model: str) -> dict[str, Any]:
         messages.extend(turn_messages(turn))
     body: dict[str, Any] = {"model": model, "messages": merge_user_turns(messages)}
     tools = []
+    named = conv.tool_choice.name if conv.tool_choice is not None else None
     for tool in conv.tools:
+        if named_as_required and named is not None and tool.name != named:
+            continue
         function: dict[str, Any] = {"name": tool.name}
         if tool.description:
             function["description"] = tool.description
@@ -100,7 +110,7 @@ def build_chat_request(conv: Conversation, *, model: str) -> dict[str, Any]:
         tools.append({"type": "function", "function": function})
     if tools:
         body["tools"] = tools
-        choice = _tool_choice(conv)
+        choice = _tool_choice(conv, named_as_required=named_as_required)
         if choice is not None:
             body["tool_choice"] = choice
         if conv.tool_choice is not None and not conv.tool_choice.parallel:

@@ -42,9 +42,11 @@ NAMELESS_CALL = "the upstream sent a tool call without a tool name"
 class ResponsesDecoder:
     """Read one upstream Responses stream, event by event."""
 
-    def __init__(self, message_id: str, *, upstream_name: str = "LM Studio") -> None:
+    def __init__(self, message_id: str, *, upstream_name: str = "LM Studio",
+                 max_output_tokens: int | None = None) -> None:
         self.message_id = message_id  # for the ids of calls the upstream left without one
         self.upstream_name = upstream_name
+        self.max_output_tokens = max_output_tokens  # what the request allowed, if it said
         self.ignored: dict[str, int] = {}  # event types with nothing to decode, by count
         self._aliases: dict[int, str] = {}  # output_index -> item id
         self._last_key: dict[str, str] = {}  # kind -> most recent key (for id-less events)
@@ -209,8 +211,13 @@ class ResponsesDecoder:
         return self._thinking_done(key, _s(event.get("text")) or None)
 
     def _on_completed(self, event: Upstream) -> Out:
+        """A completed answer; llama-server says ``completed`` also when it stopped at
+        ``max_output_tokens``, which its usage then shows."""
         response = event.get("response") or {}
-        return [Finished("end", _usage(response), _s(response.get("id")) or None)]
+        usage = _usage(response)
+        limit = self.max_output_tokens
+        cut = usage is not None and limit is not None and usage.output_tokens >= limit > 0
+        return [Finished("length" if cut else "end", usage, _s(response.get("id")) or None)]
 
     def _on_incomplete(self, event: Upstream) -> Out:
         response = event.get("response") or {}

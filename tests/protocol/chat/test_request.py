@@ -52,3 +52,19 @@ def test_body_carries_instructions_tools_choice_and_sampling():
     assert body["parallel_tool_calls"] is False
     assert (body["max_tokens"], body["temperature"], body["top_k"]) == (50, 0.2, 20)
     assert "top_p" not in body and body["stream_options"] == {"include_usage": True}
+
+
+def test_a_named_choice_for_llama_server_is_required_with_only_that_tool():
+    """llama-server reads ``tool_choice`` only as a string (the object means ``auto``)."""
+    other = FunctionTool("Write", "write a file", {"type": "object"})
+    conv = Conversation("", ((Message("user", (Text("hi"),)),),), tools=(other, TOOL),
+                        tool_choice=ToolChoice("required", "Read"))
+    body = build_chat_request(conv, model="m", named_as_required=True)
+    assert body["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in body["tools"]] == ["Read"]
+    assert build_chat_request(conv, model="m")["tool_choice"] == {
+        "type": "function", "function": {"name": "Read"}}
+    plain = Conversation("", conv.turns, tools=(other, TOOL),
+                         tool_choice=ToolChoice("required"))
+    assert build_chat_request(plain, model="m", named_as_required=True)["tools"] == \
+        build_chat_request(plain, model="m")["tools"]  # only a named choice narrows

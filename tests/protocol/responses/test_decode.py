@@ -126,6 +126,19 @@ def test_incomplete_is_length_or_filter():
         assert finished == Finished(stop, None, "r")
 
 
+def test_completed_at_the_output_limit_is_length():
+    """llama-server says ``completed`` when it stopped at ``max_output_tokens``."""
+    def completed(output_tokens):
+        return [{"type": "response.completed", "response": {"id": "r", "status": "completed",
+                 "usage": {"input_tokens": 5, "output_tokens": output_tokens}}}]
+
+    usage = Usage(input_tokens=5, output_tokens=8)
+    assert decode(completed(8), max_output_tokens=8)[1] == [Finished("length", usage, "r")]
+    assert decode(completed(8))[1] == [Finished("end", usage, "r")]  # no limit known
+    short = Usage(input_tokens=5, output_tokens=3)
+    assert decode(completed(3), max_output_tokens=8)[1] == [Finished("end", short, "r")]
+
+
 def test_error_events_become_neutral_failures_named_after_the_upstream():
     _, out = decode([
         {"type": "error", "code": "server_error", "message": "engine crashed"},
