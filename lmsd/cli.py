@@ -25,7 +25,8 @@ SERVE_HELP = {
     "listen": "where the Anthropic API (the proxy) listens",
     "admin_listen": "where the admin API (status, sessions, events, metrics) listens",
     "upstream": "LM Studio's URL, or auto to discover it",
-    "upstream_api": "the upstream dialect: responses (chained), chat, or auto to detect it",
+    "upstream_api": "the upstream dialect: responses (chained), chat, messages, or auto to "
+                    "detect it",
     "state_dir": "where the session store (SQLite) lives",
     "model": "the upstream model for every claude-* name (default: the loaded one)",
     "model_map": "claude name to upstream model, e.g. opus=a,haiku=b",

@@ -177,7 +177,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "listen": _host_port,
     "admin_listen": _host_port,
     "upstream": _url,
-    "upstream_api": _choice("auto", "responses", "chat"),
+    "upstream_api": _choice("auto", "responses", "chat", "messages"),
     "state_dir": _path,
     "model": _string,
     "model_map": _mapping,

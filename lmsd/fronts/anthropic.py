@@ -83,7 +83,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
         req.tools))
     conv = conversation(req, strip_billing=settings.strip_billing_header,
                         allowed_tools=config.allowed_tools)
-    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
+    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining,
+                        session=session)
     _log_dropped_tools(req)
     request_id = current_request_id() or new_request_id()
     reply = AnthropicReply(AnthropicEncoder(

@@ -91,7 +91,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     dialect = await router.dialect()
     await refuse_if_too_long(router, model, estimate, front=FRONT,
                              text=lambda: conversation_text(conv))
-    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
+    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining,
+                        session=session)
     request_id = current_request_id() or new_request_id()
     reply = ChatReply(ChatEncoder(
         completion_id=completion_id(request_id), model=req.model, created=int(time.time()),

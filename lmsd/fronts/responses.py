@@ -124,7 +124,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
         conv = replace(conv, tools=memory.get((session, model)), tool_choice=ToolChoice("auto"))
     elif conv.tools:
         memory.remember((session, model), conv.tools)
-    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining)
+    plan = dialect.plan(conv, model=model, nodes=store.nodes(key), chaining=router.chaining,
+                        session=session)
     if compaction:
         _no_tool_calls(plan)
     request_id = current_request_id() or new_request_id()

@@ -87,7 +87,7 @@ async def refuse_if_too_long(router: Router, model: str, estimate: int, *, front
     limit = router.context_limit(model)
     exact = None
     if wants_exact_count(estimate, limit) and (await router.dialect()).counts_tokens:
-        exact = await router.count_tokens(text())
+        exact = await router.count_tokens(text(), model=model)
     error = check_fit(estimate, limit, exact)
     if error is not None:
         event("request.too_long", level=30, front=front, model=model, context_length=limit,
