@@ -7,8 +7,8 @@ the engine's prefix cache hits turn after turn. What the engine's own conversion
 chat template needs:
 
 - a user turn's tool results go in a message of their own, before its text: llama-server
-  and vLLM turn a user message into its text first and its ``tool_result`` blocks after,
-  which would put the user's words between a call and its result;
+  turns a user message into its text first and its ``tool_result`` blocks after, which
+  would put the user's words between a call and its result;
 - text-only user messages next to each other are folded into one (strict templates want
   user and assistant to alternate; Claude Code follows a user turn with a system note);
 - a tool's images follow its results as image blocks, as every dialect sends them.
@@ -158,7 +158,7 @@ def _prompt(conv: Conversation, *, model: str) -> dict[str, Any]:
 def build_messages_request(conv: Conversation, *, model: str, user_id: str | None = None
                            ) -> dict[str, Any]:
     """The JSON body for ``POST /v1/messages`` (always streamed). ``user_id`` (the session
-    key) goes in ``metadata.user_id``, which llama-server and cluster routers can read."""
+    key) goes in ``metadata.user_id``, where a cluster's router can read it."""
     body = _prompt(conv, model=model)
     body["max_tokens"] = conv.max_output_tokens or DEFAULT_MAX_TOKENS
     for key in ("temperature", "top_p", "top_k"):
