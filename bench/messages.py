@@ -54,11 +54,12 @@ def llama_stream(pieces: list[str]) -> list[bytes]:
     out += [_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
                                          "delta": {"type": "text_delta", "text": p}})
             for p in pieces]
-    return out + [_sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                  _sse("message_delta", {"type": "message_delta", "delta": {
-                      "stop_reason": "end_turn", "stop_sequence": None},
-                      "usage": {"output_tokens": len(pieces)}}),
-                  _sse("message_stop", {"type": "message_stop"})]
+    out.append(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    out.append(_sse("message_delta", {"type": "message_delta", "delta": {
+        "stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": len(pieces)}}))
+    out.append(_sse("message_stop", {"type": "message_stop"}))
+    return out
 
 
 def chat_stream(pieces: list[str]) -> list[bytes]:

@@ -191,6 +191,9 @@ def plan_messages(emu: Emulator, record: RequestRecord, body: Any, *, count: boo
     """Validate a Messages body and build its context; raise ApiError."""
     if not isinstance(body, dict):
         raise ApiError("Input should be a valid dictionary")
+    if emu.messages_flavor == "llama_server" and "messages" not in body:
+        # its conversion to chat throws before any check: an HTTP 500 (measured)
+        raise ApiError("'messages' is required", status=500)
     model = _model(emu, body)
     max_tokens = body.get("max_tokens")
     if not count and emu.messages_flavor != "llama_server" and (

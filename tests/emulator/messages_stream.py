@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import string
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,12 +44,17 @@ def stop_reason(reply: Reply) -> str:
     return "tool_use" if any(isinstance(p, Call) for p in reply.items) else "end_turn"
 
 
+_ALNUM = string.ascii_letters + string.digits
+
+
 def call_ids(emu: Emulator, reply: Reply) -> list[str]:
-    """llama-server's ids are bare random strings (no ``call_`` prefix); Anthropic's
-    ``toolu_``."""
-    prefix = "" if emu.messages_flavor == "llama_server" else "toolu_"
-    return [p.call_id or prefix + secrets.token_hex(12) for p in reply.items
-            if isinstance(p, Call)]
+    """llama-server's ids are 32 random letters and digits (no ``call_`` prefix);
+    Anthropic's ``toolu_``."""
+    def new_id() -> str:
+        if emu.messages_flavor == "llama_server":
+            return "".join(secrets.choice(_ALNUM) for _ in range(32))
+        return "toolu_" + secrets.token_hex(12)
+    return [p.call_id or new_id() for p in reply.items if isinstance(p, Call)]
 
 
 def usage_of(emu: Emulator, plan: Plan, reply: Reply, ids: list[str]) -> dict[str, int]:
@@ -74,14 +80,19 @@ def message_object(emu: Emulator, plan: Plan, reply: Reply, message_id: str
             content.append({"type": "tool_use", "id": next(calls), "name": part.name,
                             "input": json.loads(part.arguments_json or "{}")})
     return {"id": message_id, "type": "message", "role": "assistant", "content": content,
-            "model": plan.body.get("model"), "stop_reason": stop_reason(reply),
+            "model": served_model(emu, plan), "stop_reason": stop_reason(reply),
             "stop_sequence": None, "usage": usage_of(emu, plan, reply, ids)}
 
 
-def _start(message_id: str, plan: Plan, usage: dict[str, int]) -> Event:
+def served_model(emu: Emulator, plan: Plan) -> str:
+    """llama-server names its own model (its alias), whatever the request asked for."""
+    return plan.model.key if emu.messages_flavor == "llama_server" else plan.body["model"]
+
+
+def _start(message_id: str, model: str, usage: dict[str, int]) -> Event:
     return ("message_start", {"type": "message_start", "message": {
         "id": message_id, "type": "message", "role": "assistant", "content": [],
-        "model": plan.body.get("model"), "stop_reason": None, "stop_sequence": None,
+        "model": model, "stop_reason": None, "stop_sequence": None,
         "usage": {**usage, "output_tokens": 0}}})
 
 
@@ -100,8 +111,8 @@ def _end(reply: Reply, usage: dict[str, int]) -> list[Event]:
 
 
 def llama_events(reply: Reply, ids: list[str], usage: dict[str, int], size: int,
-                 message_id: str, plan: Plan) -> list[Event]:
-    events = [_start(message_id, plan, usage)]
+                 message_id: str, model: str) -> list[Event]:
+    events = [_start(message_id, model, usage)]
     reasoning = text = False
     calls = 0
     for part in reply.items:
@@ -143,8 +154,8 @@ def llama_events(reply: Reply, ids: list[str], usage: dict[str, int], size: int,
 
 
 def anthropic_events(reply: Reply, ids: list[str], usage: dict[str, int], size: int,
-                     message_id: str, plan: Plan) -> list[Event]:
-    events = [_start(message_id, plan, usage), ("ping", {"type": "ping"})]
+                     message_id: str, model: str) -> list[Event]:
+    events = [_start(message_id, model, usage), ("ping", {"type": "ping"})]
     calls = iter(ids)
     parts = [p for p in reply.items if not isinstance(p, Text | Reasoning) or p.text]
     for index, part in enumerate(parts):
@@ -191,7 +202,7 @@ async def messages_stream(emu: Emulator, plan: Plan, fault: Fault | None
     if plan.overflow is not None:  # reported inside the stream
         record.outcome = "error"
         record.error = {"message": plan.overflow.message}
-        yield sse("message_start", _start(message_id, plan, {
+        yield sse("message_start", _start(message_id, served_model(emu, plan), {
             "input_tokens": plan.uncached, "cache_read_input_tokens": plan.cached})[1])
         yield sse("error", stream_error(emu, plan.overflow))
         return
@@ -199,7 +210,7 @@ async def messages_stream(emu: Emulator, plan: Plan, fault: Fault | None
     ids = call_ids(emu, reply)
     usage = usage_of(emu, plan, reply, ids)
     grammar = anthropic_events if emu.messages_flavor in ANTHROPIC_GRAMMAR else llama_events
-    events = grammar(reply, ids, usage, emu.chunk_size, message_id, plan)
+    events = grammar(reply, ids, usage, emu.chunk_size, message_id, served_model(emu, plan))
     cut = fault if fault is not None and fault.kind in ("drop", "error_event", "failed") \
         else None
     if cut is not None:

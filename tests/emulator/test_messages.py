@@ -136,7 +136,8 @@ async def test_count_tokens_per_server(start: Start, flavor, status, body) -> No
             tools=emu.log[0].tools)}
     else:
         assert (answer.json() if isinstance(body, dict) else answer.text) == body
-    assert empty.status_code == (404 if flavor == "none" else 400)
+    # llama-server's conversion throws before any check: 500 (measured on b0c1e570)
+    assert empty.status_code == {"none": 404, "llama_server": 500}.get(flavor, 400)
 
 
 async def test_overflow_as_each_server_says_it(start: Start) -> None:

@@ -13,8 +13,10 @@ chat template needs:
   user and assistant to alternate; Claude Code follows a user turn with a system note);
 - a tool's images follow its results as image blocks, as every dialect sends them.
 
-Stop sequences are not sent: lmsd applies them itself (``stops.py``), and an engine that
-stopped on one would leave nothing for lmsd to see.
+A tool choice that names one tool sends that tool alone, as the Responses dialect does for
+LM Studio: llama-server reads ``{"type": "tool"}`` as any tool. Stop sequences are not
+sent: lmsd applies them itself (``stops.py``), and an engine that stopped on one would
+leave nothing for lmsd to see.
 """
 
 from __future__ import annotations
@@ -141,17 +143,20 @@ def _prompt(conv: Conversation, *, model: str) -> dict[str, Any]:
     if conv.instructions:
         body["system"] = conv.instructions
     body["messages"] = conversation_messages(conv)
+    choice = conv.tool_choice
     if conv.tools:
         tools = []
         for tool in conv.tools:
+            if choice is not None and choice.name is not None and tool.name != choice.name:
+                continue  # see the module docstring
             entry: dict[str, Any] = {"name": tool.name}
             if tool.description:
                 entry["description"] = tool.description
             entry["input_schema"] = tool.parameters
             tools.append(entry)
         body["tools"] = tools
-        if conv.tool_choice is not None:
-            body["tool_choice"] = _tool_choice(conv.tool_choice)
+        if choice is not None:
+            body["tool_choice"] = _tool_choice(choice)
     return body
 
 

@@ -150,6 +150,18 @@ def test_tool_choice(choice, expected):
     assert body["tools"] == [{"name": "Bash", "input_schema": {"type": "object"}}]
 
 
+def test_a_named_tool_choice_sends_that_tool_alone():
+    """llama-server's /v1/messages reads {"type": "tool"} as any tool: only the named one
+    is offered, so that it is the one called."""
+    conv = Conversation("", ((Message("user", (Text("hi"),)),),),
+                        tools=(FunctionTool("Other", "", {"type": "object"}),
+                               FunctionTool("Bash", "", {"type": "object"})),
+                        tool_choice=ToolChoice("required", "Bash"))
+    for body in (build_messages_request(conv, model="m"), build_count_request(conv, model="m")):
+        assert body["tools"] == [{"name": "Bash", "input_schema": {"type": "object"}}]
+        assert body["tool_choice"] == {"type": "tool", "name": "Bash"}
+
+
 def test_no_tools_no_tool_choice_and_the_sampling_settings():
     conv = Conversation("sys", ((Message("user", (Text("hi"),)),),),
                         tool_choice=ToolChoice("auto"), temperature=0.2, top_p=0.9, top_k=5)
