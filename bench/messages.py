@@ -1,9 +1,10 @@
 """The Messages dialect's own cost (issue 14): rendering a turn and reading its stream.
 
-- render: the captured ~78 KB Claude Code 2.1.329 request (``tests/fixtures``), validated
-  and turned into a conversation once, then rendered as each upstream kind's body:
-  ``build_messages_request`` against ``build_chat_request`` and the Responses full body,
-  each then JSON-encoded as httpx sends it;
+- plan: the captured ~78 KB Claude Code 2.1.329 request (``tests/fixtures``), validated
+  and turned into a conversation once, then planned for each upstream kind (the body and
+  the history's chain hashes): ``plan_messages_turn`` against ``plan_stateless_turn``
+  (chat) and ``plan_turn`` (Responses, no chain node), the body then JSON-encoded as
+  httpx sends it;
 - decode: 1,000 streamed text deltas (4 characters each, as the emulator chunks them) of
   one answer, as SSE bytes in llama-server's grammar through ``SSEDecoder`` and
   ``MessagesDecoder``, against the same text as Chat Completions chunks through
@@ -29,10 +30,8 @@ from bench.common import ROOT
 from lmsd.protocol.anthropic.decode import MessagesDecoder
 from lmsd.protocol.anthropic.items import conversation
 from lmsd.protocol.anthropic.request import validate_messages_request
-from lmsd.protocol.anthropic.upstream import build_messages_request
 from lmsd.protocol.chat.decode import ChatDecoder
-from lmsd.protocol.chat.request import build_chat_request
-from lmsd.protocol.plan import plan_turn
+from lmsd.protocol.plan import plan_messages_turn, plan_stateless_turn, plan_turn
 from lmsd.protocol.sse import SSEDecoder
 
 MODEL = "qwen/qwen3-coder-30b"
@@ -109,11 +108,11 @@ def main() -> None:
     conv = conversation(validate_messages_request(body))
     dumps = json.dumps
     render = compare(args.n, {
-        "messages": lambda: dumps(build_messages_request(conv, model=MODEL)),
-        "chat": lambda: dumps(build_chat_request(conv, model=MODEL)),
+        "messages": lambda: dumps(plan_messages_turn(conv, model=MODEL, session="s").full),
+        "chat": lambda: dumps(plan_stateless_turn(conv, model=MODEL).full),
         "responses": lambda: dumps(plan_turn(conv, model=MODEL, nodes=()).full),
     })
-    print(f"render + encode the {len(json.dumps(body)) // 1024} KB Claude Code turn:")
+    print(f"plan + encode the {len(json.dumps(body)) // 1024} KB Claude Code turn:")
     for name, t in render.items():
         print(f"  {name:<10} {t * 1e3:7.2f} ms")
     text = TEXT * 60
