@@ -210,11 +210,13 @@ async def test_overflow_in_every_wording(start_lmsd, emulator, wording, mode, st
     assert server.router.context_limit(MODEL) == limit  # learned from the engine's words
 
 
-@pytest.mark.parametrize("mode", ["http400", "stream_error"])
-async def test_overflow_reaches_openai_clients_as_context_length_exceeded(start_lmsd,
-                                                                          emulator, mode):
-    like_llama_server(emulator).overflow_mode = mode  # type: ignore[assignment]
-    emulator.overflow_wording = "llama_server"
+@pytest.mark.parametrize("mode", ["http400", "http500", "stream_error"])
+@pytest.mark.parametrize("wording", WORDINGS + MORE_WORDINGS)
+async def test_overflow_reaches_openai_clients_as_context_length_exceeded(
+        start_lmsd, emulator, wording, mode):
+    """The chat front (before the stream, a 400) and Codex's (inside it, response.failed)."""
+    like_llama_server(emulator, "llama_server" if wording == "llama_server" else "anthropic")
+    emulator.overflow_wording, emulator.overflow_mode = wording, mode  # type: ignore[assignment]
     emulator.models[MODEL].context_length = CONTEXT
     chat, codex = await start_lmsd(emulator.url), await start_lmsd(emulator.url)
     async with openai.AsyncOpenAI(base_url=f"{chat.url}/v1", api_key="x",
@@ -278,7 +280,8 @@ async def test_openai_chat_front_over_messages(oai, emulator):
 async def test_openai_responses_front_over_messages(server, emulator):
     """Codex's shape: the whole history each turn, function calls and their outputs."""
     emulator.script(Reply(Reasoning("hm"), Call("exec_command", {"cmd": "ls"})),
-                    Reply(Text("Done.")))
+                    Reply(Text("Done.")),
+                    Reply(PrintedCall("qwen_xml", "exec_command", {"cmd": "pwd"})))
     async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="x",
                                   max_retries=0) as oai:
         first = await oai.responses.create(
@@ -294,9 +297,14 @@ async def test_openai_responses_front_over_messages(server, emulator):
                                 {"type": "function_call_output", "call_id": call.call_id,
                                  "output": "a.txt"}])
         events = [e async for e in stream]
+        repaired = await oai.responses.create(
+            model=MODEL, tools=[EXEC], store=False, input=[{"role": "user", "content": "pwd"}])
     assert events[-1].type == "response.completed"
     assert events[-1].response.output_text == "Done."
-    sent = emulator.messages[-1].body
+    [call_item] = [i for i in repaired.output if i.type == "function_call"]
+    assert call_item.name == "exec_command" and json.loads(call_item.arguments) == {
+        "cmd": "pwd"}
+    sent = emulator.messages[1].body
     assert sent["system"] == "You are Codex." and "previous_response_id" not in sent
     assert sent["messages"][-1]["content"] == [
         {"type": "tool_result", "tool_use_id": call.call_id, "content": "a.txt"}]
