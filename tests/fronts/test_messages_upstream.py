@@ -176,8 +176,12 @@ async def test_a_close_call_is_settled_by_the_engines_count(start_lmsd, emulator
         again = await http.post("/v1/messages", json={
             **body, "messages": [{"role": "user", "content": words(CONTEXT + 50)}]})
         assert again.status_code == 400 and len(emulator.messages) == 1  # not sent
-    counts = [r for r in emulator.log if r.path == "/v1/messages/count_tokens"]
-    assert counts[-1].body["model"] == MODEL
+    probe, counted = [r for r in emulator.log if r.path == "/v1/messages/count_tokens"]
+    assert probe.body["messages"][0]["content"][0]["text"] == "ping"  # decide's
+    assert counted.body["model"] == MODEL and counted.input_tokens > CONTEXT
+    assert counted.body["messages"][0]["content"][0]["text"].startswith("abc abc")
+    [refused] = [e for e in server.bus.recent if e["type"] == "request.too_long"]
+    assert refused["counted_tokens"] == counted.input_tokens
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
