@@ -86,14 +86,13 @@ class Routed:
         stored = self.store.nodes(key)
         nodes = [n for n in stored if n.upstream == backend.name or
                  (not n.upstream and backend is self.router.backends[0])]
-        plan = dialect.plan(conv, model=route.model, nodes=nodes, chaining=backend.chaining)
+        session_key = self.session if self.agent == "main" else f"{self.session}/{self.agent}"
+        plan = dialect.plan(conv, model=route.model, nodes=nodes, chaining=backend.chaining,
+                            session=session_key)
         if plan.node is None and len(nodes) < len(stored) and plan.miss == "no_node":
             plan.miss = "moved_upstream"  # its chain is on another upstream
         if self.adjust is not None:
             self.adjust(plan)
-        session_key = self.session if self.agent == "main" else f"{self.session}/{self.agent}"
-        for body in plan.bodies:
-            dialect.tag_session(body, session_key)
         return Binding(
             backend.name, dialect, plan, key,
             headers={h: session_key for h in self.settings.affinity_headers},
@@ -170,7 +169,7 @@ async def refuse_if_too_long(backend: Backend, model: str, estimate: int, *, fro
     limit = backend.context_limit(model)
     exact = None
     if wants_exact_count(estimate, limit) and (await backend.dialect()).counts_tokens:
-        exact = await backend.count_tokens(text())
+        exact = await backend.count_tokens(text(), model=model)
     error = check_fit(estimate, limit, exact)
     if error is not None:
         event("request.too_long", level=30, front=front, model=model, context_length=limit,

@@ -193,18 +193,42 @@ _OVERFLOW_WORDINGS: tuple[tuple[re.Pattern[str], int, int], ...] = (
                 r"\((\d+)", _I), 1, 2),
     # vLLM: "This model's maximum context length is 4096 tokens. However, your request has
     # 5000 input tokens." OpenAI: "... However, you requested 5000 tokens (...)" or "your
-    # messages resulted in 5000 tokens".
+    # messages resulted in 5000 tokens". (vLLM's wording that names output tokens is a
+    # budget, below: its "requested N" is the output, not the prompt.)
     (re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested|request "
-                r"has) (\d+)", _I), 2, 1),
+                r"has) (\d+)\b(?! output)", _I), 2, 1),
+    # vLLM's engine check: "The decoder prompt (length 5000) is longer than the maximum
+    # model length of 4096. Make sure that `max_model_len` is no smaller than ..."
+    (re.compile(r"prompt \(length (\d+)\) is longer than the maximum model length of "
+                r"(\d+)", _I), 1, 2),
     # Anthropic-native engines: "prompt is too long: 5000 tokens > 4096 maximum"
     (re.compile(r"prompt is too long: (\d+) tokens? > (\d+)", _I), 1, 2),
 )
-# vLLM when the prompt fits but prompt + max_tokens does not: "'max_tokens' or
-# 'max_completion_tokens' is too large: 8000. This model's maximum context length is 4096
-# tokens and your request has 2778 input tokens (8000 > 4096 - 2778)". Compacting the prompt
-# is what makes room, so the limit is what is left for it: M - max_tokens.
-_OUTPUT_TOO_LARGE = re.compile(r"too large: (\d+)\. This model's maximum context length is "
-                               r"(\d+) tokens and your request has (\d+) input tokens", _I)
+# When the prompt and the output budget (max_tokens) together do not fit, compacting the
+# prompt is what makes room, so the limit is what is left for it: M - max_tokens. Each
+# pattern names the prompt N, the window M and the output budget.
+_BUDGET_WORDINGS: tuple[re.Pattern[str], ...] = (
+    # vLLM: "'max_tokens' or 'max_completion_tokens' is too large: 8000. This model's maximum
+    # context length is 4096 tokens and your request has 2778 input tokens (8000 > 4096 -
+    # 2778)"
+    re.compile(r"too large: (?P<output>\d+)\. This model's maximum context length is "
+               r"(?P<window>\d+) tokens and your request has (?P<prompt>\d+) input tokens", _I),
+    # vLLM 0.25 (renderers/params.py): "This model's maximum context length is 8192 tokens.
+    # However, you requested 64 output tokens and your prompt contains (at least) 10000
+    # input tokens, for a total of (at least) 10064 tokens."
+    re.compile(r"maximum context length is (?P<window>\d+) tokens\. However, you requested "
+               r"(?P<output>\d+) output tokens and your prompt contains (?:at least )?"
+               r"(?P<prompt>\d+) input tokens", _I),
+    # SGLang (and vLLM behind some gateways): "Requested token count exceeds the model's
+    # maximum context length of 262144 tokens. You requested a total of 267042 tokens:
+    # 201506 tokens from the input messages and 65536 tokens for the completion."
+    re.compile(r"maximum context length of (?P<window>\d+) tokens.*?(?P<prompt>\d+) tokens "
+               r"from the input messages and (?P<output>\d+) tokens for the completion", _I),
+    # Anthropic: "input length and `max_tokens` exceed context limit: 188240 + 21333 >
+    # 200000, decrease input length or `max_tokens` and try again"
+    re.compile(r"input length and `?max_tokens`? exceed context limit: (?P<prompt>\d+) \+ "
+               r"(?P<output>\d+) > (?P<window>\d+)", _I),
+)
 _OVERFLOW_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error",
                              "context_window_exceeded", "prompt_too_long"})
 _OVERFLOW_HINTS = ("context length", "context size", "context window", "context_length",
@@ -267,9 +291,10 @@ def _fields(body: Any) -> tuple[str, str | None, Mapping[str, Any]]:
 
 def _overflow(message: str, code: str | None, n: int, m: int) -> tuple[int, int] | None:
     """(N, M) when the words (or code, or counts) report a context overflow; 0 for unknown."""
-    if found := _OUTPUT_TOO_LARGE.search(message):
-        wanted, window, prompt = (int(g) for g in found.groups())
-        return prompt, max(window - wanted, 0)
+    for budget in _BUDGET_WORDINGS:
+        if found := budget.search(message):
+            prompt, window, wanted = (int(found[g]) for g in ("prompt", "window", "output"))
+            return prompt, max(window - wanted, 0)
     for pattern, n_group, m_group in _OVERFLOW_WORDINGS:
         if found := pattern.search(message):
             return n or int(found.group(n_group)), m or int(found.group(m_group))

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .anthropic.upstream import build_messages_request
 from .chain import ChainNode, choose_node, context_fingerprint, extend_hash, prefix_hashes
 from .chat.request import build_chat_request
 from .pivot import Conversation, Turn, turn_json
@@ -53,6 +54,15 @@ def plan_stateless_turn(conv: Conversation, *, model: str, named_as_required: bo
     (``named_as_required``: see ``build_chat_request``)."""
     hashes, sizes = prefix_hashes([turn_json(t) for t in conv.turns])
     full = build_chat_request(conv, model=model, named_as_required=named_as_required)
+    return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
+
+
+def plan_messages_turn(conv: Conversation, *, model: str, session: str | None = None
+                       ) -> TurnPlan:
+    """An Anthropic Messages turn (an engine's own ``/v1/messages``): stateless like chat,
+    the whole prefix-stable history every time; the session key in ``metadata.user_id``."""
+    hashes, sizes = prefix_hashes([turn_json(t) for t in conv.turns])
+    full = build_messages_request(conv, model=model, user_id=session)
     return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
 
 

@@ -216,9 +216,10 @@ class Backend:
         """(loaded model ids, every model id the upstream lists), cached briefly."""
         return await self.upstream.models()
 
-    async def count_tokens(self, text: str) -> int | None:
-        """``text``'s tokens by the engine's own tokenizer, where it has one."""
-        return await self.upstream.count_tokens(text)
+    async def count_tokens(self, text: str, *, model: str | None = None) -> int | None:
+        """``text``'s tokens by the engine's own tokenizer, where it has one (the
+        dialect knows which endpoint: ``/tokenize``, ``/v1/messages/count_tokens``)."""
+        return await (await self.dialect()).count_tokens(text, model=model)
 
     async def wait_ready(self, model: str) -> None:
         """Wait while ``model`` is being reloaded; raise if the reload failed."""

@@ -170,6 +170,22 @@ class Upstream:
         self._tokenizer = "none"
         return None
 
+    async def count_message_tokens(self, body: dict[str, Any],
+                                   headers: Mapping[str, str] | None = None) -> int | None:
+        """The prompt of a Messages ``body`` counted by the engine's own
+        ``/v1/messages/count_tokens`` (llama-server, vLLM): its chat template applied, its
+        tools included. None when it cannot say (no endpoint, an error, no number)."""
+        try:
+            answer = await self.client.post("/v1/messages/count_tokens", json=body,
+                                             headers=headers, timeout=10.0)
+            data = answer.json() if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        count = data.get("input_tokens") if isinstance(data, dict) else None
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+            return count
+        return None
+
     async def models(self) -> tuple[list[str], list[str]]:
         """(loaded model ids, all model ids the upstream lists), cached briefly.
 

@@ -4,8 +4,9 @@ Modelled on httpx's ``_transports/base.py``: one small base that every kind impl
 so the rest of lmsd asks the object (``plan``, ``stream``, ``chains``, ``counts_tokens``)
 and never compares names. A replay upstream or a test double is just another subclass.
 The request bodies are built by the pure code in ``protocol/`` (``plan.py`` and each
-codec's ``request.py``) and the answers read by its decoders (``responses/decode.py``,
-``chat/decode.py``) into pivot events; a dialect only picks which and does the I/O.
+codec's ``request.py``, ``anthropic/upstream.py``) and the answers read by its decoders
+(``responses/decode.py``, ``chat/decode.py``, ``anthropic/decode.py``) into pivot events;
+a dialect only picks which and does the I/O.
 
 ``decide`` is the one place the kind is chosen, for the daemon and ``lmsd doctor`` alike.
 """
@@ -22,10 +23,17 @@ from typing import Any, ClassVar
 import httpx
 
 from ..log import event
+from ..protocol.anthropic.decode import MessagesDecoder
+from ..protocol.anthropic.upstream import (
+    ANTHROPIC_VERSION,
+    build_count_request,
+    text_conversation,
+)
 from ..protocol.chain import ChainNode
 from ..protocol.chat.decode import ChatDecoder
+from ..protocol.failures import Failure
 from ..protocol.pivot import Conversation, Event
-from ..protocol.plan import TurnPlan, plan_stateless_turn, plan_turn
+from ..protocol.plan import TurnPlan, plan_messages_turn, plan_stateless_turn, plan_turn
 from ..protocol.responses.decode import ResponsesDecoder
 from ..protocol.sse import SSEDecoder
 from .client import Upstream
@@ -58,13 +66,11 @@ class Dialect(ABC):
 
     @abstractmethod
     def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
-             chaining: bool) -> TurnPlan:
-        """The bodies to send for one turn, in order (see ``TurnPlan.bodies``)."""
-
-    def tag_session(self, body: dict[str, Any], key: str) -> None:  # noqa: B027 (optional)
-        """Put the session key in ``body`` where this dialect carries one, for a
-        cluster's router behind it (the headers carry it in any case). By default
-        nowhere: LM Studio's Responses API has no such field it would read."""
+             chaining: bool, session: str | None = None) -> TurnPlan:
+        """The bodies to send for one turn, in order (see ``TurnPlan.bodies``);
+        ``session`` names the conversation where the upstream kind can carry it, for a
+        cluster's router behind it (the headers carry it in any case; LM Studio's
+        Responses API has no field it would read)."""
 
     @abstractmethod
     def stream(self, body: dict[str, Any], *, message_id: str,
@@ -77,6 +83,10 @@ class Dialect(ABC):
         mid-stream raises it from the iterator.
         """
 
+    async def count_tokens(self, text: str, *, model: str | None = None) -> int | None:
+        """``text``'s tokens by the engine's own tokenizer, where ``counts_tokens``."""
+        return None
+
 
 class HTTPDialect(Dialect):
     """A dialect spoken over lmsd's pooled HTTP client (``client.py``)."""
@@ -84,6 +94,10 @@ class HTTPDialect(Dialect):
     def __init__(self, upstream: Upstream, why: str = "") -> None:
         super().__init__(why)
         self.upstream = upstream
+
+    async def count_tokens(self, text: str, *, model: str | None = None) -> int | None:
+        """The engine's tokenizer endpoint (llama-cpp-python's, llama-server's)."""
+        return await self.upstream.count_tokens(text) if self.counts_tokens else None
 
 
 class ResponsesDialect(HTTPDialect):
@@ -95,7 +109,7 @@ class ResponsesDialect(HTTPDialect):
     chains = True
 
     def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
-             chaining: bool) -> TurnPlan:
+             chaining: bool, session: str | None = None) -> TurnPlan:
         return plan_turn(conv, model=model, nodes=nodes, chaining=chaining)
 
     @asynccontextmanager
@@ -120,13 +134,18 @@ class ChatDialect(HTTPDialect):
     summary = "chat completions, the full history every turn"
     counts_tokens = True  # llama-cpp-python and llama-server have tokenizer endpoints
 
-    def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
-             chaining: bool) -> TurnPlan:
-        return plan_stateless_turn(conv, model=model)
+    #: A named ``tool_choice`` sent as ``"required"`` with only that tool (llama-server)
+    named_as_required: ClassVar[bool] = False
 
-    def tag_session(self, body: dict[str, Any], key: str) -> None:
-        """``user``: what vLLM production-stack and LiteLLM-style routers key on."""
-        body.setdefault("user", key)
+    def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
+             chaining: bool, session: str | None = None) -> TurnPlan:
+        """``user`` carries the session: what vLLM production-stack and LiteLLM-style
+        routers key on."""
+        plan = plan_stateless_turn(conv, model=model,
+                                   named_as_required=self.named_as_required)
+        if session:
+            plan.full.setdefault("user", session)
+        return plan
 
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str,
@@ -169,36 +188,121 @@ class LlamaServerDialect(ChatDialect):
     ``/status``."""
 
     summary = "chat completions (llama-server), the full history every turn"
+    named_as_required = True
+
+
+class MessagesDialect(HTTPDialect):
+    """An engine's own Anthropic ``/v1/messages`` (llama-server, vLLM, SGLang, Ollama):
+    stateless, the whole history every turn; tokens counted by its ``count_tokens``."""
+
+    name = "messages"
+    summary = "anthropic messages, the full history every turn"
+    counts_tokens = True  # /v1/messages/count_tokens: the template and tools counted too
 
     def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
-             chaining: bool) -> TurnPlan:
-        return plan_stateless_turn(conv, model=model, named_as_required=True)
+             chaining: bool, session: str | None = None) -> TurnPlan:
+        return plan_messages_turn(conv, model=model, session=session)
+
+    @asynccontextmanager
+    async def stream(self, body: dict[str, Any], *, message_id: str,
+                     headers: Mapping[str, str] | None = None) -> AsyncIterator[Batches]:
+        decoder = MessagesDecoder(message_id, upstream_name=self.upstream.name)
+        sent = {"anthropic-version": ANTHROPIC_VERSION, **(headers or {})}
+        async with self.upstream.stream("/v1/messages", body, headers=sent) as response:
+            try:
+                yield _messages_events(response, decoder)
+            finally:
+                if decoder.ignored:
+                    event("upstream.ignored_events", level=logging.DEBUG, id=message_id,
+                          events=decoder.ignored)
+
+    async def count_tokens(self, text: str, *, model: str | None = None) -> int | None:
+        """``text`` as one user message, counted by the engine (``model`` defaults to the
+        first it has loaded: vLLM counts only for a model it serves)."""
+        if model is None:
+            try:
+                loaded, _ = await self.upstream.models()
+            except Failure:
+                loaded = []
+            model = loaded[0] if loaded else "default"
+        body = build_count_request(text_conversation(text), model=model)
+        return await self.upstream.count_message_tokens(
+            body, headers={"anthropic-version": ANTHROPIC_VERSION})
 
 
 #: Every kind, by the name the ``upstream_api`` setting uses.
 KINDS: dict[str, type[HTTPDialect]] = {
-    ResponsesDialect.name: ResponsesDialect, ChatDialect.name: ChatDialect}
+    ResponsesDialect.name: ResponsesDialect, ChatDialect.name: ChatDialect,
+    MessagesDialect.name: MessagesDialect}
+#: Why ``auto`` picks Responses for LM Studio although it serves /v1/messages too.
+LMSTUDIO_WHY = ("LM Studio answered /lmstudio-greeting: its /v1/responses chains turns "
+                "(previous_response_id), so it prefills only what is new")
 
 
 async def decide(client: httpx.AsyncClient, url: str, setting: str
                  ) -> tuple[type[HTTPDialect], str] | None:
     """(the kind to speak to ``url``, why), or None while nothing answers there (decide
-    once it does). ``setting`` is ``upstream_api``: a kind's name, or ``auto``: LM Studio
-    (it answers ``/lmstudio-greeting``) gets Responses with chaining, anything else the
-    portable Chat Completions."""
+    once it does). ``setting`` is ``upstream_api``: a kind's name, or ``auto``:
+
+    - LM Studio (it answers ``/lmstudio-greeting``) gets Responses: chaining is what
+      lmsd does best there, and LM Studio's /v1/messages keeps no state;
+    - a server with its own ``/v1/messages`` (llama-server, vLLM, SGLang, Ollama) gets
+      Messages: no translation in the engine's way, and its tokenizer counts;
+    - anything else (llama-cpp-python's server) the portable Chat Completions.
+    """
     if setting != "auto":
         if KINDS[setting] is ChatDialect and await _is_llama_server(client, url):
             return LlamaServerDialect, CONFIGURED
         return KINDS[setting], CONFIGURED
     if await probe(client, url):
-        return ResponsesDialect, "LM Studio answered /lmstudio-greeting"
+        return ResponsesDialect, LMSTUDIO_WHY
+    base = url.rstrip("/")
     try:
-        await client.get(f"{url.rstrip('/')}/v1/models", timeout=2.0)
+        listing = await client.get(f"{base}/v1/models", timeout=2.0)
+        found = await _speaks_messages(client, base, _first_model(listing))
     except httpx.HTTPError:
         return None
+    if found:
+        return MessagesDialect, found
     if await _is_llama_server(client, url):
         return LlamaServerDialect, "llama-server answered /props: /v1/chat/completions"
-    return ChatDialect, "not LM Studio: the portable /v1/chat/completions"
+    return ChatDialect, "not LM Studio, no /v1/messages: the portable /v1/chat/completions"
+
+
+def _first_model(listing: httpx.Response) -> str:
+    """The first model ``GET /v1/models`` lists ("default" when it lists none): vLLM
+    answers ``count_tokens`` for a model it serves, and 404 for any other."""
+    try:
+        data = listing.json().get("data") or []
+        model = data[0].get("id") if listing.status_code == 200 else None
+    except (ValueError, AttributeError, IndexError, TypeError):
+        model = None
+    return model if isinstance(model, str) and model else "default"
+
+
+async def _speaks_messages(client: httpx.AsyncClient, base: str, model: str) -> str:
+    """Why the server at ``base`` has its own ``/v1/messages``, or "" if it has none.
+
+    First ``count_tokens`` with a one-word prompt: a count (llama-server, vLLM) settles
+    it. Then ``/v1/messages`` with an empty body, which no server can generate from: a
+    400 or 422 is a route that read the body (Ollama has no ``count_tokens``); 404 and
+    405 are no route (llama-cpp-python). Anything else (200 with an error, as LM Studio
+    answers any unknown route; 401; 5xx) proves nothing: Chat Completions."""
+    headers = {"anthropic-version": ANTHROPIC_VERSION}
+    body = build_count_request(text_conversation("ping"), model=model)
+    counted = await client.post(f"{base}/v1/messages/count_tokens", json=body,
+                                headers=headers, timeout=2.0)
+    try:
+        count = counted.json().get("input_tokens") if counted.status_code == 200 else None
+    except (ValueError, AttributeError):
+        count = None
+    if isinstance(count, int) and not isinstance(count, bool):
+        return "/v1/messages/count_tokens answered: the engine speaks Anthropic Messages"
+    empty = await client.post(f"{base}/v1/messages", json={}, headers=headers, timeout=2.0)
+    if empty.status_code in (400, 422):
+        return (f"/v1/messages answered HTTP {empty.status_code} to an empty request: the "
+                "engine speaks Anthropic Messages")
+    return ""
 
 
 async def _is_llama_server(client: httpx.AsyncClient, url: str) -> bool:
@@ -219,6 +323,28 @@ async def _responses_events(response: httpx.Response, decoder: ResponsesDecoder)
                  for e in decoder.feed(upstream)]
         if batch:
             yield batch
+
+
+async def _messages_events(response: httpx.Response, decoder: MessagesDecoder) -> Batches:
+    """The stream's events, decoded; a JSON body instead of a stream (a server that ignored
+    ``stream: true``, or answered 200 with an error) as the events it stands for."""
+    if "text/event-stream" not in response.headers.get("content-type", "text/event-stream"):
+        try:
+            whole = json.loads(await response.aread())
+        except ValueError:
+            whole = None
+        yield decoder.whole(whole if isinstance(whole, dict) else {"error": (
+            f"{decoder.upstream_name} answered with neither an event stream nor JSON")})
+        return
+    sse_decoder = SSEDecoder()
+    async for chunk in response.aiter_raw():
+        batch = [e for sse in sse_decoder.feed(chunk)
+                 if (upstream := _parse_event(sse.event, sse.data))
+                 for e in decoder.feed(upstream, sse.event)]
+        if batch:
+            yield batch
+    if tail := decoder.finish():
+        yield tail
 
 
 def _parse_event(name: str | None, data: str) -> dict[str, Any] | None:

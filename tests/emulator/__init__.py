@@ -1,5 +1,5 @@
-"""Test-only LM Studio emulator (OpenAI-compatible /v1/responses and /v1/chat/completions
-plus model endpoints).
+"""Test-only LM Studio emulator (OpenAI-compatible /v1/responses and /v1/chat/completions,
+an engine's own /v1/messages and count_tokens, plus model endpoints).
 
     emu = Emulator()
     emu.script(Reply(Reasoning("hmm"), Text("hi"), Call("Bash", {"command": "ls"})))
@@ -8,6 +8,7 @@ plus model endpoints).
     url = await serve_emulator(nursery, emu)   # "http://127.0.0.1:PORT"
     ...
     record = emu.generations[-1]               # emu.log holds every HTTP request
+    emu.messages_flavor = "anthropic"          # /v1/messages as vLLM (messages.py)
     await record.done.wait()                   # handler finished (or was cancelled)
 
 Standalone: ``python -m tests.emulator --port 1234``.

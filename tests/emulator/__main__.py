@@ -9,7 +9,8 @@ import sys
 import trio
 
 from .app import serve_emulator
-from .overflow import MODES, WORDINGS
+from .messages import FLAVORS
+from .overflow import MODES, MORE_WORDINGS, WORDINGS
 from .state import Emulator, default_models
 
 
@@ -23,7 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--usage-mode", choices=["lmstudio", "openai"], default="lmstudio")
     parser.add_argument("--instructions-mode", choices=["inherit", "replace"], default="inherit")
     parser.add_argument("--overflow-mode", choices=list(MODES), default="http400")
-    parser.add_argument("--overflow-wording", choices=list(WORDINGS), default="lmstudio")
+    parser.add_argument("--overflow-wording", choices=[*WORDINGS, *MORE_WORDINGS],
+                        default="lmstudio")
+    parser.add_argument("--messages-flavor", choices=list(FLAVORS), default="llama_server",
+                        help="which server /v1/messages speaks like")
+    parser.add_argument("--no-lmstudio-api", action="store_true",
+                        help="no greeting and no /api/*: a plain server such as llama-server")
     parser.add_argument("--api-key", default=None,
                         help="require this API token, as LM Studio's Require Authentication")
     args = parser.parse_args(argv)
@@ -40,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     emu.api_key = args.api_key
+    emu.messages_flavor = args.messages_flavor
+    emu.lmstudio_api = not args.no_lmstudio_api
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:

@@ -17,16 +17,14 @@ from quart_trio import QuartTrio
 from .auth import check_request
 from .chat import chat_plain, chat_stream, plan_chat
 from .events import DELTA_EVENTS, Event, build_output, new_response_id, response_object, sse
+from .messages import messages_error, missing_count, missing_route, plan_messages
+from .messages_stream import message_object, messages_stream, new_message_id
 from .overflow import failed_error, overflow_event
-from .script import Fault
+from .script import DropConnection, Fault
 from .state import Emulator, Plan, RequestRecord
 from .validate import ApiError
 
 RECORD_KEY = "lmstudio_emulator.record"
-
-
-class DropConnection(Exception):
-    """Raised by a body generator to make the server close the connection mid-response."""
 
 
 class EmulatorASGI:
@@ -272,6 +270,55 @@ def create_app(emu: Emulator) -> QuartTrio:
                 headers={"Cache-Control": "no-cache"},
             )
         return json_response(await chat_plain(emu, plan))
+
+    @app.post("/v1/messages")
+    async def messages() -> Response:
+        record = current_record()
+        if (missing := missing_route(emu)) is not None:
+            record.outcome = "rejected"
+            return missing
+        try:
+            plan = plan_messages(emu, record, await read_json(record))
+        except ApiError as error:
+            record.error = {"message": error.message}
+            record.outcome = "rejected" if error.status < 500 else "error"
+            return messages_error(emu, error)
+        fault = record.fault = emu.next_fault() if plan.overflow is None else None
+        if fault is not None:
+            if fault.kind == "http":
+                record.outcome = "error" if fault.status >= 500 else "rejected"
+                return messages_error(emu, ApiError(fault.message, status=fault.status))
+            if fault.kind == "hang":
+                await trio.sleep_forever()
+            if fault.kind == "slow_first_byte":
+                await trio.sleep(fault.seconds)
+        if record.stream:
+            return Response(messages_stream(emu, plan, fault),
+                            content_type="text/event-stream",
+                            headers={"Cache-Control": "no-cache"})
+        if fault is not None and fault.kind in ("error_event", "failed", "drop"):
+            record.outcome = "error"
+            return messages_error(emu, ApiError(fault.message or "Generation failed",
+                                                status=500))
+        await trio.sleep(emu.prefill_seconds_per_token * plan.uncached)
+        reply = emu.next_reply(record)
+        record.response_id = new_message_id(emu)
+        record.outcome = "incomplete" if reply.incomplete else "completed"
+        return json_response(message_object(emu, plan, reply, record.response_id))
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_message_tokens() -> Response:
+        record = current_record()
+        if (missing := missing_count(emu, request.path)) is not None:
+            record.outcome = "rejected"
+            return missing
+        try:
+            plan = plan_messages(emu, record, await read_json(record), count=True)
+        except ApiError as error:
+            record.outcome = "rejected" if error.status < 500 else "error"
+            return messages_error(emu, error)
+        record.outcome = "completed"
+        return json_response({"input_tokens": len(plan.context_tokens)})
 
     @app.errorhandler(404)
     @app.errorhandler(405)

@@ -60,9 +60,14 @@ class Reply:
         return f"Reply({', '.join(map(repr, self.items))}, incomplete={self.incomplete})"
 
 
+class DropConnection(Exception):
+    """Raised by a body generator to make the server close the connection mid-response."""
+
+
 @dataclass(frozen=True)
 class Fault:
-    """A failure applied to one /v1/responses request (queued with `Emulator.inject`).
+    """A failure applied to one /v1/responses or /v1/messages request (queued with
+    `Emulator.inject`; on /v1/messages, `failed` is an `error` event after message_start).
 
     Faults that produce no output (http, failed, hang) leave the scripted replies queued;
     drop, error_event and slow_first_byte consume a reply like a normal request.

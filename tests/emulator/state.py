@@ -16,6 +16,7 @@ from .script import Call, Fault, Reply, Text
 from .validate import ApiError, validate_request
 
 UsageMode = Literal["lmstudio", "openai"]
+MessagesFlavor = Literal["llama_server", "anthropic", "ollama", "lmstudio", "none"]
 InstructionsMode = Literal["inherit", "replace"]
 Outcome = Literal["completed", "incomplete", "failed", "error", "dropped", "cancelled", "rejected"]
 Item = dict[str, Any]
@@ -195,6 +196,8 @@ class Emulator:
         # on: llama.cpp's llama-server: answers GET /props, and its /v1/responses says
         # "completed" when it stops at max_output_tokens
         self.llama_server = False
+        #: which server /v1/messages speaks like (``messages.py``)
+        self.messages_flavor: MessagesFlavor = "llama_server"
         self.api_key: str | None = None  # require this API token (None: auth off)
         self.url: str | None = None  # set by serve_emulator
         self.log: list[RequestRecord] = []
@@ -225,6 +228,11 @@ class Emulator:
     def generations(self) -> list[RequestRecord]:
         """The log restricted to POST /v1/responses."""
         return [r for r in self.log if r.path == "/v1/responses"]
+
+    @property
+    def messages(self) -> list[RequestRecord]:
+        """The log restricted to POST /v1/messages."""
+        return [r for r in self.log if r.path == "/v1/messages"]
 
     def wipe_history(self) -> None:
         """Forget every stored response (LM Studio restarted or lost its history)."""

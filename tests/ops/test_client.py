@@ -144,7 +144,9 @@ async def test_status_pretty_and_json(lmsd, emulator):
     text = ok(await run("status", "--admin-listen", _admin(lmsd)))
     assert text.startswith(f"lmsd {__version__} (pid {os.getpid()}), up ")
     assert f"upstream  {emulator.url} (found by: config), reachable" in text
-    assert "dialect   responses (LM Studio answered /lmstudio-greeting), chaining on" in text
+    assert "dialect   responses (LM Studio answered /lmstudio-greeting: its /v1/responses " \
+        "chains turns (previous_response_id), so it prefills only what is new), chaining on" \
+        in text
     assert f"models    {MODEL}  context 32768 / 262144  loaded" in text
     assert "watcher   not enforcing min_context 32768; reloading: none; backing off: none" \
         in text

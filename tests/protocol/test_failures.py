@@ -17,7 +17,14 @@ from lmsd.protocol.failures import (
     read_failure,
 )
 from lmsd.protocol.fit import LearnedLimits, check_fit, wants_exact_count
-from tests.emulator.overflow import MODES, WORDINGS, overflow_body, overflow_message
+from tests.emulator.overflow import (
+    BUDGET,
+    MODES,
+    MORE_WORDINGS,
+    WORDINGS,
+    overflow_body,
+    overflow_message,
+)
 
 N, M = 24101, 24000
 
@@ -48,6 +55,9 @@ REAL_WORDINGS = [
     "Requested tokens (24101) exceed context window of 24000",
     # an Anthropic-native engine
     "prompt is too long: 24101 tokens > 24000 maximum",
+    # vLLM's engine check
+    ("The decoder prompt (length 24101) is longer than the maximum model length of 24000. "
+     "Make sure that `max_model_len` is no smaller than the number of text tokens."),
 ]
 
 
@@ -101,6 +111,48 @@ def test_vllm_output_budget_overflow_leaves_the_prompt_its_share():
                        "has 26000 input tokens (8000 > 32768 - 26000). None")
     assert (failure.kind, failure.prompt_tokens, failure.context_limit) == (OVERFLOW, 26000,
                                                                             24768)
+
+
+BUDGET_WORDINGS = [
+    # vLLM 0.25 (renderers/params.py), exact and truncated counts
+    ("This model's maximum context length is 32768 tokens. However, you requested 8000 "
+     "output tokens and your prompt contains 26000 input tokens, for a total of 34000 tokens. "
+     "Please reduce the length of the input prompt or the number of requested output "
+     "tokens."),
+    ("This model's maximum context length is 32768 tokens. However, you requested 8000 "
+     "output tokens and your prompt contains at least 26000 input tokens, for a total of at "
+     "least 34000 tokens. Please reduce the length of the input prompt or the number of "
+     "requested output tokens. (parameter=input_tokens, value=34000)"),
+    # SGLang
+    ("Requested token count exceeds the model's maximum context length of 32768 tokens. You "
+     "requested a total of 34000 tokens: 26000 tokens from the input messages and 8000 "
+     "tokens for the completion. Please reduce the number of tokens in the input messages "
+     "or the completion to fit within the limit."),
+    # Anthropic's own
+    ("input length and `max_tokens` exceed context limit: 26000 + 8000 > 32768, decrease "
+     "input length or `max_tokens` and try again"),
+]
+
+
+@pytest.mark.parametrize("message", BUDGET_WORDINGS)
+def test_prompt_plus_output_budget_overflows_leave_the_prompt_its_share(message):
+    """The prompt is N, never the output budget the words also name; the limit is what the
+    window leaves it: 32768 - 8000."""
+    failure = classify(message)
+    assert (failure.kind, failure.prompt_tokens, failure.context_limit) == (OVERFLOW, 26000,
+                                                                            24768)
+    wrapped = read_failure({"type": "error", "error": {"type": "BadRequestError",
+                                                      "message": message}}, 400)
+    assert (wrapped.prompt_tokens, wrapped.context_limit) == (26000, 24768)
+
+
+@pytest.mark.parametrize("wording", MORE_WORDINGS)
+@pytest.mark.parametrize("status", [400, 500])
+def test_every_messages_engine_body_maps_to_prompt_too_long(wording, status):
+    failure = read_failure(overflow_body(wording, N, M, status, output=100), status)
+    limit = M - 100 if wording in BUDGET else M
+    assert (failure.kind, failure.prompt_tokens, failure.context_limit) == (OVERFLOW, N,
+                                                                            limit)
 
 
 @pytest.mark.parametrize(("body", "status", "kind"), [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmsd.protocol.anthropic.decode import MessagesDecoder
 from lmsd.protocol.anthropic.encode import AnthropicEncoder
 from lmsd.protocol.chat.decode import ChatDecoder
 from lmsd.protocol.responses.decode import ResponsesDecoder
@@ -53,6 +54,29 @@ class ChatPipeline:
 
     def finish(self) -> Events:
         """The end of the HTTP body: the decoder's ending, then the encoder's."""
+        return [out for e in self.decoder.finish() for out in self.encoder.feed(e)
+                ] + self.encoder.finish()
+
+
+class MessagesPipeline:
+    """An engine's Anthropic Messages events -> pivot -> Anthropic events (the messages
+    dialect behind the Anthropic front)."""
+
+    def __init__(self, *, message_id: str = "msg_messages", model: str = "m",
+                 input_tokens: int = 100, upstream_name: str = "the upstream server",
+                 **encoder: Any) -> None:
+        self.decoder = MessagesDecoder(message_id, upstream_name=upstream_name)
+        self.encoder = AnthropicEncoder(message_id=message_id, model=model,
+                                        input_tokens=input_tokens,
+                                        upstream_name=upstream_name, **encoder)
+
+    def start(self) -> Events:
+        return self.encoder.start()
+
+    def feed(self, event: dict[str, Any], name: str | None = None) -> Events:
+        return [out for e in self.decoder.feed(event, name) for out in self.encoder.feed(e)]
+
+    def finish(self) -> Events:
         return [out for e in self.decoder.finish() for out in self.encoder.feed(e)
                 ] + self.encoder.finish()
 
