@@ -37,7 +37,7 @@ def anthropic_client(server):
 async def test_auto_speaks_messages_and_the_cache_hits_turn_after_turn(nursery, start_lmsd):
     llama = await start_llama_server(nursery, forced_tool_calls=True)
     server = await start_lmsd(llama.url, model=MODEL_ALIAS)
-    dialect = await server.router.dialect()
+    dialect = await server.router.backends[0].dialect()
     assert dialect.name == "messages" and "count_tokens" in dialect.why
     history = user("list files")
     cached = []

@@ -95,8 +95,10 @@ async def test_auto_picks_responses_for_lm_studio(lmsd, emulator):
 async def test_llama_server_gets_a_named_tool_choice_as_required(start_lmsd, emulator,
                                                                 setting):
     """llama-server (it answers /props) reads ``tool_choice`` only as a string and takes
-    OpenAI's object for ``auto``: the named tool goes as ``required``, alone."""
+    OpenAI's object for ``auto``: the named tool goes as ``required``, alone. (A build
+    with its own /v1/messages gets the messages kind under auto: here an older one.)"""
     emulator.lmstudio_api, emulator.llama_server = False, True
+    emulator.messages_flavor = "none"
     emulator.script(Reply(Call("Bash", {"command": "ls"})))
     server = await start_lmsd(emulator.url, upstream_api=setting,
                               model="qwen/qwen3-coder-30b")

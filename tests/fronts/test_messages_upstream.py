@@ -61,7 +61,7 @@ async def oai(server):
 
 
 async def test_auto_decides_messages_and_status_says_why(server, emulator):
-    dialect = await server.router.dialect()
+    dialect = await server.router.backends[0].dialect()
     assert dialect.name == "messages" and dialect.counts_tokens
     async with httpx.AsyncClient(base_url=server.admin_url) as admin:
         upstream = (await admin.get("/status")).json()["upstream"]
@@ -160,7 +160,7 @@ async def test_a_server_without_count_tokens_falls_back_to_the_estimate(start_lm
     async with httpx.AsyncClient(base_url=server.url) as http:
         counted = (await http.post("/v1/messages/count_tokens", json=request)).json()
     assert counted["input_tokens"] > 0
-    assert (await server.router.dialect()).name == "messages"
+    assert (await server.router.backends[0].dialect()).name == "messages"
 
 
 async def test_a_close_call_is_settled_by_the_engines_count(start_lmsd, emulator):
@@ -211,7 +211,7 @@ async def test_overflow_in_every_wording(start_lmsd, emulator, wording, mode, st
     assert error == {"type": "invalid_request_error",
                      "message": f"prompt is too long: {gen.input_tokens} tokens > {limit} "
                                 "maximum"}
-    assert server.router.context_limit(MODEL) == limit  # learned from the engine's words
+    assert server.router.backends[0].context_limit(MODEL) == limit  # learned from the engine's words
 
 
 @pytest.mark.parametrize("mode", ["http400", "http500", "stream_error"])

@@ -48,8 +48,8 @@ async def test_lm_studio_keeps_responses_and_says_why(nursery):
     # nothing; its /v1/messages (0.4.1 on) refuses the empty body (seen here without its
     # greeting, as behind a proxy)
     ("lmstudio", MessagesDialect, ["/v1/messages/count_tokens", "/v1/messages"]),
-    # llama-cpp-python's server: no /v1/messages at all
-    ("none", ChatDialect, ["/v1/messages/count_tokens", "/v1/messages"]),
+    # llama-cpp-python's server: no /v1/messages at all, and not llama-server (/props)
+    ("none", ChatDialect, ["/v1/messages/count_tokens", "/v1/messages", "/props"]),
 ])
 async def test_auto_probes_for_messages(nursery, flavor, kind, probes):
     emu = await served(nursery, flavor)
