@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import anthropic
-import httpx
 import pytest
 import trio
 
@@ -28,7 +27,8 @@ async def engines(nursery: trio.Nursery) -> list[Any]:
 
 
 async def start_over(start_lmsd: Any, engines: list[Any], **settings: Any) -> Any:
-    entries = [{"name": f"e{n + 1}", "url": e.url, "kind": settings.pop("kind", "chat")}
+    kind = settings.pop("kind", "chat")
+    entries = [{"name": f"e{n + 1}", "url": e.url, "kind": kind}
                for n, e in enumerate(engines)]
     settings.setdefault("poll_interval", "0.2")
     return await start_lmsd(engines[0].url, upstreams=entries, model=MODEL_ALIAS,
@@ -93,20 +93,22 @@ async def test_two_engines_keep_each_session_on_its_cache_and_survive_a_kill(
 async def test_claude_code_finishes_on_the_other_engine_when_its_engine_dies(
         start_lmsd, nursery, tmp_path):
     engines = [await start_llama_server(nursery, n_ctx=32768) for _ in range(2)]
-    server = await start_over(start_lmsd, engines, poll_interval="60")  # no early warning
+    # the engines' own /v1/messages; no active check, so the request finds the dead one
+    server = await start_over(start_lmsd, engines, kind="messages", poll_interval="60",
+                              max_tokens_cap="16")
+    (tmp_path / "tmp").mkdir()
+    env = {"ANTHROPIC_MODEL": "claude-sonnet-4-6", "TMPDIR": str(tmp_path / "tmp")}
     session = str(uuid.uuid4())
     first = await run_claude(server.url, "say hello", home=tmp_path / "home", cwd=tmp_path,
                              allowed_tools=(), extra_args=["--session-id", session],
-                             extra_env={"ANTHROPIC_MODEL": "claude-sonnet-4-6"},
-                             timeout=300)
+                             extra_env=env, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:] + first.stdout[-2000:]
     holder = upstream_of(server, session)
     victim = engines[0] if holder == "e1" else engines[1]
     await victim.kill()
     second = await run_claude(server.url, "say it again", home=tmp_path / "home",
                               cwd=tmp_path, allowed_tools=(),
-                              extra_args=["--resume", session],
-                              extra_env={"ANTHROPIC_MODEL": "claude-sonnet-4-6"},
+                              extra_args=["--resume", session], extra_env=env,
                               timeout=300)
     assert second.returncode == 0, second.stderr[-2000:] + second.stdout[-2000:]
     assert second.result and not second.result.get("is_error"), second.stdout[-2000:]
@@ -114,5 +116,7 @@ async def test_claude_code_finishes_on_the_other_engine_when_its_engine_dies(
     assert upstream_of(server, session) not in (None, holder)
     failovers = [e for e in server.bus.recent if e["type"] == "upstream.failover"]
     assert failovers and failovers[-1]["failed"] == holder
-    async with httpx.AsyncClient() as http:
-        assert (await http.get(f"{server.admin_url}/upstreams")).status_code == 200
+    listed = {u["name"]: u for u in (await admin_get(server, "/upstreams")).json()[
+        "upstreams"]}
+    assert {u["api"] for u in listed.values()} == {"messages"}
+    assert listed[holder]["in_rotation"] is False
