@@ -23,11 +23,14 @@ __all__ = ["ROOT", "free_port", "lmsd_command", "percentile", "process", "summar
            "timed_stream"]
 
 
-def lmsd_command(port: int, admin_port: int, upstream: str, state: str,
+def lmsd_command(port: int, admin_port: int, upstream: str | None, state: str,
                  *extra: str) -> list[str]:
-    """``lmsd serve`` for a benchmark: its own ports and state dir, warnings only."""
+    """``lmsd serve`` for a benchmark: its own ports and state dir, warnings only.
+    ``upstream`` None: the upstreams come from ``extra`` (``--config`` with
+    ``[[upstreams]]``)."""
     return [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
-            "--admin-listen", f"127.0.0.1:{admin_port}", "--upstream", upstream,
+            "--admin-listen", f"127.0.0.1:{admin_port}",
+            *(("--upstream", upstream) if upstream is not None else ()),
             "--state-dir", str(ROOT / "bench/out" / state), "--log-level", "warning",
             "--no-watch", *extra]
 

@@ -18,7 +18,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import free_port, lmsd_command, process
-from bench.load import admin_status, proc_stats, session
+from bench.load import Sample, admin_status, proc_stats, session
 from tests.emulator import Emulator, serve_emulator
 
 
@@ -31,7 +31,7 @@ async def main(minutes: float, sessions: int, rate: float, max_nodes: int) -> No
         args = lmsd_command(port, admin_port, emu_url, f"soak-{time.time()}",
                             "--session-max-nodes", str(max_nodes))
         async with process(args, f"{admin}/healthz") as proc:
-            samples: list[tuple[float, float, str]] = []
+            samples: list[Sample] = []
             errors: list[str] = []
             deadline = trio.current_time() + minutes * 60
             client = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}",

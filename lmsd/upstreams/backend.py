@@ -20,7 +20,7 @@ import trio
 
 from ..config import Settings, UpstreamConfig
 from ..log import event
-from ..protocol.failures import Failure, Unreachable
+from ..protocol.failures import Failure, Unreachable, UpstreamBroken
 from ..protocol.fit import LearnedLimits
 from ..protocol.models import map_model
 from .breaker import Breaker
@@ -86,12 +86,14 @@ class Backend:
 
     def _polled(self) -> None:
         """The watcher's poll is the active health check: one that reached the upstream
-        closes the breaker (it is back), one that did not opens it."""
+        closes the breaker (it is back); a refused connection opens it at once, any other
+        failure (a timeout, a reset) counts as one of ``breaker_failures``."""
         if self.watcher.reachable and not self.watcher.refused:
             self.succeeded()
         elif self.watcher.reachable is False:
-            self.failed(Unreachable(self.watcher.last_error or "not reachable"),
-                        trio.current_time())
+            error = self.watcher.last_error or "not reachable"
+            self.failed(Unreachable(error) if self.watcher.nothing_listens else
+                        UpstreamBroken(error), trio.current_time())
 
     def to_json(self, now: float, active: Any = ()) -> dict[str, Any]:
         """This upstream for ``/upstreams`` and ``/status``."""

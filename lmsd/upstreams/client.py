@@ -29,6 +29,12 @@ from ..protocol.failures import (
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 
 MODELS_CACHE_SECONDS = 2.0
+#: How long an idle pooled connection may be reused: well below the servers' own keep-alive
+#: timeouts (5 s in Node, so LM Studio, uvicorn, hypercorn and cpp-httplib; 2 s in gunicorn).
+#: At httpx's default, 5 s, a request sent on a connection idle for almost 5 s meets the
+#: server closing it (``Server disconnected without sending a response``): bench/load.py
+#: saw it under load, now and then past the one retry of ``_post_stream``.
+KEEPALIVE_SECONDS = 1.0
 
 
 class Upstream:
@@ -49,7 +55,8 @@ class Upstream:
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(connect_timeout, read=read_timeout, pool=None),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32,
+                                keepalive_expiry=KEEPALIVE_SECONDS),
         )
         self._models: tuple[float, list[str], list[str]] | None = None
         self.listed: list[LoadedModel] = []  # the loaded models of the last listing read

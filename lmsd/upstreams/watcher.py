@@ -62,6 +62,7 @@ class Watcher:
         self.last_poll: float | None = None
         self.polls = 0
         self.last_error: str | None = None
+        self.nothing_listens = False  # the last poll's connection was refused (no doubt)
         self.refused: str | None = None  # why the upstream refuses lmsd, with the fix
         self._refused_polls = 0
         self._reloading: dict[str, trio.Event] = {}
@@ -99,6 +100,7 @@ class Watcher:
             if isinstance(exc, UpstreamAuth):
                 self._set_refused(exc.message)
                 return
+            self.nothing_listens = isinstance(exc, httpx.ConnectError)
             self._set_reachable(False, str(exc) or type(exc).__name__)
             if self.rediscover is not None:
                 await self.rediscover()
@@ -116,7 +118,12 @@ class Watcher:
     # -- reading the models ---------------------------------------------------------------
 
     async def _get(self, path: str) -> Any:
-        response = await self.upstream.client.get(path, timeout=5.0)
+        try:
+            response = await self.upstream.client.get(path, timeout=5.0)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            # A pooled connection the server closed as we reused it: a GET is safe to repeat
+            # (the retry gets another connection), and one such poll is no outage.
+            response = await self.upstream.client.get(path, timeout=5.0)
         if response.status_code == 404:
             return None
         if response.status_code in REFUSED_STATUSES:
