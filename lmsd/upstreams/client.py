@@ -88,6 +88,16 @@ class Upstream:
         reason = str(exc) or type(exc).__name__
         return Unreachable(f"{self.name} is not reachable at {self.base_url}: {reason}")
 
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A short request (a listing, a token count), sent again once when a pooled
+        keep-alive connection turns out to be dead: llama-server closes the connection
+        after every streamed answer although it says keep-alive, and a request that
+        races the close gets no response at all. These requests change nothing."""
+        try:
+            return await self.client.request(method, path, **kwargs)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return await self.client.request(method, path, **kwargs)
+
     @asynccontextmanager
     async def _post_stream(self, path: str, body: dict[str, Any],
                            headers: Mapping[str, str] | None = None
@@ -162,7 +172,7 @@ class Upstream:
             if self._tokenizer not in (None, name):
                 continue
             try:
-                answer = await self.client.post(path, json=body, timeout=10.0)
+                answer = await self._send("POST", path, json=body, timeout=10.0)
                 data = answer.json() if answer.status_code == 200 else None
             except (httpx.HTTPError, ValueError):
                 data = None
@@ -219,7 +229,7 @@ class Upstream:
             raise self._unreachable(exc) from None
 
     async def _get_json(self, path: str) -> Any:
-        response = await self.client.get(path, timeout=5.0)
+        response = await self._send("GET", path, timeout=5.0)
         if response.status_code in REFUSED_STATUSES:
             raise self._http_error(response.status_code, response.content)
         if response.status_code != 200:

@@ -345,6 +345,8 @@ def _generate(emu: Emulator, plan: Plan, created_at: int) -> tuple[dict[str, Any
     final = response_object(
         plan, record.response_id, created_at, status=status, output=output, usage=usage
     )
+    if emu.llama_server:  # its response objects have no incomplete_details
+        del final["incomplete_details"]
     return final, item_events
 
 

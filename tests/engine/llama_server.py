@@ -22,6 +22,8 @@ import httpx
 import pytest
 import trio
 
+from tests.support.processes import free_port
+
 from .server import MODEL_ALIAS, ROOT, model_path
 
 DEFAULT_BINARY = ROOT / ".ci" / ".llama-server" / "llama-server"
@@ -47,14 +49,6 @@ def llama_server_binary() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -211,12 +211,15 @@ class ResponsesDecoder:
         return self._thinking_done(key, _s(event.get("text")) or None)
 
     def _on_completed(self, event: Upstream) -> Out:
-        """A completed answer; llama-server says ``completed`` also when it stopped at
-        ``max_output_tokens``, which its usage then shows."""
+        """A completed answer. llama-server has no ``incomplete`` (its response objects
+        have no ``incomplete_details``) and says ``completed`` also when it stopped at
+        ``max_output_tokens``, which its usage then shows. A server that has the field is
+        taken at its word."""
         response = event.get("response") or {}
         usage = _usage(response)
         limit = self.max_output_tokens
-        cut = usage is not None and limit is not None and usage.output_tokens >= limit > 0
+        cut = "incomplete_details" not in response and usage is not None and \
+            limit is not None and usage.output_tokens >= limit > 0
         return [Finished("length" if cut else "end", usage, _s(response.get("id")) or None)]
 
     def _on_incomplete(self, event: Upstream) -> Out:

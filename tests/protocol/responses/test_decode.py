@@ -135,6 +135,9 @@ def test_completed_at_the_output_limit_is_length():
     usage = Usage(input_tokens=5, output_tokens=8)
     assert decode(completed(8), max_output_tokens=8)[1] == [Finished("length", usage, "r")]
     assert decode(completed(8))[1] == [Finished("end", usage, "r")]  # no limit known
+    lmstudio = completed(8)
+    lmstudio[0]["response"]["incomplete_details"] = None  # a server that has "incomplete"
+    assert decode(lmstudio, max_output_tokens=8)[1] == [Finished("end", usage, "r")]
     short = Usage(input_tokens=5, output_tokens=3)
     assert decode(completed(3), max_output_tokens=8)[1] == [Finished("end", short, "r")]
 
