@@ -115,9 +115,7 @@ class ResponsesDialect(HTTPDialect):
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str,
                      headers: Mapping[str, str] | None = None) -> AsyncIterator[Batches]:
-        # llama-server says "completed" when it stopped at the output limit; LM Studio
-        # says "incomplete", so its "completed" at exactly the limit is taken at its word.
-        limit = body.get("max_output_tokens") if self.why != LMSTUDIO_WHY else None
+        limit = body.get("max_output_tokens")
         decoder = ResponsesDecoder(message_id, upstream_name=self.upstream.name,
                                    max_output_tokens=limit if isinstance(limit, int) else None)
         async with self.upstream.stream("/v1/responses", body, headers=headers) as response:
