@@ -44,7 +44,9 @@ async def llama(nursery):
 
 @pytest.fixture
 async def llama_lmsd(start_lmsd, llama):
-    return await start_lmsd(llama.url, model=MODEL_ALIAS)
+    """lmsd on llama-server's Chat Completions (``auto`` picks its /v1/messages: that
+    kind has its own tests, test_llama_server_messages.py)."""
+    return await start_lmsd(llama.url, model=MODEL_ALIAS, upstream_api="chat")
 
 
 @pytest.fixture
@@ -96,7 +98,7 @@ async def test_text_with_the_engines_own_usage(claude_client, llama_lmsd, llama)
     assert msg.usage.output_tokens == 12 or msg.stop_reason == "end_turn"
     async with httpx.AsyncClient(base_url=llama_lmsd.admin_url) as http:
         upstream = (await http.get("/status")).json()["upstream"]
-    assert upstream["api"] == "chat"  # auto: not LM Studio
+    assert (upstream["api"], upstream["api_why"]) == ("chat", "configured (upstream_api)")
 
 
 async def test_the_prefix_cache_hits_across_turns_and_billing_headers(claude_client):
@@ -311,7 +313,7 @@ async def test_a_named_tool_choice_forces_that_tool(start_lmsd, tool_llama):
     function silently becomes ``auto`` (log: "Wrong type supplied for parameter
     'tool_choice'") and nothing is forced. lmsd knows llama-server (it answers /props) and
     sends ``"required"`` with only the named tool."""
-    server = await start_lmsd(tool_llama.url, model=MODEL_ALIAS)
+    server = await start_lmsd(tool_llama.url, model=MODEL_ALIAS, upstream_api="chat")
     other = {**BASH, "name": "Other", "description": "Another tool"}
     async with anthropic_client(server) as client:
         msg = await client.messages.create(

@@ -90,7 +90,7 @@ async def test_an_overflow_is_prompt_too_long_with_the_engines_numbers(nursery, 
         assert answer.status_code == 400
         message = answer.json()["error"]["message"]
     assert message.startswith("prompt is too long: ") and message.endswith(" > 512 maximum")
-    assert server.router.context_limit(MODEL_ALIAS) == 512
+    assert server.router.backends[0].context_limit(MODEL_ALIAS) == 512
 
 
 async def test_codex_and_chat_clients_over_messages(nursery, start_lmsd):
