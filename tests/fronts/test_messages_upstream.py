@@ -211,7 +211,7 @@ async def test_overflow_in_every_wording(start_lmsd, emulator, wording, mode, st
     assert error == {"type": "invalid_request_error",
                      "message": f"prompt is too long: {gen.input_tokens} tokens > {limit} "
                                 "maximum"}
-    assert server.router.backends[0].context_limit(MODEL) == limit  # learned from the engine's words
+    assert server.router.backends[0].context_limit(MODEL) == limit  # the engine said
 
 
 @pytest.mark.parametrize("mode", ["http400", "http500", "stream_error"])
