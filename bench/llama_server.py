@@ -70,7 +70,12 @@ async def one_rep() -> dict[str, float]:
     body = base_request()
     chat = build_chat_request(conversation(validate_messages_request(billing(body))),
                               model=MODEL_ALIAS)
-    async with trio.open_nursery() as nursery, httpx.AsyncClient(timeout=600) as http:
+    # No keep-alive: llama-server closes the connection after every streamed answer
+    # although it says keep-alive, and a request sent on it before the close is seen
+    # gets no answer.
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with trio.open_nursery() as nursery, \
+            httpx.AsyncClient(timeout=600, limits=no_reuse) as http:
         t0 = time.perf_counter()
         engine = await start_llama_server(nursery)
         out["startup"] = time.perf_counter() - t0

@@ -150,7 +150,9 @@ async def replay(turns: int, mode: str, engine_kind: str) -> list[float]:
             url = f"http://127.0.0.1:{port}"
         body = base_request()
         history = list(body["messages"])
-        async with httpx.AsyncClient(timeout=600) as http:
+        # No keep-alive: llama-server closes the connection after every streamed answer.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=600, limits=no_reuse) as http:
             for turn in range(turns):
                 request = copy.deepcopy(dict(body, messages=history))
                 if mode == "broken":
