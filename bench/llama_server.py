@@ -1,9 +1,10 @@
 """Prefill and the prefix cache through lmsd on llama.cpp's llama-server.
 
 The tiny generated model (tests/engine/make_model.py) on llama-server (one slot, 2
-threads), built by ``.ci/run`` (``LMSD_LLAMA_SERVER``). Each repetition starts a fresh
-engine and lmsd, then times the first text delta of a Claude-Code-shaped request of about
-4k tokens (the captured system prompt and four real tools, one user message):
+threads), built by ``.ci/run`` (``LMSD_LLAMA_SERVER``), spoken to as the ``chat`` kind
+(auto would pick ``messages`` there). Each repetition starts a fresh engine and lmsd,
+then times the first text delta of a Claude-Code-shaped request of about 4k tokens (the
+captured system prompt and four real tools, one user message):
 
 - startup: spawning llama-server until ``/health`` answers 200;
 - cold: the first request;
@@ -82,7 +83,7 @@ async def one_rep() -> dict[str, float]:
         out["tokens"] = await prompt_tokens(engine.url, chat)
         port, admin = free_port(), free_port()
         args = lmsd_command(port, admin, engine.url, f"llama-server-{time.time()}",
-                            "--model", MODEL_ALIAS)
+                            "--model", MODEL_ALIAS, "--upstream-api", "chat")
         async with process(args, f"http://127.0.0.1:{admin}/healthz"):
             url = f"http://127.0.0.1:{port}/v1/messages"
 

@@ -141,7 +141,8 @@ async def replay(turns: int, mode: str, engine_kind: str) -> list[float]:
             port, admin = free_port(), free_port()
             args = [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
                     "--admin-listen", f"127.0.0.1:{admin}", "--upstream", engine,
-                    "--model", MODEL_ALIAS, "--no-watch", "--log-level", "warning",
+                    "--model", MODEL_ALIAS, "--upstream-api", "chat", "--no-watch",
+                    "--log-level", "warning",
                     "--state-dir", str(ROOT / "bench/out" / f"engine-{time.time()}")]
             if mode == "broken":
                 args.append("--no-strip-billing-header")
