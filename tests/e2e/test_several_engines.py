@@ -119,4 +119,5 @@ async def test_claude_code_finishes_on_the_other_engine_when_its_engine_dies(
     listed = {u["name"]: u for u in (await admin_get(server, "/upstreams")).json()[
         "upstreams"]}
     assert {u["api"] for u in listed.values()} == {"messages"}
-    assert listed[holder]["in_rotation"] is False
+    assert listed[holder]["health"]["state"] == "open"  # taken out (probed after cooldown)
+    assert listed[holder]["health"]["trips"] == 1
