@@ -117,9 +117,10 @@ class Router:
     async def failover(self, route: Route, error: Failure, requested: str, *,
                        session: str, agent: str, override: str | None = None,
                        lenient: bool = False) -> Route | None:
-        """After ``route`` failed before its first token: mark its backend and return the
-        next eligible route, or None when there is none (the client sees ``error``)."""
-        route.backend.failed(error, trio.current_time())
+        """After ``route`` failed before its first token: the next eligible route, or None
+        when there is none (the client sees ``error``). The exchange has already counted
+        the failure against the backend (``Binding.on_unwell``): counted here again, two
+        timeouts would take an upstream out instead of ``breaker_failures``."""
         if not self.several:
             return None
         tried = (*route.tried, route.upstream)

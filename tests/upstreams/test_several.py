@@ -304,3 +304,21 @@ async def test_models_and_readiness_span_every_upstream(start_lmsd, nursery):
     ready = await admin_get(server, "/readyz")
     assert ready.status_code == 503
     assert ready.json()["error"].startswith("no upstream is ready; LM Studio is not reachable")
+
+
+async def test_a_failover_counts_the_failure_once(start_lmsd, pair):
+    from tests.emulator.script import Fault
+
+    a, b = pair
+    server = await start_pair(start_lmsd, pair, poll_interval="60")
+    backend = server.router.backend("a")
+    await wait_until(lambda: backend.watcher.polls)
+    async with client_of(server) as client:
+        one = Conversation(client, "s-one")
+        await one.send("hello")  # pinned to a
+        a.emu.inject(Fault("http", status=503, message="busy"))
+        answer = await one.send()  # a says 503: moved to b, no error shown
+    assert answer.stop_reason in ("end_turn", "tool_use")
+    assert b.generations()[-1].headers["x-session-id"] == "s-one"
+    assert backend.breaker.consecutive == 1  # one failure, counted once
+    assert backend.breaker.state == "closed"  # 1 of breaker_failures (3)
