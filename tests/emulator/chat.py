@@ -158,13 +158,7 @@ def plan_chat(emu: Emulator, record: RequestRecord, body: Any) -> Plan:
     ):
         raise ApiError("Model does not support images. Please use a model that does.")
     tokens = tokenize(render_context(items, instructions, tools))
-    cache = emu.prefix_cache.get(model.key, [])
-    common = 0
-    for a, b in zip(cache, tokens, strict=False):
-        if a != b:
-            break
-        common += 1
-    cached = min(common, max(len(tokens) - 1, 0))
+    cached = emu.cached_prefix(model.key, tokens)
     record.input_tokens, record.cached_tokens = len(tokens), cached
     plan = Plan(record, body, model, tokens, cached)
     if len(tokens) > model.context_length:

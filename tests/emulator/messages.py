@@ -212,12 +212,7 @@ def plan_messages(emu: Emulator, record: RequestRecord, body: Any, *, count: boo
             if isinstance(item.get("content"), list)):
         raise ApiError("image input is not supported by this model")
     tokens = tokenize(render_context(items, instructions, tools))
-    common = 0
-    for a, b in zip(emu.prefix_cache.get(model.key, []), tokens, strict=False):
-        if a != b:
-            break
-        common += 1
-    cached = min(common, max(len(tokens) - 1, 0))
+    cached = emu.cached_prefix(model.key, tokens)
     record.input_tokens, record.cached_tokens = len(tokens), cached
     plan = Plan(record, body, model, tokens, cached)
     if not count and len(tokens) > model.context_length:

@@ -234,6 +234,16 @@ class Emulator:
         """The log restricted to POST /v1/messages."""
         return [r for r in self.log if r.path == "/v1/messages"]
 
+    def cached_prefix(self, model_key: str, tokens: list[str]) -> int:
+        """How many of ``tokens`` the model's prefix cache holds: the common start with
+        the last prompt, less one (llama.cpp always re-evaluates the last prompt token)."""
+        common = 0
+        for a, b in zip(self.prefix_cache.get(model_key, []), tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        return min(common, max(len(tokens) - 1, 0))
+
     def wipe_history(self) -> None:
         """Forget every stored response (LM Studio restarted or lost its history)."""
         self.responses.clear()
@@ -328,14 +338,7 @@ class Emulator:
         if not model.vision and any(_has_image(item) for item in context):
             raise ApiError("Model does not support images. Please use a model that does.")
         tokens = tokenize(render_context(context, instructions, tools))
-        cache = self.prefix_cache.get(model.key, [])
-        common = 0
-        for a, b in zip(cache, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
-        # llama.cpp always re-evaluates at least the last prompt token.
-        cached = min(common, max(len(tokens) - 1, 0))
+        cached = self.cached_prefix(model.key, tokens)
         record.input_tokens, record.cached_tokens = len(tokens), cached
         plan = Plan(record, body, model, tokens, cached)
         if len(tokens) > model.context_length:
