@@ -17,7 +17,6 @@ from ..config import Settings, redacted
 from ..fronts.drain import Drain
 from ..metrics import Metrics
 from ..sessions.store import SessionStore
-from ..upstreams.dialect import UNDECIDED
 from ..upstreams.router import Router
 
 
@@ -36,24 +35,17 @@ def status_json(*, settings: Settings, router: Router, store: SessionStore, bus:
                 metrics: Metrics, drain: Drain, started_at: float) -> dict[str, Any]:
     """The daemon's state for ``/status`` (``lmsd status`` formats it)."""
     first = router.backends[0]
-    watcher = first.watcher
-    dialect = first.decided_dialect()
     several = router.several
     return {
         "version": __version__,
         "pid": os.getpid(),
         "uptime_s": round(trio.current_time() - started_at, 1),
         # The first upstream, as before there were several; "upstreams" has them all.
-        "upstream": {**first.discovery, "url": first.base_url,
-                     "reachable": watcher.reachable,
-                     "refused": watcher.refused,
-                     "api": dialect.name if dialect else None,
-                     "api_why": dialect.why if dialect else UNDECIDED,
-                     "chaining": first.chaining},
+        "upstream": first.state_json(),
         "upstreams": router.upstreams_json(),
         "models": [{**m.to_json(), **({"upstream": b.name} if several else {})}
                    for b in router.backends for m in b.watcher.models.values()],
-        "watcher": watcher.to_json(),
+        "watcher": first.watcher.to_json(),
         "requests": {**metrics.totals, "active_streams": drain.active_streams},
         "store": store.summary(),
         "event_subscribers": bus.subscribers,

@@ -95,17 +95,20 @@ class Backend:
             self.failed(Unreachable(error) if self.watcher.nothing_listens else
                         UpstreamBroken(error), trio.current_time())
 
+    def state_json(self) -> dict[str, Any]:
+        """Where it is, how it was found, whether it answers, and the dialect spoken
+        (``/status``'s ``upstream``, and the start of each ``/upstreams`` entry)."""
+        dialect = self.decided_dialect()
+        return {**self.discovery, "url": self.base_url,
+                "reachable": self.watcher.reachable, "refused": self.watcher.refused,
+                "api": dialect.name if dialect else None,
+                "api_why": dialect.why if dialect else UNDECIDED,
+                "chaining": self.chaining}
+
     def to_json(self, now: float, active: Any = ()) -> dict[str, Any]:
         """This upstream for ``/upstreams`` and ``/status``."""
-        dialect = self.decided_dialect()
-        watcher = self.watcher
         return {
-            "name": self.name, "url": self.base_url, "kind": self.config.kind,
-            **self.discovery,
-            "api": dialect.name if dialect else None,
-            "api_why": dialect.why if dialect else UNDECIDED,
-            "chaining": self.chaining if (dialect is None or dialect.chains) else False,
-            "reachable": watcher.reachable, "refused": watcher.refused,
+            "name": self.name, "kind": self.config.kind, **self.state_json(),
             "health": self.breaker.to_json(now),
             "in_rotation": self.available(now),
             "in_flight": self.in_flight, "served": self.served,
