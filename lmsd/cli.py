@@ -17,8 +17,8 @@ from .ops import client, doctor, service
 from .ops.codex_env import codex_config
 from .ops.tail import tail as tail_events
 
-BOOLEAN_KEYS = {"strip_billing_header", "chat_reasoning", "repair_tool_calls", "chaining",
-                "watch"}
+BOOLEAN_KEYS = {"keep_warm", "strip_billing_header", "chat_reasoning", "repair_tool_calls",
+                "chaining", "watch"}
 
 # What each ``serve`` option does; a unit test checks that every setting has one.
 SERVE_HELP = {
@@ -40,6 +40,14 @@ SERVE_HELP = {
     "active_window": "seconds a session counts as holding cache on its upstream",
     "breaker_failures": "consecutive failures that take an upstream out of rotation",
     "breaker_cooldown": "seconds an upstream stays out before a probe request",
+    "keep_warm": "keep each conversation's prefix in the engine's cache: pin llama-server "
+                 "slots, save and restore them, re-prefill after a reload or restart",
+    "slot_save_idle": "seconds a conversation's llama-server slot sits idle before lmsd "
+                      "saves it (needs --slot-save-path on the engine)",
+    "slot_save_files": "slot files lmsd keeps per upstream (each holds one conversation's "
+                       "KV: bounds the disk they take)",
+    "rewarm_conversations": "most recent conversations re-prefilled after a model reload "
+                            "or an engine or lmsd restart (0: none)",
     "state_dir": "where the session store (SQLite) lives",
     "model": "the upstream model for every claude-* name (default: the loaded one)",
     "model_map": "claude name to upstream model, e.g. opus=a,haiku=b",

@@ -232,6 +232,10 @@ class Settings:
     active_window: float = 900.0  # a session this recently active holds cache upstream
     breaker_failures: int = 3  # consecutive failures that take an upstream out
     breaker_cooldown: float = 10.0  # seconds out before a half-open probe
+    keep_warm: bool = True  # steer slots, save/restore them, re-warm after a lost cache
+    slot_save_idle: float = 5.0  # seconds a slot sits unsaved before it is saved
+    slot_save_files: int = 4  # slot files per upstream (bounds the disk they take)
+    rewarm_conversations: int = 2  # conversations re-prefilled after the cache is lost
     state_dir: str = field(default_factory=_state_dir_default)
     model: str = ""
     model_map: dict[str, str] = field(default_factory=dict)
@@ -289,6 +293,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "active_window": _positive(float),
     "breaker_failures": _positive(int),
     "breaker_cooldown": _positive(float),
+    "keep_warm": _bool,
+    "slot_save_idle": _positive(float),
+    "slot_save_files": _positive(int),
+    "rewarm_conversations": _non_negative_int,
     "state_dir": _path,
     "model": _string,
     "model_map": _mapping,

@@ -15,8 +15,13 @@ which the call really happened and nothing LM Studio stores is contradicted.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    nullcontext,
+)
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +49,15 @@ from .sessions.store import SessionKey, SessionStore
 from .upstreams.dialect import Dialect
 
 Emit = Callable[[list[Any]], Awaitable[None]]
+#: Around one upstream request: the body in, the body to send out (llama-server's slot
+#: chosen, saved and restored around it: ``upstreams/keeper.py``).
+Keep = Callable[[dict[str, Any], dict[str, Any]],
+                AbstractAsyncContextManager[dict[str, Any]]]
+
+
+@asynccontextmanager
+async def _as_is(body: dict[str, Any], full: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield body
 #: What makes a chained attempt worth retrying with the full history: only the upstream
 #: saying the stored response is gone, or that it keeps no responses at all. Anything else
 #: (a crash, a bad image, an overflow) would fail the same way in full, at the price of a
@@ -72,6 +86,7 @@ class Binding:
     lease: Callable[[], AbstractContextManager[Any]] = nullcontext
     on_success: Callable[[], None] | None = None
     on_unwell: Callable[[Failure], None] | None = None
+    keep: Keep = _as_is  # (body, full body) -> the body to send
 
 
 class _StaleChain(Exception):
@@ -154,6 +169,7 @@ class Exchange:
     #: Before the first token, an unwell upstream's failure asks for another binding.
     failover: Callable[[Failure], Awaitable[Binding | None]] | None = None
     failovers: list[str] = field(default_factory=list)  # upstreams it moved away from
+    keep: Keep = _as_is  # the engine's slot around each request (``Binding.keep``)
 
     def bind(self, binding: Binding) -> None:
         """Send the turn through ``binding`` from now on."""
@@ -163,6 +179,7 @@ class Exchange:
         self.on_chaining_refused, self.on_overflow = (binding.on_chaining_refused,
                                                       binding.on_overflow)
         self.on_success, self.on_unwell = binding.on_success, binding.on_unwell
+        self.keep = binding.keep
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
@@ -246,6 +263,11 @@ class Exchange:
 
     async def _attempt(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
                        ) -> list[Any]:
+        async with self.keep(body, self.plan.full) as sent:
+            return await self._stream(sent, emit, retry_allowed)
+
+    async def _stream(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
+                      ) -> list[Any]:
         reply = self.reply
         stream = self.dialect.stream(body, message_id=reply.message_id,
                                      headers=self.headers or None)

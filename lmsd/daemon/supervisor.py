@@ -35,9 +35,11 @@ from ..fronts.drain import Drain
 from ..log import event, logger, set_level
 from ..metrics import Metrics
 from ..protocol.guard import is_loopback_host
+from ..sessions.recent import RecentRequests
 from ..sessions.store import SessionStore
 from ..upstreams.client import Upstream
 from ..upstreams.discovery import discover
+from ..upstreams.keeper import CacheKeeper
 from ..upstreams.lms import LmsCli
 from ..upstreams.router import Backend, Router
 from ..upstreams.watcher import Watcher
@@ -179,6 +181,10 @@ async def supervise(name: str, child: Callable[..., Awaitable[None]], *,
         event("child.restarted", child=name)
 
 
+async def _keeper_child(keeper: CacheKeeper, *, task_status: Any) -> None:
+    await keeper.run(task_status=task_status)
+
+
 async def _watcher_child(watcher: Watcher, *, task_status: Any) -> None:
     task_status.started()
     await watcher.run()
@@ -238,6 +244,9 @@ async def serve(
     store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
     await store.open()
+    recent = RecentRequests(store)  # what a re-warm replays, also after lmsd restarts
+    for backend in backends:
+        backend.keeper.recent = recent
     drain = Drain()
     for backend in backends:
         if backend.watcher.reachable is not False and backend.discovery["reachable"]:
@@ -266,6 +275,8 @@ async def serve(
                                 f"watcher:{backend.name}"
                             await children.start(supervise, name,
                                                  partial(_watcher_child, backend.watcher))
+                            await children.start(supervise, name.replace("watcher", "keeper"),
+                                                 partial(_keeper_child, backend.keeper))
                         if (interval := watchdog_interval()) is not None:
                             children.start_soon(watchdog, interval)
 

@@ -24,7 +24,8 @@ from ..protocol.plan import TurnPlan
 from ..protocol.repair import ToolCallRepair
 from ..protocol.repair.split import SplitRepair
 from ..sessions.store import SessionStore
-from ..upstreams.router import Backend, Route, Router
+from ..upstreams.router import Backend, Route, Router, is_background
+from ..upstreams.slots import BACKGROUND
 from .drain import Drain
 from .event_stream import EventStream, stream_response
 
@@ -87,6 +88,8 @@ class Routed:
         nodes = [n for n in stored if n.upstream == backend.name or
                  (not n.upstream and backend is self.router.backends[0])]
         session_key = self.session if self.agent == "main" else f"{self.session}/{self.agent}"
+        conversation = BACKGROUND if is_background(self.requested) else \
+            f"{self.session}/{self.agent}"
         plan = dialect.plan(conv, model=route.model, nodes=nodes, chaining=backend.chaining,
                             session=session_key)
         if plan.node is None and len(nodes) < len(stored) and plan.miss == "no_node":
@@ -100,7 +103,9 @@ class Routed:
             on_chaining_refused=backend.refuse_chaining,
             on_overflow=partial(backend.learn_limit, route.model), lease=route.lease,
             on_success=backend.succeeded,
-            on_unwell=lambda error: backend.failed(error, trio.current_time()))
+            on_unwell=lambda error: backend.failed(error, trio.current_time()),
+            keep=partial(backend.keeper.turn, conversation, path=dialect.endpoint,
+                         can_pin=dialect.reads_id_slot))
 
     async def failover(self, error: Failure) -> Binding | None:
         """Another upstream for this request, planned in full there; None if none."""

@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     PRIMARY KEY (session, agent, model)
 );
 CREATE TABLE IF NOT EXISTS session_config (session TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recent_requests (
+    upstream TEXT NOT NULL, conversation TEXT NOT NULL, data TEXT NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (upstream, conversation)
+);
 """
 
 
@@ -158,6 +162,11 @@ class SessionStore:
             async with self._lock:
                 db, self._db = self._db, None
                 await trio.to_thread.run_sync(db.close)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
+        """Run ``fn(db)`` in a worker thread (None without a database): for the tables
+        other modules keep beside the chains (``recent.py``)."""
+        return await self._run(fn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
         """Run ``fn(db)`` in a worker thread; on failure fall back to memory only."""

@@ -27,6 +27,7 @@ from .breaker import Breaker
 from .client import Upstream
 from .dialect import UNDECIDED, Dialect, ResponsesDialect, decide
 from .discovery import discover
+from .keeper import CacheKeeper
 from .lms import LmsCli
 from .watcher import Watcher
 
@@ -54,7 +55,11 @@ class Backend:
         #: How the upstream was found (``/status``): the setting, and the source that said.
         self.discovery: dict[str, Any] = {"configured": self.config.url, "source": source}
         self.watcher = Watcher(upstream, settings, lms=lms, rediscover=self.rediscover,
-                               name=self.name, on_poll=self._polled)
+                               name=self.name, on_poll=self._polled,
+                               on_reloaded=self._reloaded)
+        #: Keeps its conversations' prefixes in the engine's cache (``keep_warm``).
+        self.keeper = CacheKeeper(self.name, upstream, settings)
+        self._was_reachable: bool | None = None
         self.chaining_refused = False  # the engine keeps no stored responses
         self.learned_limits = LearnedLimits()
         self._dialect_for: tuple[str, Dialect] | None = None  # (upstream url, its dialect)
@@ -88,12 +93,18 @@ class Backend:
         """The watcher's poll is the active health check: one that reached the upstream
         closes the breaker (it is back); a refused connection opens it at once, any other
         failure (a timeout, a reset) counts as one of ``breaker_failures``."""
+        if self.watcher.reachable and self._was_reachable is False:
+            self.keeper.lost("the upstream answers again (restarted: its cache is empty)")
+        self._was_reachable = self.watcher.reachable
         if self.watcher.reachable and not self.watcher.refused:
             self.succeeded()
         elif self.watcher.reachable is False:
             error = self.watcher.last_error or "not reachable"
             self.failed(Unreachable(error) if self.watcher.nothing_listens else
                         UpstreamBroken(error), trio.current_time())
+
+    def _reloaded(self, model: str) -> None:
+        self.keeper.lost(f"the watcher reloaded {model} (its cache is empty)")
 
     def state_json(self) -> dict[str, Any]:
         """Where it is, how it was found, whether it answers, and the dialect spoken
@@ -116,6 +127,7 @@ class Backend:
             "active_sessions": len(active),
             "sessions": [{"session": s, "agent": a} for s, a in list(active)[:100]],
             "models": self.config.models or self.loaded_now(),
+            "cache": self.keeper.to_json(),
             "config": self.config.to_json(),
         }
 

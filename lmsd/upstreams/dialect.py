@@ -60,6 +60,10 @@ class Dialect(ABC):
     chains: ClassVar[bool] = False
     #: The engine may have its own tokenizer worth asking (``Upstream.count_tokens``).
     counts_tokens: ClassVar[bool] = False
+    #: Where a turn goes (a re-warm replays the last body there).
+    endpoint: ClassVar[str] = ""
+    #: The endpoint reads llama-server's ``id_slot`` (the keeper pins a slot with it).
+    reads_id_slot: ClassVar[bool] = False
 
     def __init__(self, why: str = "") -> None:
         self.why = why  # why this kind was chosen, for /status and the logs
@@ -107,6 +111,7 @@ class ResponsesDialect(HTTPDialect):
     summary = "responses, with previous_response_id chaining"
     server_name = "LM Studio"
     chains = True
+    endpoint = "/v1/responses"
 
     def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
              chaining: bool, session: str | None = None) -> TurnPlan:
@@ -133,6 +138,7 @@ class ChatDialect(HTTPDialect):
     name = "chat"
     summary = "chat completions, the full history every turn"
     counts_tokens = True  # llama-cpp-python and llama-server have tokenizer endpoints
+    endpoint = "/v1/chat/completions"
 
     #: A named ``tool_choice`` sent as ``"required"`` with only that tool (llama-server)
     named_as_required: ClassVar[bool] = False
@@ -150,8 +156,7 @@ class ChatDialect(HTTPDialect):
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], *, message_id: str,
                      headers: Mapping[str, str] | None = None) -> AsyncIterator[Batches]:
-        path = "/v1/chat/completions"
-        async with self.upstream.stream(path, body, headers=headers) as response:
+        async with self.upstream.stream(self.endpoint, body, headers=headers) as response:
             yield self._events(response, body, message_id)
 
     async def _events(self, response: httpx.Response, body: dict[str, Any],
@@ -189,6 +194,7 @@ class LlamaServerDialect(ChatDialect):
 
     summary = "chat completions (llama-server), the full history every turn"
     named_as_required = True
+    reads_id_slot = True  # its /v1/messages rebuilds the body and drops it
 
 
 class MessagesDialect(HTTPDialect):
@@ -198,6 +204,7 @@ class MessagesDialect(HTTPDialect):
     name = "messages"
     summary = "anthropic messages, the full history every turn"
     counts_tokens = True  # /v1/messages/count_tokens: the template and tools counted too
+    endpoint = "/v1/messages"
 
     def plan(self, conv: Conversation, *, model: str, nodes: Iterable[ChainNode],
              chaining: bool, session: str | None = None) -> TurnPlan:

@@ -49,10 +49,12 @@ class _NoRestApi(Exception):
 class Watcher:
     def __init__(self, upstream: Upstream, settings: Settings, *, lms: Lms | None = None,
                  rediscover: Callable[[], Awaitable[None]] | None = None,
-                 name: str = "", on_poll: Callable[[], None] | None = None) -> None:
+                 name: str = "", on_poll: Callable[[], None] | None = None,
+                 on_reloaded: Callable[[str], None] | None = None) -> None:
         self.upstream = upstream
         self.name = name  # the upstream's name, in every event (several upstreams)
         self.on_poll = on_poll  # told after each poll (the backend's active health check)
+        self.on_reloaded = on_reloaded  # told after it reloaded a model (its cache is gone)
         self.settings = settings
         self.lms = lms
         self.rediscover = rediscover
@@ -253,6 +255,8 @@ class Watcher:
             self._backoff.pop(m.key, None)
             self._loaded_by_us.add(m.key)
             m.context_length, m.state = target, "loaded"
+            if self.on_reloaded is not None:
+                self.on_reloaded(m.key)
         except Exception as exc:  # any failure: report, back off, try to restore
             reason = str(exc) or type(exc).__name__
             self._failed[m.key] = reason

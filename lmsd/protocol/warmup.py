@@ -1,0 +1,23 @@
+"""A warm-up: a conversation's last full request sent again for its prefill only (one
+output token, not streamed, not stored), so the engine holds the prefix again before the
+user's next turn. Pure: a body in, the body to send out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Fields that would make the replay more than a prefill, per endpoint.
+_DROP = ("stream", "stream_options", "previous_response_id")
+
+
+def warmup_body(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (the full history last sent to ``path``) as a one-token prefill."""
+    out = {k: v for k, v in body.items() if k not in _DROP}
+    if path.endswith("/responses"):
+        # OpenAI's Responses API refuses fewer than 16 (a few ms of decode)
+        out.update(max_output_tokens=16, store=False)
+        out.pop("max_tokens", None)
+    else:
+        out["max_tokens"] = 1
+    out["stream"] = False
+    return out

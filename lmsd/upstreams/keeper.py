@@ -1,0 +1,432 @@
+"""Keeps each conversation's prefix hot in one engine's cache (``keep_warm``).
+
+lmsd cannot hold a KV cache, but it sees every conversation, knows when the engine lost
+its cache and when the user is idle. Per upstream, the keeper:
+
+- learns the engine's slots (llama-server's ``/props``, a save probe, and whether idle
+  slots keep their KV: ``probe_keeps_idle``) before it steers anything;
+- around each request (``turn``): takes the conversation's slot (``slots.SlotTable``),
+  saves the slot's other occupant and restores this conversation's file where the
+  engine allows, and sends ``id_slot`` where that helps;
+- in the background (``run``): saves slots that went idle, notices that the engine lost
+  its slots (``/slots`` shows no task where lmsd left one: a restart), and re-warms the
+  most recent conversations by replaying their last request for one token, yielding at
+  once to real traffic (a real request cancels a running warm-up).
+
+Engines that offer no slot control (LM Studio, vLLM) get only the re-warm: after the
+watcher's reload (``lost``), after the upstream came back, and after lmsd started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import httpx
+import trio
+
+from ..config import Settings
+from ..log import event
+from ..protocol.warmup import warmup_body
+from ..sessions.recent import RecentRequest, RecentRequests
+from .client import Upstream
+from .slots import BACKGROUND, SlotSetup, SlotTable
+
+CHECK_EVERY = 2.0  # seconds between looks at the engine's slots
+QUIET_BEFORE_WARMING = 0.5  # seconds without real traffic before a warm-up starts
+
+
+class CacheKeeper:
+    def __init__(self, name: str, upstream: Upstream, settings: Settings,
+                 recent: RecentRequests | None = None) -> None:
+        self.name = name
+        self.upstream = upstream
+        self.settings = settings
+        self.enabled = settings.keep_warm
+        self.recent = recent or RecentRequests(None)
+        self.table: SlotTable | None = None
+        self.locks: list[trio.Lock] = []
+        self._learned = self._ever_learned = False
+        self._learning = trio.Lock()
+        self._queue: list[str] = []  # conversations to warm, most urgent first
+        self._warming: tuple[str, trio.CancelScope] | None = None
+        self._wake = trio.Event()
+        self._last_real = 0.0
+        self.real_in_flight = 0
+        self.reachable = True
+        self.counts = {"saved": 0, "restored": 0, "restore_failed": 0, "warmups": 0,
+                       "warmups_preempted": 0, "lost": 0}
+
+    # -- what the engine offers ----------------------------------------------------------
+
+    async def learn(self) -> None:
+        """Read the engine's slots (again after it restarted: it may have others). Not
+        llama-server: no table (only re-warming). Raises ``httpx.HTTPError`` while the
+        engine does not answer (nothing learned)."""
+        async with self._learning:
+            if self._learned:
+                return
+            setup = await self._probe_setup()
+            first = not self._ever_learned
+            self._learned = self._ever_learned = True
+            if setup is None:
+                self.table = None
+                return
+            old = self.table
+            if old is not None and old.setup == setup:
+                return
+            self.table = SlotTable(setup, prefix=f"lmsd-{_safe(self.name)}",
+                                   max_files=self.settings.slot_save_files)
+            self.locks = [trio.Lock() for _ in range(setup.slots)]
+            recent = sorted(self.recent.latest(self.name, 10_000), key=lambda r: r.at)
+            for key, file in (old.files() if old else {}).items():
+                self.table.adopt(key, file)
+            for r in recent:
+                if r.file and setup.can_save:
+                    self.table.adopt(r.conversation, r.file)
+                if first and r.slot is not None and setup.pins:
+                    self.table.place(r.conversation, r.slot)  # where an earlier lmsd left it
+            event("cache.engine", upstream=self.name, **setup.to_json())
+
+    async def _probe_setup(self) -> SlotSetup | None:
+        client = self.upstream.client
+        answer = await client.get("/props", timeout=5.0)  # unreachable: raises, learn later
+        try:
+            props = answer.json() if answer.status_code == 200 else None
+        except ValueError:
+            return None
+        if not isinstance(props, dict) or "total_slots" not in props:
+            return None
+        slots = int(props.get("total_slots") or 1)
+        can_save = await self._probe_save(client)
+        keeps_idle = await self._probe_keeps_idle(client) if slots > 1 else None
+        if slots == 1:
+            why = "one slot: every conversation shares it" + (
+                "; saved and restored around each switch" if can_save else
+                "; no --slot-save-path: a switch costs a re-prefill")
+        elif keeps_idle:
+            why = "idle slots keep their KV (per-slot KV): each conversation pinned"
+        else:
+            why = ("idle slots are cleared when a task starts (unified KV with the RAM "
+                   "cache) or /slots is off: slot choice left to the engine")
+        return SlotSetup(slots, keeps_idle, can_save, why)
+
+    @staticmethod
+    async def _probe_save(client: httpx.AsyncClient) -> bool:
+        """An empty file name: 400 "Invalid filename" where saving is on, 501 "does not
+        support slots action" where it is off. Nothing is written either way."""
+        try:
+            answer = await client.post("/slots/0?action=save", json={"filename": ""},
+                                       timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 400
+
+    @staticmethod
+    async def _probe_keeps_idle(client: httpx.AsyncClient) -> bool | None:
+        """Does a task starting on one slot clear the idle ones (unified KV with
+        ``--cache-idle-slots``)? Two idle slots holding prompts already say no. Else a
+        one-token prompt goes to an empty slot (and, on a fresh engine, first to another
+        one) and ``/slots`` shows whether the filled slot kept its prompt. Only empty
+        slots are written (a cleared one went to the engine's RAM cache). None where
+        ``/slots`` is off."""
+        async def held() -> list[int] | None:
+            answer = await client.get("/slots", timeout=5.0)
+            slots = answer.json() if answer.status_code == 200 else None
+            if not isinstance(slots, list) or not all(isinstance(s, dict) for s in slots):
+                return None
+            return [int(s.get("n_prompt_tokens") or 0) for s in slots]
+
+        async def fill(slot: int) -> None:
+            await client.post("/completion", json={
+                "prompt": "lmsd slot probe", "n_predict": 1, "id_slot": slot,
+                "cache_prompt": True}, timeout=30.0)
+
+        try:
+            tokens = await held()
+            if tokens is None or len(tokens) < 2:
+                return None
+            filled = [i for i, n in enumerate(tokens) if n > 0]
+            if len(filled) >= 2:
+                return True
+            empty = [i for i, n in enumerate(tokens) if n == 0]
+            if not filled:
+                await fill(empty[0])
+                filled, empty = [empty[0]], empty[1:]
+            await fill(empty[0])
+            after = await held()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return after is not None and after[filled[0]] > 0
+
+    # -- around a request ----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def turn(self, conversation: str, body: dict[str, Any],
+                   full: dict[str, Any] | None = None, *, path: str, can_pin: bool = True
+                   ) -> AsyncIterator[dict[str, Any]]:
+        """Send ``body`` for ``conversation`` (``BACKGROUND`` for side requests): a real
+        request preempts a warm-up; on a steered engine it takes its slot (saving and
+        restoring around it) and goes with ``id_slot`` where ``can_pin`` (the endpoint
+        reads it). ``full``: the whole-history body, remembered for a re-warm."""
+        if not self.enabled:
+            yield body
+            return
+        self.real_in_flight += 1
+        self._preempt(conversation)
+        try:
+            with suppress(httpx.HTTPError):  # the request itself will say what is wrong
+                await self.learn()
+            table = self.table
+            index = table.choose(conversation) if table is not None else None
+            if index is None or (not can_pin and table is not None and table.setup.slots > 1):
+                yield body
+            else:
+                async with self.locks[index]:
+                    assert table is not None
+                    await self._enter(conversation, index)
+                    try:
+                        yield {**body, "id_slot": index} if can_pin else body
+                    finally:
+                        table.done(conversation, index, trio.current_time())
+            if conversation != BACKGROUND:
+                await self._remember(conversation, path, full or body, index)
+        finally:
+            self.real_in_flight -= 1
+            self._last_real = trio.current_time()
+            self._wake.set()
+
+    async def _enter(self, conversation: str, index: int) -> None:
+        """Take slot ``index`` (its lock held): save its occupant, restore ours."""
+        assert self.table is not None
+        step = self.table.enter(conversation, index, trio.current_time())
+        if step.taken:
+            event("cache.pinned", upstream=self.name, slot=index, conversation=conversation,
+                  replaced=step.replaced, restore=step.restore is not None)
+        if step.save and step.saved_key:
+            if await self._slot_action(index, "save", step.save):
+                self.counts["saved"] += 1
+                self.table.saved(index, step.saved_key)
+                await self._note_file(step.saved_key, index, step.save)
+                event("cache.saved", upstream=self.name, slot=index,
+                      conversation=step.saved_key, file=step.save, why="switch")
+            else:
+                self.table.forget_file(step.saved_key)
+        if step.restore:
+            if await self._slot_action(index, "restore", step.restore):
+                self.counts["restored"] += 1
+                event("cache.restored", upstream=self.name, slot=index,
+                      conversation=conversation, file=step.restore)
+            else:
+                self.counts["restore_failed"] += 1
+                self.table.forget_file(conversation)
+
+    async def _slot_action(self, index: int, action: str, file: str) -> bool:
+        try:
+            answer = await self.upstream.client.post(
+                f"/slots/{index}?action={action}", json={"filename": file}, timeout=120.0)
+        except httpx.HTTPError as exc:
+            event("cache.slot_failed", level=30, upstream=self.name, slot=index,
+                  action=action, file=file, error=str(exc) or type(exc).__name__)
+            return False
+        if answer.status_code != 200:
+            event("cache.slot_failed", level=30, upstream=self.name, slot=index,
+                  action=action, file=file, status=answer.status_code,
+                  error=answer.text[:200])
+            return False
+        return True
+
+    async def _remember(self, conversation: str, path: str, body: dict[str, Any],
+                        slot: int | None) -> None:
+        kept = self.recent.get(self.name, conversation)
+        await self.recent.remember(RecentRequest(
+            self.name, conversation, path, body, _wall(), slot,
+            kept.file if kept else None))
+
+    async def _note_file(self, conversation: str, slot: int, file: str) -> None:
+        kept = self.recent.get(self.name, conversation)
+        if kept is not None:
+            kept.file, kept.slot = file, slot
+            await self.recent.remember(kept)
+
+    # -- the engine lost its cache, and warming it again ------------------------------------
+
+    def lost(self, why: str) -> None:
+        """The engine lost what it held (a reload, a restart): restore or re-warm the
+        most recent conversations while the user is idle."""
+        if not self.enabled:
+            return
+        self.counts["lost"] += 1
+        held = self.table.lost() if self.table is not None else []
+        self._learned = False  # a restarted engine may have other slots
+        limit = self.settings.rewarm_conversations
+        if self.table is not None:
+            limit = min(limit, self.table.setup.slots if self.table.setup.pins else limit)
+        recent = [r.conversation for r in self.recent.latest(self.name, limit)]
+        order = [c for c in [*held, *recent] if c != BACKGROUND]
+        self._queue = list(dict.fromkeys(order))[:limit]
+        event("cache.lost", level=30, upstream=self.name, why=why,
+              rewarm=list(self._queue) or None)
+        self._wake.set()
+
+    def _preempt(self, conversation: str) -> None:
+        if self._warming is not None:
+            warming, scope = self._warming
+            scope.cancel()
+            self.counts["warmups_preempted"] += 1
+            event("cache.warmup_preempted", upstream=self.name, conversation=warming,
+                  by=conversation)
+            if warming != conversation:
+                self._queue.append(warming)  # warmed again once the user is idle
+        if conversation in self._queue:
+            self._queue.remove(conversation)  # its own request warms it
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The background half: idle saves, lost-slot checks and warm-ups. On start, the
+        conversations an earlier lmsd served are warmed (cheap where still cached)."""
+        task_status.started()
+        if not self.enabled:
+            await trio.sleep_forever()
+        await self.recent.load()
+        recent = self.recent.latest(self.name, self.settings.rewarm_conversations)
+        self._queue = [r.conversation for r in recent]
+        next_check = 0.0
+        while True:
+            with trio.move_on_after(1.0):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            if now >= next_check:
+                next_check = now + CHECK_EVERY
+                await self._check_engine()
+            if self.real_in_flight == 0 and now - self._last_real >= QUIET_BEFORE_WARMING:
+                await self._save_idle()
+                await self._warm_next()
+
+    async def _check_engine(self) -> None:
+        """Has the engine lost the slots lmsd left filled? llama-server's ``/slots`` lists
+        no task on a slot since it started: a slot lmsd left holding a conversation that
+        shows none means the engine restarted."""
+        try:
+            await self.learn()
+        except httpx.HTTPError:
+            return
+        table = self.table
+        if table is None:
+            return
+        try:
+            answer = await self.upstream.client.get("/slots", timeout=5.0)
+            slots = answer.json() if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            self.reachable = False
+            return
+        self.reachable = True
+        if not isinstance(slots, list):
+            return
+        for index, slot in enumerate(slots[:len(table.slots)]):
+            if table.holder(index) is not None and not self.locks[index].locked() and \
+                    isinstance(slot, dict) and "id_task" not in slot:
+                self.lost("the engine restarted (its slots are empty)")
+                return
+
+    async def _save_idle(self) -> None:
+        table = self.table
+        if table is None:
+            return
+        for index, key, file in table.to_save(trio.current_time(),
+                                              self.settings.slot_save_idle):
+            if self.real_in_flight or self.locks[index].locked():
+                return
+            async with self.locks[index]:
+                if table.holder(index) != key:
+                    continue
+                if await self._slot_action(index, "save", file):
+                    self.counts["saved"] += 1
+                    table.saved(index, key)
+                    await self._note_file(key, index, file)
+                    event("cache.saved", upstream=self.name, slot=index, conversation=key,
+                          file=file, why="idle")
+
+    async def _warm_next(self) -> None:
+        """Restore or replay the next conversation in the queue, unless a real request
+        comes first (it cancels the replay)."""
+        if not self._queue:
+            return
+        conversation = self._queue.pop(0)
+        recent = self.recent.get(self.name, conversation)
+        table = self.table
+        if table is not None and table.slot_of(conversation) is not None:
+            return  # it holds its slot already
+        with trio.CancelScope() as scope:
+            self._warming = (conversation, scope)
+            try:
+                await self._warm(conversation, recent)
+            finally:
+                self._warming = None
+
+    async def _warm(self, conversation: str, recent: RecentRequest | None) -> None:
+        try:
+            await self.learn()
+        except httpx.HTTPError:
+            return
+        table = self.table
+        index = table.choose(conversation) if table is not None else None
+        restorable = table is not None and table.restorable(conversation)
+        if recent is None and not restorable:
+            return
+        if index is None:
+            await self._replay(conversation, recent, None)
+            return
+        async with self.locks[index]:
+            assert table is not None
+            if restorable and table.setup.pins:
+                await self._enter(conversation, index)  # a restore: milliseconds
+                event("cache.warmed", upstream=self.name, conversation=conversation,
+                      slot=index, how="restored")
+                return
+            await self._enter(conversation, index)
+            await self._replay(conversation, recent, index)
+            table.done(conversation, index, trio.current_time())
+
+    async def _replay(self, conversation: str, recent: RecentRequest | None,
+                      index: int | None) -> None:
+        if recent is None:
+            return
+        body = warmup_body(recent.path, recent.body)
+        if index is not None and recent.path.endswith("/chat/completions"):
+            body["id_slot"] = index
+        started = trio.current_time()
+        event("cache.warmup", upstream=self.name, conversation=conversation, slot=index)
+        try:
+            answer = await self.upstream.client.post(recent.path, json=body,
+                                                     timeout=self.upstream.read_timeout)
+        except httpx.HTTPError as exc:
+            event("cache.warmup_failed", level=30, upstream=self.name,
+                  conversation=conversation, error=str(exc) or type(exc).__name__)
+            return
+        if answer.status_code != 200:
+            event("cache.warmup_failed", level=30, upstream=self.name,
+                  conversation=conversation, status=answer.status_code,
+                  error=answer.text[:200])
+            return
+        self.counts["warmups"] += 1
+        event("cache.warmed", upstream=self.name, conversation=conversation, slot=index,
+              how="replayed", seconds=round(trio.current_time() - started, 3))
+
+    def to_json(self) -> dict[str, Any]:
+        """For ``/upstreams``: what the engine offers and what the keeper did."""
+        return {"enabled": self.enabled,
+                "slots": self.table.to_json() if self.table is not None else None,
+                "warming": self._warming[0] if self._warming else None,
+                "queued": list(self._queue), **self.counts}
+
+
+def _safe(name: str) -> str:
+    """An upstream name as part of a file name llama-server accepts."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "upstream"
+
+
+def _wall() -> float:
+    return time.time()

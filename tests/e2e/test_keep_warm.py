@@ -1,0 +1,154 @@
+"""Keeping the cache warm on a real llama-server (``keep_warm``): mechanism tests, no
+timing. What the engine prefilled is read from the engine itself: its log's
+``prompt eval time = ... / N tokens`` line for each task (``/slots`` resets its counters
+when a task ends), and ``/slots``' ``n_prompt_tokens`` for the prompt a slot holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import re
+
+import httpx
+import pytest
+import trio
+
+from tests.engine.llama_server import start_llama_server
+from tests.engine.server import MODEL_ALIAS
+
+pytestmark = pytest.mark.engine
+#: About 1.2k tokens of stable system prompt: a miss is unmistakable in the counts.
+SYSTEM = " ".join(f"Rule {n}: keep the code tidy, small and tested." for n in range(120))
+
+
+def body(session: str, turns: int, *, model: str = "claude-opus-5-5") -> dict[str, Any]:
+    messages: list[dict[str, Any]] = []
+    for n in range(turns):
+        messages.append({"role": "user", "content": f"{session} asks question {n}"})
+        if n + 1 < turns:
+            messages.append({"role": "assistant", "content": f"answer {n}"})
+    return {"model": model, "max_tokens": 4, "system": SYSTEM, "messages": messages,
+            "metadata": {"user_id": f"user_x_account__session_{session}"}}
+
+
+async def turn(http: httpx.AsyncClient, session: str, turns: int, **kw: Any) -> None:
+    answer = await http.post("/v1/messages", json=body(session, turns, **kw))
+    assert answer.status_code == 200, answer.text
+
+
+async def last_task(engine: str, slot: int = 0) -> dict[str, Any]:
+    """The engine's own account of what ``slot`` holds."""
+    async with httpx.AsyncClient(base_url=engine) as http:
+        return (await http.get("/slots")).json()[slot]
+
+
+def prefilled(engine: Any) -> list[int]:
+    """Tokens the engine computed for each task so far, from its own log."""
+    text = engine.log_path.read_text(errors="replace")
+    return [int(n) for n in re.findall(r"prompt eval time = .*? / +(\d+) tokens", text)]
+
+
+async def wait_event(server: Any, kind: str, **fields: Any) -> dict[str, Any]:
+    with trio.fail_after(120):
+        while True:
+            for e in server.bus.recent:
+                if e["type"] == kind and all(e.get(k) == v for k, v in fields.items()):
+                    return e
+            await trio.sleep(0.05)
+
+
+def events(server: Any, kind: str) -> list[dict[str, Any]]:
+    return [e for e in server.bus.recent if e["type"] == kind]
+
+
+@pytest.fixture
+async def saving_engine(nursery, tmp_path):
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    return await start_llama_server(nursery, n_ctx=8192, extra_args=[
+        "--slot-save-path", f"{slots}/", "--cache-ram", "0"])
+
+
+async def test_a_second_session_on_one_slot_is_saved_and_restored(start_lmsd, saving_engine):
+    """One slot, no RAM cache: session B takes A's slot. lmsd saves A first and restores
+    it before A's next turn, so A prefills only its new message."""
+    server = await start_lmsd(saving_engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    engine = await wait_event(server, "cache.engine")
+    assert (engine["slots"], engine["slot_save"], engine["pins"]) == (1, True, True)
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "aaaa", 1)
+        first = await last_task(saving_engine.url)
+        await turn(http, "bbbb", 1)
+        assert (await wait_event(server, "cache.saved"))["conversation"] == "aaaa/main"
+        await turn(http, "aaaa", 2)
+    assert (await wait_event(server, "cache.restored"))["conversation"] == "aaaa/main"
+    assert first["n_prompt_tokens"] > 2000
+    assert prefilled(saving_engine)[-1] < 40  # only the new turn, not 2k tokens again
+
+
+async def test_after_an_engine_restart_the_idle_slot_comes_back_from_disk(
+        start_lmsd, saving_engine):
+    """The slot is saved once idle (a crash gives no warning); after the engine restarts,
+    lmsd sees its slots empty and restores the conversation before its next turn."""
+    server = await start_lmsd(saving_engine.url, model=MODEL_ALIAS, upstream_api="chat",
+                              slot_save_idle="0.2")
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "cccc", 1)
+        first = await last_task(saving_engine.url)
+        saved = await wait_event(server, "cache.saved", why="idle")
+        assert saved["conversation"] == "cccc/main"
+        await saving_engine.restart()
+        lost = await wait_event(server, "cache.lost")
+        assert lost["rewarm"] == ["cccc/main"]
+        warmed = await wait_event(server, "cache.warmed")
+        assert warmed["how"] == "restored"
+        await turn(http, "cccc", 2)
+    assert first["n_prompt_tokens"] > 2000
+    assert prefilled(saving_engine)[-1] < 40
+
+
+async def test_without_slot_files_a_restart_is_rewarmed_by_a_replay(start_lmsd, nursery):
+    """No --slot-save-path: after the restart lmsd replays the conversation's last
+    request for one token, so the next turn finds the prefix cached."""
+    engine = await start_llama_server(nursery, n_ctx=8192)
+    server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    assert (await wait_event(server, "cache.engine"))["slot_save"] is False
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "dddd", 1)
+        first = await last_task(engine.url)
+        await engine.restart()
+        await wait_event(server, "cache.lost")
+        warmed = await wait_event(server, "cache.warmed")
+        assert warmed["how"] == "replayed"
+        replayed = await last_task(engine.url)
+        assert replayed["n_prompt_tokens"] >= first["n_prompt_tokens"] - 8  # the whole prompt
+        await turn(http, "dddd", 2)
+    assert prefilled(engine)[-2] >= first["n_prompt_tokens"] - 8  # the replay: cold
+    assert prefilled(engine)[-1] < 40  # the next turn: warm
+
+
+async def test_two_slots_with_their_own_kv_pin_each_session(start_lmsd, nursery):
+    """-np 2 (per-slot KV): two sessions sharing the system prompt each keep a slot, so
+    neither evicts the other (without pins llama-server puts B on A's slot)."""
+    engine = await start_llama_server(nursery, n_ctx=16384, slots=2)
+    server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    setup = await wait_event(server, "cache.engine")
+    assert (setup["slots"], setup["keeps_idle_slots"], setup["pins"]) == (2, True, True)
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "eeee", 1)
+        await turn(http, "ffff", 1)
+        await turn(http, "eeee", 2)
+    assert prefilled(engine)[-1] < 40  # A's slot still held A: only its new message
+    pinned = [e["slot"] for e in events(server, "cache.pinned")]
+    assert pinned == [0, 1]  # A to slot 0, B to slot 1
+
+
+async def test_unified_kv_is_not_pinned(start_lmsd, nursery):
+    """llama-server's default (4 slots, unified KV, RAM cache): a task clears the idle
+    slots, so a pinned conversation would re-prefill every turn. lmsd sees it and leaves
+    the slot choice to the engine."""
+    engine = await start_llama_server(nursery, n_ctx=16384, slots=4,
+                                      extra_args=["--kv-unified"])
+    server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    setup = await wait_event(server, "cache.engine")
+    assert (setup["slots"], setup["keeps_idle_slots"], setup["pins"]) == (4, False, False)
