@@ -119,7 +119,8 @@ class SlotTable:
         if slot.holder == key:
             return Step(index)
         save = saved_key = None
-        if slot.holder is not None and slot.dirty and self._keeps(slot.holder):
+        if self.setup.can_save and slot.holder is not None and slot.dirty and \
+                self._keeps(slot.holder):
             saved_key, save = slot.holder, self._file_for(slot.holder)
         restore = self._files.get(key) if self.setup.can_save else None
         if restore is not None:
