@@ -15,12 +15,14 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.logging import Logger
@@ -251,6 +253,8 @@ async def serve(
     for backend in backends:
         if backend.watcher.reachable is not False and backend.discovery["reachable"]:
             await backend.dialect()  # decided now rather than during the first request
+            with suppress(httpx.HTTPError):  # its slots, before anything is placed
+                await backend.keeper.learn()
     proxy_app = create_proxy_app(settings, router, store, drain)
     status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
                      metrics=metrics, drain=drain, started_at=trio.current_time())

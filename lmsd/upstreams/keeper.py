@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -65,6 +65,8 @@ class CacheKeeper:
         """Read the engine's slots (again after it restarted: it may have others). Not
         llama-server: no table (only re-warming). Raises ``httpx.HTTPError`` while the
         engine does not answer (nothing learned)."""
+        if not self.enabled:
+            return
         async with self._learning:
             if self._learned:
                 return
@@ -177,9 +179,7 @@ class CacheKeeper:
         self.real_in_flight += 1
         self._preempt(conversation)
         try:
-            with suppress(httpx.HTTPError):  # the request itself will say what is wrong
-                await self.learn()
-            table = self.table
+            table = self.table  # learned at startup and in the background, never waited for
             index = table.choose(conversation) if table is not None else None
             if index is None or (not can_pin and table is not None and table.setup.slots > 1):
                 yield body
