@@ -68,7 +68,7 @@ def test_tail_refuses_an_unknown_type_with_one_line(capsys):
     assert (code, out) == (2, "")
     [line] = err.splitlines()
     assert line.startswith("lmsd: tail --type: unknown event type 'requets.end'; the types "
-                           "are chain, child, config, daemon, ")
+                           "are cache, chain, child, config, daemon, ")
 
 
 def test_reset_needs_a_session_or_all(capsys):
