@@ -42,8 +42,9 @@ from .protocol.failures import (
     UpstreamBroken,
     UpstreamTimeout,
 )
-from .protocol.pivot import Event, Failed, ToolCallStarted, Turn
+from .protocol.pivot import Event, Failed, ToolCallStarted, Turn, Usage
 from .protocol.plan import TurnPlan, next_node
+from .protocol.prefill import prefill_fields
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
 from .upstreams.dialect import Dialect
@@ -112,6 +113,8 @@ class Reply(Protocol):
     def failure(self) -> Failure | None: ...
     @property
     def response_id(self) -> str | None: ...
+    @property
+    def upstream_usage(self) -> Usage | None: ...
     @property
     def cut_short(self) -> bool: ...
     @property
@@ -316,6 +319,12 @@ class Exchange:
         return events
 
     @property
+    def upstream_usage(self) -> Usage | None:
+        """The usage of the ``Finished`` event the upstream sent (its prefilled and cached
+        tokens, when the engine said): None when none came."""
+        return self.reply.upstream_usage
+
+    @property
     def repairs(self) -> list[str]:
         return list(self.repair.repairs) if self.repair is not None else []
 
@@ -344,11 +353,14 @@ class Exchange:
             await store.touch(plan.node)
         items_sent, items_full, tokens_sent, tokens_full = plan.traffic(chained)
         miss = "stale_upstream" if self.stale else plan.miss
+        prefill = prefill_fields(self.upstream_usage)
         await store.record_turn(
             self.key, hit=chained, miss=None if chained else miss, items_sent=items_sent,
             items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
             response_id=reply.response_id if complete else None, front=self.front,
-            repaired=repaired, upstream=self.upstream or None)
+            repaired=repaired, upstream=self.upstream or None,
+            prefilled=prefill.get("prefilled_tokens"), cached=prefill.get("cached_tokens"),
+            prefill_ms=prefill.get("prefill_ms"))
         event("chain.decision", id=reply.message_id, session=self.key[0],
               agent=self.key[1], front=self.front, upstream=self.upstream or None,
               chained=chained,
@@ -380,5 +392,6 @@ class Exchange:
             fields["upstream_ms"] = round((self.upstream_first_at - self.started_at) * 1000, 1)
         if isinstance(reply.failure, ContextOverflow):
             fields["overflow"] = True  # every front words it its own way
+        fields.update(prefill_fields(self.upstream_usage))  # what the engine prefilled
         fields.update(reply.log_fields())
         event("request.end", level=30 if reply.failure else 20, **fields)

@@ -3,7 +3,9 @@
 The request and turn series carry a ``front`` label (``anthropic``, ``openai_responses``,
 ``openai_chat``), read from the events' ``front`` field; an event without one (older code,
 lmsd's own routes) counts as ``anthropic``. The ``lmsd_upstream_*`` series carry the
-upstream's name (several upstreams), read from the events' ``upstream`` field.
+upstream's name (several upstreams), read from the events' ``upstream`` field, as do the
+prefill series (``lmsd_prefilled_tokens``, ``lmsd_cached_tokens``, ``lmsd_prefill_seconds``),
+fed by the turns whose engine said what it prefilled.
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ class Metrics:
         self.repaired = Counter("lmsd_tool_calls_repaired", "Tool calls printed as text "
                                 "that lmsd made real calls, by format",
                                 ["format", "front"], registry=r)
+        self.prefilled = Counter("lmsd_prefilled_tokens", "Prompt tokens the engine computed "
+                                 "(where it said), by upstream", ["upstream"], registry=r)
+        self.cached = Counter("lmsd_cached_tokens", "Prompt tokens the engine's prefix cache "
+                              "held (where it said), by upstream", ["upstream"], registry=r)
+        self.prefill = Histogram("lmsd_prefill_seconds", "The engine's prompt processing "
+                                 "time (where it said), by upstream", ["upstream"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
         for front in FRONTS:  # 0 in flight from the start, not absent until a request
             self.in_flight.labels(front)
         self.totals = {"requests": 0, "errors": 0, "in_flight": 0}
@@ -132,6 +141,12 @@ class Metrics:
         self.duration.labels(front).observe(event.get("duration_ms", 0) / 1000)
         self.input_tokens.labels(front).inc(event.get("input_tokens", 0))
         self.output_tokens.labels(front).inc(event.get("output_tokens", 0))
+        if "prefilled_tokens" in event:
+            self.prefilled.labels(_upstream(event)).inc(event["prefilled_tokens"])
+        if "cached_tokens" in event:
+            self.cached.labels(_upstream(event)).inc(event["cached_tokens"])
+        if "prefill_ms" in event:
+            self.prefill.labels(_upstream(event)).observe(event["prefill_ms"] / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

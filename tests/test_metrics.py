@@ -96,3 +96,22 @@ def test_rejected_requests_by_front():
                  stream="n/a") == 1
     assert value(m, "lmsd_errors_total", front="openai_responses",
                  type="invalid_request_error") == 1
+
+
+def test_prefilled_and_cached_tokens_count_by_upstream():
+    """The engine's own counts, where it said; a turn whose engine said nothing moves
+    nothing."""
+    m = Metrics()
+    for front in ("anthropic", "anthropic", "openai_chat"):
+        m.observe({"type": "request.start", "front": front})
+    m.observe(end("anthropic", upstream="gpu", prefilled_tokens=1000, cached_tokens=0,
+                  prefill_ms=4000.0))
+    m.observe(end("anthropic", upstream="gpu", prefilled_tokens=40, cached_tokens=1001,
+                  prefill_ms=150.0))
+    m.observe(end("openai_chat", upstream="lms"))
+    assert value(m, "lmsd_prefilled_tokens_total", upstream="gpu") == 1040
+    assert value(m, "lmsd_cached_tokens_total", upstream="gpu") == 1001
+    assert value(m, "lmsd_prefill_seconds_count", upstream="gpu") == 2
+    assert value(m, "lmsd_prefill_seconds_sum", upstream="gpu") == pytest.approx(4.15)
+    assert value(m, "lmsd_prefilled_tokens_total", upstream="lms") is None
+    assert value(m, "lmsd_cached_tokens_total", upstream="lms") is None

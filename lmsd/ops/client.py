@@ -225,7 +225,8 @@ def status(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) ->
 # -- sessions and reset ---------------------------------------------------------------------
 
 SESSION_HEADER = ("SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
-                  "ITEMS SENT/FULL", "TOKENS SENT/FULL", "REPAIRED", "LAST USED")
+                  "ITEMS SENT/FULL", "TOKENS SENT/FULL", "REPAIRED", "LAST PREFILLED/CACHED",
+                  "LAST USED")
 
 
 def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) -> str:
@@ -237,7 +238,7 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
     for entry in sessions:
         agents = entry.get("agents") or []
         if not agents:
-            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-", "0",
+            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-", "0", "-",
                          ago(entry.get("last_used"), now)))
         for a in agents:
             misses = ",".join(f"{k}:{v}" for k, v in (a.get("misses") or {}).items()) or "-"
@@ -247,8 +248,18 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
                          ratio(a.get("items_sent", 0), a.get("items_full", 0)),
                          ratio(a.get("tokens_sent", 0), a.get("tokens_full", 0)),
                          str(a.get("repaired_tool_calls", 0)),  # tool calls printed as text
-                         ago(a.get("last_used"), now)))
+                         last_prefill(a.get("last_turn")), ago(a.get("last_used"), now)))
     return table(SESSION_HEADER, rows)
+
+
+def last_prefill(turn: Any) -> str:
+    """The last turn's ``prefilled/cached`` tokens, ``-`` for what the engine did not say."""
+    if not isinstance(turn, dict):
+        return "-"
+    counts = [turn.get("prefilled_tokens"), turn.get("cached_tokens")]
+    if counts == [None, None]:
+        return "-"
+    return "/".join("-" if c is None else str(c) for c in counts)
 
 
 def select_sessions(entries: list[dict[str, Any]], *, limit: int | None = None,

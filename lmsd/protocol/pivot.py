@@ -153,11 +153,17 @@ class ToolCallDone:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What the upstream reported, as reported (``tokens.context_usage`` reads it)."""
+    """What the upstream reported, as reported (``tokens.context_usage`` reads it).
+
+    ``prefilled_tokens`` is what the engine computed for this request (the prompt less
+    what its prefix cache held) and ``prefill_ms`` how long that took, only when the
+    engine says so (``protocol/prefill.py``): a cache miss must be seen, not guessed."""
 
     input_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0
+    prefilled_tokens: int | None = None
+    prefill_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

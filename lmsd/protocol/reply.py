@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from .failures import Failure
-from .pivot import Event
+from .pivot import Event, Usage
 
 
 class Encoder(Protocol):
@@ -50,6 +50,12 @@ class EncodedReply:
     def response_id(self) -> str | None:
         """The upstream's stored response (what the next turn chains from)."""
         return getattr(self.encoder, "response_id", None)
+
+    @property
+    def upstream_usage(self) -> Usage | None:
+        """The usage the upstream's ``Finished`` carried, as decoded (its prefill too):
+        None when none came, or lmsd ended the answer before it did."""
+        return getattr(self.encoder, "upstream_usage", None)
 
     @property
     def cut_short(self) -> bool:

@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS recent_requests (
 """
 
 
+NO_TURN = {"prefilled_tokens": None, "cached_tokens": None, "prefill_ms": None, "at": None}
+
+
 @dataclass
 class SessionStats:
     """Per (session, agent, model) counters, for the admin API."""
@@ -65,6 +68,13 @@ class SessionStats:
     repaired_tool_calls: int = 0  # tool calls printed as text that lmsd made real
     upstream: str | None = None  # the upstream its last turn went to
     upstream_moves: int = 0  # turns that went to another upstream than the one before
+    #: Prompt tokens the engine computed, and those its prefix cache held, over the turns
+    #: whose engine said so (``protocol/prefill.py``).
+    prefilled_tokens: int = 0
+    cached_tokens: int = 0
+    #: The last turn's: what it prefilled, found cached, and how long the prefill took
+    #: (None where the engine did not say), and when it ended.
+    last_turn: dict[str, Any] = field(default_factory=lambda: dict(NO_TURN))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionStats:
@@ -267,7 +277,11 @@ class SessionStore:
                           items_sent: int, items_full: int, tokens_sent: int,
                           tokens_full: int, response_id: str | None,
                           front: str = "anthropic", repaired: int = 0,
-                          upstream: str | None = None) -> None:
+                          upstream: str | None = None, prefilled: int | None = None,
+                          cached: int | None = None, prefill_ms: float | None = None
+                          ) -> None:
+        """Count one turn; ``prefilled``, ``cached`` and ``prefill_ms`` are the engine's
+        (None: it did not say)."""
         now = self.clock()
         stats = self.stats.setdefault(key, SessionStats(created=now))
         stats.turns += 1
@@ -282,6 +296,10 @@ class SessionStore:
         stats.last_response_id = response_id or stats.last_response_id
         stats.last_used = now
         stats.repaired_tool_calls += repaired
+        stats.prefilled_tokens += prefilled or 0
+        stats.cached_tokens += cached or 0
+        stats.last_turn = {"prefilled_tokens": prefilled, "cached_tokens": cached,
+                           "prefill_ms": prefill_ms, "at": now}
         if front not in stats.fronts:
             stats.fronts.append(front)
         if upstream:

@@ -118,6 +118,36 @@ async def test_the_prefix_cache_hits_across_turns_and_billing_headers(claude_cli
     assert second.usage.input_tokens < 40  # only the new turn was prefilled
 
 
+async def test_each_turn_says_what_the_engine_prefilled(claude_client, llama_lmsd, llama):
+    """llama-server's ``timings`` reach ``request.end``, ``/sessions`` and the metrics: the
+    first turn prefills the whole prompt, the second only what follows the cached prefix."""
+    headers = {"X-Claude-Code-Session-Id": "prefill-real"}
+    history = user("def main():\n    print('hello world')\n" * 20)
+    first = await claude_client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=8, system=system(), messages=history,
+        extra_headers=headers)
+    history += [{"role": "assistant", "content": [b.model_dump() for b in first.content]},
+                {"role": "user", "content": "and now?"}]
+    await claude_client.messages.create(model="claude-sonnet-4-6", max_tokens=8,
+                                        system=system(), messages=history,
+                                        extra_headers=headers)
+    cold, warm = [e for e in llama_lmsd.bus.recent if e["type"] == "request.end"]
+    assert cold["cached_tokens"] == 0
+    assert cold["prefilled_tokens"] == first.usage.input_tokens > 100
+    assert warm["cached_tokens"] >= cold["prefilled_tokens"]
+    assert 0 < warm["prefilled_tokens"] < 40  # only the new turn
+    assert isinstance(cold["prefill_ms"], float) and isinstance(warm["prefill_ms"], float)
+    async with httpx.AsyncClient(base_url=llama_lmsd.admin_url) as http:
+        [agent] = (await http.get("/sessions/prefill-real")).json()["agents"]
+        metrics = (await http.get("/metrics")).text
+    assert agent["prefilled_tokens"] == cold["prefilled_tokens"] + warm["prefilled_tokens"]
+    assert agent["cached_tokens"] == warm["cached_tokens"]
+    assert agent["last_turn"]["prefilled_tokens"] == warm["prefilled_tokens"]
+    assert agent["last_turn"]["cached_tokens"] == warm["cached_tokens"]
+    total = f'lmsd_prefilled_tokens_total{{upstream="{warm["upstream"]}"}} '
+    assert f'{total}{float(agent["prefilled_tokens"])}' in metrics
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_chat_clients_see_cached_tokens(llama_lmsd, stream):
     messages = [{"role": "system", "content": "You are terse."},

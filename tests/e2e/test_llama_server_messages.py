@@ -57,6 +57,16 @@ async def test_auto_speaks_messages_and_the_cache_hits_turn_after_turn(nursery, 
                             {"type": "text", "text": "<system-reminder>ok</system-reminder>"}]}]
     # prefix-stable: each turn reads the whole previous prompt from the engine's cache
     assert cached[0] == 0 and cached[1] > 0 and cached[2] > cached[1]
+    # and each turn says what the engine prefilled (its uncached input_tokens) and held
+    ends = [e for e in server.bus.recent if e["type"] == "request.end"]
+    assert [e["cached_tokens"] for e in ends] == cached
+    assert ends[1]["prefilled_tokens"] < ends[0]["prefilled_tokens"] / 2
+    assert all("prefill_ms" not in e for e in ends)  # its /v1/messages has no timings
+    async with httpx.AsyncClient(base_url=server.admin_url) as http:
+        [agent] = (await http.get("/sessions/llama-messages")).json()["agents"]
+    assert agent["cached_tokens"] == sum(cached)
+    assert agent["prefilled_tokens"] == sum(e["prefilled_tokens"] for e in ends)
+    assert agent["last_turn"]["cached_tokens"] == cached[2]
 
 
 async def test_count_tokens_comes_from_the_engine(nursery, start_lmsd):

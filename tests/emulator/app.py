@@ -15,7 +15,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from .auth import check_request
-from .chat import chat_plain, chat_stream, plan_chat
+from .chat import chat_plain, chat_stream, llama_timings, plan_chat
 from .events import DELTA_EVENTS, Event, build_output, new_response_id, response_object, sse
 from .messages import messages_error, missing_count, missing_route, plan_messages
 from .messages_stream import message_object, messages_stream, new_message_id
@@ -407,6 +407,8 @@ async def stream_body(emu: Emulator, plan: Plan, fault: Fault | None) -> AsyncIt
     else:
         final, item_events = _generate(emu, plan, created_at)
         terminal = {"type": f"response.{final['status']}", "response": final}
+        if emu.llama_server:  # beside the response, as its response.completed has them
+            terminal["timings"] = llama_timings(emu, plan, final["usage"]["output_tokens"])
         events = [created, in_progress, *item_events, terminal]
     cut = fault if fault is not None and fault.kind in ("drop", "error_event") else None
     if cut is not None:

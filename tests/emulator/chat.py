@@ -5,7 +5,8 @@ messages become the instructions, assistant `tool_calls` become function_call it
 messages function_call_output items), so the scripted replies, the default policy, the
 token counts and the prefix cache behave as they do for /v1/responses. Chat requests are
 stateless (nothing is stored) and take no injected faults: those stay queued for
-/v1/responses.
+/v1/responses. As llama-server (``emu.llama_server``) it adds llama.cpp's ``timings`` to the
+last chunk of a stream (the usage chunk when there is one) and to a whole completion.
 """
 
 from __future__ import annotations
@@ -210,6 +211,25 @@ def chat_usage(emu: Emulator, plan: Plan, reply: Reply, call_ids: list[str]) -> 
     }
 
 
+def llama_timings(emu: Emulator, plan: Plan, predicted: int) -> dict[str, Any]:
+    """llama-server's ``timings`` (``server_slot_stats::to_json``): ``cache_n`` what its
+    prefix cache held, ``prompt_n`` what it computed for this request; the times are what
+    the emulator spends (its prefill and token delays)."""
+    prompt_ms = emu.prefill_seconds_per_token * plan.uncached * 1000
+    predicted_ms = emu.token_delay * predicted * 1000
+    return {
+        "cache_n": plan.cached,
+        "prompt_n": plan.uncached,
+        "prompt_ms": prompt_ms,
+        "prompt_per_token_ms": prompt_ms / plan.uncached if plan.uncached else 0.0,
+        "prompt_per_second": plan.uncached * 1000 / prompt_ms if prompt_ms else 0.0,
+        "predicted_n": predicted,
+        "predicted_ms": predicted_ms,
+        "predicted_per_token_ms": predicted_ms / predicted if predicted else 0.0,
+        "predicted_per_second": predicted * 1000 / predicted_ms if predicted_ms else 0.0,
+    }
+
+
 def _call_ids(reply: Reply) -> list[str]:
     return [
         p.call_id or f"call_{secrets.randbelow(9 * 10**8) + 10**8}"
@@ -269,6 +289,8 @@ async def chat_plain(emu: Emulator, plan: Plan) -> dict[str, Any]:
     call_ids = _call_ids(reply)
     usage = chat_usage(emu, plan, reply, call_ids)
     record.outcome = "incomplete" if reply.incomplete else "completed"
+    timings = {"timings": llama_timings(emu, plan, usage["completion_tokens"])} \
+        if emu.llama_server else {}
     return {
         "id": record.response_id,
         "object": "chat.completion",
@@ -284,6 +306,7 @@ async def chat_plain(emu: Emulator, plan: Plan) -> dict[str, Any]:
         ],
         "usage": usage,
         "system_fingerprint": plan.model.key,
+        **timings,
     }
 
 
@@ -326,8 +349,12 @@ async def chat_stream(emu: Emulator, plan: Plan) -> AsyncIterator[bytes]:
     for delta in chat_deltas(reply, call_ids, emu.chunk_size):
         yield chat_sse(chunk(delta))
         await trio.sleep(emu.token_delay)
-    yield chat_sse(chunk({}, finish_reason(reply)))
+    last = [chunk({}, finish_reason(reply))]
     if include_usage:
-        yield chat_sse({**base, "choices": [], "usage": usage})
+        last.append({**base, "choices": [], "usage": usage})
+    if emu.llama_server:  # on the last chunk, whichever it is
+        last[-1]["timings"] = llama_timings(emu, plan, usage["completion_tokens"])
+    for data in last:
+        yield chat_sse(data)
     record.outcome = "incomplete" if reply.incomplete else "completed"
     yield chat_sse("[DONE]")

@@ -150,3 +150,49 @@ async def test_errors_and_models(start: Start) -> None:
     assert response.status_code == 400 and response.json()["error"]["param"] == "messages"
     assert [m.id async for m in client.models.list()] == [MODEL]
     assert emu.generations == [] and emu.pending_replies == 0
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+async def test_as_llama_server_the_last_chunk_carries_its_timings(start: Start,
+                                                                  include_usage: bool) -> None:
+    """llama-server puts ``timings`` on the last chunk (the usage chunk with include_usage,
+    else the finish chunk): ``cache_n`` what its prefix cache held, ``prompt_n`` the rest,
+    from the emulator's prefix cache; only there, and only as llama-server."""
+    emu, client, _ = await start(usage_mode="openai", prefill_seconds_per_token=1e-5)
+    emu.llama_server = True
+    messages = [{"role": "user", "content": "count to ten " * 10}]
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    timings = []
+    for _ in range(2):
+        chunks = await chunks_of(client, messages=messages, **options)
+        assert all("timings" not in (c.model_extra or {}) for c in chunks[:-1])
+        timings.append(chunks[-1].model_extra["timings"])
+        assert (chunks[-1].choices == []) is include_usage
+    for t, record in zip(timings, emu.log, strict=True):
+        assert (t["cache_n"], t["prompt_n"]) == (record.cached_tokens,
+                                                 record.input_tokens - record.cached_tokens)
+        assert t["prompt_ms"] == pytest.approx(1e-5 * t["prompt_n"] * 1000)
+        assert t["predicted_n"] > 0
+    # the same prompt again: all cached but its last token, which llama.cpp re-evaluates
+    assert timings[0]["cache_n"] == 0 and timings[1]["prompt_n"] == 1
+    plain = await client.chat.completions.create(model=MODEL, messages=messages)
+    assert plain.model_extra["timings"]["cache_n"] == emu.log[-1].cached_tokens > 0
+    emu.llama_server = False
+    chunks = await chunks_of(client, messages=messages, **options)
+    assert all("timings" not in (c.model_extra or {}) for c in chunks)
+
+
+async def test_as_llama_server_response_completed_carries_its_timings(start: Start) -> None:
+    emu, client, url = await start(usage_mode="openai")
+    emu.llama_server = True
+    async with httpx.AsyncClient(base_url=url) as http:
+        for _ in range(2):
+            answer = await http.post("/v1/responses", json={
+                "model": MODEL, "input": "count to ten " * 10, "stream": True})
+            events = [json.loads(line[6:]) for line in answer.text.splitlines()
+                      if line.startswith("data: ")]
+    assert events[-1]["type"] == "response.completed"
+    assert [e for e in events if "timings" in e] == [events[-1]]
+    record = emu.log[-1]
+    assert events[-1]["timings"]["cache_n"] == record.cached_tokens > 0
+    assert events[-1]["timings"]["prompt_n"] == record.input_tokens - record.cached_tokens

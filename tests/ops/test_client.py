@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from lmsd import __version__
-from lmsd.ops.client import ago, duration, format_sessions, ratio
+from lmsd.ops.client import ago, duration, format_sessions, last_prefill, ratio
 from lmsd.ops.tail import format_event, use_color
 from tests.support.conversation import Conversation, tool_turns
 from tests.support.processes import free_port
@@ -181,7 +181,7 @@ async def test_sessions_pretty_and_json(lmsd, emulator):
     header, *rows = text.splitlines()
     assert header.split() == ["SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
                               "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "REPAIRED",
-                              "LAST", "USED"]
+                              "LAST", "PREFILLED/CACHED", "LAST", "USED"]
     assert len(rows) == 2
     main = next(r for r in rows if " main " in r)
     stats = lmsd.store.stats[("sess-1", "main", MODEL)]
@@ -191,6 +191,22 @@ async def test_sessions_pretty_and_json(lmsd, emulator):
     assert re.split(r"\s{2,}", main)[:10] == expected
     assert re.search(r"(just now|\ds ago)$", main)
     assert "(" in expected[7] and "%)" in expected[7]  # sent vs full as a percentage
+
+
+def test_sessions_table_shows_the_last_turns_prefill():
+    """What the engine prefilled and found cached on the last turn; ``-`` where it did
+    not say (LM Studio's cached count alone, or nothing at all)."""
+    assert last_prefill({"prefilled_tokens": 20, "cached_tokens": 308, "prefill_ms": 41.0,
+                         "at": 9.0}) == "20/308"
+    assert last_prefill({"prefilled_tokens": None, "cached_tokens": 870}) == "-/870"
+    assert last_prefill({"prefilled_tokens": None, "cached_tokens": None}) == "-"
+    assert last_prefill(None) == "-"
+    entries = [{"session": "s", "agents": [{"agent": "main", "model": "m", "turns": 2,
+                                            "last_used": 95.0, "last_turn": {
+                                                "prefilled_tokens": 20, "cached_tokens": 308,
+                                                "prefill_ms": 41.0, "at": 95.0}}]}]
+    [row] = format_sessions(entries, now=100.0).splitlines()[1:]
+    assert re.split(r"\s{2,}", row)[-2:] == ["20/308", "5s ago"]
 
 
 def test_sessions_table_names_the_fronts():

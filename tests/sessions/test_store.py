@@ -174,3 +174,44 @@ async def test_fronts_persist_and_older_rows_load(tmp_path):
     assert again.stats[("old", "main", "m")].turns == 3
     assert again.stats[("newer", "main", "m")].turns == 3
     await again.aclose()
+
+
+async def test_prefill_totals_and_the_last_turn_persist_and_older_rows_load(tmp_path):
+    """Each turn adds what the engine prefilled and found cached (when it said) and is
+    the session's last_turn; rows written before these fields load with zeros and an
+    empty last turn."""
+    path, clock = tmp_path / "s.sqlite3", Clock()
+    store = SessionStore(path, clock=clock)
+    await store.open()
+    turn = {"hit": False, "miss": "stateless_upstream", "items_sent": 1, "items_full": 1,
+            "tokens_sent": 10, "tokens_full": 10, "response_id": None}
+    await store.record_turn(KEY, **turn, prefilled=1000, cached=0, prefill_ms=4100.5)
+    clock.now = 1010.0
+    await store.record_turn(KEY, **turn, prefilled=40, cached=1001, prefill_ms=150.0)
+    stats = store.stats[KEY]
+    assert (stats.prefilled_tokens, stats.cached_tokens) == (1040, 1001)
+    assert stats.last_turn == {"prefilled_tokens": 40, "cached_tokens": 1001,
+                               "prefill_ms": 150.0, "at": 1010.0}
+    clock.now = 1020.0
+    await store.record_turn(KEY, **turn)  # an engine that says nothing of its cache
+    assert (stats.prefilled_tokens, stats.cached_tokens) == (1040, 1001)
+    assert stats.last_turn == {"prefilled_tokens": None, "cached_tokens": None,
+                               "prefill_ms": None, "at": 1020.0}
+    await store.aclose()
+    db = sqlite3.connect(path)
+    old = {"turns": 3, "chain_hits": 1, "misses": {}, "items_sent": 1, "items_full": 2,
+           "tokens_sent": 3, "tokens_full": 4, "last_response_id": None,
+           "created": 1000.0, "last_used": 9e9, "fronts": ["anthropic"]}
+    with db:
+        db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                   ("old", "main", "m", json.dumps(old)))
+    db.close()
+    again = SessionStore(path, clock=clock)
+    await again.open()
+    assert again.stats[KEY].prefilled_tokens == 1040
+    assert again.stats[KEY].last_turn["at"] == 1020.0
+    older = again.stats[("old", "main", "m")]
+    assert (older.turns, older.prefilled_tokens, older.cached_tokens) == (3, 0, 0)
+    assert older.last_turn == {"prefilled_tokens": None, "cached_tokens": None,
+                               "prefill_ms": None, "at": None}
+    await again.aclose()

@@ -67,7 +67,7 @@ async def test_a_llama_server_stream_with_its_keepalive_comments_and_no_done():
     dialect, seen = dialect_answering(lambda r: streamed(body))
     out = await answer(dialect, headers={"x-session-affinity": "s1"})
     assert out == [Started("chatcmpl-1"), TextDelta("text_0", "hi"), TextDone("text_0"),
-                   Finished("end", Usage(10, 7, 1))]
+                   Finished("end", Usage(10, 7, 1, prefilled_tokens=3))]
     [request] = seen
     assert request.url.path == "/v1/messages"
     assert request.headers["anthropic-version"] == "2023-06-01"

@@ -16,7 +16,8 @@ For engines that speak ``/v1/messages`` themselves. They differ in what they sen
 A part is keyed by its kind and block index (``text_1``, ``tool_2``), so a reused index
 stays two parts; the front's encoder orders them. Usage is read as Anthropic means it:
 ``input_tokens`` excludes the cache reads and writes, so the pivot's whole-context
-``input_tokens`` is their sum.
+``input_tokens`` is their sum. A server that reports its cache reads (llama-server always
+does) says by the same token what it prefilled: the uncached rest (``protocol/prefill.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..pivot import (
     Usage,
     dumps,
 )
+from ..prefill import Timings, read_timings
 
 Upstream = Mapping[str, Any]
 Out = list[Event]
@@ -73,6 +75,7 @@ class MessagesDecoder:
         self.done = False
         self.stop_reason: str | None = None
         self._usage: dict[str, int] = {}
+        self._timings: Timings | None = None  # llama.cpp's, should a server add them
         self._parts: dict[int, list[_Part]] = {}  # open parts by block index
         self._synthetic_ids = 0
 
@@ -84,6 +87,8 @@ class MessagesDecoder:
         kind = event.get("type")
         if name == "error" or kind == "error":
             return self._fail(event)
+        if "timings" in event:
+            self._timings = read_timings(event["timings"]) or self._timings
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
             self.ignored[str(kind)] = self.ignored.get(str(kind), 0) + 1
@@ -116,6 +121,8 @@ class MessagesDecoder:
         error body) as the events its stream would have been."""
         if message.get("type") == "error" or "error" in message:
             return self._fail(message)
+        if "timings" in message:
+            self._timings = read_timings(message["timings"])
         out = self.feed({"type": "message_start", "message": message})
         for index, block in enumerate(message.get("content") or ()):
             if not isinstance(block, Mapping):
@@ -235,13 +242,7 @@ class MessagesDecoder:
         for index in sorted(self._parts):  # llama-server closes blocks late, or never
             out += [_done(part) for part in self._parts[index]]
         self._parts.clear()
-        usage = None
-        if self._usage:
-            u = self._usage
-            cached = u.get("cache_read_input_tokens", 0)
-            usage = Usage(input_tokens=u.get("input_tokens", 0) + cached
-                          + u.get("cache_creation_input_tokens", 0),
-                          cached_tokens=cached, output_tokens=u.get("output_tokens", 0))
+        usage = _usage(self._usage, self._timings or Timings()) if self._usage else None
         return [*out, Finished(_STOPS.get(self.stop_reason or "", "end"), usage)]
 
     def _fail(self, event: Upstream) -> Out:
@@ -249,6 +250,18 @@ class MessagesDecoder:
         overflow."""
         self.done = True
         return [Failed(as_error(read_failure(event), None, name=self.upstream_name))]
+
+
+def _usage(u: dict[str, int], t: Timings) -> Usage:
+    """Anthropic's counts as the pivot's: the whole context, and what was prefilled when
+    the server said what it read from its cache (or sent llama.cpp's ``timings``)."""
+    cached = u.get("cache_read_input_tokens", 0)
+    computed = u.get("input_tokens", 0) + u.get("cache_creation_input_tokens", 0)
+    prefilled = t.prompt_n if t.prompt_n is not None else \
+        computed if "cache_read_input_tokens" in u else None
+    return Usage(input_tokens=computed + cached, cached_tokens=cached,
+                 output_tokens=u.get("output_tokens", 0), prefilled_tokens=prefilled,
+                 prefill_ms=t.prompt_ms)
 
 
 def _done(part: _Part) -> Event:

@@ -3,7 +3,8 @@
 For servers without ``/v1/responses`` (Ollama, llama.cpp's servers, vLLM, LM Studio's
 chat endpoint). A chat stream has one text, one reasoning and tool calls by ``index``;
 ``finish_reason`` says how it ended and usage (``stream_options.include_usage``) comes
-in a chunk of its own, so the ending is decided once the stream is over.
+in a chunk of its own, so the ending is decided once the stream is over. llama-server's
+``timings`` (on its last chunk) say what it prefilled (``protocol/prefill.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..pivot import (
     ToolCallStarted,
     Usage,
 )
+from ..prefill import Timings, read_timings
 
 Chunk = dict[str, Any]
 TEXT, REASONING = "msg_0", "rs_0"  # the keys of the one text and the one reasoning
@@ -56,6 +58,7 @@ class ChatDecoder:
         self.done = False
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.timings: Timings | None = None  # llama-server's, from its last chunk
         self._calls: dict[int, _Call] = {}
         self._held: dict[int, list[Event]] = {}  # a call's events while an earlier one waits
 
@@ -86,6 +89,8 @@ class ChatDecoder:
             return [*out, self._failed({"type": "error", "message": error.strip()})]
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
+        if "timings" in chunk:
+            self.timings = read_timings(chunk["timings"]) or self.timings
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
@@ -170,19 +175,32 @@ class ChatDecoder:
         if any(not call.started for call in self._calls.values()):
             failure = classify(NAMELESS_CALL, "server_error")
             return [Failed(as_error(failure, None, name=self.upstream_name))]
-        usage = None
-        if self.usage:
-            details = self.usage.get("prompt_tokens_details") or {}
-            usage = Usage(input_tokens=_count(self.usage.get("prompt_tokens")),
-                          cached_tokens=_count(details.get("cached_tokens")
-                                               if isinstance(details, dict) else 0),
-                          output_tokens=_count(self.usage.get("completion_tokens")))
+        usage = _usage(self.usage, self.timings)
         reason = self.finish_reason
         if reason == "length":
             return [Finished("length", usage)]
         if reason == "content_filter":
             return [Finished("filter", usage)]
         return [Finished("end", usage)]
+
+
+def _usage(usage: Chunk | None, timings: Timings | None) -> Usage | None:
+    """The usage chunk, with what ``timings`` add: the prefill, and the cached count when
+    the usage has none. Without a usage chunk, ``timings`` alone are the engine's count."""
+    t = timings or Timings()
+    if usage:
+        details = usage.get("prompt_tokens_details")
+        details = details if isinstance(details, dict) else {}
+        cached = _count(details["cached_tokens"]) if "cached_tokens" in details \
+            else t.cache_n or 0
+        return Usage(input_tokens=_count(usage.get("prompt_tokens")), cached_tokens=cached,
+                     output_tokens=_count(usage.get("completion_tokens")),
+                     prefilled_tokens=t.prompt_n, prefill_ms=t.prompt_ms)
+    if t.prompt_n is None:
+        return None
+    return Usage(input_tokens=t.prompt_n + (t.cache_n or 0), cached_tokens=t.cache_n or 0,
+                 output_tokens=t.predicted_n or 0, prefilled_tokens=t.prompt_n,
+                 prefill_ms=t.prompt_ms)
 
 
 def _count(value: Any) -> int:

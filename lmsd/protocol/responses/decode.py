@@ -10,6 +10,8 @@ or a stand-in when the upstream gave none), and leaves ordering to the front's e
 Keys: an event names its item by ``item_id``, else by ``output_index`` (through the ids
 ``output_item.added`` announced), else it belongs to the most recent part of its kind.
 Texts and reasonings are keyed per content part (``item/part``), tool calls per item.
+What the engine prefilled: llama-server's ``timings`` beside the final response, else the
+input less a positive cached count (``protocol/prefill.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..pivot import (
     ToolCallStarted,
     Usage,
 )
+from ..prefill import read_timings
 
 Upstream = dict[str, Any]
 Out = list[Event]
@@ -216,7 +219,7 @@ class ResponsesDecoder:
         ``max_output_tokens``, which its usage then shows. A server that has the field is
         taken at its word."""
         response = event.get("response") or {}
-        usage = _usage(response)
+        usage = _usage(response, event.get("timings"))
         limit = self.max_output_tokens
         cut = "incomplete_details" not in response and usage is not None and \
             limit is not None and usage.output_tokens >= limit > 0
@@ -224,7 +227,8 @@ class ResponsesDecoder:
 
     def _on_incomplete(self, event: Upstream) -> Out:
         response = event.get("response") or {}
-        usage, response_id = _usage(response), _s(response.get("id")) or None
+        usage = _usage(response, event.get("timings"))
+        response_id = _s(response.get("id")) or None
         reason = (response.get("incomplete_details") or {}).get("reason")
         return [Finished("filter" if reason == "content_filter" else "length", usage,
                          response_id)]
@@ -243,14 +247,23 @@ def _part_key(item_key: str, part: Any) -> str:
     return f"{item_key}/{part}"
 
 
-def _usage(response: Upstream) -> Usage | None:
+def _usage(response: Upstream, timings: Any = None) -> Usage | None:
+    """The response's usage. Prefilled: llama-server's ``timings.prompt_n``; else, when
+    some of the prompt was cached, the rest of it (read as ``tokens.context_usage`` reads
+    it); else unknown, since LM Studio's cached count may be stuck at 0 (lms#553)."""
     usage = response.get("usage")
     if not isinstance(usage, dict):
         return None
     details = usage.get("input_tokens_details") or {}
-    return Usage(input_tokens=int(usage.get("input_tokens") or 0),
-                 cached_tokens=int(details.get("cached_tokens") or 0),
-                 output_tokens=int(usage.get("output_tokens") or 0))
+    reported = int(usage.get("input_tokens") or 0)
+    cached = int(details.get("cached_tokens") or 0)
+    t = read_timings(timings)
+    prefilled = t.prompt_n if t is not None else None
+    if prefilled is None and cached > 0:
+        prefilled = reported - cached if reported >= cached else reported
+    return Usage(input_tokens=reported, cached_tokens=cached,
+                 output_tokens=int(usage.get("output_tokens") or 0),
+                 prefilled_tokens=prefilled, prefill_ms=t.prompt_ms if t else None)
 
 
 _HANDLERS: dict[str, Callable[[ResponsesDecoder, Upstream], Out]] = {

@@ -79,8 +79,10 @@ def test_llama_server_stream():
         ToolArgumentsDelta("tool_2", '{"command":'),
         ToolArgumentsDelta("tool_2", '"ls"}'),
         ReasoningDone("thinking_0"), TextDone("text_1"), ToolCallDone("tool_2"),
-        # input_tokens excludes the cache reads: the whole context is their sum
-        Finished("end", Usage(input_tokens=100, cached_tokens=80, output_tokens=12)),
+        # input_tokens excludes the cache reads: the whole context is their sum, and
+        # input_tokens is what the engine prefilled
+        Finished("end", Usage(input_tokens=100, cached_tokens=80, output_tokens=12,
+                              prefilled_tokens=20)),
     ]
     assert decoder.done and decoder.feed(delta(1, type="text_delta", text="late")) == []
     assert decoder.ignored == {}
@@ -101,7 +103,7 @@ def test_anthropic_stream_with_pings_signatures_and_cumulative_usage():
                              "cache_creation_input_tokens": 7, "output_tokens": 4}))
     assert out == [Started("msg_abc"), ReasoningDelta("thinking_0", "hmm"),
                    ReasoningDone("thinking_0"), TextDelta("text_1", "Hi"), TextDone("text_1"),
-                   Finished("end", Usage(100, 90, 4))]
+                   Finished("end", Usage(100, 90, 4, prefilled_tokens=10))]
 
 
 def test_vllm_puts_the_whole_input_in_message_delta():
@@ -227,7 +229,7 @@ def test_a_whole_message_instead_of_a_stream():
                    ReasoningDone("thinking_0"), TextDelta("text_1", "hello"),
                    TextDone("text_1"), ToolCallStarted("tool_2", "toolu_9", "Bash"),
                    ToolCallDone("tool_2", '{"command":"ls"}'),
-                   Finished("end", Usage(10, 6, 2))]
+                   Finished("end", Usage(10, 6, 2, prefilled_tokens=4))]
     [failed] = MessagesDecoder("m").whole({"error": "Unexpected endpoint or method. (POST "
                                                     "/v1/messages). Returning 200 anyway"})
     assert failed.error.message.startswith("the upstream server error: Unexpected endpoint")
@@ -245,3 +247,35 @@ def test_through_the_anthropic_encoder_the_client_gets_a_valid_stream():
         == ["thinking", "text", "tool_use"]
     assert out[-2]["delta"]["stop_reason"] == "tool_use"
     assert out[-2]["usage"]["cache_read_input_tokens"] == 80
+
+
+# -- what the engine prefilled ----------------------------------------------------------------
+
+
+def test_llama_servers_cache_reads_say_what_it_prefilled():
+    """llama-server always reports its cache reads in message_start (0 on a cold cache),
+    with input_tokens the rest: what it computed."""
+    _, out = decode(start({"cache_read_input_tokens": 0, "input_tokens": 640,
+                           "output_tokens": 0}),
+                    block(0, type="text", text=""), delta(0, type="text_delta", text="x"),
+                    *ending("end_turn", {"output_tokens": 1}))
+    assert out[-1] == Finished("end", Usage(640, 0, 1, prefilled_tokens=640))
+
+
+def test_no_cache_reads_reported_no_prefill_known():
+    """vLLM, Ollama: no cache_read_input_tokens, so nothing says what was computed."""
+    _, out = decode(start({"input_tokens": 0, "output_tokens": 0}),
+                    block(0, type="text", text=""), delta(0, type="text_delta", text="x"),
+                    *ending("end_turn", {"input_tokens": 50, "output_tokens": 1}))
+    assert out[-1].usage.prefilled_tokens is None and out[-1].usage.prefill_ms is None
+
+
+def test_timings_on_a_messages_event_are_the_engines_prefill():
+    """llama.cpp's timings, should a server put them on its last events, win."""
+    end = ending("end_turn", {"output_tokens": 1})
+    end[0]["timings"] = {"cache_n": 80, "prompt_n": 21, "prompt_ms": 300.0}
+    _, out = decode(start({"cache_read_input_tokens": 80, "input_tokens": 20}),
+                    block(0, type="text", text=""), delta(0, type="text_delta", text="x"),
+                    *end)
+    assert out[-1] == Finished("end", Usage(100, 80, 1, prefilled_tokens=21,
+                                            prefill_ms=300.0))

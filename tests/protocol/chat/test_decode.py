@@ -119,3 +119,76 @@ def test_empty_and_unparsable_payloads():
     decoder, out = decode("not json", "[1, 2]")
     assert out == [] and decoder.empty
     assert not decode(delta())[0].empty
+
+
+# -- what the engine prefilled: llama-server's timings (server_slot_stats::to_json) ---------
+
+TIMINGS = {"cache_n": 950, "prompt_n": 50, "prompt_ms": 812.5, "prompt_per_token_ms": 16.25,
+           "prompt_per_second": 61.5, "predicted_n": 3, "predicted_ms": 40.1,
+           "predicted_per_token_ms": 13.4, "predicted_per_second": 74.8}
+
+
+def test_llama_servers_timings_on_its_usage_chunk_say_what_it_prefilled():
+    """With include_usage the usage chunk is the last one, and carries the timings."""
+    usage = json.dumps({"id": "c1", "choices": [], "timings": TIMINGS, "usage": {
+        "prompt_tokens": 1000, "completion_tokens": 3, "total_tokens": 1003,
+        "prompt_tokens_details": {"cached_tokens": 950}}})
+    _, out = decode(delta(role="assistant"), delta(content="Hi"), finish("stop"), usage,
+                    "[DONE]")
+    assert out[-1] == Finished("end", Usage(1000, 950, 3, prefilled_tokens=50,
+                                            prefill_ms=812.5))
+
+
+def test_the_cached_count_comes_from_timings_when_the_usage_has_none():
+    usage = json.dumps({"id": "c1", "choices": [], "timings": TIMINGS, "usage": {
+        "prompt_tokens": 1000, "completion_tokens": 3}})
+    _, out = decode(delta(content="Hi"), finish("stop"), usage, "[DONE]")
+    assert out[-1] == Finished("end", Usage(1000, 950, 3, prefilled_tokens=50,
+                                            prefill_ms=812.5))
+
+
+def test_a_usage_cached_count_stands_beside_the_timings():
+    """The usage's own cached count is the client's figure; timings add the prefill."""
+    usage = json.dumps({"id": "c1", "choices": [], "timings": TIMINGS, "usage": {
+        "prompt_tokens": 1000, "completion_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 0}}})
+    _, out = decode(delta(content="Hi"), finish("stop"), usage, "[DONE]")
+    assert out[-1] == Finished("end", Usage(1000, 0, 3, prefilled_tokens=50,
+                                            prefill_ms=812.5))
+
+
+def test_timings_on_the_finish_chunk_without_a_usage_chunk():
+    """Without include_usage llama-server puts the timings on the finish chunk: they are
+    the engine's own count of the whole prompt."""
+    last = json.dumps({"id": "c1", "timings": TIMINGS, "choices": [
+        {"index": 0, "delta": {}, "finish_reason": "length"}]})
+    _, out = decode(delta(content="Hi"), last, "[DONE]")
+    assert out[-1] == Finished("length", Usage(1000, 950, 3, prefilled_tokens=50,
+                                               prefill_ms=812.5))
+
+
+def test_timings_per_token_the_last_one_counts():
+    early = json.dumps({"id": "c1", "timings": {**TIMINGS, "prompt_n": 7, "prompt_ms": 1.0},
+                        "choices": [{"index": 0, "delta": {"content": "H"}}]})
+    usage = json.dumps({"id": "c1", "choices": [], "timings": TIMINGS,
+                        "usage": {"prompt_tokens": 1000, "completion_tokens": 3}})
+    _, out = decode(early, delta(content="i"), finish("stop"), usage, "[DONE]")
+    assert out[-1].usage.prefilled_tokens == 50 and out[-1].usage.prefill_ms == 812.5
+
+
+def test_llama_cpp_python_says_nothing_of_its_cache():
+    """Its usage has prompt_tokens only: nothing prefilled is known."""
+    usage = json.dumps({"id": "c1", "choices": [],
+                        "usage": {"prompt_tokens": 1000, "completion_tokens": 3}})
+    _, out = decode(delta(content="Hi"), finish("stop"), usage, "[DONE]")
+    assert out[-1] == Finished("end", Usage(1000, 0, 3))
+    assert out[-1].usage.prefilled_tokens is None and out[-1].usage.prefill_ms is None
+
+
+@pytest.mark.parametrize("timings", ["fast", None, [], {"prompt_n": "50", "cache_n": -1,
+                                                        "prompt_ms": True}])
+def test_malformed_timings_are_no_count(timings):
+    usage = json.dumps({"id": "c1", "choices": [], "timings": timings,
+                        "usage": {"prompt_tokens": 1000, "completion_tokens": 3}})
+    _, out = decode(delta(content="Hi"), finish("stop"), usage, "[DONE]")
+    assert out[-1] == Finished("end", Usage(1000, 0, 3))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lmsd.protocol.failures import (
     ChainingUnsupported,
     ContextOverflow,
@@ -39,7 +41,7 @@ def test_an_lmstudio_text_stream():
     key = f"{events[2]['item']['id']}/0"
     assert out == [Started(rid), TextDelta(key, "Hel"), TextDelta(key, "lo"),
                    TextDone(key, "Hello"), TextDone(key, "Hello"),
-                   Finished("end", Usage(90, 80, 2), rid)]
+                   Finished("end", Usage(90, 80, 2, prefilled_tokens=10), rid)]
     assert decoder.ignored == {"response.in_progress": 1, "response.content_part.added": 1,
                                "response.content_part.done": 1}
 
@@ -168,3 +170,33 @@ def test_unknown_and_malformed_events_are_counted_and_yield_nothing():
     assert decoder.ignored == {"response.lmstudio.prompt_progress": 1, "7": 1, "None": 1,
                                "malformed response.output_item.added": 1,
                                "malformed response.completed": 1}
+
+
+# -- what the engine prefilled ----------------------------------------------------------------
+
+
+def test_lm_studios_cached_zero_says_nothing_of_the_prefill():
+    """lms#553: LM Studio's cached_tokens sometimes sticks at 0, so input - 0 would claim
+    a full prefill that may not have happened."""
+    usage = {"input_tokens": 900, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 0}}
+    _, out = decode(lmstudio_events(Text("Hello"), usage=usage))
+    assert out[-1].usage == Usage(900, 0, 2)
+    assert out[-1].usage.prefilled_tokens is None
+
+
+def test_an_input_count_below_the_cached_one_is_the_uncached_part():
+    """Read as ``tokens.context_usage`` reads it: the input counted only what was new."""
+    usage = {"input_tokens": 30, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 870}}
+    _, out = decode(lmstudio_events(Text("Hello"), usage=usage))
+    assert out[-1].usage.prefilled_tokens == 30
+
+
+@pytest.mark.parametrize("incomplete", [False, True])
+def test_llama_servers_timings_beside_the_final_response(incomplete):
+    """llama-server puts ``timings`` in its response.completed event's data, beside the
+    response: they say what it computed, even with a cached count of 0."""
+    usage = {"input_tokens": 900, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 0}}
+    events = lmstudio_events(Text("Hello"), usage=usage, incomplete=incomplete)
+    events[-1]["timings"] = {"cache_n": 0, "prompt_n": 900, "prompt_ms": 4100.25}
+    _, out = decode(events)
+    assert out[-1].usage == Usage(900, 0, 2, prefilled_tokens=900, prefill_ms=4100.25)
