@@ -88,6 +88,7 @@ class Binding:
     on_success: Callable[[], None] | None = None
     on_unwell: Callable[[Failure], None] | None = None
     keep: Keep = _as_is  # (body, full body) -> the body to send
+    on_usage: Callable[[Usage | None], None] | None = None  # what the engine prefilled
 
 
 class _StaleChain(Exception):
@@ -173,6 +174,7 @@ class Exchange:
     failover: Callable[[Failure], Awaitable[Binding | None]] | None = None
     failovers: list[str] = field(default_factory=list)  # upstreams it moved away from
     keep: Keep = _as_is  # the engine's slot around each request (``Binding.keep``)
+    on_usage: Callable[[Usage | None], None] | None = None  # a cache miss is explained
 
     def bind(self, binding: Binding) -> None:
         """Send the turn through ``binding`` from now on."""
@@ -182,7 +184,7 @@ class Exchange:
         self.on_chaining_refused, self.on_overflow = (binding.on_chaining_refused,
                                                       binding.on_overflow)
         self.on_success, self.on_unwell = binding.on_success, binding.on_unwell
-        self.keep = binding.keep
+        self.keep, self.on_usage = binding.keep, binding.on_usage
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
@@ -197,6 +199,8 @@ class Exchange:
                 self.on_overflow is not None:
             self.on_overflow(failure.context_limit)
         self.outcome = "error" if failure else "ok"
+        if self.on_usage is not None and failure is None:
+            self.on_usage(self.upstream_usage)
         self._log_repairs()
         await self._remember()
 

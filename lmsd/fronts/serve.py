@@ -105,7 +105,8 @@ class Routed:
             on_success=backend.succeeded,
             on_unwell=lambda error: backend.failed(error, trio.current_time()),
             keep=partial(backend.keeper.turn, conversation, path=dialect.endpoint,
-                         can_pin=dialect.reads_id_slot))
+                         can_pin=dialect.reads_id_slot),
+            on_usage=partial(backend.keeper.prefilled, conversation))
 
     async def failover(self, error: Failure) -> Binding | None:
         """Another upstream for this request, planned in full there; None if none."""

@@ -29,12 +29,16 @@ import trio
 
 from ..config import Settings
 from ..log import event
+from ..protocol.pivot import Usage
 from ..protocol.warmup import warmup_body
 from ..sessions.recent import RecentRequest, RecentRequests
 from .client import Upstream
 from .slots import BACKGROUND, SlotSetup, SlotTable
 
 CHECK_EVERY = 2.0  # seconds between looks at the engine's slots
+#: A turn that prefilled more than this many tokens, and most of its prompt, missed the
+#: cache (the first turn of a conversation excepted: it is cold by nature).
+MISS_TOKENS = 1024
 QUIET_BEFORE_WARMING = 0.5  # seconds without real traffic before a warm-up starts
 
 
@@ -56,8 +60,10 @@ class CacheKeeper:
         self._last_real = 0.0
         self.real_in_flight = 0
         self.reachable = True
+        self._seen: set[str] = set()  # conversations that had a turn here
+        self._why: dict[str, str] = {}  # what last cost a conversation its cache
         self.counts = {"saved": 0, "restored": 0, "restore_failed": 0, "warmups": 0,
-                       "warmups_preempted": 0, "lost": 0}
+                       "warmups_preempted": 0, "lost": 0, "misses": 0}
 
     # -- what the engine offers ----------------------------------------------------------
 
@@ -205,6 +211,9 @@ class CacheKeeper:
         if step.taken:
             event("cache.pinned", upstream=self.name, slot=index, conversation=conversation,
                   replaced=step.replaced, restore=step.restore is not None)
+            if step.replaced and step.replaced != BACKGROUND and not self.table.restorable(
+                    step.replaced):
+                self._why[step.replaced] = f"its slot {index} went to {conversation}"
         if step.save and step.saved_key:
             if await self._slot_action(index, "save", step.save):
                 self.counts["saved"] += 1
@@ -260,6 +269,8 @@ class CacheKeeper:
             return
         self.counts["lost"] += 1
         held = self.table.lost() if self.table is not None else []
+        for conversation in self._seen:
+            self._why[conversation] = why
         self._learned = False  # a restarted engine may have other slots
         limit = self.settings.rewarm_conversations
         if self.table is not None:
@@ -270,6 +281,27 @@ class CacheKeeper:
         event("cache.lost", level=30, upstream=self.name, why=why,
               rewarm=list(self._queue) or None)
         self._wake.set()
+
+    def prefilled(self, conversation: str, usage: Usage | None) -> None:
+        """After a turn: a miss (most of the prompt prefilled again) is reported with
+        what lmsd knows of its cause."""
+        why = self._why.pop(conversation, None)
+        seen = conversation in self._seen
+        if len(self._seen) >= 10_000:  # bounded: forgetting only hides a miss's cause
+            self._seen.clear()
+            self._why.clear()
+        self._seen.add(conversation)
+        if usage is None or usage.prefilled_tokens is None or not seen or \
+                conversation == BACKGROUND:
+            return
+        prefilled, cached = usage.prefilled_tokens, usage.cached_tokens
+        if prefilled < MISS_TOKENS or prefilled <= cached:
+            return
+        self.counts["misses"] += 1
+        event("cache.miss", level=30, upstream=self.name, conversation=conversation,
+              prefilled_tokens=prefilled, cached_tokens=cached,
+              why=why or "unknown to lmsd: evicted by the engine (another client, its "
+                         "cache size), or the prompt changed early on")
 
     def _preempt(self, conversation: str) -> None:
         if self._warming is not None:

@@ -21,13 +21,14 @@ pytestmark = pytest.mark.engine
 SYSTEM = " ".join(f"Rule {n}: keep the code tidy, small and tested." for n in range(120))
 
 
-def body(session: str, turns: int, *, model: str = "claude-opus-5-5") -> dict[str, Any]:
+def body(session: str, turns: int, *, model: str = "claude-opus-5-5",
+         system: str = SYSTEM) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     for n in range(turns):
         messages.append({"role": "user", "content": f"{session} asks question {n}"})
         if n + 1 < turns:
             messages.append({"role": "assistant", "content": f"answer {n}"})
-    return {"model": model, "max_tokens": 4, "system": SYSTEM, "messages": messages,
+    return {"model": model, "max_tokens": 4, "system": system, "messages": messages,
             "metadata": {"user_id": f"user_x_account__session_{session}"}}
 
 
@@ -152,3 +153,21 @@ async def test_unified_kv_is_not_pinned(start_lmsd, nursery):
     server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
     setup = await wait_event(server, "cache.engine")
     assert (setup["slots"], setup["keeps_idle_slots"], setup["pins"]) == (4, False, False)
+
+
+async def test_a_miss_is_reported_with_its_cause(start_lmsd, nursery):
+    """One slot, no slot files: another conversation with another prompt takes the slot,
+    and the first one's next turn prefills everything again. lmsd says so, and why."""
+    engine = await start_llama_server(nursery, n_ctx=8192, extra_args=["--cache-ram", "0"])
+    server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    await wait_event(server, "cache.engine")
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "gggg", 1)
+        await turn(http, "hhhh", 1, system=SYSTEM.replace("Rule", "Law"))
+        await turn(http, "gggg", 2)
+    miss = await wait_event(server, "cache.miss")
+    assert miss["conversation"] == "gggg/main" and miss["why"] == "its slot 0 went to hhhh/main"
+    assert miss["prefilled_tokens"] == prefilled(engine)[-1] > 2000
+    end = [e for e in events(server, "request.end")][-1]
+    assert end["prefilled_tokens"] == miss["prefilled_tokens"]
+    assert len(events(server, "cache.miss")) == 1  # first turns are cold, not misses
