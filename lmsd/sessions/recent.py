@@ -75,20 +75,10 @@ class RecentRequests:
 
         await self.store.run(write)
 
-    async def forget(self, session: str | None = None) -> None:
-        """``lmsd reset``: a reset conversation is not warmed again."""
+    def forget(self, session: str | None = None) -> None:
+        """``lmsd reset``: a reset conversation is not warmed again (the store's reset
+        deletes the rows)."""
         for kept in self._by_upstream.values():
             for conversation in [c for c in kept if session is None or
                                  c.split("/", 1)[0] == session]:
                 del kept[conversation]
-        if self.store is None:
-            return
-
-        def write(db: sqlite3.Connection) -> None:
-            if session is None:
-                db.execute("DELETE FROM recent_requests")
-            else:
-                db.execute("DELETE FROM recent_requests WHERE conversation = ? OR "
-                           "conversation LIKE ?", (session, f"{session}/%"))
-
-        await self.store.run(write)

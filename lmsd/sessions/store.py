@@ -357,9 +357,12 @@ class SessionStore:
             if session is None:
                 db.execute("DELETE FROM nodes")
                 db.execute("DELETE FROM sessions")
+                db.execute("DELETE FROM recent_requests")
             else:
                 db.execute("DELETE FROM nodes WHERE session = ?", (session,))
                 db.execute("DELETE FROM sessions WHERE session = ?", (session,))
+                db.execute("DELETE FROM recent_requests WHERE substr(conversation, 1, ?) "
+                           "= ?", (len(session) + 1, f"{session}/"))
 
         await self._run(write)
         return len(dropped)

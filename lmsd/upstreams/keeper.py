@@ -60,6 +60,7 @@ class CacheKeeper:
         self._last_real = 0.0
         self.real_in_flight = 0
         self.reachable = True
+        self.loaded = trio.Event()  # what an earlier lmsd remembered is read
         self._seen: set[str] = set()  # conversations that had a turn here
         self._why: dict[str, str] = {}  # what last cost a conversation its cache
         self.counts = {"saved": 0, "restored": 0, "restore_failed": 0, "warmups": 0,
@@ -282,6 +283,12 @@ class CacheKeeper:
               rewarm=list(self._queue) or None)
         self._wake.set()
 
+    def forget(self, session: str | None = None) -> None:
+        """``lmsd reset``: nothing of the session is warmed again."""
+        self.recent.forget(session)
+        self._queue = [c for c in self._queue
+                       if session is not None and c.split("/", 1)[0] != session]
+
     def prefilled(self, conversation: str, usage: Usage | None) -> None:
         """After a turn: a miss (most of the prompt prefilled again) is reported with
         what lmsd knows of its cause."""
@@ -324,6 +331,7 @@ class CacheKeeper:
         await self.recent.load()
         recent = self.recent.latest(self.name, self.settings.rewarm_conversations)
         self._queue = [r.conversation for r in recent]
+        self.loaded.set()
         next_check = 0.0
         while True:
             with trio.move_on_after(1.0):

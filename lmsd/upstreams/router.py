@@ -234,8 +234,11 @@ class Router:
         return first
 
     def forget(self, session: str | None = None) -> None:
-        """Drop the session's pins (``lmsd reset``): its next request is placed anew."""
+        """Drop the session's pins (``lmsd reset``): its next request is placed anew, and
+        none of its conversations is warmed again."""
         self.placement.forget(session)
+        for backend in self.backends:
+            backend.keeper.forget(session)
 
     def upstreams_json(self) -> list[dict[str, Any]]:
         """Each upstream's health, load, pinned sessions and dialect (``/upstreams``)."""

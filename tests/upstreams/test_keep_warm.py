@@ -88,3 +88,19 @@ async def test_keep_warm_off_sends_nothing_but_the_requests(start_lmsd, emulator
     cache = (await admin_get(server, "/upstreams")).json()["upstreams"][0]["cache"]
     assert cache["enabled"] is False and cache["lost"] == 0 and cache["queued"] == []
     assert warmups(emulator) == []
+
+
+async def test_a_reset_session_is_not_warmed_again(start_lmsd, emulator):
+    first = await start_lmsd(emulator.url)
+    await one_turn(first, "to be forgotten")
+    async with httpx.AsyncClient(base_url=first.admin_url) as admin:
+        assert (await admin.delete(f"/sessions/{SESSION}")).status_code == 200
+    keeper = first.router.backends[0].keeper
+    assert keeper.recent.latest(keeper.name, 10) == []
+    first.shutdown.set()
+    second = await start_lmsd(emulator.url)  # the same state directory
+    keeper = second.router.backends[0].keeper
+    with trio.fail_after(10):
+        await keeper.loaded.wait()
+    assert keeper.recent.latest(keeper.name, 10) == [] and keeper._queue == []
+    assert warmups(emulator) == []
