@@ -33,7 +33,8 @@ from ..protocol.pivot import Usage
 from ..protocol.warmup import warmup_body
 from ..sessions.recent import RecentRequest, RecentRequests
 from .client import Upstream
-from .slots import BACKGROUND, SlotSetup, SlotTable
+from .slot_probe import probe_slots
+from .slots import BACKGROUND, SlotTable
 
 CHECK_EVERY = 2.0  # seconds between looks at the engine's slots
 #: A turn that prefilled more than this many tokens, and most of its prompt, missed the
@@ -54,6 +55,7 @@ class CacheKeeper:
         self.locks: list[trio.Lock] = []
         self._learned = self._ever_learned = False
         self._learning = trio.Lock()
+        self._probed: list[int] = []  # slots the last probe wrote its prompt to
         self._queue: list[str] = []  # conversations to warm, most urgent first
         self._warming: tuple[str, trio.CancelScope] | None = None
         self._wake = trio.Event()
@@ -77,7 +79,7 @@ class CacheKeeper:
         async with self._learning:
             if self._learned:
                 return
-            setup = await self._probe_setup()
+            setup, self._probed = await probe_slots(self.upstream.client)
             first = not self._ever_learned
             self._learned = self._ever_learned = True
             if setup is None:
@@ -95,80 +97,9 @@ class CacheKeeper:
             for r in recent:
                 if r.file and setup.can_save:
                     self.table.adopt(r.conversation, r.file)
-                if first and r.slot is not None and setup.pins:
+                if first and r.slot is not None and setup.pins and r.slot not in self._probed:
                     self.table.place(r.conversation, r.slot)  # where an earlier lmsd left it
             event("cache.engine", upstream=self.name, **setup.to_json())
-
-    async def _probe_setup(self) -> SlotSetup | None:
-        client = self.upstream.client
-        answer = await client.get("/props", timeout=5.0)  # unreachable: raises, learn later
-        try:
-            props = answer.json() if answer.status_code == 200 else None
-        except ValueError:
-            return None
-        if not isinstance(props, dict) or "total_slots" not in props:
-            return None
-        slots = int(props.get("total_slots") or 1)
-        can_save = await self._probe_save(client)
-        keeps_idle = await self._probe_keeps_idle(client) if slots > 1 else None
-        if slots == 1:
-            why = "one slot: every conversation shares it" + (
-                "; saved and restored around each switch" if can_save else
-                "; no --slot-save-path: a switch costs a re-prefill")
-        elif keeps_idle:
-            why = "idle slots keep their KV (per-slot KV): each conversation pinned"
-        else:
-            why = ("idle slots are cleared when a task starts (unified KV with the RAM "
-                   "cache) or /slots is off: slot choice left to the engine")
-        return SlotSetup(slots, keeps_idle, can_save, why)
-
-    @staticmethod
-    async def _probe_save(client: httpx.AsyncClient) -> bool:
-        """An empty file name: 400 "Invalid filename" where saving is on, 501 "does not
-        support slots action" where it is off. Nothing is written either way."""
-        try:
-            answer = await client.post("/slots/0?action=save", json={"filename": ""},
-                                       timeout=5.0)
-        except httpx.HTTPError:
-            return False
-        return answer.status_code == 400
-
-    @staticmethod
-    async def _probe_keeps_idle(client: httpx.AsyncClient) -> bool | None:
-        """Does a task starting on one slot clear the idle ones (unified KV with
-        ``--cache-idle-slots``)? Two idle slots holding prompts already say no. Else a
-        one-token prompt goes to an empty slot (and, on a fresh engine, first to another
-        one) and ``/slots`` shows whether the filled slot kept its prompt. Only empty
-        slots are written (a cleared one went to the engine's RAM cache). None where
-        ``/slots`` is off."""
-        async def held() -> list[int] | None:
-            answer = await client.get("/slots", timeout=5.0)
-            slots = answer.json() if answer.status_code == 200 else None
-            if not isinstance(slots, list) or not all(isinstance(s, dict) for s in slots):
-                return None
-            return [int(s.get("n_prompt_tokens") or 0) for s in slots]
-
-        async def fill(slot: int) -> None:
-            await client.post("/completion", json={
-                "prompt": "lmsd slot probe", "n_predict": 1, "id_slot": slot,
-                "cache_prompt": True}, timeout=30.0)
-
-        try:
-            tokens = await held()
-            if tokens is None or len(tokens) < 2:
-                return None
-            filled = [i for i, n in enumerate(tokens) if n > 0]
-            if len(filled) >= 2:
-                return True
-            empty = [i for i, n in enumerate(tokens) if n == 0]
-            if not filled:
-                await fill(empty[0])
-                filled, empty = [empty[0]], empty[1:]
-            await fill(empty[0])
-            after = await held()
-        except (httpx.HTTPError, ValueError):
-            return None
-        return after is not None and after[filled[0]] > 0
 
     # -- around a request ----------------------------------------------------------------
 

@@ -171,3 +171,24 @@ async def test_a_miss_is_reported_with_its_cause(start_lmsd, nursery):
     end = [e for e in events(server, "request.end")][-1]
     assert end["prefilled_tokens"] == miss["prefilled_tokens"]
     assert len(events(server, "cache.miss")) == 1  # first turns are cold, not misses
+
+
+async def test_an_lmsd_restart_finds_each_conversation_on_its_slot(start_lmsd, nursery):
+    """-np 2, lmsd restarted while the engine runs on: the new lmsd reads where the old
+    one left each conversation (the store) and does not disturb the slots, so both
+    conversations' next turns are warm."""
+    engine = await start_llama_server(nursery, n_ctx=16384, slots=2)
+    first = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    async with httpx.AsyncClient(base_url=first.url, timeout=120) as http:
+        await turn(http, "iiii", 1)
+        await turn(http, "jjjj", 1, system=SYSTEM.replace("Rule", "Law"))
+    first.shutdown.set()
+    second = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    setup = await wait_event(second, "cache.engine")
+    assert setup["pins"] is True
+    async with httpx.AsyncClient(base_url=second.url, timeout=120) as http:
+        await turn(http, "iiii", 2)
+        assert prefilled(engine)[-1] < 40
+        await turn(http, "jjjj", 2, system=SYSTEM.replace("Rule", "Law"))
+        assert prefilled(engine)[-1] < 40
+    assert not events(second, "cache.miss")
