@@ -233,7 +233,7 @@ class Settings:
     breaker_failures: int = 3  # consecutive failures that take an upstream out
     breaker_cooldown: float = 10.0  # seconds out before a half-open probe
     keep_warm: bool = True  # steer slots, save/restore them, re-warm after a lost cache
-    slot_save_idle: float = 5.0  # seconds a slot sits unsaved before it is saved
+    slot_save_idle: float = 30.0  # seconds a slot sits unsaved before it is saved
     slot_save_files: int = 4  # slot files per upstream (bounds the disk they take)
     rewarm_conversations: int = 2  # conversations re-prefilled after the cache is lost
     state_dir: str = field(default_factory=_state_dir_default)
