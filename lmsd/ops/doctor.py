@@ -37,7 +37,14 @@ from .doctor_context import check_context_env, loaded_contexts
 from .doctor_host import check_port, check_service, check_state_dir
 from .doctor_result import FAIL, OK, SKIP, WARN, Result
 from .doctor_shell import check_attribution, check_auth, check_base_url, check_claude
-from .doctor_upstream import check_api, check_lmstudio, check_models, check_notes, read_models
+from .doctor_upstream import (
+    check_api,
+    check_cache,
+    check_lmstudio,
+    check_models,
+    check_notes,
+    read_models,
+)
 
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
 WORDS = {OK: "ok", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
@@ -76,7 +83,8 @@ async def every_upstream(settings: Settings, env: dict[str, str],
                       upstream_api_key=config.api_key or settings.upstream_api_key)
         first, found = await check_lmstudio(one, env, upstream)
         for result in (first, await check_api(one, found, upstream),
-                       await check_models(one, found, upstream)):
+                       await check_models(one, found, upstream),
+                       await check_cache(one, found)):
             results.append(replace(result, check=f"{result.check} [{config.name}]"))
         contexts += await _contexts(one, local, found, upstream)
     smallest = [min(contexts)] if contexts else []
@@ -100,7 +108,8 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
                 return await every_upstream(settings, env, upstream, local)
             first, found = await check_lmstudio(settings, env, upstream)
             head = [first, *check_notes(settings), await check_api(settings, found, upstream),
-                    await check_models(settings, found, upstream)]
+                    await check_models(settings, found, upstream),
+                    await check_cache(settings, found)]
             contexts = await _contexts(settings, local, found, upstream)
             return [*head, Result(CONTEXT_CHECK, *check_context_env(env, contexts)),
                     check_codex(settings, env, contexts)]

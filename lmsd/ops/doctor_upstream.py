@@ -16,6 +16,7 @@ from ..protocol.lmstudio import V0, V1, ModelList, parse_models
 from ..upstreams.dialect import CONFIGURED, UNDECIDED, decide
 from ..upstreams.discovery import Found, discover
 from ..upstreams.lms import LmsCli
+from ..upstreams.slot_probe import probe_slots
 from .doctor_result import FAIL, HTTP_TIMEOUT, OK, SKIP, WARN, Result
 
 LMS_TIMEOUT = 5.0
@@ -79,6 +80,35 @@ async def check_api(settings: Settings, found: Found, client: httpx.AsyncClient)
     if why == CONFIGURED:
         return Result("api", OK, f"{kind.name} (configured: upstream_api)")
     return Result("api", OK, f"{kind.summary} ({why})")
+
+
+async def check_cache(settings: Settings, found: Found) -> Result:
+    """What lmsd can do to keep conversations' prefixes in this engine's cache
+    (``keep_warm``), read without changing anything in the engine."""
+    if not settings.keep_warm:
+        return Result("cache", SKIP, "keep_warm is off")
+    if not found.reachable:
+        return Result("cache", SKIP, "the upstream does not answer")
+    headers = {"Authorization": f"Bearer {settings.upstream_api_key}"} \
+        if settings.upstream_api_key else {}
+    try:
+        async with httpx.AsyncClient(base_url=found.url, headers=headers,
+                                     timeout=HTTP_TIMEOUT) as client:
+            setup, _ = await probe_slots(client, write=False)
+    except httpx.HTTPError as exc:
+        return Result("cache", SKIP, f"could not ask the engine: {exc}")
+    if setup is None:
+        return Result("cache", OK, "no slots to steer: lmsd re-warms the most recent "
+                      "conversations after a reload or restart")
+    if setup.slots == 1 and not setup.can_save:
+        return Result("cache", WARN, f"llama-server with one slot and no --slot-save-path: "
+                      f"a title, a subagent or a second session costs the main "
+                      f"conversation a re-prefill ({setup.why})",
+                      "start llama-server with --slot-save-path DIR/ (lmsd saves and "
+                      "restores slots) or -np 2 (lmsd pins each conversation)")
+    saving = "slots saved and restored" if setup.can_save else "no --slot-save-path"
+    return Result("cache", OK, f"llama-server, {setup.slots} slot(s), {saving}: "
+                  f"{setup.why}")
 
 
 async def check_models(settings: Settings, found: Found, client: httpx.AsyncClient) -> Result:

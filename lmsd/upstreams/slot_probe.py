@@ -9,10 +9,13 @@ import httpx
 from .slots import SlotSetup
 
 
-async def probe_slots(client: httpx.AsyncClient) -> tuple[SlotSetup | None, list[int]]:
+async def probe_slots(client: httpx.AsyncClient, *, write: bool = True
+                      ) -> tuple[SlotSetup | None, list[int]]:
     """(the engine's slot setup or None when it has no slots to steer, the slots the
-    probe wrote a prompt to: they no longer hold what they held). Raises
-    ``httpx.HTTPError`` when the engine does not answer (nothing learned)."""
+    probe wrote a prompt to: they no longer hold what they held). ``write=False``
+    (``lmsd doctor``) changes nothing in the engine: whether idle slots keep their KV is
+    then known only when two already do. Raises ``httpx.HTTPError`` when the engine does
+    not answer (nothing learned)."""
     answer = await client.get("/props", timeout=5.0)
     try:
         props = answer.json() if answer.status_code == 200 else None
@@ -23,13 +26,15 @@ async def probe_slots(client: httpx.AsyncClient) -> tuple[SlotSetup | None, list
     slots = int(props.get("total_slots") or 1)
     can_save = await _can_save(client)
     written: list[int] = []
-    keeps_idle = await _keeps_idle(client, written) if slots > 1 else None
+    keeps_idle = await _keeps_idle(client, written, write) if slots > 1 else None
     if slots == 1:
         why = "one slot: every conversation shares it" + (
             "; saved and restored around each switch" if can_save else
             "; no --slot-save-path: a switch costs a re-prefill")
     elif keeps_idle:
         why = "idle slots keep their KV (per-slot KV): each conversation pinned"
+    elif keeps_idle is None and not write:
+        why = "whether idle slots keep their KV shows once two slots hold prompts"
     else:
         why = ("idle slots are cleared when a task starts (unified KV with the RAM "
                "cache) or /slots is off: slot choice left to the engine")
@@ -47,7 +52,8 @@ async def _can_save(client: httpx.AsyncClient) -> bool:
     return answer.status_code == 400
 
 
-async def _keeps_idle(client: httpx.AsyncClient, written: list[int]) -> bool | None:
+async def _keeps_idle(client: httpx.AsyncClient, written: list[int], write: bool
+                      ) -> bool | None:
     """Does a task starting on one slot clear the idle ones (unified KV with
     ``--cache-idle-slots``)? Two idle slots holding prompts already say no. Else a
     one-token prompt goes to an empty slot (and, on a fresh engine, first to another
@@ -74,6 +80,8 @@ async def _keeps_idle(client: httpx.AsyncClient, written: list[int]) -> bool | N
         filled = [i for i, n in enumerate(tokens) if n > 0]
         if len(filled) >= 2:
             return True
+        if not write:
+            return None
         empty = [i for i, n in enumerate(tokens) if n == 0]
         if not filled:
             await fill(empty[0])

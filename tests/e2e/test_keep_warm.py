@@ -192,3 +192,27 @@ async def test_an_lmsd_restart_finds_each_conversation_on_its_slot(start_lmsd, n
         await turn(http, "jjjj", 2, system=SYSTEM.replace("Rule", "Law"))
         assert prefilled(engine)[-1] < 40
     assert not events(second, "cache.miss")
+
+
+async def test_doctor_says_what_the_engine_offers_without_touching_it(nursery, tmp_path):
+    from lmsd.config import load_settings
+    from lmsd.ops.doctor_upstream import check_cache
+    from lmsd.upstreams.discovery import Found
+
+    bare = await start_llama_server(nursery, n_ctx=4096)
+    settings = load_settings({"upstream": bare.url}, {})
+    warned = await check_cache(settings, Found(bare.url, "config", True))
+    assert warned.status == "warn" and "--slot-save-path" in (warned.fix or "")
+    slots = tmp_path / "doctor-slots"
+    slots.mkdir()
+    saving = await start_llama_server(nursery, n_ctx=4096, slots=2,
+                                      extra_args=["--slot-save-path", f"{slots}/"])
+    ok = await check_cache(settings, Found(saving.url, "config", True))
+    assert ok.status == "ok" and "2 slot(s), slots saved and restored" in ok.detail
+    assert all("id_task" not in s for s in (await last_slots(saving.url)))  # untouched
+    assert list(slots.iterdir()) == []
+
+
+async def last_slots(engine: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=engine) as http:
+        return (await http.get("/slots")).json()
