@@ -1,7 +1,8 @@
 """The last full upstream request of each recently active conversation, per upstream:
 what a re-warm replays when the engine lost its cache (a model reload, an engine or an
-lmsd restart). Bounded (``keep`` per upstream, most recent kept) and written through to
-the session store's SQLite file, so it outlives an lmsd restart.
+lmsd restart). Bounded (``keep`` per upstream, most recent kept) and written to the
+session store's SQLite file by the keeper within a second (never on a turn's path), so
+it outlives an lmsd restart.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class RecentRequests:
         self.store = store
         self.keep = keep
         self._by_upstream: dict[str, dict[str, RecentRequest]] = {}
+        #: Changed since the last flush (None: deleted).
+        self._pending: dict[tuple[str, str], RecentRequest | None] = {}
 
     async def load(self) -> None:
         """What an earlier lmsd remembered."""
@@ -57,21 +60,36 @@ class RecentRequests:
     def get(self, upstream: str, conversation: str) -> RecentRequest | None:
         return self._by_upstream.get(upstream, {}).get(conversation)
 
-    async def remember(self, recent: RecentRequest) -> None:
+    def note(self, recent: RecentRequest) -> None:
+        """Remember ``recent`` (in memory now; ``flush`` writes it)."""
         kept = self._by_upstream.setdefault(recent.upstream, {})
         kept[recent.conversation] = recent
-        gone = sorted(kept.values(), key=lambda r: r.at)[:max(len(kept) - self.keep, 0)]
-        for old in gone:
+        self._pending[(recent.upstream, recent.conversation)] = recent
+        for old in sorted(kept.values(), key=lambda r: r.at)[:max(len(kept) - self.keep, 0)]:
             del kept[old.conversation]
-        if self.store is None:
+            self._pending[(old.upstream, old.conversation)] = None
+
+    @property
+    def unwritten(self) -> int:
+        """Changes not in the store yet."""
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Write what changed since the last flush (the JSON is made in the worker
+        thread: a body is a whole prompt, hundreds of KB)."""
+        pending, self._pending = self._pending, {}
+        if not pending or self.store is None:
             return
-        data = json.dumps(asdict(recent))
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute("INSERT OR REPLACE INTO recent_requests VALUES (?, ?, ?, ?)",
-                       (recent.upstream, recent.conversation, data, recent.at))
-            db.executemany("DELETE FROM recent_requests WHERE upstream = ? AND "
-                           "conversation = ?", [(o.upstream, o.conversation) for o in gone])
+            for (upstream, conversation), recent in pending.items():
+                if recent is None:
+                    db.execute("DELETE FROM recent_requests WHERE upstream = ? AND "
+                               "conversation = ?", (upstream, conversation))
+                else:
+                    db.execute("INSERT OR REPLACE INTO recent_requests VALUES (?, ?, ?, ?)",
+                               (upstream, conversation, json.dumps(asdict(recent)),
+                                recent.at))
 
         await self.store.run(write)
 
@@ -82,3 +100,5 @@ class RecentRequests:
             for conversation in [c for c in kept if session is None or
                                  c.split("/", 1)[0] == session]:
                 del kept[conversation]
+        self._pending = {k: v for k, v in self._pending.items()
+                         if session is not None and k[1].split("/", 1)[0] != session}

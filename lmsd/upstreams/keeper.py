@@ -130,7 +130,7 @@ class CacheKeeper:
                     finally:
                         table.done(conversation, index, trio.current_time())
             if conversation != BACKGROUND:
-                await self._remember(conversation, path, full or body, index)
+                self._remember(conversation, path, full or body, index)
         finally:
             self.real_in_flight -= 1
             self._last_real = trio.current_time()
@@ -150,7 +150,7 @@ class CacheKeeper:
             if await self._slot_action(index, "save", step.save):
                 self.counts["saved"] += 1
                 self.table.saved(index, step.saved_key)
-                await self._note_file(step.saved_key, index, step.save)
+                self._note_file(step.saved_key, index, step.save)
                 event("cache.saved", upstream=self.name, slot=index,
                       conversation=step.saved_key, file=step.save, why="switch")
             else:
@@ -179,18 +179,19 @@ class CacheKeeper:
             return False
         return True
 
-    async def _remember(self, conversation: str, path: str, body: dict[str, Any],
-                        slot: int | None) -> None:
+    def _remember(self, conversation: str, path: str, body: dict[str, Any],
+                  slot: int | None) -> None:
+        """Kept in memory now, written to the store by ``run`` (never on the turn's path:
+        the body is Claude Code's whole prompt)."""
         kept = self.recent.get(self.name, conversation)
-        await self.recent.remember(RecentRequest(
-            self.name, conversation, path, body, _wall(), slot,
-            kept.file if kept else None))
+        self.recent.note(RecentRequest(self.name, conversation, path, body, _wall(), slot,
+                                       kept.file if kept else None))
 
-    async def _note_file(self, conversation: str, slot: int, file: str) -> None:
+    def _note_file(self, conversation: str, slot: int, file: str) -> None:
         kept = self.recent.get(self.name, conversation)
         if kept is not None:
             kept.file, kept.slot = file, slot
-            await self.recent.remember(kept)
+            self.recent.note(kept)
 
     # -- the engine lost its cache, and warming it again ------------------------------------
 
@@ -264,6 +265,13 @@ class CacheKeeper:
         self._queue = [r.conversation for r in recent]
         self.loaded.set()
         next_check = 0.0
+        try:
+            await self._serve(next_check)
+        finally:
+            with trio.CancelScope(shield=True):  # what the last turns left, kept
+                await self.recent.flush()
+
+    async def _serve(self, next_check: float) -> None:
         while True:
             with trio.move_on_after(1.0):
                 await self._wake.wait()
@@ -272,6 +280,7 @@ class CacheKeeper:
             if now >= next_check:
                 next_check = now + CHECK_EVERY
                 await self._check_engine()
+            await self.recent.flush()
             if self.real_in_flight == 0 and now - self._last_real >= QUIET_BEFORE_WARMING:
                 await self._save_idle()
                 await self._warm_next()
@@ -316,7 +325,7 @@ class CacheKeeper:
                 if await self._slot_action(index, "save", file):
                     self.counts["saved"] += 1
                     table.saved(index, key)
-                    await self._note_file(key, index, file)
+                    self._note_file(key, index, file)
                     event("cache.saved", upstream=self.name, slot=index, conversation=key,
                           file=file, why="idle")
 

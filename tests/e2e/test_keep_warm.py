@@ -5,9 +5,8 @@ when a task ends), and ``/slots``' ``n_prompt_tokens`` for the prompt a slot hol
 
 from __future__ import annotations
 
-from typing import Any
-
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -182,6 +181,10 @@ async def test_an_lmsd_restart_finds_each_conversation_on_its_slot(start_lmsd, n
     async with httpx.AsyncClient(base_url=first.url, timeout=120) as http:
         await turn(http, "iiii", 1)
         await turn(http, "jjjj", 1, system=SYSTEM.replace("Rule", "Law"))
+    recent = first.router.backends[0].keeper.recent
+    with trio.fail_after(30):
+        while recent.unwritten:  # what it keeps for the next lmsd is in the store
+            await trio.sleep(0.02)
     first.shutdown.set()
     second = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
     setup = await wait_event(second, "cache.engine")

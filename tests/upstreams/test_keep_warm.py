@@ -24,6 +24,15 @@ async def one_turn(server: Any, text: str = "hello", session: str = SESSION) -> 
     assert answer.status_code == 200, answer.text
 
 
+async def stop(server: Any) -> None:
+    """Stop an lmsd once what it keeps for a re-warm is in the store."""
+    recent = server.router.backends[0].keeper.recent
+    with trio.fail_after(30):
+        while recent.unwritten:
+            await trio.sleep(0.02)
+    server.shutdown.set()
+
+
 def warmups(emulator: Any) -> list[Any]:
     return [r for r in emulator.log if r.path == "/v1/responses"
             and r.body.get("store") is False and r.body.get("max_output_tokens") == 16]
@@ -67,7 +76,7 @@ async def test_after_lmsd_restarts_its_recent_conversations_are_warmed(start_lms
     first = await start_lmsd(emulator.url)
     await one_turn(first, "older question", session=SESSION)
     await one_turn(first, "newer question", session="0d3e4f5a-1111-4222-8333-944455556666")
-    first.shutdown.set()
+    await stop(first)
     assert warmups(emulator) == []
     second = await start_lmsd(emulator.url)  # the same state directory
     with second.bus.subscribe(types=("cache",), replay=100) as sub:
@@ -97,7 +106,7 @@ async def test_a_reset_session_is_not_warmed_again(start_lmsd, emulator):
         assert (await admin.delete(f"/sessions/{SESSION}")).status_code == 200
     keeper = first.router.backends[0].keeper
     assert keeper.recent.latest(keeper.name, 10) == []
-    first.shutdown.set()
+    await stop(first)
     second = await start_lmsd(emulator.url)  # the same state directory
     keeper = second.router.backends[0].keeper
     with trio.fail_after(10):
