@@ -20,7 +20,9 @@ and ``np2`` (``-np 2``, per-slot KV); both ``--cache-ram`` (default 0) and
 prefill: each request's tokens (llama-server's ``/apply-template`` + ``/tokenize``) minus
 the longest prefix it shares with any earlier request.
 
-    python bench/day.py [--tools 2] [--configs np1,np2] [--modes direct,off,on]
+    LMSD_LLAMA_SERVER=/path/to/llama-server python bench/day.py [--tools 2]
+        [--configs np1,np2] [--modes direct,off,on] [--cache-ram 0]
+    python bench/day.py --report bench/out/day-<date>.json   # the tables again
 """
 
 from __future__ import annotations
@@ -318,9 +320,32 @@ def table(results: list[dict[str, Any]], config: str) -> str:
     lines.append("| **TTFT after restart / cold (N)** | | " + " | ".join(
         f"engine {r['engine_restart_ttft_ratio']:.2f}, lmsd {r['lmsd_restart_ttft_ratio']:.2f}"
         f" (cold {r['cold_ttft_s']:.2f} s)" for r in mine) + " |")
+    # N is 7.7k tokens, N+4 12k: a warm turn that late costs more than 0.2 x cold N even
+    # with a perfect cache (attention over 12k). A cold turn of that size: direct's N+4,
+    # which re-prefills everything after the engine restart.
+    direct = next((r for r in mine if r["mode"] == "direct"), None)
+    if direct is not None:
+        cold4 = next(x["main"]["ttft_s"] for x in direct["rows"]
+                     if x.get("main") and x["main"]["name"] == "N+4")
+        lines.append(f"| TTFT after restart / cold N+4 (direct, {cold4:.2f} s) | | " +
+                     " | ".join(f"engine {_ttft(r, 'N+4') / cold4:.2f}, lmsd "
+                                f"{_ttft(r, 'N+5') / cold4:.2f}" for r in mine) + " |")
     lines.append("| load average (1 min), start / end | | " + " | ".join(
         "{:.1f} / {:.1f}".format(*r["load1_start_end"]) for r in mine) + " |")
     return "\n".join(lines)
+
+
+def _ttft(result: dict[str, Any], name: str) -> float:
+    return next(x["main"]["ttft_s"] for x in result["rows"]
+                if x.get("main") and x["main"]["name"] == name)
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    configs = dict.fromkeys(r["config"] for r in report["results"])
+    for config in configs:
+        print(f"\n{config} (--cache-ram {report['cache_ram']}); cells: tokens prefilled by "
+              "the engine during the event + by the next main turn, that turn's TTFT\n")
+        print(table(report["results"], config))
 
 
 def has_keep_warm_flag() -> bool:
@@ -355,10 +380,7 @@ async def main(args: argparse.Namespace) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"day-{stamp}.json"
     path.write_text(json.dumps(report, indent=1))
-    for config in args.configs.split(","):
-        print(f"\n{config} (--cache-ram {args.cache_ram}); cells: tokens prefilled by the "
-              "engine during the event + by the next main turn, that turn's TTFT\n")
-        print(table(results, config))
+    print_tables(report)
     print(f"\nload average before {load_before}, after {os.getloadavg()}; "
           f"{report['seconds']} s; JSON in {path}")
 
@@ -371,4 +393,9 @@ if __name__ == "__main__":
     parser.add_argument("--modes", default="direct,off,on")
     parser.add_argument("--cache-ram", type=int, default=0, help="llama-server MiB")
     parser.add_argument("--ctx-per-slot", type=int, default=16384)
-    trio.run(main, parser.parse_args())
+    parser.add_argument("--report", type=Path, help="print the tables of a JSON result")
+    options = parser.parse_args()
+    if options.report:
+        print_tables(json.loads(options.report.read_text()))
+    else:
+        trio.run(main, options)

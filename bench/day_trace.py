@@ -155,8 +155,8 @@ def _cut_tools(body: dict[str, Any], tools: int) -> dict[str, Any]:
 
 
 def tool_output(turn: int, lines: int = 40) -> str:
-    return "\n".join(f"-rw-r--r-- 1 dev dev {1000 + 37 * i:6d} Nov 21 10:{i:02d} "
-                     f"src/module_{turn}/file_{i:02d}.py" for i in range(lines))
+    return "\n".join(f"-rw-r--r-- 1 dev dev {1000 + 37 * i:5d} Nov 21 10:{i:02d} "
+                     f"m{turn}{i:02d}.py" for i in range(lines))
 
 
 def _grow(body: dict[str, Any], turns: int) -> dict[str, Any]:
