@@ -262,8 +262,7 @@ def summarize(config: str, mode: str, rows: list[dict[str, Any]], lmsd_log: Path
     ran = [r for r in rows if "not_applicable" not in r]
     prefilled = sum(r["engine_prefilled"] for r in ran)
     new = sum(r["new_event"] + r["new_main"] for r in ran)
-    ttft = {r["main"]["name"]: r["main"]["ttft_s"] for r in ran}
-    cold = ttft["N"]
+    cold = _ttft({"rows": ran}, "N")
     ends = []
     if lmsd_log.exists():
         for line in lmsd_log.read_text().splitlines():
@@ -277,8 +276,9 @@ def summarize(config: str, mode: str, rows: list[dict[str, Any]], lmsd_log: Path
                     "prefilled_tokens", "cached_tokens")})
     return {"config": config, "mode": mode, "rows": rows, "prefilled": prefilled, "new": new,
             "prefilled_over_new": round(prefilled / new, 2), "cold_ttft_s": cold,
-            "engine_restart_ttft_ratio": round(ttft["N+4"] / cold, 3),
-            "lmsd_restart_ttft_ratio": round(ttft["N+5"] / cold, 3), "lmsd_request_end": ends}
+            "engine_restart_ttft_ratio": round(_ttft({"rows": ran}, "N+4") / cold, 3),
+            "lmsd_restart_ttft_ratio": round(_ttft({"rows": ran}, "N+5") / cold, 3),
+            "lmsd_request_end": ends}
 
 
 async def tokenize(trace: Trace) -> None:
@@ -320,13 +320,11 @@ def table(results: list[dict[str, Any]], config: str) -> str:
     lines.append("| **TTFT after restart / cold (N)** | | " + " | ".join(
         f"engine {r['engine_restart_ttft_ratio']:.2f}, lmsd {r['lmsd_restart_ttft_ratio']:.2f}"
         f" (cold {r['cold_ttft_s']:.2f} s)" for r in mine) + " |")
-    # N is 7.7k tokens, N+4 12k: a warm turn that late costs more than 0.2 x cold N even
-    # with a perfect cache (attention over 12k). A cold turn of that size: direct's N+4,
-    # which re-prefills everything after the engine restart.
+    # A warm turn at 12k costs more than 0.2 x a cold N (7.7k) even with a perfect cache;
+    # a cold turn of that size: direct's N+4 (all re-prefilled after the engine restart).
     direct = next((r for r in mine if r["mode"] == "direct"), None)
     if direct is not None:
-        cold4 = next(x["main"]["ttft_s"] for x in direct["rows"]
-                     if x.get("main") and x["main"]["name"] == "N+4")
+        cold4 = _ttft(direct, "N+4")
         lines.append(f"| TTFT after restart / cold N+4 (direct, {cold4:.2f} s) | | " +
                      " | ".join(f"engine {_ttft(r, 'N+4') / cold4:.2f}, lmsd "
                                 f"{_ttft(r, 'N+5') / cold4:.2f}" for r in mine) + " |")
