@@ -11,6 +11,14 @@ Three runs, each on a fresh engine:
 Prints time to first token per turn and TTFT(turn 20) / TTFT(turn 2) for each.
 
     python bench/real_engine.py [--turns 20] [--engine llama-cpp-python|llama-server]
+    python bench/real_engine.py --repeat 6 [--engine ...]
+
+``--repeat K`` settles why turn 1 once looked a second slower through lmsd: K pairs of
+turn 1 alone, each on a fresh engine, direct and lmsd alternating which goes first. Per
+run: the client's TTFT, the engine's own prompt time (its log), for lmsd its request.end
+``ttft_ms``/``upstream_ms`` (``--log-format json``) and the CPU it burnt during the turn,
+and a second cold prefill of the same size on the same engine (another system prompt
+start): if turn 1 is slower than that one, the engine's first request pays a warm-up.
 
 On llama-server the forced Bash call needs the logit biases of ``FORCED_TOOL_CALLS``, and
 lmsd sends the named choice as ``required`` with Bash alone, so its prompt has one tool.
@@ -21,9 +29,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import re
 import secrets
+import statistics
 import sys
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +50,7 @@ from lmsd.protocol.anthropic.request import validate_messages_request
 from lmsd.protocol.chat.request import build_chat_request
 from tests.engine.llama_server import start_llama_server
 from tests.engine.server import MODEL_ALIAS, start_engine
+from tests.support.processes import wait_until_answering
 
 TOOL_OUTPUT_LINES = 3  # ~130 tokens a turn: ~5.4k tokens at turn 1, ~8k by turn 20
 TOOLS = ("Edit", "Read", "Write", "ListAgents", "Skill", "ToolSearch")
@@ -76,7 +89,7 @@ async def lmsd_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any]
     raw = b""
     async with http.stream("POST", f"{url}/v1/messages", json=body) as response:
         async for chunk in response.aiter_raw():
-            if ttft is None and b"content_block_delta" in chunk:
+            if ttft is None and b"content_block_start" in chunk:  # as direct: the name
                 ttft = time.perf_counter() - t0
             raw += chunk
     content: list[dict[str, Any]] = []
@@ -188,10 +201,135 @@ async def main(turns: int, engine: str) -> None:
               f"turn {turns} {ttfts[-1] * 1000:.0f} ms)")
 
 
+PROMPT_EVAL = re.compile(rb"prompt eval time = +([\d.]+) ms / +(\d+) tokens")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def prompt_evals(log: Path) -> list[tuple[float, int]]:
+    """(ms, tokens) of every prompt eval the engine logged (llama-server's slot lines,
+    llama-cpp-python's llama_perf lines: the same words)."""
+    text = log.read_bytes() if log.exists() else b""
+    return [(float(ms), int(n)) for ms, n in PROMPT_EVAL.findall(text)]
+
+
+async def turn_one(mode: str, engine_kind: str, logs: Path, tag: str) -> dict[str, Any]:
+    """Turn 1, then a second cold prompt of the same size, on a fresh engine."""
+    engine_log = logs / f"{tag}-{mode}-engine.log"
+    row: dict[str, Any] = {"mode": mode, "run": tag, "load1": os.getloadavg()[0]}
+    async with trio.open_nursery() as nursery:
+        t0 = time.perf_counter()
+        engine_pid = None
+        if engine_kind == "llama-server":
+            server = await start_llama_server(nursery, n_ctx=16384, forced_tool_calls=True,
+                                              log_path=engine_log)
+            engine, engine_pid = server.url, server.process.pid if server.process else None
+        else:
+            os.environ["LMSD_ENGINE_LOG"] = str(engine_log)  # start_engine reads it
+            engine = await start_engine(nursery, n_ctx=16384)
+        row["engine_start_s"] = round(time.perf_counter() - t0, 2)
+        url, pid = engine, None
+        events = logs / f"{tag}-{mode}-lmsd.jsonl"
+        async with AsyncExitStack() as stack:
+            out = stack.enter_context(open(events, "w"))  # noqa: SIM115
+            if mode == "lmsd":
+                port, admin = free_port(), free_port()
+                t0 = time.perf_counter()
+                url = f"http://127.0.0.1:{port}"
+                pid = (await stack.enter_async_context(process(
+                    [sys.executable, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}",
+                     "--admin-listen", f"127.0.0.1:{admin}", "--upstream", engine,
+                     "--model", MODEL_ALIAS, "--upstream-api", "chat", "--no-watch",
+                     "--log-level", "info", "--log-format", "json",
+                     "--state-dir", str(logs / f"{tag}-state")],
+                    f"http://127.0.0.1:{admin}/healthz", output=out))).pid
+                await wait_until_answering(f"{url}/v1/models")  # not another's admin port
+                row["lmsd_start_s"] = round(time.perf_counter() - t0, 2)
+            body = base_request()
+            second = copy.deepcopy(body)  # same size, nothing in common past the start
+            second["system"][1]["text"] = second["system"][1]["text"].replace(
+                "You are a Claude agent", "You are another agent", 1)
+            no_reuse = httpx.Limits(max_keepalive_connections=0)
+            async with httpx.AsyncClient(timeout=600, limits=no_reuse) as http:
+                for name, request in (("turn1", body), ("cold2", second)):
+                    cpu = cpu_seconds(pid), cpu_seconds(engine_pid)
+                    if mode == "direct":
+                        ttft, _ = await direct_turn(http, url, request,
+                                                    engine_kind == "llama-server")
+                    else:
+                        ttft, _ = await lmsd_turn(http, url, request)
+                    row[f"{name}_ttft_ms"] = round(ttft * 1000, 1)
+                    row[f"{name}_lmsd_cpu_s"] = round(cpu_seconds(pid) - cpu[0], 3)
+                    row[f"{name}_engine_cpu_s"] = round(cpu_seconds(engine_pid) - cpu[1], 3)
+        nursery.cancel_scope.cancel()
+    evals = prompt_evals(engine_log)
+    for name, (ms, n) in zip(("turn1", "cold2"), evals[-2:], strict=False):
+        row[f"{name}_prompt_ms"], row[f"{name}_prompt_tokens"] = ms, n
+        # the rest: HTTP, the first tokens until a tool call shows, and lmsd if there
+        row[f"{name}_rest_ms"] = round(row[f"{name}_ttft_ms"] - ms, 1)
+    ends = [json.loads(line) for line in events.read_text().splitlines()
+            if '"request.end"' in line]
+    for name, end in zip(("turn1", "cold2"), ends, strict=False):
+        row[f"{name}_lmsd_ttft_ms"] = end.get("ttft_ms")
+        row[f"{name}_upstream_ms"] = end.get("upstream_ms")
+        # before lmsd's exchange starts (read, validate, place, plan) and after its first
+        # output (to the client): what request.end's ttft_ms does not see
+        row[f"{name}_outside_exchange_ms"] = round(row[f"{name}_ttft_ms"] - end["ttft_ms"], 1)
+        # from the engine's first byte (role chunk) to lmsd's first output: decoding
+        row[f"{name}_after_first_byte_ms"] = round(end["ttft_ms"] - end["upstream_ms"], 1)
+    return row
+
+
+async def repeat_turn_one(k: int, engine_kind: str) -> None:
+    logs = ROOT / "bench/out" / f"turn-one-{engine_kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    logs.mkdir(parents=True)
+    rows = []
+    for i in range(k):
+        order = ("direct", "lmsd") if i % 2 == 0 else ("lmsd", "direct")
+        for position, mode in enumerate(order):
+            row = await turn_one(mode, engine_kind, logs, f"{i}{'ab'[position]}")
+            row["first_in_pair"] = position == 0
+            rows.append(row)
+            print("  " + ", ".join(f"{key} {value}" for key, value in row.items()), flush=True)
+    (logs / "runs.json").write_text(json.dumps(rows, indent=1))
+
+    def median(key: str, **where: Any) -> float | None:
+        values = [r[key] for r in rows if key in r and r[key] is not None
+                  and all(r.get(w) == v for w, v in where.items())]
+        return round(statistics.median(values), 1) if values else None
+
+    print(f"\nturn 1 on {engine_kind}, medians of {k} fresh engines per mode (ms; CPU in s)")
+    keys = ("turn1_ttft_ms", "turn1_prompt_ms", "turn1_rest_ms", "cold2_ttft_ms",
+            "cold2_prompt_ms", "cold2_rest_ms", "turn1_upstream_ms",
+            "turn1_outside_exchange_ms", "turn1_after_first_byte_ms", "turn1_lmsd_cpu_s",
+            "turn1_engine_cpu_s", "engine_start_s", "lmsd_start_s", "load1")
+    for mode in ("direct", "lmsd"):
+        print(f"{mode:7} " + ", ".join(f"{key} {median(key, mode=mode)}" for key in keys))
+        for first in (True, False):
+            print(f"{'':7} {'first' if first else 'second'} in its pair: turn1_ttft_ms "
+                  f"{median('turn1_ttft_ms', mode=mode, first_in_pair=first)}, "
+                  f"turn1_prompt_ms {median('turn1_prompt_ms', mode=mode, first_in_pair=first)}")
+    print(f"runs in {logs / 'runs.json'}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--engine", choices=("llama-cpp-python", "llama-server"),
                         default="llama-cpp-python")
+    parser.add_argument("--repeat", type=int, default=0,
+                        help="K pairs of turn 1 alone (direct, lmsd alternating first)")
     options = parser.parse_args()
-    trio.run(main, options.turns, options.engine)
+    if options.repeat:
+        trio.run(repeat_turn_one, options.repeat, options.engine)
+    else:
+        trio.run(main, options.turns, options.engine)

@@ -126,14 +126,16 @@ async def _kill(process: trio.Process) -> None:
 
 async def start_llama_server(nursery: trio.Nursery, *, n_ctx: int = 32768, slots: int = 1,
                              forced_tool_calls: bool = False,
-                             extra_args: Sequence[str] = ()) -> LlamaServer:
+                             extra_args: Sequence[str] = (),
+                             log_path: Path | None = None) -> LlamaServer:
     """Serve the tiny model with ``--jinja`` on a free port until the nursery ends.
 
     One slot by default: a single conversation's prefix stays in the KV cache, so what
     lmsd does to the prefix shows in ``cached_tokens``. Greedy sampling (``--temp 0``,
     unless a request says otherwise) makes every answer reproducible. ``forced_tool_calls`` adds
     ``FORCED_TOOL_CALLS``. The log goes to ``LMSD_ENGINE_LOG`` when set, else to a
-    temporary file (its tail is shown when the server does not come up).
+    temporary file (its tail is shown when the server does not come up); ``log_path``, when
+    given, is kept instead (a benchmark reads what the engine prefilled from it).
     """
     binary, model = llama_server_binary(), model_path()
     port = free_port()
@@ -143,9 +145,9 @@ async def start_llama_server(nursery: trio.Nursery, *, n_ctx: int = 32768, slots
             "--no-webui", "--temp", "0",
             *(FORCED_TOOL_CALLS if forced_tool_calls else ()), *extra_args]
     log = os.environ.get("LMSD_ENGINE_LOG")
-    if log:
+    if log_path is None and log:
         log_path = Path(log)
-    else:
+    elif log_path is None:
         fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
         os.close(fd)
         log_path = Path(name)

@@ -1,0 +1,399 @@
+"""One working day of Claude Code traffic on real llama-server engines (issue 15): what
+the engine prefills at each event, and how long the next main turn waits for its first
+token, straight to the engine, through lmsd with ``keep_warm`` off, and with it on.
+
+The trace (bench/day_trace.py builds it from captured requests), per mode on a fresh
+engine and a fresh lmsd state dir:
+1. session 1's main turn N, cold, with the title request 80 ms before it (captured order);
+2. main N+1; 3. a subagent (haiku), then main N+2; 4. session 2's first turn, then
+session 1's N+3; 5. model reload by the watcher: not applicable (llama-server serves one
+model and has no load API); 6. engine restart (kill, start on the same port), wait until
+idle, main N+4; 7. lmsd restart (same ports and state dir; direct: nothing; the engine
+keeps running), wait until idle, main N+5.
+"Idle": no slot ``is_processing`` in ``GET /slots`` for 1 s, after at least 0.5 s (the
+user is away longer than one prefill; lmsd may warm up meanwhile).
+
+Engine configs: ``np1`` (``-np 1``, the worst case: side requests evict the main prefix)
+and ``np2`` (``-np 2``, per-slot KV); both ``--cache-ram`` (default 0) and
+``--slot-save-path`` in every mode. Tokens prefilled come from the engine's log (every
+``prompt eval time`` line, warm-ups included); "new" is what a perfect cache would
+prefill: each request's tokens (llama-server's ``/apply-template`` + ``/tokenize``) minus
+the longest prefix it shares with any earlier request.
+
+    LMSD_LLAMA_SERVER=/path/to/llama-server python bench/day.py [--tools 2]
+        [--configs np1,np2] [--modes direct,off,on] [--cache-ram 0]
+    python bench/day.py --report bench/out/day-<date>.json   # the tables again
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, free_port, lmsd_command, partial_run
+from bench.day_trace import EngineLog, Req, Trace, build_trace, count_new
+from tests.engine.llama_server import LlamaServer, start_llama_server
+from tests.engine.server import MODEL_ALIAS
+from tests.support.processes import wait_until_answering
+
+OUT = ROOT / "bench/out"
+CONFIGS = {"np1": 1, "np2": 2}
+NO_REUSE = httpx.Limits(max_keepalive_connections=0)  # llama-server closes after a stream
+RELOAD_NA = "n/a on llama-server: one model, no load API (the lead's emulator test covers it)"
+
+
+@dataclass
+class Sent:
+    name: str
+    ttft: float
+    prefilled: int | None  # the engine's prompt_n (direct) or lmsd's uncached input_tokens
+    cached: int | None
+    message_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ttft_s": round(self.ttft, 3), "prefilled": self.prefilled,
+                "cached": self.cached, "id": self.message_id}
+
+
+async def send_direct(http: httpx.AsyncClient, url: str, req: Req) -> Sent:
+    """lmsd's chat body straight to the engine; TTFT = the first chunk (llama-server sends
+    the role chunk with the first token)."""
+    t0 = time.perf_counter()
+    ttft, timings = None, {}
+    async with http.stream("POST", f"{url}/v1/chat/completions", json=req.chat()) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            ttft = ttft or time.perf_counter() - t0
+            timings = json.loads(line[6:]).get("timings") or timings
+    return Sent(req.name, ttft or time.perf_counter() - t0, timings.get("prompt_n"),
+                timings.get("cache_n"))
+
+
+FIRST_OUTPUT = {"content_block_start", "content_block_delta", "message_delta", "error"}
+
+
+async def send_lmsd(http: httpx.AsyncClient, url: str, req: Req) -> Sent:
+    """The Anthropic request as Claude Code sends it; TTFT = the first event after
+    ``message_start`` (lmsd sends that one at once)."""
+    t0 = time.perf_counter()
+    ttft, usage, message_id = None, {}, None
+    async with http.stream("POST", f"{url}/v1/messages?beta=true", json=req.body,
+                           headers=req.headers) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = json.loads(line[6:])
+            kind = data.get("type")
+            if kind == "message_start":
+                message_id = data["message"]["id"]
+            elif kind in FIRST_OUTPUT:
+                ttft = ttft or time.perf_counter() - t0
+            if kind == "message_delta":
+                usage = data.get("usage") or usage
+            if kind == "error":
+                raise RuntimeError(f"{req.name}: {data['error']}")
+    return Sent(req.name, ttft or time.perf_counter() - t0, usage.get("input_tokens"),
+                usage.get("cache_read_input_tokens"), message_id)
+
+
+class Lmsd:
+    """lmsd serve on fixed ports and state dir; stop and start it again like a user's
+    service manager would."""
+
+    def __init__(self, nursery: trio.Nursery, engine: str, state: str, extra: list[str],
+                 output: TextIO) -> None:
+        self.nursery, self.output = nursery, output
+        port, admin = free_port(), free_port()
+        self.url, self.admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+        self.argv = lmsd_command(port, admin, engine, state, "--upstream-api", "chat",
+                                 "--model", MODEL_ALIAS, "--log-level", "info",
+                                 "--log-format", "json", *extra)
+        self.process: trio.Process | None = None
+
+    async def start(self) -> float:
+        """Start; seconds until its admin API answers."""
+        t0 = time.perf_counter()
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.process = await self.nursery.start(partial_run(self.argv, env, self.output))
+        await wait_until_answering(f"{self.admin}/healthz", limit=60)
+        await wait_until_answering(f"{self.url}/v1/models")  # not another's admin port
+        return time.perf_counter() - t0
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+async def wait_idle(http: httpx.AsyncClient, url: str, quiet: float = 1.0,
+                    at_least: float = 0.5) -> float:
+    """Until no slot is processing for ``quiet`` s (and ``at_least`` s have passed)."""
+    t0 = time.perf_counter()
+    quiet_since = None
+    while True:
+        now = time.perf_counter()
+        try:
+            slots = (await http.get(f"{url}/slots")).json()
+            busy = any(s.get("is_processing") for s in slots)
+        except (httpx.TransportError, ValueError):
+            busy = True
+        quiet_since = None if busy else (quiet_since or now)
+        if quiet_since is not None and now - quiet_since >= quiet and now - t0 >= at_least:
+            return now - t0
+        await trio.sleep(0.1)
+
+
+async def run_mode(config: str, mode: str, trace: Trace, args: argparse.Namespace,
+                   stamp: str, keep_warm_flag: bool) -> dict[str, Any]:
+    slots = CONFIGS[config]
+    work = Path(tempfile.mkdtemp(prefix=f"lmsd-day-{config}-{mode}-"))
+    (work / "slots").mkdir()
+    logs = OUT / f"day-{stamp}"
+    logs.mkdir(parents=True, exist_ok=True)
+    engine_args = ["--cache-ram", str(args.cache_ram), "--slot-save-path",
+                   f"{work / 'slots'}/", "--metrics"]
+    rows: list[dict[str, Any]] = []
+    load_start = os.getloadavg()[0]
+    async with trio.open_nursery() as nursery:
+        engine: LlamaServer = await start_llama_server(
+            nursery, n_ctx=args.ctx_per_slot * slots, slots=slots, extra_args=engine_args,
+            log_path=logs / f"{config}-{mode}-engine.log")
+        lmsd = None
+        lmsd_log = open(logs / f"{config}-{mode}-lmsd.jsonl", "a")  # noqa: SIM115
+        if mode != "direct":
+            extra = ["--no-keep-warm"] if mode == "off" and keep_warm_flag else []
+            lmsd = Lmsd(nursery, engine.url, f"day-{stamp}/{config}-{mode}-state", extra,
+                        lmsd_log)
+            await lmsd.start()
+        log = EngineLog(engine.log_path)
+        async with httpx.AsyncClient(timeout=900, limits=NO_REUSE) as http:
+            async def send(req: Req) -> Sent:
+                if lmsd is None:
+                    return await send_direct(http, engine.url, req)
+                return await send_lmsd(http, lmsd.url, req)
+
+            async def step(name: str, side: list[Req], main: Req, before: Any = None,
+                           beside: bool = False) -> None:
+                """``side`` (``beside``: the first one 80 ms before ``main``, as captured),
+                then ``main``; what the engine prefilled meanwhile."""
+                extra: dict[str, Any] = {}
+                if before is not None:
+                    extra = await before()
+                sent: list[Sent] = []
+                if beside:
+                    async with trio.open_nursery() as both:
+                        async def title() -> None:
+                            sent.append(await send(side[0]))
+                        both.start_soon(title)
+                        await trio.sleep(0.08)
+                        main_sent = await send(main)
+                else:
+                    for req in side:
+                        sent.append(await send(req))
+                    main_sent = await send(main)
+                await wait_idle(http, engine.url, quiet=0.3, at_least=0.2)
+                prefilled, prompt_ms, tasks = log.take()
+                own = main_sent.prefilled or 0
+                rows.append({
+                    "step": name, **extra, "side": [s.to_json() for s in sent],
+                    "main": main_sent.to_json(),
+                    "engine_prefilled": prefilled, "engine_prompt_ms": round(prompt_ms, 1),
+                    "engine_tasks": tasks, "event_prefilled": prefilled - own,
+                    "new_event": sum(r.new for r in side), "new_main": main.new,
+                    "tokens_main": len(main.tokens)})
+                m = rows[-1]["main"]
+                print(f"  {config} {mode:6} {name:34} engine prefilled {prefilled:6d} "
+                      f"(event {prefilled - own:6d}), new {rows[-1]['new_event']:5d}+"
+                      f"{rows[-1]['new_main']:5d}, {m['name']} TTFT {m['ttft_s']:6.2f} s, "
+                      f"own {m['prefilled']}", flush=True)
+
+            async def restart_engine() -> dict[str, Any]:
+                t0 = time.perf_counter()
+                await engine.restart()
+                restart_s = time.perf_counter() - t0
+                return {"restart_s": round(restart_s, 2),
+                        "idle_wait_s": round(await wait_idle(http, engine.url), 2)}
+
+            async def restart_lmsd() -> dict[str, Any]:
+                restart_s = 0.0
+                if lmsd is not None:
+                    await lmsd.stop()
+                    restart_s = await lmsd.start()
+                return {"restart_s": round(restart_s, 2),
+                        "idle_wait_s": round(await wait_idle(http, engine.url), 2)}
+
+            m = trace.main
+            await step("1. title 80 ms before N (cold)", [trace.title], m[0], beside=True)
+            await step("2. next turn", [], m[1])
+            await step("3. subagent", [trace.subagent], m[2])
+            await step("4. session 2's first turn", [trace.session2], m[3])
+            rows.append({"step": "5. model reload", "not_applicable": RELOAD_NA})
+            await step("6. engine restart", [], m[4], restart_engine)
+            await step("7. lmsd restart", [], m[5], restart_lmsd)
+        if lmsd is not None:
+            await lmsd.stop()
+        lmsd_log.close()
+        nursery.cancel_scope.cancel()
+    result = summarize(config, mode, rows, logs / f"{config}-{mode}-lmsd.jsonl")
+    result["load1_start_end"] = (load_start, os.getloadavg()[0])
+    return result
+
+
+def summarize(config: str, mode: str, rows: list[dict[str, Any]], lmsd_log: Path
+              ) -> dict[str, Any]:
+    ran = [r for r in rows if "not_applicable" not in r]
+    prefilled = sum(r["engine_prefilled"] for r in ran)
+    new = sum(r["new_event"] + r["new_main"] for r in ran)
+    cold = _ttft({"rows": ran}, "N")
+    ends = []
+    if lmsd_log.exists():
+        for line in lmsd_log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == "request.end":
+                ends.append({k: record.get(k) for k in (
+                    "id", "agent", "session", "ttft_ms", "upstream_ms", "input_tokens",
+                    "prefilled_tokens", "cached_tokens")})
+    return {"config": config, "mode": mode, "rows": rows, "prefilled": prefilled, "new": new,
+            "prefilled_over_new": round(prefilled / new, 2), "cold_ttft_s": cold,
+            "engine_restart_ttft_ratio": round(_ttft({"rows": ran}, "N+4") / cold, 3),
+            "lmsd_restart_ttft_ratio": round(_ttft({"rows": ran}, "N+5") / cold, 3),
+            "lmsd_request_end": ends}
+
+
+async def tokenize(trace: Trace) -> None:
+    """Each request's rendered prompt in the engine's tokens (a helper engine: rendering
+    and tokenizing touch no cache)."""
+    async with trio.open_nursery() as nursery:
+        engine = await start_llama_server(nursery, n_ctx=4096)
+        async with httpx.AsyncClient(timeout=120) as http:
+            for req in trace.in_order():
+                prompt = (await http.post(f"{engine.url}/apply-template",
+                                          json=req.chat())).json()["prompt"]
+                req.tokens = (await http.post(f"{engine.url}/tokenize", json={
+                    "content": prompt, "parse_special": True})).json()["tokens"]
+        nursery.cancel_scope.cancel()
+    count_new(trace)
+
+
+def table(results: list[dict[str, Any]], config: str) -> str:
+    """Markdown: per step, each mode's engine prefill (event + next main turn) and the
+    next main turn's TTFT."""
+    mine = [r for r in results if r["config"] == config]
+    head = "| step | new (event + main) | " + " | ".join(
+        f"{r['mode']}: prefilled event + main, TTFT" for r in mine) + " |"
+    lines = [head, "|---|---|" + "---|" * len(mine)]
+    for i, row in enumerate(mine[0]["rows"]):
+        if "not_applicable" in row:
+            lines.append(f"| {row['step']} | {row['not_applicable']} |" + " - |" * len(mine))
+            continue
+        cells = []
+        for r in mine:
+            x = r["rows"][i]
+            own = x["main"]["prefilled"]
+            cells.append(f"{x['event_prefilled']} + {own}, {x['main']['ttft_s']:.2f} s")
+        lines.append(f"| {row['step']} ({row['main']['name']}) | {row['new_event']} + "
+                     f"{row['new_main']} | " + " | ".join(cells) + " |")
+    lines.append("| **whole trace: prefilled / new** | " + str(mine[0]["new"]) + " | " +
+                 " | ".join(f"{r['prefilled']} / {r['new']} = **{r['prefilled_over_new']}**"
+                            for r in mine) + " |")
+    lines.append("| **TTFT after restart / cold (N)** | | " + " | ".join(
+        f"engine {r['engine_restart_ttft_ratio']:.2f}, lmsd {r['lmsd_restart_ttft_ratio']:.2f}"
+        f" (cold {r['cold_ttft_s']:.2f} s)" for r in mine) + " |")
+    # A warm turn at 12k costs more than 0.2 x a cold N (7.7k) even with a perfect cache;
+    # a cold turn of that size: direct's N+4 (all re-prefilled after the engine restart).
+    direct = next((r for r in mine if r["mode"] == "direct"), None)
+    if direct is not None:
+        cold4 = _ttft(direct, "N+4")
+        lines.append(f"| TTFT after restart / cold N+4 (direct, {cold4:.2f} s) | | " +
+                     " | ".join(f"engine {_ttft(r, 'N+4') / cold4:.2f}, lmsd "
+                                f"{_ttft(r, 'N+5') / cold4:.2f}" for r in mine) + " |")
+    lines.append("| load average (1 min), start / end | | " + " | ".join(
+        "{:.1f} / {:.1f}".format(*r["load1_start_end"]) for r in mine) + " |")
+    return "\n".join(lines)
+
+
+def _ttft(result: dict[str, Any], name: str) -> float:
+    return next(x["main"]["ttft_s"] for x in result["rows"]
+                if x.get("main") and x["main"]["name"] == name)
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    configs = dict.fromkeys(r["config"] for r in report["results"])
+    for config in configs:
+        print(f"\n{config} (--cache-ram {report['cache_ram']}); cells: tokens prefilled by "
+              "the engine during the event + by the next main turn, that turn's TTFT\n")
+        print(table(report["results"], config))
+
+
+def has_keep_warm_flag() -> bool:
+    out = subprocess.run([sys.executable, "-m", "lmsd", "serve", "--help"], cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                         text=True, check=False).stdout
+    return "--no-keep-warm" in out
+
+
+async def main(args: argparse.Namespace) -> None:
+    stamp = date.today().isoformat()
+    trace = build_trace(args.tools)
+    await tokenize(trace)
+    print("trace: " + ", ".join(f"{r.name} {len(r.tokens)} ({r.new} new)"
+                                for r in trace.in_order()), flush=True)
+    keep_warm_flag = has_keep_warm_flag()
+    if not keep_warm_flag:
+        print("lmsd has no --no-keep-warm yet: 'off' and 'on' both run today's lmsd",
+              flush=True)
+    load_before = os.getloadavg()
+    results = []
+    t0 = time.perf_counter()
+    for config in args.configs.split(","):
+        for mode in args.modes.split(","):
+            results.append(await run_mode(config, mode, trace, args, stamp, keep_warm_flag))
+    report = {"date": stamp, "host": platform.node(), "cpus": os.cpu_count(),
+              "load_before": load_before, "load_after": os.getloadavg(),
+              "seconds": round(time.perf_counter() - t0, 1), "tools": args.tools,
+              "cache_ram": args.cache_ram, "keep_warm_flag": keep_warm_flag,
+              "requests": {r.name: {"tokens": len(r.tokens), "new": r.new}
+                           for r in trace.in_order()}, "results": results}
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"day-{stamp}.json"
+    path.write_text(json.dumps(report, indent=1))
+    print_tables(report)
+    print(f"\nload average before {load_before}, after {os.getloadavg()}; "
+          f"{report['seconds']} s; JSON in {path}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tools", type=int, default=2,
+                        help="captured tools main turns keep (2: ~7.7k tokens at turn N)")
+    parser.add_argument("--configs", default="np1,np2")
+    parser.add_argument("--modes", default="direct,off,on")
+    parser.add_argument("--cache-ram", type=int, default=0, help="llama-server MiB")
+    parser.add_argument("--ctx-per-slot", type=int, default=16384)
+    parser.add_argument("--report", type=Path, help="print the tables of a JSON result")
+    options = parser.parse_args()
+    if options.report:
+        print_tables(json.loads(options.report.read_text()))
+    else:
+        trio.run(main, options)
