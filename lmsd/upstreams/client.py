@@ -62,6 +62,7 @@ class Upstream:
         self.listed: list[LoadedModel] = []  # the loaded models of the last listing read
         self.known: list[str] = []  # every model id that listing named, loaded or not
         self._tokenizer: str | None = None  # "extras" | "tokenize" | "none", once known
+        self._listing: str | None = None  # the models listing that answered last
         self.api_key = ""  # sent, never logged; needed to tell "missing" from "refused"
         self.set_api_key(api_key)
 
@@ -83,6 +84,7 @@ class Upstream:
         self.client.base_url = httpx.URL(self.base_url)
         self._models = None
         self._tokenizer = None
+        self._listing = None
 
     def _unreachable(self, exc: Exception) -> Unreachable:
         reason = str(exc) or type(exc).__name__
@@ -218,10 +220,17 @@ class Upstream:
         return loaded, listed
 
     async def _fetch_models(self) -> tuple[list[str], list[str]]:
+        """The listing that answered last time first: a server that is not LM Studio
+        answers only ``/v1/models``, and two 404s before it on every refresh were three
+        round trips where one does (measured on a request's path, issue 15)."""
+        order = (V1, V0, OPENAI)
+        if self._listing is not None:
+            order = (self._listing, *(p for p in order if p != self._listing))
         try:
-            for path in (V1, V0, OPENAI):
+            for path in order:
                 listing = parse_models(path, await self._get_json(path))
                 if listing is not None:
+                    self._listing = path
                     self.listed, self.known = listing.loaded, listing.known
                     return [m.instance_id for m in listing.loaded], listing.known
             return [], []

@@ -15,7 +15,7 @@ from functools import partial
 import pytest
 import trio
 
-from lmsd.upstreams.client import Upstream
+from lmsd.upstreams.client import MODELS_CACHE_SECONDS, Upstream
 
 MODELS = {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
 
@@ -90,3 +90,22 @@ async def test_listing_models_survives_a_dropped_keep_alive_connection(closing_s
             assert loaded == ["tiny"]
     finally:
         await upstream.aclose()
+
+
+async def test_a_refreshed_listing_asks_the_endpoint_that_answered_first(emulator,
+                                                                        autojump_clock):
+    """Not LM Studio: /api/v1 and /api/v0 answer 404, /v1/models lists. The first look
+    tries all three; a refresh asks /v1/models alone (one round trip, not three)."""
+    emu = emulator
+    emu.lmstudio_api = False
+    upstream = Upstream(emulator.url)
+    try:
+        await upstream.models()
+        first = [r.path for r in emu.log]
+        await trio.sleep(MODELS_CACHE_SECONDS + 1)
+        await upstream.models()
+        again = [r.path for r in emu.log][len(first):]
+    finally:
+        await upstream.aclose()
+    assert first == ["/api/v1/models", "/api/v0/models", "/v1/models"]
+    assert again == ["/v1/models"]
