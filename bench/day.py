@@ -225,22 +225,35 @@ async def run_mode(config: str, mode: str, trace: Trace, args: argparse.Namespac
                       f"{rows[-1]['new_main']:5d}, {m['name']} TTFT {m['ttft_s']:6.2f} s, "
                       f"own {m['prefilled']}", flush=True)
 
+            m = trace.main
+
+            def one_prefill(turn: Req) -> float:
+                """How long the engine takes to prefill ``turn`` cold, from turn N's
+                measured rate: the user is away at least 1.5 times that (the issue's
+                "idle longer than one prefill"), in every mode alike."""
+                first = rows[0]
+                rate = first["engine_prompt_ms"] / 1000 / max(first["engine_prefilled"], 1)
+                return 1.5 * rate * len(turn.tokens)
+
             async def restart_engine() -> dict[str, Any]:
                 t0 = time.perf_counter()
                 await engine.restart()
                 restart_s = time.perf_counter() - t0
-                return {"restart_s": round(restart_s, 2),
-                        "idle_wait_s": round(await wait_idle(http, engine.url), 2)}
+                away = one_prefill(m[4])
+                return {"restart_s": round(restart_s, 2), "user_away_s": round(away, 1),
+                        "idle_wait_s": round(await wait_idle(http, engine.url,
+                                                             at_least=away), 2)}
 
             async def restart_lmsd() -> dict[str, Any]:
                 restart_s = 0.0
                 if lmsd is not None:
                     await lmsd.stop()
                     restart_s = await lmsd.start()
-                return {"restart_s": round(restart_s, 2),
-                        "idle_wait_s": round(await wait_idle(http, engine.url), 2)}
+                away = one_prefill(m[5])
+                return {"restart_s": round(restart_s, 2), "user_away_s": round(away, 1),
+                        "idle_wait_s": round(await wait_idle(http, engine.url,
+                                                             at_least=away), 2)}
 
-            m = trace.main
             await step("1. title 80 ms before N (cold)", [trace.title], m[0], beside=True)
             await step("2. next turn", [], m[1])
             await step("3. subagent", [trace.subagent], m[2])

@@ -359,6 +359,8 @@ class CacheKeeper:
         if index is None:
             await self._replay(conversation, recent, None)
             return
+        if table is not None and table.holder(index) not in (None, BACKGROUND):
+            return  # a warm-up never evicts a conversation (the queue is most recent first)
         async with self.locks[index]:
             assert table is not None
             if restorable and table.setup.pins:
