@@ -4,6 +4,7 @@ user's next turn. Pure: a body in, the body to send out."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 #: Fields that would make the replay more than a prefill, per endpoint.
@@ -21,3 +22,23 @@ def warmup_body(path: str, body: dict[str, Any]) -> dict[str, Any]:
         out["max_tokens"] = 1
     out["stream"] = False
     return out
+
+
+def shared_start(a: dict[str, Any], b: dict[str, Any]) -> int:
+    """How many characters two request bodies' starts share: the system prompt (or
+    instructions) and the tools, as a template renders them first. Two Claude Code
+    sessions share thousands (the same prompt and tools, another environment block)."""
+    first, second = _start(a), _start(b)
+    n = 0
+    for x, y in zip(first, second, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _start(body: dict[str, Any]) -> str:
+    messages = body.get("messages") or body.get("input") or []
+    head = messages[0] if messages and isinstance(messages, list) else None
+    system = body.get("system") or body.get("instructions") or head
+    return json.dumps([body.get("tools"), system], ensure_ascii=False)

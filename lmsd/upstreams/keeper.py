@@ -30,7 +30,7 @@ import trio
 from ..config import Settings
 from ..log import event
 from ..protocol.pivot import Usage
-from ..protocol.warmup import warmup_body
+from ..protocol.warmup import shared_start, warmup_body
 from ..sessions.recent import RecentRequest, RecentRequests
 from .client import Upstream
 from .slot_probe import probe_slots
@@ -40,6 +40,9 @@ CHECK_EVERY = 2.0  # seconds between looks at the engine's slots
 #: A turn that prefilled more than this many tokens, and most of its prompt, missed the
 #: cache (the first turn of a conversation excepted: it is cold by nature).
 MISS_TOKENS = 1024
+#: A new conversation starts from another's slot file when their requests' starts (system
+#: prompt, tools) share this many characters: two Claude Code sessions share thousands.
+SEED_CHARS = 2000
 QUIET_BEFORE_WARMING = 0.5  # seconds without real traffic before a warm-up starts
 
 
@@ -124,7 +127,8 @@ class CacheKeeper:
             else:
                 async with self.locks[index]:
                     assert table is not None
-                    await self._enter(conversation, index)
+                    seed = await self._seed(conversation, body, index)
+                    await self._enter(conversation, index, seed=seed)
                     try:
                         yield {**body, "id_slot": index} if can_pin else body
                     finally:
@@ -136,13 +140,56 @@ class CacheKeeper:
             self._last_real = trio.current_time()
             self._wake.set()
 
-    async def _enter(self, conversation: str, index: int) -> None:
-        """Take slot ``index`` (its lock held): save its occupant, restore ours."""
+    async def _seed(self, conversation: str, body: dict[str, Any], index: int
+                    ) -> str | None:
+        """For a conversation with no file of its own, taking slot ``index``: the file of
+        the one whose request starts most like this one (``SEED_CHARS`` at least),
+        restored first so that the shared system prompt and tools are not prefilled
+        again on another slot. A conversation that sits unsaved on an idle slot is saved
+        for it now (its lock free: never waited for)."""
+        table = self.table
+        if table is None or not table.setup.can_save or conversation == BACKGROUND or \
+                table.restorable(conversation):
+            return None
+        candidates = set(table.files()) | {table.holder(i) for i in range(len(table.slots))
+                                           if i != index}
+        best, best_shared = None, SEED_CHARS - 1
+        for other in candidates - {None, BACKGROUND, conversation}:
+            recent = self.recent.get(self.name, other) if other else None
+            if recent is not None and (shared := shared_start(body, recent.body)) > \
+                    best_shared:
+                best, best_shared = other, shared
+        if best is None:
+            return None
+        held = table.slot_of(best)
+        if held is not None and table.unsaved(held) and not self.locks[held].locked():
+            async with self.locks[held]:
+                await self._save(held, best, "seed")
+        return table.files().get(best)
+
+    async def _save(self, index: int, key: str, why: str) -> None:
+        """Save slot ``index`` (its lock held) as ``key``'s file."""
         assert self.table is not None
-        step = self.table.enter(conversation, index, trio.current_time())
+        file = self.table.file_for(key)
+        if await self._slot_action(index, "save", file):
+            self.counts["saved"] += 1
+            self.table.saved(index, key)
+            self._note_file(key, index, file)
+            event("cache.saved", upstream=self.name, slot=index, conversation=key,
+                  file=file, why=why)
+        else:
+            self.table.forget_file(key)
+
+    async def _enter(self, conversation: str, index: int, seed: str | None = None
+                     ) -> None:
+        """Take slot ``index`` (its lock held): save its occupant, restore ours (or the
+        ``seed`` a new conversation starts from)."""
+        assert self.table is not None
+        step = self.table.enter(conversation, index, trio.current_time(), seed=seed)
         if step.taken:
             event("cache.pinned", upstream=self.name, slot=index, conversation=conversation,
-                  replaced=step.replaced, restore=step.restore is not None)
+                  replaced=step.replaced, restore=step.restore is not None,
+                  seeded=step.seeded)
             if step.replaced and step.replaced != BACKGROUND and not self.table.restorable(
                     step.replaced):
                 self._why[step.replaced] = f"its slot {index} went to {conversation}"
@@ -159,10 +206,11 @@ class CacheKeeper:
             if await self._slot_action(index, "restore", step.restore):
                 self.counts["restored"] += 1
                 event("cache.restored", upstream=self.name, slot=index,
-                      conversation=conversation, file=step.restore)
+                      conversation=conversation, file=step.restore, seeded=step.seeded)
             else:
                 self.counts["restore_failed"] += 1
-                self.table.forget_file(conversation)
+                if not step.seeded:
+                    self.table.forget_file(conversation)
 
     async def _slot_action(self, index: int, action: str, file: str) -> bool:
         try:
@@ -315,19 +363,12 @@ class CacheKeeper:
         table = self.table
         if table is None:
             return
-        for index, key, file in table.to_save(trio.current_time(),
-                                              self.settings.slot_save_idle):
+        for index, key in table.to_save(trio.current_time(), self.settings.slot_save_idle):
             if self.real_in_flight or self.locks[index].locked():
                 return
             async with self.locks[index]:
-                if table.holder(index) != key:
-                    continue
-                if await self._slot_action(index, "save", file):
-                    self.counts["saved"] += 1
-                    table.saved(index, key)
-                    self._note_file(key, index, file)
-                    event("cache.saved", upstream=self.name, slot=index, conversation=key,
-                          file=file, why="idle")
+                if table.holder(index) == key:
+                    await self._save(index, key, "idle")
 
     async def _warm_next(self) -> None:
         """Restore or replay the next conversation in the queue, unless a real request
@@ -363,12 +404,12 @@ class CacheKeeper:
             return  # a warm-up never evicts a conversation (the queue is most recent first)
         async with self.locks[index]:
             assert table is not None
+            await self._enter(conversation, index)  # a restore, where it can: milliseconds
             if restorable and table.setup.pins:
-                await self._enter(conversation, index)  # a restore: milliseconds
                 event("cache.warmed", upstream=self.name, conversation=conversation,
                       slot=index, how="restored")
-                return
-            await self._enter(conversation, index)
+            # Then the last request: what the file lacks (turns since it was saved) is
+            # prefilled now; a file that is current makes it a one-token cache hit.
             await self._replay(conversation, recent, index)
             table.done(conversation, index, trio.current_time())
 

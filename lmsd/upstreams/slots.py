@@ -62,6 +62,7 @@ class Step:
     restore: str | None = None
     replaced: str | None = None  # the conversation the slot held before, if another
     taken: bool = False  # the conversation did not hold the slot
+    seeded: bool = False  # ``restore`` is another conversation's file (a shared start)
 
 
 @dataclass
@@ -108,10 +109,13 @@ class SlotTable:
         pool = side or range(len(self.slots))
         return min(pool, key=lambda i: self.slots[i].used_at)
 
-    def enter(self, key: str, index: int | None, now: float) -> Step:
+    def enter(self, key: str, index: int | None, now: float, *,
+              seed: str | None = None) -> Step:
         """``key`` takes slot ``index`` (its lock held): save the occupant first if it
-        holds unsaved state, restore ``key`` if it has a file. The table assumes both
-        done (``done`` after the request, ``lost`` if the engine lost its slots)."""
+        holds unsaved state, restore ``key`` if it has a file, else ``seed`` (the file of
+        a conversation that starts like it: a new session's system prompt and tools come
+        from there). The table assumes it all done (``done`` after the request, ``lost``
+        if the engine lost its slots)."""
         if index is None or index >= len(self.slots):
             return Step(None)
         slot = self.slots[index]
@@ -123,10 +127,13 @@ class SlotTable:
                 self._keeps(slot.holder):
             saved_key, save = slot.holder, self._file_for(slot.holder)
         restore = self._files.get(key) if self.setup.can_save else None
+        seeded = restore is None and self.setup.can_save and seed in self._files.values()
         if restore is not None:
             self._files.move_to_end(key)
-        replaced, slot.holder, slot.dirty = slot.holder, key, False
-        return Step(index, save, saved_key, restore, replaced, taken=True)
+        elif seeded:
+            restore = seed
+        replaced, slot.holder, slot.dirty = slot.holder, key, seeded
+        return Step(index, save, saved_key, restore, replaced, taken=True, seeded=seeded)
 
     def done(self, key: str, slot: int | None, now: float) -> None:
         """The request of ``key`` ran on ``slot``: it now holds more than any file."""
@@ -141,12 +148,12 @@ class SlotTable:
 
     # -- while idle, and after a restart -----------------------------------------------------
 
-    def to_save(self, now: float, idle: float) -> list[tuple[int, str, str]]:
-        """(slot, key, file) for each slot whose holder changed and has been idle for
-        ``idle`` seconds: saved now, an engine crash later costs a restore, not a prefill."""
+    def to_save(self, now: float, idle: float) -> list[tuple[int, str]]:
+        """(slot, key) for each slot holding unsaved state, idle for ``idle`` seconds:
+        saved now, an engine crash later costs a restore, not a prefill."""
         if not self.setup.can_save:
             return []
-        return [(i, s.holder, self._file_for(s.holder)) for i, s in enumerate(self.slots)
+        return [(i, s.holder) for i, s in enumerate(self.slots)
                 if s.holder is not None and s.dirty and self._keeps(s.holder)
                 and now - s.used_at >= idle]
 
@@ -163,6 +170,14 @@ class SlotTable:
         for slot in self.slots:
             slot.holder, slot.dirty = None, False
         return keys
+
+    def unsaved(self, slot: int) -> bool:
+        """The slot holds more of its conversation than that one's file (if any)."""
+        return slot < len(self.slots) and self.slots[slot].dirty
+
+    def file_for(self, key: str) -> str:
+        """The file ``key``'s state is saved to (its own, or a new or reused name)."""
+        return self._file_for(key)
 
     def restorable(self, key: str) -> bool:
         return self.setup.can_save and key in self._files

@@ -219,3 +219,25 @@ async def test_doctor_says_what_the_engine_offers_without_touching_it(nursery, t
 async def last_slots(engine: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(base_url=engine) as http:
         return (await http.get("/slots")).json()
+
+
+async def test_a_second_session_starts_from_the_first_ones_slot_file(start_lmsd, nursery,
+                                                                      tmp_path):
+    """-np 2 with slot files: session B, new, gets its own slot (A keeps its), and that
+    slot is first restored from A's file, so B prefills only what differs from A, not the
+    shared system prompt again."""
+    slots = tmp_path / "seed-slots"
+    slots.mkdir()
+    engine = await start_llama_server(nursery, n_ctx=16384, slots=2, extra_args=[
+        "--slot-save-path", f"{slots}/", "--cache-ram", "0"])
+    server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    await wait_event(server, "cache.engine")
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "kkkk", 1)
+        a_tokens = prefilled(engine)[-1]
+        await turn(http, "llll", 1)
+        assert prefilled(engine)[-1] < 40 < a_tokens  # only B's own message
+        await turn(http, "kkkk", 2)
+        assert prefilled(engine)[-1] < 40  # A kept its slot
+    restored = events(server, "cache.restored")
+    assert [(e["conversation"], e["seeded"]) for e in restored] == [("llll/main", True)]

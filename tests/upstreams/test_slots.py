@@ -3,7 +3,7 @@ around it; and the warm-up body a replay sends."""
 
 from __future__ import annotations
 
-from lmsd.protocol.warmup import warmup_body
+from lmsd.protocol.warmup import shared_start, warmup_body
 from lmsd.upstreams.slots import BACKGROUND, SlotSetup, SlotTable
 
 ONE_SAVING = SlotSetup(slots=1, can_save=True)
@@ -65,8 +65,9 @@ def test_idle_slots_are_saved_once_and_only_after_the_idle_time():
     table = SlotTable(ONE_SAVING)
     run(table, "a/main", 10)
     assert table.to_save(12, idle=5) == []
-    ((slot, key, file),) = table.to_save(16, idle=5)
+    ((slot, key),) = table.to_save(16, idle=5)
     assert (slot, key) == (0, "a/main")
+    table.file_for(key)
     table.saved(slot, key)
     assert table.to_save(30, idle=5) == []
     assert table.restorable("a/main")
@@ -76,7 +77,8 @@ def test_a_restart_empties_the_slots_most_recent_first_and_files_stay():
     table = SlotTable(TWO_KEEPING)
     run(table, "a/main", 1)
     run(table, "b/main", 2)
-    for slot, key, _ in table.to_save(10, idle=1):
+    for slot, key in table.to_save(10, idle=1):
+        table.file_for(key)
         table.saved(slot, key)
     assert table.lost() == ["b/main", "a/main"]
     assert table.holder(0) is None and table.holder(1) is None
@@ -109,3 +111,33 @@ def test_a_warmup_is_the_last_body_for_one_token_not_streamed():
                  "max_output_tokens": 8000}
     assert warmup_body("/v1/responses", responses) == {
         "model": "m", "input": [], "max_output_tokens": 16, "store": False, "stream": False}
+
+
+def test_a_new_conversation_starts_from_a_similar_ones_file():
+    table = SlotTable(TWO_KEEPING)
+    run(table, "a/main", 1)
+    a_file = table.file_for("a/main")
+    table.saved(0, "a/main")
+    step = table.enter("b/main", table.choose("b/main"), 2, seed=a_file)
+    assert (step.slot, step.restore, step.seeded) == (1, a_file, True)
+    assert table.unsaved(1)  # it holds A's prompt, not a file of B's
+    assert table.files() == {"a/main": a_file}  # B has no file yet
+
+
+def test_no_seed_without_slot_files_or_for_a_conversation_with_its_own():
+    no_files = SlotTable(SlotSetup(slots=2, keeps_idle=True))
+    assert no_files.enter("b/main", 1, 1, seed="lmsd-0.bin").restore is None
+    table = SlotTable(ONE_SAVING)
+    run(table, "a/main", 1)
+    run(table, "b/main", 2)  # A saved
+    run(table, "a/main", 3)  # B saved, A restored
+    step = table.enter("b/main", 0, 4, seed=table.files()["a/main"])
+    assert step.restore == table.files()["b/main"] and not step.seeded
+
+
+def test_shared_start_counts_the_system_prompt_and_tools_in_common():
+    tools = [{"type": "function", "function": {"name": "Bash"}}]
+    one = {"messages": [{"role": "system", "content": "You code. cwd=/a"}], "tools": tools}
+    two = {"messages": [{"role": "system", "content": "You code. cwd=/b"}], "tools": tools}
+    other = {"messages": [{"role": "system", "content": "You code."}], "tools": []}
+    assert shared_start(one, two) > shared_start(one, other) > 0
