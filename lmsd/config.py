@@ -235,7 +235,7 @@ class Settings:
     keep_warm: bool = True  # steer slots, save/restore them, re-warm after a lost cache
     slot_save_idle: float = 30.0  # seconds a slot sits unsaved before it is saved
     slot_save_files: int = 4  # slot files per upstream (bounds the disk they take)
-    rewarm_conversations: int = 2  # conversations re-prefilled after the cache is lost
+    rewarm_conversations: int = 1  # conversations re-prefilled after the cache is lost
     state_dir: str = field(default_factory=_state_dir_default)
     model: str = ""
     model_map: dict[str, str] = field(default_factory=dict)

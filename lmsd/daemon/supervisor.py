@@ -247,6 +247,7 @@ async def serve(
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
     await store.open()
     recent = RecentRequests(store)  # what a re-warm replays, also after lmsd restarts
+    await recent.load()  # before the keepers learn their engines (where each was left)
     for backend in backends:
         backend.keeper.recent = recent
     drain = Drain()

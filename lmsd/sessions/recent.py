@@ -33,13 +33,15 @@ class RecentRequests:
         self.store = store
         self.keep = keep
         self._by_upstream: dict[str, dict[str, RecentRequest]] = {}
+        self._loaded = False
         #: Changed since the last flush (None: deleted).
         self._pending: dict[tuple[str, str], RecentRequest | None] = {}
 
     async def load(self) -> None:
-        """What an earlier lmsd remembered."""
-        if self.store is None:
+        """What an earlier lmsd remembered (read once)."""
+        if self.store is None or self._loaded:
             return
+        self._loaded = True
 
         def read(db: sqlite3.Connection) -> list[str]:
             return [row[0] for row in db.execute(

@@ -30,16 +30,15 @@ import trio
 from ..config import Settings
 from ..log import event
 from ..protocol.pivot import Usage
-from ..protocol.warmup import shared_start, warmup_body
+from ..protocol.warmup import shared_start
 from ..sessions.recent import RecentRequest, RecentRequests
 from .client import Upstream
+from .engine_cache import slot_action, warm_up
+from .misses import Misses
 from .slot_probe import probe_slots
 from .slots import BACKGROUND, SlotTable
 
 CHECK_EVERY = 2.0  # seconds between looks at the engine's slots
-#: A turn that prefilled more than this many tokens, and most of its prompt, missed the
-#: cache (the first turn of a conversation excepted: it is cold by nature).
-MISS_TOKENS = 1024
 #: A new conversation starts from another's slot file when their requests' starts (system
 #: prompt, tools) share this many characters: two Claude Code sessions share thousands.
 SEED_CHARS = 2000
@@ -60,16 +59,16 @@ class CacheKeeper:
         self._learning = trio.Lock()
         self._probed: list[int] = []  # slots the last probe wrote its prompt to
         self._queue: list[str] = []  # conversations to warm, most urgent first
+        self._replays: set[str] = set()  # of those, the ones worth a replay (a prefill)
         self._warming: tuple[str, trio.CancelScope] | None = None
         self._wake = trio.Event()
         self._last_real = 0.0
         self.real_in_flight = 0
         self.reachable = True
         self.loaded = trio.Event()  # what an earlier lmsd remembered is read
-        self._seen: set[str] = set()  # conversations that had a turn here
-        self._why: dict[str, str] = {}  # what last cost a conversation its cache
+        self.misses = Misses(name)
         self.counts = {"saved": 0, "restored": 0, "restore_failed": 0, "warmups": 0,
-                       "warmups_preempted": 0, "lost": 0, "misses": 0}
+                       "warmups_preempted": 0, "lost": 0}
 
     # -- what the engine offers ----------------------------------------------------------
 
@@ -149,8 +148,9 @@ class CacheKeeper:
         for it now (its lock free: never waited for)."""
         table = self.table
         if table is None or not table.setup.can_save or conversation == BACKGROUND or \
-                table.restorable(conversation):
-            return None
+                table.restorable(conversation) or table.slot_of(conversation) is not None \
+                or self.recent.get(self.name, conversation) is not None:
+            return None  # not a new conversation
         candidates = set(table.files()) | {table.holder(i) for i in range(len(table.slots))
                                            if i != index}
         best, best_shared = None, SEED_CHARS - 1
@@ -192,7 +192,7 @@ class CacheKeeper:
                   seeded=step.seeded)
             if step.replaced and step.replaced != BACKGROUND and not self.table.restorable(
                     step.replaced):
-                self._why[step.replaced] = f"its slot {index} went to {conversation}"
+                self.misses.cost(step.replaced, f"its slot {index} went to {conversation}")
         if step.save and step.saved_key:
             if await self._slot_action(index, "save", step.save):
                 self.counts["saved"] += 1
@@ -213,19 +213,11 @@ class CacheKeeper:
                     self.table.forget_file(conversation)
 
     async def _slot_action(self, index: int, action: str, file: str) -> bool:
-        try:
-            answer = await self.upstream.client.post(
-                f"/slots/{index}?action={action}", json={"filename": file}, timeout=120.0)
-        except httpx.HTTPError as exc:
+        error = await slot_action(self.upstream.client, index, action, file)
+        if error is not None:
             event("cache.slot_failed", level=30, upstream=self.name, slot=index,
-                  action=action, file=file, error=str(exc) or type(exc).__name__)
-            return False
-        if answer.status_code != 200:
-            event("cache.slot_failed", level=30, upstream=self.name, slot=index,
-                  action=action, file=file, status=answer.status_code,
-                  error=answer.text[:200])
-            return False
-        return True
+                  action=action, file=file, error=error)
+        return error is None
 
     def _remember(self, conversation: str, path: str, body: dict[str, Any],
                   slot: int | None) -> None:
@@ -250,15 +242,18 @@ class CacheKeeper:
             return
         self.counts["lost"] += 1
         held = self.table.lost() if self.table is not None else []
-        for conversation in self._seen:
-            self._why[conversation] = why
+        self.misses.everyone(why)
         self._learned = False  # a restarted engine may have other slots
-        limit = self.settings.rewarm_conversations
-        if self.table is not None:
-            limit = min(limit, self.table.setup.slots if self.table.setup.pins else limit)
-        recent = [r.conversation for r in self.recent.latest(self.name, limit)]
-        order = [c for c in [*held, *recent] if c != BACKGROUND]
-        self._queue = list(dict.fromkeys(order))[:limit]
+        replays = self.settings.rewarm_conversations
+        recent = [r.conversation for r in self.recent.latest(self.name, self.recent.keep)]
+        order = [c for c in dict.fromkeys([*held, *recent]) if c != BACKGROUND]
+        table = self.table
+        # Restores cost milliseconds: every conversation with a file, as many as there are
+        # slots for. A replay costs a cold prefill: only the most recent ones.
+        self._replays = set(order[:replays])
+        restorable = [c for c in order if table is not None and table.restorable(c)]
+        room = table.setup.slots if table is not None and table.setup.pins else replays
+        self._queue = [c for c in order if c in self._replays or c in restorable][:room]
         event("cache.lost", level=30, upstream=self.name, why=why,
               rewarm=list(self._queue) or None)
         self._wake.set()
@@ -270,25 +265,8 @@ class CacheKeeper:
                        if session is not None and c.split("/", 1)[0] != session]
 
     def prefilled(self, conversation: str, usage: Usage | None) -> None:
-        """After a turn: a miss (most of the prompt prefilled again) is reported with
-        what lmsd knows of its cause."""
-        why = self._why.pop(conversation, None)
-        seen = conversation in self._seen
-        if len(self._seen) >= 10_000:  # bounded: forgetting only hides a miss's cause
-            self._seen.clear()
-            self._why.clear()
-        self._seen.add(conversation)
-        if usage is None or usage.prefilled_tokens is None or not seen or \
-                conversation == BACKGROUND:
-            return
-        prefilled, cached = usage.prefilled_tokens, usage.cached_tokens
-        if prefilled < MISS_TOKENS or prefilled <= cached:
-            return
-        self.counts["misses"] += 1
-        event("cache.miss", level=30, upstream=self.name, conversation=conversation,
-              prefilled_tokens=prefilled, cached_tokens=cached,
-              why=why or "unknown to lmsd: evicted by the engine (another client, its "
-                         "cache size), or the prompt changed early on")
+        """After a turn: what the engine prefilled (a miss is reported, with its cause)."""
+        self.misses.turn(conversation, usage)
 
     def _preempt(self, conversation: str) -> None:
         if self._warming is not None:
@@ -308,9 +286,10 @@ class CacheKeeper:
         task_status.started()
         if not self.enabled:
             await trio.sleep_forever()
-        await self.recent.load()
+        await self.recent.load()  # once: the daemon loads it before learning the engine
         recent = self.recent.latest(self.name, self.settings.rewarm_conversations)
         self._queue = [r.conversation for r in recent]
+        self._replays = set(self._queue)
         self.loaded.set()
         next_check = 0.0
         try:
@@ -398,7 +377,8 @@ class CacheKeeper:
         if recent is None and not restorable:
             return
         if index is None:
-            await self._replay(conversation, recent, None)
+            if conversation in self._replays:
+                await self._replay(conversation, recent, None)
             return
         if table is not None and table.holder(index) not in (None, BACKGROUND):
             return  # a warm-up never evicts a conversation (the queue is most recent first)
@@ -410,29 +390,21 @@ class CacheKeeper:
                       slot=index, how="restored")
             # Then the last request: what the file lacks (turns since it was saved) is
             # prefilled now; a file that is current makes it a one-token cache hit.
-            await self._replay(conversation, recent, index)
+            if conversation in self._replays:
+                await self._replay(conversation, recent, index)
             table.done(conversation, index, trio.current_time())
 
     async def _replay(self, conversation: str, recent: RecentRequest | None,
                       index: int | None) -> None:
         if recent is None:
             return
-        body = warmup_body(recent.path, recent.body)
-        if index is not None and recent.path.endswith("/chat/completions"):
-            body["id_slot"] = index
         started = trio.current_time()
         event("cache.warmup", upstream=self.name, conversation=conversation, slot=index)
-        try:
-            answer = await self.upstream.client.post(recent.path, json=body,
-                                                     timeout=self.upstream.read_timeout)
-        except httpx.HTTPError as exc:
+        error = await warm_up(self.upstream.client, recent.path, recent.body, index,
+                              self.upstream.read_timeout)
+        if error is not None:
             event("cache.warmup_failed", level=30, upstream=self.name,
-                  conversation=conversation, error=str(exc) or type(exc).__name__)
-            return
-        if answer.status_code != 200:
-            event("cache.warmup_failed", level=30, upstream=self.name,
-                  conversation=conversation, status=answer.status_code,
-                  error=answer.text[:200])
+                  conversation=conversation, error=error)
             return
         self.counts["warmups"] += 1
         event("cache.warmed", upstream=self.name, conversation=conversation, slot=index,
@@ -443,7 +415,7 @@ class CacheKeeper:
         return {"enabled": self.enabled,
                 "slots": self.table.to_json() if self.table is not None else None,
                 "warming": self._warming[0] if self._warming else None,
-                "queued": list(self._queue), **self.counts}
+                "queued": list(self._queue), "misses": self.misses.count, **self.counts}
 
 
 def _safe(name: str) -> str:

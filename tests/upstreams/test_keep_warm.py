@@ -78,7 +78,7 @@ async def test_after_lmsd_restarts_its_recent_conversations_are_warmed(start_lms
     await one_turn(first, "newer question", session="0d3e4f5a-1111-4222-8333-944455556666")
     await stop(first)
     assert warmups(emulator) == []
-    second = await start_lmsd(emulator.url)  # the same state directory
+    second = await start_lmsd(emulator.url, rewarm_conversations="2")  # the same state
     with second.bus.subscribe(types=("cache",), replay=100) as sub:
         await next_event(sub, "cache.warmed")
         await next_event(sub, "cache.warmed")
