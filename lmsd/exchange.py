@@ -50,15 +50,6 @@ from .sessions.store import SessionKey, SessionStore
 from .upstreams.dialect import Dialect
 
 Emit = Callable[[list[Any]], Awaitable[None]]
-#: Around one upstream request: the body in, the body to send out (llama-server's slot
-#: chosen, saved and restored around it: ``upstreams/keeper.py``).
-Keep = Callable[[dict[str, Any], dict[str, Any]],
-                AbstractAsyncContextManager[dict[str, Any]]]
-
-
-@asynccontextmanager
-async def _as_is(body: dict[str, Any], full: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    yield body
 #: What makes a chained attempt worth retrying with the full history: only the upstream
 #: saying the stored response is gone, or that it keeps no responses at all. Anything else
 #: (a crash, a bad image, an overflow) would fail the same way in full, at the price of a
@@ -69,6 +60,16 @@ RETRY_IN_FULL = (STALE, UNSUPPORTED)
 #: or a bad image would fail the same way anywhere.
 UNWELL = (Unreachable, UpstreamTimeout, Overloaded, UpstreamBroken, ModelUnavailable,
           UpstreamAuth)
+#: Around one upstream request: the body in, the body to send out (llama-server's slot
+#: chosen, saved and restored around it: ``upstreams/cache/keeper.py``).
+Keep = Callable[[dict[str, Any], dict[str, Any]],
+                AbstractAsyncContextManager[dict[str, Any]]]
+
+
+@asynccontextmanager
+async def _as_is(body: dict[str, Any], full: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """No engine to steer: the body goes as it is."""
+    yield body
 
 
 @dataclass

@@ -39,9 +39,9 @@ from ..metrics import Metrics
 from ..protocol.guard import is_loopback_host
 from ..sessions.recent import RecentRequests
 from ..sessions.store import SessionStore
+from ..upstreams.cache.keeper import CacheKeeper
 from ..upstreams.client import Upstream
 from ..upstreams.discovery import discover
-from ..upstreams.keeper import CacheKeeper
 from ..upstreams.lms import LmsCli
 from ..upstreams.router import Backend, Router
 from ..upstreams.watcher import Watcher

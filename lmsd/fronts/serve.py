@@ -24,8 +24,8 @@ from ..protocol.plan import TurnPlan
 from ..protocol.repair import ToolCallRepair
 from ..protocol.repair.split import SplitRepair
 from ..sessions.store import SessionStore
+from ..upstreams.cache.slots import BACKGROUND
 from ..upstreams.router import Backend, Route, Router, is_background
-from ..upstreams.slots import BACKGROUND
 from .drain import Drain
 from .event_stream import EventStream, stream_response
 

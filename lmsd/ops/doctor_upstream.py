@@ -13,10 +13,10 @@ from ..config import Settings, env_name
 from ..protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
 from ..protocol.failures import UpstreamAuth
 from ..protocol.lmstudio import V0, V1, ModelList, parse_models
+from ..upstreams.cache.slot_probe import probe_slots
 from ..upstreams.dialect import CONFIGURED, UNDECIDED, decide
 from ..upstreams.discovery import Found, discover
 from ..upstreams.lms import LmsCli
-from ..upstreams.slot_probe import probe_slots
 from .doctor_result import FAIL, HTTP_TIMEOUT, OK, SKIP, WARN, Result
 
 LMS_TIMEOUT = 5.0

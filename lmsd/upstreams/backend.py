@@ -24,10 +24,10 @@ from ..protocol.failures import Failure, Unreachable, UpstreamBroken
 from ..protocol.fit import LearnedLimits
 from ..protocol.models import map_model
 from .breaker import Breaker
+from .cache.keeper import CacheKeeper
 from .client import Upstream
 from .dialect import UNDECIDED, Dialect, ResponsesDialect, decide
 from .discovery import discover
-from .keeper import CacheKeeper
 from .lms import LmsCli
 from .watcher import Watcher
 

@@ -85,10 +85,12 @@ async def test_everything_fine_against_the_emulator(emulator, tmp_path):
     codex.write_text(codex_config(settings, LiveContext(32768, "the emulator's model")))
     results = await diagnose(settings, shell(tmp_path, settings, **claude_code_env(32768)))
     assert [r.check for r in results] == [
-        "lmstudio", "api", "model", "claude_context", "codex_config", "proxy_port",
-        "admin_port", "state_dir", "service", "base_url", "attribution_header", "auth_token",
-        "claude"]
+        "lmstudio", "api", "model", "cache", "claude_context", "codex_config",
+        "proxy_port", "admin_port", "state_dir", "service", "base_url",
+        "attribution_header", "auth_token", "claude"]
     assert all(r.status == "ok" and r.fix is None for r in results), results
+    cache = next(r for r in results if r.check == "cache")
+    assert cache.detail.startswith("no slots to steer: lmsd re-warms")  # LM Studio
     lmstudio, api = results[0], results[1]
     assert lmstudio.detail == f"LM Studio at {emulator.url} (found by: config) answers"
     assert api.detail.startswith("responses, with previous_response_id chaining")
@@ -519,7 +521,7 @@ async def test_run_prints_one_line_per_check_and_exits_0_on_warnings(emulator, t
     code = await trio.to_thread.run_sync(doctor.run, args)
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert len(lines) == 13
+    assert len(lines) == 14
     assert lines[0].startswith("ok   lmstudio ") and emulator.url in lines[0]
     service = next(line for line in lines if " service " in line)
     assert service.startswith("warn service ") and "; fix: " in service  # no systemctl
@@ -548,7 +550,7 @@ async def test_run_json(tmp_path, monkeypatch, capsys, dead_port):
                                                                  json=True))
     data = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 13
+    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 14
     by_check = {entry["check"]: entry for entry in data}
     assert by_check["lmstudio"]["status"] == "fail"
     assert by_check["model"]["status"] == "skip"
@@ -583,8 +585,8 @@ async def test_every_upstream_is_checked_by_name(emulator, tmp_path, dead_port):
     results = await diagnose(settings, shell(tmp_path, settings, **claude_code_env(32768)))
     found = {r.check: r for r in results}
     assert [c for c in found if "[" in c] == [
-        "lmstudio [desk]", "api [desk]", "model [desk]", "lmstudio [lap]", "api [lap]",
-        "model [lap]"]
+        "lmstudio [desk]", "api [desk]", "model [desk]", "cache [desk]", "lmstudio [lap]",
+        "api [lap]", "model [lap]", "cache [lap]"]
     assert found["lmstudio [desk]"].status == "ok" and found["model [desk]"].status == "ok"
     assert found["lmstudio [lap]"].status == "fail"
     assert f"127.0.0.1:{dead_port}" in found["lmstudio [lap]"].detail

@@ -4,7 +4,7 @@ around it; and the warm-up body a replay sends."""
 from __future__ import annotations
 
 from lmsd.protocol.warmup import shared_start, warmup_body
-from lmsd.upstreams.slots import BACKGROUND, SlotSetup, SlotTable
+from lmsd.upstreams.cache.slots import BACKGROUND, SlotSetup, SlotTable
 
 ONE_SAVING = SlotSetup(slots=1, can_save=True)
 TWO_KEEPING = SlotSetup(slots=2, keeps_idle=True, can_save=True)

@@ -27,12 +27,12 @@ from typing import Any
 import httpx
 import trio
 
-from ..config import Settings
-from ..log import event
-from ..protocol.pivot import Usage
-from ..protocol.warmup import shared_start
-from ..sessions.recent import RecentRequest, RecentRequests
-from .client import Upstream
+from ...config import Settings
+from ...log import event
+from ...protocol.pivot import Usage
+from ...protocol.warmup import shared_start
+from ...sessions.recent import RecentRequest, RecentRequests
+from ..client import Upstream
 from .engine_cache import slot_action, warm_up
 from .misses import Misses
 from .slot_probe import probe_slots

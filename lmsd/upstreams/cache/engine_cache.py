@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from ..protocol.warmup import warmup_body
+from ...protocol.warmup import warmup_body
 
 SLOT_ACTION_TIMEOUT = 120.0  # a save writes the whole KV: gigabytes on a real model
 

@@ -5,8 +5,8 @@ nature, not misses. Pure bookkeeping; the keeper tells it what happened."""
 
 from __future__ import annotations
 
-from ..log import event
-from ..protocol.pivot import Usage
+from ...log import event
+from ...protocol.pivot import Usage
 from .slots import BACKGROUND
 
 #: A turn that prefilled more than this many tokens, and most of its prompt, missed.

@@ -1,0 +1,2 @@
+"""Keeping each conversation's prefix in the engine's cache (``keep_warm``): the keeper,
+the slot table it steers by, what it asks and sends the engine, and the misses it sees."""
