@@ -54,9 +54,11 @@ class RecentRequests:
                 continue  # a row another version wrote: not worth a replay
             self._by_upstream.setdefault(recent.upstream, {})[recent.conversation] = recent
 
-    def latest(self, upstream: str, n: int) -> list[RecentRequest]:
-        """The ``n`` most recently active conversations' requests, most recent first."""
-        recent = sorted(self._by_upstream.get(upstream, {}).values(), key=lambda r: -r.at)
+    def latest(self, upstream: str, n: int, since: float = 0.0) -> list[RecentRequest]:
+        """The ``n`` most recently active conversations' requests (active at wall-clock
+        ``since`` or later), most recent first."""
+        recent = sorted((r for r in self._by_upstream.get(upstream, {}).values()
+                         if r.at >= since), key=lambda r: -r.at)
         return recent[:n]
 
     def get(self, upstream: str, conversation: str) -> RecentRequest | None:

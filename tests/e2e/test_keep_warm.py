@@ -79,7 +79,9 @@ async def test_a_second_session_on_one_slot_is_saved_and_restored(start_lmsd, sa
         await turn(http, "aaaa", 1)
         first = await last_task(saving_engine.url)
         await turn(http, "bbbb", 1)
-        assert (await wait_event(server, "cache.saved"))["conversation"] == "aaaa/main"
+        saved = await wait_event(server, "cache.saved")
+        assert saved["conversation"] == "aaaa/main"
+        assert saved["tokens"] > 2000 and saved["bytes"] > 1000 * saved["tokens"]  # KV
         await turn(http, "aaaa", 2)
     assert (await wait_event(server, "cache.restored"))["conversation"] == "aaaa/main"
     assert first["n_prompt_tokens"] > 2000

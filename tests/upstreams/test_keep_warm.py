@@ -111,5 +111,22 @@ async def test_a_reset_session_is_not_warmed_again(start_lmsd, emulator):
     keeper = second.router.backends[0].keeper
     with trio.fail_after(10):
         await keeper.loaded.wait()
-    assert keeper.recent.latest(keeper.name, 10) == [] and keeper._queue == []
+    assert keeper.recent.latest(keeper.name, 10) == [] and keeper.to_json()["queued"] == []
     assert warmups(emulator) == []
+
+
+async def test_a_conversation_idle_past_the_active_window_is_not_warmed(start_lmsd,
+                                                                        emulator):
+    """After a night, lmsd starting (or the engine coming back) warms nothing: a warm-up
+    would load a model for nobody."""
+    first = await start_lmsd(emulator.url, active_window="0.5")
+    await one_turn(first, "yesterday's question")
+    await stop(first)
+    await trio.sleep(1)  # the conversation is now older than the active window
+    second = await start_lmsd(emulator.url, active_window="0.5")
+    keeper = second.router.backends[0].keeper
+    with trio.fail_after(10):
+        await keeper.loaded.wait()
+    assert keeper.to_json()["queued"] == []
+    keeper.lost("test: the engine restarted")
+    assert keeper.to_json()["queued"] == [] and warmups(emulator) == []

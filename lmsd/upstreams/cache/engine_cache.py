@@ -1,7 +1,7 @@
 """What lmsd sends an engine to keep a prefix: llama-server's slot save and restore
 (``POST /slots/<id>?action=save|restore``, under ``--slot-save-path``), and a warm-up
-(a conversation's last request for its prefill only). Each answers None on success, else
-why it failed (the keeper reports it and carries on)."""
+(a conversation's last request for its prefill only). Each says why it failed, or None
+(the keeper reports it and carries on)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,30 @@ SLOT_ACTION_TIMEOUT = 120.0  # a save writes the whole KV: gigabytes on a real m
 
 
 async def slot_action(client: httpx.AsyncClient, index: int, action: str, file: str
-                      ) -> str | None:
+                      ) -> tuple[str | None, dict[str, Any]]:
+    """(why it failed or None, what the engine reported: tokens, bytes, milliseconds)."""
     try:
         answer = await client.post(f"/slots/{index}?action={action}",
                                    json={"filename": file}, timeout=SLOT_ACTION_TIMEOUT)
     except httpx.HTTPError as exc:
-        return str(exc) or type(exc).__name__
+        return str(exc) or type(exc).__name__, {}
     if answer.status_code != 200:
-        return f"HTTP {answer.status_code}: {answer.text[:200]}"
-    return None
+        return f"HTTP {answer.status_code}: {answer.text[:200]}", {}
+    try:
+        data = answer.json()
+    except ValueError:
+        data = {}
+    return None, _figures(data if isinstance(data, dict) else {})
+
+
+def _figures(data: dict[str, Any]) -> dict[str, Any]:
+    """llama-server's answer to a save or restore, as event fields."""
+    timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+    out = {"tokens": data.get("n_saved", data.get("n_restored")),
+           "bytes": data.get("n_written", data.get("n_read")),
+           "ms": timings.get("save_ms", timings.get("restore_ms"))}
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in out.items()
+            if isinstance(v, int | float)}
 
 
 async def warm_up(client: httpx.AsyncClient, path: str, body: dict[str, Any],

@@ -171,12 +171,12 @@ class CacheKeeper:
         """Save slot ``index`` (its lock held) as ``key``'s file."""
         assert self.table is not None
         file = self.table.file_for(key)
-        if await self._slot_action(index, "save", file):
+        if (saved := await self._slot_action(index, "save", file)) is not None:
             self.counts["saved"] += 1
             self.table.saved(index, key)
             self._note_file(key, index, file)
             event("cache.saved", upstream=self.name, slot=index, conversation=key,
-                  file=file, why=why)
+                  file=file, why=why, **saved)
         else:
             self.table.forget_file(key)
 
@@ -194,30 +194,35 @@ class CacheKeeper:
                     step.replaced):
                 self.misses.cost(step.replaced, f"its slot {index} went to {conversation}")
         if step.save and step.saved_key:
-            if await self._slot_action(index, "save", step.save):
+            if (saved := await self._slot_action(index, "save", step.save)) is not None:
                 self.counts["saved"] += 1
                 self.table.saved(index, step.saved_key)
                 self._note_file(step.saved_key, index, step.save)
                 event("cache.saved", upstream=self.name, slot=index,
-                      conversation=step.saved_key, file=step.save, why="switch")
+                      conversation=step.saved_key, file=step.save, why="switch", **saved)
             else:
                 self.table.forget_file(step.saved_key)
         if step.restore:
-            if await self._slot_action(index, "restore", step.restore):
+            if (restored := await self._slot_action(index, "restore", step.restore)) \
+                    is not None:
                 self.counts["restored"] += 1
                 event("cache.restored", upstream=self.name, slot=index,
-                      conversation=conversation, file=step.restore, seeded=step.seeded)
+                      conversation=conversation, file=step.restore, seeded=step.seeded,
+                      **restored)
             else:
                 self.counts["restore_failed"] += 1
                 if not step.seeded:
                     self.table.forget_file(conversation)
 
-    async def _slot_action(self, index: int, action: str, file: str) -> bool:
-        error = await slot_action(self.upstream.client, index, action, file)
+    async def _slot_action(self, index: int, action: str, file: str
+                           ) -> dict[str, Any] | None:
+        """The engine's figures (tokens, bytes, ms), or None when it failed."""
+        error, figures = await slot_action(self.upstream.client, index, action, file)
         if error is not None:
             event("cache.slot_failed", level=30, upstream=self.name, slot=index,
                   action=action, file=file, error=error)
-        return error is None
+            return None
+        return figures
 
     def _remember(self, conversation: str, path: str, body: dict[str, Any],
                   slot: int | None) -> None:
@@ -245,8 +250,10 @@ class CacheKeeper:
         self.misses.everyone(why)
         self._learned = False  # a restarted engine may have other slots
         replays = self.settings.rewarm_conversations
-        recent = [r.conversation for r in self.recent.latest(self.name, self.recent.keep)]
-        order = [c for c in dict.fromkeys([*held, *recent]) if c != BACKGROUND]
+        since = self._active_since()
+        recent = [r.conversation for r in self.recent.latest(self.name, self.recent.keep,
+                                                             since=since)]
+        order = [c for c in dict.fromkeys([*held, *recent]) if c in recent]
         table = self.table
         # Restores cost milliseconds: every conversation with a file, as many as there are
         # slots for. A replay costs a cold prefill: only the most recent ones.
@@ -257,6 +264,11 @@ class CacheKeeper:
         event("cache.lost", level=30, upstream=self.name, why=why,
               rewarm=list(self._queue) or None)
         self._wake.set()
+
+    def _active_since(self) -> float:
+        """Conversations idle longer than ``active_window`` are not warmed: after a night
+        the user has moved on, and a warm-up would load a model for nobody."""
+        return _wall() - self.settings.active_window
 
     def forget(self, session: str | None = None) -> None:
         """``lmsd reset``: nothing of the session is warmed again."""
@@ -287,7 +299,8 @@ class CacheKeeper:
         if not self.enabled:
             await trio.sleep_forever()
         await self.recent.load()  # once: the daemon loads it before learning the engine
-        recent = self.recent.latest(self.name, self.settings.rewarm_conversations)
+        recent = self.recent.latest(self.name, self.settings.rewarm_conversations,
+                                    since=self._active_since())
         self._queue = [r.conversation for r in recent]
         self._replays = set(self._queue)
         self.loaded.set()
