@@ -283,8 +283,10 @@ async def test_a_probe_whose_client_leaves_does_not_wedge_the_upstream(start_lms
     await wait_until(lambda: backend.available(trio.current_time()))
     a.emu.token_delay = 2.0
     async with client_of(server) as client:
-        with trio.move_on_after(0.5):  # the probe's client gives up mid-answer
-            await Conversation(client, "s-one").send("hello")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(Conversation(client, "s-one").send, "hello")
+            await wait_until(lambda: backend.breaker.probing and a.generations())
+            nursery.cancel_scope.cancel()  # the probe's client gives up mid-answer
         await wait_until(lambda: backend.in_flight == 0)
         assert backend.breaker.state == "half_open" and not backend.breaker.probing
         a.emu.token_delay = 0
