@@ -22,7 +22,7 @@
       if (k === "on") for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
       else if (v !== undefined && v !== null && v !== false) el.setAttribute(k, v);
     }
-    for (const kid of kids.flat()) {
+    for (const kid of kids.flat(Infinity)) {
       if (kid !== undefined && kid !== null) el.append(kid instanceof Node ? kid : String(kid));
     }
     return el;
