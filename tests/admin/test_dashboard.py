@@ -59,3 +59,16 @@ async def test_its_reset_is_refused_from_a_foreign_origin(lmsd):
     assert reset.status_code == 403, reset.text
     assert "frame-ancestors 'none'" in (await admin_get(lmsd, "/")).headers[
         "Content-Security-Policy"]
+
+
+def test_the_static_files_ship_as_package_data():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["lmsd.admin"]
+    static = root / "lmsd" / "admin" / "static"
+    shipped = {p for g in globs for p in (root / "lmsd" / "admin").glob(g)}
+    assert set(static.iterdir()) <= shipped
+    assert {p.name for p in static.iterdir()} == {"index.html", "dash.js", "dash.css"}
