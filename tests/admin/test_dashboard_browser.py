@@ -4,6 +4,7 @@ tail, opens with a token, and reads narrow and dark. Each test keeps a screensho
 
 from __future__ import annotations
 
+import anthropic
 import pytest
 
 from tests.emulator import Reply, Text
@@ -92,4 +93,26 @@ async def test_narrow_reads_in_one_column_light_and_dark(lmsd, emulator, client,
     overflow = await page.js("return document.documentElement.scrollWidth"
                              " - document.documentElement.clientWidth;")
     assert overflow <= 0, "nothing wider than a phone"
+    await page.finish()
+
+
+async def test_record_buttons_show_only_when_status_offers_recording(
+        start_lmsd, emulator, page, monkeypatch):
+    """Recording is another part's (``PUT``/``DELETE /sessions/{id}/record``); the page
+    offers it when ``/status`` has ``recording`` (here faked), labelled by each session's
+    state."""
+    from lmsd.daemon import supervisor
+
+    real = supervisor.status_json
+    monkeypatch.setattr(supervisor, "status_json", lambda **kw: {
+        **real(**kw), "recording": {"available": True, "sessions": ["rec-on"]}})
+    server = await start_lmsd(emulator.url)
+    emulator.script(Reply(Text("a")), Reply(Text("b")))
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="sk-ant-test",
+                                        max_retries=0) as client:
+        await Conversation(client, session="rec-on").send("one")
+        await Conversation(client, session="rec-off").send("two")
+    await page.open(server.admin_url + "/")
+    assert "Stop recording" in await page.shows(CARD.format("rec-on") + " button.record")
+    assert await page.shows(CARD.format("rec-off") + " button.record") == "Record"
     await page.finish()
