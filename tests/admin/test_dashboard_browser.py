@@ -63,6 +63,7 @@ async def test_the_event_tail_filters_like_lmsd_tail(lmsd, emulator, client, pag
     kinds = await page.js("return [...document.querySelectorAll('#events li')]"
                           ".map(li => li.dataset.type);")
     assert set(kinds) == {"request.start", "request.end"}, kinds
+    await page.shows(CARD.format("tail-b"), "Turns\n1")  # the filter is the tail's only
     await page.finish()
 
 
