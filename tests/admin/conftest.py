@@ -11,13 +11,20 @@ from typing import Any
 import pytest
 import trio
 
-from tests.support.browser import Page, launch
+from tests.support.browser import Page, launch, require_browser
 
 SHOTS: list[Path] = []
 
 
 @pytest.fixture
-async def page(nursery: trio.Nursery, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+def browser_available() -> None:
+    """Outside trio, so a skip keeps its reason."""
+    require_browser()
+
+
+@pytest.fixture
+async def page(browser_available: None, nursery: trio.Nursery,
+               request: pytest.FixtureRequest) -> AsyncIterator[Page]:
     """A tab; the test ends with ``await page.finish()`` (the screenshot and the console
     check, while the daemon still serves: pytest-trio cancels it as the test returns)."""
     driver = await trio.to_thread.run_sync(launch)

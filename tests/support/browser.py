@@ -36,16 +36,22 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def launch() -> Any:
-    """A headless Chromium session, or skip (fail under LMSD_REQUIRE_BROWSER=1)."""
+def require_browser() -> None:
+    """Skip (fail under LMSD_REQUIRE_BROWSER=1) without a browser, its driver or selenium."""
     for path in (CHROMIUM, CHROMEDRIVER):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             _unavailable(f"no {path} (apt-get install chromium chromium-driver)")
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         _unavailable("selenium is not installed (pip install -e '.[test]')")
+
+
+def launch() -> Any:
+    """A headless Chromium session (call ``require_browser`` first)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     os.environ.setdefault("SE_AVOID_STATS", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
