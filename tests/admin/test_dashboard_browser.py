@@ -21,6 +21,7 @@ async def test_a_real_session_shows_updates_live_and_resets(lmsd, emulator, clie
     await page.shows("#conn", "live")
     await page.shows("#no-sessions", "No sessions yet")
     assert "healthy" in await page.shows("#upstreams", emulator.url)
+    await page.shows("#model-events", "model.loaded")  # the watcher's, replayed on connect
 
     chat = Conversation(client, session="dash-1")
     await chat.send("start")

@@ -12,7 +12,7 @@
     const rest = params.toString();
     history.replaceState(null, "", location.pathname + (rest ? "?" + rest : ""));
   }
-  const MAX_EVENTS = 300, MAX_TURNS = 40;
+  const MAX_EVENTS = 300, MAX_TURNS = 40, MAX_MODEL_EVENTS = 8;
   const turns = new Map();  // session -> [{ttft, prefilled}], from request.end events
   let status = {}, paused = false, filter = { session: "", types: [] };
 
@@ -202,6 +202,12 @@
       if (ev.session === "*") turns.clear(); else turns.delete(ev.session);
     }
     if (/^(request\.end|session\.|model\.|upstream\.)/.test(ev.type || "")) soon();
+    if (/^model\./.test(ev.type || "")) {
+      const box = $("model-events");
+      if (box.querySelector(".muted")) box.replaceChildren();
+      box.prepend(eventLine(ev));
+      while (box.children.length > MAX_MODEL_EVENTS) box.lastChild.remove();
+    }
     if (!paused && wanted(ev)) {
       const box = $("events");
       box.prepend(eventLine(ev));
@@ -221,7 +227,11 @@
       delay = 500;
       seen.length = 0;  // the replay brings the recent events again
       turns.clear();
-      $("events").replaceChildren(); $("conn").textContent = "live"; $("conn").className = "pill ok"; };
+      $("events").replaceChildren();
+      $("model-events").replaceChildren(h("li", { class: "muted" }, "none yet"));
+      $("conn").textContent = "live";
+      $("conn").className = "pill ok";
+    };
     ws.onmessage = (m) => { try { onEvent(JSON.parse(m.data)); } catch (err) { report(err); } };
     ws.onclose = () => {
       $("conn").textContent = "reconnecting"; $("conn").className = "pill bad";
