@@ -1,8 +1,9 @@
 """The admin API: health, status, sessions, metrics and a live event tail.
 
-Bound to loopback by default. Whenever ``admin_token`` is set (and lmsd refuses to bind
-the admin API beyond loopback without one), every endpoint requires
-``Authorization: Bearer <token>``; the WebSocket also accepts ``?token=``. Requests a
+Bound to loopback by default; ``/`` is the live dashboard (dashboard.py). Whenever
+``admin_token`` is set (and lmsd refuses to bind the admin API beyond loopback without
+one), every endpoint requires ``Authorization: Bearer <token>``; the WebSocket and the
+dashboard page also accept ``?token=``. Requests a
 web page could have sent (a foreign Host, Origin or body type) are refused (guard.py).
 """
 
@@ -27,6 +28,7 @@ from ..protocol.failures import NotFound, Unauthorized
 from ..sessions.config import check_session_id, parse_session_config
 from ..sessions.store import SessionStore
 from ..upstreams.router import Readiness
+from .dashboard import page
 
 
 def _authorized(token: str, header: str | None, query: str | None = None) -> bool:
@@ -77,11 +79,19 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
 
     @app.before_request
     async def require_token() -> Response | None:
-        if not _authorized(settings.admin_token, request.headers.get("Authorization")):
+        # A browser cannot send a header when it opens a page: the dashboard (only) takes
+        # the token as ?token=, as the WebSocket does.
+        query = request.args.get("token") if request.path == "/" else None
+        if not _authorized(settings.admin_token, request.headers.get("Authorization"), query):
             return failure_response(Unauthorized(
                 "the admin API needs Authorization: Bearer <token>"),
                 {"WWW-Authenticate": "Bearer"})
         return None
+
+    @app.get("/")
+    async def dashboard() -> Response:
+        body, headers = page()
+        return Response(body, headers=headers)
 
     @app.get("/healthz")
     async def healthz() -> Response:

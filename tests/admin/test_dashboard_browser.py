@@ -1,0 +1,120 @@
+"""The dashboard in a real headless Chromium (tests/support/browser.py): it loads, shows a
+session within seconds of a real request, follows it live, resets it, filters the event
+tail, opens with a token, and reads narrow and dark. Each test keeps a screenshot."""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+
+from tests.emulator import Reply, Text
+from tests.support.conversation import Conversation, tool_turns
+
+pytestmark = pytest.mark.browser
+
+CARD = 'article.session[data-session="{}"]'
+
+
+async def test_a_real_session_shows_updates_live_and_resets(lmsd, emulator, client, page):
+    emulator.script(*tool_turns(2))
+    await page.open(lmsd.admin_url + "/")
+    await page.shows("#conn", "live")
+    await page.shows("#no-sessions", "No sessions yet")
+    assert "healthy" in await page.shows("#upstreams", emulator.url)
+    await page.shows("#model-events", "model.loaded")  # the watcher's, replayed on connect
+
+    chat = Conversation(client, session="dash-1")
+    await chat.send("start")
+    card = CARD.format("dash-1")
+    text = await page.shows(card, "Turns\n1")
+    assert "Chain hits\n0" in text and "no_node \u00d71" in text and "anthropic" in text
+    assert "TTFT per turn:" in text and "no data" not in text.split("TTFT per turn:")[1][:12]
+    await page.shows("#events", "request.end")
+
+    await chat.send()  # the page follows without a reload
+    text = await page.shows(card, "Turns\n2")
+    assert "Chain hits\n1" in text
+    points = await page.js("return document.querySelector(arguments[0] + ' polyline.ttft')"
+                           ".getAttribute('points').split(' ').length;", card)
+    assert points == 2
+    assert lmsd.store.node_count() == 2
+    await page.screenshot("-live")
+
+    await page.click(card + " button.reset")
+    await page.gone(card)
+    assert lmsd.store.node_count() == 0
+    await page.shows("#events", "session.reset")
+    assert await page.js("return document.querySelector('button.record') === null;")
+    await page.finish()
+
+
+async def test_the_event_tail_filters_like_lmsd_tail(lmsd, emulator, client, page):
+    emulator.script(Reply(Text("a")), Reply(Text("b")))
+    await page.open(lmsd.admin_url + "/")
+    await page.shows("#conn", "live")
+    await Conversation(client, session="tail-a").send("one")
+    await Conversation(client, session="tail-b").send("two")
+    await page.shows("#events", "session=tail-b")
+    await page.js("document.getElementById('f-session').value = 'tail-a';"
+                  "document.getElementById('f-types').value = 'request';"
+                  "document.querySelector('#filters button[type=submit]').click();")
+    lines = await page.js("return [...document.querySelectorAll('#events li')]"
+                          ".map(li => li.innerText);")
+    assert lines and all("session=tail-a" in line for line in lines), lines
+    kinds = await page.js("return [...document.querySelectorAll('#events li')]"
+                          ".map(li => li.dataset.type);")
+    assert set(kinds) == {"request.start", "request.end"}, kinds
+    await page.shows(CARD.format("tail-b"), "Turns\n1")  # the filter is the tail's only
+    await page.finish()
+
+
+async def test_opens_with_the_token_and_hides_it(start_lmsd, emulator, page):
+    server = await start_lmsd(emulator.url, admin_token="hunter2")
+    await page.open(server.admin_url + "/?token=hunter2")
+    await page.shows("#conn", "live")
+    await page.shows("#upstreams", emulator.url)
+    assert "hunter2" not in await page.js("return location.href;")
+    await page.finish()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_narrow_reads_in_one_column_light_and_dark(lmsd, emulator, client, page,
+                                                          scheme):
+    emulator.script(Reply(Text("hi")))
+    await page.run(page.driver.set_window_size, 400, 900)
+    await page.run(page.driver.execute_cdp_cmd, "Emulation.setEmulatedMedia",
+                   {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    await page.open(lmsd.admin_url + "/")
+    await Conversation(client, session="narrow").send("hello")
+    await page.shows(CARD.format("narrow"), "Turns\n1")
+    columns = await page.js("return getComputedStyle(document.querySelector('main'))"
+                            ".gridTemplateColumns.split(' ').length;")
+    assert columns == 1
+    background = await page.js("return getComputedStyle(document.body).backgroundColor;")
+    assert background == ("rgb(21, 23, 27)" if scheme == "dark" else "rgb(247, 247, 248)")
+    overflow = await page.js("return document.documentElement.scrollWidth"
+                             " - document.documentElement.clientWidth;")
+    assert overflow <= 0, "nothing wider than a phone"
+    await page.finish()
+
+
+async def test_record_buttons_show_only_when_status_offers_recording(
+        start_lmsd, emulator, page, monkeypatch):
+    """Recording is another part's (``PUT``/``DELETE /sessions/{id}/record``); the page
+    offers it when ``/status`` has ``recording`` (here faked), labelled by each session's
+    state."""
+    from lmsd.daemon import supervisor
+
+    real = supervisor.status_json
+    monkeypatch.setattr(supervisor, "status_json", lambda **kw: {
+        **real(**kw), "recording": {"available": True, "sessions": ["rec-on"]}})
+    server = await start_lmsd(emulator.url)
+    emulator.script(Reply(Text("a")), Reply(Text("b")))
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="sk-ant-test",
+                                        max_retries=0) as client:
+        await Conversation(client, session="rec-on").send("one")
+        await Conversation(client, session="rec-off").send("two")
+    await page.open(server.admin_url + "/")
+    assert "Stop recording" in await page.shows(CARD.format("rec-on") + " button.record")
+    assert await page.shows(CARD.format("rec-off") + " button.record") == "Record"
+    await page.finish()
