@@ -12,6 +12,7 @@ every run and are not differences.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from functools import partial
@@ -150,3 +151,26 @@ async def replay_file(path: Path, *, against: str | None = None) -> tuple[list[s
     exchange = load(path)
     result = await run(exchange, against=against)
     return fmt.diff_streams(exchange["client_stream"], result["client_stream"]), result
+
+
+def main(files: list[str], *, against: str | None = None) -> int:
+    """``lmsd replay FILE... [--against URL]``: each file's diff; 1 if any differs, 2 if a
+    file cannot be read."""
+    status = 0
+    for name in files:
+        try:
+            diff, result = trio.run(partial(replay_file, Path(name), against=against))
+        except (OSError, ValueError) as exc:
+            print(f"lmsd: {name}: {exc}", file=sys.stderr)
+            return 2
+        unmatched = result.get("unmatched_upstream") or []
+        if diff:
+            status = 1
+            print(f"{name}: the client-visible result differs")
+            print("\n".join(diff))
+        else:
+            print(f"{name}: same client-visible result")
+        if unmatched:
+            print(f"{name}: upstream requests the recording has no answer for: "
+                  f"{', '.join(unmatched)}")
+    return status
