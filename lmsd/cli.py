@@ -60,6 +60,10 @@ SERVE_HELP = {
     "chaining": "send only what is new with previous_response_id (responses dialect)",
     "session_max_nodes": "the most chain nodes the session store keeps",
     "session_ttl": "seconds an unused chain node is kept",
+    "record_sessions": "sessions whose exchanges are recorded from the start, comma-separated "
+                       "(`lmsd record SESSION` starts one while running)",
+    "record_max_bytes": "bytes state_dir/recordings may take; the oldest files go first",
+    "record_max_age": "seconds a recording is kept",
     "ping_interval": "seconds between SSE pings while the upstream is silent",
     "max_tokens_cap": "cap on a request's max_tokens; 0: no cap",
     "watch": "reload models loaded below min_context with a larger context",

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import trio
 
+from ..log import event
 from ..protocol import recording as fmt
 
 Scope = dict[str, Any]
@@ -201,7 +202,14 @@ class Recorder:
         if self.sink is not None:
             self.sink(exchange)
         elif exchange.get("session") in self.sessions and self.directory is not None:
-            await trio.to_thread.run_sync(self._write, exchange)
+            try:
+                path = await trio.to_thread.run_sync(self._write, exchange)
+            except OSError as exc:
+                event("session.recorded", level=30, session=exchange["session"],
+                      error=str(exc))
+                return
+            event("session.recorded", session=exchange["session"], path=str(path),
+                  bytes=path.stat().st_size if path.exists() else 0)
 
     def _write(self, exchange: dict[str, Any]) -> Path:
         assert self.directory is not None
