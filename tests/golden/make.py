@@ -1,4 +1,4 @@
-"""Regenerate the golden exchanges: ``python -m tests.golden.make``.
+"""Regenerate the golden exchanges: ``python -m tests.golden.make [NAME...]``.
 
 Each captured client request (tests/fixtures: Claude Code and Codex CLI) is sent through
 lmsd to the emulator with recording on, over each upstream dialect it names; the
@@ -9,6 +9,7 @@ this again only when the new client-visible stream is the one wanted."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,11 @@ CASES = [
     ("claude_basic_chat", "basic_json", 0, "chat"),
     ("claude_basic_messages", "basic_json", 0, "messages"),
     ("claude_second_turn_responses", "basic_json", 1, "responses"),
-    ("claude_interactive_responses", "inter_nodisable", 0, "responses"),
-    ("claude_interactive_chat", "inter_nodisable", 0, "chat"),
+    ("claude_unknown_model_responses", "inter_nodisable", 0, "responses"),
+    ("claude_unknown_model_chat", "inter_nodisable", 0, "chat"),
+    ("claude_interactive_responses", "inter_nodisable", 2, "responses"),
+    ("claude_interactive_messages", "inter_nodisable", 2, "messages"),
+    ("claude_count_tokens_responses", "inter_nodisable", 3, "responses"),
     ("codex_min_tools_responses", "codex_0171", 0, "responses"),
     ("codex_min_tools_chat", "codex_0171", 0, "chat"),
     ("codex_reasoning_responses", "codex_0171", 2, "responses"),
@@ -59,8 +63,10 @@ async def record(fixture: str, index: int, kind: str) -> dict[str, Any]:
     return exchange
 
 
-async def main() -> None:
+async def main(only: list[str]) -> None:
     for name, fixture, index, kind in CASES:
+        if only and name not in only:
+            continue
         exchange = await record(fixture, index, kind)
         path = HERE / f"{name}.json"
         path.write_text(json.dumps(exchange, ensure_ascii=False, indent=1) + "\n",
@@ -70,4 +76,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    trio.run(main, sys.argv[1:])  # names: only those cases
