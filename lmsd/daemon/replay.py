@@ -109,7 +109,10 @@ async def run(exchange: dict[str, Any], *, against: str | None = None,
     with tempfile.TemporaryDirectory(prefix="lmsd-replay-") as state:
         flags = {"upstream": against or REPLAY_URL, "model": upstream_model(exchange),
                  "keep_warm": False, "watch": False, "state_dir": state,
-                 "upstream_api": exchange.get("dialect") or "auto", **(settings or {})}
+                 # a request that never reached a dialect (a token count) probes nothing
+                 "upstream_api": exchange.get("dialect") or ("auto" if against else
+                                                             "responses"),
+                 **(settings or {})}
         config = load_settings(flags, {})
         upstream = Upstream(config.upstream, connect_timeout=5.0)
         transport = None if against else ReplayTransport(exchange)
