@@ -36,7 +36,7 @@ EVENT_TYPES = frozenset({
     "model.reloading", "model.restore_failed", "model.restored", "model.unloaded",
     "request.end", "request.refused", "request.rejected", "request.too_long",
     "request.server_tools_dropped", "request.start", "request.waiting_for_reload",
-    "session.config", "session.reset",
+    "session.config", "session.record", "session.recorded", "session.reset",
     "store.corrupt", "store.unavailable", "store.write_failed",
     "tool_call.repaired",
     "upstream.bad_event", "upstream.chaining_unsupported", "upstream.dialect",

@@ -60,6 +60,10 @@ SERVE_HELP = {
     "chaining": "send only what is new with previous_response_id (responses dialect)",
     "session_max_nodes": "the most chain nodes the session store keeps",
     "session_ttl": "seconds an unused chain node is kept",
+    "record_sessions": "sessions whose exchanges are recorded from the start, comma-separated "
+                       "(`lmsd record SESSION` starts one while running)",
+    "record_max_bytes": "bytes state_dir/recordings may take; the oldest files go first",
+    "record_max_age": "seconds a recording is kept",
     "ping_interval": "seconds between SSE pings while the upstream is silent",
     "max_tokens_cap": "cap on a request's max_tokens; 0: no cap",
     "watch": "reload models loaded below min_context with a larger context",
@@ -157,6 +161,14 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
     tail.add_argument("--follow", dest="follow", action="store_true",
                       help="when the daemon stops or restarts, wait and reconnect instead "
                       "of exiting")
+    record = _client_parser(sub, "record", "record a session's exchanges, or stop",
+                            "Record every exchange of SESSION_ID (the client request, each "
+                            "upstream request and raw stream, the client-visible stream) "
+                            "under state_dir/recordings/, secrets left out; --stop ends "
+                            "it. Replay a file with `lmsd replay`. " + token)
+    record.add_argument("session", metavar="SESSION_ID", help="the session to record")
+    record.add_argument("--stop", dest="stop", action="store_true",
+                        help="stop recording the session")
     env = _client_parser(sub, "env", "print the environment for Claude Code",
                          'Print the exports that point Claude Code at lmsd and make it '
                          'compact before the loaded context overflows: eval "$(lmsd env)". '
@@ -207,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     _client_parsers(sub)
     doctor.add_parser(sub)
     service.add_parser(sub)
+    replay = sub.add_parser(
+        "replay", help="run recorded exchanges again, show what changed",
+        description="Run each recorded exchange (from `lmsd record`) through this lmsd "
+        "against its recorded upstream stream (no network) and show how the "
+        "client-visible result differs; exit status 1 on a difference.")
+    replay.add_argument("files", nargs="+", metavar="FILE", help="a recorded exchange")
+    replay.add_argument("--against", default=None, metavar="URL",
+                        help="send the recorded request to this live upstream instead")
     return parser
 
 
@@ -216,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return doctor.run(args)  # it reports a bad config as one of its checks
     if args.command == "service":
         return service.run(args)
+    if args.command == "replay":
+        from .daemon.replay import main as replay_main
+
+        return replay_main(args.files, against=args.against)
     flags = {k: v for k, v in vars(args).items() if k in PARSERS}
     try:
         settings = load_settings(flags)
@@ -266,6 +290,8 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
                             active=args.active)
         elif args.command == "reset":
             client.reset(admin, args.session)
+        elif args.command == "record":
+            client.record(admin, args.session, stop=args.stop)
         elif args.command == "tail":
             tail_events(admin, session=args.session, types=_tail_types(args),
                         as_json=args.as_json, replay=max(args.replay, 0),

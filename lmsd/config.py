@@ -245,6 +245,9 @@ class Settings:
     chaining: bool = True
     session_max_nodes: int = 10_000
     session_ttl: float = 7 * 86400.0
+    record_sessions: list[str] = field(default_factory=list)  # sessions recorded from start
+    record_max_bytes: int = 200 * 1024 * 1024  # state_dir/recordings is pruned past this
+    record_max_age: float = 7 * 86400.0  # recordings older than this are removed
     ping_interval: float = 10.0
     max_tokens_cap: int = 0
     watch: bool = True
@@ -306,6 +309,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "chaining": _bool,
     "session_max_nodes": _positive(int),
     "session_ttl": _positive(float),
+    "record_sessions": _list(lambda items: [i.strip() for i in items if i.strip()]),
+    "record_max_bytes": _positive(int),
+    "record_max_age": _positive(float),
     "ping_interval": _positive(float),
     "max_tokens_cap": _non_negative_int,
     "watch": _bool,

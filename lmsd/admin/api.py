@@ -27,6 +27,7 @@ from ..metrics import CONTENT_TYPE_LATEST, Metrics
 from ..protocol.failures import NotFound, Unauthorized
 from ..sessions.config import check_session_id, parse_session_config
 from ..sessions.store import SessionStore
+from ..upstreams.recorder import Recorder
 from ..upstreams.router import Readiness
 from .dashboard import page
 
@@ -69,11 +70,12 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
                      *, status: Callable[[], dict[str, Any]],
                      ready: Callable[[], Awaitable[Readiness]],
                      upstreams: Callable[[], list[dict[str, Any]]] = list,
-                     forget: Callable[[str | None], None] | None = None) -> QuartTrio:
+                     forget: Callable[[str | None], None] | None = None,
+                     recorder: Recorder | None = None) -> QuartTrio:
     """The admin API over ``store``, ``bus`` and ``metrics``; ``/status`` answers with
     ``status()`` (the supervisor's view of every part), ``/readyz`` with ``ready()``,
     ``/upstreams`` with ``upstreams()``; a reset also ``forget``s a session's upstream
-    pins."""
+    pins; ``recorder`` starts and stops recording a session's exchanges."""
     app = make_app("lmsd.admin", max_body_bytes=1024 * 1024,
                    policy=policy_for(settings, "admin_listen"))
 
@@ -149,6 +151,23 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
         await store.set_config(check_session_id(sid), config)
         event("session.config", session=sid, **config.to_json())
         return json_response({"status": "ok", "session": sid, "config": config.to_json()})
+
+    @app.put("/sessions/<sid>/record")
+    @app.delete("/sessions/<sid>/record")
+    async def record(sid: str) -> Response:
+        if recorder is None:
+            raise NotFound("recording is not available here")
+        start = request.method == "PUT"
+        (recorder.start if start else recorder.stop)(check_session_id(sid))
+        event("session.record", session=sid, recording=start)
+        return json_response({"session": sid, "recording": start,
+                              "directory": str(recorder.directory)})
+
+    @app.get("/recordings")
+    async def recordings() -> Response:
+        if recorder is None:
+            raise NotFound("recording is not available here")
+        return json_response(recorder.listing())
 
     @app.get("/metrics")
     async def metrics_route() -> Response:

@@ -43,6 +43,7 @@ from ..upstreams.cache.keeper import CacheKeeper
 from ..upstreams.client import Upstream
 from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
+from ..upstreams.recorder import Recorder
 from ..upstreams.router import Backend, Router
 from ..upstreams.watcher import Watcher
 from .notify import sd_notify, watchdog, watchdog_interval
@@ -256,12 +257,14 @@ async def serve(
             await backend.dialect()  # decided now rather than during the first request
             with suppress(httpx.HTTPError):  # its slots, before anything is placed
                 await backend.keeper.learn()
-    proxy_app = create_proxy_app(settings, router, store, drain)
+    recorder = Recorder(Path(settings.state_dir) / "recordings", settings.record_sessions,
+                        max_bytes=settings.record_max_bytes, max_age=settings.record_max_age)
+    proxy_app = create_proxy_app(settings, router, store, drain, recorder)
     status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
                      metrics=metrics, drain=drain, started_at=trio.current_time())
     admin_app = create_admin_app(settings, store, bus, metrics, status=status,
                                  ready=router.readiness, upstreams=router.upstreams_json,
-                                 forget=router.forget)
+                                 forget=router.forget, recorder=recorder)
     try:
         async with trio.open_nursery() as nursery:
             proxy = await nursery.start(partial(

@@ -15,6 +15,7 @@ from ..log import event
 from ..protocol.failures import Failure
 from ..request_ids import current as current_request_id
 from ..sessions.store import SessionStore
+from ..upstreams.recorder import Recorder
 from ..upstreams.router import Router
 from . import anthropic, chat, responses
 from .drain import Drain
@@ -54,9 +55,10 @@ def _rejected(rendered: Rendered) -> None:
 
 
 def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
-                     drain: Drain) -> QuartTrio:
+                     drain: Drain, recorder: Recorder | None = None) -> QuartTrio:
     """Every front, served from ``router``'s upstreams with ``store``'s chains; their
-    streams count themselves in ``drain``."""
+    streams count themselves in ``drain``; ``recorder`` keeps the exchanges of the
+    sessions it records."""
     renderers: list[tuple[str, Renderer]] = []
     app = make_app("lmsd.proxy", max_body_bytes=settings.max_body_bytes,
                    render_failure=renderer_by_path(renderers), on_error=_rejected,
@@ -76,4 +78,6 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
     renderers.append(("/v1/chat/completions", chat.render))
     responses.install(app, settings, router, store, drain)
     renderers.append(("/v1/responses", responses.render))
+    if recorder is not None:
+        app.asgi_app = recorder.wrap(app.asgi_app, front_of)  # type: ignore[method-assign]
     return app

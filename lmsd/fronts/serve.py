@@ -25,6 +25,7 @@ from ..protocol.repair import ToolCallRepair
 from ..protocol.repair.split import SplitRepair
 from ..sessions.store import SessionStore
 from ..upstreams.cache.slots import BACKGROUND
+from ..upstreams.recorder import note_binding
 from ..upstreams.router import Backend, Route, Router, is_background
 from .drain import Drain
 from .event_stream import EventStream, stream_response
@@ -83,6 +84,7 @@ class Routed:
         route, backend = self.route, self.backend
         assert route is not None
         dialect = await backend.dialect()
+        note_binding(self.session, self.agent, dialect)
         key = (self.session, self.agent, route.model)
         stored = self.store.nodes(key)
         nodes = [n for n in stored if n.upstream == backend.name or

@@ -290,6 +290,18 @@ def reset(admin: Admin, session: str | None = None, *, out: TextIO | None = None
           file=out)
 
 
+def record(admin: Admin, session: str, *, stop: bool = False,
+           out: TextIO | None = None) -> None:
+    """``lmsd record SESSION [--stop]``: start or stop recording a session's exchanges."""
+    data = admin.request("DELETE" if stop else "PUT",
+                         f"/sessions/{quote(session, safe='')}/record")
+    if stop:
+        print(f"session {session}: recording stopped", file=out)
+    else:
+        print(f"session {session}: recording to {data.get('directory')}/ (replay a file "
+              f"with `lmsd replay FILE`)", file=out)
+
+
 # -- env ------------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from ..protocol.failures import (
     read_raw_failure,
 )
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
+from .recorder import tap
 
 MODELS_CACHE_SECONDS = 2.0
 #: How long an idle pooled connection may be reused: well below the servers' own keep-alive
@@ -58,6 +59,7 @@ class Upstream:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32,
                                 keepalive_expiry=KEEPALIVE_SECONDS),
         )
+        tap(self.client)  # records only while a recorded session's request is served
         self._models: tuple[float, list[str], list[str]] | None = None
         self.listed: list[LoadedModel] = []  # the loaded models of the last listing read
         self.known: list[str] = []  # every model id that listing named, loaded or not

@@ -1,0 +1,251 @@
+"""Recording exchanges (issue 16): the taps and the daemon's registry of recorded sessions.
+
+Two thin taps fill one ``Recording`` per client request, found through a context
+variable (None when nothing records: the taps then cost one lookup):
+
+- ``Recorder.wrap`` is ASGI middleware on the proxy app: it keeps the client request and
+  every byte the client is sent (status, body chunks, their times);
+- ``RecordingTransport`` wraps the upstream client's transport: each upstream request and
+  the raw chunks of its answer, as they arrive (before any parsing).
+
+The front says which session and agent a request belongs to (``note_binding``); only
+then does the registry know whether to keep it. Files go to
+``state_dir/recordings/<session>/<time>-<n>.json``, written in a worker thread, and the
+oldest go when the directory passes ``record_max_bytes`` or ``record_max_age``. The
+format and its redaction are ``protocol/recording.py``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from ..log import event
+from ..protocol import recording as fmt
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]],
+                    Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_AGE = 7 * 24 * 3600.0
+
+_current: ContextVar[Recording | None] = ContextVar("lmsd_recording", default=None)
+_numbers = itertools.count(1)
+
+
+class Recording:
+    """One client request being recorded: the exchange dict as it fills."""
+
+    def __init__(self, exchange: dict[str, Any]) -> None:
+        self.exchange = exchange
+        self.start = trio.current_time()
+
+    def t(self) -> float:
+        return round(trio.current_time() - self.start, 4)
+
+    def first(self, name: str) -> None:
+        self.exchange["timings"].setdefault(name, self.t())
+
+
+def note_binding(session: str, agent: str, dialect: Any) -> None:
+    """The front placed the request being recorded (if any): whose it is, and the
+    upstream kind it speaks (replay speaks the same)."""
+    recording = _current.get()
+    if recording is not None:
+        recording.exchange.update(session=session, agent=agent,
+                                  dialect=getattr(dialect, "name", None),
+                                  server=type(dialect).__name__)
+
+
+class _Tap(httpx.AsyncByteStream):
+    """An upstream answer's raw bytes, kept as they pass to the dialect's parser."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, chunks: list[list[Any]],
+                 recording: Recording) -> None:
+        self.inner, self.chunks, self.recording = inner, chunks, recording
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner:  # type: ignore[attr-defined]
+            self.recording.first("first_upstream_byte")
+            self.chunks.append([self.recording.t(), self.decoder.decode(chunk)])
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """The upstream client's transport, recording when the current request records."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        recording = _current.get()
+        if recording is None:
+            return await self.inner.handle_async_request(request)
+        path = request.url.raw_path.decode("ascii", "replace")
+        entry: dict[str, Any] = {"t": recording.t(), "method": request.method, "path": path,
+                                 "body": fmt.redact(fmt.as_body(request.content)),
+                                 "status": None, "headers": {}, "chunks": []}
+        recording.exchange["upstream"].append(entry)
+        response = await self.inner.handle_async_request(request)
+        entry["status"] = response.status_code
+        entry["headers"] = fmt.allowed_headers(response.headers.items())
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(response.status_code, headers=response.headers,
+                              stream=_Tap(response.stream, entry["chunks"], recording),
+                              extensions=response.extensions, request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def tap(client: httpx.AsyncClient) -> None:
+    """Record ``client``'s requests whenever the request being served records."""
+    transport = client._transport  # httpx has no public setter
+    if not isinstance(transport, RecordingTransport):
+        client._transport = RecordingTransport(transport)
+
+
+class Recorder:
+    """Which sessions record, and where their exchanges go. ``sink`` instead of files
+    takes every exchange of every session (replay records its own run so)."""
+
+    def __init__(self, directory: Path | None, sessions: Iterable[str] = (), *,
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_age: float = DEFAULT_MAX_AGE,
+                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.directory = directory
+        self.sessions = set(sessions)
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.sink = sink
+
+    @property
+    def active(self) -> bool:
+        return bool(self.sessions) or self.sink is not None
+
+    def start(self, session: str) -> None:
+        self.sessions.add(session)
+
+    def stop(self, session: str) -> None:
+        self.sessions.discard(session)
+
+    def wrap(self, app: ASGIApp, front_of: Callable[[str], str] = lambda path: "") -> ASGIApp:
+        """``app`` with a recording of each HTTP request while any session records."""
+        async def recorded(scope: Scope, receive: Callable[[], Awaitable[Message]],
+                           send: Callable[[Message], Awaitable[None]]) -> None:
+            if scope["type"] != "http" or scope.get("method") != "POST" or not self.active:
+                await app(scope, receive, send)
+                return
+            await self._record(app, scope, receive, send, front_of)
+        return recorded
+
+    async def _record(self, app: ASGIApp, scope: Scope,
+                      receive: Callable[[], Awaitable[Message]],
+                      send: Callable[[Message], Awaitable[None]],
+                      front_of: Callable[[str], str]) -> None:
+        body = bytearray()
+        messages: list[Message] = []
+        while True:  # the body first: the exchange starts with the whole request
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        recording = Recording(fmt.new_exchange(
+            recorded_at=time.time(), method="POST", path=scope["path"], headers=headers,
+            body=bytes(body)))
+        recording.exchange["front"] = front_of(scope["path"])
+        stream = recording.exchange["client_stream"]
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+        async def replayed() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        async def sent(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stream["status"] = message["status"]
+                stream["headers"] = fmt.allowed_headers(
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in message.get("headers", []))
+            elif message["type"] == "http.response.body" and message.get("body"):
+                recording.first("first_client_byte")
+                stream["chunks"].append([recording.t(), decoder.decode(message["body"])])
+            await send(message)
+
+        token = _current.set(recording)
+        try:
+            await app(scope, replayed, sent)
+        finally:
+            _current.reset(token)
+            recording.exchange["timings"]["total"] = recording.t()
+            with trio.CancelScope(shield=True):
+                await self._keep(recording.exchange)
+
+    async def _keep(self, exchange: dict[str, Any]) -> None:
+        if self.sink is not None:
+            self.sink(exchange)
+        elif exchange.get("session") in self.sessions and self.directory is not None:
+            try:
+                path = await trio.to_thread.run_sync(self._write, exchange)
+            except OSError as exc:
+                event("session.recorded", level=30, session=exchange["session"],
+                      error=str(exc))
+                return
+            event("session.recorded", session=exchange["session"], path=str(path),
+                  bytes=path.stat().st_size if path.exists() else 0)
+
+    def _write(self, exchange: dict[str, Any]) -> Path:
+        assert self.directory is not None
+        folder = self.directory / safe_name(str(exchange["session"]))
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(exchange["recorded_at"]))
+        path = folder / f"{stamp}-{next(_numbers):04d}.json"
+        path.write_text(json.dumps(exchange, ensure_ascii=False, indent=1), encoding="utf-8")
+        self.prune()
+        return path
+
+    def prune(self, now: float | None = None) -> None:
+        """Drop recordings past ``max_age``, then the oldest while past ``max_bytes``."""
+        now = time.time() if now is None else now
+        files = sorted(self.files(), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        for path in files:
+            stat = path.stat()
+            if now - stat.st_mtime > self.max_age or total > self.max_bytes:
+                total -= stat.st_size
+                path.unlink(missing_ok=True)
+
+    def files(self) -> list[Path]:
+        if self.directory is None or not self.directory.is_dir():
+            return []
+        return sorted(self.directory.glob("*/*.json"))
+
+    def listing(self) -> dict[str, Any]:
+        """What the admin API shows: the sessions recording and the files kept."""
+        return {"recording": sorted(self.sessions),
+                "directory": str(self.directory) if self.directory else None,
+                "files": [{"session": p.parent.name, "path": str(p),
+                           "bytes": p.stat().st_size} for p in self.files()]}
+
+
+def safe_name(session: str) -> str:
+    """A session id as a directory name (ids are free text from the client)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in session)
+    return cleaned.strip(".") or "_"
