@@ -7,6 +7,7 @@ handed the function and knows none of them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -32,7 +33,8 @@ def trio_task_count() -> int:
 
 
 def status_json(*, settings: Settings, router: Router, store: SessionStore, bus: EventBus,
-                metrics: Metrics, drain: Drain, started_at: float) -> dict[str, Any]:
+                metrics: Metrics, drain: Drain, started_at: float,
+                recording: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The daemon's state for ``/status`` (``lmsd status`` formats it)."""
     first = router.backends[0]
     several = router.several
@@ -52,4 +54,6 @@ def status_json(*, settings: Settings, router: Router, store: SessionStore, bus:
         "trio_tasks": trio_task_count(),
         "draining": drain.started.is_set(),
         "settings": redacted(settings),
+        # Which sessions are recorded (the dashboard's Record buttons read it).
+        **({"recording": recording()} if recording is not None else {}),
     }

@@ -261,7 +261,8 @@ async def serve(
                         max_bytes=settings.record_max_bytes, max_age=settings.record_max_age)
     proxy_app = create_proxy_app(settings, router, store, drain, recorder)
     status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
-                     metrics=metrics, drain=drain, started_at=trio.current_time())
+                     metrics=metrics, drain=drain, started_at=trio.current_time(),
+                     recording=recorder.status)
     admin_app = create_admin_app(settings, store, bus, metrics, status=status,
                                  ready=router.readiness, upstreams=router.upstreams_json,
                                  forget=router.forget, recorder=recorder)

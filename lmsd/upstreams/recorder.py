@@ -237,6 +237,11 @@ class Recorder:
             return []
         return sorted(self.directory.glob("*/*.json"))
 
+    def status(self) -> dict[str, Any]:
+        """For ``/status``: recording is available, and which sessions record."""
+        return {"available": self.directory is not None, "sessions": sorted(self.sessions),
+                "directory": str(self.directory) if self.directory else None}
+
     def listing(self) -> dict[str, Any]:
         """What the admin API shows: the sessions recording and the files kept."""
         return {"recording": sorted(self.sessions),

@@ -5,10 +5,12 @@ tail, opens with a token, and reads narrow and dark. Each test keeps a screensho
 from __future__ import annotations
 
 import anthropic
+import httpx
 import pytest
 
 from tests.emulator import Reply, Text
 from tests.support.conversation import Conversation, tool_turns
+from tests.support.daemon import admin_get
 
 pytestmark = pytest.mark.browser
 
@@ -98,23 +100,24 @@ async def test_narrow_reads_in_one_column_light_and_dark(lmsd, emulator, client,
     await page.finish()
 
 
-async def test_record_buttons_show_only_when_status_offers_recording(
-        start_lmsd, emulator, page, monkeypatch):
-    """Recording is another part's (``PUT``/``DELETE /sessions/{id}/record``); the page
-    offers it when ``/status`` has ``recording`` (here faked), labelled by each session's
-    state."""
-    from lmsd.daemon import supervisor
-
-    real = supervisor.status_json
-    monkeypatch.setattr(supervisor, "status_json", lambda **kw: {
-        **real(**kw), "recording": {"available": True, "sessions": ["rec-on"]}})
+async def test_record_buttons_start_and_stop_recording(start_lmsd, emulator, page):
+    """``/status`` says which sessions record; the page labels each session's button by
+    it, and a click starts (``PUT``) or stops (``DELETE /sessions/{id}/record``) it."""
     server = await start_lmsd(emulator.url)
     emulator.script(Reply(Text("a")), Reply(Text("b")))
     async with anthropic.AsyncAnthropic(base_url=server.url, api_key="sk-ant-test",
                                         max_retries=0) as client:
         await Conversation(client, session="rec-on").send("one")
         await Conversation(client, session="rec-off").send("two")
+    async with httpx.AsyncClient(base_url=server.admin_url) as http:
+        assert (await http.put("/sessions/rec-on/record")).status_code == 200
     await page.open(server.admin_url + "/")
     assert "Stop recording" in await page.shows(CARD.format("rec-on") + " button.record")
     assert await page.shows(CARD.format("rec-off") + " button.record") == "Record"
+    await page.click(CARD.format("rec-off") + " button.record")
+    await page.shows(CARD.format("rec-off") + " button.record", "Stop recording")
+    await page.click(CARD.format("rec-on") + " button.record")
+    await page.shows(CARD.format("rec-on") + " button.record", "Record")
+    status = (await admin_get(server, "/status")).json()
+    assert status["recording"]["sessions"] == ["rec-off"]
     await page.finish()
