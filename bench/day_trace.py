@@ -30,6 +30,7 @@ from bench.common import ROOT
 from lmsd.protocol.anthropic.items import conversation
 from lmsd.protocol.anthropic.request import validate_messages_request
 from lmsd.protocol.chat.request import build_chat_request
+from lmsd.protocol.warmup import common_prefix
 from tests.engine.server import MODEL_ALIAS
 
 CAPTURE = ROOT / "tests/fixtures/inter_nodisable.json"
@@ -205,22 +206,13 @@ def build_trace(tools: int, main_turns: int = 6) -> Trace:
     return Trace(title, main, subagent, session2)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def count_new(trace: Trace) -> None:
     """Each request's ``new``: its tokens minus the longest prefix it shares with any
     earlier request of the trace (what a perfect, persistent prefix cache would prefill;
     the engine's own answers are not counted as seen: the next turn replaces them)."""
     seen: list[list[int]] = []
     for req in trace.in_order():
-        shared = max((_common_prefix(req.tokens, s) for s in seen), default=0)
+        shared = max((common_prefix(req.tokens, s) for s in seen), default=0)
         req.new = len(req.tokens) - shared
         seen.append(req.tokens)
 

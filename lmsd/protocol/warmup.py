@@ -5,6 +5,7 @@ user's next turn. Pure: a body in, the body to send out."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 #: Fields that would make the replay more than a prefill, per endpoint.
@@ -28,9 +29,13 @@ def shared_start(a: dict[str, Any], b: dict[str, Any]) -> int:
     """How many characters two request bodies' starts share: the system prompt (or
     instructions) and the tools, as a template renders them first. Two Claude Code
     sessions share thousands (the same prompt and tools, another environment block)."""
-    first, second = _start(a), _start(b)
+    return common_prefix(_start(a), _start(b))
+
+
+def common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """How many leading items (characters, token ids) ``a`` and ``b`` share."""
     n = 0
-    for x, y in zip(first, second, strict=False):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
