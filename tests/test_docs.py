@@ -1,0 +1,43 @@
+"""The reference in docs/ names every setting and every command, so it cannot fall behind
+the code (the MkDocs build in CI checks its links and anchors)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from lmsd.cli import build_parser
+from lmsd.config import Settings
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _commands() -> list[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    table = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z_]+)`", table, re.M))
+    missing = [f.name for f in fields(Settings) if f.name not in documented]
+    assert missing == [], f"settings missing from docs/configuration.md: {missing}"
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_is_in_the_command_line_page(command: str) -> None:
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert re.search(rf"^lmsd {command}\b", page, re.M), \
+        f"`lmsd {command}` is missing from docs/cli.md"
+
+
+def test_the_readme_links_only_to_pages_that_exist() -> None:
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert targets, "the README points into docs/"
+    assert [t for t in targets if not (DOCS.parent / t).exists()] == []
