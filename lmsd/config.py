@@ -9,9 +9,10 @@ naming the key.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,8 @@ def _upstream_entry(value: Any) -> UpstreamConfig:
         raise ValueError(f"expected a table or a URL, got {value!r}")
     unknown = sorted(set(value) - UPSTREAM_KEYS)
     if unknown:
-        raise ValueError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(UPSTREAM_KEYS))})")
+        raise ValueError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], UPSTREAM_KEYS)} "
+                         f"(known: {', '.join(sorted(UPSTREAM_KEYS))})")
     if "url" not in value:
         raise ValueError("missing url")
     parsed = UpstreamConfig(url=strip_api_suffix(_url(value["url"])))
@@ -369,6 +371,13 @@ def _parse_upstream(value: Any, source: str) -> dict[str, Any]:
     return {"upstream": _parse("upstream", urls[0] if urls else value, source)}
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'min_context'?"`` for a misspelt key, else nothing."""
+    close = difflib.get_close_matches(name.replace("-", "_").lower(), sorted(known), n=1,
+                                      cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _parse(key: str, value: Any, source: str) -> Any:
     try:
         return PARSERS[key](value)
@@ -396,7 +405,7 @@ def load_settings(
                           "upstream" else {key: _parse(key, environ[env_name(key)], source)})
     for key, value in flags.items():
         if key not in PARSERS:
-            raise ConfigError(f"unknown option {key}")
+            raise ConfigError(f"unknown option {key}{did_you_mean(key, PARSERS)}")
         values.update(_parse_upstream(value, "option") if key == "upstream" else
                       {key: _parse(key, value, "option")})
     settings = Settings()
@@ -432,7 +441,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in PARSERS or name == "config":
-            raise ConfigError(f"config file {path}: unknown key {key!r}")
+            raise ConfigError(f"config file {path}: unknown key {key!r}"
+                              f"{did_you_mean(name, set(PARSERS) - {'config'})}")
         values[name] = _parse(name, value, f"config file {path}:")
     return values
 

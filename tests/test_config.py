@@ -228,3 +228,22 @@ def test_a_bad_upstream_entry_names_what_is_wrong(tmp_path, text, message):
     with pytest.raises(ConfigError) as caught:
         load_settings({"config": str(path)}, {})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("min_contxt = 65536\n", "unknown key 'min_contxt'; did you mean 'min_context'?"),
+    ("upstream-api-kye = 'x'\n", "did you mean 'upstream_api_key'?"),
+    ('[[upstreams]]\nurl = "http://x:1"\nwieght = 2\n', "'wieght'; did you mean 'weight'?"),
+])
+def test_a_misspelt_key_gets_the_nearest_one_suggested(tmp_path, text, message):
+    path = _write(tmp_path / "lmsd.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"config": str(path)}, {})
+    assert message in str(caught.value)
+
+
+def test_a_key_like_no_other_gets_no_suggestion(tmp_path):
+    path = _write(tmp_path / "lmsd.toml", "foo_bar = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"config": str(path)}, {})
+    assert str(caught.value).endswith("unknown key 'foo_bar'")
