@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from ..config import Settings
+from ..protocol.models import LOCAL_ALIAS
 from .client import LiveContext, local_url
 
 COMPACT_AT = 0.8
@@ -20,7 +21,7 @@ PROVIDER = "lmsd"
 def codex_config(settings: Settings, context: LiveContext | None,
                  model: str | None = None) -> str:
     """The lines to add to ``~/.codex/config.toml`` (TOML strings are JSON strings)."""
-    model = model or (context.model if context else None) or settings.model or "local-model"
+    model = model or (context.model if context else None) or settings.model or LOCAL_ALIAS
     lines = ["# Point Codex CLI at lmsd: add this to ~/.codex/config.toml"]
     if context:
         lines.append(f"# Compaction sized for {context.tokens} tokens: {context.source}")

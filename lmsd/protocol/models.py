@@ -30,20 +30,25 @@ def family(name: str) -> str | None:
     return next((f for f in FAMILIES if f in lowered), None)
 
 
+#: The name for "whatever model is loaded", on every front.
+LOCAL_ALIAS = "local-model"
+
+
 def map_model(
     requested: str, *, mapping: Mapping[str, str], default: str, loaded: Sequence[str]
 ) -> str | None:
     """The upstream model for a requested name, or None when nothing can serve it.
 
     Explicit mapping entries win (exact name, then family ``opus``/``sonnet``/``haiku``).
-    Claude names (dated ids and ``[1m]`` suffixes included) go to ``default``, else to the
-    first model LM Studio has loaded. Any other name passes through unchanged.
+    Claude names (dated ids and ``[1m]`` suffixes included) and ``local-model`` (what
+    ``lmsd env --codex`` names when it knows no model) go to ``default``, else to the
+    first model LM Studio has loaded, on every front. Any other name passes through.
     """
     base = requested.removesuffix("[1m]")
     for key in (requested, base):
         if key in mapping:
             return mapping[key]
-    if not is_claude_name(base):
+    if not is_claude_name(base) and base != LOCAL_ALIAS:
         return requested
     fam = family(base)
     if fam and fam in mapping:

@@ -74,6 +74,17 @@ async def test_non_streamed_text(oai, emulator):
     assert record.body["model"] == MODEL and record.body["stream"] is True
 
 
+async def test_local_model_is_the_loaded_model_here_as_on_responses(oai, lmsd, emulator):
+    """``local-model`` (what ``lmsd env --codex`` names with no model known) is one rule
+    on both OpenAI fronts, not a 404 on chat."""
+    emulator.script(Reply(Text("chat")), Reply(Text("responses")))
+    completion = await oai.chat.completions.create(model="local-model", messages=user("hi"))
+    assert completion.choices[0].message.content == "chat"
+    response = await oai.responses.create(model="local-model", input="hi", store=False)
+    assert response.output_text == "responses"
+    assert [g.body["model"] for g in emulator.generations] == [MODEL, MODEL]
+
+
 async def test_streamed_text_with_usage_and_one_id(oai, emulator):
     emulator.script(Reply(Text("Streaming works fine.")))
     stream = await oai.chat.completions.create(

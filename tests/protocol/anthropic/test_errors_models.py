@@ -126,3 +126,11 @@ def test_models_carry_the_loaded_context_of_the_model_behind_each_id():
     assert by_id["claude-opus-5-5"]["runtime"] == {"max_input_tokens": 65536}
     assert by_id["qwen3"]["runtime"] == {"max_input_tokens": 65536}
     assert "context_window" not in by_id["gemma"] and "runtime" not in by_id["gemma"]
+
+
+@pytest.mark.parametrize("default, loaded, expected", [
+    ("", ["qwen3"], "qwen3"), ("cfg", ["qwen3"], "cfg"), ("", [], None)])
+def test_local_model_is_the_loaded_model_like_a_claude_name(default, loaded, expected):
+    assert map_model("local-model", mapping={}, default=default, loaded=loaded) == expected
+    assert map_model("local-model", mapping={"local-model": "m"}, default=default,
+                     loaded=loaded) == "m"
