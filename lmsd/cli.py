@@ -296,6 +296,10 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
             tail_events(admin, session=args.session, types=_tail_types(args),
                         as_json=args.as_json, replay=max(args.replay, 0),
                         follow=args.follow)
+        elif args.command == "env" and args.model and (
+                why := client.unserved_model(settings, args.model)):
+            print(f"lmsd: env --model: {why}", file=sys.stderr)
+            return 1
         elif args.command == "env" and args.codex:
             print(codex_config(settings, client.live_context(admin, settings), args.model))
         elif args.command == "env":

@@ -339,6 +339,24 @@ def live_context(admin: Admin, settings: Settings) -> LiveContext:
                        model=key if key != "?" else None)
 
 
+def unserved_model(settings: Settings, model: str) -> str | None:
+    """Why ``model`` would fail if Claude Code asked the running lmsd for it (its own
+    words, naming what is served), or None when it is served or lmsd cannot be asked."""
+    base = local_url(settings.listen)
+    try:
+        with httpx.Client(base_url=base, timeout=TIMEOUT) as proxy:
+            found = proxy.get(f"/v1/models/{quote(model, safe='')}")
+            if found.status_code != 404:
+                return None
+            listed = proxy.get("/v1/models", params={"limit": 1000}).json().get("data", [])
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    names = [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)
+             and not m["id"].startswith("claude-")]
+    return (f"no upstream of the lmsd at {base} serves the model {model!r}; it serves: "
+            f"{', '.join(names) or 'no model (load one)'}")
+
+
 def env_vars(settings: Settings, context: int | None = None,
              model: str | None = None) -> dict[str, str]:
     """The environment that points Claude Code at this lmsd and makes it compact in time

@@ -421,6 +421,25 @@ async def test_env_sizes_compaction_for_the_running_daemons_context(start_lmsd, 
     assert "CLAUDE_AUTOCOMPACT_PCT_OVERRIDE" not in data["env"]
 
 
+async def test_env_model_refuses_a_model_nobody_serves(start_lmsd, emulator):
+    """``lmsd env --model ID`` asks the running lmsd: an id no upstream serves is an
+    error naming what is served, and nothing to eval is printed."""
+    server = await start_lmsd(emulator.url)
+    with trio.fail_after(10):
+        while not server.router.backends[0].watcher.models:
+            await trio.sleep(0.05)
+    env = _env(LMSD_ADMIN_LISTEN=_admin(server),
+               LMSD_LISTEN=server.url.removeprefix("http://"))
+    for extra in ((), ("--codex",)):
+        result = await run("env", *extra, "--model", "qwen/qwen3-coder-3b", env=env)
+        assert result.returncode == 1 and result.stdout == b""
+        assert result.stderr.decode() == (
+            f"lmsd: env --model: no upstream of the lmsd at {server.url} serves the model "
+            f"'qwen/qwen3-coder-3b'; it serves: {MODEL}, google/gemma-3-12b\n")
+    served = ok(await run("env", "--model", MODEL, env=env))
+    assert f"export ANTHROPIC_MODEL={MODEL}" in served.splitlines()
+
+
 async def test_env_codex_prints_the_config_toml_block(start_lmsd, emulator):
     emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
     server = await start_lmsd(emulator.url)
