@@ -49,6 +49,9 @@ async def test_writes_made_while_the_disk_was_full_survive_a_restart(tmp_path):
 
     await store.add_node(KEY, node("during-1"))  # fails: memory only
     assert not store.persistent and disk.refused
+    refused = disk.refused
+    await store.touch(store.nodes(KEY)[0])  # within the back-off: not even tried
+    assert disk.refused == refused
     store.retry_wait = 0.0  # no waiting in a test; the back-off itself is not the point
     store._retry_at = 0.0
     await store.add_node(KEY, node("during-2"))  # tried again: still full
