@@ -253,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return _run_client(args, settings)
     setup_logging(settings.log_level, settings.log_format)
+    os.umask(0o077)  # what the daemon writes (store, recordings) is the user's alone
     from .daemon.supervisor import StartupError, run_daemon
 
     try:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .protocol.guard import parse_hosts, parse_origins
+from .protocol.urls import display_url, url_name
 
 
 class ConfigError(Exception):
@@ -45,7 +46,7 @@ def _url(value: Any) -> str:
         return text
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"expected an http(s) URL or 'auto', got {text!r}")
+        raise ValueError(f"expected an http(s) URL or 'auto', got {display_url(text)!r}")
     return text
 
 
@@ -155,14 +156,16 @@ class UpstreamConfig:
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["api_key"] = "***" if self.api_key else ""
+        data["url"] = display_url(self.url)
         return data
 
 
 def default_name(url: str) -> str:
-    """``host:port`` of ``url``: how an upstream without a name is shown."""
+    """``host:port`` of ``url`` (never its ``user:password@``): how an upstream without a
+    name is shown, and so its metric labels, store rows and slot file names."""
     if url == "auto":
         return "lmstudio"
-    return urlsplit(url).netloc or url
+    return url_name(url)
 
 
 UPSTREAM_KEYS = {f for f in UpstreamConfig.__dataclass_fields__}
@@ -415,8 +418,9 @@ def load_settings(
     _check_upstreams(settings)
     if settings.upstream != "auto" and (base := strip_api_suffix(settings.upstream)) != \
             settings.upstream:
-        settings.notes.append(("upstream", f"upstream {settings.upstream} ends in /v1: "
-                               f"using {base} (lmsd adds the API paths itself)"))
+        settings.notes.append(("upstream", f"upstream {display_url(settings.upstream)} ends "
+                               f"in /v1: using {display_url(base)} (lmsd adds the API paths "
+                               "itself)"))
         settings.upstream = base
     return settings
 
@@ -452,5 +456,6 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data = {f.name: getattr(settings, f.name) for f in fields(Settings)}
     for key in SECRET_KEYS:
         data[key] = "***" if data[key] else ""
+    data["upstream"] = display_url(settings.upstream)
     data["upstreams"] = [u.to_json() for u in settings.upstreams]
     return data

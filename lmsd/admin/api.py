@@ -24,7 +24,7 @@ from ..config import Settings
 from ..guard import policy_for
 from ..log import event
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
-from ..protocol.failures import NotFound, Unauthorized
+from ..protocol.failures import NotFound, Unauthorized, invalid
 from ..sessions.config import check_session_id, parse_session_config
 from ..sessions.store import SessionStore
 from ..upstreams.recorder import Recorder
@@ -64,6 +64,36 @@ def sessions_json(store: SessionStore, only: str | None = None) -> list[dict[str
         config = store.configs.get(entry["session"])
         entry["config"] = config.to_json() if config else None
     return sorted(grouped.values(), key=lambda e: e["last_used"] or 0, reverse=True)
+
+
+#: The most sessions one page of ``GET /sessions?limit=`` may ask for.
+MAX_PAGE = 1000
+
+
+def _whole(name: str, text: str | None, default: int, most: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or not 0 <= int(text) <= most:
+        raise invalid(f"{name} must be a whole number from 0 to {most}, got {text[:40]!r}")
+    return int(text)
+
+
+def page_of_sessions(listed: list[dict[str, Any]], args: Any) -> dict[str, Any]:
+    """``GET /sessions`` answers every session (what ``lmsd sessions`` reads); with
+    ``?q=`` (part of a session id, any case), ``?offset=`` or ``?limit=`` it answers that
+    page of them, most recent first, with ``total``, the number matching: the dashboard
+    asks for a page, so 3000 sessions do not freeze it."""
+    if not any(k in args for k in ("q", "offset", "limit")):
+        return {"sessions": listed}
+    query = args.get("q", "").strip().lower()
+    if len(query) > 200:
+        raise invalid("q must be at most 200 characters")
+    if query:
+        listed = [e for e in listed if query in e["session"].lower()]
+    offset = _whole("offset", args.get("offset"), 0, 10**9)
+    limit = _whole("limit", args.get("limit"), MAX_PAGE, MAX_PAGE)
+    return {"sessions": listed[offset:offset + limit], "total": len(listed),
+            "offset": offset, "limit": limit}
 
 
 def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, metrics: Metrics,
@@ -118,7 +148,7 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
 
     @app.get("/sessions")
     async def sessions() -> Response:
-        return json_response({"sessions": sessions_json(store)})
+        return json_response(page_of_sessions(sessions_json(store), request.args))
 
     @app.get("/sessions/<sid>")
     async def session(sid: str) -> Response:

@@ -13,6 +13,7 @@ from ..config import Settings, env_name
 from ..protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
 from ..protocol.failures import UpstreamAuth
 from ..protocol.lmstudio import V0, V1, ModelList, parse_models
+from ..protocol.urls import display_url, scrub
 from ..upstreams.cache.slot_probe import probe_slots
 from ..upstreams.dialect import CONFIGURED, UNDECIDED, decide
 from ..upstreams.discovery import Found, discover
@@ -31,12 +32,12 @@ async def check_lmstudio(settings: Settings, environ: Mapping[str, str],
     home = Path(environ["HOME"]) if environ.get("HOME") else None
     lms = LmsCli(timeout=LMS_TIMEOUT, env=environ)
     found = await discover(settings.upstream, client=client, lms=lms, home=home)
-    where = f"LM Studio at {found.url} (found by: {found.source})"
+    where = f"LM Studio at {display_url(found.url)} (found by: {found.source})"
     if found.reachable:
         return Result("lmstudio", OK, f"{where} answers"), found
     if found.source == "config":
         fix = (f"start LM Studio's server (`lms server start`), or correct upstream "
-               f"(now {settings.upstream})")
+               f"(now {display_url(settings.upstream)})")
     else:
         fix = ("start LM Studio's server: `lms server start`, or set upstream = URL "
                f"({env_name('upstream')} or --upstream)")
@@ -45,7 +46,8 @@ async def check_lmstudio(settings: Settings, environ: Mapping[str, str],
 
 def check_notes(settings: Settings) -> list[Result]:
     """What loading the settings corrected (an upstream URL ending in /v1, say)."""
-    return [Result("config", WARN, note, f"set {key} = {getattr(settings, key)!r}")
+    return [Result("config", WARN, note, f"set {key} = {display_url(getattr(settings, key))!r}"
+                   if key == "upstream" else f"set {key} = {getattr(settings, key)!r}")
             for key, note in settings.notes]
 
 
@@ -96,7 +98,7 @@ async def check_cache(settings: Settings, found: Found) -> Result:
                                      timeout=HTTP_TIMEOUT) as client:
             setup, _ = await probe_slots(client, write=False)
     except httpx.HTTPError as exc:
-        return Result("cache", SKIP, f"could not ask the engine: {exc}")
+        return Result("cache", SKIP, f"could not ask the engine: {scrub(str(exc))}")
     if setup is None:
         return Result("cache", OK, "no slots to steer: lmsd re-warms the most recent "
                       "conversations after a reload or restart")
@@ -121,16 +123,18 @@ async def check_models(settings: Settings, found: Found, client: httpx.AsyncClie
     except UpstreamAuth as exc:  # LM Studio's "Require Authentication"
         return Result("api_key", FAIL, exc.message, f"make a token in {TOKENS_WHERE}")
     except (httpx.HTTPError, ValueError) as exc:
-        return Result("model", WARN, f"could not read the models from {found.url}: "
-                      f"{exc or type(exc).__name__}", "check that upstream is LM Studio")
+        return Result("model", WARN, f"could not read the models from "
+                      f"{display_url(found.url)}: {scrub(str(exc)) or type(exc).__name__}",
+                      "check that upstream is LM Studio")
     if listed is None:
-        return Result("model", WARN, f"{found.url} has neither /api/v1/models nor "
+        return Result("model", WARN, f"{display_url(found.url)} has neither /api/v1/models nor "
                       "/api/v0/models, so the context cannot be checked",
                       "check that upstream is LM Studio itself")
     loaded, known = listed.loaded, listed.known
     if not loaded:
         model = known[0] if known else "<model>"
-        return Result("model", FAIL, f"no model is loaded in LM Studio at {found.url}",
+        return Result("model", FAIL, f"no model is loaded in LM Studio at "
+                      f"{display_url(found.url)}",
                       f"load a model in LM Studio, or run `lms load {model} -c {minimum}`")
     parts, fixes, status = [], [], OK
     for m in loaded:

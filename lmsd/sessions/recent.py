@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ class RecentRequests:
         self._loaded = False
         #: Changed since the last flush (None: deleted).
         self._pending: dict[tuple[str, str], RecentRequest | None] = {}
+        if store is not None:
+            store.resyncers.append(self._resync)
 
     async def load(self) -> None:
         """What an earlier lmsd remembered (read once)."""
@@ -96,6 +99,20 @@ class RecentRequests:
                                 recent.at))
 
         await self.store.run(write)
+
+    def _resync(self) -> Callable[[sqlite3.Connection], None]:
+        """The store recovers from failed writes (a full disk): every request kept, taken
+        now, for the writer it returns (the JSON is made in the worker thread)."""
+        kept = [r for by in self._by_upstream.values() for r in by.values()]
+        self._pending = {}
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM recent_requests")
+            db.executemany("INSERT OR REPLACE INTO recent_requests VALUES (?, ?, ?, ?)",
+                           [(r.upstream, r.conversation, json.dumps(asdict(r)), r.at)
+                            for r in kept])
+
+        return write
 
     def forget(self, session: str | None = None) -> None:
         """``lmsd reset``: a reset conversation is not warmed again (the store's reset

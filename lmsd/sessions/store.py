@@ -4,7 +4,10 @@ Lookups are served from memory (the hot path never waits on a thread); every cha
 written through to SQLite in ``trio.to_thread``, so chains survive a daemon restart.
 The store is bounded by a node count (least recently used go first) and a TTL.
 A corrupt database is moved aside; an unwritable one leaves the store in memory only.
-Either way a warning is logged and the daemon keeps serving.
+Either way a warning is logged and the daemon keeps serving. A write that fails later (a
+full disk) leaves it in memory for a while: writes are tried again with back-off, and the
+first that works writes back everything memory holds, so a restart loses nothing. The
+state dir is 0700 and the database 0600 (``private.py``).
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ import trio
 from ..log import event
 from ..protocol.chain import ChainNode
 from .config import SessionConfig
+from .private import private_database, private_dir
 
 SessionKey = tuple[str, str, str]  # (session id, agent id, upstream model)
 MAX_SESSIONS = 5000  # per-session counters kept (least recently used go first)
+#: After a failed write, seconds before writes are tried again (doubling up to the max).
+RETRY_MIN, RETRY_MAX = 5.0, 300.0
 T = TypeVar("T")
 
 SCHEMA = """
@@ -96,6 +102,13 @@ class SessionStore:
         self.clock = clock
         self.persistent = False
         self._db: sqlite3.Connection | None = None
+        #: While writes fail (a full disk): when to try again (trio clock), and how long
+        #: the wait after the next failure is.
+        self._retry_at: float | None = None
+        self.retry_wait = RETRY_MIN
+        #: Writers of the rows other modules keep here (``recent.py``), called on recovery
+        #: with a connection to write everything they hold in memory.
+        self.resyncers: list[Callable[[], Callable[[sqlite3.Connection], None]]] = []
         self._lock = trio.Lock()
         self._nodes: OrderedDict[str, tuple[SessionKey, ChainNode]] = OrderedDict()
         self._by_key: dict[SessionKey, dict[str, ChainNode]] = {}
@@ -114,7 +127,8 @@ class SessionStore:
 
     def _open_sync(self, path: Path) -> sqlite3.Connection | None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            private_database(path)
         except OSError as exc:
             event("store.unavailable", level=30, path=str(path), error=str(exc),
                   effect="sessions kept in memory only")
@@ -168,6 +182,9 @@ class SessionStore:
                 raw.get("model"), frozenset(tools) if tools is not None else None)
 
     async def aclose(self) -> None:
+        if self._db is not None and self._retry_at is not None:
+            self._retry_at = trio.current_time()  # a last try to write memory back
+            await self._run(lambda db: None)
         if self._db is not None:
             async with self._lock:
                 db, self._db = self._db, None
@@ -179,23 +196,77 @@ class SessionStore:
         return await self._run(fn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
-        """Run ``fn(db)`` in a worker thread; on failure fall back to memory only."""
+        """Run ``fn(db)`` in a worker thread. When it fails the store keeps to memory and
+        tries again after ``retry_wait`` (doubling); the first try that works writes
+        memory back first (``_resync``)."""
         if self._db is None:
             return None
+        if self._retry_at is not None and trio.current_time() < self._retry_at:
+            return None  # memory holds it; written back on recovery
         with trio.CancelScope(shield=True):  # a write, once started, finishes
             async with self._lock:
                 db = self._db
                 if db is None:
                     return None
+                recovering = self._retry_at is not None
                 try:
-                    return await trio.to_thread.run_sync(fn, db)
+                    if recovering:
+                        counts = await self._resync(db)
+                    result = await trio.to_thread.run_sync(fn, db)
                 except sqlite3.Error as exc:
-                    event("store.write_failed", level=30, error=str(exc),
-                          effect="sessions kept in memory only from now on")
-                    self._db = None
-                    self.persistent = False
-                    await trio.to_thread.run_sync(db.close)
+                    self._failed(exc)
                     return None
+                if recovering:
+                    self._retry_at, self.retry_wait, self.persistent = None, RETRY_MIN, True
+                    event("store.recovered", **counts,
+                          effect="writes work again: what memory held is written back")
+                return result
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        first = self._retry_at is None
+        if not first:
+            self.retry_wait = min(self.retry_wait * 2, RETRY_MAX)
+        self._retry_at = trio.current_time() + self.retry_wait
+        self.persistent = False
+        if first:
+            event("store.write_failed", level=30, error=str(exc),
+                  effect=f"sessions kept in memory; writes tried again in "
+                         f"{self.retry_wait:g} s, then written back")
+        else:
+            event("store.still_failing", level=30, error=str(exc),
+                  retry_in_s=self.retry_wait)
+
+    async def _resync(self, db: sqlite3.Connection) -> dict[str, int]:
+        """Make the database hold exactly what memory holds (in one transaction): the
+        writes skipped while it failed, deletions included. The rows are taken here, in
+        the trio thread, so that nothing changes them while the worker writes."""
+        nodes = [(rid, *key, n.length, n.history, n.context, n.parent, n.created,
+                  n.last_used, n.upstream) for rid, (key, n) in self._nodes.items()]
+        stats = [(*key, json.dumps(asdict(s))) for key, s in self.stats.items()]
+        configs = [(sid, json.dumps(c.to_json())) for sid, c in self.configs.items()]
+        others = [take() for take in self.resyncers]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN")
+            try:
+                db.execute("DELETE FROM nodes")
+                db.executemany("INSERT INTO nodes (response_id, session, agent, model, length,"
+                               " history, context, parent, created, last_used, upstream)"
+                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", nodes)
+                db.execute("DELETE FROM sessions")
+                db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", stats)
+                db.execute("DELETE FROM session_config")
+                db.executemany("INSERT INTO session_config VALUES (?, ?)", configs)
+                for other in others:
+                    other(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+        await trio.to_thread.run_sync(write, db)
+        return {"nodes": len(nodes), "sessions": len(stats)}
 
     # -- chain nodes ------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from ..log import event
 from ..protocol.failures import Failure, Unreachable, UpstreamBroken
 from ..protocol.fit import LearnedLimits
 from ..protocol.models import map_model
+from ..protocol.urls import display_url
 from .breaker import Breaker
 from .cache.keeper import CacheKeeper
 from .client import Upstream
@@ -53,7 +54,8 @@ class Backend:
         self.upstream = upstream
         self.lms = lms
         #: How the upstream was found (``/status``): the setting, and the source that said.
-        self.discovery: dict[str, Any] = {"configured": self.config.url, "source": source}
+        self.discovery: dict[str, Any] = {"configured": display_url(self.config.url),
+                                          "source": source}
         self.watcher = Watcher(upstream, settings, lms=lms, rediscover=self.rediscover,
                                name=self.name, on_poll=self._polled,
                                on_reloaded=self._reloaded)
@@ -200,7 +202,7 @@ class Backend:
         ``decide``); until anything answers there, Responses, undecided."""
         url = self.upstream.base_url
         if self._dialect_for is None or self._dialect_for[0] != url:
-            decided = await decide(self.upstream.client, url, self.kind)
+            decided = await decide(self.upstream.client, self.upstream.target, self.kind)
             if decided is None:
                 return ResponsesDialect(self.upstream, UNDECIDED)  # decide once it answers
             kind, why = decided

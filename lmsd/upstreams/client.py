@@ -27,6 +27,7 @@ from ..protocol.failures import (
     read_raw_failure,
 )
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
+from ..protocol.urls import display_url, split_credentials
 from .recorder import tap
 
 MODELS_CACHE_SECONDS = 2.0
@@ -39,7 +40,12 @@ KEEPALIVE_SECONDS = 1.0
 
 
 class Upstream:
-    """One pooled client for the LM Studio server at ``base_url``."""
+    """One pooled client for the LM Studio server at ``base_url``.
+
+    Credentials in the URL (``http://user:pass@host``) go to the client as basic auth and
+    nowhere else: ``base_url`` is the URL without them (and with secret query values
+    masked), the one form events, errors and ``/status`` can show.
+    """
 
     def __init__(
         self,
@@ -50,15 +56,15 @@ class Upstream:
         api_key: str = "",
         max_connections: int = 256,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
         self.name = "LM Studio"  # how errors name it; "the upstream" for other servers
         self.read_timeout = read_timeout
         self.client = httpx.AsyncClient(
-            base_url=self.base_url,
             timeout=httpx.Timeout(connect_timeout, read=read_timeout, pool=None),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32,
                                 keepalive_expiry=KEEPALIVE_SECONDS),
         )
+        self.base_url = ""  # shown; set_base_url points the client at the real one
+        self.set_base_url(base_url)
         tap(self.client)  # records only while a recorded session's request is served
         self._models: tuple[float, list[str], list[str]] | None = None
         self.listed: list[LoadedModel] = []  # the loaded models of the last listing read
@@ -77,13 +83,21 @@ class Upstream:
         else:
             self.client.headers.pop("Authorization", None)
 
+    @property
+    def target(self) -> str:
+        """The real URL requests go to (no credentials: those travel as basic auth), for
+        probes that build an absolute URL. Never show it: show ``base_url``."""
+        return str(self.client.base_url).rstrip("/")
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
     def set_base_url(self, url: str) -> None:
         """Point at a newly discovered LM Studio (pooled connections are kept per host)."""
-        self.base_url = url.rstrip("/")
-        self.client.base_url = httpx.URL(self.base_url)
+        target, credentials = split_credentials(url.rstrip("/"))
+        self.client.base_url = httpx.URL(target)
+        self.client.auth = httpx.BasicAuth(*credentials) if credentials else None
+        self.base_url = display_url(target)
         self._models = None
         self._tokenizer = None
         self._listing = None
@@ -156,7 +170,8 @@ class Upstream:
         """``POST path`` without streaming, on a fresh connection: llama-cpp-python resets
         the one that carried an empty stream, and the pool would hand that one out again.
         Called while a ``stream`` is open, so its transport failures are mapped there."""
-        async with httpx.AsyncClient(base_url=self.base_url, headers=self.client.headers,
+        async with httpx.AsyncClient(base_url=self.client.base_url, auth=self.client.auth,
+                                     headers=self.client.headers,
                                      timeout=self.client.timeout) as fresh:
             answer = await fresh.post(path, json=body)
         if answer.status_code != 200:

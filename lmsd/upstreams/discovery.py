@@ -18,6 +18,7 @@ import httpx
 import trio
 
 from ..log import event
+from ..protocol.urls import display_url
 from .lms import LmsCli, LmsError, lmstudio_home
 
 DEFAULT_URL = "http://localhost:1234"
@@ -34,7 +35,7 @@ class Found:
     "lmstudio-greeting probe", "default".
     """
 
-    url: str
+    url: str  # as configured, credentials included: show ``display_url(url)``
     source: str
     reachable: bool
 
@@ -141,5 +142,5 @@ async def discover(
     """
     found = await _discover(configured, client, lms, home, host)
     event("upstream.discovered", level=logging.DEBUG if quiet else logging.INFO,
-          url=found.url, source=found.source, reachable=found.reachable)
+          url=display_url(found.url), source=found.source, reachable=found.reachable)
     return found

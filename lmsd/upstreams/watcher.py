@@ -157,7 +157,7 @@ class Watcher:
     async def _is_lmstudio(self) -> bool:
         from .discovery import probe
 
-        return await probe(self.upstream.client, self.upstream.base_url)
+        return await probe(self.upstream.client, self.upstream.target)
 
     def _set_reachable(self, up: bool, error: str | None = None) -> None:
         if up != self.reachable:

@@ -13,6 +13,9 @@
     history.replaceState(null, "", location.pathname + (rest ? "?" + rest : ""));
   }
   const MAX_EVENTS = 300, MAX_TURNS = 40, MAX_MODEL_EVENTS = 8;
+  // The most recent sessions first, a page at a time: 3000 cards redrawn every 2 s froze it.
+  const PAGE = 100, MAX_SHOWN = 1000;  // MAX_SHOWN: the admin API's largest page
+  let shownSessions = PAGE, sessionQuery = "";
   const turns = new Map();  // session -> [{ttft, prefilled}], from request.end events
   let status = {}, paused = false, filter = { session: "", types: [] };
 
@@ -110,10 +113,18 @@
       chart("Prefilled tokens per turn", t.map((x) => x.prefilled), "prefill", ""));
     return h("article", { class: "card session", "data-session": s.session }, head, rows, charts);
   }
-  function renderSessions(list) {
-    $("session-count").textContent = list.length ? `(${list.length})` : "";
-    $("no-sessions").hidden = list.length > 0;
+  function renderSessions(list, total) {
+    $("session-count").textContent = total ? `(${total})` : "";
+    $("no-sessions").hidden = total > 0 || sessionQuery !== "";
+    $("session-tools").hidden = total === 0 && sessionQuery === "";
+    $("session-range").textContent = sessionQuery && !total ? "no session matches"
+      : list.length < total ? `showing the ${list.length} most recent of ${total}` +
+        (shownSessions >= MAX_SHOWN ? "; filter to find the others" : "") : "";
+    $("more-sessions").hidden = list.length >= total || shownSessions >= MAX_SHOWN;
     $("sessions").replaceChildren(h("div", { class: "cards" }, list.map(sessionCard)));
+  }
+  function sessionsPath() {
+    return "/sessions?" + new URLSearchParams({ limit: String(shownSessions), q: sessionQuery });
   }
 
   // -- upstreams and the watcher --------------------------------------------------------
@@ -159,11 +170,12 @@
     if (busy) { again = true; return; }
     busy = true;
     try {
-      const [st, ss, us] = await Promise.all([api("GET", "/status"), api("GET", "/sessions"),
+      const [st, ss, us] = await Promise.all([api("GET", "/status"), api("GET", sessionsPath()),
         api("GET", "/upstreams")]);
       status = st;
       renderStatus();
-      renderSessions(ss.sessions || []);
+      const listed = ss.sessions || [];
+      renderSessions(listed, typeof ss.total === "number" ? ss.total : listed.length);
       $("upstreams").replaceChildren(h("div", { class: "cards" }, (us.upstreams || []).map(upstreamCard)));
     } catch (err) { report(err); } finally {
       busy = false;
@@ -245,6 +257,15 @@
     filter = { session: $("f-session").value.trim(),
       types: $("f-types").value.split(",").map((t) => t.trim()).filter(Boolean) };
     redrawEvents();
+  });
+  $("s-filter").addEventListener("input", () => {
+    sessionQuery = $("s-filter").value.trim();
+    shownSessions = PAGE;
+    soon();
+  });
+  $("more-sessions").addEventListener("click", () => {
+    shownSessions = Math.min(shownSessions + PAGE, MAX_SHOWN);
+    refresh();
   });
   $("pause").addEventListener("click", () => {
     paused = !paused;
