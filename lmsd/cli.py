@@ -18,7 +18,7 @@ from .ops.codex_env import codex_config
 from .ops.tail import tail as tail_events
 
 BOOLEAN_KEYS = {"keep_warm", "strip_billing_header", "chat_reasoning", "repair_tool_calls",
-                "chaining", "watch"}
+                "chaining", "watch", "trusted_network"}
 
 # What each ``serve`` option does; a unit test checks that every setting has one.
 SERVE_HELP = {
@@ -80,6 +80,12 @@ SERVE_HELP = {
                      "the listen hosts always are",
     "allowed_origins": "browser origins allowed to call lmsd (comma-separated); none by "
                        "default",
+    "client_keys_file": "a file of NAME=KEY lines: the keys clients on the network send "
+                        "(client_keys in the config file, LMSD_CLIENT_KEYS; re-read on SIGHUP)",
+    "trusted_network": "serve the proxy off loopback without client keys: everyone who can "
+                       "reach it may use it",
+    "tls_cert": "a PEM certificate: both ports speak https (with tls_key)",
+    "tls_key": "the PEM private key of tls_cert",
 }
 
 

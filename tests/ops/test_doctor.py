@@ -86,7 +86,7 @@ async def test_everything_fine_against_the_emulator(emulator, tmp_path):
     results = await diagnose(settings, shell(tmp_path, settings, **claude_code_env(32768)))
     assert [r.check for r in results] == [
         "lmstudio", "api", "model", "cache", "claude_context", "codex_config",
-        "proxy_port", "admin_port", "state_dir", "service", "base_url",
+        "proxy_port", "admin_port", "state_dir", "network", "service", "base_url",
         "attribution_header", "auth_token", "claude"]
     assert all(r.status == "ok" and r.fix is None for r in results), results
     cache = next(r for r in results if r.check == "cache")
