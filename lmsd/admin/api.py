@@ -24,8 +24,8 @@ from ..config import Settings
 from ..guard import policy_for
 from ..log import event
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
-from ..protocol.failures import NotFound, Unauthorized
 from ..protocol.client_keys import client_of
+from ..protocol.failures import NotFound, Unauthorized
 from ..sessions.config import check_stored_session_id as check_session_id
 from ..sessions.config import parse_session_config
 from ..sessions.store import SessionStore

@@ -6,12 +6,15 @@ import logging
 import ssl
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import trio
 
 from lmsd.config import ConfigError, load_settings
 from lmsd.daemon.supervisor import StartupError
+from lmsd.ops.client import Admin
 from tests.emulator import Reply, Text
 
 KEY = "laptop-key-0123456789abcdef"
@@ -48,6 +51,11 @@ async def test_both_ports_speak_https_and_not_http(start_lmsd, emulator, tmp_pat
             with pytest.raises(httpx.HTTPError):  # no answer in clear, not even an error page
                 await plain.get(url.replace("https://", "http://") + "/")
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    # lmsd status, sessions, reset: this machine's lmsd by its own certificate
+    admin = Admin(urlsplit(server.admin_url).netloc, tls_cert=str(cert))
+    assert admin.url.startswith("https://127.0.0.1:")
+    status = await trio.to_thread.run_sync(admin.request, "GET", "/status")
+    assert status["version"]
 
 
 def test_tls_needs_both_files_and_says_which_is_wrong(tmp_path):
