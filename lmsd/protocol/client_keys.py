@@ -65,7 +65,7 @@ def parse_key_lines(text: str) -> list[tuple[str, str]]:
         name, sep, key = line.partition("=")
         if not sep:
             raise ValueError(f"line {number}: expected NAME=KEY")
-        pairs.append((name, key.strip().strip('"')))
+        pairs.append((name.strip(), key.strip().strip('"')))
     return pairs
 
 
