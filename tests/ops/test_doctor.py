@@ -521,7 +521,7 @@ async def test_run_prints_one_line_per_check_and_exits_0_on_warnings(emulator, t
     code = await trio.to_thread.run_sync(doctor.run, args)
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert len(lines) == 14
+    assert len(lines) == 15
     assert lines[0].startswith("ok   lmstudio ") and emulator.url in lines[0]
     service = next(line for line in lines if " service " in line)
     assert service.startswith("warn service ") and "; fix: " in service  # no systemctl
@@ -550,7 +550,7 @@ async def test_run_json(tmp_path, monkeypatch, capsys, dead_port):
                                                                  json=True))
     data = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 14
+    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 15
     by_check = {entry["check"]: entry for entry in data}
     assert by_check["lmstudio"]["status"] == "fail"
     assert by_check["model"]["status"] == "skip"
