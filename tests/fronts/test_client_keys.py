@@ -226,3 +226,21 @@ async def test_sighup_rotates_the_keys(start_lmsd, emulator, tmp_path: Path):
     reload_settings(server.settings, server.router, flags)
     assert await status(DESKTOP) == 200
     assert server.settings.client_keys == {"laptop": DESKTOP}
+
+
+async def test_recording_a_clients_session_records_only_that_client(start_lmsd, emulator):
+    emulator.script(Reply(Text("desktop's")), Reply(Text("laptop's")))
+    server = await shared(start_lmsd, emulator, client_keys=KEYS)
+    async with httpx.AsyncClient(base_url=server.admin_url) as admin:
+        started = await admin.put("/sessions/laptop~s1/record")
+        assert started.status_code == 200, started.text
+        sid = {"x-claude-code-session-id": "s1"}
+        async with httpx.AsyncClient(base_url=local(server.url)) as http:
+            for key in (DESKTOP, LAPTOP):
+                answer = await http.post("/v1/messages", json=messages_body("hi"),
+                                         headers={"x-api-key": key, **sid})
+                assert answer.status_code == 200, answer.text
+        files = (await admin.get("/recordings")).json()["files"]
+    assert len(files) == 1, files
+    assert LAPTOP not in Path(files[0]["path"]).read_text()
+    assert "laptop's" in Path(files[0]["path"]).read_text()

@@ -38,9 +38,9 @@ def test_match_names_the_client_of_any_presented_key():
 
 def test_required_keys_refuse_and_say_why_without_the_key():
     assert identify(KEYS, {"x-api-key": A}, required=True) == "laptop"
-    with pytest.raises(Unauthorized, match="^no client key sent"):
+    with pytest.raises(Unauthorized, match=r"^no client key sent"):
         identify(KEYS, {}, required=True)
-    with pytest.raises(Unauthorized, match="^client key not recognised") as caught:
+    with pytest.raises(Unauthorized, match=r"^client key not recognised") as caught:
         identify(KEYS, {"Authorization": "Bearer not-a-key-of-ours"}, required=True)
     assert "not-a-key-of-ours" not in caught.value.message
 
