@@ -13,6 +13,7 @@ import pytest
 from lmsd.config import ConfigError
 from lmsd.daemon.supervisor import reload_settings
 from tests.emulator import Reply, Text
+from tests.support.daemon import next_event
 
 LAPTOP = "laptop-key-0123456789abcdef"
 DESKTOP = "desktop-key-fedcba9876543210"
@@ -229,18 +230,20 @@ async def test_sighup_rotates_the_keys(start_lmsd, emulator, tmp_path: Path):
 
 
 async def test_recording_a_clients_session_records_only_that_client(start_lmsd, emulator):
-    emulator.script(Reply(Text("desktop's")), Reply(Text("laptop's")))
+    emulator.script(Reply(Text("laptop's")), Reply(Text("desktop's")), Reply(Text("laptop 2")))
     server = await shared(start_lmsd, emulator, client_keys=KEYS)
     async with httpx.AsyncClient(base_url=server.admin_url) as admin:
         started = await admin.put("/sessions/laptop~s1/record")
         assert started.status_code == 200, started.text
         sid = {"x-claude-code-session-id": "s1"}
-        async with httpx.AsyncClient(base_url=local(server.url)) as http:
-            for key in (DESKTOP, LAPTOP):
-                answer = await http.post("/v1/messages", json=messages_body("hi"),
-                                         headers={"x-api-key": key, **sid})
-                assert answer.status_code == 200, answer.text
+        with server.bus.subscribe(types=("session",)) as sub:
+            async with httpx.AsyncClient(base_url=local(server.url)) as http:
+                for key in (LAPTOP, DESKTOP, LAPTOP):
+                    answer = await http.post("/v1/messages", json=messages_body("hi"),
+                                             headers={"x-api-key": key, **sid})
+                    assert answer.status_code == 200, answer.text
+            recorded = [await next_event(sub, "session.recorded") for _ in range(2)]
         files = (await admin.get("/recordings")).json()["files"]
-    assert len(files) == 1, files
-    assert LAPTOP not in Path(files[0]["path"]).read_text()
-    assert "laptop's" in Path(files[0]["path"]).read_text()
+    assert [r["session"] for r in recorded] == ["laptop~s1", "laptop~s1"]
+    texts = [Path(f["path"]).read_text() for f in files]
+    assert len(texts) == 2 and not any("desktop's" in t or LAPTOP in t for t in texts)
