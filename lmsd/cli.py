@@ -18,7 +18,7 @@ from .ops.codex_env import codex_config
 from .ops.tail import tail as tail_events
 
 BOOLEAN_KEYS = {"keep_warm", "strip_billing_header", "chat_reasoning", "repair_tool_calls",
-                "chaining", "watch"}
+                "chaining", "watch", "trusted_network"}
 
 # What each ``serve`` option does; a unit test checks that every setting has one.
 SERVE_HELP = {
@@ -80,6 +80,12 @@ SERVE_HELP = {
                      "the listen hosts always are",
     "allowed_origins": "browser origins allowed to call lmsd (comma-separated); none by "
                        "default",
+    "client_keys_file": "a file of NAME=KEY lines: the keys clients on the network send "
+                        "(client_keys in the config file, LMSD_CLIENT_KEYS; re-read on SIGHUP)",
+    "trusted_network": "serve the proxy off loopback without client keys: everyone who can "
+                       "reach it may use it",
+    "tls_cert": "a PEM certificate: both ports speak https (with tls_key)",
+    "tls_key": "the PEM private key of tls_cert",
 }
 
 
@@ -181,6 +187,12 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
     env.add_argument("--model", default=None, metavar="ID",
                      help="start Claude Code on this model id (ANTHROPIC_MODEL), e.g. a "
                      "local one; default: Claude's own names, which lmsd maps")
+    env.add_argument("--url", default=None, metavar="URL",
+                     help="the proxy as the client machine reaches it, e.g. "
+                     "https://gpu-box:19234 (env LMSD_URL; default: this machine's)")
+    env.add_argument("--key-name", default=None, metavar="NAME",
+                     help="send the client key of this name (from client_keys here); "
+                     "default: the shell's $LMSD_API_KEY, if set")
     env.add_argument("--codex", action="store_true",
                      help="print the Codex CLI config.toml block instead (provider, "
                      "model, context window and auto-compaction limit)")
@@ -302,13 +314,15 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
             print(f"lmsd: env --model: {why}", file=sys.stderr)
             return 1
         elif args.command == "env" and args.codex:
-            print(codex_config(settings, client.live_context(admin, settings), args.model))
+            to = client.target(settings, args.url, args.key_name)
+            print(codex_config(settings, client.live_context(admin, settings), args.model, to))
         elif args.command == "env":
+            to = client.target(settings, args.url, args.key_name)
             context = client.live_context(admin, settings)
             if args.as_json and context.assumed:  # JSON has no comments: say it aside
                 print(f"lmsd: {context.source}", file=sys.stderr)
             print(client.format_env(settings, "json" if args.as_json else args.shell,
-                                    context, args.model))
+                                    context, args.model, to))
         sys.stdout.flush()
     except client.ClientError as exc:
         print(f"lmsd: {exc}", file=sys.stderr)

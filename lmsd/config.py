@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .protocol.client_keys import parse_key_lines, parse_pairs
 from .protocol.guard import parse_hosts, parse_origins
 from .protocol.urls import display_url, url_name
 
@@ -120,6 +121,19 @@ def _list(parse: Callable[[list[str]], list[str]]) -> Callable[[Any], list[str]]
             raise ValueError(f"expected a list of strings or A,B, got {value!r}")
         return parse(value.split(","))
     return parse_list
+
+
+def _client_keys(value: Any) -> dict[str, str]:
+    """``[client_keys]`` ``name = "key"`` in TOML, ``name=key,name=key`` in env and flags."""
+    if isinstance(value, Mapping):
+        if not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("expected name = \"key\" strings")
+        return parse_pairs([(str(k), v) for k, v in value.items()])
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)  # ["name=key", ...]
+    if not isinstance(value, str):
+        raise ValueError("expected a [client_keys] table or NAME=KEY,NAME=KEY")
+    return parse_pairs(parse_key_lines(value.replace(",", "\n")))
 
 
 def _string(value: Any) -> str:
@@ -264,6 +278,11 @@ class Settings:
     upstream_timeout: float = 600.0
     upstream_api_key: str = ""
     admin_token: str = ""
+    client_keys: dict[str, str] = field(default_factory=dict)  # name -> key; see clients
+    client_keys_file: str = ""  # NAME=KEY lines, read with the config (SIGHUP too)
+    trusted_network: bool = False  # serve the proxy off loopback without client keys
+    tls_cert: str = ""  # PEM certificate (chain): both ports speak https
+    tls_key: str = ""  # its PEM private key
     allowed_hosts: list[str] = field(default_factory=list)
     allowed_origins: list[str] = field(default_factory=list)
     log_level: str = "info"
@@ -328,13 +347,18 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "upstream_timeout": _positive(float),
     "upstream_api_key": _string,
     "admin_token": _string,
+    "client_keys": _client_keys,
+    "client_keys_file": _path,
+    "trusted_network": _bool,
+    "tls_cert": _path,
+    "tls_key": _path,
     "allowed_hosts": _list(parse_hosts),
     "allowed_origins": _list(parse_origins),
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_format": _choice("auto", "text", "json"),
     "config": _path,
 }
-SECRET_KEYS = frozenset({"upstream_api_key", "admin_token"})
+SECRET_KEYS = frozenset({"upstream_api_key", "admin_token", "client_keys"})
 FILE_ONLY = frozenset({"upstreams"})  # tables: only the config file (or a repeated --upstream)
 ENV_PREFIX = "LMSD_"
 
@@ -416,6 +440,8 @@ def load_settings(
         if f.name in values:
             setattr(settings, f.name, values[f.name])
     _check_upstreams(settings)
+    _read_client_keys(settings)
+    _check_tls(settings)
     if settings.upstream != "auto" and (base := strip_api_suffix(settings.upstream)) != \
             settings.upstream:
         settings.notes.append(("upstream", f"upstream {display_url(settings.upstream)} ends "
@@ -430,6 +456,43 @@ def _check_upstreams(settings: Settings) -> None:
     if settings.background_upstream and settings.background_upstream not in names:
         raise ConfigError(f"background_upstream: {settings.background_upstream!r} is not an "
                           f"upstream (there are: {', '.join(names)})")
+
+
+def _read_client_keys(settings: Settings) -> None:
+    """Add ``client_keys_file``'s keys (kept out of the main config) to ``client_keys``."""
+    path = settings.client_keys_file
+    if not path:
+        return
+    source = f"client_keys_file {path}:"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source} {exc}") from None
+    try:
+        from_file = parse_pairs(parse_key_lines(text))
+        settings.client_keys = parse_pairs([*settings.client_keys.items(),
+                                            *from_file.items()])
+    except ValueError as exc:
+        raise ConfigError(f"{source} {exc}") from None
+
+
+def _check_tls(settings: Settings) -> None:
+    """Both files or neither, and both readable: a typo stops startup, not the first client."""
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls_cert and tls_key: set both (the certificate and its private "
+                          "key) or neither")
+    for key in ("tls_cert", "tls_key"):
+        path = getattr(settings, key)
+        if not path:
+            continue
+        try:
+            head = Path(path).read_bytes()[:4096]
+        except OSError as exc:
+            raise ConfigError(f"{key} {path}: {exc.strerror or exc}") from None
+        if b"-----BEGIN " not in head:
+            raise ConfigError(f"{key} {path}: not a PEM file (expected -----BEGIN ...)")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -457,5 +520,6 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for key in SECRET_KEYS:
         data[key] = "***" if data[key] else ""
     data["upstream"] = display_url(settings.upstream)
+    data["client_keys"] = {name: "***" for name in settings.client_keys}  # names only
     data["upstreams"] = [u.to_json() for u in settings.upstreams]
     return data

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import trio
 
 from .log import event, logger
+from .protocol.client_keys import client_of
 from .protocol.failures import (
     STALE,
     UNSUPPORTED,
@@ -381,6 +382,7 @@ class Exchange:
             "id": reply.message_id,
             "request_id": request_id_for(reply.message_id),
             "session": self.key[0],
+            **({"client": client} if (client := client_of(self.key[0])) else {}),
             "agent": self.key[1],
             "model": reply.model,
             "upstream_model": self.plan.full.get("model"),

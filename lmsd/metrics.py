@@ -5,7 +5,9 @@ The request and turn series carry a ``front`` label (``anthropic``, ``openai_res
 lmsd's own routes) counts as ``anthropic``. The ``lmsd_upstream_*`` series carry the
 upstream's name (several upstreams), read from the events' ``upstream`` field, as do the
 prefill series (``lmsd_prefilled_tokens``, ``lmsd_cached_tokens``, ``lmsd_prefill_seconds``),
-fed by the turns whose engine said what it prefilled.
+fed by the turns whose engine said what it prefilled. ``lmsd_client_requests`` counts the
+requests of each keyed client (a proxy shared on a network): its ``client`` label is a
+key's name, so the key list bounds it.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class Metrics:
         self.prefill = Histogram("lmsd_prefill_seconds", "The engine's prompt processing "
                                  "time (where it said), by upstream", ["upstream"],
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.client_requests = Counter("lmsd_client_requests", "Requests of each keyed "
+                                       "client, by outcome", ["client", "outcome"],
+                                       registry=r)
         for front in FRONTS:  # 0 in flight from the start, not absent until a request
             self.in_flight.labels(front)
         self.totals = {"requests": 0, "errors": 0, "in_flight": 0}
@@ -126,6 +131,8 @@ class Metrics:
         self.totals["requests"] += 1
         self.totals["errors"] += bool(event.get("error_type"))
         self.requests.labels(event.get("outcome", "?"), str(event.get("stream")), front).inc()
+        if event.get("client"):
+            self.client_requests.labels(str(event["client"]), event.get("outcome", "?")).inc()
         if event.get("error_type"):
             self.errors.labels(event["error_type"], front).inc()
         if event.get("overflow") or str(event.get("error", "")).startswith("prompt is too long"):

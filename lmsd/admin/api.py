@@ -24,8 +24,10 @@ from ..config import Settings
 from ..guard import policy_for
 from ..log import event
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
+from ..protocol.client_keys import client_of
 from ..protocol.failures import NotFound, Unauthorized, invalid
-from ..sessions.config import check_session_id, parse_session_config
+from ..sessions.config import check_stored_session_id as check_session_id
+from ..sessions.config import parse_session_config
 from ..sessions.store import SessionStore
 from ..upstreams.recorder import Recorder
 from ..upstreams.router import Readiness
@@ -49,8 +51,9 @@ def sessions_json(store: SessionStore, only: str | None = None) -> list[dict[str
     for (session, agent, model), stats in store.stats.items():
         if only is not None and session != only:
             continue
-        entry = grouped.setdefault(session, {"session": session, "fronts": [], "agents": [],
-                                             "last_used": 0.0})
+        entry = grouped.setdefault(session, {"session": session,
+                                             "client": client_of(session), "fronts": [],
+                                             "agents": [], "last_used": 0.0})
         entry["agents"].append({"agent": agent, "model": model,
                                 "chain_nodes": len(store.nodes((session, agent, model))),
                                 **vars(stats)})
@@ -58,8 +61,8 @@ def sessions_json(store: SessionStore, only: str | None = None) -> list[dict[str
         entry["last_used"] = max(entry["last_used"], stats.last_used)
     for session in store.configs:
         if only is None or session == only:
-            grouped.setdefault(session, {"session": session, "fronts": [], "agents": [],
-                                         "last_used": None})
+            grouped.setdefault(session, {"session": session, "client": client_of(session),
+                                         "fronts": [], "agents": [], "last_used": None})
     for entry in grouped.values():
         config = store.configs.get(entry["session"])
         entry["config"] = config.to_json() if config else None

@@ -55,7 +55,7 @@ LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not s
 LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
              "max_tokens_cap", "poll_interval", "watch", "chaining", "strip_billing_header",
              "chat_reasoning", "allowed_hosts", "allowed_origins", "admin_token",
-             "upstream_api_key")
+             "upstream_api_key", "client_keys", "client_keys_file", "trusted_network")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,13 @@ def check_security(settings: Settings) -> None:
         raise ConfigError(
             f"admin_listen {settings.admin_listen} is not a loopback address: set "
             f"admin_token (LMSD_ADMIN_TOKEN) so the admin API requires a bearer token"
+        )
+    if not is_loopback(settings.listen) and not settings.client_keys and \
+            not settings.trusted_network:
+        raise ConfigError(
+            f"listen {settings.listen} is not a loopback address: set client_keys "
+            f"(LMSD_CLIENT_KEYS=name=key, or client_keys_file) so the proxy requires a key, "
+            f"or trusted_network = true to serve everyone who can reach it"
         )
 
 
@@ -108,14 +115,25 @@ class StartupError(Exception):
 def listen_sockets(config: Config, key: str) -> Sockets:
     """Bind and listen on ``key``'s address now, so that a taken port stops startup
     with one line before anything else is done or logged."""
+    if config.ssl_enabled:
+        try:
+            config.create_ssl_context()  # now, so a key that fits no certificate is a line
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"tls_cert {config.certfile} and tls_key {config.keyfile}: "
+                               f"{getattr(exc, 'reason', None) or exc}") from None
     try:
         sockets = config.create_sockets()
-        for sock in sockets.insecure_sockets:
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
             sock.listen(config.backlog)
     except OSError as exc:
         raise StartupError(f"cannot listen on {config.bind[0]} ({key}): "
                            f"{exc.strerror or exc}") from None
     return sockets
+
+
+def close_sockets(sockets: Sockets) -> None:
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.close()
 
 
 async def hypercorn_serve(app: Any, config: Config, *, bound: list[Sockets],
@@ -129,8 +147,12 @@ async def hypercorn_serve(app: Any, config: Config, *, bound: list[Sockets],
                        task_status=task_status)
 
 
-def hypercorn_config(bind: str, graceful: float, label: str = "lmsd") -> Config:
+def hypercorn_config(bind: str, graceful: float, label: str = "lmsd",
+                     tls: tuple[str, str] | None = None) -> Config:
+    """hypercorn's settings for one port; ``tls`` (certificate, key) makes it https only."""
     config = Config()
+    if tls is not None:
+        config.certfile, config.keyfile = tls
     config.logger_class = partial(_LabelledLog, label=label)  # type: ignore[assignment]
     config.bind = [bind]
     config.accesslog = None
@@ -223,14 +245,14 @@ async def serve(
     """Serve until ``shutdown`` is set, then drain. Reports the bound URLs when ready."""
     check_security(settings)
     graceful = settings.drain_timeout + 5
-    proxy_config = hypercorn_config(settings.listen, graceful, "proxy (Anthropic API)")
-    admin_config = hypercorn_config(settings.admin_listen, 1.0, "admin API")
+    tls = (settings.tls_cert, settings.tls_key) if settings.tls_cert else None
+    proxy_config = hypercorn_config(settings.listen, graceful, "proxy (Anthropic API)", tls)
+    admin_config = hypercorn_config(settings.admin_listen, 1.0, "admin API", tls)
     proxy_sockets = [listen_sockets(proxy_config, "listen")]
     try:
         admin_sockets = [listen_sockets(admin_config, "admin_listen")]
     except StartupError:
-        for sock in proxy_sockets[0].insecure_sockets:
-            sock.close()
+        close_sockets(proxy_sockets[0])
         raise
     bus = EventBus()
     handler = BusHandler(bus)
@@ -299,7 +321,8 @@ async def serve(
                      if router.several else {}))
             if not is_loopback(settings.listen):
                 event("daemon.proxy_exposed", level=30, listen=settings.listen,
-                      note="the proxy is reachable from other machines")
+                      note="the proxy is reachable from other machines",
+                      clients=sorted(settings.client_keys), tls=bool(tls))
             await sd_notify(f"READY=1\nSTATUS=serving on {bound.proxy_url}\nMAINPID="
                             f"{os.getpid()}")
             task_status.started(bound)
@@ -310,8 +333,7 @@ async def serve(
     finally:
         logger.removeHandler(handler)
         for unused in (*proxy_sockets, *admin_sockets):  # never handed to hypercorn
-            for sock in unused.insecure_sockets:
-                sock.close()
+            close_sockets(unused)
         with trio.CancelScope(shield=True):
             await router.aclose()
             await store.aclose()
@@ -328,7 +350,8 @@ def reload_settings(settings: Settings, router: Router, flags: Mapping[str, Any]
         return []
     current = settings
     try:
-        check_security(replace(fresh, admin_listen=current.admin_listen))  # the bound one
+        check_security(replace(fresh, admin_listen=current.admin_listen,  # the bound ones
+                               listen=current.listen))
     except ConfigError as exc:
         event("config.reload_failed", level=logging.ERROR, error=str(exc),
               effect="kept the running configuration")

@@ -41,6 +41,7 @@ from ..sessions.config import (
 )
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
+from .client_keys import client_fields, session_for
 from .drain import Drain
 from .serve import (
     Routed,
@@ -61,9 +62,9 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     capped = bool(cap and req.max_tokens is not None and req.max_tokens > cap)
     if capped:
         req.max_tokens = cap  # a local model that rambles must not run for an hour
-    session = session_id_of(request.headers, req.metadata, path_id)
+    session = session_for(session_id_of(request.headers, req.metadata, path_id))
     agent = agent_id_of(request.headers)
-    config = store.config(path_id, session)
+    config = store.config(session_for(path_id) if path_id else None, session)
     routed = Routed(settings, router, store, req.model, session, agent,
                     override=config.model)
     route = await routed.place()
@@ -85,7 +86,7 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
         upstream_name=route.backend.server_name,
     ))
     event("request.start", id=reply.message_id, request_id=request_id, front="anthropic",
-          session=session,
+          session=session, **client_fields(),
           agent=agent, model=req.model, upstream_model=model, stream=req.stream,
           messages=len(req.messages), estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
@@ -130,7 +131,7 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
         if sid is not None:
             check_session_id(sid)
         req = validate_messages_request(await read_json(), count_only=True)
-        session = session_id_of(request.headers, req.metadata, sid)
+        session = session_for(session_id_of(request.headers, req.metadata, sid))
         counted = await _engine_count(settings, router, store, req, session)
         if counted is None:
             counted = estimate_tokens(req.system, req.messages, req.tools)
@@ -169,13 +170,14 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
 
     @app.route("/session/<sid>/config", methods=["GET", "PUT"])
     async def session_config(sid: str) -> Response:
-        check_session_id(sid)
+        session = session_for(check_session_id(sid))  # the caller's own session only
         if request.method == "PUT":
             config = parse_session_config(await read_json())
-            await store.set_config(sid, config)
-            event("session.config", session=sid, **config.to_json())
+            await store.set_config(session, config)
+            event("session.config", session=session, **client_fields(),
+                  **config.to_json())
         else:
-            config = store.config(sid)
+            config = store.config(session)
         return json_response({"status": "ok", "session": sid, "config": config.to_json()})
 
 

@@ -17,7 +17,7 @@ from ..request_ids import current as current_request_id
 from ..sessions.store import SessionStore
 from ..upstreams.recorder import Recorder
 from ..upstreams.router import Router
-from . import anthropic, chat, responses
+from . import anthropic, chat, client_keys, responses
 from .drain import Drain
 
 _SESSION_PREFIX = re.compile(r"^/session/[^/]*(?=/v1/)")
@@ -73,6 +73,7 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
         """Claude Code probes this at start: answer it rather than log a warning each time."""
         return json_response({"service": "lmsd", "version": __version__})
 
+    client_keys.install(app, settings)  # after the guard and the request id
     anthropic.install(app, settings, router, store, drain)
     chat.install(app, settings, router, store, drain)
     renderers.append(("/v1/chat/completions", chat.render))

@@ -27,6 +27,7 @@ from ..request_ids import new_request_id
 from ..sessions.config import SESSION_ID, check_session_id
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
+from .client_keys import client_fields, session_for
 from .drain import Drain
 from .serve import (
     Routed,
@@ -87,8 +88,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     capped = bool(cap and conv.max_output_tokens is not None and conv.max_output_tokens > cap)
     if capped:
         conv = replace(conv, max_output_tokens=cap)  # a local model must not run for an hour
-    session = session_of(request.headers, req, path_id)
-    config = store.config(path_id, session)
+    session = session_for(session_of(request.headers, req, path_id))
+    config = store.config(session_for(path_id) if path_id else None, session)
     if config.allowed_tools is not None:
         conv = replace(conv, tools=tuple(t for t in conv.tools
                                          if t.name in config.allowed_tools))
@@ -107,7 +108,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
         reasoning=settings.chat_reasoning, stop=req.stop, capped=capped,
         upstream_name=route.backend.server_name))
     event("request.start", id=reply.message_id, request_id=request_id, front=FRONT,
-          session=session, agent="main", model=req.model, upstream_model=model,
+          session=session, **client_fields(), agent="main", model=req.model,
+          upstream_model=model,
           stream=req.stream, messages=req.messages, estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
           **upstream_fields(route))

@@ -28,6 +28,7 @@ from ..request_ids import message_id_for, new_request_id
 from ..sessions.config import SESSION_ID
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
+from .client_keys import client_fields, session_for
 from .drain import Drain
 from .serve import (
     Routed,
@@ -94,7 +95,7 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     cap = settings.max_tokens_cap
     if cap and conv.max_output_tokens is not None and conv.max_output_tokens > cap:
         conv = replace(conv, max_output_tokens=cap)  # as the Anthropic front does
-    session = session_of(request.headers, req)
+    session = session_for(session_of(request.headers, req))
     config = store.config(None, session)
     routed = Routed(settings, router, store, req.model, session, override=config.model,
                     lenient=True)
@@ -125,7 +126,8 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
         event("request.server_tools_dropped", front=FRONT, id=message_id, tools=dropped,
               reason="hosted tools have no local implementation")
     event("request.start", id=message_id, request_id=request_id, front=FRONT,
-          session=session, agent="main", model=req.model, upstream_model=model,
+          session=session, **client_fields(), agent="main", model=req.model,
+          upstream_model=model,
           stream=req.stream, request_kind=req.request_kind, items=len(conv.turns),
           estimate_tokens=req.estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,

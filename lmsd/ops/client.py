@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ..config import Settings
+from ..config import Settings, strip_api_suffix
 from ..protocol.compaction import claude_code_env
 
 TIMEOUT = 10.0
@@ -45,20 +46,34 @@ def local_url(host_port: str, scheme: str = "http") -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def local_tls(cert: str) -> ssl.SSLContext:
+    """Trust exactly ``cert`` (a self-signed one, or any certificate of its chain)."""
+    context = ssl.create_default_context(cafile=cert)
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
 @dataclass
 class Admin:
     """Where the admin API is and how to authenticate to it."""
 
     listen: str
     token: str = ""
+    tls_cert: str = ""  # lmsd speaks https with this certificate
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admin:
-        return cls(settings.admin_listen, settings.admin_token)
+        return cls(settings.admin_listen, settings.admin_token, settings.tls_cert)
 
     @property
     def url(self) -> str:
-        return local_url(self.listen)
+        return local_url(self.listen, "https" if self.tls_cert else "http")
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """This machine's lmsd by its own certificate (pinned: the host name is not
+        checked, the address is the one lmsd binds)."""
+        return local_tls(self.tls_cert) if self.tls_cert else True
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -75,8 +90,8 @@ class Admin:
     def request(self, method: str, path: str) -> Any:
         """Call the admin API; return the decoded JSON or raise ClientError."""
         try:
-            with httpx.Client(base_url=self.url, headers=self.headers(),
-                              timeout=TIMEOUT) as client:
+            with httpx.Client(base_url=self.url, headers=self.headers(), timeout=TIMEOUT,
+                              verify=self.verify()) as client:
                 response = client.request(method, path)
         except httpx.ConnectError:
             raise self.not_running() from None
@@ -342,9 +357,10 @@ def live_context(admin: Admin, settings: Settings) -> LiveContext:
 def unserved_model(settings: Settings, model: str) -> str | None:
     """Why ``model`` would fail if Claude Code asked the running lmsd for it (its own
     words, naming what is served), or None when it is served or lmsd cannot be asked."""
-    base = local_url(settings.listen)
+    base = proxy_url(settings)
     try:
-        with httpx.Client(base_url=base, timeout=TIMEOUT) as proxy:
+        with httpx.Client(base_url=base, timeout=TIMEOUT, verify=local_tls(
+                settings.tls_cert) if settings.tls_cert else True) as proxy:
             found = proxy.get(f"/v1/models/{quote(model, safe='')}")
             if found.status_code != 404:
                 return None
@@ -357,13 +373,57 @@ def unserved_model(settings: Settings, model: str) -> str | None:
             f"{', '.join(names) or 'no model (load one)'}")
 
 
+#: Where a client machine keeps its client key: Claude Code's settings refer to it, and
+#: Codex reads it (its provider's ``env_key``).
+KEY_ENV = "LMSD_API_KEY"
+URL_ENV = "LMSD_URL"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The lmsd a client is pointed at: its proxy URL, and the client key to send."""
+
+    url: str
+    key: str = ""
+    key_in_env: bool = False  # the key is the shell's $LMSD_API_KEY already: refer to it
+
+
+def proxy_url(settings: Settings) -> str:
+    """This machine's own proxy: https when lmsd speaks TLS."""
+    return local_url(settings.listen, "https" if settings.tls_cert else "http")
+
+
+def target(settings: Settings, url: str | None = None, key_name: str | None = None,
+           environ: Mapping[str, str] | None = None) -> Target:
+    """Where ``lmsd env`` points a client: ``url`` (else ``$LMSD_URL``, else this machine's
+    proxy), with the key named ``key_name`` in this machine's client_keys (printed once,
+    as ``export LMSD_API_KEY=...``), else the shell's ``$LMSD_API_KEY``."""
+    environ = os.environ if environ is None else environ
+    url = url or environ.get(URL_ENV) or proxy_url(settings)
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ClientError(f"--url: expected http(s)://HOST:PORT, got {url!r}")
+    url = strip_api_suffix(url.strip())
+    if key_name is not None:
+        if key_name not in settings.client_keys:
+            known = ", ".join(sorted(settings.client_keys)) or "none"
+            raise ClientError(f"--key-name: no client key named {key_name!r} in client_keys "
+                              f"(known: {known})")
+        return Target(url, settings.client_keys[key_name])
+    if environ.get(KEY_ENV):
+        return Target(url, environ[KEY_ENV], key_in_env=True)
+    return Target(url)
+
+
 def env_vars(settings: Settings, context: int | None = None,
-             model: str | None = None) -> dict[str, str]:
-    """The environment that points Claude Code at this lmsd and makes it compact in time
-    for ``context`` tokens (see :mod:`lmsd.protocol.compaction`)."""
+             model: str | None = None, to: Target | None = None) -> dict[str, str]:
+    """The environment that points Claude Code at this lmsd (or ``to``) and makes it
+    compact in time for ``context`` tokens (see :mod:`lmsd.protocol.compaction`)."""
+    to = to or Target(proxy_url(settings))
     env = {
-        "ANTHROPIC_BASE_URL": local_url(settings.listen),
-        "ANTHROPIC_AUTH_TOKEN": "lmsd",  # any value: lmsd does not check it
+        "ANTHROPIC_BASE_URL": to.url,
+        # Bearer: the client key where lmsd needs one; else any value (unchecked)
+        "ANTHROPIC_AUTH_TOKEN": to.key or "lmsd",
         "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1",
@@ -377,10 +437,11 @@ def env_vars(settings: Settings, context: int | None = None,
 
 
 def format_env(settings: Settings, shell: str = "sh", context: LiveContext | None = None,
-               model: str | None = None) -> str:
+               model: str | None = None, to: Target | None = None) -> str:
     """``export`` lines for sh-like shells, ``set -gx`` for fish, ``json`` for the ``env``
-    block of ``~/.claude/settings.json``."""
-    pairs = env_vars(settings, context.tokens if context else None, model)
+    block of ``~/.claude/settings.json``. A client key is written once, as ``LMSD_API_KEY``
+    (which Codex reads too), and Claude Code's token refers to it; JSON has no variables."""
+    pairs = env_vars(settings, context.tokens if context else None, model, to)
     if shell == "json":
         return json.dumps({"env": pairs}, indent=2)
     if shell == "fish":
@@ -389,8 +450,13 @@ def format_env(settings: Settings, shell: str = "sh", context: LiveContext | Non
         lines = ['# Point Claude Code at lmsd: eval "$(lmsd env)"']
     if context:
         lines.append(f"# Compaction sized for {context.tokens} tokens: {context.source}")
+    values = {k: shlex.quote(v) for k, v in pairs.items()}
+    if to is not None and to.key:
+        if not to.key_in_env:
+            values = {KEY_ENV: shlex.quote(to.key), **values}
+        values["ANTHROPIC_AUTH_TOKEN"] = f"${KEY_ENV}" if shell == "fish" else f'"${KEY_ENV}"'
     if shell == "fish":
-        lines += [f"set -gx {k} {shlex.quote(v)}" for k, v in pairs.items()]
+        lines += [f"set -gx {k} {v}" for k, v in values.items()]
     else:
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in pairs.items()]
+        lines += [f"export {k}={v}" for k, v in values.items()]
     return "\n".join(lines)

@@ -12,15 +12,18 @@ import json
 
 from ..config import Settings
 from ..protocol.models import LOCAL_ALIAS
-from .client import LiveContext, local_url
+from .client import KEY_ENV, LiveContext, Target, proxy_url
 
 COMPACT_AT = 0.8
 PROVIDER = "lmsd"
 
 
 def codex_config(settings: Settings, context: LiveContext | None,
-                 model: str | None = None) -> str:
-    """The lines to add to ``~/.codex/config.toml`` (TOML strings are JSON strings)."""
+                 model: str | None = None, to: Target | None = None) -> str:
+    """The lines to add to ``~/.codex/config.toml`` (TOML strings are JSON strings). With a
+    client key, Codex sends ``$LMSD_API_KEY`` (``lmsd env --key-name`` exports it): the
+    key itself is never in this file."""
+    to = to or Target(proxy_url(settings))
     model = model or (context.model if context else None) or settings.model or LOCAL_ALIAS
     lines = ["# Point Codex CLI at lmsd: add this to ~/.codex/config.toml"]
     if context:
@@ -30,6 +33,10 @@ def codex_config(settings: Settings, context: LiveContext | None,
         lines += [f"model_context_window = {context.tokens}",
                   f"model_auto_compact_token_limit = {int(context.tokens * COMPACT_AT)}"]
     lines += ["", f"[model_providers.{PROVIDER}]", 'name = "lmsd"',
-              f"base_url = {json.dumps(local_url(settings.listen) + '/v1')}",
+              f"base_url = {json.dumps(to.url + '/v1')}",
               'wire_api = "responses"']
+    if to.key:
+        lines.insert(1, f"# Codex sends the client key in ${KEY_ENV}: set it in the shell "
+                        "that runs codex (lmsd env --key-name NAME prints the export)")
+        lines.append(f"env_key = {json.dumps(KEY_ENV)}")
     return "\n".join(lines)

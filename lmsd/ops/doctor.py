@@ -35,6 +35,7 @@ from .doctor_codex import check_codex
 from .doctor_context import CHECK as CONTEXT_CHECK
 from .doctor_context import check_context_env, loaded_contexts
 from .doctor_host import check_port, check_service, check_state_dir
+from .doctor_network import check_network
 from .doctor_result import FAIL, OK, SKIP, WARN, Result
 from .doctor_shell import check_attribution, check_auth, check_base_url, check_claude
 from .doctor_upstream import (
@@ -124,7 +125,7 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
             lmstudio,
             partial(one, partial(check_port, settings, "listen", local)),
             partial(one, partial(check_port, settings, "admin_listen", local)),
-            partial(plain, check_state_dir(settings)),
+            partial(plain, check_state_dir(settings), check_network(settings)),
             partial(one, partial(check_service, env, platform)),
             partial(plain, check_base_url(settings, env), check_attribution(settings, env),
                     check_auth(env)),

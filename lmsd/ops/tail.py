@@ -31,6 +31,7 @@ from .client import (
     YELLOW,
     Admin,
     ClientError,
+    local_tls,
     local_url,
     use_color,
 )
@@ -86,7 +87,7 @@ def events_url(admin: Admin, session: str | None, types: Sequence[str],
         query["type"] = ",".join(types)
     if replay:
         query["replay"] = str(replay)
-    url = local_url(admin.listen, "ws") + "/events"
+    url = local_url(admin.listen, "wss" if admin.tls_cert else "ws") + "/events"
     return f"{url}?{urlencode(query)}" if query else url
 
 
@@ -117,7 +118,8 @@ async def _tail_once(admin: Admin, url: str, printer: _Printer) -> None:
     headers = [(b"Authorization", f"Bearer {admin.token}".encode())] if admin.token else []
     try:
         async with trio_websocket.open_websocket_url(
-                url, extra_headers=headers, connect_timeout=TIMEOUT) as ws:
+                url, extra_headers=headers, connect_timeout=TIMEOUT,
+                ssl_context=local_tls(admin.tls_cert) if admin.tls_cert else None) as ws:
             while True:
                 message = await ws.get_message()
                 try:
@@ -175,7 +177,8 @@ async def _wait_for(admin: Admin) -> None:
     """Poll ``/healthz``, backing off, until the daemon answers."""
     delay = RECONNECT_MIN
     async with httpx.AsyncClient(base_url=admin.url, headers=admin.headers(),
-                                 timeout=TIMEOUT, trust_env=False) as http:
+                                 timeout=TIMEOUT, trust_env=False,
+                                 verify=admin.verify()) as http:
         while True:
             await trio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)

@@ -88,6 +88,14 @@ class Unauthorized(Failure):
     kind = "unauthorized"
 
 
+class ClientKeyRefused(Unauthorized):
+    """The proxy needs a client key and the request has none, or an unknown one. Claude
+    Code retries a 401 for minutes, so its front says 403 (shown at once); OpenAI's
+    clients get their 401 ``invalid_api_key``."""
+
+    kind = "client_key_refused"
+
+
 class Forbidden(Failure):
     kind = "forbidden"
 

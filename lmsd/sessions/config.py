@@ -21,6 +21,22 @@ def check_session_id(session_id: str) -> str:
     return session_id
 
 
+#: A session id as stored: a keyed client's are in its namespace, ``NAME~ID``
+#: (protocol/client_keys.py). The admin API names sessions so.
+STORED_SESSION_ID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_-]{0,31}~)?"
+                               r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def check_stored_session_id(session_id: str) -> str:
+    """A session id as the admin API takes it: ``ID``, or ``CLIENT~ID`` for a client's."""
+    if not STORED_SESSION_ID.fullmatch(session_id):
+        raise invalid(
+            "session id: use 1-128 letters, digits, '.', '_', ':' or '-', starting with a "
+            "letter or digit, after CLIENT~ for a keyed client's session"
+        )
+    return session_id
+
+
 def session_id_of(headers: Any, metadata: dict[str, Any] | None, path_id: str | None) -> str:
     """Claude Code's session id: header, then ``metadata.user_id``, then the path."""
     header = headers.get("x-claude-code-session-id")

@@ -218,7 +218,7 @@ async def test_the_allow_lists_change_live(lmsd):
 
 async def test_a_wildcard_listener_accepts_ip_addresses_but_not_foreign_names(
         start_lmsd, emulator):
-    server = await start_lmsd(emulator.url, listen="0.0.0.0:0")
+    server = await start_lmsd(emulator.url, listen="0.0.0.0:0", trusted_network="true")
     url = f"http://127.0.0.1:{port_of(server.url)}"
     async with httpx.AsyncClient(base_url=url) as http:
         lan = await http.post("/v1/messages", json=REQUEST,

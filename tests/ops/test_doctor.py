@@ -86,7 +86,7 @@ async def test_everything_fine_against_the_emulator(emulator, tmp_path):
     results = await diagnose(settings, shell(tmp_path, settings, **claude_code_env(32768)))
     assert [r.check for r in results] == [
         "lmstudio", "api", "model", "cache", "claude_context", "codex_config",
-        "proxy_port", "admin_port", "state_dir", "service", "base_url",
+        "proxy_port", "admin_port", "state_dir", "network", "service", "base_url",
         "attribution_header", "auth_token", "claude"]
     assert all(r.status == "ok" and r.fix is None for r in results), results
     cache = next(r for r in results if r.check == "cache")
@@ -521,7 +521,7 @@ async def test_run_prints_one_line_per_check_and_exits_0_on_warnings(emulator, t
     code = await trio.to_thread.run_sync(doctor.run, args)
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert len(lines) == 14
+    assert len(lines) == 15
     assert lines[0].startswith("ok   lmstudio ") and emulator.url in lines[0]
     service = next(line for line in lines if " service " in line)
     assert service.startswith("warn service ") and "; fix: " in service  # no systemctl
@@ -550,7 +550,7 @@ async def test_run_json(tmp_path, monkeypatch, capsys, dead_port):
                                                                  json=True))
     data = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 14
+    assert [set(entry) for entry in data] == [{"check", "status", "detail", "fix"}] * 15
     by_check = {entry["check"]: entry for entry in data}
     assert by_check["lmstudio"]["status"] == "fail"
     assert by_check["model"]["status"] == "skip"

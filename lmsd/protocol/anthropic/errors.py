@@ -16,6 +16,7 @@ from typing import Any
 from ..failures import (
     OVERFLOW,
     BadRequest,
+    ClientKeyRefused,
     ContextOverflow,
     Failure,
     Forbidden,
@@ -107,6 +108,7 @@ _RENDERING: dict[type[Failure], tuple[str, int]] = {
     BadRequest: ("invalid_request_error", 400),
     TooLarge: ("request_too_large", 413),
     UnsupportedMedia: ("invalid_request_error", 415),
+    ClientKeyRefused: ("permission_error", 403),
     Unauthorized: ("authentication_error", 401),
     Forbidden: ("permission_error", 403),
     NotFound: ("not_found_error", 404),
