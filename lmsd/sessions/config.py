@@ -9,22 +9,30 @@ from typing import Any
 
 from ..protocol.failures import invalid
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: A session (or agent) id. Anchored with ``\A``/``\Z`` and used with ``fullmatch``: with
+#: ``$``, ``"abc\n"`` passed, went upstream as an affinity header, made httpx fail, and
+#: that failure counted against the upstream until every breaker was open.
+SESSION_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+ID_RULE = ("use 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or "
+           "digit")
+
+
+def is_session_id(value: Any) -> bool:
+    """Is ``value`` a whole, valid session id (no trailing newline, no control byte)?"""
+    return isinstance(value, str) and SESSION_ID.fullmatch(value) is not None
 
 
 def check_session_id(session_id: str) -> str:
-    if not SESSION_ID.match(session_id):
-        raise invalid(
-            "session id: use 1-128 letters, digits, '.', '_', ':' or '-', starting with a "
-            "letter or digit"
-        )
+    """``session_id`` itself, or a 400 naming the problem (the id is shown escaped)."""
+    if not is_session_id(session_id):
+        raise invalid(f"session id: {ID_RULE} (got {session_id[:40]!r})")
     return session_id
 
 
 def session_id_of(headers: Any, metadata: dict[str, Any] | None, path_id: str | None) -> str:
     """Claude Code's session id: header, then ``metadata.user_id``, then the path."""
     header = headers.get("x-claude-code-session-id")
-    if header and SESSION_ID.match(header):
+    if is_session_id(header):
         return header
     user_id = (metadata or {}).get("user_id")
     if isinstance(user_id, str) and user_id.startswith("{"):
@@ -32,18 +40,18 @@ def session_id_of(headers: Any, metadata: dict[str, Any] | None, path_id: str | 
             sid = json.loads(user_id).get("session_id")
         except (ValueError, AttributeError):
             sid = None
-        if isinstance(sid, str) and SESSION_ID.match(sid):
+        if is_session_id(sid):
             return sid
     elif isinstance(user_id, str) and "_session_" in user_id:
         sid = user_id.rsplit("_session_", 1)[1]
-        if SESSION_ID.match(sid):
+        if is_session_id(sid):
             return sid
     return path_id or "default"
 
 
 def agent_id_of(headers: Any) -> str:
     agent = headers.get("x-claude-code-agent-id")
-    return agent if agent and SESSION_ID.match(agent) else "main"
+    return agent if is_session_id(agent) else "main"
 
 
 @dataclass
