@@ -58,7 +58,8 @@ def _header_safe(bad: str) -> bytes | None:
         raw = bad.encode("latin-1")
     except UnicodeEncodeError:
         return None
-    return None if any(c in raw for c in b"\r\n\x00") else raw
+    sendable = raw == raw.strip() and not any(c in raw for c in b"\r\n\x00")
+    return raw if sendable else None
 
 
 HEADER_SOURCES = [("/v1/messages", "x-claude-code-session-id", _messages()),
