@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anthropic
+import httpx
 import pytest
 import trio
 
@@ -266,13 +267,44 @@ async def test_sessions_limit_and_active(lmsd, emulator):
     assert [row.split()[0] for row in rows] == ["sess-new"]
 
 
+@pytest.mark.parametrize("name", [".", "..", "./", "%2e", "a/..", "abc\n"])
+async def test_reset_of_a_dot_or_other_non_id_resets_nothing(lmsd, emulator, name):
+    """``lmsd reset .`` became ``DELETE /sessions/.``, which the HTTP client normalized to
+    ``/sessions/``: every session was reset. Only ``--all`` resets them all."""
+    await converse(lmsd, emulator, "sess-a", turns=1)
+    result = await run("reset", name, "--admin-listen", _admin(lmsd))
+    assert (result.returncode, result.stdout) == (1, b"")
+    [line] = result.stderr.decode().splitlines()
+    assert line.startswith("lmsd: session id: use 1-128 letters")
+    assert repr(name) in line and "--all" in line
+    assert any(k[0] == "sess-a" for k in lmsd.store.stats)  # nothing was reset
+
+
+async def test_record_of_a_dot_records_nothing(lmsd):
+    """``lmsd record .`` was ``PUT /sessions/./record``, normalized to ``/sessions/record``:
+    it started recording a session named "record"."""
+    result = await run("record", ".", "--admin-listen", _admin(lmsd))
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr.decode().startswith("lmsd: session id: use 1-128 letters")
+
+
+async def test_the_admin_api_resets_all_only_on_its_own_path(lmsd, emulator):
+    """``/sessions/`` and dot segments are not ``/sessions``: nothing is reset."""
+    await converse(lmsd, emulator, "sess-a", turns=1)
+    async with httpx.AsyncClient(base_url=lmsd.admin_url) as http:
+        for path in ("/sessions/", "/sessions/%2E", "/sessions/%2e%2e"):
+            answer = await http.delete(path)
+            assert answer.status_code in (400, 404), (path, answer.text)
+    assert any(k[0] == "sess-a" for k in lmsd.store.stats)
+
+
 async def test_reset_of_a_malformed_session_id_is_one_line(lmsd):
     result = await run("reset", "not a session!", "--admin-listen", _admin(lmsd))
     assert result.returncode == 1
     assert result.stdout == b""
     [line] = result.stderr.decode().splitlines()
     assert line.startswith("lmsd: session id: use 1-128 letters")
-    assert "HTTP 400" in line
+    assert "'not a session!'" in line  # checked before any request: see the test above
 
 
 # -- tail -------------------------------------------------------------------------------------
