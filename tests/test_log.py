@@ -59,3 +59,33 @@ def test_the_level_changes_at_run_time(captured):
     log.set_level("info")
     log.event("heard")
     assert [json.loads(line)["event"] for line in captured.getvalue().splitlines()] == ["heard"]
+
+
+#: What a client may put in a session's model: clear the screen, retitle the terminal, ring
+#: the bell; a C1 CSI; DEL; a bidi override that reverses the rest of the line.
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07\x9b31m\x7f\u202eevil"
+RAW = ("\x1b", "\x07", "\x9b", "\x7f", "\u202e")
+
+
+def test_text_lines_escape_control_characters(captured):
+    log.setup("debug", "text")
+    log.event("session.config", session="s1", model=HOSTILE, tools=[HOSTILE],
+              note="a\nb")
+    out = captured.getvalue()
+    assert out.count("\n") == 1  # one event, one line
+    assert not any(c in out for c in RAW)
+    assert r'model="\x1b[2J\x1b]0;pwned\x07\x9b31m\x7f\u202eevil"' in out
+    assert r'tools=["\u001b[2J\u001b]0;pwned\u0007\u009b31m\u007f\u202eevil"]' in out
+    assert r'note="a\nb"' in out
+    assert json.loads(out.split("tools=", 1)[1].split(" note=")[0]) == [HOSTILE]
+
+
+def test_text_traceback_lines_escape_control_characters(captured):
+    log.setup("debug", "text")
+    try:
+        raise ValueError(HOSTILE)
+    except ValueError:
+        log.logger.exception("request.internal_error")
+    out = captured.getvalue()
+    assert "Traceback" in out and "ValueError: \\x1b[2J" in out
+    assert not any(c in out for c in RAW)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ from ..protocol.anthropic.request import (
     MessagesRequest,
     validate_messages_request,
 )
-from ..protocol.failures import Failure, NotFound, invalid
+from ..protocol.failures import Failure, Forbidden, NotFound, Unauthorized, invalid
+from ..protocol.guard import is_loopback_host
 from ..protocol.models import (
     claude_entry,
     is_claude_name,
@@ -169,6 +171,7 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
 
     @app.route("/session/<sid>/config", methods=["GET", "PUT"])
     async def session_config(sid: str) -> Response:
+        _require_admin(settings, request.headers.get("Authorization"))
         check_session_id(sid)
         if request.method == "PUT":
             config = parse_session_config(await read_json())
@@ -202,6 +205,26 @@ async def _served_models(settings: Settings, router: Router) -> _Served:
         loaded, listed = [], []  # the aliases still let Claude Code start
     return _Served(listed or loaded, loaded, settings.model or (loaded[0] if loaded else None),
                    router.loaded_contexts(), settings)
+
+
+def _require_admin(settings: Settings, authorization: str | None) -> None:
+    """A session's config on the proxy port is the admin API's business: with an
+    ``admin_token`` set it needs that token (compared in constant time), and off loopback
+    without one it is refused (anyone on the network could re-route a session)."""
+    token = settings.admin_token
+    if not token:
+        host = settings.listen.rpartition(":")[0].strip("[]")
+        if is_loopback_host(host):
+            return
+        raise Forbidden(f"/session/ID/config: the proxy listens on {settings.listen}, beyond "
+                        f"loopback; set admin_token (LMSD_ADMIN_TOKEN) and send it as "
+                        f"Authorization: Bearer <token>, or use the admin API")
+    supplied = ""
+    if authorization and authorization.lower().startswith("bearer "):
+        supplied = authorization[7:].strip()
+    if not hmac.compare_digest(supplied.encode(), token.encode()):
+        raise Unauthorized("/session/ID/config needs the admin token: "
+                           "Authorization: Bearer <admin_token>")
 
 
 def _int_arg(name: str, *, default: int, lo: int, hi: int) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol.failures import invalid
+from ..protocol.text import CONTROL
 
 #: A session (or agent) id. Anchored with ``\A``/``\Z`` and used with ``fullmatch``: with
 #: ``$``, ``"abc\n"`` passed, went upstream as an affinity header, made httpx fail, and
@@ -78,9 +79,20 @@ def parse_session_config(body: Any) -> SessionConfig:
     model = body.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise invalid("model: expected a non-empty string or null")
+    _no_control("model", model)
     tools = body.get("allowedTools")
     if tools is not None:
         if not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools):
             raise invalid("allowedTools: expected an array of tool names or null")
+        for n, tool in enumerate(tools):
+            _no_control(f"allowedTools.{n}", tool)
         tools = frozenset(tools)
     return SessionConfig(model=model, allowed_tools=tools)
+
+
+def _no_control(where: str, value: str | None) -> None:
+    """A config value reaches ``lmsd tail`` and the log: no control characters in it."""
+    found = CONTROL.search(value) if value is not None else None
+    if found:
+        raise invalid(f"{where}: control character {found.group()!r} at {found.start()} is "
+                      f"not allowed in a session config value")
