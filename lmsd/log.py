@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+from .protocol.text import escape_controls, json_safe, needs_quotes, quoted
+
 logger = logging.getLogger("lmsd")
 
 
@@ -23,22 +25,25 @@ def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
 
 
 def _value(v: Any) -> str:
+    """A field's value for a text line: control characters escaped (a client chose some of
+    these values, and the line lands on a terminal)."""
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False) if (not v or " " in v or '"' in v) else v
+        return quoted(v) if needs_quotes(v, ' "') else v
     if isinstance(v, float):
         return f"{v:.3f}".rstrip("0").rstrip(".")
-    return json.dumps(v, ensure_ascii=False, default=str)
+    return json_safe(json.dumps(v, ensure_ascii=False, default=str))
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "lmsd_fields", {})
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        text = f"{stamp} {record.levelname.lower():7} {record.getMessage()}"
+        text = f"{stamp} {record.levelname.lower():7} {escape_controls(record.getMessage())}"
         if fields:
-            text += " " + " ".join(f"{k}={_value(v)}" for k, v in fields.items())
+            text += " " + " ".join(f"{escape_controls(k)}={_value(v)}"
+                                   for k, v in fields.items())
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            text += "\n" + escape_controls(self.formatException(record.exc_info), keep="\n")
         return text
 
 
@@ -52,7 +57,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False, default=str)
+        return json_safe(json.dumps(data, ensure_ascii=False, default=str))
 
 
 def setup(level: str = "info", fmt: str = "auto") -> None:

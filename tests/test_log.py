@@ -32,6 +32,17 @@ def test_json_lines_with_fields(captured):
     assert (data["session"], data["ttft_ms"], data["note"]) == ("s1", 12.5, "two words")
 
 
+def test_json_lines_leave_no_control_character_raw(captured):
+    """JSON escapes C0 itself; C1 and bidi overrides it leaves raw, which a terminal
+    showing the journal would obey: they go out as \\uXXXX, the same JSON."""
+    log.setup("info", "json")
+    hostile = "a\x1b[2Jb\x9bc\u202ed\x7f"
+    log.event("session.config", model=hostile)
+    [line] = captured.getvalue().splitlines()
+    assert not any(c in line for c in "\x1b\x9b\u202e\x7f")
+    assert json.loads(line)["model"] == hostile
+
+
 def test_text_lines(captured):
     log.setup("debug", "text")
     log.event("model.loaded", model="qwen/qwen3", context_length=4096)
@@ -59,3 +70,33 @@ def test_the_level_changes_at_run_time(captured):
     log.set_level("info")
     log.event("heard")
     assert [json.loads(line)["event"] for line in captured.getvalue().splitlines()] == ["heard"]
+
+
+#: What a client may put in a session's model: clear the screen, retitle the terminal, ring
+#: the bell; a C1 CSI; DEL; a bidi override that reverses the rest of the line.
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07\x9b31m\x7f\u202eevil"
+RAW = ("\x1b", "\x07", "\x9b", "\x7f", "\u202e")
+
+
+def test_text_lines_escape_control_characters(captured):
+    log.setup("debug", "text")
+    log.event("session.config", session="s1", model=HOSTILE, tools=[HOSTILE],
+              note="a\nb")
+    out = captured.getvalue()
+    assert out.count("\n") == 1  # one event, one line
+    assert not any(c in out for c in RAW)
+    assert r'model="\x1b[2J\x1b]0;pwned\x07\x9b31m\x7f\u202eevil"' in out
+    assert r'tools=["\u001b[2J\u001b]0;pwned\u0007\u009b31m\u007f\u202eevil"]' in out
+    assert r'note="a\nb"' in out
+    assert json.loads(out.split("tools=", 1)[1].split(" note=")[0]) == [HOSTILE]
+
+
+def test_text_traceback_lines_escape_control_characters(captured):
+    log.setup("debug", "text")
+    try:
+        raise ValueError(HOSTILE)
+    except ValueError:
+        log.logger.exception("request.internal_error")
+    out = captured.getvalue()
+    assert "Traceback" in out and "ValueError: \\x1b[2J" in out
+    assert not any(c in out for c in RAW)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ from ..protocol.anthropic.request import (
     MessagesRequest,
     validate_messages_request,
 )
-from ..protocol.failures import Failure, NotFound, invalid
+from ..protocol.failures import Failure, Forbidden, NotFound, Unauthorized, invalid
+from ..protocol.guard import is_loopback_host
 from ..protocol.models import (
     claude_entry,
     is_claude_name,
@@ -41,7 +43,7 @@ from ..sessions.config import (
 )
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
-from .client_keys import client_fields, session_for
+from .client_keys import client_fields, current_client, session_for
 from .drain import Drain
 from .serve import (
     Routed,
@@ -170,6 +172,8 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
 
     @app.route("/session/<sid>/config", methods=["GET", "PUT"])
     async def session_config(sid: str) -> Response:
+        if current_client() is None:  # a keyed client may set its own sessions' config
+            _require_admin(settings, request.headers.get("Authorization"))
         session = session_for(check_session_id(sid))  # the caller's own session only
         if request.method == "PUT":
             config = parse_session_config(await read_json())
@@ -204,6 +208,27 @@ async def _served_models(settings: Settings, router: Router) -> _Served:
         loaded, listed = [], []  # the aliases still let Claude Code start
     return _Served(listed or loaded, loaded, settings.model or (loaded[0] if loaded else None),
                    router.loaded_contexts(), settings)
+
+
+def _require_admin(settings: Settings, authorization: str | None) -> None:
+    """An anonymous caller's session config on the proxy port is the admin API's
+    business (a keyed client's is its own, in its namespace): with an
+    ``admin_token`` set it needs that token (compared in constant time), and off loopback
+    without one it is refused (anyone on the network could re-route a session)."""
+    token = settings.admin_token
+    if not token:
+        host = settings.listen.rpartition(":")[0].strip("[]")
+        if is_loopback_host(host):
+            return
+        raise Forbidden(f"/session/ID/config: the proxy listens on {settings.listen}, beyond "
+                        f"loopback; set admin_token (LMSD_ADMIN_TOKEN) and send it as "
+                        f"Authorization: Bearer <token>, or use the admin API")
+    supplied = ""
+    if authorization and authorization.lower().startswith("bearer "):
+        supplied = authorization[7:].strip()
+    if not hmac.compare_digest(supplied.encode(), token.encode()):
+        raise Unauthorized("/session/ID/config needs the admin token: "
+                           "Authorization: Bearer <admin_token>")
 
 
 def _int_arg(name: str, *, default: int, lo: int, hi: int) -> int:

@@ -24,7 +24,7 @@ from ..protocol.openai_errors import render_openai
 from ..protocol.tokens import conversation_text, conversation_tokens
 from ..request_ids import current as current_request_id
 from ..request_ids import new_request_id
-from ..sessions.config import SESSION_ID, check_session_id
+from ..sessions.config import check_session_id, is_session_id
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .client_keys import client_fields, session_for
@@ -60,7 +60,7 @@ def completion_id(request_id: str) -> str:
 def _as_session(value: str) -> str:
     """A client's name for its conversation as a session id: itself when it is one, else
     a stable digest of it (a ``user`` may be an e-mail address)."""
-    if SESSION_ID.match(value):
+    if is_session_id(value):
         return value
     return "chat-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 

@@ -25,7 +25,7 @@ from ..protocol.sse import encode_all
 from ..protocol.tokens import conversation_text
 from ..request_ids import current as current_request_id
 from ..request_ids import message_id_for, new_request_id
-from ..sessions.config import SESSION_ID
+from ..sessions.config import is_session_id
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
 from .client_keys import client_fields, session_for
@@ -55,7 +55,7 @@ def render(failure: Failure) -> Rendered:
 def session_of(headers: Any, req: ResponsesRequest) -> str:
     """Codex's thread: the ``session-id`` header, else ``prompt_cache_key``."""
     for candidate in (headers.get("session-id"), req.prompt_cache_key):
-        if isinstance(candidate, str) and SESSION_ID.match(candidate):
+        if is_session_id(candidate):
             return candidate
     return DEFAULT_SESSION
 

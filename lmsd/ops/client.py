@@ -22,6 +22,7 @@ import httpx
 
 from ..config import Settings, strip_api_suffix
 from ..protocol.compaction import claude_code_env
+from ..sessions.config import ID_RULE, is_session_id
 
 TIMEOUT = 10.0
 ACTIVE_WINDOW = 3600  # seconds: ``lmsd sessions --active`` shows sessions used this recently
@@ -296,9 +297,19 @@ def sessions(admin: Admin, *, as_json: bool = False, limit: int | None = None,
     print(text, file=out)
 
 
+def session_path(session: str, hint: str = "") -> str:
+    """``/sessions/<id>``, checked here first: ``.`` or ``..`` would reach the daemon as
+    ``/sessions/`` once the HTTP client removed the dot segment (``lmsd reset .`` reset
+    every session)."""
+    if not is_session_id(session):
+        raise ClientError(f"session id: {ID_RULE} (got {session[:40]!r}){hint}")
+    return f"/sessions/{quote(session, safe='')}"
+
+
 def reset(admin: Admin, session: str | None = None, *, out: TextIO | None = None) -> None:
     """``lmsd reset SESSION | --all``: forget one session's chains and counters, or all."""
-    path = "/sessions" if session is None else f"/sessions/{quote(session, safe='')}"
+    path = "/sessions" if session is None else \
+        session_path(session, "; `lmsd reset --all` resets every session")
     data = admin.request("DELETE", path)
     what = "all sessions" if session is None else f"session {session}"
     print(f"reset {what}: {_plural(int(data.get('chain_nodes', 0)), 'chain node')} dropped",
@@ -308,8 +319,7 @@ def reset(admin: Admin, session: str | None = None, *, out: TextIO | None = None
 def record(admin: Admin, session: str, *, stop: bool = False,
            out: TextIO | None = None) -> None:
     """``lmsd record SESSION [--stop]``: start or stop recording a session's exchanges."""
-    data = admin.request("DELETE" if stop else "PUT",
-                         f"/sessions/{quote(session, safe='')}/record")
+    data = admin.request("DELETE" if stop else "PUT", f"{session_path(session)}/record")
     if stop:
         print(f"session {session}: recording stopped", file=out)
     else:

@@ -20,6 +20,7 @@ import trio
 import trio_websocket
 
 from ..bus import RECENT
+from ..protocol.text import escape_controls, json_safe, needs_quotes, quoted
 from .client import (
     CYAN,
     DIM,
@@ -43,12 +44,13 @@ LEVEL_COLORS = {"error": RED, "critical": RED, "warning": YELLOW}
 
 
 def _value(v: Any) -> str:
+    """A field for the terminal: quoted when needed, control characters escaped (``\x1b``),
+    since a client chose some of these values (a session's model, its id)."""
     if isinstance(v, str):
-        return v if v and not any(c in v for c in ' "=\n\t') else json.dumps(v,
-                                                                             ensure_ascii=False)
+        return quoted(v) if needs_quotes(v) else v
     if isinstance(v, float):
         return f"{v:.3f}".rstrip("0").rstrip(".")
-    return json.dumps(v, ensure_ascii=False, default=str, separators=(",", ":"))
+    return json_safe(json.dumps(v, ensure_ascii=False, default=str, separators=(",", ":")))
 
 
 def event_color(event: dict[str, Any]) -> str:
@@ -64,13 +66,13 @@ def format_event(event: dict[str, Any], *, color: bool = False) -> str:
     ts = event.get("ts")
     stamp = time.strftime("%H:%M:%S", time.localtime(ts if isinstance(ts, int | float)
                                                      else None))
-    kind = str(event.get("type", "?"))
+    kind = escape_controls(str(event.get("type", "?")))
     fields = {k: v for k, v in event.items() if k not in ("ts", "type", "level")
               and v is not None}
     level = str(event.get("level", "info"))
     if level not in ("info", "debug"):
         fields = {"level": level, **fields}
-    rest = " ".join(f"{k}={_value(v)}" for k, v in fields.items())
+    rest = " ".join(f"{escape_controls(str(k))}={_value(v)}" for k, v in fields.items())
     if color:
         paint = event_color(event)
         stamp = f"{DIM}{stamp}{RESET}"
@@ -108,7 +110,7 @@ class _Printer:
         if key in self.recent:
             return
         self.recent.append(key)
-        line = (json.dumps(event, ensure_ascii=False) if self.as_json
+        line = (json_safe(json.dumps(event, ensure_ascii=False)) if self.as_json
                 else format_event(event, color=self.color))
         print(line, file=self.out, flush=True)
 

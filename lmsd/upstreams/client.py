@@ -19,6 +19,7 @@ import trio
 
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
 from ..protocol.failures import (
+    BadRequest,
     Failure,
     Unreachable,
     UpstreamBroken,
@@ -37,6 +38,20 @@ MODELS_CACHE_SECONDS = 2.0
 #: server closing it (``Server disconnected without sending a response``): bench/load.py
 #: saw it under load, now and then past the one retry of ``_post_stream``.
 KEEPALIVE_SECONDS = 1.0
+
+
+#: Errors raised while building or sending a request because of what it holds (a header
+#: value with a newline or a non-ASCII character, a URL it cannot form): the request is at
+#: fault, not the upstream, so they are a 400 and never count against its health.
+UNSENDABLE = (httpx.LocalProtocolError, httpx.InvalidURL, UnicodeEncodeError)
+
+
+def unsendable(exc: Exception) -> BadRequest:
+    """The 400 for a request that could not be put on the wire, naming the cause."""
+    reason = str(exc) or type(exc).__name__
+    return BadRequest(f"the request could not be sent upstream ({type(exc).__name__}: "
+                      f"{reason}); a value it carries into a header or the URL is not "
+                      f"allowed there")
 
 
 class Upstream:
@@ -131,6 +146,8 @@ class Upstream:
                 if attempt == 2:
                     raise
                 continue
+            except UNSENDABLE as exc:
+                raise unsendable(exc) from None
             try:
                 yield response
             except BaseException as exc:

@@ -18,12 +18,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anthropic
+import httpx
 import pytest
 import trio
 
 from lmsd import __version__
 from lmsd.ops.client import ago, duration, format_sessions, last_prefill, ratio
-from lmsd.ops.tail import format_event, use_color
+from lmsd.ops.tail import _Printer, format_event, use_color
+from lmsd.sessions.config import SessionConfig
 from tests.support.conversation import Conversation, tool_turns
 from tests.support.processes import free_port
 
@@ -266,13 +268,44 @@ async def test_sessions_limit_and_active(lmsd, emulator):
     assert [row.split()[0] for row in rows] == ["sess-new"]
 
 
+@pytest.mark.parametrize("name", [".", "..", "./", "%2e", "a/..", "abc\n"])
+async def test_reset_of_a_dot_or_other_non_id_resets_nothing(lmsd, emulator, name):
+    """``lmsd reset .`` became ``DELETE /sessions/.``, which the HTTP client normalized to
+    ``/sessions/``: every session was reset. Only ``--all`` resets them all."""
+    await converse(lmsd, emulator, "sess-a", turns=1)
+    result = await run("reset", name, "--admin-listen", _admin(lmsd))
+    assert (result.returncode, result.stdout) == (1, b"")
+    [line] = result.stderr.decode().splitlines()
+    assert line.startswith("lmsd: session id: use 1-128 letters")
+    assert repr(name) in line and "--all" in line
+    assert any(k[0] == "sess-a" for k in lmsd.store.stats)  # nothing was reset
+
+
+async def test_record_of_a_dot_records_nothing(lmsd):
+    """``lmsd record .`` was ``PUT /sessions/./record``, normalized to ``/sessions/record``:
+    it started recording a session named "record"."""
+    result = await run("record", ".", "--admin-listen", _admin(lmsd))
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr.decode().startswith("lmsd: session id: use 1-128 letters")
+
+
+async def test_the_admin_api_resets_all_only_on_its_own_path(lmsd, emulator):
+    """``/sessions/`` and dot segments are not ``/sessions``: nothing is reset."""
+    await converse(lmsd, emulator, "sess-a", turns=1)
+    async with httpx.AsyncClient(base_url=lmsd.admin_url) as http:
+        for path in ("/sessions/", "/sessions/%2E", "/sessions/%2e%2e"):
+            answer = await http.delete(path)
+            assert answer.status_code in (400, 404), (path, answer.text)
+    assert any(k[0] == "sess-a" for k in lmsd.store.stats)
+
+
 async def test_reset_of_a_malformed_session_id_is_one_line(lmsd):
     result = await run("reset", "not a session!", "--admin-listen", _admin(lmsd))
     assert result.returncode == 1
     assert result.stdout == b""
     [line] = result.stderr.decode().splitlines()
     assert line.startswith("lmsd: session id: use 1-128 letters")
-    assert "HTTP 400" in line
+    assert "'not a session!'" in line  # checked before any request: see the test above
 
 
 # -- tail -------------------------------------------------------------------------------------
@@ -323,6 +356,45 @@ async def test_tail_session_filter(lmsd, emulator):
         lines = await tail.lines_until(_is_end)
     assert _types(lines)[0] == "request.start"
     assert {json.loads(line)["session"] for line in lines} == {"wanted"}
+
+
+#: A session config value set before lmsd refused control characters (or by a tool that
+#: wrote the store): clear screen, retitle, bell, C1 CSI, DEL, a bidi override.
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07\x9b31m\x7f\u202eevil"
+RAW = ("\x1b", "\x07", "\x9b", "\x7f", "\u202e")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_tail_shows_escape_sequences_from_a_session_config_escaped(lmsd, emulator,
+                                                                         as_json):
+    await lmsd.store.set_config("sess-x", SessionConfig(model=HOSTILE))
+    args = ("--json",) if as_json else ()
+    async with tailing(lmsd, *args) as tail:
+        async with httpx.AsyncClient(base_url=lmsd.url, timeout=30) as http:
+            await http.post("/session/sess-x/v1/messages", json={
+                "model": MODEL, "max_tokens": 16, "messages": [{"role": "user",
+                                                               "content": "hi"}]})
+        lines = await tail.lines_until(lambda line: "request.end" in line
+                                       or "request.rejected" in line)
+    text = "\n".join(lines)
+    assert not any(c in text for c in RAW), text
+    if as_json:  # the same JSON, with the escapes JSON has
+        assert any(HOSTILE in str(v) for line in lines for v in json.loads(line).values())
+    else:
+        assert "\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\x7f\\u202eevil" in text
+
+
+def test_event_lines_escape_control_characters():
+    line = format_event({"type": "session.config", "model": HOSTILE, "tools": [HOSTILE],
+                         "bare": "ab\x1bc", "t\x1bk": 1})
+    assert not any(c in line for c in RAW)
+    assert 'model="\\x1b[2J' in line and 'bare="ab\\x1bc"' in line
+    assert "t\\x1bk=1" in line
+    assert '"\\u001b[2J' in line and "\\u202eevil" in line  # JSON escapes in a list
+    out = io.StringIO()
+    _Printer(True, False, out).show({"type": "x", "model": HOSTILE})
+    assert not any(c in out.getvalue() for c in RAW)
+    assert json.loads(out.getvalue())["model"] == HOSTILE
 
 
 def test_event_lines_are_colored_by_level_and_type():

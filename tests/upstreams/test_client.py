@@ -15,6 +15,7 @@ from functools import partial
 import pytest
 import trio
 
+from lmsd.protocol.failures import BadRequest
 from lmsd.upstreams.client import MODELS_CACHE_SECONDS, Upstream
 
 MODELS = {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
@@ -109,3 +110,19 @@ async def test_a_refreshed_listing_asks_the_endpoint_that_answered_first(emulato
         await upstream.aclose()
     assert first == ["/api/v1/models", "/api/v0/models", "/v1/models"]
     assert again == ["/v1/models"]
+
+
+@pytest.mark.parametrize("value", ["abc\n", "abc\r\nx-injected: 1", "a\x00b", "é", "\u202e"])
+async def test_a_header_value_that_cannot_be_sent_is_the_requests_fault(emulator, value):
+    """httpx refusing a header value (h11's LocalProtocolError, or a non-ASCII value it
+    cannot encode) is a 400 naming the cause, not a broken upstream to count against it
+    (issue 22, 3)."""
+    upstream = Upstream(emulator.url)
+    try:
+        with pytest.raises(BadRequest, match="could not be sent upstream"):
+            async with upstream.stream("/v1/responses", {"model": "m", "input": "hi"},
+                                       headers={"x-session-id": value}):
+                pass
+    finally:
+        await upstream.aclose()
+    assert not [r for r in emulator.log if r.path == "/v1/responses"]
