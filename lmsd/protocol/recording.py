@@ -124,7 +124,7 @@ MAX_DEPTH = 400
 CLIENT_PATH = re.compile(r"(?:/session/[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?"
                          r"/v1/(?:messages(?:/count_tokens)?|chat/completions|responses)")
 #: An upstream request's path in a recording is only matched, never sent: a plain path.
-_UPSTREAM_PATH = re.compile(r"/[A-Za-z0-9._~/%:@!$&'()*+,;=-]{0,500}(?:\?[ -~]{0,2000})?")
+_UPSTREAM_PATH = re.compile(r"/(?!/)[A-Za-z0-9._~/%:@!$&'()*+,;=-]{0,500}(?:\?[ -~]{0,2000})?")
 _METHOD = re.compile(r"[A-Z]{1,16}")
 #: A header value that can go on the wire as it is: visible ASCII, spaces and tabs.
 _HEADER_VALUE = re.compile(r"[\t -~]{0,8192}")
