@@ -268,6 +268,10 @@ def main(files: list[str], *, against: str | None = None) -> int:
         except (ValueError, RecursionError) as exc:  # FormatError, ReplayError
             print(f"lmsd: {name}: {_one_line(exc)}", file=sys.stderr)
             return 2
+        except Exception as exc:  # a checked file that still fails: a bug, said in one line
+            print(f"lmsd: {name}: replay failed: {type(exc).__name__}: {_one_line(exc)}",
+                  file=sys.stderr)
+            return 2
         unmatched = result.get("unmatched_upstream") or []
         if diff:
             status = 1

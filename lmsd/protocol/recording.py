@@ -147,7 +147,7 @@ def check(exchange: Any) -> dict[str, Any]:
     for key in _TOP_STRINGS:
         _optional_text(exchange.get(key), key)
     dialect = exchange.get("dialect")
-    if dialect is not None and dialect not in DIALECTS:
+    if dialect is not None and (not isinstance(dialect, str) or dialect not in DIALECTS):
         raise FormatError(f"dialect {_shown(dialect)} is not one of {sorted(DIALECTS)}")
     client = _dict(exchange.get("client"), "client")
     if client.get("method", "POST") != "POST":

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.emulator import Reply, Text
 from tests.support.conversation import Conversation
@@ -181,3 +183,50 @@ async def test_recorded_upstream_entries_make_replay_contact_nothing(tmp_path):
         status, out, _ = await replay_cli(tmp_path, moved)
         assert status == 1 and "differs" in out
     assert reached == []
+
+
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-5, 700), st.text(max_size=4),
+                    st.sampled_from(["/v1/messages", "/v1/responses", "POST", "GET",
+                                     "/session/x/v1/chat/completions", "chat", "messages",
+                                     "content-type", "ChatDialect"]))
+_VALUES = st.recursive(_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=2), st.dictionaries(st.text(max_size=3), inner, max_size=2)),
+    max_leaves=4)
+
+
+def _paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
+    if prefix:
+        yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list) and len(prefix) < 4:  # not every chunk
+        for i, v in enumerate(value[:3]):
+            yield from _paths(v, (*prefix, i))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(list(_paths(golden()))), _VALUES), min_size=1,
+                max_size=3))
+def test_a_mutated_file_replays_or_is_refused_never_a_traceback(tmp_path, mutations):
+    from lmsd.daemon.replay import ReplayError, replay_file
+    from lmsd.protocol.recording import FormatError
+
+    exchange = golden()
+    for where, value in mutations:
+        parent = exchange
+        try:
+            for step in where[:-1]:
+                parent = parent[step]
+            parent[where[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+    path = tmp_path / "mutated.json"
+    path.write_text(json.dumps(exchange), encoding="utf-8")
+    try:
+        diff, result = trio.run(replay_file, path)
+    except (FormatError, ReplayError) as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(diff, list) and isinstance(result["client_stream"], dict)
