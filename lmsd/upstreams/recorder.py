@@ -18,8 +18,11 @@ format and its redaction are ``protocol/recording.py``.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import itertools
 import json
+import os
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
@@ -212,30 +215,57 @@ class Recorder:
                   bytes=path.stat().st_size if path.exists() else 0)
 
     def _write(self, exchange: dict[str, Any]) -> Path:
+        """The exchange as a new file, private (0600 in a 0700 folder, whatever the umask:
+        it holds the conversation), then the oldest pruned."""
         assert self.directory is not None
-        folder = self.directory / safe_name(str(exchange["session"]))
-        folder.mkdir(parents=True, exist_ok=True)
+        session = str(exchange["session"])
+        folder = self.directory / safe_name(session)
+        for place in (self.directory, folder):
+            place.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if place.is_symlink() or not place.is_dir():
+                raise OSError(f"{place} is not a directory of lmsd's own")
+            place.chmod(0o700)
+        _write_private(folder / SESSION_FILE, session.encode("utf-8"), replace=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(exchange["recorded_at"]))
-        path = folder / f"{stamp}-{next(_numbers):04d}.json"
-        path.write_text(json.dumps(exchange, ensure_ascii=False, indent=1), encoding="utf-8")
+        data = json.dumps(exchange, ensure_ascii=False, indent=1).encode("utf-8")
+        for _ in range(100):  # a name another lmsd took: the next number
+            path = folder / f"{stamp}-{next(_numbers):04d}.json"
+            try:
+                _write_private(path, data)
+            except FileExistsError:
+                continue
+            break
         self.prune()
         return path
 
     def prune(self, now: float | None = None) -> None:
-        """Drop recordings past ``max_age``, then the oldest while past ``max_bytes``."""
+        """Drop recordings past ``max_age``, then the oldest while past ``max_bytes``.
+        Only regular files directly in a session folder go: no symlink is followed (a
+        link to a folder elsewhere must not lose that folder's files)."""
         now = time.time() if now is None else now
-        files = sorted(self.files(), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in files)
-        for path in files:
-            stat = path.stat()
-            if now - stat.st_mtime > self.max_age or total > self.max_bytes:
-                total -= stat.st_size
-                path.unlink(missing_ok=True)
+        found = sorted(self._found(), key=lambda item: item[2].st_mtime)
+        total = sum(info.st_size for _, _, info in found)
+        for folder, name, info in found:
+            if now - info.st_mtime > self.max_age or total > self.max_bytes:
+                total -= info.st_size
+                _unlink_regular(self.directory / folder, name)  # type: ignore[operator]
+
+    def _found(self) -> list[tuple[str, str, os.stat_result]]:
+        """(folder, file name, lstat) of each recording: regular ``*.json`` files in the
+        real (not symlinked) folders of the real recordings directory."""
+        if self.directory is None:
+            return []
+        found = []
+        for folder, _ in _real_entries(self.directory, stat.S_ISDIR):
+            for name, info in _real_entries(self.directory / folder, stat.S_ISREG):
+                if name.endswith(".json"):
+                    found.append((folder, name, info))
+        return found
 
     def files(self) -> list[Path]:
-        if self.directory is None or not self.directory.is_dir():
+        if self.directory is None:
             return []
-        return sorted(self.directory.glob("*/*.json"))
+        return sorted(self.directory / folder / name for folder, name, _ in self._found())
 
     def status(self) -> dict[str, Any]:
         """For ``/status``: recording is available, and which sessions record."""
@@ -244,13 +274,84 @@ class Recorder:
 
     def listing(self) -> dict[str, Any]:
         """What the admin API shows: the sessions recording and the files kept."""
+        directory, found = self.directory or Path(), sorted(self._found())
+        sessions = {folder: _session_of(directory / folder, folder) for folder, _, _ in found}
         return {"recording": sorted(self.sessions),
                 "directory": str(self.directory) if self.directory else None,
-                "files": [{"session": p.parent.name, "path": str(p),
-                           "bytes": p.stat().st_size} for p in self.files()]}
+                "files": [{"session": sessions[folder], "path": str(directory / folder / name),
+                           "bytes": info.st_size} for folder, name, info in found]}
 
 
 def safe_name(session: str) -> str:
-    """A session id as a directory name (ids are free text from the client)."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in session)
-    return cleaned.strip(".") or "_"
+    """A session id as a directory name (ids are free text from the client), one name
+    per id: an id that is already a plain name is its own name; any other is cleaned and
+    gets ``+`` and a hash of the id (``a:b`` and ``a_b`` must not share a folder, and no
+    plain name holds a ``+``)."""
+    cleaned = "".join(c if (c.isalnum() and c.isascii()) or c in "-_." else "_"
+                      for c in session)[:100]
+    if cleaned == session and cleaned.strip(".") == cleaned and cleaned:
+        return cleaned
+    digest = hashlib.sha256(session.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{cleaned.strip('.') or '_'}+{digest}"
+
+
+#: Each session folder's real session id (its name may be cleaned and hashed).
+SESSION_FILE = ".session"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _write_private(path: Path, data: bytes, *, replace: bool = False) -> None:
+    """``data`` as ``path``, mode 0600 whatever the umask, never through a symlink;
+    FileExistsError if it exists (unless ``replace``)."""
+    flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb", closefd=False) as file:
+            file.write(data)
+    finally:
+        os.close(fd)
+
+
+def _real_entries(directory: Path, kind: Callable[[int], bool]
+                  ) -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of the entries of ``directory`` of ``kind`` (``stat.S_ISREG``...),
+    symlinks never; nothing if ``directory`` is itself a symlink or missing."""
+    try:
+        if not stat.S_ISDIR(directory.lstat().st_mode):
+            return []
+        with os.scandir(directory) as entries:
+            found = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+    except OSError:
+        return []
+    return [(name, info) for name, info in found if kind(info.st_mode)]
+
+
+def _unlink_regular(folder: Path, name: str) -> None:
+    """Remove ``folder/name`` if it is a regular file in a real folder: the folder is
+    opened without following a symlink, and the file removed relative to it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+            os.unlink(name, dir_fd=fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _session_of(folder: Path, name: str) -> str:
+    """The session id a folder holds (its ``.session`` file), else the folder's name."""
+    try:
+        return _read_small(folder / SESSION_FILE) or name
+    except (OSError, UnicodeDecodeError):
+        return name
+
+
+def _read_small(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    with os.fdopen(fd, "rb") as file:
+        return file.read(1024).decode("utf-8")

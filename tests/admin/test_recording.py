@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from lmsd.daemon.replay import replay_file
-from lmsd.upstreams.recorder import Recorder
+from lmsd.upstreams.recorder import Recorder, safe_name
 from tests.emulator import Reply, Text
 from tests.support.conversation import Conversation, tool_turns
 from tests.support.daemon import admin_get, next_event
@@ -77,3 +77,60 @@ def test_recordings_past_their_age_or_the_size_bound_are_removed(tmp_path):
         os.utime(path, (now - age, now - age))
     recorder.prune(now)
     assert sorted(p.name for p in folder.iterdir()) == ["b.json", "c.json"]
+
+
+def _exchange(session: str, text: str = "x") -> dict:
+    from lmsd.protocol import recording as fmt
+
+    exchange = fmt.new_exchange(recorded_at=time.time(), method="POST", path="/v1/messages",
+                                headers=(), body=json.dumps({"text": text}).encode())
+    exchange["session"] = session
+    return exchange
+
+
+def test_two_session_ids_that_clean_to_one_name_get_two_folders(tmp_path):
+    recorder = Recorder(tmp_path / "rec", ["a:b", "a_b", ".."])
+    written = {sid: recorder._write(_exchange(sid)) for sid in ("a:b", "a_b", "..", "a_b")}
+    assert written["a:b"].parent != written["a_b"].parent
+    assert written["a_b"].parent.name == "a_b"  # a plain id keeps its plain name
+    assert written[".."].parent.parent == tmp_path / "rec"
+    listing = recorder.listing()["files"]
+    assert sorted(f["session"] for f in listing) == ["..", "a:b", "a_b", "a_b"]
+    assert len({safe_name(s) for s in ("a:b", "a_b", "a.b", "a/b", "a b", "a_b+x")}) == 6
+
+
+def test_clean_up_never_follows_a_symlink_out_of_the_recordings(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "old.json"
+    victim.write_text("keep me")
+    linked_file = tmp_path / "linked.json"
+    linked_file.write_text("keep me too")
+    old = time.time() - 30 * 24 * 3600
+    for path in (victim, linked_file):
+        os.utime(path, (old, old))
+    directory = tmp_path / "rec"
+    (directory / "s").mkdir(parents=True)
+    (directory / "evil").symlink_to(outside, target_is_directory=True)
+    (directory / "s" / "link.json").symlink_to(linked_file)
+    mine = directory / "s" / "mine.json"
+    mine.write_text("{}")
+    os.utime(mine, (old, old))
+    recorder = Recorder(directory, max_age=3600)
+    assert recorder.files() == [mine]
+    recorder.prune()
+    assert victim.read_text() == "keep me" and linked_file.read_text() == "keep me too"
+    assert not mine.exists() and (directory / "s" / "link.json").is_symlink()
+
+
+def test_recordings_are_private_whatever_the_umask(tmp_path):
+    previous = os.umask(0)
+    try:
+        recorder = Recorder(tmp_path / "state" / "recordings", ["s"])
+        path = recorder._write(_exchange("s"))
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert recorder.directory.stat().st_mode & 0o777 == 0o700
+    assert (path.parent / ".session").stat().st_mode & 0o777 == 0o600
