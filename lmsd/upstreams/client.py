@@ -73,6 +73,7 @@ class Upstream:
         #: Why this engine serves one request at a time (another request interrupts or
         #: waits for the one it serves: llama-cpp-python), once lmsd knows; else None.
         self.one_at_a_time: str | None = None
+        self._one_at_a_time = trio.Lock()  # lmsd's streams to such an engine, in turn
 
     def hold_background(self) -> bool:
         """Must lmsd's own traffic (polls, listings, probes, warm-ups, token counts) wait?
@@ -160,6 +161,24 @@ class Upstream:
         An HTTP error status raises before anything is yielded; transport failures,
         here or while the caller reads the body, raise a Failure.
         """
+        async with self._in_turn(), self._stream(path, body, headers) as response:
+            yield response
+
+    @asynccontextmanager
+    async def _in_turn(self) -> AsyncIterator[None]:
+        """On an engine that serves one request at a time, lmsd's own requests wait for
+        each other (as ``--interrupt_requests false`` would make the engine do) instead
+        of one ending the answer the other streams (llama-cpp-python's default)."""
+        if self.one_at_a_time is None:
+            yield
+            return
+        async with self._one_at_a_time:
+            yield
+
+    @asynccontextmanager
+    async def _stream(self, path: str, body: dict[str, Any],
+                      headers: Mapping[str, str] | None = None
+                      ) -> AsyncIterator[httpx.Response]:
         self.busy += 1
         try:
             async with self._post_stream(path, body, headers) as response:

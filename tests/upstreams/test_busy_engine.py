@@ -98,6 +98,25 @@ async def test_a_listing_unanswered_while_serving_is_busy_not_down(start_lmsd, n
     assert backend.watcher.busy_polls > 0
 
 
+async def test_two_turns_at_once_wait_for_each_other_on_llama_cpp_python(start_lmsd,
+                                                                          nursery):
+    """Claude Code sends a side request (a title) while the main turn runs: on an engine
+    where the second request would end the first, lmsd sends them in turn."""
+    emu = await engine(nursery, "interrupt", owned_by="me")
+    server = await start(start_lmsd, emu)
+    emu.script(Reply(Text(LONG)), Reply(Text(LONG)))
+    answers: list[dict[str, Any]] = []
+
+    async def turn() -> None:
+        answers.append(await long_turn(server))
+
+    async with trio.open_nursery() as both:
+        both.start_soon(turn)
+        both.start_soon(turn)
+    assert emu.interrupted == 0
+    assert [a["content"][0]["text"] for a in answers] == [LONG, LONG]
+
+
 @pytest.mark.parametrize("front", ["messages", "chat", "responses"])
 async def test_an_answer_ended_with_nothing_is_an_error_on_every_front(start_lmsd, nursery,
                                                                        front):
