@@ -19,6 +19,7 @@ from lmsd.upstreams import watcher
 from tests.emulator import Emulator
 from tests.emulator.app import serve_emulator
 from tests.emulator.script import Reply, Text
+from tests.support.boxes import Box
 
 LONG = "word " * 60  # 75 chunks of 4 characters
 UNFINISHED = "the engine ended the answer without finishing it (no output, no finish reason)"
@@ -144,3 +145,38 @@ async def test_an_answer_ended_with_nothing_is_an_error_on_every_front(start_lms
         assert answer.status_code >= 500
     assert '"end_turn"' not in text and '"stop"' not in text and "response.completed" \
         not in text
+
+
+async def test_only_an_engine_that_refused_connections_comes_back_restarted(
+        start_lmsd, nursery, monkeypatch):
+    """A listing that times out while someone else's request holds the engine says
+    nothing of its cache: when it answers again, nothing is re-warmed. An engine whose
+    port refused connections and then answers did restart: its cache is re-warmed."""
+    monkeypatch.setattr(watcher, "POLL_TIMEOUT", 0.2, raising=False)
+    emu = Emulator(token_delay=0.02)
+    emu.lmstudio_api, emu.one_at_a_time = False, "queue"
+    box = Box(nursery, emu, "a")
+    emu.url = await box.start()  # type: ignore[attr-defined]
+    server = await start(start_lmsd, emu)
+    backend = server.router.backends[0]
+    model = next(key for key, spec in emu.models.items() if spec.loaded)
+    emu.script(Reply(Text(LONG)))
+    async with httpx.AsyncClient(base_url=box.url, timeout=30) as other:  # not through lmsd
+        answer = await other.post("/v1/chat/completions", json={
+            "model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    assert answer.status_code == 200
+    await wait_for(lambda: backend.watcher.reachable)  # answered again after the stream
+    assert "upstream.down" in kinds(server)  # lmsd cannot tell it from a hung engine
+    assert "cache.lost" not in kinds(server)
+    await box.stop()
+    await wait_for(lambda: backend.watcher.reachable is False)
+    await box.restart()
+    await wait_for(lambda: backend.watcher.reachable)
+    [lost] = [e for e in server.bus.recent if e["type"] == "cache.lost"]
+    assert "restarted" in lost["why"]
+
+
+async def wait_for(check: Any) -> None:
+    with trio.fail_after(10):
+        while not check():
+            await trio.sleep(0.01)
