@@ -65,7 +65,17 @@ async def test_polls_never_interrupt_an_answer_on_llama_cpp_python(start_lmsd, n
     server = await start(start_lmsd, emu)
     backend = server.router.backends[0]
     emu.script(Reply(Text(LONG)))
-    message = await long_turn(server)
+    ready: list[int] = []
+
+    async def readyz_during_the_turn() -> None:  # a health check asks while it answers
+        await wait_for(lambda: backend.upstream.busy)
+        async with httpx.AsyncClient(base_url=server.admin_url) as admin:
+            ready.append((await admin.get("/readyz")).status_code)
+
+    async with trio.open_nursery() as both:
+        both.start_soon(readyz_during_the_turn)
+        message = await long_turn(server)
+    assert ready == [200]
     assert emu.interrupted == 0
     assert message["content"][0]["text"] == LONG
     assert message["stop_reason"] == "end_turn"
