@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .failures import Failure
+from .failures import Failure, UpstreamBroken
 
 #: The one JSON encoder for everything lmsd sends: compact and UTF-8 as is, so the same
 #: value is always the same bytes (prefix caches and chain hashes depend on that).
@@ -183,6 +183,18 @@ class Failed:
 
 Event = (Started | TextDelta | TextDone | ReasoningDelta | ReasoningDone | ToolCallStarted
          | ToolArgumentsDelta | ToolCallDone | Finished | Failed)
+
+#: The events that are part of the answer itself (what the client would see).
+OUTPUT = (TextDelta, TextDone, ReasoningDelta, ReasoningDone, ToolCallStarted,
+          ToolArgumentsDelta, ToolCallDone)
+UNFINISHED = "the engine ended the answer without finishing it (no output, no finish reason)"
+
+
+def unfinished(upstream_name: str) -> Failed:
+    """An answer that ended with nothing in it and no word of how it finished (a chat
+    stream's ``[DONE]`` with no ``finish_reason``: llama-cpp-python's, when another request
+    interrupts the one it serves): a broken answer, never an empty ``end_turn``."""
+    return Failed(UpstreamBroken(f"{UNFINISHED} ({upstream_name})"))
 
 
 # -- the canonical JSON of a turn -------------------------------------------------------------

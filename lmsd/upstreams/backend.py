@@ -62,6 +62,7 @@ class Backend:
         #: Keeps its conversations' prefixes in the engine's cache (``keep_warm``).
         self.keeper = CacheKeeper(self.name, upstream, settings)
         self._was_reachable: bool | None = None
+        self._refused_before = False  # the last poll found nothing listening
         self.chaining_refused = False  # the engine keeps no stored responses
         self.learned_limits = LearnedLimits()
         self._dialect_for: tuple[str, Dialect] | None = None  # (upstream url, its dialect)
@@ -95,9 +96,12 @@ class Backend:
         """The watcher's poll is the active health check: one that reached the upstream
         closes the breaker (it is back); a refused connection opens it at once, any other
         failure (a timeout, a reset) counts as one of ``breaker_failures``."""
-        if self.watcher.reachable and self._was_reachable is False:
+        if self.watcher.reachable and self._was_reachable is False and self._refused_before:
+            # Only after its port refused connections: a process that answers again after
+            # that restarted; one that was only slow to answer still holds its cache.
             self.keeper.lost("the upstream answers again (restarted: its cache is empty)")
         self._was_reachable = self.watcher.reachable
+        self._refused_before = self.watcher.reachable is False and self.watcher.nothing_listens
         if self.watcher.reachable and not self.watcher.refused:
             self.succeeded()
         elif self.watcher.reachable is False:
@@ -290,6 +294,8 @@ class Backend:
         """Does the upstream answer, with a model loaded (or one configured, which LM
         Studio loads on demand)?"""
         url = self.upstream.base_url
+        if self.upstream.hold_background():  # serving lmsd now: ready, and not to be asked
+            return Readiness(url, self.loaded_now())
         try:
             answer = await self.upstream.client.get("/v1/models", timeout=2.0)
             if answer.status_code == 200:

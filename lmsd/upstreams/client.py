@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import trio
 
+from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
 from ..protocol.failures import (
     BadRequest,
@@ -27,7 +28,7 @@ from ..protocol.failures import (
     as_error,
     read_raw_failure,
 )
-from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
+from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, one_at_a_time, parse_models
 from ..protocol.urls import display_url, split_credentials
 from .recorder import tap
 
@@ -88,6 +89,31 @@ class Upstream:
         self._listing: str | None = None  # the models listing that answered last
         self.api_key = ""  # sent, never logged; needed to tell "missing" from "refused"
         self.set_api_key(api_key)
+        #: lmsd's own requests streaming from this engine now (``stream``).
+        self.busy = 0
+        #: Why this engine serves one request at a time (another request interrupts or
+        #: waits for the one it serves: llama-cpp-python), once lmsd knows; else None.
+        self.one_at_a_time: str | None = None
+        self._one_at_a_time = trio.Lock()  # lmsd's streams to such an engine, in turn
+
+    def hold_background(self) -> bool:
+        """Must lmsd's own traffic (polls, listings, probes, warm-ups, token counts) wait?
+        Yes while one of its requests streams from an engine that serves one at a time:
+        llama-cpp-python ends the running answer (its default ``interrupt_requests``)
+        when anything else takes its lock, and ``GET /v1/models`` does."""
+        return self.busy > 0 and self.one_at_a_time is not None
+
+    def serves_one_at_a_time(self, why: str) -> None:
+        """Learned: this engine serves one request at a time (said once)."""
+        if self.one_at_a_time is None:
+            self.one_at_a_time = why
+            event("upstream.one_at_a_time", url=self.base_url, why=why,
+                  effect="no polls, listings or warm-ups while lmsd's requests run there")
+
+    def saw_listing(self, data: Any) -> None:
+        """An OpenAI ``/v1/models`` answer: llama-cpp-python's says who it is."""
+        if (why := one_at_a_time(data)) is not None:
+            self.serves_one_at_a_time(why)
 
     def set_api_key(self, api_key: str) -> None:
         """The key sent from now on (at start, and on SIGHUP): it travels in the client's
@@ -166,6 +192,25 @@ class Upstream:
         An HTTP error status raises before anything is yielded; transport failures,
         here or while the caller reads the body, raise a Failure.
         """
+        async with self._in_turn(), self._stream(path, body, headers) as response:
+            yield response
+
+    @asynccontextmanager
+    async def _in_turn(self) -> AsyncIterator[None]:
+        """On an engine that serves one request at a time, lmsd's own requests wait for
+        each other (as ``--interrupt_requests false`` would make the engine do) instead
+        of one ending the answer the other streams (llama-cpp-python's default)."""
+        if self.one_at_a_time is None:
+            yield
+            return
+        async with self._one_at_a_time:
+            yield
+
+    @asynccontextmanager
+    async def _stream(self, path: str, body: dict[str, Any],
+                      headers: Mapping[str, str] | None = None
+                      ) -> AsyncIterator[httpx.Response]:
+        self.busy += 1
         try:
             async with self._post_stream(path, body, headers) as response:
                 if response.status_code != 200:
@@ -182,6 +227,8 @@ class Upstream:
             raise UpstreamBroken(
                 f"the connection to {self.name} failed: {exc or type(exc).__name__}"
             ) from None
+        finally:
+            self.busy -= 1
 
     async def post_fresh(self, path: str, body: dict[str, Any]) -> Any:
         """``POST path`` without streaming, on a fresh connection: llama-cpp-python resets
@@ -203,6 +250,8 @@ class Upstream:
     async def count_tokens(self, text: str) -> int | None:
         """Count with the upstream's own tokenizer, where it has one: llama-cpp-python's
         ``/extras/tokenize/count`` or llama-server's ``/tokenize``. None otherwise."""
+        if self.hold_background():
+            return None  # asking would interrupt the answer being served: lmsd estimates
         for name, path, body in (("extras", "/extras/tokenize/count", {"input": text}),
                                  ("tokenize", "/tokenize", {"content": text})):
             if self._tokenizer not in (None, name):
@@ -247,7 +296,8 @@ class Upstream:
         ``/v1/models`` (where every listed model counts as loaded).
         """
         now = trio.current_time()
-        if self._models and now - self._models[0] < MODELS_CACHE_SECONDS:
+        if self._models and (now - self._models[0] < MODELS_CACHE_SECONDS
+                             or self.hold_background()):  # the last listing will do
             return self._models[1], self._models[2]
         loaded, listed = await self._fetch_models()
         self._models = (now, loaded, listed)
@@ -262,7 +312,10 @@ class Upstream:
             order = (self._listing, *(p for p in order if p != self._listing))
         try:
             for path in order:
-                listing = parse_models(path, await self._get_json(path))
+                data = await self._get_json(path)
+                if path == OPENAI:
+                    self.saw_listing(data)
+                listing = parse_models(path, data)
                 if listing is not None:
                     self._listing = path
                     self.listed, self.known = listing.loaded, listing.known

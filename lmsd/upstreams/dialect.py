@@ -330,6 +330,8 @@ async def _responses_events(response: httpx.Response, decoder: ResponsesDecoder)
                  for e in decoder.feed(upstream)]
         if batch:
             yield batch
+    if tail := decoder.finish():
+        yield tail
 
 
 async def _messages_events(response: httpx.Response, decoder: MessagesDecoder) -> Batches:

@@ -31,6 +31,7 @@ BACKOFF_FIRST = 60.0
 BACKOFF_MAX = 3600.0
 LOAD_TIMEOUT = 600.0  # loading a large model can take minutes
 REFUSED_POLL_MAX = 60.0  # while the upstream refuses the key, poll at most this rarely
+POLL_TIMEOUT = 5.0  # seconds a listing may take (a busy engine may not answer it: see _poll)
 
 
 class Lms(Protocol):
@@ -44,6 +45,10 @@ class Lms(Protocol):
 
 class _NoRestApi(Exception):
     """This LM Studio has no REST load/unload (before 0.4)."""
+
+
+class _Busy(Exception):
+    """The engine serves lmsd's request and would be disturbed by the poll."""
 
 
 class Watcher:
@@ -73,6 +78,7 @@ class Watcher:
         self._backoff: dict[str, tuple[float, float]] = {}
         self._capped_warned: set[str] = set()
         self._loaded_by_us: set[str] = set()  # keys we (re)loaded since the last poll
+        self.busy_polls = 0  # polls left out or unanswered while the engine served lmsd
 
     # -- the supervised task ------------------------------------------------------------------
 
@@ -89,24 +95,38 @@ class Watcher:
         return max(interval, min(interval * 2 ** self._refused_polls, REFUSED_POLL_MAX))
 
     async def poll_once(self) -> None:
+        told = False
         try:
-            await self._poll()
+            told = await self._poll()
         finally:
-            if self.on_poll is not None:
+            if told and self.on_poll is not None:
                 self.on_poll()
 
-    async def _poll(self) -> None:
+    async def _poll(self) -> bool:
+        """One look at the upstream; False when it told nothing of its health: the poll
+        was left out (it would disturb the answer a one-at-a-time engine serves) or went
+        unanswered while the engine served lmsd's request (busy, not down)."""
         try:
             models, source = await self._fetch()
+        except _Busy:
+            self.busy_polls += 1
+            return False
         except (httpx.TransportError, Failure) as exc:
+            if isinstance(exc, httpx.TimeoutException) and self.upstream.busy:
+                # It queued the listing behind the answer it streams for lmsd: busy, and
+                # from now on a one-at-a-time engine (polled only while lmsd is idle there).
+                self.busy_polls += 1
+                self.upstream.serves_one_at_a_time(
+                    "its model listing went unanswered while it served lmsd's request")
+                return False
             if isinstance(exc, UpstreamAuth):
                 self._set_refused(exc.message)
-                return
+                return True
             self.nothing_listens = isinstance(exc, httpx.ConnectError)
             self._set_reachable(False, str(exc) or type(exc).__name__)
             if self.rediscover is not None:
                 await self.rediscover()
-            return
+            return True
         self._set_reachable(True)
         self.refused, self._refused_polls = None, 0
         self._diff(models)
@@ -116,16 +136,19 @@ class Watcher:
         if self.settings.watch:
             for model in list(models.values()):
                 await self._enforce(model)
+        return True
 
     # -- reading the models ---------------------------------------------------------------
 
     async def _get(self, path: str) -> Any:
+        if self.upstream.hold_background():
+            raise _Busy  # checked before each request: one may have started meanwhile
         try:
-            response = await self.upstream.client.get(path, timeout=5.0)
+            response = await self.upstream.client.get(path, timeout=POLL_TIMEOUT)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
             # A pooled connection the server closed as we reused it: a GET is safe to repeat
             # (the retry gets another connection), and one such poll is no outage.
-            response = await self.upstream.client.get(path, timeout=5.0)
+            response = await self.upstream.client.get(path, timeout=POLL_TIMEOUT)
         if response.status_code == 404:
             return None
         if response.status_code in REFUSED_STATUSES:
@@ -148,7 +171,9 @@ class Watcher:
             # Only now: the server answered, so `lms` cannot launch LM Studio as a side effect.
             listing = models_from_lms_ps(await self.lms.ps())
             return {m.instance_id: m for m in listing.loaded}, "lms ps"
-        listing = parse_models(OPENAI, await self._get(OPENAI))  # any OpenAI-compatible server
+        data = await self._get(OPENAI)  # any OpenAI-compatible server
+        self.upstream.saw_listing(data)
+        listing = parse_models(OPENAI, data)
         if listing is not None:
             self.upstream.known = listing.known
             return {m.instance_id: m for m in listing.loaded}, OPENAI
@@ -307,7 +332,7 @@ class Watcher:
                     m.state = "loaded"
                     self._loaded_by_us.add(m.key)
                     event("model.restored", model=m.key, context_length=m.context_length)
-            except (httpx.HTTPError, Failure, ValueError) as exc:
+            except (httpx.HTTPError, Failure, ValueError, _Busy) as exc:
                 event("model.restore_failed", level=40, model=m.key, error=str(exc))
 
     # -- for the proxy and the admin API ---------------------------------------------------
@@ -339,6 +364,8 @@ class Watcher:
             "polls": self.polls,
             "source": self.source,
             "reachable": self.reachable,
+            "busy_polls": self.busy_polls,
+            "one_at_a_time": self.upstream.one_at_a_time,
             "last_error": self.last_error,
             "refused": self.refused,
             "reloading": sorted({k for k in self._reloading}),

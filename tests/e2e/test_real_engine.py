@@ -6,9 +6,12 @@ llama.cpp's own server, in test_llama_server.py."""
 
 from __future__ import annotations
 
+import re
+
 import anthropic
 import httpx
 import pytest
+import trio
 
 from tests.engine.server import MODEL_ALIAS, start_engine
 
@@ -98,3 +101,38 @@ async def test_count_tokens_uses_the_engines_tokenizer(engine_lmsd, engine):
         direct = (await http.post(f"{engine}/extras/tokenize/count", json={
             "input": count_text("", messages, None)})).json()["count"]
     assert counted == direct > 0
+
+
+async def test_a_turn_longer_than_the_poll_interval_comes_back_whole(start_lmsd, nursery,
+                                                                     tmp_path):
+    """llama-cpp-python with its default ``interrupt_requests``: any request that takes its
+    lock (``GET /v1/models`` does) ends the answer it streams with a bare ``[DONE]``. lmsd
+    polls every 0.5 s here and the turn (200 tokens) lasts several seconds: the answer
+    still ends at the engine's own limit, and the engine served no listing meanwhile."""
+    log = tmp_path / "engine.log"
+    engine = await start_engine(nursery, interrupt_requests=True, log_path=log)
+    server = await start_lmsd(engine, model=MODEL_ALIAS, poll_interval="0.5")
+    backend = server.router.backends[0]
+    while not backend.watcher.polls:
+        await trio.sleep(0.05)
+    client = anthropic.AsyncAnthropic(base_url=server.url, api_key="x", max_retries=0,
+                                      timeout=300)
+    async with client, client.messages.stream(
+            model="claude-sonnet-4-6", max_tokens=200,
+            messages=user("tell me a long story")) as stream:
+        msg = await stream.get_final_message()
+    # Before: a poll's GET /v1/models ended the answer after a few tokens, reported as
+    # end_turn; the engine's log says so ("Disconnected from client").
+    assert msg.stop_reason == "max_tokens", (msg.stop_reason, msg.content)
+    assert msg.content and msg.content[0].type == "text" and msg.content[0].text
+    engine_log = log.read_text(errors="replace")
+    assert "Disconnected from client" not in engine_log
+    # The engine's own account of the turn: 200 tokens (the first comes with the prompt's
+    # evaluation), and nothing else served between the request and its end.
+    turn = engine_log[engine_log.rindex('"POST /v1/chat/completions'):]
+    turn = turn[:turn.index("total time")]
+    assert re.search(r"eval time = .* /\s+199 runs", turn), turn
+    assert "GET /v1/models" not in turn
+    assert backend.watcher.busy_polls > 0  # polls fell due during the turn, none was sent
+    kinds = {e["type"] for e in server.bus.recent}
+    assert not {"upstream.down", "upstream.out", "cache.lost"} & kinds

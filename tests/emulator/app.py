@@ -15,7 +15,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from .auth import check_request
-from .chat import chat_plain, chat_stream, llama_timings, plan_chat
+from .chat import chat_plain, chat_stream, engine_turn, llama_timings, plan_chat
 from .events import DELTA_EVENTS, Event, build_output, new_response_id, response_object, sse
 from .messages import messages_error, missing_count, missing_route, plan_messages
 from .messages_stream import message_object, messages_stream, new_message_id
@@ -131,11 +131,12 @@ def create_app(emu: Emulator) -> QuartTrio:
 
     @app.get("/v1/models")
     async def openai_models() -> Response:
-        data = [
-            {"id": m.key, "object": "model", "owned_by": "organization_owner"}
-            for m in emu.models.values()
-            if m.loaded
-        ]
+        async with engine_turn(emu):  # llama-cpp-python's listing takes its one lock
+            data = [
+                {"id": m.key, "object": "model", "owned_by": emu.owned_by}
+                for m in emu.models.values()
+                if m.loaded
+            ]
         return json_response({"object": "list", "data": data})
 
     @app.get("/api/v1/models")

@@ -15,6 +15,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -345,10 +346,48 @@ async def chat_stream(emu: Emulator, plan: Plan) -> AsyncIterator[bytes]:
     reply = emu.next_reply(record)
     call_ids = _call_ids(reply)
     usage = chat_usage(emu, plan, reply, call_ids)
-    yield chat_sse(chunk({"role": "assistant", "content": ""}))
-    for delta in chat_deltas(reply, call_ids, emu.chunk_size):
-        yield chat_sse(chunk(delta))
-        await trio.sleep(emu.token_delay)
+    async with engine_turn(emu):
+        yield chat_sse(chunk({"role": "assistant", "content": ""}))
+        if emu.unfinished_streams:
+            emu.unfinished_streams -= 1
+            record.outcome = "interrupted"
+            yield chat_sse("[DONE]")
+            return
+        for delta in chat_deltas(reply, call_ids, emu.chunk_size):
+            yield chat_sse(chunk(delta))
+            if emu.one_at_a_time == "interrupt" and emu.waiting:
+                # llama-cpp-python: another request wants the lock; the answer ends here
+                emu.interrupted += 1
+                record.outcome = "interrupted"
+                yield chat_sse("[DONE]")
+                return
+            await trio.sleep(emu.token_delay)
+        async for data in _chat_tail(emu, plan, record, reply, usage, base, include_usage,
+                                     chunk):
+            yield data
+
+
+@asynccontextmanager
+async def engine_turn(emu: Emulator) -> AsyncIterator[None]:
+    """Hold the engine's one lock (``emu.one_at_a_time``) for a request; a no-op without."""
+    if emu.one_at_a_time is None:
+        yield
+        return
+    emu.waiting += 1
+    try:
+        await emu.engine_lock.acquire()
+    finally:
+        emu.waiting -= 1
+    try:
+        yield
+    finally:
+        emu.engine_lock.release()
+
+
+async def _chat_tail(emu: Emulator, plan: Plan, record: RequestRecord, reply: Reply,
+                     usage: dict[str, Any], base: Chunk, include_usage: bool,
+                     chunk: Any) -> AsyncIterator[bytes]:
+    """The finish chunk, the usage chunk and ``[DONE]``."""
     last = [chunk({}, finish_reason(reply))]
     if include_usage:
         last.append({**base, "choices": [], "usage": usage})

@@ -199,6 +199,17 @@ class Emulator:
         #: which server /v1/messages speaks like (``messages.py``)
         self.messages_flavor: MessagesFlavor = "llama_server"
         self.api_key: str | None = None  # require this API token (None: auth off)
+        #: how /v1/models names the owner; llama-cpp-python's server says "me"
+        self.owned_by = "organization_owner"
+        #: llama-cpp-python's one lock around /v1/models and /v1/chat/completions:
+        #: "interrupt" ends the running chat stream with a bare [DONE] (no finish_reason)
+        #: when another request waits (its default interrupt_requests), "queue" makes
+        #: the other request wait (``--interrupt_requests false``); None: no lock.
+        self.one_at_a_time: Literal["interrupt", "queue"] | None = None
+        self.engine_lock = trio.Semaphore(1)
+        self.waiting = 0  # requests waiting for engine_lock
+        self.interrupted = 0  # chat streams ended by another request
+        self.unfinished_streams = 0  # the next N chat streams: role chunk, then [DONE]
         self.url: str | None = None  # set by serve_emulator
         self.log: list[RequestRecord] = []
         self.responses: dict[str, StoredResponse] = {}

@@ -66,8 +66,12 @@ async def _kill(process: trio.Process) -> None:
     process.send_signal(signal.SIGKILL)  # SIGTERM does not stop it mid-generation
 
 
-async def start_engine(nursery: trio.Nursery, *, n_ctx: int = 32768) -> str:
-    """Serve the tiny model on a free port until the nursery ends; return its URL."""
+async def start_engine(nursery: trio.Nursery, *, n_ctx: int = 32768,
+                       interrupt_requests: bool = False, log_path: Path | None = None) -> str:
+    """Serve the tiny model on a free port until the nursery ends; return its URL.
+    ``interrupt_requests``: the server's default, where any other request ends the
+    answer being streamed (off unless a test is about it). ``log_path``: the engine's
+    own output (else ``LMSD_ENGINE_LOG``, else nowhere)."""
     import socket
 
     python, model = engine_python(), model_path()
@@ -76,9 +80,10 @@ async def start_engine(nursery: trio.Nursery, *, n_ctx: int = 32768) -> str:
         port = s.getsockname()[1]
     args = [python, "-m", "llama_cpp.server", "--model", str(model), "--model_alias",
             MODEL_ALIAS, "--n_ctx", str(n_ctx), "--n_threads", "2", "--n_threads_batch", "2",
-            "--flash_attn", "true", "--interrupt_requests", "false", "--host", "127.0.0.1",
-            "--port", str(port)]
-    log = open(os.environ.get("LMSD_ENGINE_LOG", os.devnull), "ab")  # noqa: SIM115
+            "--flash_attn", "true", "--host", "127.0.0.1", "--port", str(port)]
+    if not interrupt_requests:
+        args += ["--interrupt_requests", "false"]
+    log = open(log_path or os.environ.get("LMSD_ENGINE_LOG", os.devnull), "ab")  # noqa: SIM115
     await nursery.start(partial(trio.run_process, args, check=False, deliver_cancel=_kill,
                                 stdout=log, stderr=log))
     url = f"http://127.0.0.1:{port}"

@@ -44,3 +44,17 @@ def test_lms_ps_rows():
          "maxContextLength": 32768},
         {"type": "embedding", "identifier": "e"}])
     assert listing.loaded == [LoadedModel("qwen", "q", 4096, 32768)]
+
+
+def test_llama_cpp_python_is_known_by_its_listing():
+    """llama-cpp-python's ``/v1/models`` lists its models ``owned_by: "me"``: a server
+    that serves one request at a time. Other servers' listings say nothing of it."""
+    from lmsd.protocol.lmstudio import one_at_a_time
+
+    llama_cpp_python = {"object": "list", "data": [
+        {"id": "tiny-llama", "object": "model", "owned_by": "me", "permissions": []}]}
+    assert "llama-cpp-python" in (one_at_a_time(llama_cpp_python) or "")
+    for other in ({"object": "list", "data": [{"id": "m", "owned_by": "llamacpp"}]},
+                  {"object": "list", "data": [{"id": "m", "owned_by": "vllm"}]},
+                  {"object": "list", "data": []}, None, {"data": "x"}):
+        assert one_at_a_time(other) is None

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from ..failures import Failure, as_error, classify, read_failure
 from ..pivot import (
+    OUTPUT,
     Event,
     Failed,
     Finished,
@@ -41,6 +42,7 @@ from ..pivot import (
     ToolCallStarted,
     Usage,
     dumps,
+    unfinished,
 )
 from ..prefill import Timings, read_timings
 
@@ -74,6 +76,7 @@ class MessagesDecoder:
         self.started = False
         self.done = False
         self.stop_reason: str | None = None
+        self.output = False  # any text, thinking or tool call came
         self._usage: dict[str, int] = {}
         self._timings: Timings | None = None  # llama.cpp's, should a server add them
         self._parts: dict[int, list[_Part]] = {}  # open parts by block index
@@ -100,6 +103,7 @@ class MessagesDecoder:
             # log, not guessed at. Nothing of it reaches the encoder.
             self.ignored[f"malformed {kind}"] = self.ignored.get(f"malformed {kind}", 0) + 1
             return []
+        self.output = self.output or any(isinstance(e, OUTPUT) for e in out)
         if out and not self.started:
             self.started = True
             out.insert(0, Started(None))
@@ -220,6 +224,9 @@ class MessagesDecoder:
         return []
 
     def _on_message_stop(self, event: Upstream) -> Out:
+        if self.stop_reason is None and not self.output:
+            self.done = True  # an end with nothing in it and no stop reason: cut, not empty
+            return [unfinished(self.upstream_name)]
         return self._end()
 
     def _on_ping(self, event: Upstream) -> Out:

@@ -3,7 +3,9 @@
 For servers without ``/v1/responses`` (Ollama, llama.cpp's servers, vLLM, LM Studio's
 chat endpoint). A chat stream has one text, one reasoning and tool calls by ``index``;
 ``finish_reason`` says how it ended and usage (``stream_options.include_usage``) comes
-in a chunk of its own, so the ending is decided once the stream is over. llama-server's
+in a chunk of its own, so the ending is decided once the stream is over. A ``[DONE]``
+after nothing, with no ``finish_reason``, is no empty answer but a cut one
+(llama-cpp-python's, when another request interrupted it): a failure. llama-server's
 ``timings`` (on its last chunk) say what it prefilled (``protocol/prefill.py``).
 """
 
@@ -24,6 +26,7 @@ from ..pivot import (
     ToolArgumentsDelta,
     ToolCallStarted,
     Usage,
+    unfinished,
 )
 from ..prefill import Timings, read_timings
 
@@ -61,6 +64,7 @@ class ChatDecoder:
         self.timings: Timings | None = None  # llama-server's, from its last chunk
         self._calls: dict[int, _Call] = {}
         self._held: dict[int, list[Event]] = {}  # a call's events while an earlier one waits
+        self.output = False  # any text, reasoning or tool call came
 
     def feed(self, data: str) -> list[Event]:
         """One SSE ``data:`` payload (a JSON chunk, or ``[DONE]``)."""
@@ -96,7 +100,9 @@ class ChatDecoder:
                 continue
             delta = choice.get("delta") or choice.get("message") or {}
             if isinstance(delta, dict):
-                out += self._delta(delta)
+                events = self._delta(delta)
+                self.output = self.output or bool(events) or bool(self._calls)
+                out += events
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
         return out
@@ -175,8 +181,10 @@ class ChatDecoder:
         if any(not call.started for call in self._calls.values()):
             failure = classify(NAMELESS_CALL, "server_error")
             return [Failed(as_error(failure, None, name=self.upstream_name))]
-        usage = _usage(self.usage, self.timings)
         reason = self.finish_reason
+        if reason is None and not self.output:
+            return [unfinished(self.upstream_name)]
+        usage = _usage(self.usage, self.timings)
         if reason == "length":
             return [Finished("length", usage)]
         if reason == "content_filter":

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..failures import Failure, as_error, event_failure
 from ..pivot import (
+    OUTPUT,
     Event,
     Failed,
     Finished,
@@ -33,6 +34,7 @@ from ..pivot import (
     ToolCallDone,
     ToolCallStarted,
     Usage,
+    unfinished,
 )
 from ..prefill import read_timings
 
@@ -56,8 +58,26 @@ class ResponsesDecoder:
         self._parts: set[tuple[str, str]] = set()  # (kind, key) of every part seen
         self._keys: set[str] = set()  # the same keys, whatever their kind
         self._synthetic_ids = 0
+        self.output = False  # any text, reasoning or tool call came
+        self.ended = False  # the answer said how it ended (Finished or Failed)
 
     def feed(self, event: Upstream) -> Out:
+        """Decode one upstream event (a parsed ``data:`` payload)."""
+        out = self._decode(event)
+        self.output = self.output or any(isinstance(e, OUTPUT) for e in out)
+        self.ended = self.ended or any(isinstance(e, Finished | Failed) for e in out)
+        return out
+
+    def finish(self) -> Out:
+        """End of the HTTP body. One that ended with nothing in it and never said how
+        (no ``response.completed``) is a cut answer, named so; one with output but no end
+        is left to the encoder ("closed the stream before the response was complete")."""
+        if self.ended or self.output:
+            return []
+        self.ended = True
+        return [unfinished(self.upstream_name)]
+
+    def _decode(self, event: Upstream) -> Out:
         """Decode one upstream event (a parsed ``data:`` payload)."""
         kind = event.get("type")
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None

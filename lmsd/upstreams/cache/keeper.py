@@ -321,14 +321,23 @@ class CacheKeeper:
                 next_check = now + CHECK_EVERY
                 await self._check_engine()
             await self.recent.flush()
-            if self.real_in_flight == 0 and now - self._last_real >= QUIET_BEFORE_WARMING:
+            if self._idle() and now - self._last_real >= QUIET_BEFORE_WARMING:
                 await self._save_idle()
                 await self._warm_next()
+
+    def _idle(self) -> bool:
+        """No request of lmsd's runs on the engine: background work (learning its slots,
+        saves, warm-ups) never competes with an answer being served."""
+        return self.real_in_flight == 0 and self.upstream.busy == 0
 
     async def _check_engine(self) -> None:
         """Has the engine lost the slots lmsd left filled? llama-server's ``/slots`` lists
         no task on a slot since it started: a slot lmsd left holding a conversation that
-        shows none means the engine restarted."""
+        shows none means the engine restarted. Learning (its probes write to slots) waits
+        until lmsd's requests there are done; so does every look at a one-at-a-time
+        engine."""
+        if (not self._learned and not self._idle()) or self.upstream.hold_background():
+            return
         try:
             await self.learn()
         except httpx.HTTPError:
@@ -356,7 +365,7 @@ class CacheKeeper:
         if table is None:
             return
         for index, key in table.to_save(trio.current_time(), self.settings.slot_save_idle):
-            if self.real_in_flight or self.locks[index].locked():
+            if not self._idle() or self.locks[index].locked():
                 return
             async with self.locks[index]:
                 if table.holder(index) == key:

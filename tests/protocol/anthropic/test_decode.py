@@ -279,3 +279,22 @@ def test_timings_on_a_messages_event_are_the_engines_prefill():
                     *end)
     assert out[-1] == Finished("end", Usage(100, 80, 1, prefilled_tokens=21,
                                             prefill_ms=300.0))
+
+
+def test_a_message_stop_after_nothing_and_no_stop_reason_is_a_cut_answer():
+    """No content and no ``stop_reason``: the engine ended the answer without finishing it,
+    never an empty ``end_turn``."""
+    decoder = MessagesDecoder("msg_0123456789abcdef", upstream_name="the upstream server")
+    out = [e for ev in (start(), {"type": "message_stop"}) for e in decoder.feed(ev)]
+    [failed] = out[1:]
+    assert isinstance(failed, Failed) and isinstance(failed.error, UpstreamBroken)
+    assert failed.error.message.startswith(
+        "the engine ended the answer without finishing it (no output, no finish reason)")
+    assert decoder.finish() == []
+
+
+def test_an_empty_answer_with_a_stop_reason_is_still_an_answer():
+    decoder = MessagesDecoder("msg_0123456789abcdef")
+    out = [e for ev in (start(), {"type": "message_delta", "delta": {"stop_reason": "end_turn"}},
+                        {"type": "message_stop"}) for e in decoder.feed(ev)]
+    assert isinstance(out[-1], Finished) and out[-1].stop == "end"

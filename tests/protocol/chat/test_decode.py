@@ -192,3 +192,31 @@ def test_malformed_timings_are_no_count(timings):
                         "usage": {"prompt_tokens": 1000, "completion_tokens": 3}})
     _, out = decode(delta(content="Hi"), finish("stop"), usage, "[DONE]")
     assert out[-1] == Finished("end", Usage(1000, 0, 3))
+
+
+def role_chunk():
+    return json.dumps({"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+
+
+def test_done_after_nothing_and_no_finish_reason_is_a_cut_answer():
+    """llama-cpp-python, interrupted by another request (its default
+    ``interrupt_requests``), sends the role chunk and ``[DONE]``: no output and no
+    ``finish_reason``. That is a broken answer, never an empty ``end``."""
+    decoder, out = decode(role_chunk(), "[DONE]", name="the upstream server")
+    assert out[0] == Started("c1")
+    [failed] = out[1:]
+    assert isinstance(failed, Failed) and isinstance(failed.error, UpstreamBroken)
+    assert failed.error.message == ("the engine ended the answer without finishing it (no "
+                                    "output, no finish reason) (the upstream server)")
+    assert decoder.done and decoder.finish() == []
+
+
+def test_an_empty_answer_with_a_finish_reason_is_still_an_answer():
+    _, out = decode(role_chunk(), finish("stop"), "[DONE]")
+    assert out == [Started("c1"), Finished("end", None)]
+
+
+def test_text_without_a_finish_reason_still_ends():
+    """Output came: what there is of the answer stands (only an empty one is refused)."""
+    _, out = decode(role_chunk(), delta(content="hi"), "[DONE]")
+    assert out == [Started("c1"), TextDelta("msg_0", "hi"), Finished("end", None)]

@@ -200,3 +200,25 @@ def test_llama_servers_timings_beside_the_final_response(incomplete):
     events[-1]["timings"] = {"cache_n": 0, "prompt_n": 900, "prompt_ms": 4100.25}
     _, out = decode(events)
     assert out[-1].usage == Usage(900, 0, 2, prefilled_tokens=900, prefill_ms=4100.25)
+
+
+def test_a_stream_that_ends_with_nothing_and_no_completion_is_a_cut_answer():
+    """``response.created`` and then the end of the body: no output, no
+    ``response.completed``. Named as the engine's unfinished answer."""
+    created = {"type": "response.created", "response": {"id": "resp_1"}}
+    decoder, out = decode([created])
+    assert out == [Started("resp_1")]
+    [failed] = decoder.finish()
+    assert isinstance(failed, Failed) and isinstance(failed.error, UpstreamBroken)
+    assert failed.error.message.startswith(
+        "the engine ended the answer without finishing it (no output, no finish reason)")
+    assert decoder.finish() == []
+
+
+def test_finish_adds_nothing_after_a_completion_or_after_output():
+    """A completed answer needs nothing more; one cut after some output is the
+    encoder's to report (it closed the stream before the response was complete)."""
+    decoder, _ = decode(lmstudio_events(Text("Hello")))
+    assert decoder.finish() == []
+    cut, _ = decode(lmstudio_events(Text("Hello"))[:5])
+    assert cut.output and cut.finish() == []
