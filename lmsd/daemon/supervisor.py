@@ -38,6 +38,7 @@ from ..log import event, logger, set_level
 from ..metrics import Metrics
 from ..protocol.guard import is_loopback_host
 from ..sessions.recent import RecentRequests
+from ..sessions.responses import ResponseHistory
 from ..sessions.store import SessionStore
 from ..upstreams.cache.keeper import CacheKeeper
 from ..upstreams.client import Upstream
@@ -281,7 +282,10 @@ async def serve(
                 await backend.keeper.learn()
     recorder = Recorder(Path(settings.state_dir) / "recordings", settings.record_sessions,
                         max_bytes=settings.record_max_bytes, max_age=settings.record_max_age)
-    proxy_app = create_proxy_app(settings, router, store, drain, recorder)
+    history = ResponseHistory(store, max_count=settings.session_max_nodes,
+                              ttl=settings.session_ttl)  # previous_response_id, restarts too
+    await history.load()
+    proxy_app = create_proxy_app(settings, router, store, drain, recorder, history)
     status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
                      metrics=metrics, drain=drain, started_at=trio.current_time(),
                      recording=recorder.status)
@@ -310,6 +314,7 @@ async def serve(
                                                  partial(_keeper_child, backend.keeper))
                         if (interval := watchdog_interval()) is not None:
                             children.start_soon(watchdog, interval)
+                        children.start_soon(history.run)
 
             nursery.start_soon(background)
             bound = Bound(proxy[0], admin[0], settings, router, store, bus, drain)
@@ -336,6 +341,7 @@ async def serve(
             close_sockets(unused)
         with trio.CancelScope(shield=True):
             await router.aclose()
+            await history.flush()  # the answers kept since the last write
             await store.aclose()
 
 

@@ -14,6 +14,7 @@ from ..guard import policy_for
 from ..log import event
 from ..protocol.failures import Failure
 from ..request_ids import current as current_request_id
+from ..sessions.responses import ResponseHistory
 from ..sessions.store import SessionStore
 from ..upstreams.recorder import Recorder
 from ..upstreams.router import Router
@@ -55,10 +56,11 @@ def _rejected(rendered: Rendered) -> None:
 
 
 def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
-                     drain: Drain, recorder: Recorder | None = None) -> QuartTrio:
+                     drain: Drain, recorder: Recorder | None = None,
+                     history: ResponseHistory | None = None) -> QuartTrio:
     """Every front, served from ``router``'s upstreams with ``store``'s chains; their
     streams count themselves in ``drain``; ``recorder`` keeps the exchanges of the
-    sessions it records."""
+    sessions it records; ``history`` the answers a Responses client may continue."""
     renderers: list[tuple[str, Renderer]] = []
     app = make_app("lmsd.proxy", max_body_bytes=settings.max_body_bytes,
                    render_failure=renderer_by_path(renderers), on_error=_rejected,
@@ -77,7 +79,7 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
     anthropic.install(app, settings, router, store, drain)
     chat.install(app, settings, router, store, drain)
     renderers.append(("/v1/chat/completions", chat.render))
-    responses.install(app, settings, router, store, drain)
+    responses.install(app, settings, router, store, drain, history)
     renderers.append(("/v1/responses", responses.render))
     if recorder is not None:
         app.asgi_app = recorder.wrap(app.asgi_app, front_of)  # type: ignore[method-assign]

@@ -104,6 +104,25 @@ class NotFound(Failure):
     kind = "not_found"
 
 
+class UnknownResponse(BadRequest):
+    """A ``previous_response_id`` lmsd does not hold (never returned, expired, stored with
+    ``store: false``, or another client's): OpenAI's 400 ``previous_response_not_found``."""
+
+    kind = "previous_response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"Previous response with id '{response_id}' not found.")
+
+
+class ResponseNotFound(NotFound):
+    """``GET /v1/responses/{id}`` of a response lmsd does not hold (a 404, not a model's)."""
+
+    kind = "response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"Response with id '{response_id}' not found.")
+
+
 class HTTPRefusal(Failure):
     """What the HTTP layer refused before any route ran (405, 408...): every front answers
     with the same status, so the kind keeps it."""

@@ -31,6 +31,7 @@ _TABLE: tuple[tuple[type[f.Failure], int, str, str | None], ...] = (
     (f.BadRequest, 400, "invalid_request_error", None),
     (f.Unauthorized, 401, "authentication_error", "invalid_api_key"),
     (f.Forbidden, 403, "permission_error", None),
+    (f.ResponseNotFound, 404, "invalid_request_error", None),
     (f.NotFound, 404, "not_found_error", "model_not_found"),
     (f.ShuttingDown, 503, "server_error", "shutting_down"),
     (f.Unreachable, 503, "server_error", "upstream_unreachable"),
@@ -71,6 +72,9 @@ def render_openai(failure: f.Failure) -> OpenAIError:
     shown = failure.shown_as if isinstance(failure, f.StaleChain) else failure
     if isinstance(shown, f.HTTPRefusal):
         return OpenAIError(shown.status, "invalid_request_error", shown.message)
+    if isinstance(shown, f.UnknownResponse):  # OpenAI's own words, code and param
+        return OpenAIError(400, "invalid_request_error", shown.message,
+                           "previous_response_not_found", "previous_response_id")
     for kind, status, type_, code in _TABLE:
         if isinstance(shown, kind):
             param = _FIELD.match(shown.message) if isinstance(shown, f.BadRequest) else None

@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS recent_requests (
     upstream TEXT NOT NULL, conversation TEXT NOT NULL, data TEXT NOT NULL,
     at REAL NOT NULL, PRIMARY KEY (upstream, conversation)
 );
+CREATE TABLE IF NOT EXISTS responses (
+    scope TEXT NOT NULL, response_id TEXT NOT NULL, parent TEXT, session TEXT NOT NULL,
+    data TEXT NOT NULL, last_used REAL NOT NULL, PRIMARY KEY (scope, response_id)
+);
 """
 
 

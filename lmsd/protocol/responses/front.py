@@ -6,6 +6,9 @@ sees is stripped (ids, status, reasoning echoes, annotations), so that Codex's e
 answer is exactly the turn lmsd stored for it (``reply.py``) and the chain matcher sends
 LM Studio ``previous_response_id`` plus the new items only.
 
+A generic client's ``previous_response_id`` is expanded to that history before this
+(``previous.py``), so the request parsed here is always the whole conversation.
+
 Turns: the items of one assistant answer (messages and calls, up to the next client item)
 form one turn, as the reply stores it; every client item (a message, a tool's output) is a
 turn of its own. The leading ``developer``/``system`` messages are the instructions; a
@@ -246,9 +249,6 @@ def parse_request(body: Any, *, turn_metadata: str | None = None) -> ResponsesRe
     if "input" not in body:
         raise invalid("input: required, a string or an array of items")
     raw_input = body["input"]
-    if body.get("previous_response_id") is not None:
-        raise invalid("previous_response_id: not supported; lmsd chains on its own, send "
-                      "the whole history")
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream: expected a boolean")

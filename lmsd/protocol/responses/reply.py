@@ -8,9 +8,10 @@ exact turn by construction, and the chain matcher finds the node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..pivot import Item, Turn
+from ..pivot import Event, Item, Turn
 from ..reply import EncodedReply
 from .encode import ResponsesEncoder
 from .front import assistant_item
@@ -24,9 +25,23 @@ class ResponsesReply(EncodedReply):
 
     encoder: ResponsesEncoder
 
-    def __init__(self, encoder: ResponsesEncoder, *, message_id: str) -> None:
+    def __init__(self, encoder: ResponsesEncoder, *, message_id: str,
+                 on_answer: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__(encoder)
         self.message_id = message_id  # lmsd's request id, as the logs name it
+        #: Given the response object once it is final (completed or incomplete), before
+        #: the client sees it: kept there, the id it names is already known when the
+        #: client's next request (``previous_response_id``) arrives.
+        self.on_answer = on_answer
+
+    def feed(self, event: Event) -> list[Any]:
+        out = super().feed(event)
+        e = self.encoder
+        if self.on_answer is not None and e.response is not None and \
+                e.status in ("completed", "incomplete"):
+            self.on_answer, on_answer = None, self.on_answer
+            on_answer(e.response)
+        return out
 
     @property
     def response_id(self) -> str | None:
