@@ -99,7 +99,8 @@ class ResponseHistory:
     def add(self, scope: str, response_id: str, *, parent: str | None, session: str,
             input: list[dict[str, Any]], response: dict[str, Any]) -> None:
         """Keep one answer (memory now; ``flush`` writes it)."""
-        step = Step(scope, response_id, parent, session, input, response)
+        step = Step(scope, response_id, parent, session, input, response,
+                    last_used=self.clock())
         step.size = len(step.data())
         if step.size > self.max_bytes:
             event("responses.not_kept", level=30, response_id=response_id, bytes=step.size,
@@ -184,8 +185,7 @@ class ResponseHistory:
                 continue  # a row another version wrote: that id is not found
             self._put(step)
             self._last = max(self._last, used)
-        self._evict()
-        self._gone.clear()  # expired rows are deleted by the next flush's sweep
+        self._evict()  # what the bounds drop now is deleted by the next flush
 
     async def flush(self) -> None:
         """Write what changed since the last flush (the JSON is made in the worker

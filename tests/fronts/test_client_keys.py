@@ -168,13 +168,16 @@ async def test_a_client_cannot_continue_anothers_response_id(start_lmsd, emulato
                                 headers={"Authorization": f"Bearer {LAPTOP}",
                                          "session-id": "thread-1"})
         assert first.status_code == 200, first.text
-        theirs = emulator.generations[0].response_id
+        ids = (first.json()["id"], emulator.generations[0].response_id, "resp_never_existed")
         answers = [await http.post("/v1/responses", headers={
             "Authorization": f"Bearer {DESKTOP}", "session-id": "thread-1"},
             json={"model": "m", "input": "more", "previous_response_id": rid})
-            for rid in (theirs, "resp_never_existed")]
-    assert [a.status_code for a in answers] == [400, 400]
-    assert answers[0].json()["error"]["message"] == answers[1].json()["error"]["message"]
+            for rid in ids]
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    errors = [a.json()["error"] for a in answers]
+    assert [e["message"].replace(rid, "ID") for e, rid in zip(errors, ids, strict=True)] == \
+        ["Previous response with id 'ID' not found."] * 3
+    assert {e["code"] for e in errors} == {"previous_response_not_found"}
     assert len(emulator.generations) == 1
 
 
