@@ -121,7 +121,6 @@ def test_request_kind_from_turn_metadata():
      "tool_choice"),
     (body("x", temperature=9), "temperature"),
     (body("x", max_output_tokens=0), "max_output_tokens"),
-    (body("x", previous_response_id="resp_1"), "previous_response_id"),
 ])
 def test_bad_input_names_the_field(bad, field):
     with pytest.raises(BadRequest) as caught:
