@@ -143,3 +143,32 @@ async def test_a_row_another_version_wrote_is_skipped(tmp_path):
     with pytest.raises(UnknownResponse):
         again.history("", "bad")
     await store.aclose()
+
+
+async def test_answers_kept_while_the_disk_was_full_are_written_back(tmp_path):
+    from tests.sessions.test_store_recovery import FullDisk
+
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(path)
+    await store.open()
+    history = ResponseHistory(store)
+    conversation(history, 1, prefix="before")
+    await history.flush()
+    disk = FullDisk(store._db)  # type: ignore[arg-type]
+    store._db = disk  # type: ignore[assignment]
+    conversation(history, 2, prefix="during")
+    await history.flush()  # refused: kept in memory
+    assert not store.persistent and disk.refused
+    disk.full = False
+    store._retry_at = 0.0
+    await store.run(lambda db: None)  # the store's next write: everything written back
+    assert store.persistent
+    await store.aclose()
+
+    store = SessionStore(path)
+    await store.open()
+    again = ResponseHistory(store)
+    await again.load()
+    assert texts(again.history("", "during1")[0]) == ["q0", "a0", "q1", "a1"]
+    assert texts(again.history("", "before0")[0]) == ["q0", "a0"]
+    await store.aclose()
