@@ -5,6 +5,7 @@ a changed tool name, argument or text still is. Through the real CLI."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,8 @@ async def test_a_live_upstreams_call_ids_and_usage_are_not_differences(
         client, emulator, start_lmsd, tmp_path, api):
     path = await record_tool_turn(client, emulator, start_lmsd, api)
     recorded_id = recorded_call_id(path)
+    if api == "messages":  # llama-server's own shape: 32 letters and digits, no prefix
+        assert re.fullmatch(r"[A-Za-z0-9]{32}", recorded_id)
     exchange = json.loads(path.read_text(encoding="utf-8"))
     live_answer(emulator, Reply(Text("next"), Call("Bash", {"command": "pwd"},
                                                    call_id="call_live_77")))
