@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from lmsd import __version__
+from lmsd.daemon.holder import probe_url
 from tests.daemon.test_tls import self_signed
 
 
@@ -111,3 +112,11 @@ async def test_a_port_held_by_another_http_server_says_what_answered(tmp_path, e
     assert lines == [f"lmsd: cannot start: cannot listen on 127.0.0.1:{port} (listen): "
                      "Address already in use: held by another program, an HTTP server "
                      "(hypercorn-h11)"]
+
+
+@pytest.mark.parametrize(("bind", "https", "url"), [
+    ("0.0.0.0:8080", False, "http://127.0.0.1:8080"),
+    ("[::]:8080", True, "https://[::1]:8080"),
+    ("192.0.2.7:443", True, "https://192.0.2.7:443")])
+def test_a_wildcard_address_is_probed_on_loopback(bind, https, url):
+    assert probe_url(bind, https=https) == url
