@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -47,6 +48,7 @@ from ..upstreams.lms import LmsCli
 from ..upstreams.recorder import Recorder
 from ..upstreams.router import Backend, Router
 from ..upstreams.watcher import Watcher
+from .holder import in_use_message, who_holds
 from .notify import sd_notify, watchdog, watchdog_interval
 from .status import status_json
 
@@ -110,7 +112,12 @@ class _LabelledLog(Logger):
 
 
 class StartupError(Exception):
-    """lmsd cannot start (a port is taken, say): the message says which and why."""
+    """lmsd cannot start (a port is taken, say): the message says which and why;
+    ``in_use``: the address was taken (``listen_free`` then says by whom)."""
+
+    def __init__(self, message: str, *, in_use: bool = False) -> None:
+        super().__init__(message)
+        self.in_use = in_use
 
 
 def listen_sockets(config: Config, key: str) -> Sockets:
@@ -128,8 +135,23 @@ def listen_sockets(config: Config, key: str) -> Sockets:
             sock.listen(config.backlog)
     except OSError as exc:
         raise StartupError(f"cannot listen on {config.bind[0]} ({key}): "
-                           f"{exc.strerror or exc}") from None
+                           f"{exc.strerror or exc}",
+                           in_use=exc.errno == errno.EADDRINUSE) from None
     return sockets
+
+
+async def listen_free(config: Config, key: str) -> Sockets:
+    """``listen_sockets``; a port in use names what holds it when it answers HTTP (another
+    lmsd, most often: a service and a ``lmsd serve`` by hand)."""
+    try:
+        return listen_sockets(config, key)
+    except StartupError as exc:
+        if not exc.in_use:
+            raise
+        found = await who_holds(config.bind[0], https=config.ssl_enabled)
+        where = f"cannot listen on {config.bind[0]} ({key})"
+        raise StartupError(in_use_message(where, os.strerror(errno.EADDRINUSE), found,
+                                          "--" + key.replace("_", "-")), in_use=True) from None
 
 
 def close_sockets(sockets: Sockets) -> None:
@@ -249,9 +271,9 @@ async def serve(
     tls = (settings.tls_cert, settings.tls_key) if settings.tls_cert else None
     proxy_config = hypercorn_config(settings.listen, graceful, "proxy (Anthropic API)", tls)
     admin_config = hypercorn_config(settings.admin_listen, 1.0, "admin API", tls)
-    proxy_sockets = [listen_sockets(proxy_config, "listen")]
+    proxy_sockets = [await listen_free(proxy_config, "listen")]
     try:
-        admin_sockets = [listen_sockets(admin_config, "admin_listen")]
+        admin_sockets = [await listen_free(admin_config, "admin_listen")]
     except StartupError:
         close_sockets(proxy_sockets[0])
         raise

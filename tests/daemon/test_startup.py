@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from lmsd import __version__
+from lmsd.daemon.holder import probe_url
+from tests.daemon.test_tls import self_signed
+
 
 async def serve_fails(tmp_path: Path, *args: str, env: dict[str, str] | None = None
                       ) -> tuple[int, list[str]]:
@@ -58,3 +62,61 @@ async def test_the_default_config_file_is_read_and_a_bad_model_map_is_one_line(t
     assert status == 2
     assert lines == [f"lmsd: config error: config file {config}: model_map: 'haiku' must name "
                      "a model (a non-empty string), got 4"]
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("which", ["listen", "admin_listen"])
+async def test_a_port_held_by_another_lmsd_says_so(which, tmp_path, start_lmsd, emulator):
+    running = await start_lmsd(emulator.url)
+    port = _port(running.url if which == "listen" else running.admin_url)
+    ports = {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0",
+             which: f"127.0.0.1:{port}"}
+    status, lines = await serve_fails(
+        tmp_path, "--listen", ports["listen"], "--admin-listen", ports["admin_listen"],
+        env={"HOME": str(tmp_path)})
+    flag = "--listen" if which == "listen" else "--admin-listen"
+    assert status == 1
+    assert lines == [f"lmsd: cannot start: cannot listen on 127.0.0.1:{port} ({which}): "
+                     f"another lmsd ({__version__}) is already serving there; stop it "
+                     f"(`lmsd service status` / the other `lmsd serve`) or choose another "
+                     f"port with {flag}"]
+
+
+async def test_an_lmsd_admin_api_behind_a_token_or_tls_is_still_named(tmp_path, start_lmsd,
+                                                                        emulator):
+    cert, key = self_signed(tmp_path)
+    running = await start_lmsd(emulator.url, admin_token="t0ken-abc", tls_cert=str(cert),
+                               tls_key=str(key))
+    for url, which in ((running.url, "listen"), (running.admin_url, "admin_listen")):
+        port = _port(url)
+        ports = {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0",
+                 which: f"127.0.0.1:{port}"}
+        status, lines = await serve_fails(
+            tmp_path, "--listen", ports["listen"], "--admin-listen", ports["admin_listen"],
+            "--tls-cert", str(cert), "--tls-key", str(key), env={"HOME": str(tmp_path)})
+        version = f" ({__version__})" if which == "listen" else ""  # /healthz needs the token
+        assert status == 1 and len(lines) == 1
+        assert lines[0].startswith(f"lmsd: cannot start: cannot listen on 127.0.0.1:{port} "
+                                   f"({which}): another lmsd{version} is already serving")
+
+
+async def test_a_port_held_by_another_http_server_says_what_answered(tmp_path, emulator):
+    port = _port(emulator.url)
+    status, lines = await serve_fails(tmp_path, "--listen", f"127.0.0.1:{port}",
+                                      "--admin-listen", "127.0.0.1:0",
+                                      env={"HOME": str(tmp_path)})
+    assert status == 1
+    assert lines == [f"lmsd: cannot start: cannot listen on 127.0.0.1:{port} (listen): "
+                     "Address already in use: held by another program, an HTTP server "
+                     "(hypercorn-h11)"]
+
+
+@pytest.mark.parametrize(("bind", "https", "url"), [
+    ("0.0.0.0:8080", False, "http://127.0.0.1:8080"),
+    ("[::]:8080", True, "https://[::1]:8080"),
+    ("192.0.2.7:443", True, "https://192.0.2.7:443")])
+def test_a_wildcard_address_is_probed_on_loopback(bind, https, url):
+    assert probe_url(bind, https=https) == url
