@@ -115,7 +115,8 @@ async def test_the_admin_api_and_anything_off_the_proxy_routes_is_refused(
     assert "client.path" in err[0] or "client.method" in err[0]
     sessions = (await admin_get(lmsd, "/sessions")).json()["sessions"]
     assert [s["session"] for s in sessions] == ["kept-1"]
-    assert len(emulator.log) == before
+    # nothing from replay: the running lmsd's own model polls may come meanwhile
+    assert [(r.method, r.path) for r in emulator.log[before:] if r.method != "GET"] == []
 
 
 async def test_the_admin_api_by_absolute_url_is_not_reached(tmp_path, emulator, start_lmsd,
