@@ -20,7 +20,13 @@ import trio
 
 from ..config import Settings, UpstreamConfig
 from ..log import event
-from ..protocol.failures import Failure, Unreachable, UpstreamBroken
+from ..protocol.failures import (
+    Failure,
+    ModelUnavailable,
+    Unreachable,
+    UpstreamAuth,
+    UpstreamBroken,
+)
 from ..protocol.fit import LearnedLimits
 from ..protocol.models import map_model
 from .breaker import Breaker
@@ -39,6 +45,15 @@ class Readiness:
     url: str
     models: list[str]
     problem: str | None = None
+
+
+#: How to load a model, by engine (``no_model_message``).
+_LOAD_HOW = {
+    "LM Studio": "load one (in LM Studio, or `lms load <model>`)",
+    "llama-server": "start llama-server with a model (`-m <file.gguf>`, or `--models-dir`)",
+    "Ollama": "pull one (`ollama pull <model>`)",
+    "vLLM": "start vLLM with a model (`vllm serve <model>`)",
+}
 
 
 class Backend:
@@ -272,8 +287,34 @@ class Backend:
 
     def no_model_message(self) -> str:
         """Why nothing can be served yet: for requests (503) and ``/readyz``."""
-        return (f"{self.upstream.name} at {self.upstream.base_url} has no model loaded: load "
-                f"one (in LM Studio, or `lms load <model>`), or set `model` in lmsd's config")
+        engine = self.upstream.name
+        how = _LOAD_HOW.get(engine, "load one in the engine")
+        return (f"{engine} at {self.upstream.base_url} has no model loaded: {how}, or set "
+                f"`model` in lmsd's config")
+
+    def trouble(self, now: float) -> Failure | None:
+        """Why this upstream cannot take a request now, as what the client is told (its
+        key refused, nothing answering, out of rotation), or None when it can: what the
+        watcher and the breaker know, so "no model loaded" is said only when it is so."""
+        watcher, engine, url = self.watcher, self.upstream.name, self.base_url
+        if watcher.refused:
+            return UpstreamAuth(watcher.refused)
+        if watcher.reachable is False:
+            cause = watcher.last_error or "no answer"
+            if watcher.nothing_listens:
+                return Unreachable(f"{engine} is not reachable at {url}: nothing listens "
+                                   f"there ({cause}); start it, or correct the upstream URL")
+            return Unreachable(f"{engine} is not reachable at {url}: {cause}")
+        if not self.available(now):
+            wait = self.breaker.to_json(now).get("probe_in_s")
+            return Unreachable(f"{engine} at {url} is out of rotation after failures "
+                               f"({self.breaker.last_error or 'no answer'}); lmsd tries it "
+                               f"again in {wait if wait is not None else 0:g} s")
+        return None
+
+    def why_not(self, now: float) -> Failure:
+        """Why this upstream serves nothing for a request: its trouble, else no model."""
+        return self.trouble(now) or ModelUnavailable(self.no_model_message())
 
     async def loaded_models(self) -> list[str]:
         """Models that can serve a request now, or soon (being reloaded)."""
