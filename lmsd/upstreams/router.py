@@ -180,8 +180,7 @@ class Router:
         trouble (down, refusing the key), that is the failure; when they answer and
         none lists the model, it is not found."""
         troubles = {b.name: b.trouble(now) for b in self.backends}
-        why = "; ".join(f"{b.name} at {b.base_url}: {self._why(b, troubles[b.name])}"
-                        for b in self.backends)
+        why = "; ".join(f"{b.name}: {self._why(b, troubles[b.name])}" for b in self.backends)
         message = f"no upstream can serve model {requested!r} ({why})"
         default = ModelUnavailable if is_claude_name(requested) else NotFound
         return _one_failure(message, [t for t in troubles.values() if t is not None],
@@ -192,9 +191,9 @@ class Router:
         if trouble is not None:
             return trouble.message
         served = backend.config.models or backend.loaded_now()
-        if not served:
-            return "no model loaded"
-        return f"serves only {', '.join(served)}"
+        where = f"{backend.server_name} at {backend.base_url}"
+        return f"{where} serves only {', '.join(served)}" if served else \
+            f"{where} has no model loaded"
 
     def _none_available(self, requested: str, candidates: list[Candidate],
                         exclude: tuple[str, ...]) -> Failure:

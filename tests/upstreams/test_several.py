@@ -170,8 +170,9 @@ async def test_a_model_goes_to_the_upstreams_that_serve_it(start_lmsd, nursery):
         with pytest.raises(anthropic.APIStatusError) as caught:
             await Conversation(client, "s-3", model="gamma/coder").send("hi")
     assert caught.value.status_code == 404  # both answer, neither lists it
-    assert (f"no upstream can serve model 'gamma/coder' (a at {a.url}: serves only "
-            f"alpha/coder; b at {b.url}: serves only beta/coder)") in str(caught.value)
+    assert (f"no upstream can serve model 'gamma/coder' (a: LM Studio at {a.url} serves only "
+            f"alpha/coder; b: LM Studio at {b.url} serves only beta/coder)"
+            ) in str(caught.value)
 
 
 async def test_each_upstream_maps_claude_names_to_its_own_model(start_lmsd, nursery):
