@@ -20,6 +20,7 @@ import trio
 
 from ..config import Settings, UpstreamConfig
 from ..log import event
+from ..protocol.engines import UNKNOWN
 from ..protocol.failures import (
     Failure,
     ModelUnavailable,
@@ -69,6 +70,8 @@ class Backend:
         self.lms = lms
         #: How the upstream was found (``/status``): the setting, and the source that said.
         self.discovery: dict[str, Any] = {"configured": self.config.url, "source": source}
+        if self.config.url != "auto" and self.config.kind not in ("lmstudio", "responses"):
+            upstream.name = UNKNOWN  # until it answers: it may be any engine
         self.watcher = Watcher(upstream, settings, lms=lms, rediscover=self.rediscover,
                                name=self.name, on_poll=self._polled,
                                on_reloaded=self._reloaded)
@@ -220,7 +223,8 @@ class Backend:
                 return ResponsesDialect(self.upstream, UNDECIDED)  # decide once it answers
             kind, why = decided
             self._dialect_for = (url, kind(self.upstream, why))
-            self.upstream.name = kind.server_name
+            if self.upstream.engine in (None, UNKNOWN):  # else named by what it said
+                self.upstream.name = kind.server_name
             event("upstream.dialect", upstream=self.name, url=url, dialect=kind.name, why=why)
         return self._dialect_for[1]
 

@@ -18,6 +18,7 @@ import httpx
 import trio
 
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
+from ..protocol.engines import LM_STUDIO, UNKNOWN, engine_of
 from ..protocol.failures import (
     Failure,
     Unreachable,
@@ -51,7 +52,8 @@ class Upstream:
         max_connections: int = 256,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.name = "LM Studio"  # how errors name it; "the upstream" for other servers
+        self.name = "LM Studio"  # how errors name it: the engine, once identified
+        self.engine: str | None = None  # what answered at base_url (``identify``)
         self.read_timeout = read_timeout
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -87,6 +89,13 @@ class Upstream:
         self._models = None
         self._tokenizer = None
         self._listing = None
+        self.engine = None  # another server may answer there
+
+    def identified(self, engine: str) -> None:
+        """What answered at ``base_url``, told by what it said (``protocol/engines.py``):
+        errors name it from now on. A server that told nothing keeps a better name."""
+        if engine != UNKNOWN or self.engine is None:
+            self.engine = self.name = engine
 
     def _unreachable(self, exc: Exception) -> Unreachable:
         reason = str(exc) or type(exc).__name__
@@ -230,8 +239,10 @@ class Upstream:
             order = (self._listing, *(p for p in order if p != self._listing))
         try:
             for path in order:
-                listing = parse_models(path, await self._get_json(path))
+                data = await self._get_json(path)
+                listing = parse_models(path, data)
                 if listing is not None:
+                    self.identified(LM_STUDIO if path != OPENAI else engine_of(listing=data))
                     self._listing = path
                     self.listed, self.known = listing.loaded, listing.known
                     return [m.instance_id for m in listing.loaded], listing.known
@@ -242,6 +253,7 @@ class Upstream:
     async def _get_json(self, path: str) -> Any:
         response = await self._send("GET", path, timeout=5.0)
         if response.status_code in REFUSED_STATUSES:
+            self.identified(engine_of(said=response.text))  # LM Studio names itself
             raise self._http_error(response.status_code, response.content)
         if response.status_code != 200:
             return None

@@ -23,6 +23,7 @@ import trio
 from ..config import Settings
 from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
+from ..protocol.engines import LM_STUDIO, engine_of
 from ..protocol.failures import Failure, ModelUnavailable, UpstreamAuth, UpstreamBroken
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
 from .client import Upstream
@@ -129,6 +130,7 @@ class Watcher:
         if response.status_code == 404:
             return None
         if response.status_code in REFUSED_STATUSES:
+            self.upstream.identified(engine_of(said=response.text))  # LM Studio names itself
             raise key_refused_answer(response.status_code, response.content,
                                      key=self.upstream.api_key, name=self.upstream.name)
         if response.status_code != 200:
@@ -143,13 +145,16 @@ class Watcher:
             listing = parse_models(path, await self._get(path))
             if listing is not None:
                 self.upstream.known = listing.known
+                self.upstream.identified(LM_STUDIO)  # its own listing
                 return {m.instance_id: m for m in listing.loaded}, path
         if self.lms is not None and self.lms.available and await self._is_lmstudio():
             # Only now: the server answered, so `lms` cannot launch LM Studio as a side effect.
             listing = models_from_lms_ps(await self.lms.ps())
             return {m.instance_id: m for m in listing.loaded}, "lms ps"
-        listing = parse_models(OPENAI, await self._get(OPENAI))  # any OpenAI-compatible server
+        data = await self._get(OPENAI)  # any OpenAI-compatible server
+        listing = parse_models(OPENAI, data)
         if listing is not None:
+            self.upstream.identified(engine_of(listing=data))
             self.upstream.known = listing.known
             return {m.instance_id: m for m in listing.loaded}, OPENAI
         raise UpstreamBroken("the upstream lists no models")

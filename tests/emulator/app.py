@@ -132,7 +132,8 @@ def create_app(emu: Emulator) -> QuartTrio:
     @app.get("/v1/models")
     async def openai_models() -> Response:
         data = [
-            {"id": m.key, "object": "model", "owned_by": "organization_owner"}
+            {"id": m.key, "object": "model",  # llama-server's rows say "llamacpp"
+             "owned_by": "llamacpp" if emu.llama_server else "organization_owner"}
             for m in emu.models.values()
             if m.loaded
         ]

@@ -137,7 +137,7 @@ async def test_every_upstream_out_names_each_and_why(start_lmsd, emulator, dead_
         while not server.router.backend("studio").watcher.refused:
             await trio.sleep(0.01)
     answers = await each_front(server)
-    assert_said(answers, 503, f"box: LM Studio is not reachable at {down}: nothing listens",
+    assert_said(answers, 503, f"box: the upstream server is not reachable at {down}: nothing listens",
                 f"studio: {NEEDS_KEY}")
 
 
@@ -150,8 +150,8 @@ async def test_every_upstream_down_names_each(start_lmsd, dead_port):
             {"name": "a", "url": first}, {"name": "b", "url": second}])
         await wait_out(server)
         answers = await each_front(server)
-    assert_said(answers, 503, f"a: LM Studio is not reachable at {first}",
-                f"b: LM Studio is not reachable at {second}")
+    assert_said(answers, 503, f"a: the upstream server is not reachable at {first}",
+                f"b: the upstream server is not reachable at {second}")
 
 
 async def test_models_and_token_counts_still_answer_with_the_upstream_down(start_lmsd,
@@ -166,3 +166,25 @@ async def test_models_and_token_counts_still_answer_with_the_upstream_down(start
                                   json={"model": CLAUDE, "messages": HI})
     assert models.status_code == 200 and CLAUDE in {m["id"] for m in models.json()["data"]}
     assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
+
+
+async def test_the_engine_is_named_by_what_it_is(start_lmsd, nursery):
+    from tests.emulator import Emulator
+    from tests.support.boxes import Box
+
+    emu = Emulator()
+    emu.lmstudio_api, emu.llama_server = False, True  # as llama-server answers
+    box = Box(nursery, emu, "llama")
+    await box.start()
+    server = await start_lmsd(box.url, poll_interval="0.01")
+    with trio.fail_after(20):
+        while not server.router.backends[0].watcher.polls:
+            await trio.sleep(0.01)
+    await box.stop()
+    await wait_out(server)
+    answers = await each_front(server)
+    said = f"llama-server is not reachable at {box.url}"
+    # its model was seen loaded: the request is tried, and a stream may have begun
+    assert_said({f: r for f, r in answers.items() if "stream" not in f}, 503, said)
+    for front, response in answers.items():
+        assert said in response.text and "LM Studio" not in response.text, front
