@@ -33,3 +33,14 @@ def engine_of(*, greeting: bool = False, props: Any = None, listing: Any = None,
         if isinstance(owner, str) and owner.lower() in _OWNED_BY:
             return _OWNED_BY[owner.lower()]
     return UNKNOWN
+
+
+def slot_context(props: Any) -> int | None:
+    """The context each llama-server slot holds: its ``/props``
+    ``default_generation_settings.n_ctx`` (a slot's, not the whole ``-c`` when ``-np`` is
+    above 1; capped by the model's training context). None when ``props`` is not that."""
+    settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+    if isinstance(n_ctx, int) and not isinstance(n_ctx, bool) and n_ctx > 0:
+        return n_ctx
+    return None

@@ -280,7 +280,8 @@ class Backend:
             return None
         limit = self.loaded_contexts().get(model)
         if limit:
-            if self.settings.watch and limit < self.settings.min_context:
+            if self.settings.watch and limit < self.settings.min_context and \
+                    self.watcher.can_raise(model):
                 return None  # the watcher is about to raise it
             return limit
         return self.learned_limits.get(self.upstream.base_url, model, trio.current_time())
