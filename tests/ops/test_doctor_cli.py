@@ -123,7 +123,7 @@ async def test_doctor_names_each_upstream_the_daemon_uses(emulator, nursery, tmp
         lines = lines_of(out)
         studio, box = (f"[{url.removeprefix('http://')}]" for url in (emulator.url, down))
         assert lines[f"lmstudio {studio}"].startswith("ok "), out
-        assert lines[f"lmstudio {box}"].startswith(f"FAIL LM Studio at {down} (found by: the "
+        assert lines[f"lmstudio {box}"].startswith(f"FAIL the upstream server at {down} (found by: the "
                                                    "running daemon) is not reachable"), out
         assert "1234" not in out
     finally:
@@ -131,3 +131,24 @@ async def test_doctor_names_each_upstream_the_daemon_uses(emulator, nursery, tmp
         with trio.fail_after(20):
             await process.wait()
 
+
+
+async def test_doctor_names_llama_server_and_its_slot_context(nursery, tmp_path, monkeypatch,
+                                                              dead_port):
+    from tests.emulator import Emulator, serve_emulator
+    from tests.support.daemon import MODEL
+
+    monkeypatch.setattr(discovery, "DEFAULT_PORT", dead_port)
+    emu = Emulator()
+    emu.lmstudio_api, emu.llama_server = False, True  # as llama-server answers
+    emu.models[MODEL].context_length = 8192
+    url = await serve_emulator(nursery, emu)
+    settings = load_settings({"upstream": url, "state_dir": str(tmp_path / "s"),
+                              "admin_listen": f"127.0.0.1:{free_port()}"}, {})
+    results = {r.check: r for r in await doctor.diagnose(settings, {"HOME": str(tmp_path)})}
+    assert results["lmstudio"].detail == f"llama-server at {url} (found by: config) answers"
+    model = results["model"]
+    assert model.status == "warn"
+    assert model.detail.startswith(f"llama-server serves {MODEL} with 8192 tokens of context "
+                                   "per slot, below min_context 32768")
+    assert "LM Studio" not in model.detail + (model.fix or "")
