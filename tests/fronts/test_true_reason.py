@@ -137,7 +137,8 @@ async def test_every_upstream_out_names_each_and_why(start_lmsd, emulator, dead_
         while not server.router.backend("studio").watcher.refused:
             await trio.sleep(0.01)
     answers = await each_front(server)
-    assert_said(answers, 503, f"box: the upstream server is not reachable at {down}: nothing listens",
+    assert_said(answers, 503,
+                f"box: the upstream server is not reachable at {down}: nothing listens",
                 f"studio: {NEEDS_KEY}")
 
 

@@ -123,8 +123,9 @@ async def test_doctor_names_each_upstream_the_daemon_uses(emulator, nursery, tmp
         lines = lines_of(out)
         studio, box = (f"[{url.removeprefix('http://')}]" for url in (emulator.url, down))
         assert lines[f"lmstudio {studio}"].startswith("ok "), out
-        assert lines[f"lmstudio {box}"].startswith(f"FAIL the upstream server at {down} (found by: the "
-                                                   "running daemon) is not reachable"), out
+        assert lines[f"lmstudio {box}"].startswith(
+            f"FAIL the upstream server at {down} (found by: the running daemon) is not "
+            "reachable"), out
         assert "1234" not in out
     finally:
         process.terminate()
