@@ -57,7 +57,7 @@ class OpenAIError:
 
     @property
     def headers(self) -> dict[str, str]:
-        if self.lasting:  # the OpenAI SDKs honour it (Codex CLI 0.171 does not)
+        if self.lasting:  # the OpenAI SDKs honour it (Codex CLI: not measured)
             return {"x-should-retry": "false"}
         return {"retry-after": "2"} if self.status == 429 else {}
 
