@@ -65,7 +65,8 @@ Renderer = Callable[[Failure], Rendered]
 
 
 def anthropic_rendered(error: AnthropicError) -> Rendered:
-    headers = {"x-should-retry": "true"} if error.type == "overloaded_error" else {}
+    headers = {"x-should-retry": "true"} if error.type == "overloaded_error" else (
+        {"x-should-retry": "false"} if error.lasting else {})  # Claude Code honours it
     return Rendered(error.status, error.type, error.message, error.body(), headers)
 
 

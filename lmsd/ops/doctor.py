@@ -28,9 +28,18 @@ from typing import TextIO
 import httpx
 import trio
 
-from ..config import ConfigError, Settings, env_name, load_settings
+from ..config import (
+    KINDS,
+    ConfigError,
+    Settings,
+    UpstreamConfig,
+    default_name,
+    env_name,
+    load_settings,
+)
+from ..protocol.failures import Failure
 from ..upstreams.discovery import Found
-from .client import GREEN, RED, RESET, YELLOW, use_color
+from .client import GREEN, RED, RESET, YELLOW, local_url, use_color
 from .doctor_codex import check_codex
 from .doctor_context import CHECK as CONTEXT_CHECK
 from .doctor_context import check_context_env, loaded_contexts
@@ -64,33 +73,99 @@ async def _contexts(settings: Settings, local: httpx.AsyncClient, found: Found,
             return []
         try:
             listed = await read_models(upstream, found.url, settings.upstream_api_key)
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, Failure):  # the key refused: check_models says
             return []
         return [m.context_length for m in listed.loaded if m.context_length] if listed else []
 
     return await loaded_contexts(settings, local, lmstudio_contexts)
 
 
+def crashed(check: str, exc: BaseException) -> Result:
+    """An exception a check did not expect, as that check's FAIL: one line naming it."""
+    return Result(check, FAIL, f"the check failed: {type(exc).__name__}: "
+                  f"{str(exc) or 'no message'}",
+                  "report it as an lmsd bug, with `lmsd doctor --json`")
+
+
+async def guarded(check: str, make: Callable[[], Awaitable[Result]]) -> Result:
+    """One check's result; an exception it did not expect is that check's FAIL, never a
+    crash of doctor (nor an exception group out of its nursery)."""
+    try:
+        return await make()
+    except Exception as exc:  # any exception at all: this check failed
+        return crashed(check, exc)
+
+
+async def _found(settings: Settings, env: dict[str, str], upstream: httpx.AsyncClient,
+                 source: str | None) -> tuple[Result, Found]:
+    """``check_lmstudio``, guarded; ``source`` says who named the URL (the daemon)."""
+    try:
+        first, found = await check_lmstudio(settings, env, upstream)
+    except Exception as exc:  # any exception at all: this check failed
+        return crashed("lmstudio", exc), Found(settings.upstream, source or "config", False)
+    if source is not None:
+        found = replace(found, source=source)
+        first = replace(first, detail=first.detail.replace("(found by: config)",
+                                                           f"(found by: {source})"))
+    return first, found
+
+
 async def every_upstream(settings: Settings, env: dict[str, str],
-                         upstream: httpx.AsyncClient, local: httpx.AsyncClient
-                         ) -> list[Result]:
+                         upstream: httpx.AsyncClient, local: httpx.AsyncClient, *,
+                         source: str | None = None, named: bool = True) -> list[Result]:
     """The upstream checks once per ``[[upstreams]]`` entry (``upstream [name]``, ...);
-    the client settings are checked against the smallest loaded context of them all."""
+    the client settings are checked against the smallest loaded context of them all.
+    ``source``: who named these upstreams (the running daemon), else the config."""
     results: list[Result] = list(check_notes(settings))
     contexts: list[int] = []
     for config in settings.upstream_list():
         one = replace(settings, upstream=config.url, upstreams=[],
                       upstream_api="responses" if config.kind == "lmstudio" else config.kind,
                       upstream_api_key=config.api_key or settings.upstream_api_key)
-        first, found = await check_lmstudio(one, env, upstream)
-        for result in (first, await check_api(one, found, upstream),
-                       await check_models(one, found, upstream),
-                       await check_cache(one, found)):
-            results.append(replace(result, check=f"{result.check} [{config.name}]"))
-        contexts += await _contexts(one, local, found, upstream)
+        first, found = await _found(one, env, upstream, source)
+        for result in (first, await guarded("api", partial(check_api, one, found, upstream)),
+                       await guarded("model", partial(check_models, one, found, upstream)),
+                       await guarded("cache", partial(check_cache, one, found))):
+            results.append(replace(result, check=f"{result.check} [{config.name}]")
+                           if named else result)
+        try:
+            contexts += await _contexts(one, local, found, upstream)
+        except Exception:  # the context check then says "not checked"
+            continue
     smallest = [min(contexts)] if contexts else []
     return [*results, Result(CONTEXT_CHECK, *check_context_env(env, smallest)),
-            check_codex(settings, env, smallest)]
+            await guarded("codex", partial(_codex, settings, env, smallest))]
+
+
+async def _codex(settings: Settings, env: dict[str, str], contexts: list[int]) -> Result:
+    return check_codex(settings, env, contexts)
+
+
+async def daemon_upstreams(settings: Settings, local: httpx.AsyncClient
+                           ) -> list[UpstreamConfig] | None:
+    """The upstreams the daemon running at ``admin_listen`` uses (its ``/status``), with
+    the keys this shell's settings give them; None when no daemon answers there."""
+    headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token \
+        else {}
+    try:
+        answer = await local.get(local_url(settings.admin_listen) + "/status",
+                                 headers=headers, timeout=5.0)
+        data = answer.json() if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    rows = data.get("upstreams") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        return None
+    keys = {c.name: c.api_key for c in settings.upstream_list()}
+    used = []
+    for row in rows:
+        if not isinstance(row, dict) or not isinstance(row.get("url"), str):
+            continue
+        name = str(row.get("name") or default_name(row["url"]))
+        kind = row.get("kind") if row.get("kind") in KINDS else "auto"
+        used.append(UpstreamConfig(url=row["url"], name=name, kind=kind,
+                                   api_key=keys.get(name, "")))
+    return used or None
 
 
 async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None, *,
@@ -105,15 +180,14 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
     async with httpx.AsyncClient() as upstream, httpx.AsyncClient(trust_env=False) as local:
 
         async def lmstudio() -> list[Result]:
-            if settings.upstreams:  # several: the same checks for each, named by it
-                return await every_upstream(settings, env, upstream, local)
-            first, found = await check_lmstudio(settings, env, upstream)
-            head = [first, *check_notes(settings), await check_api(settings, found, upstream),
-                    await check_models(settings, found, upstream),
-                    await check_cache(settings, found)]
-            contexts = await _contexts(settings, local, found, upstream)
-            return [*head, Result(CONTEXT_CHECK, *check_context_env(env, contexts)),
-                    check_codex(settings, env, contexts)]
+            used = await daemon_upstreams(settings, local)
+            if used is not None:  # what the running daemon uses, not what doctor would
+                return await every_upstream(replace(settings, upstreams=used), env,
+                                            upstream, local, source="the running daemon",
+                                            named=len(used) > 1)
+            # several: the same checks for each, named by it
+            return await every_upstream(settings, env, upstream, local,
+                                        named=bool(settings.upstreams))
 
         async def one(make: Callable[[], Awaitable[Result]]) -> list[Result]:
             return [await make()]
@@ -134,7 +208,10 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
         slots: list[list[Result]] = [[] for _ in jobs]
 
         async def fill(i: int) -> None:
-            slots[i] = await jobs[i]()
+            try:
+                slots[i] = await jobs[i]()
+            except Exception as exc:  # a crash is a FAIL line, not an exception group
+                slots[i] = [crashed(getattr(jobs[i], "__name__", "check"), exc)]
 
         async with trio.open_nursery() as nursery:
             for i in range(len(jobs)):

@@ -11,12 +11,13 @@ import httpx
 
 from ..config import Settings, env_name
 from ..protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
-from ..protocol.failures import UpstreamAuth
-from ..protocol.lmstudio import V0, V1, ModelList, parse_models
+from ..protocol.engines import LM_STUDIO, UNKNOWN, engine_of, slot_context
+from ..protocol.failures import Failure, UpstreamAuth
+from ..protocol.lmstudio import OPENAI, V0, V1, ModelList, parse_models
 from ..protocol.urls import display_url, scrub
 from ..upstreams.cache.slot_probe import probe_slots
 from ..upstreams.dialect import CONFIGURED, UNDECIDED, decide
-from ..upstreams.discovery import Found, discover
+from ..upstreams.discovery import Found, discover, probe
 from ..upstreams.lms import LmsCli
 from .doctor_result import FAIL, HTTP_TIMEOUT, OK, SKIP, WARN, Result
 
@@ -32,16 +33,35 @@ async def check_lmstudio(settings: Settings, environ: Mapping[str, str],
     home = Path(environ["HOME"]) if environ.get("HOME") else None
     lms = LmsCli(timeout=LMS_TIMEOUT, env=environ)
     found = await discover(settings.upstream, client=client, lms=lms, home=home)
-    where = f"LM Studio at {display_url(found.url)} (found by: {found.source})"
+    engine = LM_STUDIO if found.source != "config" else UNKNOWN
+    if found.reachable:
+        engine, _, _ = await identify(client, found.url, settings.upstream_api_key)
+    where = f"{engine} at {display_url(found.url)} (found by: {found.source})"
     if found.reachable:
         return Result("lmstudio", OK, f"{where} answers"), found
     if found.source == "config":
-        fix = (f"start LM Studio's server (`lms server start`), or correct upstream "
-               f"(now {display_url(settings.upstream)})")
+        fix = (f"start the server there (LM Studio: `lms server start`), or correct "
+               f"upstream (now {display_url(settings.upstream)})")
     else:
         fix = ("start LM Studio's server: `lms server start`, or set upstream = URL "
                f"({env_name('upstream')} or --upstream)")
     return Result("lmstudio", FAIL, f"{where} is not reachable", fix), found
+
+
+async def identify(client: httpx.AsyncClient, url: str, api_key: str
+                   ) -> tuple[str, Any, Any]:
+    """(the engine at ``url``, its ``/props``, its ``/v1/models``) as the daemon names it
+    (``protocol/engines.py``); what did not answer is None."""
+    if await probe(client, url):
+        return LM_STUDIO, None, None
+    answers: list[Any] = []
+    for path in ("/props", "/v1/models"):
+        try:
+            answers.append(await _get_json(client, f"{url}{path}", api_key))
+        except (httpx.HTTPError, ValueError, Failure):
+            answers.append(None)
+    props, listing = answers
+    return engine_of(props=props, listing=listing), props, listing
 
 
 def check_notes(settings: Settings) -> list[Result]:
@@ -127,9 +147,7 @@ async def check_models(settings: Settings, found: Found, client: httpx.AsyncClie
                       f"{display_url(found.url)}: {scrub(str(exc)) or type(exc).__name__}",
                       "check that upstream is LM Studio")
     if listed is None:
-        return Result("model", WARN, f"{display_url(found.url)} has neither /api/v1/models nor "
-                      "/api/v0/models, so the context cannot be checked",
-                      "check that upstream is LM Studio itself")
+        return await _check_other_models(settings, found, client)
     loaded, known = listed.loaded, listed.known
     if not loaded:
         model = known[0] if known else "<model>"
@@ -158,3 +176,26 @@ async def check_models(settings: Settings, found: Found, client: httpx.AsyncClie
         detail += f"; lmsd raises it to {minimum} while it runs (watch = true)"
     return Result("model", WARN, detail, fixes[0])
 
+
+
+async def _check_other_models(settings: Settings, found: Found, client: httpx.AsyncClient
+                              ) -> Result:
+    """Not LM Studio: the models ``/v1/models`` lists, and llama-server's slot context
+    (its ``/props``), which lmsd cannot raise as it raises LM Studio's."""
+    engine, props, listing = await identify(client, found.url, settings.upstream_api_key)
+    models = parse_models(OPENAI, listing)
+    if models is None or not models.loaded:
+        return Result("model", FAIL, f"{engine} at {found.url} lists no model",
+                      "start the server with a model")
+    names = ", ".join(m.key for m in models.loaded)
+    slot, minimum = slot_context(props), settings.min_context
+    if slot is None:
+        return Result("model", OK, f"{engine} serves {names} (its context is not listed: "
+                      f"lmsd learns it from the first overflow)")
+    detail = f"{engine} serves {names} with {slot} tokens of context per slot"
+    if slot >= minimum:
+        return Result("model", OK, detail)
+    return Result("model", WARN, f"{detail}, below min_context {minimum} (Claude Code sends "
+                  f"about 20K tokens before the user says anything)",
+                  f"restart {engine} with a larger context (llama-server: -c {minimum} per "
+                  f"slot times -np), or a model trained for more")

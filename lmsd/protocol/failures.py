@@ -60,6 +60,11 @@ class Failure(Exception):
     """A failure a client may be told of, in neutral terms until a front renders it."""
 
     kind: ClassVar[str] = "internal"
+    #: A state of the upstream that retrying within seconds does not change (nothing
+    #: listens, no model loaded, the key refused): clients are told not to retry
+    #: (``x-should-retry: false``), so the user reads the reason at once instead of
+    #: after minutes of retries (Claude Code shows a 5xx's message only at the end).
+    lasting: ClassVar[bool] = False
 
     def __init__(self, message: str, *, upstream: UpstreamFailure | None = None) -> None:
         super().__init__(message)
@@ -158,6 +163,7 @@ class UpstreamError(Failure):
 
 class Unreachable(UpstreamError):
     kind = "unreachable"
+    lasting = True
 
 
 class UpstreamTimeout(UpstreamError):
@@ -170,6 +176,7 @@ class Overloaded(UpstreamError):
 
 class ModelUnavailable(UpstreamError):
     kind = "model_unavailable"
+    lasting = True
 
 
 class UpstreamRejected(UpstreamError):
@@ -178,6 +185,7 @@ class UpstreamRejected(UpstreamError):
 
 class UpstreamAuth(UpstreamError):
     kind = "upstream_auth"
+    lasting = True
 
 
 class StaleChain(UpstreamError):

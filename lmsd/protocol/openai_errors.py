@@ -50,6 +50,7 @@ class OpenAIError:
     message: str
     code: str | None = None
     param: str | None = None
+    lasting: bool = False  # a state retrying will not change (``Failure.lasting``)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param,
@@ -57,6 +58,8 @@ class OpenAIError:
 
     @property
     def headers(self) -> dict[str, str]:
+        if self.lasting:  # the OpenAI SDKs honour it (Codex CLI: not measured)
+            return {"x-should-retry": "false"}
         return {"retry-after": "2"} if self.status == 429 else {}
 
 
@@ -79,7 +82,7 @@ def render_openai(failure: f.Failure) -> OpenAIError:
         if isinstance(shown, kind):
             param = _FIELD.match(shown.message) if isinstance(shown, f.BadRequest) else None
             return OpenAIError(status, type_, shown.message, code,
-                               param.group(1) if param else None)
+                               param.group(1) if param else None, shown.lasting)
     internal = type(shown) is f.Failure or shown.kind == "internal"
     return OpenAIError(500 if internal else 502, "server_error", shown.message,
                        "internal_error" if internal else "upstream_error")

@@ -20,7 +20,14 @@ import trio
 
 from ..config import Settings, UpstreamConfig
 from ..log import event
-from ..protocol.failures import Failure, Unreachable, UpstreamBroken
+from ..protocol.engines import UNKNOWN
+from ..protocol.failures import (
+    Failure,
+    ModelUnavailable,
+    Unreachable,
+    UpstreamAuth,
+    UpstreamBroken,
+)
 from ..protocol.fit import LearnedLimits
 from ..protocol.models import map_model
 from ..protocol.urls import display_url
@@ -42,6 +49,15 @@ class Readiness:
     problem: str | None = None
 
 
+#: How to load a model, by engine (``no_model_message``).
+_LOAD_HOW = {
+    "LM Studio": "load one (in LM Studio, or `lms load <model>`)",
+    "llama-server": "start llama-server with a model (`-m <file.gguf>`, or `--models-dir`)",
+    "Ollama": "pull one (`ollama pull <model>`)",
+    "vLLM": "start vLLM with a model (`vllm serve <model>`)",
+}
+
+
 class Backend:
     """One upstream (its client, its watcher, its breaker) and what lmsd learned of it."""
 
@@ -56,6 +72,8 @@ class Backend:
         #: How the upstream was found (``/status``): the setting, and the source that said.
         self.discovery: dict[str, Any] = {"configured": display_url(self.config.url),
                                           "source": source}
+        if self.config.url != "auto" and self.config.kind not in ("lmstudio", "responses"):
+            upstream.name = UNKNOWN  # until it answers: it may be any engine
         self.watcher = Watcher(upstream, settings, lms=lms, rediscover=self.rediscover,
                                name=self.name, on_poll=self._polled,
                                on_reloaded=self._reloaded)
@@ -211,7 +229,8 @@ class Backend:
                 return ResponsesDialect(self.upstream, UNDECIDED)  # decide once it answers
             kind, why = decided
             self._dialect_for = (url, kind(self.upstream, why))
-            self.upstream.name = kind.server_name
+            if self.upstream.engine in (None, UNKNOWN):  # else named by what it said
+                self.upstream.name = kind.server_name
             event("upstream.dialect", upstream=self.name, url=url, dialect=kind.name, why=why)
         return self._dialect_for[1]
 
@@ -267,7 +286,8 @@ class Backend:
             return None
         limit = self.loaded_contexts().get(model)
         if limit:
-            if self.settings.watch and limit < self.settings.min_context:
+            if self.settings.watch and limit < self.settings.min_context and \
+                    self.watcher.can_raise(model):
                 return None  # the watcher is about to raise it
             return limit
         return self.learned_limits.get(self.upstream.base_url, model, trio.current_time())
@@ -278,8 +298,34 @@ class Backend:
 
     def no_model_message(self) -> str:
         """Why nothing can be served yet: for requests (503) and ``/readyz``."""
-        return (f"{self.upstream.name} at {self.upstream.base_url} has no model loaded: load "
-                f"one (in LM Studio, or `lms load <model>`), or set `model` in lmsd's config")
+        engine = self.upstream.name
+        how = _LOAD_HOW.get(engine, "load one in the engine")
+        return (f"{engine} at {self.upstream.base_url} has no model loaded: {how}, or set "
+                f"`model` in lmsd's config")
+
+    def trouble(self, now: float) -> Failure | None:
+        """Why this upstream cannot take a request now, as what the client is told (its
+        key refused, nothing answering, out of rotation), or None when it can: what the
+        watcher and the breaker know, so "no model loaded" is said only when it is so."""
+        watcher, engine, url = self.watcher, self.upstream.name, self.base_url
+        if watcher.refused:
+            return UpstreamAuth(watcher.refused)
+        if watcher.reachable is False:
+            cause = watcher.last_error or "no answer"
+            if watcher.nothing_listens:
+                return Unreachable(f"{engine} is not reachable at {url}: nothing listens "
+                                   f"there ({cause}); start it, or correct the upstream URL")
+            return Unreachable(f"{engine} is not reachable at {url}: {cause}")
+        if not self.available(now):
+            wait = self.breaker.to_json(now).get("probe_in_s")
+            return Unreachable(f"{engine} at {url} is out of rotation after failures "
+                               f"({self.breaker.last_error or 'no answer'}); lmsd tries it "
+                               f"again in {wait if wait is not None else 0:g} s")
+        return None
+
+    def why_not(self, now: float) -> Failure:
+        """Why this upstream serves nothing for a request: its trouble, else no model."""
+        return self.trouble(now) or ModelUnavailable(self.no_model_message())
 
     async def loaded_models(self) -> list[str]:
         """Models that can serve a request now, or soon (being reloaded)."""

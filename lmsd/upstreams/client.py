@@ -19,6 +19,7 @@ import trio
 
 from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
+from ..protocol.engines import LM_STUDIO, UNKNOWN, engine_of
 from ..protocol.failures import (
     BadRequest,
     Failure,
@@ -72,7 +73,8 @@ class Upstream:
         api_key: str = "",
         max_connections: int = 256,
     ) -> None:
-        self.name = "LM Studio"  # how errors name it; "the upstream" for other servers
+        self.name = "LM Studio"  # how errors name it: the engine, once identified
+        self.engine: str | None = None  # what answered at base_url (``identify``)
         self.read_timeout = read_timeout
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect_timeout, read=read_timeout, pool=None),
@@ -142,6 +144,13 @@ class Upstream:
         self._models = None
         self._tokenizer = None
         self._listing = None
+        self.engine = None  # another server may answer there
+
+    def identified(self, engine: str) -> None:
+        """What answered at ``base_url``, told by what it said (``protocol/engines.py``):
+        errors name it from now on. A server that told nothing keeps a better name."""
+        if engine != UNKNOWN or self.engine is None:
+            self.engine = self.name = engine
 
     def _unreachable(self, exc: Exception) -> Unreachable:
         reason = str(exc) or type(exc).__name__
@@ -317,6 +326,7 @@ class Upstream:
                     self.saw_listing(data)
                 listing = parse_models(path, data)
                 if listing is not None:
+                    self.identified(LM_STUDIO if path != OPENAI else engine_of(listing=data))
                     self._listing = path
                     self.listed, self.known = listing.loaded, listing.known
                     return [m.instance_id for m in listing.loaded], listing.known
@@ -327,6 +337,7 @@ class Upstream:
     async def _get_json(self, path: str) -> Any:
         response = await self._send("GET", path, timeout=5.0)
         if response.status_code in REFUSED_STATUSES:
+            self.identified(engine_of(said=response.text))  # LM Studio names itself
             raise self._http_error(response.status_code, response.content)
         if response.status_code != 200:
             return None

@@ -193,6 +193,7 @@ class LlamaServerDialect(ChatDialect):
     ``/status``."""
 
     summary = "chat completions (llama-server), the full history every turn"
+    server_name = "llama-server"
     named_as_required = True
     reads_id_slot = True  # its /v1/messages rebuilds the body and drops it
 

@@ -19,7 +19,13 @@ import trio
 
 from ..config import Settings
 from ..log import event
-from ..protocol.failures import Failure, ModelUnavailable, Overloaded, Unreachable
+from ..protocol.failures import (
+    Failure,
+    ModelUnavailable,
+    NotFound,
+    Overloaded,
+    Unreachable,
+)
 from ..protocol.models import is_claude_name
 from .backend import Backend, Readiness
 from .placement import Candidate, Choice, Placement
@@ -59,6 +65,17 @@ def is_background(requested: str) -> bool:
     return is_claude_name(requested) and "haiku" in requested.lower()
 
 
+def _one_failure(message: str, troubles: list[Failure], count: int, *,
+                 default: type[Failure]) -> Failure:
+    """The failure for a message that names each upstream's trouble: their common kind
+    when all ``count`` share one (every key refused: a 403 Claude Code shows at once),
+    Unreachable when some are in trouble, else ``default``."""
+    kinds = {type(t) for t in troubles}
+    if len(troubles) == count and len(kinds) == 1:
+        return kinds.pop()(message)
+    return Unreachable(message) if troubles else default(message)
+
+
 class Router:
     def __init__(self, settings: Settings, backends: list[Backend]) -> None:
         if not backends:
@@ -91,11 +108,11 @@ class Router:
         if not self.several:
             backend, model = self.backends[0], targets.get(self.backends[0].name)
             if model is None:
-                raise ModelUnavailable(backend.no_model_message())
+                raise backend.why_not(now)  # the real reason, not always "no model"
             return Route(backend, model, Choice(backend.name, "only"))
         candidates = [self._candidate(b, now) for b in self.backends if b.name in targets]
         if not candidates:
-            raise ModelUnavailable(self._no_upstream_message(requested))
+            raise self._none_serves(requested, now)
         prefer = self.settings.background_upstream if is_background(requested) else None
         choice = self.placement.choose((session, agent), candidates, now, holder=holder,
                                        prefer=prefer, exclude=exclude)
@@ -158,10 +175,25 @@ class Router:
         return Candidate(backend.name, backend.config.weight, backend.in_flight,
                          backend.config.max_concurrent, backend.available(now))
 
-    def _no_upstream_message(self, requested: str) -> str:
-        served = "; ".join(f"{b.name}: {', '.join(b.config.models or b.loaded_now()) or '-'}"
-                           for b in self.backends)
-        return f"no upstream serves model {requested!r} (by upstream: {served})"
+    def _none_serves(self, requested: str, now: float) -> Failure:
+        """No upstream serves ``requested``: each named, with why. When every one is in
+        trouble (down, refusing the key), that is the failure; when they answer and
+        none lists the model, it is not found."""
+        troubles = {b.name: b.trouble(now) for b in self.backends}
+        why = "; ".join(f"{b.name}: {self._why(b, troubles[b.name])}" for b in self.backends)
+        message = f"no upstream can serve model {requested!r} ({why})"
+        default = ModelUnavailable if is_claude_name(requested) else NotFound
+        return _one_failure(message, [t for t in troubles.values() if t is not None],
+                            len(self.backends), default=default)
+
+    @staticmethod
+    def _why(backend: Backend, trouble: Failure | None) -> str:
+        if trouble is not None:
+            return trouble.message
+        served = backend.config.models or backend.loaded_now()
+        where = f"{backend.server_name} at {backend.base_url}"
+        return f"{where} serves only {', '.join(served)}" if served else \
+            f"{where} has no model loaded"
 
     def _none_available(self, requested: str, candidates: list[Candidate],
                         exclude: tuple[str, ...]) -> Failure:
@@ -169,8 +201,23 @@ class Router:
         if all(c.available for c in candidates) and not exclude:
             return Overloaded(f"every upstream serving {requested!r} is at its limit "
                               f"({names})")
-        return Unreachable(f"no upstream serving {requested!r} is available ({names}: out "
-                           f"of rotation after failures; lmsd probes them again shortly)")
+        now = trio.current_time()
+        said: list[str] = []
+        troubles: list[Failure] = []
+        for candidate in candidates:
+            backend = self.backend(candidate.name)
+            assert backend is not None
+            trouble = backend.trouble(now)
+            if trouble is not None:
+                troubles.append(trouble)
+                said.append(f"{backend.name}: {trouble.message}")
+            elif candidate.name in exclude:
+                said.append(f"{backend.name}: failed this request")
+            else:
+                said.append(f"{backend.name}: at its limit of {candidate.max_concurrent}")
+        return _one_failure(f"no upstream serving {requested!r} is available "
+                            f"({'; '.join(said)})", troubles, len(candidates),
+                            default=Unreachable)
 
     # -- across every upstream ---------------------------------------------------------------
 

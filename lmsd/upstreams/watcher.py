@@ -23,6 +23,7 @@ import trio
 from ..config import Settings
 from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
+from ..protocol.engines import LM_STUDIO, engine_of, slot_context
 from ..protocol.failures import Failure, ModelUnavailable, UpstreamAuth, UpstreamBroken
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
 from .client import Upstream
@@ -79,6 +80,8 @@ class Watcher:
         self._capped_warned: set[str] = set()
         self._loaded_by_us: set[str] = set()  # keys we (re)loaded since the last poll
         self.busy_polls = 0  # polls left out or unanswered while the engine served lmsd
+        self._props_for: tuple[str, str] | None = None  # (url, model) /props was read for
+        self._slot_ctx: int | None = None  # what it said a slot holds
 
     # -- the supervised task ------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class Watcher:
                 self._set_refused(exc.message)
                 return True
             self.nothing_listens = isinstance(exc, httpx.ConnectError)
+            self._props_for = None  # it may come back started otherwise
             self._set_reachable(False, str(exc) or type(exc).__name__)
             if self.rediscover is not None:
                 await self.rediscover()
@@ -133,7 +137,7 @@ class Watcher:
         self.models, self.source = models, source
         self.last_poll = trio.current_time()
         self.polls += 1
-        if self.settings.watch:
+        if self.settings.watch and source != OPENAI:  # only LM Studio reloads on request
             for model in list(models.values()):
                 await self._enforce(model)
         return True
@@ -152,6 +156,7 @@ class Watcher:
         if response.status_code == 404:
             return None
         if response.status_code in REFUSED_STATUSES:
+            self.upstream.identified(engine_of(said=response.text))  # LM Studio names itself
             raise key_refused_answer(response.status_code, response.content,
                                      key=self.upstream.api_key, name=self.upstream.name)
         if response.status_code != 200:
@@ -166,6 +171,7 @@ class Watcher:
             listing = parse_models(path, await self._get(path))
             if listing is not None:
                 self.upstream.known = listing.known
+                self.upstream.identified(LM_STUDIO)  # its own listing
                 return {m.instance_id: m for m in listing.loaded}, path
         if self.lms is not None and self.lms.available and await self._is_lmstudio():
             # Only now: the server answered, so `lms` cannot launch LM Studio as a side effect.
@@ -175,9 +181,38 @@ class Watcher:
         self.upstream.saw_listing(data)
         listing = parse_models(OPENAI, data)
         if listing is not None:
+            self.upstream.identified(engine_of(listing=data))
+            await self._slot_context(listing.loaded)
             self.upstream.known = listing.known
             return {m.instance_id: m for m in listing.loaded}, OPENAI
         raise UpstreamBroken("the upstream lists no models")
+
+    async def _slot_context(self, loaded: list[LoadedModel]) -> None:
+        """A server that lists no context: llama-server's ``/props`` says what its one
+        model's slot holds, which is all it can hold (lmsd cannot reload it larger). Read
+        again only when the listing changes or the server was away (restarted)."""
+        if len(loaded) != 1 or loaded[0].context_length:
+            return
+        key = (self.upstream.base_url, loaded[0].instance_id)
+        if self._props_for != key:
+            try:
+                props = await self._get("/props")
+            except (httpx.HTTPError, Failure):
+                props = None
+            self._props_for, self._slot_ctx = key, slot_context(props)
+            if self._slot_ctx:
+                self.upstream.identified(engine_of(props=props))
+        if self._slot_ctx:
+            loaded[0].context_length = loaded[0].max_context_length = self._slot_ctx
+
+    def can_raise(self, model: str) -> bool:
+        """Can the watcher reload ``model`` with a larger context? Only LM Studio's, and
+        not past its ``max_context_length``."""
+        if self.source == OPENAI:
+            return False
+        m = next((m for m in self.models.values() if model in (m.key, m.instance_id)), None)
+        return m is None or m.max_context_length is None or (
+            m.context_length is not None and m.max_context_length > m.context_length)
 
     async def _is_lmstudio(self) -> bool:
         from .discovery import probe

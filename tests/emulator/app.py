@@ -126,14 +126,19 @@ def create_app(emu: Emulator) -> QuartTrio:
         """llama-server's settings; lmsd tells llama-server from other servers by them."""
         if not emu.llama_server:
             return json_response({"error": {"message": "File Not Found", "code": 404}}, 404)
-        return json_response({"default_generation_settings": {"n_ctx": 32768},
+        first = next(iter(emu.models.values()), None)  # one model, one slot size
+        n_ctx = first.context_length if first is not None and first.context_length else 32768
+        return json_response({"default_generation_settings": {"n_ctx": n_ctx},
                               "build_info": "b1-emulator"})
 
     @app.get("/v1/models")
     async def openai_models() -> Response:
         async with engine_turn(emu):  # llama-cpp-python's listing takes its one lock
+            owned_by = emu.owned_by
+            if emu.llama_server and owned_by == "organization_owner":
+                owned_by = "llamacpp"  # llama-server's rows say so
             data = [
-                {"id": m.key, "object": "model", "owned_by": emu.owned_by}
+                {"id": m.key, "object": "model", "owned_by": owned_by}
                 for m in emu.models.values()
                 if m.loaded
             ]

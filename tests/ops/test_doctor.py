@@ -537,7 +537,7 @@ async def test_run_exits_1_when_a_check_fails(tmp_path, monkeypatch, capsys, dea
     out = capsys.readouterr().out
     assert code == 1
     assert out.splitlines()[0].startswith("FAIL lmstudio ")
-    assert "; fix: start LM Studio's server" in out
+    assert "; fix: start the server there (LM Studio: `lms server start`)" in out
 
 
 async def test_run_json(tmp_path, monkeypatch, capsys, dead_port):

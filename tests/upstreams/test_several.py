@@ -153,8 +153,11 @@ async def test_when_every_upstream_is_down_the_client_gets_its_error(start_lmsd,
         with pytest.raises(anthropic.APIStatusError) as caught:  # both out of rotation
             await Conversation(client, "s-two").send("hello")
     assert caught.value.status_code == 503
-    assert ("no upstream serving 'claude-sonnet-4-6' is available (a, b: out of rotation "
-            "after failures; lmsd probes them again shortly)") in str(caught.value)
+    said = str(caught.value)
+    assert "no upstream serving 'claude-sonnet-4-6' is available (a: " in said
+    for box in pair:  # each named, with why
+        assert f"{box.name}: LM Studio at {box.url} is out of rotation after failures (" in said
+    assert caught.value.response.headers["x-should-retry"] == "false"
 
 
 async def test_a_model_goes_to_the_upstreams_that_serve_it(start_lmsd, nursery):
@@ -166,7 +169,10 @@ async def test_a_model_goes_to_the_upstreams_that_serve_it(start_lmsd, nursery):
         assert [r.model for r in a.generations()] == ["alpha/coder"]
         with pytest.raises(anthropic.APIStatusError) as caught:
             await Conversation(client, "s-3", model="gamma/coder").send("hi")
-    assert "no upstream serves model 'gamma/coder'" in str(caught.value)
+    assert caught.value.status_code == 404  # both answer, neither lists it
+    assert (f"no upstream can serve model 'gamma/coder' (a: LM Studio at {a.url} serves only "
+            f"alpha/coder; b: LM Studio at {b.url} serves only beta/coder)"
+            ) in str(caught.value)
 
 
 async def test_each_upstream_maps_claude_names_to_its_own_model(start_lmsd, nursery):

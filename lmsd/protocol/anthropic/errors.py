@@ -63,6 +63,7 @@ class AnthropicError(Exception):
     status: int = 0
     kind: str = ""  # what the upstream failure means (protocol.failures), "" for other errors
     failure: UpstreamFailure | None = None  # the upstream's own words, when it came from one
+    lasting: bool = False  # a state retrying will not change (``Failure.lasting``)
 
     def __post_init__(self) -> None:
         if not self.status:
@@ -149,4 +150,5 @@ def render(error: Failure, *, estimate: int = 0) -> AnthropicError:
     rendered.kind = upstream.kind if upstream is not None else (
         OVERFLOW if isinstance(error, ContextOverflow) else "")
     rendered.failure = upstream
+    rendered.lasting = error.lasting
     return rendered
