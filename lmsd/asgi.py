@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import trio
-from quart import Response
+from quart import Response, has_request_context, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
+from quart_trio.wrappers.request import TrioBody, TrioRequest
 from werkzeug.exceptions import HTTPException
 
 from . import guard, request_ids
+from .log import event, logger
 from .protocol.anthropic.errors import AnthropicError, render
 from .protocol.failures import Failure, HTTPRefusal, NotFound, TooLarge
 from .protocol.guard import Policy
@@ -40,6 +44,102 @@ class ShieldASGISend:
                 await send(message)
 
         return await self.app(scope, receive, shielded_send)
+
+
+#: The scope key of a request's body gate (``BodyGate``).
+GATE = "lmsd.body_gate"
+
+
+class BodyGate:
+    """Read no byte of a request body before a route asks for it.
+
+    Quart reads the body in a task of its own, alongside the request's hooks: without the
+    gate a request the guard, the token check or the router refuses is read anyway (and,
+    where something buffers it, held). Here the first ``receive`` waits until the route
+    awaits the body (``GatedBody``): a refused request is answered and its connection
+    closed unread, and a body whose Content-Length is over the limit is never read.
+
+    Once the answer is complete, what hypercorn still queues for the app (at most its
+    queue's few chunks, then the disconnect) is taken and dropped: hypercorn hands the
+    app the disconnect from inside the app's last ``send``, which would wait forever on a
+    queue no one reads.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        gate = scope[GATE] = trio.Event()
+
+        async def gated() -> Any:
+            await gate.wait()
+            return await receive()
+
+        async def drop_the_rest() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        async with trio.open_nursery() as nursery:
+            async def sent(message: Any) -> None:
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    nursery.start_soon(drop_the_rest)
+                await send(message)
+
+            await self.app(scope, gated, sent)
+            nursery.cancel_scope.cancel()
+
+
+class GatedBody(TrioBody):
+    """A body that opens its request's ``BodyGate`` when a route first reads it (unless
+    its Content-Length already says it is over the limit: then it is never read)."""
+
+    gate: trio.Event | None = None
+
+    def _open(self) -> None:
+        if self.gate is not None and self._must_raise is None:
+            self.gate.set()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        self._open()
+        return (yield from super().__await__())
+
+    async def __anext__(self) -> bytes:
+        self._open()
+        return await super().__anext__()
+
+
+class GatedRequest(TrioRequest):
+    body_class = GatedBody
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        assert isinstance(self.body, GatedBody)
+        self.body.gate = (self.scope or {}).get(GATE)
+
+
+def current_path() -> tuple[str, str]:
+    """The path and method of the request (or WebSocket handshake) being served."""
+    if has_request_context():
+        return request.path, request.method
+    if has_websocket_context():
+        return websocket.path, "WEBSOCKET"
+    return "", ""
+
+
+ExcInfo = tuple[type, BaseException, TracebackType] | tuple[None, None, None]
+
+
+def log_exception(app_name: str, exc_info: ExcInfo) -> None:
+    """An exception a request caused, as one line: any client can cause one, so the
+    traceback (kilobytes each) is only for ``log_level = debug``."""
+    error = exc_info[1]
+    path, method = current_path()
+    event("request.failed", level=logging.ERROR, app=app_name, method=method,
+          path=path[:200], request_id=request_ids.current(),
+          error=f"{type(error).__name__}: {error}"[:300])
+    logger.debug("request.failed traceback", exc_info=exc_info)
 
 
 @dataclass(frozen=True)
@@ -113,6 +213,8 @@ def make_app(name: str, *, max_body_bytes: int, render_failure: Renderer = rende
     With a ``policy``, requests a web page could have sent are refused before any other
     hook."""
     app = QuartTrio(name)
+    app.request_class = GatedRequest
+    app.log_exception = lambda exc_info: log_exception(name, exc_info)  # type: ignore
     if policy is not None:
         guard.install(app, policy, lambda failure: render_failure(failure).response())
     app.config["RESPONSE_TIMEOUT"] = None  # Quart's default 60 s would cut long streams
@@ -137,5 +239,5 @@ def make_app(name: str, *, max_body_bytes: int, render_failure: Renderer = rende
     async def http_error(error: HTTPException) -> Response:
         return answer(render_failure(http_failure(error, max_body_bytes)))
 
-    app.asgi_app = ShieldASGISend(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = ShieldASGISend(BodyGate(app.asgi_app))  # type: ignore[method-assign]
     return app

@@ -75,6 +75,10 @@ SERVE_HELP = {
     "upstream_timeout": "seconds of upstream silence before a request fails",
     "log_level": "the lowest level of log lines on stderr",
     "log_format": "text, json, or auto (JSON under journald or launchd)",
+    "log_file": "write the log to this file instead of stderr, rotated by size (the "
+                "launchd agent's log); empty: stderr",
+    "log_max_bytes": "bytes log_file may reach before it is rotated",
+    "log_backups": "rotated log files kept (log_file.1, .2, ...)",
     "config": "a TOML config file",
     "allowed_hosts": "extra Host names both ports answer (comma-separated); loopback and "
                      "the listen hosts always are",
@@ -264,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"lmsd: {problem}", file=sys.stderr)
             return 2
         return _run_client(args, settings)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, log_file=settings.log_file,
+                  max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     os.umask(0o077)  # what the daemon writes (store, recordings) is the user's alone
     from .daemon.supervisor import StartupError, run_daemon
 

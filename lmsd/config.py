@@ -287,6 +287,9 @@ class Settings:
     allowed_origins: list[str] = field(default_factory=list)
     log_level: str = "info"
     log_format: str = "auto"
+    log_file: str = ""  # the log goes here instead of stderr, rotated past log_max_bytes
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 3
     config: str = ""
 
     def __post_init__(self) -> None:
@@ -356,6 +359,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "allowed_origins": _list(parse_origins),
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_format": _choice("auto", "text", "json"),
+    "log_file": _path,
+    "log_max_bytes": _positive(int),
+    "log_backups": _non_negative_int,
     "config": _path,
 }
 SECRET_KEYS = frozenset({"upstream_api_key", "admin_token", "client_keys"})

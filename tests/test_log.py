@@ -100,3 +100,52 @@ def test_text_traceback_lines_escape_control_characters(captured):
     out = captured.getvalue()
     assert "Traceback" in out and "ValueError: \\x1b[2J" in out
     assert not any(c in out for c in RAW)
+
+
+def test_the_log_file_rotates_and_stays_bounded(captured, tmp_path):
+    """The launchd agent's log (LMSD_LOG_FILE): at most log_max_bytes per file and
+    log_backups old files, private to its owner; nothing on stderr."""
+    path = tmp_path / "logs" / "lmsd.log"
+    log.setup("info", "json", log_file=str(path), max_bytes=4096, backups=2)
+    try:
+        for n in range(2000):  # about 150 KB of lines
+            log.event("request.rejected", level=logging.WARNING, n=n, path="/x" * 10)
+    finally:
+        for handler in log.logger.handlers:
+            handler.close()
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["lmsd.log", "lmsd.log.1", "lmsd.log.2"]
+    for name in files:
+        assert (path.parent / name).stat().st_size <= 4096
+        assert (path.parent / name).stat().st_mode & 0o777 == 0o600
+    last = json.loads(path.read_text().splitlines()[-1])
+    assert last["n"] == 1999
+    assert captured.getvalue() == ""
+
+
+def test_a_log_file_that_cannot_be_opened_falls_back_to_stderr(captured, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    log.setup("info", "text", log_file=str(blocker / "lmsd.log"))
+    log.event("daemon.listening")
+    err = captured.getvalue()
+    assert "log.file_failed" in err and "daemon.listening" in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_traceback_only_at_debug(captured, fmt):
+    """Any client can make an exception happen: at the default level it is one line."""
+    log.setup("info", fmt)
+    try:
+        raise ValueError("bad " + "x" * 1000)
+    except ValueError:
+        log.logger.exception("request.internal_error")
+    line = captured.getvalue()
+    assert "Traceback" not in line and line.count("\n") == 1
+    assert "ValueError: bad x" in line and len(line) < 500
+    log.set_level("debug")
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        log.logger.exception("request.internal_error")
+    assert "Traceback (most recent call last)" in captured.getvalue()

@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, fields, replace
@@ -109,6 +110,15 @@ class _LabelledLog(Logger):
 
     async def error(self, message: str, *args: Any, **kwargs: Any) -> None:
         await super().error(f"{self.label}: {message}", *args, **kwargs)
+
+    async def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
+        """One line (what a client made the server or the app raise, say); the traceback
+        only at ``log_level = debug``, so no client can fill the log with them."""
+        error = sys.exc_info()[1]
+        event("server.error", level=logging.ERROR, server=self.label,
+              message=(message % args if args else message)[:200],
+              error=f"{type(error).__name__}: {error}"[:300] if error else None)
+        logger.debug(f"{self.label}: {message} traceback", exc_info=True)
 
 
 class StartupError(Exception):

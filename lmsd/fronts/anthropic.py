@@ -125,7 +125,8 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
         exchange = await _exchange(settings, router, store,
                                    check_session_id(sid) if sid is not None else None)
         return await answer(exchange, drain, settings.ping_interval, encode=encode_all,
-                            ping=PING)
+                            ping=PING,
+                            max_bytes=settings.max_body_bytes)
 
     @app.post("/v1/messages/count_tokens")
     @app.post("/session/<sid>/v1/messages/count_tokens")

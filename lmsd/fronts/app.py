@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from quart import Response, request
+from quart import Response
 from quart_trio import QuartTrio
 
 from .. import __version__
-from ..asgi import Rendered, Renderer, json_response, make_app, render_anthropic
+from ..asgi import Rendered, Renderer, current_path, json_response, make_app, render_anthropic
 from ..config import Settings
 from ..guard import policy_for
 from ..log import event
@@ -30,7 +30,7 @@ def renderer_by_path(renderers: list[tuple[str, Renderer]]) -> Renderer:
     Anthropic's shape (which lmsd's own routes, ``/`` and ``/session/ID/config``, speak
     too)."""
     def render(failure: Failure) -> Rendered:
-        path = _SESSION_PREFIX.sub("", request.path, count=1)
+        path = _SESSION_PREFIX.sub("", current_path()[0], count=1)
         for prefix, render_front in renderers:
             if path.startswith(prefix):
                 return render_front(failure)
@@ -50,8 +50,9 @@ def front_of(path: str) -> str:
 
 def _rejected(rendered: Rendered) -> None:
     """Requests refused before any exchange (bad input, no model) still show up."""
+    path, method = current_path()
     event("request.rejected", level=30, request_id=current_request_id(),
-          front=front_of(request.path), method=request.method, path=request.path,
+          front=front_of(path), method=method, path=path,
           status=rendered.status, error_type=rendered.type, error=rendered.message)
 
 
@@ -82,5 +83,6 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
     responses.install(app, settings, router, store, drain, history)
     renderers.append(("/v1/responses", responses.render))
     if recorder is not None:
-        app.asgi_app = recorder.wrap(app.asgi_app, front_of)  # type: ignore[method-assign]
+        app.asgi_app = recorder.wrap(  # type: ignore[method-assign]
+            app.asgi_app, front_of, max_body_bytes=settings.max_body_bytes)
     return app

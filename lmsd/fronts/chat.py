@@ -129,4 +129,5 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
         exchange = await _exchange(settings, router, store,
                                    check_session_id(sid) if sid is not None else None)
         return await answer(exchange, drain, settings.ping_interval, encode=encode_sse,
-                            ping=PING)
+                            ping=PING,
+                            max_bytes=settings.max_body_bytes)

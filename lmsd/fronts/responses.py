@@ -168,7 +168,8 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     async def responses() -> Response:
         exchange = await _exchange(settings, router, store, memory, kept)
         return await answer(exchange, drain, settings.ping_interval, encode=encode_all,
-                            ping=PING)
+                            ping=PING,
+                            max_bytes=settings.max_body_bytes)
 
     @app.get("/v1/responses/<response_id>")
     async def retrieve(response_id: str) -> Response:

@@ -17,7 +17,7 @@ from ..config import Settings
 from ..exchange import REPAIRED_CALL_PREFIX, Binding, Exchange, Reply
 from ..log import event
 from ..protocol.anthropic.request import parse_json
-from ..protocol.failures import Failure, UnsupportedMedia
+from ..protocol.failures import Failure, UnsupportedMedia, UpstreamBroken
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.pivot import Conversation
 from ..protocol.plan import TurnPlan
@@ -144,19 +144,33 @@ def new_exchange(routed: Routed, binding: Binding, reply: Reply, *, front: str,
 
 
 async def answer(exchange: Exchange, drain: Drain, ping_interval: float, *,
-                 encode: Callable[[list[Any]], bytes], ping: bytes) -> Response:
-    """A streamed answer, or (``stream: false``) the whole one once the exchange ends."""
+                 encode: Callable[[list[Any]], bytes], ping: bytes,
+                 max_bytes: int = 32 * 1024 * 1024) -> Response:
+    """A streamed answer, or (``stream: false``) the whole one once the exchange ends. The
+    whole one is held in memory: past ``max_bytes`` (max_body_bytes; counted as the
+    stream's bytes would be) the exchange is stopped, which stops the upstream too, and
+    the client is told why (an upstream that never ends would otherwise grow lmsd)."""
     if exchange.stream:
         return stream_response(EventStream(exchange, drain, ping_interval, encode=encode,
                                            ping=ping))
+    held = 0
 
-    async def discard(events: list[Any]) -> None:
-        pass  # the reply keeps what the whole answer needs
+    with trio.CancelScope() as too_large:
+        async def discard(events: list[Any]) -> None:
+            nonlocal held  # the reply keeps what the whole answer needs; this counts it
+            held += len(encode(events))
+            if held > max_bytes:
+                too_large.cancel()
 
-    try:
-        await exchange.run(discard)
-    finally:
-        exchange.log_end(cancelled=exchange.outcome == "pending")
+        try:
+            await exchange.run(discard)
+        finally:
+            exchange.log_end(cancelled=exchange.outcome == "pending")
+    if too_large.cancelled_caught:
+        raise UpstreamBroken(
+            f"the answer grew past {max_bytes} bytes, the most lmsd holds for a request "
+            f"with stream: false (max_body_bytes); the upstream was stopped there: ask with "
+            f"stream: true, or a lower max_tokens")
     return json_response(exchange.reply.result())
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -40,6 +41,22 @@ MODELS_CACHE_SECONDS = 2.0
 #: server closing it (``Server disconnected without sending a response``): bench/load.py
 #: saw it under load, now and then past the one retry of ``_post_stream``.
 KEEPALIVE_SECONDS = 1.0
+#: What lmsd reads of an upstream's error body, and passes on of its message: an error is
+#: a few hundred bytes; a server (or whatever answers at its address) may send megabytes,
+#: which would go to the client, and to the log, whole.
+ERROR_BODY_CAP = 64 * 1024
+ERROR_MESSAGE_CAP = 2000
+
+
+async def read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+    """At most ``cap`` bytes of ``response``'s body, and whether there was more (the rest
+    is never read: the connection is closed with the response)."""
+    raw = bytearray()
+    async for chunk in response.aiter_bytes():
+        raw += chunk
+        if len(raw) > cap:
+            return bytes(raw[:cap]), True
+    return bytes(raw), False
 
 
 #: Errors raised while building or sending a request because of what it holds (a header
@@ -223,8 +240,8 @@ class Upstream:
         try:
             async with self._post_stream(path, body, headers) as response:
                 if response.status_code != 200:
-                    raw = await response.aread()
-                    raise self._http_error(response.status_code, raw)
+                    raw, cut = await read_capped(response, ERROR_BODY_CAP)
+                    raise self._http_error(response.status_code, raw, cut=cut)
                 yield response
         except httpx.ConnectError as exc:
             raise self._unreachable(exc) from None
@@ -251,10 +268,18 @@ class Upstream:
             raise self._http_error(answer.status_code, answer.content)
         return answer.json()
 
-    def _http_error(self, status: int, raw: bytes) -> Failure:
+    def _http_error(self, status: int, raw: bytes, *, cut: bool = False) -> Failure:
+        """The failure an error answer means; ``cut``: its body was longer than what was
+        read (``ERROR_BODY_CAP``). A long message is cut too, and says so."""
         if status in REFUSED_STATUSES:
             return key_refused_answer(status, raw, key=self.api_key, name=self.name)
-        return as_error(read_raw_failure(raw, status), status, name=self.name)
+        failure = read_raw_failure(raw, status)
+        if cut or len(failure.message) > ERROR_MESSAGE_CAP:
+            failure = replace(failure, message=(
+                f"{failure.message[:ERROR_MESSAGE_CAP]}... ({self.name}'s error was cut: "
+                f"lmsd reads at most {ERROR_BODY_CAP // 1024} KiB of an error body and "
+                f"passes on {ERROR_MESSAGE_CAP} characters of its message)"))
+        return as_error(failure, status, name=self.name)
 
     async def count_tokens(self, text: str) -> int | None:
         """Count with the upstream's own tokenizer, where it has one: llama-cpp-python's

@@ -3,8 +3,9 @@
 Two thin taps fill one ``Recording`` per client request, found through a context
 variable (None when nothing records: the taps then cost one lookup):
 
-- ``Recorder.wrap`` is ASGI middleware on the proxy app: it keeps the client request and
-  every byte the client is sent (status, body chunks, their times);
+- ``Recorder.wrap`` is ASGI middleware on the proxy app: it keeps the client request (its
+  body as the app reads it, after the guard and within the body limit) and every byte the
+  client is sent (status, body chunks, their times);
 - ``RecordingTransport`` wraps the upstream client's transport: each upstream request and
   the raw chunks of its answer, as they arrive (before any parsing).
 
@@ -146,40 +147,39 @@ class Recorder:
     def stop(self, session: str) -> None:
         self.sessions.discard(session)
 
-    def wrap(self, app: ASGIApp, front_of: Callable[[str], str] = lambda path: "") -> ASGIApp:
-        """``app`` with a recording of each HTTP request while any session records."""
+    def wrap(self, app: ASGIApp, front_of: Callable[[str], str] = lambda path: "", *,
+             max_body_bytes: int = 32 * 1024 * 1024) -> ASGIApp:
+        """``app`` with a recording of each HTTP request while any session records.
+
+        The tap reads nothing itself: it keeps the request body as the app reads it (so a
+        request refused before its route reads nothing, recording or not) and at most
+        ``max_body_bytes`` of it (the app refuses a longer one)."""
         async def recorded(scope: Scope, receive: Callable[[], Awaitable[Message]],
                            send: Callable[[Message], Awaitable[None]]) -> None:
             if scope["type"] != "http" or scope.get("method") != "POST" or not self.active:
                 await app(scope, receive, send)
                 return
-            await self._record(app, scope, receive, send, front_of)
+            await self._record(app, scope, receive, send, front_of, max_body_bytes)
         return recorded
 
     async def _record(self, app: ASGIApp, scope: Scope,
                       receive: Callable[[], Awaitable[Message]],
                       send: Callable[[Message], Awaitable[None]],
-                      front_of: Callable[[str], str]) -> None:
+                      front_of: Callable[[str], str], max_body_bytes: int) -> None:
         body = bytearray()
-        messages: list[Message] = []
-        while True:  # the body first: the exchange starts with the whole request
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         recording = Recording(fmt.new_exchange(
             recorded_at=time.time(), method="POST", path=scope["path"], headers=headers,
-            body=bytes(body)))
+            body=b""))
         recording.exchange["front"] = front_of(scope["path"])
         stream = recording.exchange["client_stream"]
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
-        async def replayed() -> Message:
-            return messages.pop(0) if messages else await receive()
+        async def tapped() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(body) <= max_body_bytes:
+                body.extend(message.get("body", b"")[:max_body_bytes + 1 - len(body)])
+            return message
 
         async def sent(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -194,12 +194,25 @@ class Recorder:
 
         token = _current.set(recording)
         try:
-            await app(scope, replayed, sent)
+            await app(scope, tapped, sent)
         finally:
             _current.reset(token)
             recording.exchange["timings"]["total"] = recording.t()
             with trio.CancelScope(shield=True):
-                await self._keep(recording.exchange)
+                await self._finish(recording.exchange, bytes(body))
+
+    async def _finish(self, exchange: dict[str, Any], body: bytes) -> None:
+        """Keep ``exchange`` with the client's ``body`` if its session records. A request
+        is served whatever happens here: a failure to record it is one warning line."""
+        if self.sink is None and exchange.get("session") not in self.sessions:
+            return  # another session's request: its body is not even parsed
+        try:
+            exchange["client"]["body"] = fmt.redact(fmt.as_body(body))
+            await self._keep(exchange)
+        except Exception as exc:  # recording must never fail the request
+            event("session.record_failed", level=30, session=exchange.get("session"),
+                  path=exchange["client"]["path"][:200],
+                  error=f"{type(exc).__name__}: {exc}"[:300])
 
     async def _keep(self, exchange: dict[str, Any]) -> None:
         if self.sink is not None:

@@ -299,8 +299,10 @@ def test_rendered_plist(tmp_path):
     assert data["KeepAlive"] == {"SuccessfulExit": False}
     assert data["ProcessType"] == "Background"
     logs = home / "Library" / "Logs" / "lmsd"
-    assert data["StandardOutPath"] == str(logs / "lmsd.log")
-    assert data["StandardErrorPath"] == str(logs / "lmsd.err.log")
+    # lmsd writes its own log, rotated; launchd's files (never rotated) are for crashes
+    assert data["EnvironmentVariables"]["LMSD_LOG_FILE"] == str(logs / "lmsd.log")
+    assert data["StandardOutPath"] == str(logs / "launchd.out.log")
+    assert data["StandardErrorPath"] == str(logs / "launchd.err.log")
     path = data["EnvironmentVariables"]["PATH"].split(":")
     assert path[:2] == ["/opt/py/bin", str(home / ".lmstudio" / "bin")] and "/usr/bin" in path
     assert "~" not in service_launchd.render_launchd(command, home).decode()
