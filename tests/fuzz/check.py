@@ -9,6 +9,8 @@ import os
 import re
 from urllib.parse import unquote
 
+import hypothesis
+
 from tests.fuzz.live import Live, Reply, request
 
 #: The OpenAI fronts' routes (as the server sees the path: percent-decoded).
@@ -30,7 +32,7 @@ def dialect_of(port: str, path: str) -> str:
 
 
 def check_reply(reply: Reply, *, port: str, path: str, method: str, what: str) -> None:
-    assert reply.status < 500, (what, reply.status, reply.body[:2000])
+    assert reply.status < 500, (reply.status, reply.body[:2000], what)
     from_app = "request-id" in reply.headers  # else hypercorn refused it as bad HTTP
     if reply.status < 400 or not from_app or method == "HEAD":
         return
@@ -49,6 +51,13 @@ def check_reply(reply: Reply, *, port: str, path: str, method: str, what: str) -
     assert isinstance(error.get("type"), str) and error["type"], (what, body)
 
 
+def condensed(text: str) -> str:
+    """A traceback as its first line, lmsd's own frames (once each) and its last line."""
+    lines = text.strip().splitlines()
+    ours = list(dict.fromkeys(ln.strip() for ln in lines if "/lmsd/" in ln))
+    return "\n".join([lines[0][:300], *ours[:30], lines[-1][:500]])
+
+
 def exchange(live: Live, port: str, method: str, target: str | bytes,
              headers: list, body: bytes = b"") -> Reply:
     """Send one request; check its answer and that the log has no traceback; reset the
@@ -56,12 +65,13 @@ def exchange(live: Live, port: str, method: str, target: str | bytes,
     port_no = getattr(live, port)[1]
     raw = request(method, target, headers=headers, body=body, port=port_no)
     path = target if isinstance(target, str) else target.decode("latin-1")
-    what = raw[:3000]
+    what = raw if len(raw) < 1500 else raw[:700] + b" ... " + raw[-700:]
     try:
         reply = live.send(port, raw)
     finally:
         tracebacks = live.catch.take()
         live.reset_health()
-    assert not tracebacks, (what, reply.status, "\n".join(tracebacks)[-6000:])
+    assert not tracebacks, (reply.status, [condensed(t) for t in tracebacks][:3], what)
     check_reply(reply, port=port, path=path, method=method, what=what)
+    hypothesis.event(f"{port} {reply.status}")  # --hypothesis-show-statistics: the mix
     return reply

@@ -19,6 +19,14 @@ from tests.support.fixtures import codex_request
 
 # -- values ------------------------------------------------------------------------------
 
+
+def mostly(common: st.SearchStrategy[Any], rare: st.SearchStrategy[Any], *,
+           percent: int = 80) -> st.SearchStrategy[Any]:
+    """``common`` about ``percent``% of the time: most requests must get past the first
+    checks to test what lies behind them."""
+    return st.integers(0, 99).flatmap(lambda n: common if n < percent else rare)
+
+
 #: Marker -> JSON text put in its place (with the quotes around the marker).
 RAW = {
     "@@nan@@": "NaN", "@@inf@@": "Infinity", "@@-inf@@": "-Infinity",
@@ -60,6 +68,7 @@ def dump(value: Any) -> bytes:
 
 
 # -- valid requests of each front ------------------------------------------------------
+# (no images: the emulator's model refuses them, and most requests should get through)
 
 MESSAGES = {
     "model": "claude-sonnet-4-5", "max_tokens": 64, "stream": False,
@@ -74,8 +83,6 @@ MESSAGES = {
             {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}]},
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.txt"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                         "data": "iVBORw0KGgo="}},
             {"type": "text", "text": "and now?", "cache_control": {"type": "ephemeral"}}]},
     ],
     "temperature": 0.5, "top_p": 0.9, "top_k": 10, "stop_sequences": ["STOP"],
@@ -89,8 +96,7 @@ CHAT = {
                "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}}],
     "messages": [
         {"role": "system", "content": "be brief"},
-        {"role": "user", "content": [{"type": "text", "text": "hi"}, {
-            "type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
         {"role": "assistant", "content": None, "tool_calls": [{
             "id": "call_1", "type": "function",
             "function": {"name": "bash", "arguments": "{\"cmd\": \"ls\"}"}}]},
@@ -167,7 +173,7 @@ raw_bodies = st.one_of(
 
 
 def body_for(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
-    return st.one_of(mutated(base), mutated(base), raw_bodies)
+    return mostly(mutated(base), raw_bodies, percent=85)
 
 
 # -- ids, paths, methods, headers ----------------------------------------------------------
@@ -209,12 +215,12 @@ header_values = st.one_of(
                      b"[" * 6000, b'{"a":' * 3000, b"Bearer ", b"https://evil.example",
                      b"cross-site", b"2023-06-01", b"\x00", b"\x7f", b"\xff"]),
 )
-content_types = st.sampled_from([
-    "application/json", "application/json", "application/json; charset=utf-8",
+content_types = mostly(st.just("application/json"), st.sampled_from([
+    "application/json; charset=utf-8",
     "application/json; charset=utf-16", "text/plain", "application/x-www-form-urlencoded",
     "multipart/form-data; boundary=x", "", "application/json\x00", "APPLICATION/JSON",
     None,
-])
+]), percent=85)
 
 
 @st.composite
@@ -224,7 +230,7 @@ def headers(draw: Any, *, json_body: bool = True) -> list[tuple[str, bytes | str
         ctype = draw(content_types)
         if ctype is not None:
             out.append(("Content-Type", ctype))
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(mostly(st.just(0), st.integers(1, 3), percent=50))):
         out.append((draw(st.sampled_from(SESSION_HEADERS)), draw(header_values)))
     return out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz import strategies as s
@@ -42,8 +42,12 @@ def test_admin_api(live, case):
     exchange(live, "admin", method, target, headers, body)
 
 
-@settings(max_examples=examples(60), **SETTINGS)
-@given(st.sampled_from(["/events", "/nope", "/", "/status", "/sessions/x"]),
+@settings(max_examples=examples(150), **SETTINGS)
+@given(st.sampled_from(["/events", "/events", "/events", "/nope", "/", "/status"]),
        s.query_strings)
+@example("/events", "?replay=%C2%B2")  # was a traceback: "²" is a digit to str.isdigit
+@example("/events", "?replay=" + "9" * 5000)
 def test_admin_websocket_handshakes(live, path, query):
+    """The event tail's handshake, with any query (``?replay=``, ``?session=``, ``?type=``),
+    and handshakes to paths that are not WebSockets."""
     exchange(live, "admin", "GET", path + query, s.ws_upgrade(), b"")

@@ -7,7 +7,7 @@ name a session (the plain route, ``/session/ID/``, the session headers)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz import strategies as s
@@ -18,8 +18,10 @@ SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def session_prefixed(route: str) -> st.SearchStrategy[str]:
-    return st.one_of(st.just(route),
-                     s.odd_ids.map(lambda sid: f"/session/{s.path_segment(sid)}{route}"))
+    """Mostly the plain route (``/v1/responses`` has no ``/session/ID/`` form: a 404)."""
+    ids = s.mostly(s.good_ids, s.odd_ids, percent=50)
+    return s.mostly(st.just(route), ids.map(
+        lambda sid: f"/session/{s.path_segment(sid)}{route}"), percent=75)
 
 
 def front(route: str, bodies: st.SearchStrategy[bytes]) -> st.SearchStrategy[tuple]:
@@ -30,6 +32,9 @@ def front(route: str, bodies: st.SearchStrategy[bytes]) -> st.SearchStrategy[tup
 @given(st.one_of(front("/v1/messages", s.body_for(s.MESSAGES)),
                  front("/v1/messages", s.body_for(s.claude_body("basic_json", 1))),
                  front("/v1/messages/count_tokens", s.body_for(s.MESSAGES))))
+@example(("/v1/messages", [("Content-Type", "application/json")],
+          b'{"model": "m", "max_tokens": 5, "messages": [{"role": "user", '
+          b'"content": "\\ud800"}]}'))  # was a 500: a lone surrogate, hashing the turn
 def test_messages_front(live, case):
     path, headers, body = case
     exchange(live, "proxy", "POST", path, headers, body)
@@ -37,6 +42,8 @@ def test_messages_front(live, case):
 
 @settings(max_examples=examples(400), **SETTINGS)
 @given(front("/v1/chat/completions", s.body_for(s.CHAT)))
+@example(("/v1/chat/completions", [("Content-Type", "application/json")],
+          b'{"model": "m", "messages": [{"role": "user", "content": "x\\udfffy"}]}'))
 def test_chat_front(live, case):
     path, headers, body = case
     exchange(live, "proxy", "POST", path, headers, body)
@@ -45,6 +52,11 @@ def test_chat_front(live, case):
 @settings(max_examples=examples(400), **SETTINGS)
 @given(st.one_of(front("/v1/responses", s.body_for(s.RESPONSES)),
                  front("/v1/responses", s.body_for(s.captured_codex()))))
+@example(("/v1/responses", [("Content-Type", "application/json"),
+                            ("x-codex-turn-metadata", "[" * 6000)],
+          b'{"model": "m", "input": "hi"}'))  # was a 500: RecursionError reading the header
+@example(("/v1/responses", [("Content-Type", "application/json")],
+          b'{"model": "m", "input": "\\ud800"}'))  # was a 500: a lone surrogate
 def test_responses_front(live, case):
     path, headers, body = case
     exchange(live, "proxy", "POST", path, headers, body)
@@ -67,10 +79,12 @@ ROUTES = ["/", "/api/hello", "/v1/models", "/v1/models/claude-sonnet-4-5",
 
 
 @settings(max_examples=examples(500), **SETTINGS)
-@given(s.methods, st.one_of(st.sampled_from(ROUTES), s.odd_ids.map(
+@given(st.one_of(st.just("GET"), s.methods), st.one_of(st.sampled_from(ROUTES), s.odd_ids.map(
     lambda i: "/v1/models/" + s.path_segment(i)), session_prefixed("/v1/models"),
     st.text(max_size=30).map(lambda t: "/" + s.path_segment(t))),
     s.query_strings, s.headers(json_body=False), st.sampled_from([b"", b"{}", b"\xff"]))
+@example("GET", "/v1/models", "?limit=%C2%B2", [], b"")  # was a 500: "²".isdigit()
+@example("GET", "/v1/models", "?limit=" + "9" * 5000, [], b"")  # was a 500: int() refuses
 def test_any_method_on_any_path(live, method, path, query, headers, body):
     target = path + query if path != "*" else path
     exchange(live, "proxy", method, target, headers, body)
