@@ -212,7 +212,7 @@ def live_lmsd(tmp: Path) -> Iterator[Live]:
             await _main(tmp, ready, stop_box["event"])
         try:
             trio.run(main)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:  # reported by the test
             box["error"] = exc
             started.set()
 

@@ -255,5 +255,17 @@ def ws_upgrade() -> list[tuple[str, str]]:
             ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
 
 
-__all__ = ["CHAT", "CONFIG", "MESSAGES", "RESPONSES", "captured_codex", "body_for",
-           "claude_body", "headers", "methods", "odd_ids", "path_segment", "query_strings"]
+__all__ = [
+    "CHAT",
+    "CONFIG",
+    "MESSAGES",
+    "RESPONSES",
+    "body_for",
+    "captured_codex",
+    "claude_body",
+    "headers",
+    "methods",
+    "odd_ids",
+    "path_segment",
+    "query_strings",
+]
