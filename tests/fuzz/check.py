@@ -73,5 +73,6 @@ def exchange(live: Live, port: str, method: str, target: str | bytes,
         live.reset_health()
     assert not tracebacks, (reply.status, [condensed(t) for t in tracebacks][:3], what)
     check_reply(reply, port=port, path=path, method=method, what=what)
-    hypothesis.event(f"{port} {reply.status}")  # --hypothesis-show-statistics: the mix
+    if hypothesis.currently_in_test_context():  # --hypothesis-show-statistics: the mix
+        hypothesis.event(f"{port} {reply.status}")
     return reply

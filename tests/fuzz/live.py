@@ -166,13 +166,13 @@ def _b(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
 
 
-async def _main(tmp: Path, ready: Any, stop: trio.Event) -> None:
+async def _main(tmp: Path, ready: Any, stop: trio.Event, overrides: dict[str, str]) -> None:
     emu = Emulator()
     async with trio.open_nursery() as outer:
         emu.url = await serve_emulator(outer, emu)  # type: ignore[attr-defined]
         settings = load_settings({"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0",
                                   "upstream": emu.url, "state_dir": str(tmp / "state"),
-                                  "watch": "false"}, {})
+                                  "watch": "false", **overrides}, {})
         shutdown = trio.Event()
         with trio.move_on_after(60):  # a drain that hangs must not hang the test run
             async with trio.open_nursery() as inner:
@@ -189,9 +189,9 @@ def _addr(url: str) -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def live_lmsd(tmp: Path) -> Iterator[Live]:
-    """Serve until the block ends; every log record (lmsd's, hypercorn's, quart's) is
-    watched for tracebacks from the start."""
+def live_lmsd(tmp: Path, **overrides: str) -> Iterator[Live]:
+    """Serve until the block ends (``overrides`` are settings); every log record (lmsd's,
+    hypercorn's, quart's) is watched for tracebacks from the start."""
     catch = Catch()
     watched = [logging.getLogger(n) for n in ("lmsd", "", "quart.app", "quart.serving",
                                                "hypercorn.error", "trio")]
@@ -209,7 +209,7 @@ def live_lmsd(tmp: Path) -> Iterator[Live]:
         async def main() -> None:
             stop_box["event"] = trio.Event()
             stop_box["token"] = trio.lowlevel.current_trio_token()
-            await _main(tmp, ready, stop_box["event"])
+            await _main(tmp, ready, stop_box["event"], overrides)
         try:
             trio.run(main)
         except BaseException as exc:  # reported by the test

@@ -97,3 +97,12 @@ def test_any_method_on_any_path(live, method, path, query, headers, body):
 def test_websocket_handshakes(live, path):
     """Any web page can open these (no CORS for WebSockets)."""
     exchange(live, "proxy", "GET", path if path != "*" else "/x", s.ws_upgrade(), b"")
+
+
+def test_still_serves_after_the_fuzz(live):
+    """Last in the module: whatever came before, a plain request is answered."""
+    reply = exchange(live, "proxy", "POST", "/v1/messages",
+                     [("Content-Type", "application/json")],
+                     s.dump(dict(s.MESSAGES, stream=False)))
+    assert reply.status == 200 and reply.json()["type"] == "message"
+    assert live.breakers() == ["closed"]
