@@ -217,7 +217,7 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
         replay = websocket.args.get("replay", "0")
         await websocket.accept()
         with bus.subscribe(session=session, types=types,
-                                  replay=int(replay) if replay.isdigit() else 0) as sub:
+                                  replay=_count(replay)) as sub:
             await websocket.send(json.dumps({"type": "subscribed", "session": session,
                                              "types": list(types)}))
             while True:
@@ -225,3 +225,9 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
                 await websocket.send(json.dumps(item, ensure_ascii=False, default=str))
 
     return app
+
+
+def _count(raw: str) -> int:
+    """``?replay=N``: ASCII digits (``"²"`` is a digit to ``str.isdigit``, not to ``int``),
+    else none."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0

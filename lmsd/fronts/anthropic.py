@@ -236,7 +236,8 @@ def _int_arg(name: str, *, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # ASCII digits only ("²" is a digit to str.isdigit, not to int), and few of them
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not lo <= int(raw) <= hi:
         raise invalid(f"{name}: expected an integer from {lo} to {hi}, got {raw!r}")
     return int(raw)
 

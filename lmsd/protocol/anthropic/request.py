@@ -17,6 +17,7 @@ from typing import Any
 
 from ..failures import invalid
 from ..fields import expect, number, stop_strings
+from ..jsoncheck import MAX_DEPTH, problem
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif")
 REFUSED_MEDIA_TYPES = {"image/webp": "LM Studio's API does not accept WebP images"}
@@ -58,13 +59,18 @@ def _no_constant(name: str) -> Any:
 
 def parse_json(raw: bytes) -> Any:
     """Decode a request body; 400 for anything that is not strict JSON (NaN, Infinity and
-    out-of-range numbers included: the upstream could not be sent them)."""
+    out-of-range numbers included: the upstream could not be sent them), for nesting
+    deeper than ``MAX_DEPTH`` and for a lone surrogate anywhere in it (``jsoncheck``)."""
     try:
-        return json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+        value = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
-        raise invalid("request body is nested too deeply") from None
+        raise invalid(f"request body is nested too deeply (more than {MAX_DEPTH} "
+                      f"levels)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid(f"request body is not valid JSON: {exc}") from None
+    if (refused := problem(raw, value)) is not None:
+        raise invalid(refused)
+    return value
 
 
 

@@ -235,7 +235,7 @@ def request_kind(turn_metadata: str | None) -> str:
     """``turn`` or ``compaction``, from Codex's ``x-codex-turn-metadata`` header."""
     try:
         kind = json.loads(turn_metadata or "{}").get("request_kind")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # the header is the client's
         return "turn"
     return kind if isinstance(kind, str) and kind else "turn"
 
