@@ -684,3 +684,56 @@ def test_status_lists_every_upstream_when_there_are_several():
     assert "lap: http://b:2 chat, OUT (connection refused), 0 in flight, 1 active session" \
         in text
     assert "upstreams" not in format_status({**data, "upstreams": data["upstreams"][:1]})
+
+
+async def test_status_headline_speaks_for_every_upstream(start_lmsd, nursery):
+    """Two upstreams, the first one stopped: the headline says one serves and one is not
+    reachable (naming it and why), not "NOT reachable" for the whole daemon; each model
+    line names the upstream that serves it."""
+    from tests.emulator import Emulator, ModelSpec
+    from tests.support.boxes import Box, upstreams
+
+    a = Box(nursery, Emulator(models=[ModelSpec("alpha/coder")]), "a")
+    b = Box(nursery, Emulator(models=[ModelSpec("beta/coder")]), "b")
+    await a.start()
+    await b.start()
+    server = await start_lmsd(a.url, upstreams=upstreams(a, b), poll_interval="0.1")
+    first, second = server.router.backends
+    with trio.fail_after(10):
+        while not (first.watcher.polls and second.watcher.polls):
+            await trio.sleep(0.02)
+    await a.stop()
+    with trio.fail_after(10):
+        while first.watcher.reachable is not False:
+            await trio.sleep(0.02)
+    text = ok(await run("status", "--admin-listen", _admin(server)))
+    lines = text.splitlines()
+    headline = next(line for line in lines if line.startswith("upstream "))
+    assert re.fullmatch(r"upstream  2 upstreams: 1 serving, 1 not reachable \(a: .+\)",
+                        headline), headline
+    assert "NOT reachable" not in text
+    assert f"a: {a.url} " in text and f"b: {b.url} " in text
+    models = [line[10:] for line in lines[lines.index(next(
+        line for line in lines if line.startswith("models "))):] if line[:10].strip() in
+        ("models", "")]
+    assert sorted(models) == [
+        "alpha/coder on a  context 32768 / 262144  loaded (as last seen: a not reachable)",
+        "beta/coder on b  context 32768 / 262144  loaded"]
+    assert "; last error (a): " in text  # the watcher line is the first upstream's
+
+
+def test_the_upstreams_headline_counts_each_condition_and_names_why():
+    from lmsd.ops.client import upstreams_headline
+
+    listed = [
+        {"name": "desk", "reachable": True, "in_rotation": True},
+        {"name": "lap", "reachable": False, "in_rotation": False,
+         "health": {"last_error": "connection refused"}},
+        {"name": "cloud", "reachable": True, "in_rotation": True, "refused": "wrong key"},
+        {"name": "new", "reachable": None, "in_rotation": True},
+        {"name": "flaky", "reachable": True, "in_rotation": False,
+         "health": {"state": "open", "last_error": "timed out"}},
+        {"name": "also", "reachable": True, "in_rotation": True}]
+    assert upstreams_headline(listed) == (
+        "6 upstreams: 2 serving, 1 not checked yet (new), 1 refused (cloud: wrong key), "
+        "1 not reachable (lap: connection refused), 1 out of rotation (flaky: timed out)")
