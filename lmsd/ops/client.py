@@ -289,7 +289,7 @@ def status(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) ->
 
 # -- sessions and reset ---------------------------------------------------------------------
 
-SESSION_HEADER = ("SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
+SESSION_HEADER = ("SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES", "CACHED",
                   "ITEMS SENT/FULL", "TOKENS SENT/FULL", "REPAIRED", "LAST PREFILLED/CACHED",
                   "LAST USED")
 
@@ -303,18 +303,32 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
     for entry in sessions:
         agents = entry.get("agents") or []
         if not agents:
-            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-", "0", "-",
-                         ago(entry.get("last_used"), now)))
+            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-", "-", "0",
+                         "-", ago(entry.get("last_used"), now)))
         for a in agents:
             misses = ",".join(f"{k}:{v}" for k, v in (a.get("misses") or {}).items()) or "-"
             fronts = ",".join(a.get("fronts") or ()) or "-"  # none before lmsd recorded it
+            cached = a.get("cached_percent")
             rows.append((entry["session"], fronts, a.get("agent", "?"), a.get("model", "?"),
-                         str(a.get("turns", 0)), str(a.get("chain_hits", 0)), misses,
+                         str(a.get("turns", 0)), chain_hits(a), misses,
+                         "-" if cached is None else f"{cached}%",
                          ratio(a.get("items_sent", 0), a.get("items_full", 0)),
                          ratio(a.get("tokens_sent", 0), a.get("tokens_full", 0)),
                          str(a.get("repaired_tool_calls", 0)),  # tool calls printed as text
                          last_prefill(a.get("last_turn")), ago(a.get("last_used"), now)))
     return table(SESSION_HEADER, rows)
+
+
+def chain_hits(agent: dict[str, Any]) -> str:
+    """The HITS cell: chain hits; ``unchained`` when every turn went to a stateless
+    upstream (chat, messages: nothing to chain, CACHED says what its cache held), and
+    ``N (+M unchained)`` for a mix (a failover between kinds of upstream)."""
+    hits, unchained = agent.get("chain_hits", 0), agent.get("unchained_turns", 0)
+    if not unchained:
+        return str(hits)
+    if unchained >= agent.get("turns", 0) and not hits:
+        return "unchained"
+    return f"{hits} (+{unchained} unchained)"
 
 
 def last_prefill(turn: Any) -> str:

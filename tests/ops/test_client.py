@@ -182,17 +182,49 @@ async def test_sessions_pretty_and_json(lmsd, emulator):
     text = ok(await run("sessions", "--admin-listen", _admin(lmsd)))
     header, *rows = text.splitlines()
     assert header.split() == ["SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
-                              "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "REPAIRED",
+                              "CACHED", "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "REPAIRED",
                               "LAST", "PREFILLED/CACHED", "LAST", "USED"]
     assert len(rows) == 2
     main = next(r for r in rows if " main " in r)
     stats = lmsd.store.stats[("sess-1", "main", MODEL)]
-    expected = ["sess-1", "anthropic", "main", MODEL, "3", "2", "no_node:1",
+    expected = ["sess-1", "anthropic", "main", MODEL, "3", "2", "no_node:1", "-",
                 ratio(stats.items_sent, stats.items_full),
                 ratio(stats.tokens_sent, stats.tokens_full), "0"]
-    assert re.split(r"\s{2,}", main)[:10] == expected
+    assert re.split(r"\s{2,}", main)[:11] == expected
     assert re.search(r"(just now|\ds ago)$", main)
-    assert "(" in expected[7] and "%)" in expected[7]  # sent vs full as a percentage
+    assert "(" in expected[8] and "%)" in expected[8]  # sent vs full as a percentage
+
+
+async def test_sessions_on_a_stateless_upstream_show_the_cached_share(start_lmsd, emulator):
+    """A chat upstream (llama-server) keeps no state: every turn is the whole history, by
+    design. ``lmsd sessions`` says so (``unchained``, no misses) and shows what matters
+    there, the share of the prompt the engine's prefix cache held."""
+    emulator.llama_server = True  # its timings say what it prefilled and held
+    emulator.usage_mode = "openai"  # and its usage agrees (LM Studio's sticks at 0)
+    server = await start_lmsd(emulator.url, upstream_api="chat")
+    await converse(server, emulator, "sess-c", turns=3)
+    text = ok(await run("sessions", "--admin-listen", _admin(server)))
+    header, row = text.splitlines()
+    assert header.split()[4:8] == ["TURNS", "HITS", "MISSES", "CACHED"]
+    stats = server.store.stats[("sess-c", "main", MODEL)]
+    assert stats.prefilled_tokens and stats.cached_tokens  # the engine said, every turn
+    share = round(100 * stats.cached_tokens / (stats.cached_tokens + stats.prefilled_tokens))
+    assert re.split(r"\s{2,}", row)[4:8] == ["3", "unchained", "-", f"{share}%"]
+    [agent] = json.loads(ok(await run("sessions", "--json", "--admin-listen",
+                                      _admin(server))))["sessions"][0]["agents"]
+    assert (agent["misses"], agent["unchained_turns"], agent["cached_percent"]) == \
+        ({}, 3, share)
+
+
+def test_the_hits_cell_of_a_session_that_moved_between_kinds_of_upstream():
+    entries = [{"session": "s", "agents": [
+        {"agent": "main", "model": "m", "turns": 5, "chain_hits": 2, "unchained_turns": 2,
+         "misses": {"no_node": 1}, "cached_percent": 91},
+        {"agent": "old", "model": "m", "turns": 2, "chain_hits": 1, "misses": {"no_node": 1}}]}]
+    rows = [re.split(r"\s{2,}", line)[4:8]
+            for line in format_sessions(entries, now=100.0).splitlines()[1:]]
+    assert rows == [["5", "2 (+2 unchained)", "no_node:1", "91%"],
+                    ["2", "1", "no_node:1", "-"]]
 
 
 def test_sessions_table_shows_the_last_turns_prefill():
