@@ -364,7 +364,8 @@ class SessionStore:
     # -- counters ---------------------------------------------------------------------------
 
     async def record_turn(self, key: SessionKey, *, hit: bool, miss: str | None,
-                          unchained: bool = False, items_sent: int, items_full: int, tokens_sent: int,
+                          unchained: bool = False, items_sent: int, items_full: int,
+                          tokens_sent: int,
                           tokens_full: int, response_id: str | None,
                           front: str = "anthropic", repaired: int = 0,
                           upstream: str | None = None, prefilled: int | None = None,
