@@ -363,8 +363,8 @@ class Exchange:
         prefill = prefill_fields(self.upstream_usage)
         await store.record_turn(
             self.key, hit=chained, miss=None if chained else miss, unchained=unchained,
-            items_sent=items_sent,
-            items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
+            items_sent=items_sent, items_full=items_full, tokens_sent=tokens_sent,
+            tokens_full=tokens_full,
             response_id=reply.response_id if complete else None, front=self.front,
             repaired=repaired, upstream=self.upstream or None,
             prefilled=prefill.get("prefilled_tokens"), cached=prefill.get("cached_tokens"),

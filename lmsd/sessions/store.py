@@ -365,8 +365,7 @@ class SessionStore:
 
     async def record_turn(self, key: SessionKey, *, hit: bool, miss: str | None,
                           unchained: bool = False, items_sent: int, items_full: int,
-                          tokens_sent: int,
-                          tokens_full: int, response_id: str | None,
+                          tokens_sent: int, tokens_full: int, response_id: str | None,
                           front: str = "anthropic", repaired: int = 0,
                           upstream: str | None = None, prefilled: int | None = None,
                           cached: int | None = None, prefill_ms: float | None = None

@@ -108,7 +108,7 @@
       return h("div", { class: "agent" }, kv([
         ["Agent", a.agent], ["Model", a.model], ["Turns", num(a.turns)], ...chain,
         ["Cached", typeof a.cached_percent === "number"
-          ? `${a.cached_percent}% of the prompt tokens` : "not reported by the engine"],
+          ? `${a.cached_percent}% of the prompt tokens` : "unknown: the engine does not say what it prefilled"],
         ["Tokens sent", `${num(a.tokens_sent)} of ${num(a.tokens_full)} full resend` +
           (saved !== null ? ` (${saved}% saved)` : "")],
         ["Prefilled", `${num(a.prefilled_tokens)} (cached ${num(a.cached_tokens)})`],
@@ -153,7 +153,8 @@
         // upstreams, pinned here): the session cards' "Upstream" names the same one.
         ["Active sessions", `${num(u.active_sessions)}` +
           (u.active_window_s ? ` in the last ${Math.round(u.active_window_s / 60)} min` : "") +
-          ((u.sessions || []).length ? ": " + u.sessions.map((p) => p.agent === "main" ? p.session : `${p.session}/${p.agent}`).join(", ") : "")],
+          ((u.sessions || []).length ? ": " + u.sessions.map((p) =>
+            p.agent === "main" ? p.session : `${p.session}/${p.agent}`).join(", ") : "")],
         ["Models", (u.models || []).join(", ") || "none"]]),
       cache.length ? [h("h3", {}, "Cache"), kv(cache)] : null);
   }
