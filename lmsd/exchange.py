@@ -359,10 +359,12 @@ class Exchange:
             await store.touch(plan.node)
         items_sent, items_full, tokens_sent, tokens_full = plan.traffic(chained)
         miss = "stale_upstream" if self.stale else plan.miss
+        unchained = plan.stateless and not chained  # by design: neither a hit nor a miss
         prefill = prefill_fields(self.upstream_usage)
         await store.record_turn(
-            self.key, hit=chained, miss=None if chained else miss, items_sent=items_sent,
-            items_full=items_full, tokens_sent=tokens_sent, tokens_full=tokens_full,
+            self.key, hit=chained, miss=None if chained else miss, unchained=unchained,
+            items_sent=items_sent, items_full=items_full, tokens_sent=tokens_sent,
+            tokens_full=tokens_full,
             response_id=reply.response_id if complete else None, front=self.front,
             repaired=repaired, upstream=self.upstream or None,
             prefilled=prefill.get("prefilled_tokens"), cached=prefill.get("cached_tokens"),
@@ -371,6 +373,7 @@ class Exchange:
               agent=self.key[1], front=self.front, upstream=self.upstream or None,
               chained=chained,
               miss=None if chained else miss,
+              **({"unchained": True} if unchained else {}),
               previous_response_id=plan.node.response_id if chained and plan.node else None,
               stored=complete, items_sent=items_sent, items_full=items_full,
               **({"repaired": repaired} if repaired else {}))

@@ -108,6 +108,7 @@ class Metrics:
             self.overflows.labels("before_sending", front).inc()
         elif kind == "chain.decision":
             self.chain.labels("hit" if event.get("chained") else
+                              "unchained" if event.get("unchained") else
                               f"miss_{event.get('miss')}", front).inc()
         elif kind == "tool_call.repaired":
             self.repaired.labels(str(event.get("format", "?")), front).inc()

@@ -46,7 +46,8 @@ def _authorized(token: str, header: str | None, query: str | None = None) -> boo
 def sessions_json(store: SessionStore, only: str | None = None) -> list[dict[str, Any]]:
     """Sessions by id, most recently used first: each with the fronts its turns came in
     by (``anthropic``, ``openai_responses`` for a Codex thread, ``openai_chat``), its
-    per-agent-and-model counters and its config."""
+    per-agent-and-model counters (with ``cached_percent``, the prompt share the engine's
+    prefix cache held) and its config."""
     grouped: dict[str, dict[str, Any]] = {}
     for (session, agent, model), stats in store.stats.items():
         if only is not None and session != only:
@@ -56,7 +57,7 @@ def sessions_json(store: SessionStore, only: str | None = None) -> list[dict[str
                                              "agents": [], "last_used": 0.0})
         entry["agents"].append({"agent": agent, "model": model,
                                 "chain_nodes": len(store.nodes((session, agent, model))),
-                                **vars(stats)})
+                                **vars(stats), "cached_percent": stats.cached_percent})
         entry["fronts"] += [f for f in stats.fronts if f not in entry["fronts"]]
         entry["last_used"] = max(entry["last_used"], stats.last_used)
     for session in store.configs:

@@ -185,23 +185,30 @@ def format_status(data: dict[str, Any]) -> str:
     if data.get("draining"):
         row("draining", "yes: the daemon is shutting down")
     up = data.get("upstream", {})
-    reachable = {True: "reachable", False: "NOT reachable"}.get(up.get("reachable"),
-                                                               "not checked yet")
-    row("upstream", f"{up.get('url')} (found by: {up.get('source')}), {reachable}")
-    chaining = "chaining on" if up.get("chaining") else "chaining off"
-    row("dialect", f"{up.get('api') or 'not decided yet'} ({up.get('api_why') or '?'}), "
-        f"{chaining}")
-    if up.get("refused"):
-        row("", f"REFUSED: {up['refused']}")
     several = data.get("upstreams") or []
-    for i, u in enumerate(several if len(several) > 1 else []):
+    several = several if len(several) > 1 else []
+    if several:  # "upstream" is the first one only: the headline speaks for them all
+        row("upstream", upstreams_headline(several))
+    else:
+        reachable = {True: "reachable", False: "NOT reachable"}.get(up.get("reachable"),
+                                                                   "not checked yet")
+        row("upstream", f"{up.get('url')} (found by: {up.get('source')}), {reachable}")
+        chaining = "chaining on" if up.get("chaining") else "chaining off"
+        row("dialect", f"{up.get('api') or 'not decided yet'} ({up.get('api_why') or '?'}), "
+            f"{chaining}")
+        if up.get("refused"):
+            row("", f"REFUSED: {up['refused']}")
+    for i, u in enumerate(several):
         health = u.get("health", {})
         state = "in rotation" if u.get("in_rotation") else \
             f"OUT ({health.get('last_error') or health.get('state')})"
+        if u.get("refused"):
+            state += f", REFUSED: {u['refused']}"
         row("upstreams" if i == 0 else "",
             f"{u.get('name')}: {u.get('url')} {u.get('api') or '?'}, {state}, "
             f"{u.get('in_flight', 0)} in flight, "
             f"{_plural(u.get('active_sessions', 0), 'active session')}")
+    conditions = {u.get("name"): upstream_condition(u)[0] for u in several}
     models = data.get("models", [])
     if not models:
         row("models", "none loaded")
@@ -209,17 +216,24 @@ def format_status(data: dict[str, Any]) -> str:
         name = m.get("key", "?")
         if m.get("instance_id") and m["instance_id"] != name:
             name += f" as {m['instance_id']}"
+        where = ""
+        if m.get("upstream"):  # only with several upstreams
+            name += f" on {m['upstream']}"
+            condition = conditions.get(m["upstream"], "serving")
+            where = f" (as last seen: {m['upstream']} {condition})" \
+                if condition != "serving" else ""
         ctx = m.get("context_length") or "?"
         most = m.get("max_context_length") or "?"
         row("models" if i == 0 else "", f"{name}  context {ctx} / {most}  "
-            f"{m.get('state', '?')}")
+            f"{m.get('state', '?')}{where}")
     w = data.get("watcher", {})
     mode = "enforcing" if w.get("enforcing") else "not enforcing"
     text = (f"{mode} min_context {w.get('min_context')}; reloading: "
             f"{', '.join(w.get('reloading') or []) or 'none'}; backing off: "
             f"{', '.join(w.get('backing_off') or []) or 'none'}")
     if w.get("last_error"):
-        text += f"; last error: {w['last_error']}"
+        whose = f" ({several[0].get('name')})" if several else ""  # the first one's watcher
+        text += f"; last error{whose}: {w['last_error']}"
     row("watcher", text)
     r = data.get("requests", {})
     row("requests", f"{r.get('requests', 0)} served, {_plural(r.get('errors', 0), 'error')}, "
@@ -232,6 +246,41 @@ def format_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: An upstream's condition, as the headline counts them (in this order).
+CONDITIONS = ("serving", "not checked yet", "refused", "not reachable", "out of rotation")
+
+
+def upstream_condition(u: dict[str, Any]) -> tuple[str, str | None]:
+    """(one of CONDITIONS, why) for one ``/upstreams`` entry."""
+    health = u.get("health") or {}
+    if u.get("refused"):
+        return "refused", str(u["refused"])
+    if u.get("reachable") is False:
+        return "not reachable", health.get("last_error")
+    if not u.get("in_rotation", True):
+        return "out of rotation", health.get("last_error") or health.get("state")
+    if u.get("reachable") is None:
+        return "not checked yet", None
+    return "serving", None
+
+
+def upstreams_headline(upstreams: list[dict[str, Any]]) -> str:
+    """``2 upstreams: 1 serving, 1 not reachable (b: connection refused)``: every
+    upstream counted, each one that does not serve named with its reason."""
+    by_condition: dict[str, list[str]] = {}
+    for u in upstreams:
+        condition, why = upstream_condition(u)
+        by_condition.setdefault(condition, []).append(
+            f"{u.get('name', '?')}: {why}" if why else str(u.get("name", "?")))
+    parts = []
+    for condition in CONDITIONS:
+        names = by_condition.get(condition)
+        if names:
+            parts.append(f"{len(names)} {condition}" if condition == "serving" else
+                         f"{len(names)} {condition} ({'; '.join(names)})")
+    return f"{len(upstreams)} upstreams: {', '.join(parts)}"
+
+
 def status(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) -> None:
     """``lmsd status``."""
     data = admin.request("GET", "/status")
@@ -240,7 +289,7 @@ def status(admin: Admin, *, as_json: bool = False, out: TextIO | None = None) ->
 
 # -- sessions and reset ---------------------------------------------------------------------
 
-SESSION_HEADER = ("SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
+SESSION_HEADER = ("SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES", "CACHED",
                   "ITEMS SENT/FULL", "TOKENS SENT/FULL", "REPAIRED", "LAST PREFILLED/CACHED",
                   "LAST USED")
 
@@ -254,18 +303,32 @@ def format_sessions(sessions: list[dict[str, Any]], now: float | None = None) ->
     for entry in sessions:
         agents = entry.get("agents") or []
         if not agents:
-            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-", "0", "-",
-                         ago(entry.get("last_used"), now)))
+            rows.append((entry["session"], "-", "-", "-", "0", "0", "-", "-", "-", "-", "0",
+                         "-", ago(entry.get("last_used"), now)))
         for a in agents:
             misses = ",".join(f"{k}:{v}" for k, v in (a.get("misses") or {}).items()) or "-"
             fronts = ",".join(a.get("fronts") or ()) or "-"  # none before lmsd recorded it
+            cached = a.get("cached_percent")
             rows.append((entry["session"], fronts, a.get("agent", "?"), a.get("model", "?"),
-                         str(a.get("turns", 0)), str(a.get("chain_hits", 0)), misses,
+                         str(a.get("turns", 0)), chain_hits(a), misses,
+                         "-" if cached is None else f"{cached}%",
                          ratio(a.get("items_sent", 0), a.get("items_full", 0)),
                          ratio(a.get("tokens_sent", 0), a.get("tokens_full", 0)),
                          str(a.get("repaired_tool_calls", 0)),  # tool calls printed as text
                          last_prefill(a.get("last_turn")), ago(a.get("last_used"), now)))
     return table(SESSION_HEADER, rows)
+
+
+def chain_hits(agent: dict[str, Any]) -> str:
+    """The HITS cell: chain hits; ``unchained`` when every turn went to a stateless
+    upstream (chat, messages: nothing to chain, CACHED says what its cache held), and
+    ``N (+M unchained)`` for a mix (a failover between kinds of upstream)."""
+    hits, unchained = agent.get("chain_hits", 0), agent.get("unchained_turns", 0)
+    if not unchained:
+        return str(hits)
+    if unchained >= agent.get("turns", 0) and not hits:
+        return "unchained"
+    return f"{hits} (+{unchained} unchained)"
 
 
 def last_prefill(turn: Any) -> str:

@@ -24,6 +24,9 @@ class TurnPlan:
     delta: dict[str, Any] | None = None
     node: ChainNode | None = None
     miss: str | None = None
+    #: The upstream keeps no state (chat, messages): every turn is the whole history,
+    #: by design, neither a chain hit nor a miss; its engine's prefix cache does the work.
+    stateless: bool = False
     hashes: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     context: str = ""
@@ -54,7 +57,7 @@ def plan_stateless_turn(conv: Conversation, *, model: str, named_as_required: bo
     (``named_as_required``: see ``build_chat_request``)."""
     hashes, sizes = prefix_hashes([turn_json(t) for t in conv.turns])
     full = build_chat_request(conv, model=model, named_as_required=named_as_required)
-    return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
+    return TurnPlan(full, stateless=True, hashes=hashes, sizes=sizes)
 
 
 def plan_messages_turn(conv: Conversation, *, model: str, session: str | None = None
@@ -63,7 +66,7 @@ def plan_messages_turn(conv: Conversation, *, model: str, session: str | None = 
     the whole prefix-stable history every time; the session key in ``metadata.user_id``."""
     hashes, sizes = prefix_hashes([turn_json(t) for t in conv.turns])
     full = build_messages_request(conv, model=model, user_id=session)
-    return TurnPlan(full, miss="stateless_upstream", hashes=hashes, sizes=sizes)
+    return TurnPlan(full, stateless=True, hashes=hashes, sizes=sizes)
 
 
 def plan_turn(conv: Conversation, *, model: str, nodes: Iterable[ChainNode],

@@ -67,6 +67,8 @@ class SessionStats:
     turns: int = 0
     chain_hits: int = 0
     misses: dict[str, int] = field(default_factory=dict)
+    #: Turns to a stateless upstream (chat, messages): whole by design, not misses.
+    unchained_turns: int = 0
     items_sent: int = 0
     items_full: int = 0
     tokens_sent: int = 0
@@ -82,6 +84,10 @@ class SessionStats:
     #: whose engine said so (``protocol/prefill.py``).
     prefilled_tokens: int = 0
     cached_tokens: int = 0
+    #: The prompt tokens (prefilled + cached) of the turns whose engine said what it
+    #: prefilled: the base of ``cached_percent``. (``cached_tokens`` also counts turns
+    #: that said only what was cached, LM Studio's.)
+    measured_prompt_tokens: int = 0
     #: The last turn's: what it prefilled, found cached, and how long the prefill took
     #: (None where the engine did not say), and when it ended.
     last_turn: dict[str, Any] = field(default_factory=lambda: dict(NO_TURN))
@@ -92,7 +98,20 @@ class SessionStats:
         written before a field existed gets its default; a field this version does not
         know (a newer lmsd's) is ignored."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        stats = cls(**{k: v for k, v in data.items() if k in known})
+        # An older lmsd counted a stateless upstream's turns as misses of this name.
+        stats.unchained_turns += stats.misses.pop("stateless_upstream", 0)
+        return stats
+
+    @property
+    def cached_percent(self) -> int | None:
+        """The share of the prompt tokens the engine's prefix cache held, over the turns
+        whose engine said what it prefilled (None: none did). On a stateless upstream
+        this is what chaining is elsewhere: how little of each turn is computed again."""
+        if not self.measured_prompt_tokens:
+            return None
+        cached = self.measured_prompt_tokens - self.prefilled_tokens
+        return round(100 * max(cached, 0) / self.measured_prompt_tokens)
 
 
 class SessionStore:
@@ -349,20 +368,23 @@ class SessionStore:
     # -- counters ---------------------------------------------------------------------------
 
     async def record_turn(self, key: SessionKey, *, hit: bool, miss: str | None,
-                          items_sent: int, items_full: int, tokens_sent: int,
-                          tokens_full: int, response_id: str | None,
+                          unchained: bool = False, items_sent: int, items_full: int,
+                          tokens_sent: int, tokens_full: int, response_id: str | None,
                           front: str = "anthropic", repaired: int = 0,
                           upstream: str | None = None, prefilled: int | None = None,
                           cached: int | None = None, prefill_ms: float | None = None
                           ) -> None:
-        """Count one turn; ``prefilled``, ``cached`` and ``prefill_ms`` are the engine's
+        """Count one turn: a chain ``hit``, a ``miss`` (why), or ``unchained`` (to a
+        stateless upstream); ``prefilled``, ``cached`` and ``prefill_ms`` are the engine's
         (None: it did not say)."""
         now = self.clock()
         stats = self.stats.setdefault(key, SessionStats(created=now))
         stats.turns += 1
         if hit:
             stats.chain_hits += 1
-        if miss:
+        if unchained:
+            stats.unchained_turns += 1
+        elif miss:
             stats.misses[miss] = stats.misses.get(miss, 0) + 1
         stats.items_sent += items_sent
         stats.items_full += items_full
@@ -373,6 +395,8 @@ class SessionStore:
         stats.repaired_tool_calls += repaired
         stats.prefilled_tokens += prefilled or 0
         stats.cached_tokens += cached or 0
+        if prefilled is not None:
+            stats.measured_prompt_tokens += prefilled + (cached or 0)
         stats.last_turn = {"prefilled_tokens": prefilled, "cached_tokens": cached,
                            "prefill_ms": prefill_ms, "at": now}
         if front not in stats.fronts:

@@ -109,6 +109,9 @@ class Router:
             backend, model = self.backends[0], targets.get(self.backends[0].name)
             if model is None:
                 raise backend.why_not(now)  # the real reason, not always "no model"
+            # Nothing to choose, but the conversation is placed here all the same: the
+            # upstream's active sessions (``/upstreams``) count it.
+            self.placement.touch((session, agent), backend.name, now)
             return Route(backend, model, Choice(backend.name, "only"))
         candidates = [self._candidate(b, now) for b in self.backends if b.name in targets]
         if not candidates:
@@ -288,7 +291,10 @@ class Router:
             backend.keeper.forget(session)
 
     def upstreams_json(self) -> list[dict[str, Any]]:
-        """Each upstream's health, load, pinned sessions and dialect (``/upstreams``)."""
+        """Each upstream's health, load, dialect, and the conversations placed on it
+        that were active within ``active_window`` (``/upstreams``; with several, those
+        are the ones pinned there)."""
         now = trio.current_time()
         active = self.placement.active(now)
-        return [backend.to_json(now, active.get(backend.name, ())) for backend in self.backends]
+        return [{**backend.to_json(now, active.get(backend.name, ())),
+                 "active_window_s": self.settings.active_window} for backend in self.backends]

@@ -169,3 +169,27 @@ async def test_every_front_names_itself_in_its_events(lmsd, emulator, path, fron
                   for kind in ("request.start", "chain.decision", "request.end")]
     assert [e["front"] for e in events] == [front] * 3
     assert events[2]["outcome"] == "ok"
+
+
+async def test_one_upstream_counts_the_sessions_placed_on_it(client, emulator, lmsd):
+    """With a single upstream every conversation is placed there: ``/upstreams`` counts
+    those active within ``active_window`` and names them, as the session cards name
+    the upstream (it said 0 while the card showed it in use)."""
+    emulator.script(*tool_turns(2), Reply(Text("b")))
+    chat = Conversation(client, session="one-1")
+    await chat.send("start")
+    await chat.send()
+    await Conversation(client, session="one-2", agent="helper").send("hi")
+    [upstream] = (await admin_get(lmsd, "/upstreams")).json()["upstreams"]
+    assert upstream["active_sessions"] == 2
+    assert sorted(map(tuple, map(dict.values, upstream["sessions"]))) == [
+        ("one-1", "main"), ("one-2", "helper")]
+    assert upstream["active_window_s"] == lmsd.settings.active_window
+    sessions = (await admin_get(lmsd, "/sessions")).json()["sessions"]
+    assert {a["upstream"] for s in sessions for a in s["agents"]} == {upstream["name"]}
+    status = (await admin_get(lmsd, "/status")).json()
+    assert [u["active_sessions"] for u in status["upstreams"]] == [2]
+    async with httpx.AsyncClient(base_url=lmsd.admin_url) as http:
+        assert (await http.delete("/sessions/one-2")).status_code == 200
+    [upstream] = (await admin_get(lmsd, "/upstreams")).json()["upstreams"]
+    assert upstream["sessions"] == [{"session": "one-1", "agent": "main"}]

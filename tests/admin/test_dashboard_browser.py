@@ -121,3 +121,32 @@ async def test_record_buttons_start_and_stop_recording(start_lmsd, emulator, pag
     status = (await admin_get(server, "/status")).json()
     assert status["recording"]["sessions"] == ["rec-off"]
     await page.finish()
+
+
+async def test_a_stateless_upstreams_session_shows_its_cache_not_misses(start_lmsd, emulator,
+                                                                        page):
+    """A chat upstream's session card says its turns are unchained by design and how much
+    of the prompt the engine's cache held, with no miss count; with the one upstream, that
+    upstream's card counts the session as active there, as the session card names it."""
+    emulator.llama_server, emulator.usage_mode = True, "openai"
+    server = await start_lmsd(emulator.url, upstream_api="chat")
+    emulator.script(*tool_turns(3))
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="sk-ant-test",
+                                        max_retries=0) as client:
+        chat = Conversation(client, session="stateless-1")
+        await chat.send("start")
+        for _ in range(2):
+            await chat.send()
+    [stats] = server.store.stats.values()
+    await page.open(server.admin_url + "/")
+    text = await page.shows(CARD.format("stateless-1"), "Turns\n3")
+    assert "Chaining\nnone: a stateless upstream, each turn sent whole" in text
+    assert f"Cached\n{stats.cached_percent}% of the prompt tokens" in text
+    assert stats.cached_percent > 0
+    assert "Misses" not in text and "stateless_upstream" not in text
+    name = server.router.backends[0].name
+    assert f"Upstream\n{name}" in text
+    upstream = await page.shows("#upstreams", "Active sessions")
+    assert "Active sessions\n1 in the last 15 min: stateless-1" in upstream, upstream
+    await page.screenshot("-stateless")
+    await page.finish()

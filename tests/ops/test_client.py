@@ -182,17 +182,49 @@ async def test_sessions_pretty_and_json(lmsd, emulator):
     text = ok(await run("sessions", "--admin-listen", _admin(lmsd)))
     header, *rows = text.splitlines()
     assert header.split() == ["SESSION", "FRONT", "AGENT", "MODEL", "TURNS", "HITS", "MISSES",
-                              "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "REPAIRED",
+                              "CACHED", "ITEMS", "SENT/FULL", "TOKENS", "SENT/FULL", "REPAIRED",
                               "LAST", "PREFILLED/CACHED", "LAST", "USED"]
     assert len(rows) == 2
     main = next(r for r in rows if " main " in r)
     stats = lmsd.store.stats[("sess-1", "main", MODEL)]
-    expected = ["sess-1", "anthropic", "main", MODEL, "3", "2", "no_node:1",
+    expected = ["sess-1", "anthropic", "main", MODEL, "3", "2", "no_node:1", "-",
                 ratio(stats.items_sent, stats.items_full),
                 ratio(stats.tokens_sent, stats.tokens_full), "0"]
-    assert re.split(r"\s{2,}", main)[:10] == expected
+    assert re.split(r"\s{2,}", main)[:11] == expected
     assert re.search(r"(just now|\ds ago)$", main)
-    assert "(" in expected[7] and "%)" in expected[7]  # sent vs full as a percentage
+    assert "(" in expected[8] and "%)" in expected[8]  # sent vs full as a percentage
+
+
+async def test_sessions_on_a_stateless_upstream_show_the_cached_share(start_lmsd, emulator):
+    """A chat upstream (llama-server) keeps no state: every turn is the whole history, by
+    design. ``lmsd sessions`` says so (``unchained``, no misses) and shows what matters
+    there, the share of the prompt the engine's prefix cache held."""
+    emulator.llama_server = True  # its timings say what it prefilled and held
+    emulator.usage_mode = "openai"  # and its usage agrees (LM Studio's sticks at 0)
+    server = await start_lmsd(emulator.url, upstream_api="chat")
+    await converse(server, emulator, "sess-c", turns=3)
+    text = ok(await run("sessions", "--admin-listen", _admin(server)))
+    header, row = text.splitlines()
+    assert header.split()[4:8] == ["TURNS", "HITS", "MISSES", "CACHED"]
+    stats = server.store.stats[("sess-c", "main", MODEL)]
+    assert stats.prefilled_tokens and stats.cached_tokens  # the engine said, every turn
+    share = round(100 * stats.cached_tokens / (stats.cached_tokens + stats.prefilled_tokens))
+    assert re.split(r"\s{2,}", row)[4:8] == ["3", "unchained", "-", f"{share}%"]
+    [agent] = json.loads(ok(await run("sessions", "--json", "--admin-listen",
+                                      _admin(server))))["sessions"][0]["agents"]
+    assert (agent["misses"], agent["unchained_turns"], agent["cached_percent"]) == \
+        ({}, 3, share)
+
+
+def test_the_hits_cell_of_a_session_that_moved_between_kinds_of_upstream():
+    entries = [{"session": "s", "agents": [
+        {"agent": "main", "model": "m", "turns": 5, "chain_hits": 2, "unchained_turns": 2,
+         "misses": {"no_node": 1}, "cached_percent": 91},
+        {"agent": "old", "model": "m", "turns": 2, "chain_hits": 1, "misses": {"no_node": 1}}]}]
+    rows = [re.split(r"\s{2,}", line)[4:8]
+            for line in format_sessions(entries, now=100.0).splitlines()[1:]]
+    assert rows == [["5", "2 (+2 unchained)", "no_node:1", "91%"],
+                    ["2", "1", "no_node:1", "-"]]
 
 
 def test_sessions_table_shows_the_last_turns_prefill():
@@ -684,3 +716,56 @@ def test_status_lists_every_upstream_when_there_are_several():
     assert "lap: http://b:2 chat, OUT (connection refused), 0 in flight, 1 active session" \
         in text
     assert "upstreams" not in format_status({**data, "upstreams": data["upstreams"][:1]})
+
+
+async def test_status_headline_speaks_for_every_upstream(start_lmsd, nursery):
+    """Two upstreams, the first one stopped: the headline says one serves and one is not
+    reachable (naming it and why), not "NOT reachable" for the whole daemon; each model
+    line names the upstream that serves it."""
+    from tests.emulator import Emulator, ModelSpec
+    from tests.support.boxes import Box, upstreams
+
+    a = Box(nursery, Emulator(models=[ModelSpec("alpha/coder")]), "a")
+    b = Box(nursery, Emulator(models=[ModelSpec("beta/coder")]), "b")
+    await a.start()
+    await b.start()
+    server = await start_lmsd(a.url, upstreams=upstreams(a, b), poll_interval="0.1")
+    first, second = server.router.backends
+    with trio.fail_after(10):
+        while not (first.watcher.polls and second.watcher.polls):
+            await trio.sleep(0.02)
+    await a.stop()
+    with trio.fail_after(10):
+        while first.watcher.reachable is not False:
+            await trio.sleep(0.02)
+    text = ok(await run("status", "--admin-listen", _admin(server)))
+    lines = text.splitlines()
+    headline = next(line for line in lines if line.startswith("upstream "))
+    assert re.fullmatch(r"upstream  2 upstreams: 1 serving, 1 not reachable \(a: .+\)",
+                        headline), headline
+    assert "NOT reachable" not in text
+    assert f"a: {a.url} " in text and f"b: {b.url} " in text
+    models = [line[10:] for line in lines[lines.index(next(
+        line for line in lines if line.startswith("models "))):] if line[:10].strip() in
+        ("models", "")]
+    assert sorted(models) == [
+        "alpha/coder on a  context 32768 / 262144  loaded (as last seen: a not reachable)",
+        "beta/coder on b  context 32768 / 262144  loaded"]
+    assert "; last error (a): " in text  # the watcher line is the first upstream's
+
+
+def test_the_upstreams_headline_counts_each_condition_and_names_why():
+    from lmsd.ops.client import upstreams_headline
+
+    listed = [
+        {"name": "desk", "reachable": True, "in_rotation": True},
+        {"name": "lap", "reachable": False, "in_rotation": False,
+         "health": {"last_error": "connection refused"}},
+        {"name": "cloud", "reachable": True, "in_rotation": True, "refused": "wrong key"},
+        {"name": "new", "reachable": None, "in_rotation": True},
+        {"name": "flaky", "reachable": True, "in_rotation": False,
+         "health": {"state": "open", "last_error": "timed out"}},
+        {"name": "also", "reachable": True, "in_rotation": True}]
+    assert upstreams_headline(listed) == (
+        "6 upstreams: 2 serving, 1 not checked yet (new), 1 refused (cloud: wrong key), "
+        "1 not reachable (lap: connection refused), 1 out of rotation (flaky: timed out)")

@@ -183,7 +183,7 @@ async def test_prefill_totals_and_the_last_turn_persist_and_older_rows_load(tmp_
     path, clock = tmp_path / "s.sqlite3", Clock()
     store = SessionStore(path, clock=clock)
     await store.open()
-    turn = {"hit": False, "miss": "stateless_upstream", "items_sent": 1, "items_full": 1,
+    turn = {"hit": False, "miss": None, "unchained": True, "items_sent": 1, "items_full": 1,
             "tokens_sent": 10, "tokens_full": 10, "response_id": None}
     await store.record_turn(KEY, **turn, prefilled=1000, cached=0, prefill_ms=4100.5)
     clock.now = 1010.0
@@ -214,4 +214,42 @@ async def test_prefill_totals_and_the_last_turn_persist_and_older_rows_load(tmp_
     assert (older.turns, older.prefilled_tokens, older.cached_tokens) == (3, 0, 0)
     assert older.last_turn == {"prefilled_tokens": None, "cached_tokens": None,
                                "prefill_ms": None, "at": None}
+    await again.aclose()
+
+
+async def test_unchained_turns_are_not_misses_and_the_cached_share_is_measured(tmp_path):
+    """A stateless upstream's turn is neither a hit nor a miss; the cached share counts
+    only turns whose engine said what it prefilled (a cached count alone, LM Studio's,
+    has no prompt to be a share of). A row an older lmsd wrote, with its turns as
+    ``stateless_upstream`` misses, loads with them as unchained turns."""
+    path, clock = tmp_path / "s.sqlite3", Clock()
+    store = SessionStore(path, clock=clock)
+    await store.open()
+    turn = {"hit": False, "miss": None, "items_sent": 1, "items_full": 1,
+            "tokens_sent": 10, "tokens_full": 10, "response_id": None}
+    assert store.stats.get(KEY) is None
+    await store.record_turn(KEY, **turn, unchained=True, prefilled=1000, cached=0)
+    assert store.stats[KEY].cached_percent == 0
+    await store.record_turn(KEY, **turn, unchained=True, prefilled=20, cached=2980)
+    await store.record_turn(KEY, **turn, unchained=True, cached=5000)  # LM Studio's alone
+    stats = store.stats[KEY]
+    assert (stats.turns, stats.unchained_turns, stats.chain_hits, stats.misses) == \
+        (3, 3, 0, {})
+    assert stats.measured_prompt_tokens == 4000 and stats.cached_tokens == 7980
+    assert stats.cached_percent == round(100 * 2980 / 4000)
+    await store.record_turn(("t", "main", "m"), **turn)  # an engine that says nothing
+    assert store.stats[("t", "main", "m")].cached_percent is None
+    await store.aclose()
+    db = sqlite3.connect(path)
+    old = {"turns": 5, "chain_hits": 0, "misses": {"stateless_upstream": 4, "no_node": 1},
+           "created": 1000.0, "last_used": 9e9}
+    with db:
+        db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                   ("old", "main", "m", json.dumps(old)))
+    db.close()
+    again = SessionStore(path, clock=clock)
+    await again.open()
+    older = again.stats[("old", "main", "m")]
+    assert (older.unchained_turns, older.misses) == (4, {"no_node": 1})
+    assert again.stats[KEY].unchained_turns == 3
     await again.aclose()

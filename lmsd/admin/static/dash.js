@@ -98,9 +98,17 @@
     const rows = (s.agents || []).map((a) => {
       const misses = Object.entries(a.misses || {}).map(([k, v]) => `${k} ×${v}`).join(", ");
       const saved = a.tokens_full ? Math.round(100 * (1 - a.tokens_sent / a.tokens_full)) : null;
+      // A stateless upstream (chat, messages) has nothing to chain: its turns are neither
+      // hits nor misses, and its prefix cache is what saves the prefill.
+      const unchained = a.unchained_turns || 0;
+      const chain = unchained && unchained >= a.turns && !a.chain_hits
+        ? [["Chaining", "none: a stateless upstream, each turn sent whole"]]
+        : [["Chain hits", num(a.chain_hits) + (unchained ? ` (+${num(unchained)} unchained)` : "")],
+          ["Misses", misses || "none"]];
       return h("div", { class: "agent" }, kv([
-        ["Agent", a.agent], ["Model", a.model], ["Turns", num(a.turns)],
-        ["Chain hits", num(a.chain_hits)], ["Misses", misses || "none"],
+        ["Agent", a.agent], ["Model", a.model], ["Turns", num(a.turns)], ...chain,
+        ["Cached", typeof a.cached_percent === "number"
+          ? `${a.cached_percent}% of the prompt tokens` : "unknown: the engine does not say what it prefilled"],
         ["Tokens sent", `${num(a.tokens_sent)} of ${num(a.tokens_full)} full resend` +
           (saved !== null ? ` (${saved}% saved)` : "")],
         ["Prefilled", `${num(a.prefilled_tokens)} (cached ${num(a.cached_tokens)})`],
@@ -141,8 +149,12 @@
         ["Load", `${num(u.in_flight)} in flight` + (u.max_concurrent ? ` of ${u.max_concurrent}` : "") +
           `, ${num(u.served)} served`],
         ["In rotation", u.in_rotation ? "yes" : "no"],
-        ["Pinned sessions", `${num(u.active_sessions)}` + ((u.sessions || []).length
-          ? ": " + u.sessions.map((p) => p.session).join(", ") : "")],
+        // The conversations placed here that were active within the window (with several
+        // upstreams, pinned here): the session cards' "Upstream" names the same one.
+        ["Active sessions", `${num(u.active_sessions)}` +
+          (u.active_window_s ? ` in the last ${Math.round(u.active_window_s / 60)} min` : "") +
+          ((u.sessions || []).length ? ": " + u.sessions.map((p) =>
+            p.agent === "main" ? p.session : `${p.session}/${p.agent}`).join(", ") : "")],
         ["Models", (u.models || []).join(", ") || "none"]]),
       cache.length ? [h("h3", {}, "Cache"), kv(cache)] : null);
   }

@@ -196,7 +196,7 @@ def test_the_plan_is_stateless_and_prefix_stable_turn_after_turn():
         req = validate_messages_request({"model": "c", "max_tokens": 10, "tools": [BASH],
                                          "messages": history})
         plan = plan_messages_turn(conversation(req), model="m", session="s1")
-        assert plan.delta is None and plan.miss == "stateless_upstream"
+        assert plan.delta is None and plan.stateless and plan.miss is None
         assert plan.bodies == [plan.full] and plan.full["metadata"] == {"user_id": "s1"}
         bodies.append(plan.full)
         history += [{"role": "assistant", "content": [
