@@ -12,11 +12,14 @@ those was a full prefill on a local engine that had just said no. So, per conver
   whose size scaled from N is still over M by more than ``SHRINK_MARGIN`` is over as well
   (N scaled); anything closer goes to the engine, which decides;
 - a refusal of the content (an engine 4xx): the same request, byte for byte apart from
-  ``VOLATILE`` fields, is refused the same way.
+  ``VOLATILE`` fields, is refused the same way;
+- the engine refusing lmsd's key or not knowing the model: the same request within
+  ``BRIEF_TTL`` seconds (the CLI's immediate non-streamed resend), no longer: a user may
+  fix either between two tries.
 
 An entry is forgotten after ``ttl`` seconds, or when the limit lmsd knows for the model
-changes (a reload). Auth refusals, a missing model, a busy or unreachable engine are never
-remembered: each may be fixed between two tries. Times are passed in: no I/O here.
+changes (a reload). A busy, unreachable or crashed engine is never remembered: a retry may
+well succeed. Times are passed in: no I/O here.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .failures import ContextOverflow, Failure, UpstreamRejected
+from .failures import ContextOverflow, Failure, NotFound, UpstreamAuth, UpstreamRejected
 
 #: Fields of an upstream body that a client's resend changes without changing the prompt
 #: (Claude Code's non-streamed retry: ``stream`` false and a larger output budget).
@@ -35,6 +38,9 @@ VOLATILE = frozenset({"stream", "stream_options", "max_tokens", "max_output_toke
 #: A shorter prompt is answered from memory only when, scaled from the engine's count, it
 #: is still this far over the limit (text removed may be denser than the rest).
 SHRINK_MARGIN = 1.1
+#: A refused key or a missing model may be fixed between two tries, but not in the
+#: milliseconds between a streamed failure and the CLI's non-streamed resend of it.
+BRIEF_TTL = 5.0
 Key = tuple[str, ...]
 
 
@@ -60,6 +66,7 @@ class _Entry:
     failure: Failure
     fingerprint: str
     size: int
+    ttl: float
 
 
 @dataclass
@@ -76,12 +83,17 @@ class Resends:
         if isinstance(failure, ContextOverflow):
             if not failure.prompt_tokens or not failure.context_limit:
                 return False  # without the engine's numbers, nothing to compare a resend to
+        elif isinstance(failure, (NotFound, UpstreamAuth)):
+            if failure.upstream is None:
+                return False  # lmsd's own 404 (a path, a session), not the engine's word
         elif not isinstance(failure, UpstreamRejected):
             return False
         if len(self._entries) >= self.max_entries and key not in self._entries:
             self._entries.clear()  # bounded: one entry list per live conversation
         kept = [e for e in self._entries.get(key, []) if self._fresh(e, limit, now)]
-        kept.append(_Entry(now, limit, failure, fingerprint(body), prompt_size(full)))
+        ttl = BRIEF_TTL if isinstance(failure, (NotFound, UpstreamAuth)) else self.ttl
+        kept.append(_Entry(now, limit, failure, fingerprint(body), prompt_size(full),
+                           min(ttl, self.ttl)))
         self._entries[key] = kept[-8:]
         return True
 
@@ -108,7 +120,7 @@ class Resends:
         self._entries.pop(key, None)
 
     def _fresh(self, entry: _Entry, limit: int | None, now: float) -> bool:
-        return now - entry.at <= self.ttl and entry.limit == limit
+        return now - entry.at <= entry.ttl and entry.limit == limit
 
 
 def _still_over(failure: ContextOverflow, was: int, size: int) -> ContextOverflow | None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from lmsd.protocol.failures import ContextOverflow, Overloaded, UpstreamAuth, UpstreamRejected
+from lmsd.protocol.failures import (
+    ContextOverflow,
+    NotFound,
+    Overloaded,
+    UpstreamAuth,
+    UpstreamFailure,
+    UpstreamRejected,
+)
 from lmsd.protocol.resends import Resends
 
 KEY = ("s1", "main", "qwen")
@@ -53,9 +60,19 @@ def test_memory_is_per_conversation_expires_and_ends_with_a_new_limit():
     assert r.recall(KEY, BODY, BODY, limit=32768, now=61.0) is None
 
 
-def test_failures_that_may_be_fixed_between_two_tries_are_not_remembered():
+def test_a_missing_model_or_refused_key_is_recalled_only_for_the_immediate_resend():
+    said = UpstreamFailure(message="model not found")
+    for failure in (NotFound("model not found", upstream=said),
+                    UpstreamAuth("refused the API key", upstream=said)):
+        r = Resends()
+        assert r.note(KEY, BODY, BODY, failure, limit=None, now=0.0)
+        assert r.recall(KEY, {**BODY, "stream": False}, BODY, limit=None, now=0.5) is failure
+        assert r.recall(KEY, BODY, BODY, limit=None, now=6.0) is None  # the user fixed it?
+
+
+def test_failures_a_retry_may_get_past_are_not_remembered():
     r = Resends()
-    for failure in (UpstreamAuth("refused the API key"), Overloaded("busy"),
+    for failure in (Overloaded("busy"), NotFound("no such session"),
                     ContextOverflow("overflow, numbers unknown")):
         assert not r.note(KEY, BODY, BODY, failure, limit=None, now=0.0)
         assert r.recall(KEY, BODY, BODY, limit=None, now=0.0) is None
