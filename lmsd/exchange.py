@@ -91,6 +91,10 @@ class Binding:
     on_unwell: Callable[[Failure], None] | None = None
     keep: Keep = _as_is  # (body, full body) -> the body to send
     on_usage: Callable[[Usage | None], None] | None = None  # what the engine prefilled
+    #: (body, full body) -> the failure a resend of it will meet (``protocol/resends.py``)
+    recall: Callable[[dict[str, Any], dict[str, Any]], Failure | None] | None = None
+    #: (body, full body, failure): remember what the engine said of this request
+    note: Callable[[dict[str, Any], dict[str, Any], Failure], None] | None = None
 
 
 class _StaleChain(Exception):
@@ -177,6 +181,10 @@ class Exchange:
     failovers: list[str] = field(default_factory=list)  # upstreams it moved away from
     keep: Keep = _as_is  # the engine's slot around each request (``Binding.keep``)
     on_usage: Callable[[Usage | None], None] | None = None  # a cache miss is explained
+    recall: Callable[[dict[str, Any], dict[str, Any]], Failure | None] | None = None
+    note: Callable[[dict[str, Any], dict[str, Any], Failure], None] | None = None
+    sent: dict[str, Any] | None = None  # the last body that went to the engine
+    recalled: bool = False  # answered from what the engine said of the same request
 
     def bind(self, binding: Binding) -> None:
         """Send the turn through ``binding`` from now on."""
@@ -187,6 +195,7 @@ class Exchange:
                                                       binding.on_overflow)
         self.on_success, self.on_unwell = binding.on_success, binding.on_unwell
         self.keep, self.on_usage = binding.keep, binding.on_usage
+        self.recall, self.note = binding.recall, binding.note
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
@@ -200,6 +209,9 @@ class Exchange:
         if isinstance(failure, ContextOverflow) and failure.context_limit and \
                 self.on_overflow is not None:
             self.on_overflow(failure.context_limit)
+        if failure is not None and self.sent is not None and self.note is not None and \
+                not self.recalled:
+            self.note(self.sent, self.plan.full, failure)
         self.outcome = "error" if failure else "ok"
         if self.on_usage is not None and failure is None:
             self.on_usage(self.upstream_usage)
@@ -272,6 +284,14 @@ class Exchange:
 
     async def _attempt(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
                        ) -> list[Any]:
+        if self.recall is not None and (known := self.recall(body, self.plan.full)):
+            self.recalled = True  # a resend of what the engine refused: not sent again
+            event("request.resend_answered", level=30, id=self.reply.message_id,
+                  session=self.key[0], model=self.key[2], kind=known.kind,
+                  upstream=self.upstream or None,
+                  action="answered without the engine (it refused the same request)")
+            raise known
+        self.sent = body
         async with self.keep(body, self.plan.full) as sent:
             return await self._stream(sent, emit, retry_allowed)
 

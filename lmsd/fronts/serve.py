@@ -108,7 +108,9 @@ class Routed:
             on_unwell=lambda error: backend.failed(error, trio.current_time()),
             keep=partial(backend.keeper.turn, conversation, path=dialect.endpoint,
                          can_pin=dialect.reads_id_slot),
-            on_usage=partial(backend.keeper.prefilled, conversation))
+            on_usage=partial(backend.keeper.prefilled, conversation),
+            recall=partial(backend.recall_failure, key, route.model),
+            note=partial(backend.note_failure, key, route.model))
 
     async def failover(self, error: Failure) -> Binding | None:
         """Another upstream for this request, planned in full there; None if none."""

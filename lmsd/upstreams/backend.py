@@ -30,6 +30,7 @@ from ..protocol.failures import (
 )
 from ..protocol.fit import LearnedLimits
 from ..protocol.models import map_model
+from ..protocol.resends import Resends
 from ..protocol.urls import display_url
 from .breaker import Breaker
 from .cache.keeper import CacheKeeper
@@ -83,6 +84,7 @@ class Backend:
         self._refused_before = False  # the last poll found nothing listening
         self.chaining_refused = False  # the engine keeps no stored responses
         self.learned_limits = LearnedLimits()
+        self.resends = Resends()  # what it refused, so a client's resend is answered here
         self._dialect_for: tuple[str, Dialect] | None = None  # (upstream url, its dialect)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown)
         self.in_flight = 0
@@ -295,6 +297,19 @@ class Backend:
     def learn_limit(self, model: str, limit: int) -> None:
         """Remember the context limit an engine stated in an overflow error."""
         self.learned_limits.learn(self.upstream.base_url, model, limit, trio.current_time())
+
+    def recall_failure(self, key: tuple[str, ...], model: str, body: dict[str, Any],
+                       full: dict[str, Any]) -> Failure | None:
+        """The failure this engine gave moments ago for the same request (or a prompt at
+        least as large, for an overflow); None when it must be asked."""
+        return self.resends.recall(key, body, full, limit=self.context_limit(model),
+                                   now=trio.current_time())
+
+    def note_failure(self, key: tuple[str, ...], model: str, body: dict[str, Any],
+                     full: dict[str, Any], failure: Failure) -> None:
+        """Remember what this engine said of a request (``protocol/resends.py``)."""
+        self.resends.note(key, body, full, failure, limit=self.context_limit(model),
+                          now=trio.current_time())
 
     def no_model_message(self) -> str:
         """Why nothing can be served yet: for requests (503) and ``/readyz``."""

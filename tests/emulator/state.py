@@ -199,6 +199,10 @@ class Emulator:
         #: which server /v1/messages speaks like (``messages.py``)
         self.messages_flavor: MessagesFlavor = "llama_server"
         self.api_key: str | None = None  # require this API token (None: auth off)
+        #: how many requests pass clean before the queued faults apply (a failing 2nd turn)
+        self.faults_after = 0
+        #: the last queued fault applies to every request after it (counting a client's resends)
+        self.fault_forever = False
         #: how /v1/models names the owner; llama-cpp-python's server says "me"
         self.owned_by = "organization_owner"
         #: llama-cpp-python's one lock around /v1/models and /v1/chat/completions:
@@ -370,7 +374,15 @@ class Emulator:
         return self.overflow_mode in ("stream_error", "response_failed")
 
     def next_fault(self) -> Fault | None:
-        return self._faults.popleft() if self._faults else None
+        if self.faults_after > 0:  # this request is one of the clean ones before the faults
+            self.faults_after -= 1
+            return None
+        if not self._faults:
+            return None
+        fault = self._faults[0]
+        if self.fault_forever and len(self._faults) == 1:
+            return fault  # the last fault repeats: every later request fails the same way
+        return self._faults.popleft()
 
     def next_reply(self, record: RequestRecord) -> Reply:
         """The next scripted reply, or the default policy when the script is empty."""

@@ -18,8 +18,10 @@ PAYLOAD = {"model": "claude-x", "max_tokens": 50, "messages": [{"role": "user",
 
 async def still_serves(server, emulator) -> None:
     emulator.script(Reply(Text("still here")))
+    # a new request: the one the engine just refused would be answered from that refusal
+    later = {**PAYLOAD, "messages": [{"role": "user", "content": "hi again"}]}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        response = await http.post("/v1/messages", json=PAYLOAD)
+        response = await http.post("/v1/messages", json=later)
     assert response.status_code == 200
     assert response.json()["content"][0]["text"] == "still here"
 
@@ -87,17 +89,22 @@ async def test_a_client_disconnect_cancels_the_upstream_within_a_second(lmsd, em
     (400, 400, "invalid_request_error"), (404, 404, "not_found_error"),
     (500, 502, "api_error"), (503, 529, "overloaded_error")])
 async def test_upstream_http_errors(lmsd, emulator, status, expected_status, expected_type):
-    emulator.inject(Fault.http(status, "upstream said no"), Fault.http(status,
-                                                                       "upstream said no"))
+    emulator.inject(Fault.http(status, "upstream said no"))
     events = await sse(lmsd)
     assert check_stream(events) == "error"
     assert events[-1]["error"]["type"] == expected_type
+    # The same request again, not streamed (Claude Code's resend): a refusal (4xx) is
+    # answered from the engine's answer moments ago (protocol/resends.py), the rest sent.
+    remembered = status == 400  # (a 404 here is not the engine naming a missing model)
+    if not remembered:
+        emulator.inject(Fault.http(status, "upstream said no"))
     async with anthropic.AsyncAnthropic(base_url=lmsd.url, api_key="x",
                                         max_retries=0) as client:
         with pytest.raises(anthropic.APIStatusError) as info:
             await client.messages.create(**PAYLOAD)
     assert info.value.status_code == expected_status
     assert "upstream said no" in info.value.body["error"]["message"]
+    assert len(emulator.generations) == (1 if remembered else 2)
     await still_serves(lmsd, emulator)
 
 
