@@ -2,9 +2,10 @@
 what a re-warm replays when the engine lost its cache (a model reload, an engine or an
 lmsd restart). A conversation lives on one upstream, the one its last request went to:
 noting it on one forgets it on the others (after a failover or a move, the upstream it
-left must not warm it again: a full cold prefill on a box that no longer serves it). Bounded (``keep`` per upstream, most recent kept) and written to the
-session store's SQLite file by the keeper within a second (never on a turn's path), so
-it outlives an lmsd restart.
+left must not warm it again: a full cold prefill on a box that no longer serves it).
+Bounded (``keep`` per upstream, most recent kept) and written to the session store's
+SQLite file by the keeper within a second (never on a turn's path), so it outlives an
+lmsd restart.
 """
 
 from __future__ import annotations

@@ -298,9 +298,11 @@ class CacheKeeper:
         self._queue = [c for c in self._queue
                        if session is not None and c.split("/", 1)[0] != session]
 
-    def prefilled(self, conversation: str, usage: Usage | None) -> None:
-        """After a turn: what the engine prefilled (a miss is reported, with its cause)."""
-        self.misses.turn(conversation, usage)
+    def prefilled(self, conversation: str, usage: Usage | None,
+                  expected: int | None = None) -> None:
+        """After a turn: what the engine prefilled (a miss is reported, with its cause);
+        ``expected``: what a chained turn prefills by design."""
+        self.misses.turn(conversation, usage, expected)
 
     def _preempt(self, conversation: str) -> None:
         if self._warming is not None:
