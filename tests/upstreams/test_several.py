@@ -369,3 +369,24 @@ async def test_a_conversation_is_warmed_only_on_the_upstream_it_moved_to(start_l
     assert warmups_on(a) == [] and len(warmups_on(b)) == 1
     moved = b.generations()[0]  # the turn that failed over, in full
     assert warmups_on(b)[0].body["input"] == moved.body["input"]
+
+
+async def test_a_title_naming_the_local_model_takes_the_background_route(start_lmsd, pair):
+    """ANTHROPIC_SMALL_FAST_MODEL names the local model: the title is known by its shape
+    (no tools, no thinking, a JSON schema) and goes where side requests go."""
+    a, b = pair
+    server = await start_pair(start_lmsd, pair, background_upstream="b")
+    async with client_of(server) as client:
+        main = Conversation(client, "s-one", model=MODEL)
+        await main.send("hello")
+        await client.messages.create(
+            model=MODEL, max_tokens=1000, system="You are naming a coding session.",
+            messages=[{"role": "user", "content": "<session>hello</session>"}],
+            extra_headers={"X-Claude-Code-Session-Id": "s-one"},
+            extra_body={"output_config": {"format": {"type": "json_schema", "schema": {
+                "type": "object", "properties": {"title": {"type": "string"}}}}}})
+        await main.send()
+    assert [r.headers["x-session-id"] for r in b.generations()] == ["s-one"]
+    assert len(b.generations()[0].tools) == 0  # the title request
+    assert len(a.generations()) == 2
+    assert a.generations()[1].previous_response_id in a.emu.responses  # still chained
