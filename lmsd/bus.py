@@ -23,7 +23,8 @@ RECENT = 500  # events kept for subscribers that ask for a replay (``tail`` hist
 # Every event type lmsd emits (a unit test checks this against the source), so that
 # ``lmsd tail --type`` can refuse a typo instead of silently printing nothing.
 EVENT_TYPES = frozenset({
-    "cache.engine", "cache.lost", "cache.miss", "cache.pinned", "cache.restored", "cache.saved",
+    "cache.engine", "cache.lost", "cache.miss", "cache.pinned", "cache.released",
+    "cache.restored", "cache.saved",
     "cache.slot_failed", "cache.warmed", "cache.warmup", "cache.warmup_failed",
     "cache.warmup_preempted",
     "chain.decision", "chain.stale",
@@ -35,7 +36,7 @@ EVENT_TYPES = frozenset({
     "model.context_enforced", "model.context_reverted", "model.loaded", "model.reload_failed",
     "model.reloading", "model.restore_failed", "model.restored", "model.unloaded",
     "request.end", "request.refused", "request.rejected", "request.resend_answered",
-    "request.too_long",
+    "request.too_long", "responses.not_kept",
     "request.server_tools_dropped", "request.start", "request.waiting_for_reload",
     "session.config", "session.record", "session.recorded", "session.reset",
     "store.corrupt", "store.unavailable", "store.write_failed", "store.still_failing",
@@ -44,7 +45,8 @@ EVENT_TYPES = frozenset({
     "upstream.bad_event", "upstream.chaining_unsupported", "upstream.dialect",
     "upstream.discovered", "upstream.discovery_lms_failed", "upstream.down",
     "upstream.empty_stream", "upstream.failover", "upstream.ignored_events", "upstream.out",
-    "upstream.placed", "upstream.refused", "upstream.rejoined", "upstream.up",
+    "upstream.one_at_a_time", "upstream.placed", "upstream.refused", "upstream.rejoined",
+    "upstream.up",
     "log.file_failed", "request.failed", "server.error", "session.record_failed",
     "dropped",  # sent by the bus itself to a subscriber that read too slowly
 })

@@ -45,7 +45,7 @@ from .protocol.failures import (
 )
 from .protocol.pivot import Event, Failed, ToolCallStarted, Turn, Usage
 from .protocol.plan import TurnPlan, next_node
-from .protocol.prefill import prefill_fields
+from .protocol.prefill import expected_prefill, prefill_fields
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
 from .upstreams.dialect import Dialect
@@ -90,7 +90,8 @@ class Binding:
     on_success: Callable[[], None] | None = None
     on_unwell: Callable[[Failure], None] | None = None
     keep: Keep = _as_is  # (body, full body) -> the body to send
-    on_usage: Callable[[Usage | None], None] | None = None  # what the engine prefilled
+    #: What the engine prefilled, and what a chained turn prefills by design.
+    on_usage: Callable[[Usage | None, int | None], None] | None = None
     #: (body, full body) -> the failure a resend of it will meet (``protocol/resends.py``)
     recall: Callable[[dict[str, Any], dict[str, Any]], Failure | None] | None = None
     #: (body, full body, failure): remember what the engine said of this request
@@ -180,7 +181,7 @@ class Exchange:
     failover: Callable[[Failure], Awaitable[Binding | None]] | None = None
     failovers: list[str] = field(default_factory=list)  # upstreams it moved away from
     keep: Keep = _as_is  # the engine's slot around each request (``Binding.keep``)
-    on_usage: Callable[[Usage | None], None] | None = None  # a cache miss is explained
+    on_usage: Callable[[Usage | None, int | None], None] | None = None  # a miss explained
     recall: Callable[[dict[str, Any], dict[str, Any]], Failure | None] | None = None
     note: Callable[[dict[str, Any], dict[str, Any], Failure], None] | None = None
     sent: dict[str, Any] | None = None  # the last body that went to the engine
@@ -214,7 +215,8 @@ class Exchange:
             self.note(self.sent, self.plan.full, failure)
         self.outcome = "error" if failure else "ok"
         if self.on_usage is not None and failure is None:
-            self.on_usage(self.upstream_usage)
+            sent = self.plan.delta if self.chained and self.plan.delta is not None else {}
+            self.on_usage(self.upstream_usage, expected_prefill(sent))
         self._log_repairs()
         await self._remember()
 

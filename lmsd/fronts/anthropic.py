@@ -20,6 +20,7 @@ from ..protocol.anthropic.request import (
     MessagesRequest,
     validate_messages_request,
 )
+from ..protocol.anthropic.side import is_side_request
 from ..protocol.failures import Failure, Forbidden, NotFound, Unauthorized, invalid
 from ..protocol.guard import is_loopback_host
 from ..protocol.models import (
@@ -59,7 +60,8 @@ from .serve import (
 async def _exchange(settings: Settings, router: Router, store: SessionStore,
                     path_id: str | None) -> Exchange:
     """Validate, map the model, plan the turn (full or chained): the Exchange to run."""
-    req = validate_messages_request(await read_json())
+    body = await read_json()
+    req = validate_messages_request(body)
     cap = settings.max_tokens_cap
     capped = bool(cap and req.max_tokens is not None and req.max_tokens > cap)
     if capped:
@@ -68,7 +70,7 @@ async def _exchange(settings: Settings, router: Router, store: SessionStore,
     agent = agent_id_of(request.headers)
     config = store.config(session_for(path_id) if path_id else None, session)
     routed = Routed(settings, router, store, req.model, session, agent,
-                    override=config.model)
+                    override=config.model, side=is_side_request(body))
     route = await routed.place()
     model = route.model
     estimate = estimate_tokens(req.system, req.messages, req.tools)

@@ -58,6 +58,7 @@ class Routed:
     override: str | None = None  # the session's configured model
     lenient: bool = False  # an unknown model name goes to the default one (Codex)
     adjust: Callable[[TurnPlan], None] | None = None  # a front's last touch to a plan
+    side: bool | None = None  # a side request (a title): None, judged by the model's name
     route: Route | None = None
     conv: Conversation | None = None
 
@@ -70,8 +71,13 @@ class Routed:
             holder = self.store.holder(self.session, self.agent)
         self.route = await router.route(
             self.requested, session=self.session, agent=self.agent, override=self.override,
-            lenient=self.lenient, holder=holder, probe=probe)
+            lenient=self.lenient, holder=holder, probe=probe, background=self.background)
         return self.route
+
+    @property
+    def background(self) -> bool:
+        """A side request: it takes the background key and route, not the session's."""
+        return self.side if self.side is not None else is_background(self.requested)
 
     @property
     def backend(self) -> Backend:
@@ -90,8 +96,7 @@ class Routed:
         nodes = [n for n in stored if n.upstream == backend.name or
                  (not n.upstream and backend is self.router.backends[0])]
         session_key = self.session if self.agent == "main" else f"{self.session}/{self.agent}"
-        conversation = BACKGROUND if is_background(self.requested) else \
-            f"{self.session}/{self.agent}"
+        conversation = BACKGROUND if self.background else f"{self.session}/{self.agent}"
         plan = dialect.plan(conv, model=route.model, nodes=nodes, chaining=backend.chaining,
                             session=session_key)
         if plan.node is None and len(nodes) < len(stored) and plan.miss == "no_node":
@@ -117,7 +122,7 @@ class Routed:
         assert self.route is not None and self.conv is not None
         moved = await self.router.failover(
             self.route, error, self.requested, session=self.session, agent=self.agent,
-            override=self.override, lenient=self.lenient)
+            override=self.override, lenient=self.lenient, background=self.background)
         if moved is None:
             return None
         self.route = moved

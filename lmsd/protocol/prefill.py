@@ -16,10 +16,12 @@ prefilled, as the engine reports it and never inferred from a figure that may be
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from .pivot import Usage
+from .tokens import text_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,20 @@ def prefill_fields(usage: Usage | None) -> dict[str, Any]:
     if usage.prefill_ms is not None:
         out["prefill_ms"] = round(usage.prefill_ms, 1)
     return out
+
+
+def expected_prefill(body: dict[str, Any]) -> int | None:
+    """What a chained Responses request (``previous_response_id``) makes the engine
+    prefill by design, in estimated tokens: its new items, and the instructions and tools
+    resent with it (LM Studio restores neither from the stored response, and may count
+    them as prefilled again each turn). None for a request that is not chained: there,
+    what the engine could have cached is the whole prompt it saw last turn."""
+    if not body.get("previous_response_id"):
+        return None
+    resent = [body.get("input") or [], body.get("instructions") or "",
+              body.get("tools") or []]
+    return sum(text_tokens(part if isinstance(part, str) else
+                           json.dumps(part, ensure_ascii=False)) for part in resent)
 
 
 def _count(value: Any) -> int | None:

@@ -1,8 +1,11 @@
 """The last full upstream request of each recently active conversation, per upstream:
 what a re-warm replays when the engine lost its cache (a model reload, an engine or an
-lmsd restart). Bounded (``keep`` per upstream, most recent kept) and written to the
-session store's SQLite file by the keeper within a second (never on a turn's path), so
-it outlives an lmsd restart.
+lmsd restart). A conversation lives on one upstream, the one its last request went to:
+noting it on one forgets it on the others (after a failover or a move, the upstream it
+left must not warm it again: a full cold prefill on a box that no longer serves it).
+Bounded (``keep`` per upstream, most recent kept) and written to the session store's
+SQLite file by the keeper within a second (never on a turn's path), so it outlives an
+lmsd restart.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class RecentRequests:
                 recent = RecentRequest(**json.loads(data))
             except (ValueError, TypeError):
                 continue  # a row another version wrote: not worth a replay
-            self._by_upstream.setdefault(recent.upstream, {})[recent.conversation] = recent
+            self._place(recent)  # oldest first: a conversation stays where it went last
 
     def latest(self, upstream: str, n: int, since: float = 0.0) -> list[RecentRequest]:
         """The ``n`` most recently active conversations' requests (active at wall-clock
@@ -67,14 +70,29 @@ class RecentRequests:
     def get(self, upstream: str, conversation: str) -> RecentRequest | None:
         return self._by_upstream.get(upstream, {}).get(conversation)
 
+    def where(self, conversation: str) -> str | None:
+        """The upstream ``conversation`` lives on (its last request went there), if kept."""
+        return next((upstream for upstream, kept in self._by_upstream.items()
+                     if conversation in kept), None)
+
     def note(self, recent: RecentRequest) -> None:
-        """Remember ``recent`` (in memory now; ``flush`` writes it)."""
-        kept = self._by_upstream.setdefault(recent.upstream, {})
-        kept[recent.conversation] = recent
+        """Remember ``recent`` (in memory now; ``flush`` writes it), and forget the
+        conversation on every other upstream: it moved."""
+        kept = self._place(recent)
         self._pending[(recent.upstream, recent.conversation)] = recent
         for old in sorted(kept.values(), key=lambda r: r.at)[:max(len(kept) - self.keep, 0)]:
             del kept[old.conversation]
             self._pending[(old.upstream, old.conversation)] = None
+
+    def _place(self, recent: RecentRequest) -> dict[str, RecentRequest]:
+        """``recent`` is its conversation's only request kept: the upstream it left (if
+        any) no longer has it. Returns that upstream's requests."""
+        for upstream, others in self._by_upstream.items():
+            if upstream != recent.upstream and others.pop(recent.conversation, None):
+                self._pending[(upstream, recent.conversation)] = None
+        kept = self._by_upstream.setdefault(recent.upstream, {})
+        kept[recent.conversation] = recent
+        return kept
 
     @property
     def unwritten(self) -> int:

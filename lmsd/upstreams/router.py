@@ -19,6 +19,7 @@ import trio
 
 from ..config import Settings
 from ..log import event
+from ..protocol.anthropic.side import is_haiku_name
 from ..protocol.failures import (
     Failure,
     ModelUnavailable,
@@ -61,8 +62,10 @@ class Route:
 
 
 def is_background(requested: str) -> bool:
-    """Claude Code's side requests (titles, haiku subagents) ask for a haiku-class name."""
-    return is_claude_name(requested) and "haiku" in requested.lower()
+    """By its name alone: Claude Code's side requests (titles, haiku subagents) ask for a
+    haiku-class name. The Anthropic front also knows them by their shape
+    (``protocol.anthropic.side``), and says so with ``background``."""
+    return is_haiku_name(requested)
 
 
 def _one_failure(message: str, troubles: list[Failure], count: int, *,
@@ -98,11 +101,12 @@ class Router:
     async def route(self, requested: str, *, session: str, agent: str,
                     override: str | None = None, lenient: bool = False,
                     holder: str | None = None, exclude: tuple[str, ...] = (),
-                    probe: bool = True) -> Route:
+                    probe: bool = True, background: bool | None = None) -> Route:
         """The upstream for this conversation's request. ``holder``: the upstream that
         holds its stored chain; ``exclude``: upstreams it already failed on; ``probe``:
         the request may be the half-open probe of a recovering upstream (a request that
-        reports no outcome, like a token count, may not)."""
+        reports no outcome, like a token count, may not); ``background``: a side request
+        (None: judged by ``requested``'s name)."""
         targets = await self._targets(requested, override, lenient)
         now = trio.current_time()
         if not self.several:
@@ -116,7 +120,9 @@ class Router:
         candidates = [self._candidate(b, now) for b in self.backends if b.name in targets]
         if not candidates:
             raise self._none_serves(requested, now)
-        prefer = self.settings.background_upstream if is_background(requested) else None
+        if background is None:
+            background = is_background(requested)
+        prefer = self.settings.background_upstream if background else None
         choice = self.placement.choose((session, agent), candidates, now, holder=holder,
                                        prefer=prefer, exclude=exclude)
         if choice is None:
@@ -128,7 +134,8 @@ class Router:
             # the half-open probe is taken (or may not be taken by this request)
             return await self.route(requested, session=session, agent=agent,
                                     override=override, lenient=lenient, holder=holder,
-                                    exclude=(*exclude, backend.name), probe=probe)
+                                    exclude=(*exclude, backend.name), probe=probe,
+                                    background=background)
         if choice.moved_from or choice.why not in ("pinned", "background"):
             event("upstream.placed", session=session, agent=agent, upstream=choice.upstream,
                   why=choice.why, moved_from=choice.moved_from, model=targets[backend.name])
@@ -136,7 +143,8 @@ class Router:
 
     async def failover(self, route: Route, error: Failure, requested: str, *,
                        session: str, agent: str, override: str | None = None,
-                       lenient: bool = False) -> Route | None:
+                       lenient: bool = False, background: bool | None = None
+                       ) -> Route | None:
         """After ``route`` failed before its first token: the next eligible route, or None
         when there is none (the client sees ``error``). The exchange has already counted
         the failure against the backend (``Binding.on_unwell``): counted here again, two
@@ -146,7 +154,8 @@ class Router:
         tried = (*route.tried, route.upstream)
         try:
             moved = await self.route(requested, session=session, agent=agent,
-                                     override=override, lenient=lenient, exclude=tried)
+                                     override=override, lenient=lenient, exclude=tried,
+                                     background=background)
         except Failure:
             return None
         event("upstream.failover", level=30, session=session, agent=agent,

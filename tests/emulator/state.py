@@ -192,6 +192,10 @@ class Emulator:
         self.load_delay = 0.0  # seconds POST /api/v1/models/load takes
         self.fail_loads = 0  # how many of the next loads fail with HTTP 500
         self.stateless = False  # refuse previous_response_id, as llama.cpp's server does
+        #: On a chained request, LM Studio as seen in the field: its cache holds the stored
+        #: response's context, and the instructions and tools resent with the request are
+        #: prefilled (and reported) again: cached is at most the stored context.
+        self.chained_resends_prefilled = False
         self.lmstudio_api = True  # off: no /api/* or greeting, as llama-server or vLLM
         # on: llama.cpp's llama-server: answers GET /props, and its /v1/responses says
         # "completed" when it stops at max_output_tokens
@@ -354,6 +358,8 @@ class Emulator:
             raise ApiError("Model does not support images. Please use a model that does.")
         tokens = tokenize(render_context(context, instructions, tools))
         cached = self.cached_prefix(model.key, tokens)
+        if prev_id is not None and self.chained_resends_prefilled:
+            cached = min(cached, len(tokenize(render_context(history))))
         record.input_tokens, record.cached_tokens = len(tokens), cached
         plan = Plan(record, body, model, tokens, cached)
         if len(tokens) > model.context_length:

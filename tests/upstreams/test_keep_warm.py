@@ -130,3 +130,29 @@ async def test_a_conversation_idle_past_the_active_window_is_not_warmed(start_lm
     assert keeper.to_json()["queued"] == []
     keeper.lost("test: the engine restarted")
     assert keeper.to_json()["queued"] == [] and warmups(emulator) == []
+
+
+async def test_a_title_naming_the_local_model_does_not_replace_what_a_rewarm_replays(
+        start_lmsd, emulator):
+    """With ANTHROPIC_SMALL_FAST_MODEL set to the local model, Claude Code's title request
+    is still known for a side request (no tools, no thinking, one message, a JSON schema):
+    the conversation's last request, the one a re-warm replays, stays the real turn."""
+    server = await start_lmsd(emulator.url, watch="true", poll_interval="0.05")
+    await one_turn(server, "the real question")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        answer = await http.post("/v1/messages", headers={
+            "x-claude-code-session-id": SESSION}, json={
+            "model": MODEL, "max_tokens": 32000, "system": "You are naming a session.",
+            "output_config": {"format": {"type": "json_schema", "schema": {
+                "type": "object", "properties": {"title": {"type": "string"}}}}},
+            "messages": [{"role": "user", "content": "<session>the real question</session>"}]})
+    assert answer.status_code == 200, answer.text
+    keeper = server.router.backends[0].keeper
+    kept = keeper.recent.get(keeper.name, f"{SESSION}/main")
+    assert kept is not None and "the real question" in str(kept.body["input"])
+    assert "<session>" not in str(kept.body["input"])
+    with server.bus.subscribe(types=("cache",), replay=100) as sub:
+        emulator.models[MODEL].context_length = 4096  # a reload: the conversation re-warms
+        await next_event(sub, "cache.warmed")
+    [warmup] = warmups(emulator)
+    assert "<session>" not in str(warmup.body["input"])

@@ -14,7 +14,7 @@ from lmsd.protocol.failures import Unreachable
 from tests.emulator import Emulator, ModelSpec
 from tests.support.boxes import Box, boxes, upstreams
 from tests.support.conversation import Conversation
-from tests.support.daemon import MODEL, admin_get
+from tests.support.daemon import MODEL, admin_get, next_event
 
 
 @pytest.fixture
@@ -330,3 +330,69 @@ async def test_a_failover_counts_the_failure_once(start_lmsd, pair):
     assert b.generations()[-1].headers["x-session-id"] == "s-one"
     assert backend.breaker.consecutive == 1  # one failure, counted once
     assert backend.breaker.state == "closed"  # 1 of breaker_failures (3)
+
+
+def warmups_on(box: Box) -> list[Any]:
+    """The re-warm replays a box received (not stored, a few tokens)."""
+    return [r for r in box.requests("/v1/responses") if r.body.get("store") is False
+            and r.body.get("max_output_tokens") == 16]
+
+
+async def lost_on(sub: Any, upstream: str) -> dict[str, Any]:
+    with trio.fail_after(20):
+        while True:
+            item = await sub.next()
+            if item.get("type") == "cache.lost" and item.get("upstream") == upstream:
+                return item
+
+
+async def test_a_conversation_is_warmed_only_on_the_upstream_it_moved_to(start_lmsd, pair):
+    """After a failover from a to b, a restarted a does not replay the conversation (a
+    full cold prefill on a box that no longer serves it); a restarted b does."""
+    a, b = pair
+    server = await start_pair(start_lmsd, pair, watch="true", breaker_cooldown="0.3")
+    async with client_of(server) as client:
+        one = Conversation(client, "s-one")
+        await one.send("hello")
+        assert [r.headers["x-session-id"] for r in a.generations()] == ["s-one"]
+        await a.stop()
+        await one.send()  # fails over to b
+        assert b.generations()[-1].headers["x-session-id"] == "s-one"
+    down = {x.name: lambda x=x: x.watcher.reachable is False for x in server.router.backends}
+    with server.bus.subscribe(types=("cache",), replay=0) as sub:
+        await wait_until(down["a"])
+        await a.restart()  # its cache is empty
+        lost = await lost_on(sub, "a")
+        assert lost["rewarm"] is None  # nothing of s-one is warmed there
+        await b.stop()
+        await wait_until(down["b"])
+        await b.restart()
+        lost = await lost_on(sub, "b")
+        assert lost["rewarm"] == ["s-one/main"]
+        while (warmed := await next_event(sub, "cache.warmed"))["upstream"] != "b":
+            pass
+    assert warmed["conversation"] == "s-one/main"
+    assert warmups_on(a) == [] and len(warmups_on(b)) == 1
+    moved = b.generations()[0]  # the turn that failed over, in full
+    assert warmups_on(b)[0].body["input"] == moved.body["input"]
+
+
+async def test_a_title_naming_the_local_model_takes_the_background_route(start_lmsd, pair):
+    """ANTHROPIC_SMALL_FAST_MODEL names the local model: the title is known by its shape
+    (no tools, no thinking, a JSON schema) and goes where side requests go."""
+    a, b = pair
+    server = await start_pair(start_lmsd, pair, background_upstream="b")
+    async with client_of(server) as client:
+        main = Conversation(client, "s-one", model=MODEL)
+        await main.send("hello")
+        await client.messages.create(
+            model=MODEL, max_tokens=1000, system="You are naming a coding session.",
+            messages=[{"role": "user", "content": "<session>hello</session>"}],
+            extra_headers={"X-Claude-Code-Session-Id": "s-one"},
+            extra_body={"output_config": {"format": {"type": "json_schema", "schema": {
+                "type": "object", "properties": {"title": {"type": "string"}}}}}})
+        await main.send()
+    assert [r.headers["x-session-id"] for r in b.generations()] == ["s-one"]
+    assert len(b.generations()[0].tools) == 0  # the title request
+    assert len(a.generations()) == 2
+    assert a.generations()[1].previous_response_id in a.emu.responses  # still chained

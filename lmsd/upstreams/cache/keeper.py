@@ -8,6 +8,9 @@ its cache and when the user is idle. Per upstream, the keeper:
 - around each request (``turn``): takes the conversation's slot (``slots.SlotTable``),
   saves the slot's other occupant and restores this conversation's file where the
   engine allows, and sends ``id_slot`` where that helps;
+- warms a conversation only where it lives (the upstream its last request went to,
+  ``RecentRequests.where``): after a failover or a move, the upstream it left frees its
+  slot, drops its file and never replays it (``_release_moved``);
 - in the background (``run``): saves slots that went idle, notices that the engine lost
   its slots (``/slots`` shows no task where lmsd left one: a restart), and re-warms the
   most recent conversations by replaying their last request for one token, yielding at
@@ -246,6 +249,7 @@ class CacheKeeper:
         if not self.enabled:
             return
         self.counts["lost"] += 1
+        self._release_moved()
         held = self.table.lost() if self.table is not None else []
         self.misses.everyone(why)
         self._learned = False  # a restarted engine may have other slots
@@ -270,15 +274,35 @@ class CacheKeeper:
         the user has moved on, and a warm-up would load a model for nobody."""
         return _wall() - self.settings.active_window
 
+    def _release_moved(self) -> None:
+        """Conversations that moved to another upstream (a failover, a placement change)
+        are no longer this one's to keep: their slot is freed, their file dropped, and
+        they leave the warm-up queue."""
+        known = set(self._queue) | (self.table.known() if self.table is not None else set())
+        for conversation in known - {BACKGROUND}:
+            where = self.recent.where(conversation)
+            if where is None or where == self.name:
+                continue
+            if self.table is not None:
+                self.table.release(conversation)
+            if conversation in self._queue:
+                self._queue.remove(conversation)
+            self._replays.discard(conversation)
+            self.misses.cost(conversation, f"it moved to upstream {where}")
+            event("cache.released", upstream=self.name, conversation=conversation,
+                  moved_to=where)
+
     def forget(self, session: str | None = None) -> None:
         """``lmsd reset``: nothing of the session is warmed again."""
         self.recent.forget(session)
         self._queue = [c for c in self._queue
                        if session is not None and c.split("/", 1)[0] != session]
 
-    def prefilled(self, conversation: str, usage: Usage | None) -> None:
-        """After a turn: what the engine prefilled (a miss is reported, with its cause)."""
-        self.misses.turn(conversation, usage)
+    def prefilled(self, conversation: str, usage: Usage | None,
+                  expected: int | None = None) -> None:
+        """After a turn: what the engine prefilled (a miss is reported, with its cause);
+        ``expected``: what a chained turn prefills by design."""
+        self.misses.turn(conversation, usage, expected)
 
     def _preempt(self, conversation: str) -> None:
         if self._warming is not None:
@@ -319,6 +343,7 @@ class CacheKeeper:
             now = trio.current_time()
             if now >= next_check:
                 next_check = now + CHECK_EVERY
+                self._release_moved()
                 await self._check_engine()
             await self.recent.flush()
             if self._idle() and now - self._last_real >= QUIET_BEFORE_WARMING:
@@ -393,11 +418,11 @@ class CacheKeeper:
             await self.learn()
         except httpx.HTTPError:
             return
+        if recent is None:
+            return  # it lives on another upstream now (or was reset): not warmed here
         table = self.table
         index = table.choose(conversation) if table is not None else None
         restorable = table is not None and table.restorable(conversation)
-        if recent is None and not restorable:
-            return
         if index is None:
             if conversation in self._replays:
                 await self._replay(conversation, recent, None)

@@ -32,8 +32,10 @@ class Misses:
         for conversation in self._seen:
             self._why[conversation] = why
 
-    def turn(self, conversation: str, usage: Usage | None) -> None:
-        """After a turn: report it if it missed."""
+    def turn(self, conversation: str, usage: Usage | None, expected: int | None = None
+             ) -> None:
+        """After a turn: report it if it missed. ``expected``: the tokens a chained turn
+        prefills by design (``prefill.expected_prefill``), None for a full-history one."""
         why = self._why.pop(conversation, None)
         seen = conversation in self._seen
         if len(self._seen) >= self.limit:
@@ -46,6 +48,9 @@ class Misses:
         prefilled, cached = usage.prefilled_tokens, usage.cached_tokens
         if prefilled < MISS_TOKENS or prefilled <= cached:
             return
+        if expected is not None and prefilled - expected < MISS_TOKENS:
+            return  # a chained turn: what it resent, prefilled again as designed
         self.count += 1
         event("cache.miss", level=30, upstream=self.upstream, conversation=conversation,
-              prefilled_tokens=prefilled, cached_tokens=cached, why=why or UNKNOWN)
+              prefilled_tokens=prefilled, cached_tokens=cached, expected_tokens=expected,
+              why=why or UNKNOWN)

@@ -142,6 +142,18 @@ class SlotTable:
         held = self.slots[slot]
         held.holder, held.dirty, held.used_at = key, True, now
 
+    def release(self, key: str) -> None:
+        """``key`` lives on another upstream now: it holds no slot here (the slot is
+        free, not a conversation to spare) and has no file to restore."""
+        for slot in self.slots:
+            if slot.holder == key:
+                slot.holder, slot.dirty = None, False
+        self._files.pop(key, None)
+
+    def known(self) -> set[str]:
+        """Every conversation that holds a slot or has a file."""
+        return {s.holder for s in self.slots if s.holder is not None} | set(self._files)
+
     def forget_file(self, key: str) -> None:
         """``key``'s file cannot be restored (the engine refused it)."""
         self._files.pop(key, None)
