@@ -1,7 +1,8 @@
 """llama.cpp's own ``llama-server`` for tests, on the tiny generated model.
 
-The binary comes from ``LMSD_LLAMA_SERVER`` (else ``.ci/.llama-server/llama-server``),
-which ``.ci/run`` builds from the llama.cpp tree vendored in llama-cpp-python's sdist.
+The binary comes from ``LMSD_LLAMA_SERVER`` (else the one ``.ci/run`` caches in
+``~/.cache/lmsd-ci/llama-server/``, ``$LMSD_CI_CACHE`` when set), which ``.ci/run``
+builds from the llama.cpp tree vendored in llama-cpp-python's sdist.
 Without it the tests skip, unless ``LMSD_REQUIRE_LLAMA_SERVER=1`` (CI), where they fail.
 
 ``start_llama_server`` returns a ``LlamaServer`` handle: tests that check failover
@@ -24,9 +25,11 @@ import trio
 
 from tests.support.processes import free_port
 
-from .server import MODEL_ALIAS, ROOT, model_path
+from .server import MODEL_ALIAS, model_path
 
-DEFAULT_BINARY = ROOT / ".ci" / ".llama-server" / "llama-server"
+DEFAULT_BINARY = Path(os.environ.get("LMSD_CI_CACHE") or Path(
+    os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lmsd-ci") / \
+    "llama-server" / "llama-server"
 #: Token ids in the tiny model's vocabulary (make_model.py trains its specials first).
 SPECIAL_IDS = {"<|im_end|>": 2, "<tool_call>": 3, "</tool_call>": 4}
 #: What makes the random model emit exactly one grammar-valid call under
