@@ -89,6 +89,10 @@ def _tool_output(block: dict[str, Any]) -> FunctionCallOutput:
                 )
             elif kind == "document":
                 pieces.append(_document_text(part))
+            elif kind == "tool_reference":
+                # The API would load the deferred tool's definition; lmsd sends every tool
+                # the client declares (``defer_loading`` ones too), so it is callable.
+                pieces.append(f"[tool {part['tool_name']} loaded: call it like any other]")
             else:
                 pieces.append(_search_result_text(part))
         text = "\n".join(pieces)

@@ -256,6 +256,8 @@ def _tool_result_content(content: Any, where: str) -> None:
             _image(part, f"{where}.{k}")
         elif kind in ("document", "search_result"):
             _block(part, "user", f"{where}.{k}")
+        elif kind == "tool_reference":  # Claude Code's ToolSearch: a deferred tool found
+            _string(part, "tool_name", f"{where}.{k}")
         else:
             raise invalid(f"{where}.{k}.type: {kind!r} is not supported inside a tool_result")
 

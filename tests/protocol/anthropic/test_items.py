@@ -161,6 +161,27 @@ def test_tool_result_errors_images_and_lists_become_strings():
          "detail": "auto"}]}
 
 
+def test_a_tool_search_reference_becomes_text_and_the_deferred_tool_is_sent():
+    """Claude Code 2.1.337's ToolSearch answers with ``tool_reference`` blocks (it was a
+    400, which the CLI resent three times, then fell back to every tool inline)."""
+    deferred = {"name": "TaskCreate", "description": "Create a task", "defer_loading": True,
+                "input_schema": {"type": "object", "properties": {}}}
+    raw = simple([
+        {"role": "user", "content": "plan it"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "ToolSearch",
+             "input": {"query": "select:TaskCreate"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1",
+             "content": [{"type": "tool_reference", "tool_name": "TaskCreate"}]}]},
+    ])
+    raw["tools"] = [deferred]
+    out = translate(raw)
+    [output] = [i for i in out["input"] if i["type"] == "function_call_output"]
+    assert output["output"] == "[tool TaskCreate loaded: call it like any other]"
+    assert [tool["name"] for tool in out["tools"]] == ["TaskCreate"]
+
+
 def test_documents_and_search_results_become_text():
     out = translate(simple([{"role": "user", "content": [
         {"type": "document", "title": "notes", "source": {"type": "text", "data": "body"}},
