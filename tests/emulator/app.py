@@ -206,6 +206,8 @@ def create_app(emu: Emulator) -> QuartTrio:
                 raise ApiError("'model' is required", param="model", code="invalid_type")
             started = time.monotonic()
             await trio.sleep(emu.load_delay)
+            if emu.load_gate is not None:
+                await emu.load_gate.wait()
             if emu.fail_loads:
                 emu.fail_loads -= 1
                 raise ApiError("Failed to load model: not enough memory", status=500,
