@@ -312,6 +312,8 @@ def create_app(emu: Emulator) -> QuartTrio:
     @app.post("/v1/messages/count_tokens")
     async def count_message_tokens() -> Response:
         record = current_record()
+        if emu.count_gate is not None:
+            await emu.count_gate.wait()
         if (missing := missing_count(emu, request.path)) is not None:
             record.outcome = "rejected"
             return missing

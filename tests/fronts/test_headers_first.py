@@ -104,3 +104,29 @@ async def test_headers_go_out_while_the_first_upstream_hangs_before_failover(
         events = await rest(lines)
     assert events[-1] == "message_stop", events
     assert len(b.generations()) == 1 and "message_start" not in events  # sent once
+
+
+async def test_a_busy_tokenizer_does_not_hold_the_headers(start_lmsd, emulator):
+    """A close call asks the engine's tokenizer; an engine that holds it (one lock, a slot
+    being restored) no longer holds the headers with it: the estimate decides instead."""
+    emulator.lmstudio_api = False  # a llama-server: it counts tokens
+    emulator.messages_flavor = "llama_server"
+    emulator.models[MODEL].context_length = 400
+    server = await start_lmsd(emulator.url)
+    too_long = " ".join(["abc"] * 450)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        first = await http.post("/v1/messages", json={  # teaches lmsd the limit
+            **BODY, "stream": False, "messages": [{"role": "user", "content": too_long}]})
+        assert first.status_code == 400
+        emulator.count_gate = gate = trio.Event()
+        close_call = {**BODY, "messages": [{"role": "user",
+                                            "content": " ".join(["abc"] * 320)}]}
+        async with http.stream("POST", "/v1/messages", json=close_call) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            assert await first_event(lines) == "message_start"
+            gate.set()
+            events = await rest(lines)
+    assert events[-1] == "message_stop", events
+    [skipped] = [e for e in server.bus.recent if e["type"] == "request.count_skipped"]
+    assert skipped["model"] == MODEL
