@@ -36,7 +36,7 @@ EVENT_TYPES = frozenset({
     "model.context_enforced", "model.context_reverted", "model.loaded", "model.reload_failed",
     "model.reloading", "model.restore_failed", "model.restored", "model.unloaded",
     "request.end", "request.refused", "request.rejected", "request.resend_answered",
-    "request.too_long", "responses.not_kept",
+    "request.too_long", "request.count_skipped", "responses.not_kept",
     "request.server_tools_dropped", "request.start", "request.waiting_for_reload",
     "session.config", "session.record", "session.recorded", "session.reset",
     "store.corrupt", "store.unavailable", "store.write_failed", "store.still_failing",

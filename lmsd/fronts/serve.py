@@ -190,15 +190,28 @@ async def read_json() -> Any:
     return parse_json(await request.get_data(cache=False))
 
 
+#: How long a close call waits for the engine's tokenizer before the response headers go
+#: out: a busy engine (one lock, a slot being restored) can hold it for a whole answer, and
+#: a client that sees no headers in its first-byte window resends (Claude Code 2.1.337's
+#: ``CLAUDE_STREAM_FIRST_BYTE_TIMEOUT_MS``), a second prefill. Past it the estimate decides.
+EXACT_COUNT_WAIT = 1.0
+
+
 async def refuse_if_too_long(backend: Backend, model: str, estimate: int, *, front: str,
                              text: Callable[[], str]) -> None:
     """Refuse a prompt that cannot fit the loaded context before sending it: the client
     compacts at once and the engine spends no prefill on it. Where the engine has its own
-    tokenizer, it settles a close call (``text()`` is what it counts)."""
+    tokenizer, it settles a close call (``text()`` is what it counts) if it answers within
+    ``EXACT_COUNT_WAIT``."""
     limit = backend.context_limit(model)
     exact = None
     if wants_exact_count(estimate, limit) and (await backend.dialect()).counts_tokens:
-        exact = await backend.count_tokens(text(), model=model)
+        with trio.move_on_after(EXACT_COUNT_WAIT) as waited:
+            exact = await backend.count_tokens(text(), model=model)
+        if waited.cancelled_caught:
+            event("request.count_skipped", level=30, front=front, model=model,
+                  upstream=backend.name, waited_s=EXACT_COUNT_WAIT,
+                  action="the engine's tokenizer is busy: the estimate decides")
     error = check_fit(estimate, limit, exact)
     if error is not None:
         event("request.too_long", level=30, front=front, model=model, context_length=limit,

@@ -211,6 +211,8 @@ def create_app(emu: Emulator) -> QuartTrio:
                 raise ApiError("'model' is required", param="model", code="invalid_type")
             started = time.monotonic()
             await trio.sleep(emu.load_delay)
+            if emu.load_gate is not None:
+                await emu.load_gate.wait()
             if emu.fail_loads:
                 emu.fail_loads -= 1
                 raise ApiError("Failed to load model: not enough memory", status=500,
@@ -315,6 +317,8 @@ def create_app(emu: Emulator) -> QuartTrio:
     @app.post("/v1/messages/count_tokens")
     async def count_message_tokens() -> Response:
         record = current_record()
+        if emu.count_gate is not None:
+            await emu.count_gate.wait()
         if (missing := missing_count(emu, request.path)) is not None:
             record.outcome = "rejected"
             return missing

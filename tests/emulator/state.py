@@ -190,6 +190,10 @@ class Emulator:
         self.token_delay = token_delay
         self.chunk_size = chunk_size
         self.load_delay = 0.0  # seconds POST /api/v1/models/load takes
+        #: set: POST /api/v1/models/load also waits for it (a test holds a reload open)
+        self.load_gate: trio.Event | None = None
+        #: set: POST /v1/messages/count_tokens waits for it (a tokenizer held by a busy engine)
+        self.count_gate: trio.Event | None = None
         self.fail_loads = 0  # how many of the next loads fail with HTTP 500
         self.stateless = False  # refuse previous_response_id, as llama.cpp's server does
         #: On a chained request, LM Studio as seen in the field: its cache holds the stored
