@@ -188,9 +188,13 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
                      help="the syntax to print (default sh)")
     env.add_argument("--json", dest="as_json", action="store_true",
                      help='print the {"env": ...} block for ~/.claude/settings.json')
-    env.add_argument("--model", default=None, metavar="ID",
-                     help="start Claude Code on this model id (ANTHROPIC_MODEL), e.g. a "
-                     "local one; default: Claude's own names, which lmsd maps")
+    names = env.add_mutually_exclusive_group()
+    names.add_argument("--model", default=None, metavar="ID",
+                       help="start Claude Code on this model id (ANTHROPIC_MODEL); default: "
+                       "the loaded model's id, with Claude Code's lean system prompt")
+    names.add_argument("--claude-names", action="store_true",
+                       help="keep Claude's own model names (lmsd maps them) and Claude "
+                       "Code's full system prompt: about 9k more tokens to prefill")
     env.add_argument("--url", default=None, metavar="URL",
                      help="the proxy as the client machine reaches it, e.g. "
                      "https://gpu-box:19234 (env LMSD_URL; default: this machine's)")
@@ -327,7 +331,7 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
             if args.as_json and context.assumed:  # JSON has no comments: say it aside
                 print(f"lmsd: {context.source}", file=sys.stderr)
             print(client.format_env(settings, "json" if args.as_json else args.shell,
-                                    context, args.model, to))
+                                    context, args.model, to, claude_names=args.claude_names))
         sys.stdout.flush()
     except client.ClientError as exc:
         print(f"lmsd: {exc}", file=sys.stderr)

@@ -17,6 +17,12 @@ bundled code does (read from the binary, checked with ``/context``):
 
 :func:`claude_code_env` picks the values so Claude Code compacts where it would if it knew the
 loaded context; :func:`simulate` replays its arithmetic on any environment (``lmsd doctor``).
+
+Since 2.1.330 the model id also picks the system prompt: ids outside Claude's catalog get the
+"lean" prompt and short tool descriptions, and ``CLAUDE_CODE_SIMPLE_SYSTEM_PROMPT`` forces
+either way for any id. Measured on 2.1.337 (``claude -p "say hi"``): 28.5 KB of instructions
+and 48.2 KB of tools with the full prompt, 6.9 KB and 32.1 KB with the lean one, the same
+twelve tools; :data:`SIMPLE_PROMPT` is what ``lmsd env`` sets by default.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ MAX_OUTPUT = "CLAUDE_CODE_MAX_OUTPUT_TOKENS"
 AUTO_WINDOW = "CLAUDE_CODE_AUTO_COMPACT_WINDOW"
 PCT = "CLAUDE_AUTOCOMPACT_PCT_OVERRIDE"
 DISABLE_1M = "CLAUDE_CODE_DISABLE_1M_CONTEXT"
+SIMPLE_PROMPT = "CLAUDE_CODE_SIMPLE_SYSTEM_PROMPT"  # "1": the lean prompt whatever the id
 KNOBS = (DISABLE_1M, MAX_CONTEXT, MAX_OUTPUT, AUTO_WINDOW, PCT)
 
 

@@ -25,6 +25,7 @@ import trio
 from lmsd import __version__
 from lmsd.ops.client import ago, duration, format_sessions, last_prefill, ratio
 from lmsd.ops.tail import _Printer, format_event, use_color
+from lmsd.protocol.compaction import simulate, target_threshold
 from lmsd.sessions.config import SessionConfig
 from tests.support.conversation import Conversation, tool_turns
 from tests.support.processes import free_port
@@ -492,6 +493,7 @@ async def test_env_prints_the_claude_code_exports():
         "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
         "export CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1",
         "export API_TIMEOUT_MS=600000",
+        "export CLAUDE_CODE_SIMPLE_SYSTEM_PROMPT=1",
         "export CLAUDE_CODE_DISABLE_1M_CONTEXT=1",
         "export CLAUDE_CODE_MAX_OUTPUT_TOKENS=4096",
         "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=100000",
@@ -504,6 +506,9 @@ async def test_env_prints_the_claude_code_exports():
 
 
 async def test_env_sizes_compaction_for_the_running_daemons_context(start_lmsd, emulator):
+    """By default Claude Code runs on the loaded model's own id, with the lean system prompt
+    and the real window (no percentage); ``--claude-names`` keeps Claude's names and full
+    prompt, with the percentage that puts compaction at the same point."""
     emulator.models["qwen/qwen3-coder-30b"].context_length = 65536
     server = await start_lmsd(emulator.url)
     with trio.fail_after(10):
@@ -513,16 +518,35 @@ async def test_env_sizes_compaction_for_the_running_daemons_context(start_lmsd, 
     lines = ok(await run("env", env=env)).splitlines()
     assert lines[1] == ("# Compaction sized for 65536 tokens: qwen/qwen3-coder-30b is loaded "
                         "with 65536 tokens of context")
-    assert lines[-4:] == ["export CLAUDE_CODE_DISABLE_1M_CONTEXT=1",
+    assert lines[-7:] == ["export API_TIMEOUT_MS=600000",
+                          "export ANTHROPIC_MODEL=qwen/qwen3-coder-30b",
+                          "export CLAUDE_CODE_SIMPLE_SYSTEM_PROMPT=1",
+                          "export CLAUDE_CODE_DISABLE_1M_CONTEXT=1",
+                          "export CLAUDE_CODE_MAX_OUTPUT_TOKENS=8192",
+                          "export CLAUDE_CODE_MAX_CONTEXT_TOKENS=65536",
+                          "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=100000"]
+    assert simulate(exports(lines)).threshold == target_threshold(65536)
+    names = ok(await run("env", "--claude-names", env=env)).splitlines()
+    assert names[-5:] == ["export API_TIMEOUT_MS=600000",
+                          "export CLAUDE_CODE_DISABLE_1M_CONTEXT=1",
                           "export CLAUDE_CODE_MAX_OUTPUT_TOKENS=8192",
                           "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=100000",
                           "export CLAUDE_AUTOCOMPACT_PCT_OVERRIDE=48.3"]
+    assert simulate(exports(names)).threshold <= target_threshold(65536)
     data = json.loads(ok(await run("env", "--json", "--model", "qwen/qwen3-coder-30b",
                                    env=env)))
     assert list(data) == ["env"]
     assert data["env"]["ANTHROPIC_MODEL"] == "qwen/qwen3-coder-30b"
     assert data["env"]["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536"
     assert "CLAUDE_AUTOCOMPACT_PCT_OVERRIDE" not in data["env"]
+    both = await run("env", "--claude-names", "--model", MODEL, env=env)
+    assert both.returncode == 2 and b"not allowed with argument" in both.stderr
+
+
+def exports(lines: list[str]) -> dict[str, str]:
+    """The variables ``export`` lines set."""
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines
+                if line.startswith("export "))
 
 
 async def test_env_model_refuses_a_model_nobody_serves(start_lmsd, emulator):
