@@ -193,8 +193,9 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
                        help="start Claude Code on this model id (ANTHROPIC_MODEL); default: "
                        "the loaded model's id, with Claude Code's lean system prompt")
     names.add_argument("--claude-names", action="store_true",
-                       help="keep Claude's own model names (lmsd maps them) and Claude "
-                       "Code's full system prompt: about 9k more tokens to prefill")
+                       help="keep Claude's own model names (lmsd maps them) and let Claude "
+                       "Code choose its system prompt by the name (older ids such as "
+                       "claude-sonnet-4-6 get the full one: about 9k more tokens to prefill)")
     env.add_argument("--url", default=None, metavar="URL",
                      help="the proxy as the client machine reaches it, e.g. "
                      "https://gpu-box:19234 (env LMSD_URL; default: this machine's)")
