@@ -243,3 +243,24 @@ async def test_a_second_session_starts_from_the_first_ones_slot_file(start_lmsd,
         assert prefilled(engine)[-1] < 40  # A kept its slot
     restored = events(server, "cache.restored")
     assert [(e["conversation"], e["seeded"]) for e in restored] == [("llll/main", True)]
+
+
+async def test_a_restart_on_unified_kv_is_seen_and_rewarmed(start_lmsd, nursery):
+    """-np 2 --kv-unified (no pins: no slot lmsd left to find empty): the engine's task ids
+    starting again give the restart away. lmsd says ``cache.lost``, replays the last
+    conversation, and its next turn prefills only its new message."""
+    engine = await start_llama_server(nursery, n_ctx=16384, slots=2,
+                                      extra_args=["--kv-unified"])
+    server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    setup = await wait_event(server, "cache.engine")
+    assert setup["pins"] is False
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "mmmm", 1)
+        first = prefilled(engine)[-1]
+        await engine.restart()
+        lost = await wait_event(server, "cache.lost")
+        assert "restarted" in lost["why"] and lost["rewarm"] == ["mmmm/main"]
+        warmed = await wait_event(server, "cache.warmed", how="replayed")
+        await turn(http, "mmmm", 2)
+    assert first > 1000 and warmed["prefilled_tokens"] >= first - 8  # the replay: cold
+    assert prefilled(engine)[-1] < 40  # the next turn: only its new message
