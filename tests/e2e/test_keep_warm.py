@@ -14,6 +14,7 @@ import trio
 
 from tests.engine.llama_server import start_llama_server
 from tests.engine.server import MODEL_ALIAS
+from tests.support.daemon import admin_get
 
 pytestmark = pytest.mark.engine
 #: About 1.2k tokens of stable system prompt: a miss is unmistakable in the counts.
@@ -300,5 +301,13 @@ async def test_on_a_sliding_window_model_a_cosmetic_restore_is_seen_and_replayed
         await turn(http, "nnnn", 3)
     assert prefilled(engine)[-1] < 40  # the replay warmed it: only the new message
     assert len(events(server, "cache.restored")) == 1  # never restored again
-    keeper = server.router.backends[0].keeper
-    assert keeper.to_json()["restores"][MODEL_ALIAS]["warm_up"] == "replay"
+    [row] = (await admin_get(server, "/upstreams")).json()["upstreams"]
+    assert row["cache"]["restores"][MODEL_ALIAS]["warm_up"] == "replay"
+    assert row["cache"]["restores_skipped"] == 1  # after the restart: replayed, not restored
+    from lmsd.config import load_settings
+    from lmsd.ops.doctor_upstream import check_cache
+    from lmsd.upstreams.discovery import Found
+
+    said = await check_cache(load_settings({"upstream": engine.url}, {}),
+                             Found(engine.url, "config", True), row["cache"]["restore"])
+    assert said.status == "warn" and "slot restore saved no prefill" in said.detail

@@ -229,3 +229,17 @@ async def test_a_restart_is_seen_on_unified_kv_where_no_slot_is_pinned(caplog):
     assert "restarted" in lost["why"] and lost["rewarm"] == [CONV]
     await keeper._warm_next()
     assert engine.prefilled[-1] == PROMPT  # the replay, with no slot named
+
+
+async def test_doctor_reads_what_the_running_daemon_found_of_restores():
+    from lmsd.ops.doctor import daemon_upstreams
+
+    status = {"upstreams": [{"name": "llama", "url": "http://127.0.0.1:8080", "kind": "auto",
+                             "cache": {"restore": "slot restore saved no prefill on m: "
+                                       "warmed by a replay instead",
+                                       "restores": {"m": {"warm_up": "replay"}}}}]}
+    local = httpx.AsyncClient(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, json=status)))
+    learned: dict[str, str] = {}
+    used = await daemon_upstreams(Settings(), local, learned)
+    assert used is not None and learned == {"llama": status["upstreams"][0]["cache"]["restore"]}
