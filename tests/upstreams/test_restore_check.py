@@ -43,6 +43,7 @@ def test_a_turn_that_prefills_what_was_restored_judges_it_ineffective():
 def test_nothing_is_judged_on_a_tiny_restore_or_without_counters():
     assert judge(100, prefilled=100, cached=0) is None
     assert judge(4000, prefilled=None, cached=0) is None
+    assert judge(4000, prefilled=1500, cached=0) is None  # a shorter prompt: compacted
 
 
 def test_one_ineffective_restore_switches_that_model_to_replays_only():

@@ -36,9 +36,9 @@ class Verdict:
 def judge(restored: int, prefilled: int | None, cached: int) -> bool | None:
     """True: the turn after a restore of ``restored`` tokens reused most of them; False:
     it prefilled most of them again (cached less than half, prefilled at least half);
-    None: nothing to judge (a small restore, or the engine does not say what it
-    prefilled)."""
-    if restored < MIN_RESTORED or prefilled is None:
+    None: nothing to judge (a small restore, the engine does not say what it prefilled,
+    or a prompt shorter than the file: not its continuation, e.g. after a compaction)."""
+    if restored < MIN_RESTORED or prefilled is None or prefilled + cached < restored:
         return None
     half = restored / 2
     return cached >= half or prefilled < half
