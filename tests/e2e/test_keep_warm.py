@@ -293,6 +293,8 @@ async def test_on_a_sliding_window_model_a_cosmetic_restore_is_seen_and_replayed
         assert bad["restored_tokens"] == restored["tokens"] > 2000
         assert bad["prefilled_tokens"] == prefilled(engine)[-1] > 2000  # all of it again
         assert bad["cached_tokens"] == 0
+        miss = await wait_event(server, "cache.miss", conversation="nnnn/main")
+        assert "restored its slot file but kept none of it" in miss["why"]
         await engine.restart()
         lost = await wait_event(server, "cache.lost")
         assert "nnnn/main" in lost["rewarm"]

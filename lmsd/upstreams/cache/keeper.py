@@ -317,18 +317,21 @@ class CacheKeeper:
                   expected: int | None = None) -> None:
         """After a turn: what the engine prefilled (a miss is reported, with its cause);
         ``expected``: what a chained turn prefills by design."""
+        if usage is not None and self._judge(conversation, usage.prefilled_tokens,
+                                             usage.cached_tokens):
+            self.misses.cost(conversation, "the engine restored its slot file but kept "
+                             "none of it (llama.cpp on a sliding-window or hybrid model)")
         self.misses.turn(conversation, usage, expected)
-        if usage is not None:
-            self._judge(conversation, usage.prefilled_tokens, usage.cached_tokens)
 
-    def _judge(self, conversation: str, prefilled: int | None, cached: int) -> None:
+    def _judge(self, conversation: str, prefilled: int | None, cached: int) -> bool:
         """Did what the last restore (or replay) of ``conversation`` put in the engine
-        save this prefill? Said once per failure; the first one for a model switches its
-        warm-ups to replays."""
+        save this prefill? Said at each failure (True); the first one for a model
+        switches its warm-ups to replays."""
         bad = self.restores.turn(conversation, prefilled, cached)
         if bad is not None:
             event("cache.restore_ineffective", level=30, upstream=self.name,
                   conversation=conversation, **bad.to_json())
+        return bad is not None
 
     def _replay_instead(self, conversation: str) -> bool:
         recent = self.recent.get(self.name, conversation)
