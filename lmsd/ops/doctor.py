@@ -112,10 +112,12 @@ async def _found(settings: Settings, env: dict[str, str], upstream: httpx.AsyncC
 
 async def every_upstream(settings: Settings, env: dict[str, str],
                          upstream: httpx.AsyncClient, local: httpx.AsyncClient, *,
-                         source: str | None = None, named: bool = True) -> list[Result]:
+                         source: str | None = None, named: bool = True,
+                         learned: Mapping[str, str] | None = None) -> list[Result]:
     """The upstream checks once per ``[[upstreams]]`` entry (``upstream [name]``, ...);
     the client settings are checked against the smallest loaded context of them all.
-    ``source``: who named these upstreams (the running daemon), else the config."""
+    ``source``: who named these upstreams (the running daemon), else the config;
+    ``learned``: per upstream, what the running daemon learned of its cache."""
     results: list[Result] = list(check_notes(settings))
     contexts: list[int] = []
     for config in settings.upstream_list():
@@ -125,7 +127,8 @@ async def every_upstream(settings: Settings, env: dict[str, str],
         first, found = await _found(one, env, upstream, source)
         for result in (first, await guarded("api", partial(check_api, one, found, upstream)),
                        await guarded("model", partial(check_models, one, found, upstream)),
-                       await guarded("cache", partial(check_cache, one, found))):
+                       await guarded("cache", partial(check_cache, one, found,
+                                                      (learned or {}).get(config.name)))):
             results.append(replace(result, check=f"{result.check} [{config.name}]")
                            if named else result)
         try:
@@ -141,10 +144,12 @@ async def _codex(settings: Settings, env: dict[str, str], contexts: list[int]) -
     return check_codex(settings, env, contexts)
 
 
-async def daemon_upstreams(settings: Settings, local: httpx.AsyncClient
+async def daemon_upstreams(settings: Settings, local: httpx.AsyncClient,
+                           learned: dict[str, str] | None = None
                            ) -> list[UpstreamConfig] | None:
     """The upstreams the daemon running at ``admin_listen`` uses (its ``/status``), with
-    the keys this shell's settings give them; None when no daemon answers there."""
+    the keys this shell's settings give them; None when no daemon answers there.
+    ``learned`` gets, per upstream, what the daemon found its slot restores do."""
     headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token \
         else {}
     try:
@@ -165,6 +170,10 @@ async def daemon_upstreams(settings: Settings, local: httpx.AsyncClient
         kind = row.get("kind") if row.get("kind") in KINDS else "auto"
         used.append(UpstreamConfig(url=row["url"], name=name, kind=kind,
                                    api_key=keys.get(name, "")))
+        cache = row.get("cache")
+        if learned is not None and isinstance(cache, dict) and \
+                isinstance(cache.get("restores"), dict) and isinstance(cache.get("restore"), str):
+            learned[name] = cache["restore"]
     return used or None
 
 
@@ -180,11 +189,12 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
     async with httpx.AsyncClient() as upstream, httpx.AsyncClient(trust_env=False) as local:
 
         async def lmstudio() -> list[Result]:
-            used = await daemon_upstreams(settings, local)
+            learned: dict[str, str] = {}
+            used = await daemon_upstreams(settings, local, learned)
             if used is not None:  # what the running daemon uses, not what doctor would
                 return await every_upstream(replace(settings, upstreams=used), env,
                                             upstream, local, source="the running daemon",
-                                            named=len(used) > 1)
+                                            named=len(used) > 1, learned=learned)
             # several: the same checks for each, named by it
             return await every_upstream(settings, env, upstream, local,
                                         named=bool(settings.upstreams))

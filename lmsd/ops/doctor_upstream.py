@@ -104,9 +104,11 @@ async def check_api(settings: Settings, found: Found, client: httpx.AsyncClient)
     return Result("api", OK, f"{kind.summary} ({why})")
 
 
-async def check_cache(settings: Settings, found: Found) -> Result:
+async def check_cache(settings: Settings, found: Found, learned: str | None = None
+                      ) -> Result:
     """What lmsd can do to keep conversations' prefixes in this engine's cache
-    (``keep_warm``), read without changing anything in the engine."""
+    (``keep_warm``), read without changing anything in the engine. ``learned``: what the
+    running daemon found its restores do (``keeper.py``'s ``restore``), said after."""
     if not settings.keep_warm:
         return Result("cache", SKIP, "keep_warm is off")
     if not found.reachable:
@@ -129,8 +131,12 @@ async def check_cache(settings: Settings, found: Found) -> Result:
                       "start llama-server with --slot-save-path DIR/ (lmsd saves and "
                       "restores slots) or -np 2 (lmsd pins each conversation)")
     saving = "slots saved and restored" if setup.can_save else "no --slot-save-path"
-    return Result("cache", OK, f"llama-server, {setup.slots} slot(s), {saving}: "
-                  f"{setup.why}")
+    detail = f"llama-server, {setup.slots} slot(s), {saving}: {setup.why}"
+    if learned and "replay instead" in learned:
+        return Result("cache", WARN, f"{detail}; but the running daemon found that {learned}",
+                      "nothing to do: lmsd replays instead (a sliding-window or hybrid "
+                      "model: llama.cpp keeps no context checkpoint across a restore)")
+    return Result("cache", OK, detail + (f"; {learned}" if learned else ""))
 
 
 async def check_models(settings: Settings, found: Found, client: httpx.AsyncClient) -> Result:

@@ -14,6 +14,7 @@ import trio
 
 from tests.engine.llama_server import start_llama_server
 from tests.engine.server import MODEL_ALIAS
+from tests.support.daemon import admin_get
 
 pytestmark = pytest.mark.engine
 #: About 1.2k tokens of stable system prompt: a miss is unmistakable in the counts.
@@ -86,6 +87,10 @@ async def test_a_second_session_on_one_slot_is_saved_and_restored(start_lmsd, sa
     assert (await wait_event(server, "cache.restored"))["conversation"] == "aaaa/main"
     assert first["n_prompt_tokens"] > 2000
     assert prefilled(saving_engine)[-1] < 40  # only the new turn, not 2k tokens again
+    # the dense model's restore saved the prefill: judged so, restores go on
+    assert not events(server, "cache.restore_ineffective")
+    judged = server.router.backends[0].keeper.to_json()["restores"][MODEL_ALIAS]
+    assert (judged["effective"], judged["warm_up"]) == (1, "restore")
 
 
 async def test_after_an_engine_restart_the_idle_slot_comes_back_from_disk(
@@ -243,3 +248,68 @@ async def test_a_second_session_starts_from_the_first_ones_slot_file(start_lmsd,
         assert prefilled(engine)[-1] < 40  # A kept its slot
     restored = events(server, "cache.restored")
     assert [(e["conversation"], e["seeded"]) for e in restored] == [("llll/main", True)]
+
+
+async def test_a_restart_on_unified_kv_is_seen_and_rewarmed(start_lmsd, nursery):
+    """-np 2 --kv-unified (no pins: no slot lmsd left to find empty): the engine's task ids
+    starting again give the restart away. lmsd says ``cache.lost``, replays the last
+    conversation, and its next turn prefills only its new message."""
+    engine = await start_llama_server(nursery, n_ctx=16384, slots=2,
+                                      extra_args=["--kv-unified"])
+    server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    setup = await wait_event(server, "cache.engine")
+    assert setup["pins"] is False
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "mmmm", 1)
+        first = prefilled(engine)[-1]
+        await engine.restart()
+        lost = await wait_event(server, "cache.lost")
+        assert "restarted" in lost["why"] and lost["rewarm"] == ["mmmm/main"]
+        warmed = await wait_event(server, "cache.warmed", how="replayed")
+        await turn(http, "mmmm", 2)
+    assert first > 1000 and warmed["prefilled_tokens"] >= first - 8  # the replay: cold
+    assert prefilled(engine)[-1] < 40  # the next turn: only its new message
+
+
+async def test_on_a_sliding_window_model_a_cosmetic_restore_is_seen_and_replayed_instead(
+        start_lmsd, nursery, tmp_path):
+    """The SWA twin of the tiny model (``make_model.py --swa``), one slot with slot files:
+    llama-server restores A's file (and says how many tokens) but A's next turn prefills
+    it all again. lmsd reads that from the engine's counters, says so once, and warms A
+    after the engine's restart by a replay, not a restore: the next turn is warm."""
+    slots = tmp_path / "swa-slots"
+    slots.mkdir()
+    engine = await start_llama_server(nursery, n_ctx=8192, swa=True, extra_args=[
+        "--slot-save-path", f"{slots}/", "--cache-ram", "0"])
+    server = await start_lmsd(engine.url, model=MODEL_ALIAS, upstream_api="chat")
+    await wait_event(server, "cache.engine")
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        await turn(http, "nnnn", 1)
+        await turn(http, "oooo", 1, system=SYSTEM.replace("Rule", "Law"))
+        await turn(http, "nnnn", 2)  # after a restore of its file
+        restored = await wait_event(server, "cache.restored", conversation="nnnn/main")
+        bad = await wait_event(server, "cache.restore_ineffective")
+        assert bad["conversation"] == "nnnn/main" and bad["switched_to_replay"] is True
+        assert bad["restored_tokens"] == restored["tokens"] > 2000
+        assert bad["prefilled_tokens"] == prefilled(engine)[-1] > 2000  # all of it again
+        assert bad["cached_tokens"] == 0
+        miss = await wait_event(server, "cache.miss", conversation="nnnn/main")
+        assert "restored its slot file but kept none of it" in miss["why"]
+        await engine.restart()
+        lost = await wait_event(server, "cache.lost")
+        assert "nnnn/main" in lost["rewarm"]
+        warmed = await wait_event(server, "cache.warmed", conversation="nnnn/main")
+        assert warmed["how"] == "replayed"
+        await turn(http, "nnnn", 3)
+    assert prefilled(engine)[-1] < 40  # the replay warmed it: only the new message
+    assert len(events(server, "cache.restored")) == 1  # never restored again
+    [row] = (await admin_get(server, "/upstreams")).json()["upstreams"]
+    assert row["cache"]["restores"][MODEL_ALIAS]["warm_up"] == "replay"
+    assert row["cache"]["restores_skipped"] == 1  # after the restart: replayed, not restored
+    from lmsd.config import load_settings
+    from lmsd.ops.doctor_upstream import check_cache
+    from lmsd.upstreams.discovery import Found
+
+    said = await check_cache(load_settings({"upstream": engine.url}, {}),
+                             Found(engine.url, "config", True), row["cache"]["restore"])
+    assert said.status == "warn" and "slot restore saved no prefill" in said.detail

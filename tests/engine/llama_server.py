@@ -130,7 +130,8 @@ async def _kill(process: trio.Process) -> None:
 async def start_llama_server(nursery: trio.Nursery, *, n_ctx: int = 32768, slots: int = 1,
                              forced_tool_calls: bool = False,
                              extra_args: Sequence[str] = (),
-                             log_path: Path | None = None) -> LlamaServer:
+                             log_path: Path | None = None, swa: bool = False
+                             ) -> LlamaServer:
     """Serve the tiny model with ``--jinja`` on a free port until the nursery ends.
 
     One slot by default: a single conversation's prefix stays in the KV cache, so what
@@ -140,7 +141,7 @@ async def start_llama_server(nursery: trio.Nursery, *, n_ctx: int = 32768, slots
     temporary file (its tail is shown when the server does not come up); ``log_path``, when
     given, is kept instead (a benchmark reads what the engine prefilled from it).
     """
-    binary, model = llama_server_binary(), model_path()
+    binary, model = llama_server_binary(), model_path(swa)
     port = free_port()
     args = [str(binary), "--model", str(model), "--alias", MODEL_ALIAS, "--jinja",
             "--ctx-size", str(n_ctx), "--parallel", str(slots), "--threads", "2",

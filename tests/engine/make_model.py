@@ -11,7 +11,11 @@ the template renders an object as anything but JSON). Output rows of
 tokens that are not valid UTF-8 on their own are zeroed, so greedy decoding never emits a
 lone byte that would make the server hold back all further text.
 
-    python make_model.py OUT.gguf     (needs numpy, tokenizers, gguf)
+``--swa`` writes the same model as an OLMo-2 with a sliding window of ``SWA_WINDOW``
+tokens on three layers of four (llama.cpp's SWA cache): the architecture family whose
+slot restore llama-server cannot use (it keeps no context checkpoint across it).
+
+    python make_model.py OUT.gguf [--swa]     (needs numpy, tokenizers, gguf)
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 from tokenizers import ByteLevelBPETokenizer
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, CONTEXT = 8192, 512, 4, 8, 4, 1536, 32768
+SWA_WINDOW = 128
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 USER_DEFINED = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>",
                 "<think>", "</think>"]
@@ -96,7 +101,7 @@ def train_tokenizer() -> ByteLevelBPETokenizer:
     return tokenizer
 
 
-def main(out: Path) -> None:
+def main(out: Path, swa: bool = False) -> None:
     tokenizer = train_tokenizer()
     vocab = tokenizer.get_vocab()
     tokens = [""] * len(vocab)
@@ -124,7 +129,7 @@ def main(out: Path) -> None:
     def weight(*shape: int, scale: float = 0.02) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float16)
 
-    writer = gguf.GGUFWriter(str(out), "llama")
+    writer = gguf.GGUFWriter(str(out), "olmo2" if swa else "llama")
     writer.add_name("lmsd-tiny-random")
     writer.add_context_length(CONTEXT)
     writer.add_embedding_length(HIDDEN)
@@ -134,6 +139,8 @@ def main(out: Path) -> None:
     writer.add_head_count_kv(KV_HEADS)
     writer.add_rope_dimension_count(HIDDEN // HEADS)
     writer.add_layer_norm_rms_eps(1e-6)
+    if swa:
+        writer.add_sliding_window(SWA_WINDOW)
     writer.add_vocab_size(n_vocab)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     writer.add_tokenizer_model("gpt2")
@@ -150,12 +157,17 @@ def main(out: Path) -> None:
     writer.add_tensor("token_embd.weight", weight(n_vocab, HIDDEN, scale=1.0))
     for layer in range(LAYERS):
         prefix = f"blk.{layer}."
-        writer.add_tensor(prefix + "attn_norm.weight", np.ones(HIDDEN, dtype=np.float32))
+        norm = "post_attention_norm" if swa else "attn_norm"
+        writer.add_tensor(prefix + f"{norm}.weight", np.ones(HIDDEN, dtype=np.float32))
+        if swa:
+            writer.add_tensor(prefix + "attn_q_norm.weight", np.ones(HIDDEN, dtype=np.float32))
+            writer.add_tensor(prefix + "attn_k_norm.weight", np.ones(kv, dtype=np.float32))
         writer.add_tensor(prefix + "attn_q.weight", weight(HIDDEN, HIDDEN))
         writer.add_tensor(prefix + "attn_k.weight", weight(kv, HIDDEN))
         writer.add_tensor(prefix + "attn_v.weight", weight(kv, HIDDEN))
         writer.add_tensor(prefix + "attn_output.weight", weight(HIDDEN, HIDDEN))
-        writer.add_tensor(prefix + "ffn_norm.weight", np.ones(HIDDEN, dtype=np.float32))
+        norm = "post_ffw_norm" if swa else "ffn_norm"
+        writer.add_tensor(prefix + f"{norm}.weight", np.ones(HIDDEN, dtype=np.float32))
         writer.add_tensor(prefix + "ffn_gate.weight", weight(FFN, HIDDEN))
         writer.add_tensor(prefix + "ffn_up.weight", weight(FFN, HIDDEN))
         writer.add_tensor(prefix + "ffn_down.weight", weight(HIDDEN, FFN))
@@ -181,4 +193,4 @@ def _merges(tokenizer: ByteLevelBPETokenizer) -> list[str]:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), swa="--swa" in sys.argv[2:])

@@ -43,20 +43,22 @@ def engine_python() -> str:
     return _venv_python("llama_cpp.server, gguf, tokenizers", "llama-cpp-python engine")
 
 
-def model_path() -> Path:
+def model_path(swa: bool = False) -> Path:
     """The tiny model, generated once (about 4 s) and cached under .cache/engine. The file
-    is named by a digest of make_model.py, so a changed generator makes a new model."""
+    is named by a digest of make_model.py, so a changed generator makes a new model.
+    ``swa``: its sliding-window twin (``make_model.py --swa``)."""
     script = ROOT / "tests/engine/make_model.py"
     digest = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
-    path = CACHE / f"tiny-{digest}.gguf"
+    kind = "swa" if swa else "tiny"
+    path = CACHE / f"{kind}-{digest}.gguf"
     if not path.exists():
         python = _venv_python("gguf, tokenizers, numpy", "model generator (gguf, tokenizers)")
         CACHE.mkdir(parents=True, exist_ok=True)
         partial_path = path.with_suffix(f".{os.getpid()}.partial")
-        subprocess.run([python, str(script), str(partial_path)], check=True,
-                       capture_output=True)
+        subprocess.run([python, str(script), str(partial_path), *(["--swa"] if swa else [])],
+                       check=True, capture_output=True)
         partial_path.rename(path)
-        for old in CACHE.glob("tiny*.gguf"):  # models of earlier generators
+        for old in CACHE.glob(f"{kind}-*.gguf"):  # models of earlier generators
             if old != path:
                 old.unlink(missing_ok=True)
     return path

@@ -42,16 +42,25 @@ def _figures(data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def warm_up(client: httpx.AsyncClient, path: str, body: dict[str, Any],
-                  slot: int | None, timeout: float) -> str | None:
+                  slot: int | None, timeout: float) -> tuple[str | None, dict[str, int]]:
     """Send ``body`` (the last full request to ``path``) again for one token; on
-    llama-server's chat endpoint into ``slot``."""
+    llama-server's chat endpoint into ``slot``. (Why it failed or None, what the engine
+    prefilled and reused where it says: llama-server's ``timings``.)"""
     sent = warmup_body(path, body)
     if slot is not None and path.endswith("/chat/completions"):
         sent["id_slot"] = slot
     try:
         answer = await client.post(path, json=sent, timeout=timeout)
     except httpx.HTTPError as exc:
-        return str(exc) or type(exc).__name__
+        return str(exc) or type(exc).__name__, {}
     if answer.status_code != 200:
-        return f"HTTP {answer.status_code}: {answer.text[:200]}"
-    return None
+        return f"HTTP {answer.status_code}: {answer.text[:200]}", {}
+    try:
+        data = answer.json()
+    except ValueError:
+        return None, {}
+    timings = data.get("timings") if isinstance(data, dict) else None
+    if not isinstance(timings, dict) or not isinstance(timings.get("prompt_n"), int):
+        return None, {}
+    return None, {"prefilled_tokens": timings["prompt_n"],
+                  "cached_tokens": int(timings.get("cache_n") or 0)}

@@ -12,7 +12,8 @@ its cache and when the user is idle. Per upstream, the keeper:
   ``RecentRequests.where``): after a failover or a move, the upstream it left frees its
   slot, drops its file and never replays it (``_release_moved``);
 - in the background (``run``): saves slots that went idle, notices that the engine lost
-  its slots (``/slots`` shows no task where lmsd left one: a restart), and re-warms the
+  its slots (a restart: ``/slots`` shows no task where lmsd left one, or its task ids
+  went back, which works on unified KV too), and re-warms the
   most recent conversations by replaying their last request for one token, yielding at
   once to real traffic (a real request cancels a running warm-up).
 
@@ -38,6 +39,7 @@ from ...sessions.recent import RecentRequest, RecentRequests
 from ..client import Upstream
 from .engine_cache import slot_action, warm_up
 from .misses import Misses
+from .restores import Restores
 from .slot_probe import probe_slots
 from .slots import BACKGROUND, SlotTable
 
@@ -70,8 +72,10 @@ class CacheKeeper:
         self.reachable = True
         self.loaded = trio.Event()  # what an earlier lmsd remembered is read
         self.misses = Misses(name)
+        self.restores = Restores()  # did restores save the prefill, per model
+        self._task_high: int | None = None  # the engine's highest task id seen in /slots
         self.counts = {"saved": 0, "restored": 0, "restore_failed": 0, "warmups": 0,
-                       "warmups_preempted": 0, "lost": 0}
+                       "warmups_preempted": 0, "lost": 0, "restores_skipped": 0}
 
     # -- what the engine offers ----------------------------------------------------------
 
@@ -130,7 +134,8 @@ class CacheKeeper:
                 async with self.locks[index]:
                     assert table is not None
                     seed = await self._seed(conversation, body, index)
-                    await self._enter(conversation, index, seed=seed)
+                    await self._enter(conversation, index, seed=seed,
+                                      model=_model(body))
                     try:
                         yield {**body, "id_slot": index} if can_pin else body
                     finally:
@@ -183,10 +188,11 @@ class CacheKeeper:
         else:
             self.table.forget_file(key)
 
-    async def _enter(self, conversation: str, index: int, seed: str | None = None
-                     ) -> None:
+    async def _enter(self, conversation: str, index: int, seed: str | None = None,
+                     model: str | None = None) -> bool:
         """Take slot ``index`` (its lock held): save its occupant, restore ours (or the
-        ``seed`` a new conversation starts from)."""
+        ``seed`` a new conversation starts from), unless restores of ``model`` proved
+        cosmetic (``restores.py``). True when a file of its own was restored."""
         assert self.table is not None
         step = self.table.enter(conversation, index, trio.current_time(), seed=seed)
         if step.taken:
@@ -205,17 +211,24 @@ class CacheKeeper:
                       conversation=step.saved_key, file=step.save, why="switch", **saved)
             else:
                 self.table.forget_file(step.saved_key)
-        if step.restore:
+        if step.restore and self.restores.replay_instead(model):
+            self.counts["restores_skipped"] += 1  # it would restore nothing: see restores.py
+        elif step.restore:
             if (restored := await self._slot_action(index, "restore", step.restore)) \
                     is not None:
                 self.counts["restored"] += 1
                 event("cache.restored", upstream=self.name, slot=index,
                       conversation=conversation, file=step.restore, seeded=step.seeded,
                       **restored)
+                if not step.seeded:
+                    self.restores.restored(conversation, model or "",
+                                           restored.get("tokens"))
+                    return True
             else:
                 self.counts["restore_failed"] += 1
                 if not step.seeded:
                     self.table.forget_file(conversation)
+        return False
 
     async def _slot_action(self, index: int, action: str, file: str
                            ) -> dict[str, Any] | None:
@@ -252,6 +265,7 @@ class CacheKeeper:
         self._release_moved()
         held = self.table.lost() if self.table is not None else []
         self.misses.everyone(why)
+        self.restores.clear()
         self._learned = False  # a restarted engine may have other slots
         replays = self.settings.rewarm_conversations
         since = self._active_since()
@@ -262,7 +276,8 @@ class CacheKeeper:
         # Restores cost milliseconds: every conversation with a file, as many as there are
         # slots for. A replay costs a cold prefill: only the most recent ones.
         self._replays = set(order[:replays])
-        restorable = [c for c in order if table is not None and table.restorable(c)]
+        restorable = [c for c in order if table is not None and table.restorable(c)
+                      and not self._replay_instead(c)]
         room = table.setup.slots if table is not None and table.setup.pins else replays
         self._queue = [c for c in order if c in self._replays or c in restorable][:room]
         event("cache.lost", level=30, upstream=self.name, why=why,
@@ -302,7 +317,25 @@ class CacheKeeper:
                   expected: int | None = None) -> None:
         """After a turn: what the engine prefilled (a miss is reported, with its cause);
         ``expected``: what a chained turn prefills by design."""
+        if usage is not None and self._judge(conversation, usage.prefilled_tokens,
+                                             usage.cached_tokens):
+            self.misses.cost(conversation, "the engine restored its slot file but kept "
+                             "none of it (llama.cpp on a sliding-window or hybrid model)")
         self.misses.turn(conversation, usage, expected)
+
+    def _judge(self, conversation: str, prefilled: int | None, cached: int) -> bool:
+        """Did what the last restore (or replay) of ``conversation`` put in the engine
+        save this prefill? Said at each failure (True); the first one for a model
+        switches its warm-ups to replays."""
+        bad = self.restores.turn(conversation, prefilled, cached)
+        if bad is not None:
+            event("cache.restore_ineffective", level=30, upstream=self.name,
+                  conversation=conversation, **bad.to_json())
+        return bad is not None
+
+    def _replay_instead(self, conversation: str) -> bool:
+        recent = self.recent.get(self.name, conversation)
+        return self.restores.replay_instead(_model(recent.body) if recent else None)
 
     def _preempt(self, conversation: str) -> None:
         if self._warming is not None:
@@ -379,11 +412,26 @@ class CacheKeeper:
         self.reachable = True
         if not isinstance(slots, list):
             return
+        if self._tasks_went_back(slots):
+            self.lost("the engine restarted (its task ids started again)")
+            return
         for index, slot in enumerate(slots[:len(table.slots)]):
             if table.holder(index) is not None and not self.locks[index].locked() and \
                     isinstance(slot, dict) and "id_task" not in slot:
                 self.lost("the engine restarted (its slots are empty)")
                 return
+
+    def _tasks_went_back(self, slots: list[Any]) -> bool:
+        """llama-server numbers its tasks from 0 on start, and each slot shows the id of
+        the last task it ran (``id_task``, kept when an idle slot is cleared): the highest
+        id never goes down while the engine runs. Lower (or none, after there was one)
+        means it restarted; this works on every slot setup, unified KV included, where
+        lmsd pins no slot to watch."""
+        ids = [s["id_task"] for s in slots if isinstance(s, dict)
+               and isinstance(s.get("id_task"), int)]
+        high = max(ids) if ids else None
+        before, self._task_high = self._task_high, high
+        return before is not None and (high is None or high < before)
 
     async def _save_idle(self) -> None:
         table = self.table
@@ -422,22 +470,25 @@ class CacheKeeper:
             return  # it lives on another upstream now (or was reset): not warmed here
         table = self.table
         index = table.choose(conversation) if table is not None else None
-        restorable = table is not None and table.restorable(conversation)
+        model = _model(recent.body)
+        replay = conversation in self._replays or self.restores.replay_instead(model)
         if index is None:
-            if conversation in self._replays:
+            if replay:
                 await self._replay(conversation, recent, None)
             return
         if table is not None and table.holder(index) not in (None, BACKGROUND):
             return  # a warm-up never evicts a conversation (the queue is most recent first)
         async with self.locks[index]:
             assert table is not None
-            await self._enter(conversation, index)  # a restore, where it can: milliseconds
-            if restorable and table.setup.pins:
+            # A restore, where it can: milliseconds.
+            restored = await self._enter(conversation, index, model=model)
+            if restored and table.setup.pins:
                 event("cache.warmed", upstream=self.name, conversation=conversation,
                       slot=index, how="restored")
             # Then the last request: what the file lacks (turns since it was saved) is
-            # prefilled now; a file that is current makes it a one-token cache hit.
-            if conversation in self._replays:
+            # prefilled now; a file that is current makes it a one-token cache hit (its
+            # counters judge the restore at once).
+            if replay:
                 await self._replay(conversation, recent, index)
             table.done(conversation, index, trio.current_time())
 
@@ -447,27 +498,39 @@ class CacheKeeper:
             return
         started = trio.current_time()
         event("cache.warmup", upstream=self.name, conversation=conversation, slot=index)
-        error = await warm_up(self.upstream.client, recent.path, recent.body, index,
-                              self.upstream.read_timeout)
+        error, counters = await warm_up(self.upstream.client, recent.path, recent.body,
+                                        index, self.upstream.read_timeout)
         if error is not None:
             event("cache.warmup_failed", level=30, upstream=self.name,
                   conversation=conversation, error=error)
             return
         self.counts["warmups"] += 1
+        prefilled, cached = counters.get("prefilled_tokens"), counters.get("cached_tokens", 0)
+        self._judge(conversation, prefilled, cached)  # a restore just before it
+        if prefilled is not None:  # the next real turn judges the replay
+            self.restores.restored(conversation, _model(recent.body), prefilled + cached,
+                                   how="replay")
         event("cache.warmed", upstream=self.name, conversation=conversation, slot=index,
-              how="replayed", seconds=round(trio.current_time() - started, 3))
+              how="replayed", seconds=round(trio.current_time() - started, 3), **counters)
 
     def to_json(self) -> dict[str, Any]:
         """For ``/upstreams``: what the engine offers and what the keeper did."""
         return {"enabled": self.enabled,
                 "slots": self.table.to_json() if self.table is not None else None,
                 "warming": self._warming[0] if self._warming else None,
-                "queued": list(self._queue), "misses": self.misses.count, **self.counts}
+                "queued": list(self._queue), "misses": self.misses.count,
+                "restore": self.restores.summary() or "no restore judged ineffective",
+                "restores": self.restores.to_json(), **self.counts}
 
 
 def _safe(name: str) -> str:
     """An upstream name as part of a file name llama-server accepts."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "upstream"
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    return model if isinstance(model, str) else ""
 
 
 def _wall() -> float:
