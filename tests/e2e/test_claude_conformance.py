@@ -137,10 +137,11 @@ async def test_a_stream_that_fails_after_the_start_is_retried_once(start_lmsd, e
 
 
 async def test_an_unreachable_engine_gets_nothing(start_lmsd, tmp_path, dead_port):
-    """Nothing answers upstream: 503, retried by the CLI (1 + CLAUDE_CODE_MAX_RETRIES)."""
+    """Nothing answers upstream: 503 with ``x-should-retry: false`` (a lasting state): the
+    CLI shows the reason after one request instead of retrying for minutes."""
     server = await start_lmsd(f"http://127.0.0.1:{dead_port}")
     run = await run_claude(server.url, "hi", home=tmp_path / "home", cwd=tmp_path,
                            extra_env=BOUNDED)
     assert run.returncode == 1 and "API Error: 503" in (run.text or "")
     rejected = [e["status"] for e in server.bus.recent if e["type"] == "request.rejected"]
-    assert rejected == [503, 503]
+    assert rejected == [503]

@@ -1,4 +1,4 @@
-"""`lmsd doctor`'s Claude Code check against the real CLI (2.1.329)."""
+"""`lmsd doctor`'s Claude Code check against the real CLI (2.1.337)."""
 
 from __future__ import annotations
 
@@ -19,4 +19,4 @@ async def test_the_real_claude_code_version(tmp_path):
     env = {**os.environ, "PATH": f"{tmp_path / 'real'}{os.pathsep}/usr/bin:/bin"}
     result = await doctor_shell.check_claude(env)
     assert result.status == "ok", result
-    assert result.detail.startswith("2.1.329 (Claude Code) at ")
+    assert result.detail.startswith("2.1.337 (Claude Code) at ")
