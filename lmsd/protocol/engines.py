@@ -6,7 +6,8 @@ evidence is what lmsd reads anyway (no extra request, and no I/O here): LM Studi
 models at ``/api/v1/models`` or ``/api/v0/models``, answers ``/lmstudio-greeting`` and
 names itself in its 401 ("An LM Studio API token is required ..."); llama-server's
 ``/props`` has ``default_generation_settings``; the ``owned_by`` of ``/v1/models`` rows is
-``llamacpp`` (llama-server), ``vllm`` (vLLM) or ``library`` (Ollama's pulled models).
+``llamacpp`` (llama-server), ``vllm`` (vLLM), ``library`` (Ollama's pulled models) or
+``me`` (llama-cpp-python's server, which serves one request at a time).
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ from __future__ import annotations
 from typing import Any
 
 LM_STUDIO, LLAMA_SERVER, OLLAMA, VLLM = "LM Studio", "llama-server", "Ollama", "vLLM"
-#: An engine lmsd does not recognize (llama-cpp-python, SGLang, a gateway).
+LLAMA_CPP_PYTHON = "llama-cpp-python's server"
+#: An engine lmsd does not recognize (SGLang, a gateway).
 UNKNOWN = "the upstream server"
-_OWNED_BY = {"llamacpp": LLAMA_SERVER, "vllm": VLLM, "library": OLLAMA, "ollama": OLLAMA}
+_OWNED_BY = {"llamacpp": LLAMA_SERVER, "vllm": VLLM, "library": OLLAMA, "ollama": OLLAMA,
+             "me": LLAMA_CPP_PYTHON}
+#: Engines that serve one request at a time, and why that matters to lmsd.
+_ONE_AT_A_TIME = {LLAMA_CPP_PYTHON: (
+    "llama-cpp-python's server (its /v1/models says owned_by \"me\"): any other request "
+    "interrupts or waits for the one it serves")}
 
 
 def engine_of(*, greeting: bool = False, props: Any = None, listing: Any = None,
@@ -33,6 +40,11 @@ def engine_of(*, greeting: bool = False, props: Any = None, listing: Any = None,
         if isinstance(owner, str) and owner.lower() in _OWNED_BY:
             return _OWNED_BY[owner.lower()]
     return UNKNOWN
+
+
+def one_at_a_time(engine: str) -> str | None:
+    """Why ``engine`` (``engine_of``'s name) serves one request at a time, or None."""
+    return _ONE_AT_A_TIME.get(engine)
 
 
 def slot_context(props: Any) -> int | None:

@@ -67,17 +67,6 @@ def parse_models(path: str, data: Any) -> ModelList | None:
     return ModelList([LoadedModel(i, i, None, None) for i in ids], ids)
 
 
-def one_at_a_time(data: Any) -> str | None:
-    """Why the server whose OpenAI ``/v1/models`` answered ``data`` serves one request at
-    a time, or None: llama-cpp-python's server lists its models ``owned_by: "me"``, and
-    any other request (a listing too) interrupts or waits for the answer it streams."""
-    rows = _rows(data, "data")
-    if rows and all(m.get("owned_by") == "me" for m in rows):
-        return ("llama-cpp-python's server (its /v1/models says owned_by \"me\"): any "
-                "other request interrupts or waits for the one it serves")
-    return None
-
-
 def models_from_lms_ps(rows: list[dict[str, Any]]) -> ModelList:
     """``lms ps --json`` rows (LLM entries only)."""
     loaded = [LoadedModel(r.get("modelKey") or r["identifier"], r["identifier"],

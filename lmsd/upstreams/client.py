@@ -20,7 +20,7 @@ import trio
 
 from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
-from ..protocol.engines import LM_STUDIO, UNKNOWN, engine_of
+from ..protocol.engines import LM_STUDIO, UNKNOWN, engine_of, one_at_a_time
 from ..protocol.failures import (
     BadRequest,
     Failure,
@@ -30,7 +30,7 @@ from ..protocol.failures import (
     as_error,
     read_raw_failure,
 )
-from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, one_at_a_time, parse_models
+from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 from ..protocol.urls import display_url, split_credentials
 from .recorder import tap
 
@@ -130,8 +130,11 @@ class Upstream:
                   effect="no polls, listings or warm-ups while lmsd's requests run there")
 
     def saw_listing(self, data: Any) -> None:
-        """An OpenAI ``/v1/models`` answer: llama-cpp-python's says who it is."""
-        if (why := one_at_a_time(data)) is not None:
+        """An OpenAI ``/v1/models`` answer: the engine it names, and whether that one
+        serves one request at a time (llama-cpp-python's)."""
+        engine = engine_of(listing=data)
+        self.identified(engine)
+        if (why := one_at_a_time(engine)) is not None:
             self.serves_one_at_a_time(why)
 
     def set_api_key(self, api_key: str) -> None:
@@ -347,11 +350,12 @@ class Upstream:
         try:
             for path in order:
                 data = await self._get_json(path)
+                listing = parse_models(path, data)
                 if path == OPENAI:
                     self.saw_listing(data)
-                listing = parse_models(path, data)
+                elif listing is not None:
+                    self.identified(LM_STUDIO)  # its own listing
                 if listing is not None:
-                    self.identified(LM_STUDIO if path != OPENAI else engine_of(listing=data))
                     self._listing = path
                     self.listed, self.known = listing.loaded, listing.known
                     return [m.instance_id for m in listing.loaded], listing.known

@@ -178,10 +178,9 @@ class Watcher:
             listing = models_from_lms_ps(await self.lms.ps())
             return {m.instance_id: m for m in listing.loaded}, "lms ps"
         data = await self._get(OPENAI)  # any OpenAI-compatible server
-        self.upstream.saw_listing(data)
+        self.upstream.saw_listing(data)  # names the engine, and learns one-at-a-time
         listing = parse_models(OPENAI, data)
         if listing is not None:
-            self.upstream.identified(engine_of(listing=data))
             await self._slot_context(listing.loaded)
             self.upstream.known = listing.known
             return {m.instance_id: m for m in listing.loaded}, OPENAI

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from lmsd.protocol.engines import LLAMA_SERVER, LM_STUDIO, OLLAMA, UNKNOWN, VLLM, engine_of
+from lmsd.protocol.engines import (
+    LLAMA_CPP_PYTHON,
+    LLAMA_SERVER,
+    LM_STUDIO,
+    OLLAMA,
+    UNKNOWN,
+    VLLM,
+    engine_of,
+)
 from tests.emulator.auth import MISSING_TOKEN
 
 
@@ -19,6 +27,7 @@ def listing(owner: str) -> dict:
     ({"listing": listing("llamacpp")}, LLAMA_SERVER),
     ({"listing": listing("vllm")}, VLLM),
     ({"listing": listing("library")}, OLLAMA),
+    ({"listing": listing("me")}, LLAMA_CPP_PYTHON),  # and it serves one at a time
     ({"listing": listing("organization_owner")}, UNKNOWN),
     ({"listing": {"data": "nonsense"}, "props": {"error": "File Not Found"}}, UNKNOWN),
     ({"said": "Unauthorized"}, UNKNOWN),

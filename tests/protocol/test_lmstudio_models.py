@@ -49,7 +49,11 @@ def test_lms_ps_rows():
 def test_llama_cpp_python_is_known_by_its_listing():
     """llama-cpp-python's ``/v1/models`` lists its models ``owned_by: "me"``: a server
     that serves one request at a time. Other servers' listings say nothing of it."""
-    from lmsd.protocol.lmstudio import one_at_a_time
+    from lmsd.protocol.engines import engine_of
+    from lmsd.protocol.engines import one_at_a_time as said
+
+    def one_at_a_time(listing):
+        return said(engine_of(listing=listing))
 
     llama_cpp_python = {"object": "list", "data": [
         {"id": "tiny-llama", "object": "model", "owned_by": "me", "permissions": []}]}
