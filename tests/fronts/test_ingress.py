@@ -10,7 +10,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import h11
 import httpx
 import pytest
 import trio
@@ -18,6 +17,8 @@ import trio
 from lmsd.log import TextFormatter
 from lmsd.upstreams import recorder as recorder_module
 from lmsd.upstreams.recorder import Recorder
+from tests.support.processes import port_of
+from tests.support.websocket import handshake
 
 MiB = 1024 * 1024
 SENT_AT_MOST = 48 * MiB  # what the raw client sends before it gives up on an answer
@@ -76,10 +77,6 @@ def log_text() -> Iterator[io.StringIO]:
     finally:
         for target in targets:
             target.removeHandler(handler)
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
 
 
 async def raw_post(url: str, headers: dict[str, str], *, declared: int | None,
@@ -228,33 +225,6 @@ async def test_a_request_that_cannot_be_recorded_is_served_with_one_warning(
         assert log.count("session.record_failed") == 1 and "the disk is gone" in log
 
 
-async def websocket_handshake(url: str, target: str) -> tuple[int, bytes]:
-    """A browser's WebSocket handshake to ``target``: (status, body)."""
-    port = port_of(url)
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    conn = h11.Connection(h11.CLIENT)
-    fields = {"Host": f"127.0.0.1:{port}", "Upgrade": "websocket", "Connection": "Upgrade",
-              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
-    async with stream:
-        await stream.send_all(conn.send(h11.Request(method="GET", target=target,
-                                                    headers=list(fields.items()))))
-        status, body = 0, b""
-        with trio.fail_after(10):
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some())
-                elif isinstance(event, h11.InformationalResponse | h11.Response):
-                    status = event.status_code
-                    if status == 101:
-                        break
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    break
-    return status, body
-
-
 @pytest.mark.parametrize(("target", "on_proxy"), [
     ("/nope", 404), ("/events/x", 404), ("/session/a/b", 404), ("/metrics/x", 404),
     ("/v1/messages", 405)])  # an HTTP route: the method is wrong
@@ -262,7 +232,7 @@ async def test_a_websocket_handshake_to_an_unknown_path_is_a_404_on_both_ports(
         lmsd, log_text, target, on_proxy):
     """Today the proxy answers it with a 500 and logs a 5.8 KB traceback."""
     for url, status in ((lmsd.url, on_proxy), (lmsd.admin_url, 404)):
-        got, body = await websocket_handshake(url, target)
+        got, body = await handshake(url, target)
         assert got == status, (url, target, body)
         assert b'"type":"error"' in body
     assert "Traceback" not in log_text.getvalue()
@@ -274,7 +244,7 @@ async def test_a_burst_of_websocket_handshakes_keeps_the_log_small(lmsd, log_tex
     200 tracebacks (5.8 KB each today)."""
     for n in range(100):
         for url in (lmsd.url, lmsd.admin_url):
-            assert (await websocket_handshake(url, f"/x{n}"))[0] == 404
+            assert (await handshake(url, f"/x{n}"))[0] == 404
     log = log_text.getvalue()
     assert "Traceback" not in log
     assert len(log.encode()) < 200 * 400, f"{len(log.encode())} bytes of log"

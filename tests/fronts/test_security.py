@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import json
 
-import h11
 import httpx
-import trio
 import trio_websocket
 
 from lmsd.sessions.config import SessionConfig
 from tests.support.conversation import Conversation
 from tests.support.daemon import next_event
+from tests.support.processes import port_of
+from tests.support.websocket import handshake
 
 REQUEST = {"model": "claude-sonnet-4-6", "max_tokens": 16,
            "messages": [{"role": "user", "content": "hi"}]}
 BROWSER = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
            "User-Agent": "Mozilla/5.0"}
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
 
 
 def posts(emulator) -> int:
@@ -31,29 +27,7 @@ def posts(emulator) -> int:
 
 async def ws_handshake(admin_url: str, headers: dict[str, str]) -> tuple[int, bytes]:
     """A browser's WebSocket handshake to /events, sent with any Host: (status, body)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port_of(admin_url))
-    conn = h11.Connection(h11.CLIENT)
-    fields = {"Host": f"127.0.0.1:{port_of(admin_url)}", "Upgrade": "websocket",
-              "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-              "Sec-WebSocket-Version": "13", **headers}
-    await stream.send_all(conn.send(h11.Request(method="GET", target="/events",
-                                                headers=list(fields.items()))))
-    status, body = 0, b""
-    with trio.fail_after(10):
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some())
-            elif isinstance(event, h11.InformationalResponse | h11.Response):
-                status = event.status_code
-                if status == 101:
-                    break
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                break
-    await stream.aclose()
-    return status, body
+    return await handshake(admin_url, "/events", headers)
 
 
 def assert_refused(response: httpx.Response, status: int, *needles: str) -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tests.support.fixtures import body as claude_body
 from tests.support.fixtures import codex_request
+from tests.support.fuzz import paths
 
 # -- values ------------------------------------------------------------------------------
 
@@ -123,20 +124,9 @@ def captured_codex() -> dict[str, Any]:
     return codex_request("resp-min-tools", 2)["body"]
 
 
-def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value[:4]):
-            out += paths(v, (*prefix, i))
-    return out
-
-
 def mutated(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
     """``base``, valid, or with one to three fields replaced, removed or added."""
-    where = [p for p in paths(base) if p]
+    where = [p for p in paths(base, width=4) if p]
 
     @st.composite
     def build(draw: Any) -> bytes:

@@ -19,14 +19,15 @@ json_values = st.recursive(
 BASE = body("basic_json", 1)
 
 
-def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+def paths(value: Any, prefix: tuple = (), *, width: int = 3) -> list[tuple]:
+    """Every place in ``value`` (a key or index path), the first ``width`` items of lists."""
     out = [prefix]
     if isinstance(value, dict):
         for k, v in value.items():
-            out += paths(v, (*prefix, k))
+            out += paths(v, (*prefix, k), width=width)
     elif isinstance(value, list):
-        for i, v in enumerate(value[:3]):
-            out += paths(v, (*prefix, i))
+        for i, v in enumerate(value[:width]):
+            out += paths(v, (*prefix, i), width=width)
     return out
 
 

@@ -99,3 +99,8 @@ def require_cli(path: str | None, *, name: str, env: str, require: str) -> str:
     if os.environ.get(require) == "1":
         pytest.fail(msg, pytrace=False)
     pytest.skip(msg)
+
+
+def port_of(url: str) -> int:
+    """The port of ``http://host:port`` (what a test's server reported)."""
+    return int(url.rsplit(":", 1)[1])
