@@ -9,7 +9,6 @@ web page could have sent (a foreign Host, Origin or body type) are refused (guar
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +23,7 @@ from ..config import Settings
 from ..guard import policy_for
 from ..log import event
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
-from ..protocol.client_keys import client_of
+from ..protocol.client_keys import client_of, token_matches
 from ..protocol.failures import NotFound, Unauthorized, invalid
 from ..sessions.config import check_stored_session_id as check_session_id
 from ..sessions.config import parse_session_config
@@ -32,15 +31,6 @@ from ..sessions.store import SessionStore
 from ..upstreams.recorder import Recorder
 from ..upstreams.router import Readiness
 from .dashboard import page
-
-
-def _authorized(token: str, header: str | None, query: str | None = None) -> bool:
-    if not token:
-        return True
-    supplied = query or ""
-    if header and header.lower().startswith("bearer "):
-        supplied = header[7:].strip()
-    return hmac.compare_digest(supplied.encode(), token.encode())
 
 
 def sessions_json(store: SessionStore, only: str | None = None) -> list[dict[str, Any]]:
@@ -118,7 +108,7 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
         # A browser cannot send a header when it opens a page: the dashboard (only) takes
         # the token as ?token=, as the WebSocket does.
         query = request.args.get("token") if request.path == "/" else None
-        if not _authorized(settings.admin_token, request.headers.get("Authorization"), query):
+        if not token_matches(settings.admin_token, request.headers.get("Authorization"), query):
             return failure_response(Unauthorized(
                 "the admin API needs Authorization: Bearer <token>"),
                 {"WWW-Authenticate": "Bearer"})
@@ -209,7 +199,7 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
 
     @app.websocket("/events")
     async def events() -> None:
-        if not _authorized(settings.admin_token, websocket.headers.get("Authorization"),
+        if not token_matches(settings.admin_token, websocket.headers.get("Authorization"),
                            websocket.args.get("token")):
             await websocket.close(1008, "the admin API needs a bearer token")
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from ..protocol.anthropic.request import (
     validate_messages_request,
 )
 from ..protocol.anthropic.side import is_side_request
+from ..protocol.client_keys import token_matches
 from ..protocol.failures import Failure, Forbidden, NotFound, Unauthorized, invalid
 from ..protocol.guard import is_loopback_host
 from ..protocol.models import (
@@ -226,10 +226,7 @@ def _require_admin(settings: Settings, authorization: str | None) -> None:
         raise Forbidden(f"/session/ID/config: the proxy listens on {settings.listen}, beyond "
                         f"loopback; set admin_token (LMSD_ADMIN_TOKEN) and send it as "
                         f"Authorization: Bearer <token>, or use the admin API")
-    supplied = ""
-    if authorization and authorization.lower().startswith("bearer "):
-        supplied = authorization[7:].strip()
-    if not hmac.compare_digest(supplied.encode(), token.encode()):
+    if not token_matches(token, authorization):
         raise Unauthorized("/session/ID/config needs the admin token: "
                            "Authorization: Bearer <admin_token>")
 

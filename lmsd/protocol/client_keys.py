@@ -80,6 +80,18 @@ def presented_keys(headers: Mapping[str, str]) -> list[str]:
     return found
 
 
+def token_matches(token: str, authorization: str | None, query: str | None = None) -> bool:
+    """Does a request carry ``token`` (the admin token) as ``Authorization: Bearer``, or
+    as ``?token=`` (``query``: the dashboard's link)? Compared in constant time; no token
+    configured lets everyone through."""
+    if not token:
+        return True
+    supplied = query or ""
+    if authorization and authorization.lower().startswith("bearer "):
+        supplied = authorization[7:].strip()
+    return hmac.compare_digest(supplied.encode(), token.encode())
+
+
 def match(keys: Mapping[str, str], presented: list[str]) -> str | None:
     """The name of the client whose key was presented, else None. Every presented key is
     compared with every configured one (constant time each), so the time taken says
