@@ -52,7 +52,33 @@ from tests.engine.server import MODEL_ALIAS
 from tests.support.processes import wait_until_answering
 
 OUT = ROOT / "bench/out"
-CONFIGS = {"np1": 1, "np2": 2}
+@dataclass(frozen=True)
+class EngineConfig:
+    """One way to run llama-server: ``slots`` None is ``-np`` auto (4 slots, unified KV);
+    ``cache_ram`` False leaves the RAM cache at the engine's default (8192 MiB)."""
+
+    slots: int | None
+    cache_ram: bool = False  # pass --cache-ram (the --cache-ram option's value)
+    slot_save: bool = True
+    extra: tuple[str, ...] = ()
+
+    def args(self, cache_ram: int, slots_dir: Path) -> list[str]:
+        return [*(("--cache-ram", str(cache_ram)) if self.cache_ram else ()),
+                *(("--slot-save-path", f"{slots_dir}/") if self.slot_save else ()),
+                *self.extra, "--metrics"]
+
+    def n_ctx(self, per_slot: int) -> int:
+        return per_slot * (self.slots or 4)
+
+
+CONFIGS = {
+    "np1": EngineConfig(1, cache_ram=True),
+    "np2": EngineConfig(2, cache_ram=True),
+    # as users run it: nothing but the model, its context and the port
+    "defaults": EngineConfig(None, slot_save=False),
+    # the one change lmsd doctor names on the defaults
+    "defaults+save": EngineConfig(None),
+}
 NO_REUSE = httpx.Limits(max_keepalive_connections=0)  # llama-server closes after a stream
 RELOAD_NA = "n/a on llama-server: one model, no load API (the lead's emulator test covers it)"
 
@@ -163,18 +189,18 @@ async def wait_idle(http: httpx.AsyncClient, url: str, quiet: float = 1.0,
 
 async def run_mode(config: str, mode: str, trace: Trace, args: argparse.Namespace,
                    stamp: str, keep_warm_flag: bool) -> dict[str, Any]:
-    slots = CONFIGS[config]
+    engine_config = CONFIGS[config]
     work = Path(tempfile.mkdtemp(prefix=f"lmsd-day-{config}-{mode}-"))
     (work / "slots").mkdir()
     logs = OUT / f"day-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
-    engine_args = ["--cache-ram", str(args.cache_ram), "--slot-save-path",
-                   f"{work / 'slots'}/", "--metrics"]
+    engine_args = engine_config.args(args.cache_ram, work / "slots")
     rows: list[dict[str, Any]] = []
     load_start = os.getloadavg()[0]
     async with trio.open_nursery() as nursery:
         engine: LlamaServer = await start_llama_server(
-            nursery, n_ctx=args.ctx_per_slot * slots, slots=slots, extra_args=engine_args,
+            nursery, n_ctx=engine_config.n_ctx(args.ctx_per_slot), slots=engine_config.slots,
+            extra_args=engine_args,
             log_path=logs / f"{config}-{mode}-engine.log")
         lmsd = None
         lmsd_log = open(logs / f"{config}-{mode}-lmsd.jsonl", "a")  # noqa: SIM115

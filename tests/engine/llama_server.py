@@ -127,14 +127,16 @@ async def _kill(process: trio.Process) -> None:
     process.send_signal(signal.SIGKILL)
 
 
-async def start_llama_server(nursery: trio.Nursery, *, n_ctx: int = 32768, slots: int = 1,
+async def start_llama_server(nursery: trio.Nursery, *, n_ctx: int = 32768,
+                             slots: int | None = 1,
                              forced_tool_calls: bool = False,
                              extra_args: Sequence[str] = (),
                              log_path: Path | None = None, swa: bool = False
                              ) -> LlamaServer:
     """Serve the tiny model with ``--jinja`` on a free port until the nursery ends.
 
-    One slot by default: a single conversation's prefix stays in the KV cache, so what
+    One slot by default (``slots=None``: the engine's own default, ``-np`` auto with
+    unified KV): a single conversation's prefix stays in the KV cache, so what
     lmsd does to the prefix shows in ``cached_tokens``. Greedy sampling (``--temp 0``,
     unless a request says otherwise) makes every answer reproducible. ``forced_tool_calls`` adds
     ``FORCED_TOOL_CALLS``. The log goes to ``LMSD_ENGINE_LOG`` when set, else to a
@@ -144,8 +146,8 @@ async def start_llama_server(nursery: trio.Nursery, *, n_ctx: int = 32768, slots
     binary, model = llama_server_binary(), model_path(swa)
     port = free_port()
     args = [str(binary), "--model", str(model), "--alias", MODEL_ALIAS, "--jinja",
-            "--ctx-size", str(n_ctx), "--parallel", str(slots), "--threads", "2",
-            "--threads-batch", "2", "--host", "127.0.0.1", "--port", str(port),
+            "--ctx-size", str(n_ctx), *(("--parallel", str(slots)) if slots else ()),
+            "--threads", "2", "--threads-batch", "2", "--host", "127.0.0.1", "--port", str(port),
             "--no-webui", "--temp", "0",
             *(FORCED_TOOL_CALLS if forced_tool_calls else ()), *extra_args]
     log = os.environ.get("LMSD_ENGINE_LOG")
