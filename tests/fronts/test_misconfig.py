@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import trio
 
-from lmsd.ops.client import format_status
+from lmsd.ops.status import format_status
 from tests.emulator.auth import MISSING_TOKEN
 from tests.support.upstream_key import KEY, NEEDS_KEY
 
