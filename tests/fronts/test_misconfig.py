@@ -1,6 +1,6 @@
 """Misconfiguration says what to do: an LM Studio that wants an API key, an upstream URL
 ending in /v1, a chat server's 200 errors. What doctor says of them is in
-tests/ops/test_doctor_misconfig.py; startup failures are in tests/daemon/test_startup.py."""
+tests/ops/doctor/test_misconfig.py; startup failures are in tests/daemon/test_startup.py."""
 
 from __future__ import annotations
 
