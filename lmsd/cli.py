@@ -13,7 +13,11 @@ from . import __version__
 from .bus import families, known_type
 from .config import FILE_ONLY, PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
 from .log import setup as setup_logging
-from .ops import client, doctor, service
+from .ops import doctor, service
+from .ops import env as env_cmd
+from .ops import sessions as sessions_cmd
+from .ops import status as status_cmd
+from .ops.client import Admin, ClientError
 from .ops.codex_env import codex_config
 from .ops.tail import tail as tail_events
 
@@ -149,7 +153,7 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
                           metavar="N", help="only the N most recently used sessions")
     sessions.add_argument("--active", dest="active", action="store_true",
                           help=f"only sessions used in the last "
-                          f"{client.ACTIVE_WINDOW // 60} minutes")
+                          f"{sessions_cmd.ACTIVE_WINDOW // 60} minutes")
     reset = _client_parser(sub, "reset", "forget one session's chains, or all",
                            "Forget the chains and counters of SESSION_ID, or of every "
                            "session with --all. " + token)
@@ -304,37 +308,37 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 def _run_client(args: argparse.Namespace, settings: Settings) -> int:
     """Run a client subcommand: a failure is one line on stderr and exit status 1."""
-    admin = client.Admin.from_settings(settings)
+    admin = Admin.from_settings(settings)
     try:
         if args.command == "status":
-            client.status(admin, as_json=args.as_json)
+            status_cmd.status(admin, as_json=args.as_json)
         elif args.command == "sessions":
-            client.sessions(admin, as_json=args.as_json, limit=args.limit,
-                            active=args.active)
+            sessions_cmd.sessions(admin, as_json=args.as_json, limit=args.limit,
+                                  active=args.active)
         elif args.command == "reset":
-            client.reset(admin, args.session)
+            sessions_cmd.reset(admin, args.session)
         elif args.command == "record":
-            client.record(admin, args.session, stop=args.stop)
+            sessions_cmd.record(admin, args.session, stop=args.stop)
         elif args.command == "tail":
             tail_events(admin, session=args.session, types=_tail_types(args),
                         as_json=args.as_json, replay=max(args.replay, 0),
                         follow=args.follow)
         elif args.command == "env" and args.model and (
-                why := client.unserved_model(settings, args.model)):
+                why := env_cmd.unserved_model(settings, args.model)):
             print(f"lmsd: env --model: {why}", file=sys.stderr)
             return 1
         elif args.command == "env" and args.codex:
-            to = client.target(settings, args.url, args.key_name)
-            print(codex_config(settings, client.live_context(admin, settings), args.model, to))
+            to = env_cmd.target(settings, args.url, args.key_name)
+            print(codex_config(settings, env_cmd.live_context(admin, settings), args.model, to))
         elif args.command == "env":
-            to = client.target(settings, args.url, args.key_name)
-            context = client.live_context(admin, settings)
+            to = env_cmd.target(settings, args.url, args.key_name)
+            context = env_cmd.live_context(admin, settings)
             if args.as_json and context.assumed:  # JSON has no comments: say it aside
                 print(f"lmsd: {context.source}", file=sys.stderr)
-            print(client.format_env(settings, "json" if args.as_json else args.shell,
-                                    context, args.model, to, claude_names=args.claude_names))
+            print(env_cmd.format_env(settings, "json" if args.as_json else args.shell,
+                                     context, args.model, to, claude_names=args.claude_names))
         sys.stdout.flush()
-    except client.ClientError as exc:
+    except ClientError as exc:
         print(f"lmsd: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # the reader went away (``lmsd tail | head``): not an error

@@ -13,7 +13,8 @@ import pytest
 from lmsd import cli
 from lmsd.bus import EVENT_TYPES, known_type
 from lmsd.config import FILE_ONLY, PARSERS, SECRET_KEYS
-from lmsd.ops.client import ACTIVE_WINDOW, format_status, select_sessions
+from lmsd.ops.sessions import ACTIVE_WINDOW, select_sessions
+from lmsd.ops.status import format_status
 
 SOURCE = Path(cli.__file__).parent
 

@@ -1,2 +1,2 @@
 """Ops: the commands a user runs beside the daemon: the admin API's CLI client
-(status, sessions, tail), ``lmsd doctor`` and ``lmsd service``."""
+(:mod:`.client`; status, sessions, tail, env), ``lmsd doctor`` and ``lmsd service``."""

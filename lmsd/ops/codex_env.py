@@ -12,7 +12,7 @@ import json
 
 from ..config import Settings
 from ..protocol.models import LOCAL_ALIAS
-from .client import KEY_ENV, LiveContext, Target, proxy_url
+from .env import KEY_ENV, LiveContext, Target, proxy_url
 
 COMPACT_AT = 0.8
 PROVIDER = "lmsd"

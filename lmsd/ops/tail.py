@@ -21,21 +21,8 @@ import trio_websocket
 
 from ..bus import RECENT
 from ..protocol.text import escape_controls, json_safe, needs_quotes, quoted
-from .client import (
-    CYAN,
-    DIM,
-    GREEN,
-    MAGENTA,
-    RED,
-    RESET,
-    TIMEOUT,
-    YELLOW,
-    Admin,
-    ClientError,
-    local_tls,
-    local_url,
-    use_color,
-)
+from .client import TIMEOUT, Admin, ClientError, local_tls, local_url
+from .text import CYAN, DIM, GREEN, MAGENTA, RED, RESET, YELLOW, use_color
 
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 5.0  # ``--follow``: seconds between attempts
 TYPE_COLORS = {"request": CYAN, "model": MAGENTA, "upstream": MAGENTA, "chain": GREEN}

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lmsd.ops import doctor_shell
+from lmsd.ops.doctor import shell as doctor_shell
 from tests.support.claude_cli import find_claude
 
 

@@ -206,7 +206,7 @@ async def test_an_lmsd_restart_finds_each_conversation_on_its_slot(start_lmsd, n
 
 async def test_doctor_says_what_the_engine_offers_without_touching_it(nursery, tmp_path):
     from lmsd.config import load_settings
-    from lmsd.ops.doctor_upstream import check_cache
+    from lmsd.ops.doctor.upstream import check_cache
     from lmsd.upstreams.discovery import Found
 
     bare = await start_llama_server(nursery, n_ctx=4096)
@@ -307,7 +307,7 @@ async def test_on_a_sliding_window_model_a_cosmetic_restore_is_seen_and_replayed
     assert row["cache"]["restores"][MODEL_ALIAS]["warm_up"] == "replay"
     assert row["cache"]["restores_skipped"] == 1  # after the restart: replayed, not restored
     from lmsd.config import load_settings
-    from lmsd.ops.doctor_upstream import check_cache
+    from lmsd.ops.doctor.upstream import check_cache
     from lmsd.upstreams.discovery import Found
 
     said = await check_cache(load_settings({"upstream": engine.url}, {}),

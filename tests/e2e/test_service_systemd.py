@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lmsd.ops.service_actions import lmsd_command
+from lmsd.ops.service.actions import lmsd_command
 from tests.support.processes import free_port
 
 MANAGER_UP = {"running", "degraded", "starting", "initializing"}

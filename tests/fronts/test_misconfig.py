@@ -1,6 +1,6 @@
 """Misconfiguration says what to do: an LM Studio that wants an API key, an upstream URL
 ending in /v1, a chat server's 200 errors. What doctor says of them is in
-tests/ops/test_doctor_misconfig.py; startup failures are in tests/daemon/test_startup.py."""
+tests/ops/doctor/test_misconfig.py; startup failures are in tests/daemon/test_startup.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import trio
 
-from lmsd.ops.client import format_status
+from lmsd.ops.status import format_status
 from tests.emulator.auth import MISSING_TOKEN
 from tests.support.upstream_key import KEY, NEEDS_KEY
 

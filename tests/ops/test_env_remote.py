@@ -11,8 +11,9 @@ import pytest
 import trio
 
 from lmsd.config import load_settings
-from lmsd.ops.client import ClientError, LiveContext, Target, format_env, target
+from lmsd.ops.client import ClientError
 from lmsd.ops.codex_env import codex_config
+from lmsd.ops.env import LiveContext, Target, format_env, target
 
 KEY = "laptop-key-0123456789abcdef"
 URL = "https://gpu-box:19234"

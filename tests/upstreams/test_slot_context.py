@@ -10,7 +10,7 @@ import sys
 import httpx
 import trio
 
-from lmsd.ops.client import format_status
+from lmsd.ops.status import format_status
 from tests.emulator import Emulator
 from tests.support.daemon import MODEL, admin_get
 

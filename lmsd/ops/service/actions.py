@@ -14,11 +14,11 @@ from pathlib import Path
 
 import httpx
 
-from ..config import Settings, env_name
-from .client import Admin
+from ...config import Settings, env_name
+from ..client import Admin
 
 PLACEHOLDER = "@LMSD_EXEC@"
-SOURCE_ROOT = Path(__file__).resolve().parents[2]  # lmsd/ops/service_actions.py -> the checkout
+SOURCE_ROOT = Path(__file__).resolve().parents[3]  # lmsd/ops/service/actions.py -> the checkout
 COMMAND_TIMEOUT = 120.0  # `enable --now` waits for READY=1
 HEALTH_TIMEOUT = 2.0
 NOT_RUNNING = 3  # status: installed or not, the daemon is not running and healthy

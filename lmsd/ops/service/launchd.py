@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
-from .service_actions import NOT_RUNNING, PLACEHOLDER, Actions, health, query, template, unavailable
+from ...config import Settings
+from .actions import NOT_RUNNING, PLACEHOLDER, Actions, health, query, template, unavailable
 
 LABEL = "ai.lmsd"
 UNLOAD_TIMEOUT = 50.0  # the plist's ExitTimeOut (45 s) and a margin

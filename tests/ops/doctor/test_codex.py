@@ -1,5 +1,5 @@
 """``lmsd doctor``'s Codex check: Codex CLI's config.toml against lmsd's address and the
-loaded context (``lmsd/ops/doctor_codex.py``)."""
+loaded context (``lmsd/ops/doctor/codex.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import trio
 
 from lmsd.config import Settings, load_settings
 from lmsd.ops import doctor
-from lmsd.ops.client import LiveContext
 from lmsd.ops.codex_env import codex_config
 from lmsd.ops.doctor import diagnose
-from lmsd.ops.doctor_codex import CHECK, check_codex, config_path
-from tests.ops.test_doctor import (  # isolated: autouse, no real LM Studio leaks in
+from lmsd.ops.doctor.codex import CHECK, check_codex, config_path
+from lmsd.ops.env import LiveContext
+from tests.ops.doctor.support import (  # isolated: autouse, no real LM Studio leaks in
     doctor_args,
     isolated,  # noqa: F401
     prepare_shell,

@@ -14,7 +14,9 @@ from typing import Any
 import trio
 
 from lmsd.config import load_settings
-from lmsd.ops import doctor, doctor_upstream
+from lmsd.ops import doctor
+from lmsd.ops.doctor import runner
+from lmsd.ops.doctor import upstream as doctor_upstream
 from lmsd.upstreams import discovery
 from tests.support.processes import free_port, start_daemon
 from tests.support.upstream_key import KEY, NEEDS_KEY
@@ -74,8 +76,8 @@ async def test_an_exception_in_a_check_is_its_fail_line(emulator, tmp_path, monk
     async def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(doctor, "check_cache", boom)
-    monkeypatch.setattr(doctor, "check_port", boom)
+    monkeypatch.setattr(runner, "check_cache", boom)
+    monkeypatch.setattr(runner, "check_port", boom)
     settings = load_settings({"upstream": emulator.url, "state_dir": str(tmp_path / "s"),
                               "admin_listen": f"127.0.0.1:{free_port()}"}, {})
     results = await doctor.diagnose(settings, {"HOME": str(tmp_path)})

@@ -1,6 +1,6 @@
 """What a ``lmsd doctor`` check finds, and how a check runs a program.
 
-Every check module returns :class:`Result`; ``doctor.py`` runs them and prints them.
+Every check module returns :class:`Result`; ``runner`` runs them and ``command`` prints them.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..processes import run_bounded
+from ...processes import run_bounded
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 HTTP_TIMEOUT = 2.0

@@ -8,7 +8,7 @@ import pytest
 
 from lmsd.config import load_settings
 from lmsd.ops.doctor import diagnose
-from lmsd.ops.doctor_upstream import check_api, check_models
+from lmsd.ops.doctor.upstream import check_api, check_models
 from lmsd.upstreams import discovery
 from lmsd.upstreams.discovery import Found
 from tests.support.upstream_key import KEY, NEEDS_KEY

@@ -1,5 +1,5 @@
 """``lmsd doctor``'s checks of the calling shell: the Claude Code variables that point it at
-lmsd, and the installed Claude Code. (Its compaction settings: ``doctor_context``.)"""
+lmsd, and the installed Claude Code. (Its compaction settings: ``context``.)"""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import shutil
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from ..config import Settings
-from .client import ANY_HOST, local_url
-from .doctor_result import FAIL, OK, WARN, Result, execute, last_line
+from ...config import Settings
+from ..client import ANY_HOST, local_url
+from .result import FAIL, OK, WARN, Result, execute, last_line
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 CLAUDE_TIMEOUT = 10.0

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from ..config import Settings, env_name
-from ..protocol.guard import is_loopback_host
-from .doctor_result import OK, WARN, Result
+from ...config import Settings, env_name
+from ...protocol.guard import is_loopback_host
+from .result import OK, WARN, Result
 
 CHECK = "network"
 TLS_FIX = (f"set tls_cert and tls_key ({env_name('tls_cert')}, {env_name('tls_key')}) to a "

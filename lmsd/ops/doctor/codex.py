@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import Settings
-from .client import local_url
-from .doctor_result import FAIL, OK, SKIP, WARN, Result
-from .doctor_shell import points_at
+from ...config import Settings
+from ..client import local_url
+from .result import FAIL, OK, SKIP, WARN, Result
+from .shell import points_at
 
 CHECK = "codex_config"
 FIX = "lmsd env --codex prints the provider block, sized for the loaded context"

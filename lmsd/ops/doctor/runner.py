@@ -1,4 +1,5 @@
-"""``lmsd doctor``: check the setup end to end and say how to fix what is wrong.
+"""``lmsd doctor``'s checks, all together: run every one concurrently, the results in a
+fixed order; with a daemon running, the upstreams it uses are the ones checked.
 
 Each check gives one :class:`Result` (ok, warn, fail or skip) with a one-line fix for
 anything not ok: LM Studio and how it was found, the loaded models and their context,
@@ -8,46 +9,35 @@ Claude Code, and Codex CLI's provider block when its config points at lmsd. Noth
 started, loaded or changed; the only write is a temporary file in the state directory (or
 the parent that would hold it), removed at once.
 
-The checks live by what they look at: ``doctor_upstream`` (LM Studio, the API, the models),
-``doctor_host`` (ports, state directory, service), ``doctor_shell`` and ``doctor_context``
-(the calling shell's Claude Code), ``doctor_codex`` (Codex CLI's config.toml, if any); this
-module runs them concurrently and prints them.
+The checks live by what they look at: ``upstream`` (LM Studio, the API, the models),
+``host`` (ports, state directory, service), ``network`` (who may reach lmsd), ``shell``
+and ``context`` (the calling shell's Claude Code), ``codex`` (Codex CLI's config.toml, if
+any); ``command`` prints what this module gathers.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import partial
-from typing import TextIO
 
 import httpx
 import trio
 
-from ..config import (
-    KINDS,
-    ConfigError,
-    Settings,
-    UpstreamConfig,
-    default_name,
-    env_name,
-    load_settings,
-)
-from ..protocol.failures import Failure
-from ..upstreams.discovery import Found
-from .client import GREEN, RED, RESET, YELLOW, local_url, use_color
-from .doctor_codex import check_codex
-from .doctor_context import CHECK as CONTEXT_CHECK
-from .doctor_context import check_context_env, loaded_contexts
-from .doctor_host import check_port, check_service, check_state_dir
-from .doctor_network import check_network
-from .doctor_result import FAIL, OK, SKIP, WARN, Result
-from .doctor_shell import check_attribution, check_auth, check_base_url, check_claude
-from .doctor_upstream import (
+from ...config import KINDS, Settings, UpstreamConfig, default_name
+from ...protocol.failures import Failure
+from ...upstreams.discovery import Found
+from ..client import local_url
+from .codex import check_codex
+from .context import CHECK as CONTEXT_CHECK
+from .context import check_context_env, loaded_contexts
+from .host import check_port, check_service, check_state_dir
+from .network import check_network
+from .result import FAIL, Result
+from .shell import check_attribution, check_auth, check_base_url, check_claude
+from .upstream import (
     check_api,
     check_cache,
     check_lmstudio,
@@ -56,17 +46,10 @@ from .doctor_upstream import (
     read_models,
 )
 
-MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
-WORDS = {OK: "ok", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
-COLORS = {OK: GREEN, WARN: YELLOW, FAIL: RED, SKIP: ""}
-
-
-# -- all together: run every check, print the results --------------------------------------------
-
 
 async def _contexts(settings: Settings, local: httpx.AsyncClient, found: Found,
                     upstream: httpx.AsyncClient) -> list[int]:
-    """The loaded contexts the Claude Code and Codex settings must fit (doctor_context)."""
+    """The loaded contexts the Claude Code and Codex settings must fit (``context``)."""
 
     async def lmstudio_contexts() -> list[int]:
         if not found.reachable:
@@ -227,66 +210,3 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
             for i in range(len(jobs)):
                 nursery.start_soon(fill, i)
     return [r for slot in slots for r in slot]
-
-
-def format_results(results: list[Result], *, fancy: bool = False, color: bool = False) -> str:
-    """One line per result: mark, check, finding and, unless ok, the fix."""
-    width = max((len(r.check) for r in results), default=0)
-    lines = []
-    for r in results:
-        mark = MARKS[r.status] if fancy else WORDS[r.status].ljust(4)
-        if color and COLORS[r.status]:
-            mark = f"{COLORS[r.status]}{mark}{RESET}"
-        line = f"{mark} {r.check.replace('_', ' ').ljust(width)}  {r.detail}"
-        if r.fix and r.status != OK:
-            line += f"; fix: {r.fix}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _utf8_terminal(stream: TextIO) -> bool:
-    encoding = (getattr(stream, "encoding", "") or "").lower().replace("-", "")
-    isatty = getattr(stream, "isatty", None)
-    return encoding == "utf8" and bool(isatty and isatty())
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Add ``lmsd doctor`` to the CLI."""
-    parser = sub.add_parser(
-        "doctor", help="check the setup and say how to fix it",
-        description="Check LM Studio, the loaded models, the ports, the state directory, "
-        "the service and this shell's Claude Code environment. Exit status 1 if a check "
-        "failed (warnings allowed).")
-    defaults = Settings()
-    for key, metavar in (("listen", "HOST:PORT"), ("admin_listen", "HOST:PORT"),
-                         ("upstream", "URL")):
-        parser.add_argument("--" + key.replace("_", "-"), dest=key, default=None,
-                            metavar=metavar, help=f"env {env_name(key)}; default "
-                            f"{getattr(defaults, key)!r}")
-    parser.add_argument("--config", dest="config", default=None, metavar="FILE",
-                        help=f"a TOML config file; env {env_name('config')}")
-    parser.add_argument("--json", dest="as_json", action="store_true",
-                        help="print a JSON list of {check, status, detail, fix}")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``lmsd doctor``: print the results; 0 unless a check failed."""
-    flags = {k: getattr(args, k, None) for k in ("config", "listen", "admin_listen",
-                                                  "upstream")}
-    try:
-        settings = load_settings(flags)
-    except ConfigError as exc:
-        results = [Result("config", FAIL, str(exc), "correct the setting it names")]
-    else:
-        try:
-            results = trio.run(diagnose, settings, dict(os.environ))
-        except KeyboardInterrupt:
-            return 130
-    out = sys.stdout
-    if getattr(args, "as_json", False):
-        print(json.dumps([asdict(r) for r in results], indent=2), file=out)
-    else:
-        print(format_results(results, fancy=_utf8_terminal(out), color=use_color(out)),
-              file=out)
-    out.flush()
-    return 1 if any(r.status == FAIL for r in results) else 0

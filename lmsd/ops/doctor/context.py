@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from ..config import Settings
-from ..protocol.compaction import env_problem, simulate
-from ..protocol.models import is_claude_name
-from .client import local_url
+from ...config import Settings
+from ...protocol.compaction import env_problem, simulate
+from ...protocol.models import is_claude_name
+from ..client import local_url
 
 CHECK = "claude_context"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmsd.config import load_settings
-from lmsd.ops.doctor_network import check_network
+from lmsd.ops.doctor.network import check_network
 
 KEYS = "laptop=laptop-key-0123456789abcdef"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import trio
 
-from ..config import Settings, env_name
-from .client import local_url
-from .doctor_result import FAIL, HTTP_TIMEOUT, OK, WARN, Result, execute, last_line
+from ...config import Settings, env_name
+from ..client import local_url
+from .result import FAIL, HTTP_TIMEOUT, OK, WARN, Result, execute, last_line
 
 SERVICE_TIMEOUT = 5.0
 SYSTEMD_UNIT = "lmsd.service"

@@ -8,8 +8,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import Settings
-from .service_actions import (
+from ...config import Settings
+from .actions import (
     NOT_RUNNING,
     PLACEHOLDER,
     Actions,

@@ -11,8 +11,8 @@ alone and every command is idempotent. ``--dry-run`` prints the file and the com
 and changes nothing. A failure is one line on stderr and exit status 1; when the service
 manager is missing nothing is written.
 
-The manager-specific parts: ``service_systemd`` and ``service_launchd``; what they share
-(the command, the templates, dry runs): ``service_actions``.
+The manager-specific parts: ``systemd`` and ``launchd`` (beside this module); what they
+share (the command, the templates, dry runs): ``actions``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, Settings, env_name, load_settings
-from .service_actions import NOT_RUNNING, Actions, ServiceError, health, lmsd_command
-from .service_launchd import LABEL, launchd_install, launchd_status, launchd_uninstall
-from .service_systemd import UNIT, systemd_install, systemd_status, systemd_uninstall
+from ...config import ConfigError, Settings, env_name, load_settings
+from .actions import NOT_RUNNING, Actions, ServiceError, health, lmsd_command
+from .launchd import LABEL, launchd_install, launchd_status, launchd_uninstall
+from .systemd import UNIT, systemd_install, systemd_status, systemd_uninstall
 
 MANAGERS = ("systemd", "launchd")
 

@@ -9,17 +9,17 @@ from typing import Any
 
 import httpx
 
-from ..config import Settings, env_name
-from ..protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
-from ..protocol.engines import LM_STUDIO, UNKNOWN, engine_of, slot_context
-from ..protocol.failures import Failure, UpstreamAuth
-from ..protocol.lmstudio import OPENAI, V0, V1, ModelList, parse_models
-from ..protocol.urls import display_url, scrub
-from ..upstreams.cache.slot_probe import probe_slots
-from ..upstreams.dialect import CONFIGURED, UNDECIDED, decide
-from ..upstreams.discovery import Found, discover, probe
-from ..upstreams.lms import LmsCli
-from .doctor_result import FAIL, HTTP_TIMEOUT, OK, SKIP, WARN, Result
+from ...config import Settings, env_name
+from ...protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
+from ...protocol.engines import LM_STUDIO, UNKNOWN, engine_of, slot_context
+from ...protocol.failures import Failure, UpstreamAuth
+from ...protocol.lmstudio import OPENAI, V0, V1, ModelList, parse_models
+from ...protocol.urls import display_url, scrub
+from ...upstreams.cache.slot_probe import probe_slots
+from ...upstreams.dialect import CONFIGURED, UNDECIDED, decide
+from ...upstreams.discovery import Found, discover, probe
+from ...upstreams.lms import LmsCli
+from .result import FAIL, HTTP_TIMEOUT, OK, SKIP, WARN, Result
 
 LMS_TIMEOUT = 5.0
 
