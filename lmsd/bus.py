@@ -24,7 +24,7 @@ RECENT = 500  # events kept for subscribers that ask for a replay (``tail`` hist
 # ``lmsd tail --type`` can refuse a typo instead of silently printing nothing.
 EVENT_TYPES = frozenset({
     "cache.engine", "cache.lost", "cache.miss", "cache.pinned", "cache.released",
-    "cache.restore_ineffective", "cache.restored", "cache.saved",
+    "cache.parked", "cache.restore_ineffective", "cache.restored", "cache.saved",
     "cache.slot_failed", "cache.warmed", "cache.warmup", "cache.warmup_failed",
     "cache.warmup_preempted",
     "chain.decision", "chain.stale",

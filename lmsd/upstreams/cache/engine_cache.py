@@ -64,3 +64,53 @@ async def warm_up(client: httpx.AsyncClient, path: str, body: dict[str, Any],
         return None, {}
     return None, {"prefilled_tokens": timings["prompt_n"],
                   "cached_tokens": int(timings.get("cache_n") or 0)}
+
+
+#: What ``park`` sends: a prompt that shares at most the first token with a real one.
+PARK_PROMPT = "lmsd park"
+
+
+async def park(client: httpx.AsyncClient) -> str | None:
+    """On llama-server with unified KV and its RAM cache (``-np`` auto, the default): move
+    the prompt its last request left on a slot into the RAM cache, so that the next
+    request loads its own best match from there. Why it is needed: a request picks the
+    slot whose prompt it shares most with, and when that keeps at least half of the
+    slot's prompt the engine does not look in its RAM cache at all
+    (``get_available_slot``'s ``f_keep < 0.5``): a second Claude Code session shares the
+    system prompt and tools with the first, so the first's next turn reuses the second's
+    slot and prefills everything after their common start again, while its own state sits
+    in the RAM cache. A one-token prompt takes that slot (or another, and the idle ones are
+    cleared into the cache as it starts); it shares too little with a real request to be
+    chosen again. Why it failed, or None."""
+    try:
+        answer = await client.post("/completion", json={
+            "prompt": PARK_PROMPT, "n_predict": 1, "cache_prompt": True,
+            "temperature": 0}, timeout=SLOT_ACTION_TIMEOUT)
+    except httpx.HTTPError as exc:
+        return str(exc) or type(exc).__name__
+    return None if answer.status_code == 200 else \
+        f"HTTP {answer.status_code}: {answer.text[:200]}"
+
+
+async def occupied_slot(client: httpx.AsyncClient, *, empty: bool = False) -> int | None:
+    """The idle slot holding the prompt of the engine's last request (the highest
+    ``id_task`` among idle slots holding a prompt); ``empty``: an idle slot holding
+    none. On unified KV only the last request's slot keeps its prompt (the others are
+    cleared into the RAM cache when a task starts). None when ``/slots`` does not say."""
+    try:
+        answer = await client.get("/slots", timeout=5.0)
+        slots = answer.json() if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(slots, list):
+        return None
+    idle = [s for s in slots if isinstance(s, dict) and not s.get("is_processing")
+            and isinstance(s.get("id"), int)]
+    if empty:
+        free = [s["id"] for s in idle if not s.get("n_prompt_tokens")]
+        return free[0] if free else None
+    held = [s for s in idle if s.get("n_prompt_tokens")]
+    if not held:
+        return None
+    return max(held, key=lambda s: s.get("id_task") if isinstance(s.get("id_task"), int)
+               else -1)["id"]

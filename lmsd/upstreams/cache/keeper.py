@@ -37,7 +37,7 @@ from ...protocol.pivot import Usage
 from ...protocol.warmup import shared_start
 from ...sessions.recent import RecentRequest, RecentRequests
 from ..client import Upstream
-from .engine_cache import slot_action, warm_up
+from .engine_cache import occupied_slot, park, slot_action, warm_up
 from .misses import Misses
 from .restores import Restores
 from .slot_probe import probe_slots
@@ -74,8 +74,14 @@ class CacheKeeper:
         self.misses = Misses(name)
         self.restores = Restores()  # did restores save the prefill, per model
         self._task_high: int | None = None  # the engine's highest task id seen in /slots
+        # Unified KV (``SlotSetup.unified``): the conversation lmsd's last request left on
+        # the engine's slot, whether it holds more than its file, and the conversations
+        # the engine lost (restored from their files before they are replayed).
+        self._occupant: str | None = None
+        self._occupant_unsaved = False
+        self._lost: set[str] = set()
         self.counts = {"saved": 0, "restored": 0, "restore_failed": 0, "warmups": 0,
-                       "warmups_preempted": 0, "lost": 0, "restores_skipped": 0}
+                       "warmups_preempted": 0, "lost": 0, "restores_skipped": 0, "parked": 0}
 
     # -- what the engine offers ----------------------------------------------------------
 
@@ -128,7 +134,15 @@ class CacheKeeper:
         try:
             table = self.table  # learned at startup and in the background, never waited for
             index = table.choose(conversation) if table is not None else None
-            if index is None or (not can_pin and table is not None and table.setup.slots > 1):
+            if table is not None and table.setup.unified:
+                await self._switch(conversation, body)
+                try:
+                    yield body
+                finally:
+                    self._occupant = conversation
+                    self._occupant_unsaved = conversation != BACKGROUND
+            elif index is None or (not can_pin and table is not None and
+                                   table.setup.slots > 1):
                 yield body
             else:
                 async with self.locks[index]:
@@ -174,6 +188,79 @@ class CacheKeeper:
             async with self.locks[held]:
                 await self._save(held, best, "seed")
         return table.files().get(best)
+
+    async def _switch(self, conversation: str, body: dict[str, Any]) -> None:
+        """Unified KV, before ``conversation``'s request, when the engine's last request
+        was another conversation's (the occupant): save the occupant's slot to its file
+        (an engine restart then costs a restore, as on one slot). Then, if this
+        conversation ran here before: restore its file into an empty slot (the request
+        picks the slot it shares most with), or, without one, park the occupant in the
+        RAM cache when the two start alike (two Claude Code sessions), so that this
+        request loads its own state from there (``engine_cache.park``). A new
+        conversation is left to the engine: parking first would make it take (and
+        consume) the other's cached state. Only while no other request of lmsd runs:
+        then the engine's last slot is the occupant's."""
+        occupant = self._occupant
+        if occupant is None or occupant == conversation or self.real_in_flight > 1:
+            return
+        table = self.table
+        if self._occupant_unsaved and table is not None and table.setup.can_save:
+            await self._save_occupant("switch")
+        if conversation == BACKGROUND or self.recent.get(self.name, conversation) is None:
+            return
+        if await self._restore_file(conversation, _model(body)):
+            return
+        kept = self.recent.get(self.name, occupant)
+        if kept is None or shared_start(body, kept.body) < SEED_CHARS:
+            return  # the engine's own slot choice keeps both (the RAM cache on a miss)
+        error = await park(self.upstream.client)
+        if error is None:
+            self.counts["parked"] += 1
+        event("cache.parked", upstream=self.name, conversation=occupant,
+              before=conversation, error=error, level=30 if error else 20)
+        self._occupant = None
+
+    async def _save_occupant(self, why: str) -> None:
+        """Unified KV: save the slot the occupant's last request left (found in
+        ``/slots``) to the occupant's file."""
+        table, key = self.table, self._occupant
+        if table is None or key is None or key == BACKGROUND:
+            return
+        index = await occupied_slot(self.upstream.client)
+        if index is None:
+            return
+        file = table.file_for(key)
+        if (saved := await self._slot_action(index, "save", file)) is not None:
+            self.counts["saved"] += 1
+            self._occupant_unsaved = False
+            self._note_file(key, index, file)
+            event("cache.saved", upstream=self.name, slot=index, conversation=key,
+                  file=file, why=why, **saved)
+        else:
+            table.forget_file(key)
+
+    async def _restore_file(self, conversation: str, model: str) -> bool:
+        """Unified KV: ``conversation``'s file into an empty slot, where it has one (and
+        restores of ``model`` are not cosmetic). True when restored."""
+        table = self.table
+        self._lost.discard(conversation)
+        if table is None or not table.restorable(conversation) or \
+                self.restores.replay_instead(model):
+            return False
+        index = await occupied_slot(self.upstream.client, empty=True)
+        file = table.files().get(conversation)
+        if index is None or file is None:
+            return False
+        if (restored := await self._slot_action(index, "restore", file)) is None:
+            self.counts["restore_failed"] += 1
+            table.forget_file(conversation)
+            return False
+        self.counts["restored"] += 1
+        self._occupant, self._occupant_unsaved = conversation, False
+        event("cache.restored", upstream=self.name, slot=index, conversation=conversation,
+              file=file, seeded=False, **restored)
+        self.restores.restored(conversation, model, restored.get("tokens"))
+        return True
 
     async def _save(self, index: int, key: str, why: str) -> None:
         """Save slot ``index`` (its lock held) as ``key``'s file."""
@@ -278,8 +365,11 @@ class CacheKeeper:
         self._replays = set(order[:replays])
         restorable = [c for c in order if table is not None and table.restorable(c)
                       and not self._replay_instead(c)]
+        # Unified KV: the others' files are restored when they come back (``_switch``).
         room = table.setup.slots if table is not None and table.setup.pins else replays
         self._queue = [c for c in order if c in self._replays or c in restorable][:room]
+        self._occupant, self._occupant_unsaved = None, False
+        self._lost = set(self._queue)
         event("cache.lost", level=30, upstream=self.name, why=why,
               rewarm=list(self._queue) or None)
         self._wake.set()
@@ -437,6 +527,11 @@ class CacheKeeper:
         table = self.table
         if table is None:
             return
+        if table.setup.unified:
+            if self._occupant_unsaved and table.setup.can_save and trio.current_time() - \
+                    self._last_real >= self.settings.slot_save_idle:
+                await self._save_occupant("idle")
+            return
         for index, key in table.to_save(trio.current_time(), self.settings.slot_save_idle):
             if not self._idle() or self.locks[index].locked():
                 return
@@ -472,6 +567,13 @@ class CacheKeeper:
         index = table.choose(conversation) if table is not None else None
         model = _model(recent.body)
         replay = conversation in self._replays or self.restores.replay_instead(model)
+        if table is not None and table.setup.unified:
+            if conversation in self._lost:
+                await self._restore_file(conversation, model)
+            if replay:
+                await self._replay(conversation, recent, None)
+                self._occupant, self._occupant_unsaved = conversation, True
+            return
         if index is None:
             if replay:
                 await self._replay(conversation, recent, None)

@@ -36,8 +36,10 @@ async def probe_slots(client: httpx.AsyncClient, *, write: bool = True
     elif keeps_idle is None and not write:
         why = "whether idle slots keep their KV shows once two slots hold prompts"
     else:
-        why = ("idle slots are cleared when a task starts (unified KV with the RAM "
-               "cache) or /slots is off: slot choice left to the engine")
+        why = ("idle slots are cleared into the RAM cache when a task starts (unified KV): "
+               "slot choice left to the engine; a conversation is parked in the RAM cache "
+               "before a similar one runs") if keeps_idle is False else (
+               "/slots is off: slot choice left to the engine")
     return SlotSetup(slots, keeps_idle, can_save, why), written
 
 

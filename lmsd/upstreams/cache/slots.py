@@ -8,7 +8,9 @@ saving a slot to disk and restoring it costs 12-120 ms. So:
 
 - **Pin** a conversation to its own slot (``id_slot``) only where idle slots keep their
   KV (per-slot KV, ``-np N``): with unified KV (the default) llama-server clears idle
-  slots when any task starts, and a pinned conversation would re-prefill every turn.
+  slots into its RAM cache when any task starts, and a pinned conversation would
+  re-prefill every turn. There the engine picks the slot, and lmsd only **parks** the
+  last conversation in the RAM cache before a similar one runs (``SlotSetup.unified``).
 - **Save** the slot's occupant before another conversation takes the slot, and when it
   has been idle a while (an engine crash gives no warning), where the engine can
   (``--slot-save-path``); **restore** it before that conversation's next turn when the
@@ -41,6 +43,14 @@ class SlotSetup:
     why: str = ""
 
     @property
+    def unified(self) -> bool:
+        """Several slots over one KV buffer whose idle slots are cleared into the RAM
+        cache when a task starts (llama-server's default: ``-np`` auto, ``--cache-ram``
+        8192, ``--cache-idle-slots``): no pinning, but lmsd parks a conversation in the
+        RAM cache before a similar one runs (``engine_cache.park``)."""
+        return self.slots > 1 and self.keeps_idle is False
+
+    @property
     def pins(self) -> bool:
         """Send ``id_slot``: one slot (nothing to choose, but save/restore need the id),
         or several that keep their KV while idle."""
@@ -48,7 +58,8 @@ class SlotSetup:
 
     def to_json(self) -> dict[str, object]:
         return {"slots": self.slots, "keeps_idle_slots": self.keeps_idle,
-                "slot_save": self.can_save, "pins": self.pins, "why": self.why}
+                "slot_save": self.can_save, "pins": self.pins, "unified": self.unified,
+                "why": self.why}
 
 
 @dataclass(frozen=True)
