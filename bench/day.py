@@ -380,7 +380,9 @@ def _ttft(result: dict[str, Any], name: str) -> float:
 def print_tables(report: dict[str, Any]) -> None:
     configs = dict.fromkeys(r["config"] for r in report["results"])
     for config in configs:
-        print(f"\n{config} (--cache-ram {report['cache_ram']}); cells: tokens prefilled by "
+        engine = CONFIGS.get(config)
+        flags = " ".join(engine.args(report["cache_ram"], Path("DIR"))) if engine else "?"
+        print(f"\n{config} (llama-server {flags}); cells: tokens prefilled by "
               "the engine during the event + by the next main turn, that turn's TTFT\n")
         print(table(report["results"], config))
 
