@@ -1,0 +1,47 @@
+"""A TCP relay between a client and a server that keeps what the server sent: what reached
+the client on the wire (SSE pings included), which no log of either side shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+
+class WireTap:
+    """Listen on 127.0.0.1, relay each connection to ``target_port``; ``received`` holds,
+    per connection, the bytes the server sent back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.received: list[bytearray] = []
+        self.url = ""
+
+    async def serve(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+        task_status.started(self.url)
+        await trio.serve_listeners(self._relay, listeners)
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        received = bytearray()
+        self.received.append(received)
+        async with client, await trio.open_tcp_stream("127.0.0.1", self.target_port) as server:
+            async with trio.open_nursery() as nursery:
+                async def pump(source: trio.SocketStream, sink: trio.SocketStream,
+                               keep: bytearray | None) -> None:
+                    try:
+                        async for chunk in source:
+                            if keep is not None:
+                                keep += chunk
+                            await sink.send_all(chunk)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+                    nursery.cancel_scope.cancel()  # one side closed: the exchange is over
+
+                nursery.start_soon(pump, client, server, None)
+                nursery.start_soon(pump, server, client, received)
+
+    def count(self, needle: bytes) -> int:
+        """How often ``needle`` occurs in what the server sent, over all connections."""
+        return sum(bytes(r).count(needle) for r in self.received)
