@@ -19,6 +19,7 @@ then makes lmsd wait ``HOLD`` on one path.
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -78,12 +79,14 @@ async def through_tap(nursery: trio.Nursery, server: Any) -> WireTap:
     return tap
 
 
-async def after_request_start(server: Any, then: Any) -> None:
-    """Run ``then()`` ``HOLD`` seconds after lmsd took the CLI's request."""
+async def release_after_hold(server: Any, gate: trio.Event,
+                             task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Set ``gate`` ``HOLD`` seconds after lmsd took the CLI's request."""
     with server.bus.subscribe(types=("request.start",), replay=0) as sub:
+        task_status.started()
         await sub.next()
     await trio.sleep(HOLD)
-    await then()
+    gate.set()
 
 
 def holding_server(seen: list[str]) -> QuartTrio:
@@ -161,11 +164,7 @@ async def test_a_model_reload_is_not_sent_twice(start_lmsd, emulator, nursery, t
         while not watcher.reloading(MODEL):
             await trio.sleep(0.02)
     tap = await through_tap(nursery, server)
-
-    async def release() -> None:
-        gate.set()
-
-    nursery.start_soon(after_request_start, server, release)
+    await nursery.start(release_after_hold, server, gate)
     run = await claude(tap.url, tmp_path)
     answered_once(run)
     assert any(e["type"] == "request.waiting_for_reload" for e in server.bus.recent)
@@ -175,8 +174,6 @@ async def test_a_model_reload_is_not_sent_twice(start_lmsd, emulator, nursery, t
 
 async def test_a_slot_restore_is_not_sent_twice(start_lmsd, emulator, nursery, tmp_path):
     """The keeper's restore (llama-server's slot file) is held: its I/O is the slow part."""
-    from contextlib import asynccontextmanager
-
     emulator.script(Reply(Text("pong")))
     server = await start_lmsd(emulator.url, ping_interval="1")
     keeper = server.router.backends[0].keeper
@@ -192,11 +189,7 @@ async def test_a_slot_restore_is_not_sent_twice(start_lmsd, emulator, nursery, t
 
     keeper.turn = slow_restore
     tap = await through_tap(nursery, server)
-
-    async def release() -> None:
-        gate.set()
-
-    nursery.start_soon(after_request_start, server, release)
+    await nursery.start(release_after_hold, server, gate)
     run = await claude(tap.url, tmp_path)
     answered_once(run)
     assert len(restores) == 1 and len(emulator.generations) == 1

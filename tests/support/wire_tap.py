@@ -26,22 +26,25 @@ class WireTap:
     async def _relay(self, client: trio.SocketStream) -> None:
         received = bytearray()
         self.received.append(received)
-        async with client, await trio.open_tcp_stream("127.0.0.1", self.target_port) as server:
-            async with trio.open_nursery() as nursery:
-                async def pump(source: trio.SocketStream, sink: trio.SocketStream,
-                               keep: bytearray | None) -> None:
-                    try:
-                        async for chunk in source:
-                            if keep is not None:
-                                keep += chunk
-                            await sink.send_all(chunk)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass
-                    nursery.cancel_scope.cancel()  # one side closed: the exchange is over
-
-                nursery.start_soon(pump, client, server, None)
-                nursery.start_soon(pump, server, client, received)
+        server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+        async with client, server, trio.open_nursery() as nursery:
+            nursery.start_soon(_pump, client, server, None, nursery.cancel_scope)
+            nursery.start_soon(_pump, server, client, received, nursery.cancel_scope)
 
     def count(self, needle: bytes) -> int:
         """How often ``needle`` occurs in what the server sent, over all connections."""
         return sum(bytes(r).count(needle) for r in self.received)
+
+
+async def _pump(source: trio.SocketStream, sink: trio.SocketStream, keep: bytearray | None,
+                done: trio.CancelScope) -> None:
+    """Copy ``source`` to ``sink`` (keeping a copy in ``keep``); when either side closes,
+    the exchange is over: ``done`` stops the other direction."""
+    try:
+        async for chunk in source:
+            if keep is not None:
+                keep += chunk
+            await sink.send_all(chunk)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    done.cancel()
