@@ -2,9 +2,12 @@
 (llama-server, the tiny generated model), lmsd placing them sticky (``routing =
 affinity``) against what a plain load balancer does (``routing = round_robin``).
 
-Each engine gets ``--parallel`` slots and no RAM prompt cache (``--cache-ram 0``), and
-fresh caches before each run; there are as many sessions as slots in all, so sticky
-placement can keep every conversation resident. The sessions share Claude Code's
+Each engine gets ``--parallel`` slots and no RAM prompt cache (``--cache-ram 0``), or,
+with ``--engine defaults``, what llama-server does unless told otherwise (``-np`` auto:
+4 slots on one unified KV buffer, the RAM cache on: the strongest baseline, since a
+round-robin miss may then come from the RAM cache); fresh caches before each run; there
+are as many sessions as ``--slots`` x 2, so sticky placement can keep every conversation
+resident. The sessions share Claude Code's
 captured system prompt, then each grows its own history (a tool output's worth of text a
 turn), taking turns in a shuffled order each round (fixed seed): users do not move in
 lockstep, and a strict alternation would make round robin sticky by accident. Reported
@@ -12,7 +15,7 @@ per routing: prompt tokens the engines prefilled (their own ``/metrics`` counter
 ``llamacpp:prompt_tokens_total`` counts only what was computed, not cache hits), median
 and p90 time to first token per turn from turn 2 on, and the ratio between the two.
 
-    python bench/affinity.py [--slots 2] [--turns 8] [--words 400]
+    python bench/affinity.py [--slots 2] [--turns 8] [--words 400] [--engine defaults]
 """
 
 from __future__ import annotations
@@ -82,9 +85,12 @@ async def one_turn(http: httpx.AsyncClient, url: str, session: int, body: dict[s
 
 async def run(routing: str, args: argparse.Namespace) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
+        defaults = args.engine == "defaults"
         engines = [await start_llama_server(
-            nursery, n_ctx=args.ctx_per_slot * args.slots, slots=args.slots,
-            extra_args=["--metrics", "--cache-ram", "0"]) for _ in range(2)]
+            nursery, n_ctx=args.ctx_per_slot * (4 if defaults else args.slots),
+            slots=None if defaults else args.slots,
+            extra_args=["--metrics"] if defaults else ["--metrics", "--cache-ram", "0"])
+            for _ in range(2)]
         port, admin = free_port(), free_port()
         with tempfile.TemporaryDirectory() as state:
             config = Path(state) / "lmsd.toml"
@@ -148,4 +154,6 @@ if __name__ == "__main__":
     parser.add_argument("--words", type=int, default=400, help="words per user turn")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--engine", choices=("np", "defaults"), default="np",
+                        help="np: --parallel SLOTS --cache-ram 0; defaults: the engine's own")
     trio.run(main, parser.parse_args())

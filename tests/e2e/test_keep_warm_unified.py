@@ -115,3 +115,19 @@ async def test_with_slot_files_a_switch_back_and_a_restart_cost_a_restore(
     # the file held A up to turn 4: the replay of turn 5 prefilled its message only
     assert warmed["prefilled_tokens"] < 800 and warmed["cached_tokens"] > 4000
     assert prefilled(engine)[-1] < 800
+
+
+async def test_doctor_names_the_one_flag_the_defaults_lack(nursery):
+    """On the engine's defaults the one change ``lmsd doctor`` names is
+    ``--slot-save-path``: without it an engine restart costs every conversation its
+    prefix (the RAM cache dies with the process)."""
+    from lmsd.config import load_settings
+    from lmsd.ops.doctor.upstream import check_cache
+    from lmsd.upstreams.discovery import Found
+
+    engine = await start_llama_server(nursery, n_ctx=32768, slots=None)
+    said = await check_cache(load_settings({"upstream": engine.url}, {}),
+                             Found(engine.url, "config", True))
+    assert said.status == "warn" and "4 slot(s), no --slot-save-path" in said.detail
+    assert "restart" in said.detail
+    assert (said.fix or "").startswith("add --slot-save-path DIR/ to llama-server's")

@@ -132,6 +132,13 @@ async def check_cache(settings: Settings, found: Found, learned: str | None = No
                       "restores slots) or -np 2 (lmsd pins each conversation)")
     saving = "slots saved and restored" if setup.can_save else "no --slot-save-path"
     detail = f"llama-server, {setup.slots} slot(s), {saving}: {setup.why}"
+    if not setup.can_save:  # llama-server's defaults: -np auto, unified KV, RAM cache
+        return Result("cache", WARN, f"{detail}; the RAM cache dies with the engine, so "
+                      "after an engine restart every conversation is prefilled again",
+                      "add --slot-save-path DIR/ to llama-server's command line: lmsd saves "
+                      "the last conversation's slot when another one runs and restores it "
+                      "after a restart (docs/cache.md: the day trace on the engine's "
+                      "defaults)")
     if learned and "replay instead" in learned:
         return Result("cache", WARN, f"{detail}; but the running daemon found that {learned}",
                       "nothing to do: lmsd replays instead (a sliding-window or hybrid "
