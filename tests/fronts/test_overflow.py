@@ -16,6 +16,7 @@ import pytest
 from tests.emulator import Emulator, Fault, Reply, Text
 from tests.emulator.overflow import MODES, WORDINGS
 from tests.support.anthropic_checks import check_stream, parse_sse
+from tests.support.overflow_cases import sample, values
 
 MODEL = "qwen/qwen3-coder-30b"
 CONTEXT = 400
@@ -58,12 +59,6 @@ async def overflowing_server(start_lmsd, emulator: Emulator, wording: str, mode:
     return await start_lmsd(emulator.url)
 
 
-def sample(*cases: tuple[str, str, bool]) -> list[Any]:
-    """(wording, transport, streamed) cases, with readable ids."""
-    return [pytest.param(w, m, s, id=f"{w}-{m}-{'stream' if s else 'plain'}")
-            for w, m, s in cases]
-
-
 #: Each transport both plain and streamed, each wording once (the Responses upstream).
 FIRST_TURN = sample(("lmstudio", "http400", False), ("vllm", "http400", True),
                     ("lmstudio_0425", "http500", True), ("openai", "http500", False),
@@ -81,14 +76,11 @@ CHAT = sample(("llama_server", "http400", False), ("vllm", "http500", True),
 
 def test_the_sample_covers_every_wording_and_transport():
     """Thin, but no wording or transport left out of the HTTP sample."""
-    def cases(params: list[Any]) -> list[tuple[Any, ...]]:
-        return [tuple(p.values) for p in params]
-
-    assert {w for w, _, _ in cases(FIRST_TURN + CHAINED + CHAT)} == set(WORDINGS)
-    assert {(m, s) for _, m, s in cases(FIRST_TURN)} == {(m, s) for m in MODES
+    assert {w for w, _, _ in values(FIRST_TURN + CHAINED + CHAT)} == set(WORDINGS)
+    assert {(m, s) for _, m, s in values(FIRST_TURN)} == {(m, s) for m in MODES
                                                           for s in (False, True)}
-    assert {m for _, m, _ in cases(CHAINED)} == set(MODES)
-    assert {(m, s) for _, m, s in cases(CHAT)} >= {("http400", False), ("http500", True),
+    assert {m for _, m, _ in values(CHAINED)} == set(MODES)
+    assert {(m, s) for _, m, s in values(CHAT)} >= {("http400", False), ("http500", True),
                                                     ("stream_error", False),
                                                     ("stream_error", True)}
 
