@@ -1,9 +1,8 @@
-"""Emulator state: models, stored responses, tokenizer, prefix cache, request log."""
+"""Emulator state: stored responses, prefix cache, request log, the plan of each request
+(its models live in models.py, its tokenizer and prompt in render.py)."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -11,103 +10,22 @@ from typing import Any, Literal
 
 import trio
 
+from .models import ModelSpec, default_models
 from .overflow import OverflowMode, OverflowWording, overflow_error
+from .render import Item, count_tokens, render_context, tokenize
 from .script import Call, Fault, Reply, Text
-from .validate import ApiError, validate_request
+from .validate import ApiError, _check_call_ids, _has_image, validate_request
 
 UsageMode = Literal["lmstudio", "openai"]
 MessagesFlavor = Literal["llama_server", "anthropic", "ollama", "lmstudio", "none"]
 InstructionsMode = Literal["inherit", "replace"]
 Outcome = Literal["completed", "incomplete", "failed", "error", "dropped", "cancelled", "rejected"]
-Item = dict[str, Any]
 ScriptEntry = Reply | Callable[["RequestRecord"], Reply]
 
 DEFAULT_TEXT = "Hello from the LM Studio emulator."
 DEFAULT_BASH = Call("Bash", {"command": "echo hello-from-tool", "description": "Print a greeting"})
 DEFAULT_EXEC = Call("exec_command", {"cmd": "echo hello-from-tool"})  # Codex CLI's shell tool
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-
-
-def tokenize(text: str) -> list[str]:
-    """The emulator's deterministic tokenizer: words and single punctuation marks."""
-    return _TOKEN.findall(text)
-
-
-def _part_text(part: Any) -> str:
-    if not isinstance(part, dict):
-        return str(part)
-    if part.get("type") == "input_image":
-        return "<image>"
-    return str(part.get("text", ""))
-
-
-def render_item(item: Item) -> str:
-    """Render one context item (input or output form) as prompt text."""
-    kind = item.get("type", "message")
-    if kind == "message":
-        content = item.get("content", "")
-        text = content if isinstance(content, str) else " ".join(map(_part_text, content))
-        return f"<|{item.get('role')}|>\n{text}\n"
-    if kind == "function_call":
-        return f"<|call|>{item.get('call_id')} {item.get('name')} {item.get('arguments')}\n"
-    if kind == "function_call_output":
-        return f"<|tool_result|>{item.get('call_id')}\n{item.get('output')}\n"
-    if kind == "reasoning":
-        parts = (item.get("content") or []) + (item.get("summary") or [])
-        return "<|think|>\n" + " ".join(map(_part_text, parts)) + "\n"
-    return json.dumps(item, sort_keys=True) + "\n"
-
-
-def render_context(
-    items: Iterable[Item], instructions: str | None = None, tools: Sequence[Any] = ()
-) -> str:
-    """Render instructions, tools and items the way the prompt is laid out for the model."""
-    head = f"<|system|>\n{instructions}\n" if instructions else ""
-    if tools:
-        head += "<|tools|>\n" + json.dumps(list(tools), sort_keys=True) + "\n"
-    return head + "".join(render_item(item) for item in items)
-
-
-def count_tokens(
-    items: Iterable[Item] = (), *, instructions: str | None = None, tools: Sequence[Any] = ()
-) -> int:
-    """Number of emulator tokens in a context (what `input_tokens` counts)."""
-    return len(tokenize(render_context(items, instructions, tools)))
-
-
-@dataclass
-class ModelSpec:
-    """A model known to the emulated LM Studio (downloaded; `loaded` if in memory)."""
-
-    key: str
-    loaded: bool = True
-    context_length: int = 32768
-    max_context_length: int = 262144
-    vision: bool = False
-    display_name: str = ""
-    publisher: str = ""
-    architecture: str = "qwen3moe"
-
-    def __post_init__(self) -> None:
-        self.display_name = self.display_name or self.key.split("/")[-1]
-        self.publisher = self.publisher or self.key.split("/")[0]
-
-
-def default_models() -> list[ModelSpec]:
-    """One loaded coder model and one downloaded-but-not-loaded vision model."""
-    return [
-        ModelSpec("qwen/qwen3-coder-30b", display_name="Qwen3 Coder 30B"),
-        ModelSpec(
-            "google/gemma-3-12b",
-            loaded=False,
-            context_length=4096,
-            max_context_length=131072,
-            vision=True,
-            display_name="Gemma 3 12B",
-            architecture="gemma3",
-        ),
-    ]
 
 
 @dataclass
@@ -454,21 +372,3 @@ def default_reply(context: Sequence[Item], tools: Sequence[Any]) -> Reply:
     elif kind == "function_call_output":
         return Reply(Text("done"))
     return Reply(Text(DEFAULT_TEXT))
-
-
-def _check_call_ids(context: Sequence[Item]) -> None:
-    calls = {item.get("call_id") for item in context if item.get("type") == "function_call"}
-    for item in context:
-        if item.get("type") == "function_call_output" and item.get("call_id") not in calls:
-            raise ApiError(
-                f"No tool call found for function call output with call_id "
-                f"'{item.get('call_id')}'.",
-                param="input",
-            )
-
-
-def _has_image(item: Item) -> bool:
-    content = item.get("content")
-    return isinstance(content, list) and any(
-        isinstance(p, dict) and p.get("type") == "input_image" for p in content
-    )

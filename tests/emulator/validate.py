@@ -9,7 +9,10 @@ issue is cited) is accepted: ``developer`` messages, client ``id``/``status`` on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from .render import Item
 
 TOP_LEVEL_KEYS = frozenset(
     {
@@ -265,3 +268,21 @@ def _validate_image_url(where: str, url: Any) -> None:
         raise _bad_item(f"{where}.image_url", "expected data:image/<type>;base64,<data>")
     if header.startswith("data:image/webp"):
         raise _bad_item(f"{where}.image_url", "image/webp is not supported")
+
+
+def _check_call_ids(context: Sequence[Item]) -> None:
+    calls = {item.get("call_id") for item in context if item.get("type") == "function_call"}
+    for item in context:
+        if item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+            raise ApiError(
+                f"No tool call found for function call output with call_id "
+                f"'{item.get('call_id')}'.",
+                param="input",
+            )
+
+
+def _has_image(item: Item) -> bool:
+    content = item.get("content")
+    return isinstance(content, list) and any(
+        isinstance(p, dict) and p.get("type") == "input_image" for p in content
+    )

@@ -16,6 +16,7 @@ from tests.emulator import Call, Emulator, Fault, PrintedCall, Reasoning, Reply,
 from tests.emulator.overflow import BUDGET, MORE_WORDINGS, WORDINGS
 from tests.support.anthropic_checks import check_stream, parse_sse
 from tests.support.conversation import Conversation, tool_turns
+from tests.support.overflow_cases import sample, values
 
 MODEL = "qwen/qwen3-coder-30b"  # the emulator's loaded model
 SCHEMA = {"type": "object", "properties": {"command": {"type": "string"}},
@@ -193,9 +194,29 @@ async def test_a_close_call_is_settled_by_the_engines_count(start_lmsd, emulator
     assert refused["counted_tokens"] == counted.input_tokens
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("mode", ["http400", "http500", "stream_error"])
-@pytest.mark.parametrize("wording", WORDINGS + MORE_WORDINGS)
+#: Every wording once, each transport plain and streamed (every wording in every transport,
+#: without HTTP: tests/protocol/test_overflow_matrix.py).
+MESSAGES_OVERFLOWS = sample(
+    ("lmstudio", "http400", False), ("lmstudio_n_keep", "http400", True),
+    ("lmstudio_0425", "http500", False), ("llama_server", "http500", True),
+    ("llama_server", "stream_error", False), ("openai", "stream_error", False),
+    ("vllm", "stream_error", True), ("anthropic", "http400", True),
+    ("vllm_budget", "http400", False), ("vllm_decoder", "stream_error", True),
+    ("sglang_budget", "http500", True))
+#: Each transport once for the OpenAI clients, llama-server's shape and a budget among them.
+OPENAI_OVERFLOWS = sample(("llama_server", "http400"), ("vllm_budget", "http500"),
+                          ("lmstudio", "stream_error"), ("llama_server", "stream_error"))
+
+
+def test_the_samples_cover_every_wording_and_transport():
+    modes = {"http400", "http500", "stream_error"}
+    assert {w for w, _, _ in values(MESSAGES_OVERFLOWS)} == set(WORDINGS + MORE_WORDINGS)
+    assert {(m, s) for _, m, s in values(MESSAGES_OVERFLOWS)} == {
+        (m, s) for m in modes for s in (False, True)}
+    assert {m for _, m in values(OPENAI_OVERFLOWS)} == modes
+
+
+@pytest.mark.parametrize(("wording", "mode", "stream"), MESSAGES_OVERFLOWS)
 async def test_overflow_in_every_wording(start_lmsd, emulator, wording, mode, stream):
     """Before the stream (an HTTP error) and inside it (an ``error`` event), every engine's
     words end as the one error Claude Code compacts on."""
@@ -223,8 +244,7 @@ async def test_overflow_in_every_wording(start_lmsd, emulator, wording, mode, st
     assert server.router.backends[0].context_limit(MODEL) == limit  # the engine said
 
 
-@pytest.mark.parametrize("mode", ["http400", "http500", "stream_error"])
-@pytest.mark.parametrize("wording", WORDINGS + MORE_WORDINGS)
+@pytest.mark.parametrize(("wording", "mode"), OPENAI_OVERFLOWS)
 async def test_overflow_reaches_openai_clients_as_context_length_exceeded(
         start_lmsd, emulator, wording, mode):
     """The chat front (before the stream, a 400) and Codex's (inside it, response.failed)."""

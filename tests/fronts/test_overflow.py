@@ -1,6 +1,9 @@
-"""The overflow matrix: every wording real servers use x every transport x streamed or not x
-first or chained turn, through lmsd, ends as the one error Claude Code compacts on:
-400 ``prompt is too long: N tokens > M maximum``. Plus the pre-send refusal, and stale
+"""Overflow through lmsd: a thin sample of every transport (HTTP 400, HTTP 500, an SSE
+``error`` event, ``response.failed``; a chat error chunk) x streamed or not x first or
+chained turn ends as the one error Claude Code compacts on: 400 ``prompt is too long: N
+tokens > M maximum``. Every wording in every shape is pure logic, tested without HTTP in
+tests/protocol/test_overflow_matrix.py; here each wording appears once, so the wiring (before
+or inside the stream, plain or streamed) stays tested. Plus the pre-send refusal, and stale
 chains told apart from every other error."""
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import pytest
 from tests.emulator import Emulator, Fault, Reply, Text
 from tests.emulator.overflow import MODES, WORDINGS
 from tests.support.anthropic_checks import check_stream, parse_sse
+from tests.support.overflow_cases import sample, values
 
 MODEL = "qwen/qwen3-coder-30b"
 CONTEXT = 400
@@ -55,9 +59,33 @@ async def overflowing_server(start_lmsd, emulator: Emulator, wording: str, mode:
     return await start_lmsd(emulator.url)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("wording", WORDINGS)
+#: Each transport both plain and streamed, each wording once (the Responses upstream).
+FIRST_TURN = sample(("lmstudio", "http400", False), ("vllm", "http400", True),
+                    ("lmstudio_0425", "http500", True), ("openai", "http500", False),
+                    ("llama_server", "stream_error", False),
+                    ("lmstudio_n_keep", "stream_error", True),
+                    ("lmstudio", "response_failed", True),
+                    ("lmstudio_0425", "response_failed", False))
+#: A chained turn in each transport.
+CHAINED = sample(("lmstudio_n_keep", "http400", True), ("llama_server", "http500", False),
+                 ("lmstudio_0425", "stream_error", False), ("openai", "response_failed", True))
+#: A Chat Completions upstream: before the stream, and inside it (its error chunk).
+CHAT = sample(("llama_server", "http400", False), ("vllm", "http500", True),
+              ("lmstudio", "stream_error", True), ("llama_server", "stream_error", False))
+
+
+def test_the_sample_covers_every_wording_and_transport():
+    """Thin, but no wording or transport left out of the HTTP sample."""
+    assert {w for w, _, _ in values(FIRST_TURN + CHAINED + CHAT)} == set(WORDINGS)
+    assert {(m, s) for _, m, s in values(FIRST_TURN)} == {(m, s) for m in MODES
+                                                          for s in (False, True)}
+    assert {m for _, m, _ in values(CHAINED)} == set(MODES)
+    assert {(m, s) for _, m, s in values(CHAT)} >= {("http400", False), ("http500", True),
+                                                    ("stream_error", False),
+                                                    ("stream_error", True)}
+
+
+@pytest.mark.parametrize(("wording", "mode", "stream"), FIRST_TURN)
 async def test_first_turn_overflow(start_lmsd, emulator, wording, mode, stream):
     server = await overflowing_server(start_lmsd, emulator, wording, mode)
     response = await post(server, [{"role": "user", "content": words(CONTEXT + 20)}], stream)
@@ -68,9 +96,7 @@ async def test_first_turn_overflow(start_lmsd, emulator, wording, mode, stream):
         "maximum"
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("wording", WORDINGS)
+@pytest.mark.parametrize(("wording", "mode", "stream"), CHAINED)
 async def test_chained_turn_overflow_keeps_the_node(start_lmsd, emulator, wording, mode,
                                                    stream):
     server = await overflowing_server(start_lmsd, emulator, wording, mode)
@@ -95,9 +121,7 @@ async def test_chained_turn_overflow_keeps_the_node(start_lmsd, emulator, wordin
     assert emulator.generations[-1].previous_response_id == gens[0].response_id
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("mode", ["http400", "http500", "stream_error"])
-@pytest.mark.parametrize("wording", WORDINGS)
+@pytest.mark.parametrize(("wording", "mode", "stream"), CHAT)
 async def test_chat_upstream_overflow(start_lmsd, emulator, wording, mode, stream):
     """The same wordings from a Chat Completions server (llama-server and others stream the
     error body as a ``data:`` chunk)."""

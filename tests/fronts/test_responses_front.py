@@ -14,6 +14,7 @@ from tests.emulator import Call, Fault, Reasoning, Reply, Text
 from tests.emulator.overflow import MODES, WORDINGS
 from tests.support.anthropic_checks import parse_sse
 from tests.support.fixtures import codex_request
+from tests.support.overflow_cases import sample, values
 
 MODEL = "qwen/qwen3-coder-30b"  # the emulator's loaded model
 CONTEXT = 400
@@ -199,8 +200,19 @@ def words(n: int) -> str:
     return " ".join(["abc"] * n)
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("wording", WORDINGS)
+#: Every wording and every transport once (all of them in all: pure logic,
+#: tests/protocol/test_overflow_matrix.py).
+OVERFLOWS = sample(("lmstudio", "http400"), ("lmstudio_n_keep", "stream_error"),
+                   ("lmstudio_0425", "http500"), ("llama_server", "response_failed"),
+                   ("openai", "stream_error"), ("vllm", "response_failed"))
+
+
+def test_the_sample_covers_every_wording_and_transport():
+    assert {w for w, _ in values(OVERFLOWS)} == set(WORDINGS)
+    assert {m for _, m in values(OVERFLOWS)} == set(MODES)
+
+
+@pytest.mark.parametrize(("wording", "mode"), OVERFLOWS)
 async def test_overflow(start_lmsd, emulator, wording, mode):
     emulator.overflow_wording, emulator.overflow_mode = wording, mode  # type: ignore[assignment]
     emulator.models[MODEL].context_length = CONTEXT

@@ -172,3 +172,39 @@ async def test_answers_kept_while_the_disk_was_full_are_written_back(tmp_path):
     assert texts(again.history("", "during1")[0]) == ["q0", "a0", "q1", "a1"]
     assert texts(again.history("", "before0")[0]) == ["q0", "a0"]
     await store.aclose()
+
+
+def test_branches_expand_apart_and_a_follow_up_runs_where_the_answer_it_follows_ran():
+    """Two answers that followed the same one (a client that retried, or forked): each
+    expands to its own branch, in the session of the answer followed."""
+    history = ResponseHistory(None)
+    [root] = conversation(history, 1)
+    for branch in ("left", "right"):
+        history.add("", branch, parent=root, session="other", input=[user(f"q-{branch}")],
+                    response=answer(branch, f"a-{branch}"))
+    assert texts(history.history("", "left")[0]) == ["q0", "a0", "q-left", "a-left"]
+    assert texts(history.history("", "right")[0]) == ["q0", "a0", "q-right", "a-right"]
+    assert history.history("", "right")[1] == "other"
+    assert history.history("", root)[1] == "s"
+
+
+def test_an_id_added_again_replaces_the_step_and_its_bytes():
+    history = ResponseHistory(None)
+    conversation(history, 1)
+    before = history.bytes
+    history.add("", "r0", parent=None, session="s", input=[user("q0, longer this time")],
+                response=answer("r0", "a0"))
+    assert len(history) == 1
+    assert history.bytes == before + len(", longer this time")
+    assert texts(history.history("", "r0")[0]) == ["q0, longer this time", "a0"]
+
+
+def test_a_chain_that_loops_is_not_found_rather_than_followed_forever():
+    history = ResponseHistory(None)
+    history.add("", "a", parent="b", session="s", input=[user("qa")],
+                response=answer("a", "aa"))
+    history.add("", "b", parent="a", session="s", input=[user("qb")],
+                response=answer("b", "ab"))
+    with pytest.raises(UnknownResponse):
+        history.history("", "a")
+    assert history.response("", "a")["id"] == "a"  # the step itself is still there
