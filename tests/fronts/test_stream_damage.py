@@ -260,3 +260,41 @@ async def test_a_failover_after_the_headers(start_lmsd, nursery):
     assert [e.event for e in verdict.events].count("message_start") == 1
     assert list(tool_inputs(events).values()) == [ARGS]
     assert len(b.generations()) == 1
+
+
+# -- what the engine's text may hold ----------------------------------------------------------
+
+
+def utf16(text: str) -> str:
+    """``text`` with its surrogate pairs joined, as a JavaScript string holds it."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16")
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS)
+async def test_an_emoji_cut_between_two_chunks_by_utf16_units(start_lmsd, emulator, upstream):
+    """A Node engine cuts text by UTF-16 units: each half of a surrogate pair arrives as a
+    JSON escape of its own. lmsd once crashed on the first half, mid-stream."""
+    server = await start_lmsd(emulator.url, **speak(emulator, upstream))
+    emulator.chunk_size = 3
+    halves = "ok\ud83d\ude00 and \U0001f600"  # in 3s: "ok\ud83d", "\ude00 a", ...
+    command = "echo \ud83d\ude80"
+    emulator.script(Reply(Text(halves), Call("Bash", {"command": command})))
+    raw = await raw_stream(server)
+    _, events = undamaged(raw, "complete")
+    text = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta"
+                   and e["delta"]["type"] == "text_delta")
+    assert utf16(text) == "ok\U0001f600 and \U0001f600"
+    [args] = tool_inputs(events).values()
+    assert utf16(args["command"]) == "echo \U0001f680"
+    # the next turn, as the client sends the answer back (pairs joined), continues it
+    [(_, block), (_, call)] = [(e["index"], e["content_block"]) for e in events
+                               if e["type"] == "content_block_start"]
+    history = [*BODY["messages"], {"role": "assistant", "content": [
+        {"type": "text", "text": utf16(text)}, {**call, "input": {"command": utf16(command)}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"],
+                                      "content": "\U0001f680"}]}]
+    emulator.script(Reply(Text("done")))
+    undamaged(await raw_stream(server, {**BODY, "messages": history}), "complete")
+    if upstream == "responses":  # a chained upstream: the turn went as a delta
+        assert emulator.generations[-1].previous_response_id == \
+            emulator.generations[0].response_id
