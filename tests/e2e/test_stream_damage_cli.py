@@ -14,6 +14,7 @@ pass on the real CLI (test_repair_cli.py) and the port's verdicts on lmsd's stre
 from __future__ import annotations
 
 import json
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,12 @@ import trio
 from lmsd.protocol.sse import encode, encode_all
 from tests.emulator import PrintedCall, Reply, Text
 from tests.support.claude_cli import ClaudeRun, require_claude, run_claude
-from tests.support.stream_damage import DAMAGED_MESSAGE, assert_undamaged, check_stream
+from tests.support.stream_damage import (
+    DAMAGED_MESSAGE,
+    assert_undamaged,
+    check_stream,
+    pings_in_blocks,
+)
 
 pytestmark = pytest.mark.cli
 
@@ -154,3 +160,38 @@ async def test_with_the_check_off_a_nameless_delta_is_lost_silently(nursery, tmp
     assert "Stream failed as damaged" not in log
     assert run.returncode == 0 and run.text == "", run.stdout  # the answer's text is gone
     assert all(r.get("stream") for r in server.requests)
+
+
+async def test_claude_code_runs_a_repaired_call_streamed_with_pings_in_the_block(
+        start_lmsd, emulator, tmp_path):
+    """A slow model prints its call: lmsd holds it with the text block open and pings
+    into it, then sends the repaired tool_use; the CLI runs it. lmsd records the session,
+    so the bytes the CLI read are held to the check too."""
+    require_claude()
+    session = str(uuid.uuid4())  # the CLI's session id: lmsd's session, recorded
+    emulator.token_delay, emulator.chunk_size = 0.3, 8
+    server = await start_lmsd(emulator.url, ping_interval="0.1", record_sessions=session)
+    emulator.script(Reply(PrintedCall("qwen_xml", "Bash", {"command": "echo pinged-$((40+2))"},
+                                      before="I will run it.\n")),
+                    Reply(Text("done")))
+    (tmp_path / "tmp").mkdir()
+    run = await run_claude(server.url, "run the echo command via bash, then say done",
+                           home=tmp_path / "home", cwd=tmp_path, allowed_tools=["Bash"],
+                           extra_args=["--session-id", session],
+                           extra_env={"TMPDIR": str(tmp_path / "tmp")})
+    assert run.returncode == 0 and run.text == "done", run.stderr + run.stdout
+    first, second = emulator.generations
+    outputs = [i for i in second.body["input"] if i.get("type") == "function_call_output"]
+    assert "pinged-42" in outputs[-1]["output"]  # Claude Code really ran it
+    assert [e["type"] for e in server.bus.recent].count("tool_call.repaired") == 1
+    paths = [e["path"] for e in server.bus.recent if e["type"] == "session.recorded"]
+    streams = []
+    for path in paths:
+        exchange = json.loads(Path(path).read_text())
+        if exchange["client"]["path"].endswith("/v1/messages") and \
+                exchange["client"]["body"].get("stream"):
+            streams.append("".join(text for _, text in exchange["client_stream"]["chunks"]))
+    assert len(streams) == 2  # no turn was resent
+    verdict = assert_undamaged(streams[0])
+    assert pings_in_blocks(verdict) >= 1
+    assert '"type":"tool_use"' in streams[0]

@@ -24,7 +24,7 @@ from tests.emulator import (
     serve_emulator,
 )
 from tests.support.anthropic_checks import block_starts, check_stream, parse_sse, tool_inputs
-from tests.support.stream_damage import Verdict, assert_undamaged
+from tests.support.stream_damage import Verdict, assert_undamaged, pings_in_blocks
 
 MODEL = "qwen/qwen3-coder-30b"  # the emulator's loaded model
 SCHEMA = {"type": "object", "properties": {"command": {"type": "string"}},
@@ -67,14 +67,6 @@ def undamaged(raw: bytes, ending: str) -> tuple[Verdict, list[dict[str, Any]]]:
     assert verdict.error_event is (ending == "error")
     return verdict, events
 
-
-def pings_in_blocks(verdict: Verdict) -> int:
-    """How many pings arrived while a content block was open."""
-    open_, count = False, 0
-    for ev in verdict.events:
-        open_ = (open_ or ev.event == "content_block_start") and ev.event != "content_block_stop"
-        count += open_ and ev.event == "ping"
-    return count
 
 
 def open_block(events: list[dict[str, Any]]) -> str | None:

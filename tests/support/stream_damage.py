@@ -183,6 +183,15 @@ def check_stream(body: bytes | str, *, enabled: bool = True) -> Verdict:
     return verdict
 
 
+def pings_in_blocks(verdict: Verdict) -> int:
+    """How many pings the reader saw while a content block was open."""
+    open_, count = False, 0
+    for ev in verdict.events:
+        open_ = (open_ or ev.event == "content_block_start") and ev.event != "content_block_stop"
+        count += open_ and ev.event == "ping"
+    return count
+
+
 def assert_undamaged(body: bytes | str) -> Verdict:
     """Assert Claude Code 2.1.337 would read ``body`` without a damage error or odd frame;
     the verdict, for more checks."""
