@@ -7,9 +7,10 @@ and UTF-8 sequences split across chunks (bytes are only decoded once a line is w
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from .text import json_utf8
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,20 +84,11 @@ class SSEDecoder:
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encode(event: dict[str, Any]) -> bytes:
     """One Anthropic event as an SSE frame named after its type."""
-    frame = f"event: {event['type']}\ndata: {_dumps(event)}\n\n"
-    try:
-        return frame.encode()
-    except UnicodeEncodeError:
-        # Half a surrogate pair: an upstream that cuts its text by UTF-16 units (a Node
-        # engine) sends one half per chunk, as a JSON escape. UTF-8 cannot carry it, so it
-        # goes out as the escape it came as; the client's JSON strings rejoin the pair.
-        # (Raw, it was a crash mid-stream: the turn lost and resent.)
-        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", frame).encode()
+    return json_utf8(f"event: {event['type']}\ndata: {_dumps(event)}\n\n")
 
 
 def encode_all(events: list[dict[str, Any]]) -> bytes:

@@ -290,3 +290,16 @@ async def test_an_emoji_cut_between_two_chunks_by_utf16_units(start_lmsd, emulat
     if upstream == "responses":  # a chained upstream: the turn went as a delta
         assert emulator.generations[-1].previous_response_id == \
             emulator.generations[0].response_id
+
+
+async def test_the_non_streamed_answer_after_a_damaged_stream_carries_the_same_text(
+        start_lmsd, emulator):
+    """After a damaged stream the CLI asks again with ``stream: false``: that answer must
+    carry a split pair too (it was a 500)."""
+    server = await start_lmsd(emulator.url)
+    emulator.chunk_size = 3
+    emulator.script(Reply(Text("ok\ud83d\ude00 and")))
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        response = await http.post("/v1/messages", json={**BODY, "stream": False})
+    assert response.status_code == 200, response.text
+    assert utf16(response.json()["content"][0]["text"]) == "ok\U0001f600 and"
