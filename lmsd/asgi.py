@@ -19,6 +19,7 @@ from .log import event, logger
 from .protocol.anthropic.errors import AnthropicError, render
 from .protocol.failures import Failure, HTTPRefusal, NotFound, TooLarge
 from .protocol.guard import Policy
+from .protocol.text import json_utf8
 
 NO_SUCH_ENDPOINT = ("no such endpoint; lmsd serves POST /v1/messages, "
                     "POST /v1/messages/count_tokens and GET /v1/models")
@@ -191,10 +192,10 @@ def http_failure(error: HTTPException, max_body_bytes: int) -> Failure:
     return HTTPRefusal(error.description or error.name, status)
 
 
-def _json(data: Any) -> str:
+def _json(data: Any) -> bytes:
     import json
 
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return json_utf8(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
 def json_response(data: Any, status: int = 200) -> Response:

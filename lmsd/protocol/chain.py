@@ -23,7 +23,13 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _digest(data: str) -> str:
     """A 128-bit content hash (blake2b: fast, and collisions are not a practical risk)."""
-    return hashlib.blake2b(data.encode(), digest_size=16).hexdigest()
+    try:
+        raw = data.encode()
+    except UnicodeEncodeError:
+        # The halves of a surrogate pair, streamed in two chunks (sse.encode), are joined
+        # as the client's strings join them and send them back; a lone half is U+FFFD.
+        raw = data.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def extend_hash(previous: str, items: list[dict[str, Any]]) -> str:

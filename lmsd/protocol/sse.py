@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .text import json_utf8
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSentEvent:
@@ -86,7 +88,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def encode(event: dict[str, Any]) -> bytes:
     """One Anthropic event as an SSE frame named after its type."""
-    return f"event: {event['type']}\ndata: {_dumps(event)}\n\n".encode()
+    return json_utf8(f"event: {event['type']}\ndata: {_dumps(event)}\n\n")
 
 
 def encode_all(events: list[dict[str, Any]]) -> bytes:

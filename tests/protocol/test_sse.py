@@ -64,3 +64,13 @@ def test_event_cut_off_before_its_blank_line_is_discarded():
 def test_encode_names_the_event_after_its_type():
     assert encode({"type": "ping"}) == PING == b'event: ping\ndata: {"type":"ping"}\n\n'
     assert encode({"type": "x", "t": "é"}) == 'event: x\ndata: {"type":"x","t":"é"}\n\n'.encode()
+
+
+def test_half_a_surrogate_pair_goes_out_as_its_json_escape():
+    """UTF-8 cannot carry it; the escape can, and the client's strings rejoin the pair."""
+    import json
+
+    frames = encode({"type": "t", "text": "ok\ud83d"}) + encode({"type": "t", "text": "\ude00"})
+    assert b'"ok\\ud83d"' in frames
+    halves = [json.loads(e.data)["text"] for e in decode_all([frames])]
+    assert "".join(halves).encode("utf-16", "surrogatepass").decode("utf-16") == "ok\U0001f600"

@@ -39,6 +39,7 @@ from ..pivot import (
     dumps,
 )
 from ..stops import StopScanner
+from ..text import json_utf8
 from ..tokens import context_usage, text_tokens
 
 #: The stream's last line on success (``data: [DONE]``).
@@ -268,7 +269,7 @@ _HANDLERS: dict[type, Callable[[ChatEncoder, Any], Out]] = {
 def encode_sse(items: Out) -> bytes:
     """Chunks as SSE ``data:`` lines (no event names), ``DONE`` as ``data: [DONE]``."""
     return b"".join(
-        (f"data: {item}\n\n" if isinstance(item, str) else f"data: {dumps(item)}\n\n").encode()
+        json_utf8(f"data: {item}\n\n" if isinstance(item, str) else f"data: {dumps(item)}\n\n")
         for item in items)
 
 

@@ -169,3 +169,11 @@ def test_the_reply_turn_is_what_the_echo_reads_back_so_chains_verify():
     ).conversation, model="m", nodes=[node])
     assert plan3.node == node
     assert isinstance(json.dumps(plan3.full), str) and isinstance(node, ChainNode)
+
+
+def test_half_a_surrogate_pair_goes_out_as_its_escape():
+    """An engine that cuts text by UTF-16 units sends each half of an emoji in its own
+    chunk; raw, the half cannot be UTF-8 and the stream crashed mid-turn."""
+    out = encode_sse([{"choices": [{"delta": {"content": "\ud83d"}}]}, "[DONE]"])
+    assert b"\\ud83d" in out and out.endswith(b"data: [DONE]\n\n")
+    assert json.loads(out.split(b"\n\n")[0][6:])["choices"][0]["delta"]["content"] == "\ud83d"
