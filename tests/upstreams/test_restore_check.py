@@ -19,6 +19,7 @@ from lmsd.config import Settings
 from lmsd.protocol.pivot import Usage
 from lmsd.sessions.recent import RecentRequest, RecentRequests
 from lmsd.upstreams.cache.keeper import CacheKeeper
+from lmsd.upstreams.cache.moves import save
 from lmsd.upstreams.cache.restores import Restores, judge
 from lmsd.upstreams.cache.slots import SlotSetup, SlotTable
 
@@ -142,8 +143,8 @@ def keeper_on(engine: FakeLlama, setup: SlotSetup) -> tuple[CacheKeeper, RecentR
     recent = RecentRequests(None)
     keeper = CacheKeeper("llama", FakeUpstream(engine), Settings(),  # type: ignore[arg-type]
                          recent=recent)
-    keeper.table = SlotTable(setup, prefix="lmsd-llama")
-    keeper._learned = keeper._ever_learned = True
+    keeper.state.table = SlotTable(setup, prefix="lmsd-llama")
+    keeper.watch.learned = keeper.watch._ever_learned = True
     recent.note(RecentRequest("llama", CONV, "/v1/chat/completions",
                               {"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
                               time.time()))
@@ -157,20 +158,20 @@ def fields(caplog: Any, name: str) -> list[dict[str, Any]]:
 async def restart_and_rewarm(engine: FakeLlama, keeper: CacheKeeper) -> None:
     """The engine restarts; lmsd notices and warms the conversation again."""
     engine.restart()
-    await keeper._check_engine()
-    assert keeper._queue == [CONV]
-    await keeper._warm_next()
+    await keeper.background.check()
+    assert keeper.state.queue == [CONV]
+    await keeper.background.warm_next()
 
 
 async def saved_conversation(engine: FakeLlama, keeper: CacheKeeper) -> None:
     """One real turn on slot 0, then the idle save."""
     async with keeper.turn(CONV, {"model": MODEL, "messages": []},
                            path="/v1/chat/completions") as sent:
-        await keeper.upstream.client.post("/v1/chat/completions", json=sent)
-    await keeper._check_engine()  # sees task 0
-    assert keeper.table is not None
-    async with keeper.locks[0]:
-        await keeper._save(0, CONV, "idle")
+        await keeper.state.upstream.client.post("/v1/chat/completions", json=sent)
+    await keeper.background.check()  # sees task 0
+    assert keeper.state.table is not None
+    async with keeper.state.locks[0]:
+        await save(keeper.state, 0, CONV, "idle")
 
 
 @pytest.mark.parametrize("noop", [False, True])
@@ -179,7 +180,7 @@ async def test_after_a_restart_a_cosmetic_restore_is_seen_and_replays_take_over(
     caplog.set_level(logging.INFO, logger="lmsd")
     engine = FakeLlama(noop_restore=noop)
     keeper, _ = keeper_on(engine, SlotSetup(slots=1, can_save=True))
-    keeper.locks = [trio.Lock()]
+    keeper.state.locks = [trio.Lock()]
     await saved_conversation(engine, keeper)
     await restart_and_rewarm(engine, keeper)
     assert "POST /slots/0 restore" in engine.log
@@ -218,17 +219,17 @@ async def test_a_restart_is_seen_on_unified_kv_where_no_slot_is_pinned(caplog):
     caplog.set_level(logging.INFO, logger="lmsd")
     engine = FakeLlama(noop_restore=False, slots=4)
     keeper, _ = keeper_on(engine, SlotSetup(slots=4, keeps_idle=False))
-    await keeper._check_engine()
+    await keeper.background.check()
     for _ in range(3):
-        await keeper.upstream.client.post("/v1/chat/completions", json={})
-    await keeper._check_engine()
+        await keeper.state.upstream.client.post("/v1/chat/completions", json={})
+    await keeper.background.check()
     assert fields(caplog, "cache.lost") == []
     engine.restart()
-    await keeper.upstream.client.post("/v1/chat/completions", json={})  # one task since
-    await keeper._check_engine()
+    await keeper.state.upstream.client.post("/v1/chat/completions", json={})  # one task since
+    await keeper.background.check()
     [lost] = fields(caplog, "cache.lost")
     assert "restarted" in lost["why"] and lost["rewarm"] == [CONV]
-    await keeper._warm_next()
+    await keeper.background.warm_next()
     assert engine.prefilled[-1] == PROMPT  # the replay, with no slot named
 
 

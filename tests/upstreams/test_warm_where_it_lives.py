@@ -35,7 +35,7 @@ def test_noting_a_conversation_on_one_upstream_forgets_it_on_the_others():
 
 def keeper(name: str, recent: RecentRequests, table: SlotTable | None = None) -> CacheKeeper:
     kept = CacheKeeper(name, upstream=Any, settings=Settings(), recent=recent)  # type: ignore
-    kept.table = table
+    kept.state.table = table
     return kept
 
 

@@ -1,5 +1,5 @@
-"""What an engine offers for keeping conversations' prefixes (``keeper.py`` asks once,
-and again after the engine restarted): llama-server's slots, whether it can save them,
+"""What an engine offers for keeping conversations' prefixes (``engine_watch.py`` asks
+once, and again after the engine restarted): llama-server's slots, whether it can save them,
 and whether idle slots keep their KV. Anything else (LM Studio, vLLM) offers none."""
 
 from __future__ import annotations

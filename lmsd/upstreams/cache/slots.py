@@ -1,5 +1,6 @@
 """Which engine slot a conversation's request takes, and what to save or restore around
-it. Pure (no I/O, the clock passed in): ``keeper.py`` does the HTTP and the locking.
+it. Pure (no I/O, the clock passed in): ``moves.py`` does the HTTP, ``turns.py`` and
+``background.py`` the locking.
 
 llama-server keeps one prompt per slot. Measured (``bench/day.py``, and the 11.5k-token
 baseline): a side request or another session placed on a conversation's slot costs that
