@@ -94,7 +94,7 @@ class _StaleChain(Exception):
 
 class Reply(Protocol):
     """A front's side of one exchange: pivot events in, its client's events out, and what
-    the client now holds (``protocol/anthropic/answer.py`` is Claude Code's)."""
+    the client now holds (``protocol/anthropic/reply.py`` is Claude Code's)."""
 
     message_id: str
     model: str
