@@ -5,7 +5,7 @@ pivot events, here decoded from scripted Responses events as the Responses diale
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from lmsd.exchange import Exchange
@@ -14,6 +14,7 @@ from lmsd.protocol.anthropic.items import conversation
 from lmsd.protocol.anthropic.reply import AnthropicReply
 from lmsd.protocol.anthropic.request import validate_messages_request
 from lmsd.protocol.chain import ChainNode
+from lmsd.protocol.failures import Failure, Unreachable
 from lmsd.protocol.pivot import Conversation
 from lmsd.protocol.plan import TurnPlan, plan_turn
 from lmsd.protocol.responses.decode import ResponsesDecoder
@@ -30,7 +31,7 @@ class ScriptedDialect(Dialect):
     name = "scripted"
     chains = True
 
-    def __init__(self, *answers: list[list[dict[str, Any]]]) -> None:
+    def __init__(self, *answers: list[list[dict[str, Any]]] | Failure) -> None:
         super().__init__("a test double")
         self.answers = list(answers)
         self.sent: list[dict[str, Any]] = []
@@ -44,6 +45,8 @@ class ScriptedDialect(Dialect):
                      ) -> AsyncIterator[Batches]:
         self.sent.append(body)
         batches = self.answers.pop(0)
+        if isinstance(batches, Failure):
+            raise batches  # the upstream failed before answering
         decoder = ResponsesDecoder(message_id)
 
         async def gen() -> Batches:
@@ -51,6 +54,51 @@ class ScriptedDialect(Dialect):
                 yield [e for upstream in batch for e in decoder.feed(upstream)]
 
         yield gen()
+
+
+class Direct:
+    """The ``exchange.Upstream`` of a bare dialect: no engine to steer; it notes what the
+    turn tells it, and moves to ``then`` (if any) when asked to fail over."""
+
+    def __init__(self, dialect: Dialect, plan: TurnPlan, *, name: str = "",
+                 then: Direct | None = None) -> None:
+        self.dialect, self.plan, self.key = dialect, plan, KEY
+        self.name, self.then, self.movable = name, then, then is not None
+        self.told: list[tuple[Any, ...]] = []
+
+    async def prepare(self) -> None:
+        pass
+
+    def lease(self) -> Any:
+        return nullcontext()
+
+    def recall(self, body: dict[str, Any]) -> None:
+        return None
+
+    @asynccontextmanager
+    async def keep(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        yield body
+
+    def stream(self, body: dict[str, Any], *, message_id: str
+               ) -> AbstractAsyncContextManager[Batches]:
+        return self.dialect.stream(body, message_id=message_id)
+
+    def succeeded(self) -> None:
+        self.told.append(("succeeded",))
+
+    def unwell(self, error: Failure) -> None:
+        self.told.append(("unwell", error.kind))
+
+    def chaining_refused(self) -> None:
+        self.told.append(("chaining_refused",))
+
+    def ended(self, failure: Failure | None, sent: dict[str, Any] | None, *usage: Any
+              ) -> None:
+        self.told.append(("ended", failure and failure.kind, sent is not None))
+
+    async def failover(self, error: Failure) -> Direct | None:
+        self.told.append(("failover", error.kind))
+        return self.then
 
 
 def _exchange(dialect: Dialect, store: SessionStore, *texts: str) -> Exchange:
@@ -63,7 +111,7 @@ def _exchange(dialect: Dialect, store: SessionStore, *texts: str) -> Exchange:
                         chaining=dialect.chains)
     reply = AnthropicReply(AnthropicEncoder(message_id="msg_test", model="claude-x",
                                             input_tokens=5))
-    return Exchange(dialect, plan, reply, store=store, key=KEY)
+    return Exchange(Direct(dialect, plan), reply, store=store)
 
 
 def _batches(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -100,3 +148,46 @@ async def test_an_exchange_runs_on_a_scripted_dialect_and_retries_a_stale_chain(
         first[-1]["response"]["id"], None]
     assert exchange.stale and exchange.outcome == "ok" and exchange.reply.failure is None
     assert not any(e["type"] == "error" for e in emitted)
+
+
+async def test_an_unwell_upstream_before_the_first_token_moves_the_turn():
+    """The exchange speaks to its upstream through the narrow ``Upstream`` interface:
+    counted unwell, moved before the first token, the answer stored as the other's."""
+    store = SessionStore(None)
+    emitted: list[dict[str, Any]] = []
+
+    async def emit(events: list[dict[str, Any]]) -> None:
+        emitted.extend(events)
+
+    exchange = _exchange(ScriptedDialect(Unreachable("connection refused")), store, "hi")
+    down = exchange.upstream
+    assert isinstance(down, Direct)
+    down.name = "a"
+    other = Direct(ScriptedDialect(_batches(lmstudio_events(Text("from b")))), down.plan,
+                   name="b")
+    down.then, down.movable = other, True
+    await exchange.run(emit)
+    assert exchange.outcome == "ok" and exchange.failovers == ["a"]
+    assert exchange.upstream is other
+    assert down.told == [("unwell", "unreachable"), ("failover", "unreachable")]
+    assert other.told == [("succeeded",), ("ended", None, True)]
+    assert not any(e["type"] == "error" for e in emitted)
+    [node] = store.nodes(KEY)
+    assert node.upstream == "b"
+
+
+async def test_a_failure_on_a_lone_upstream_reaches_the_client_and_is_learned():
+    store = SessionStore(None)
+    exchange = _exchange(ScriptedDialect(Unreachable("connection refused")), store, "hi")
+    emitted: list[dict[str, Any]] = []
+
+    async def emit(events: list[dict[str, Any]]) -> None:
+        emitted.extend(events)
+
+    await exchange.run(emit)
+    assert exchange.outcome == "error" and exchange.failovers == []
+    assert isinstance(exchange.upstream, Direct)
+    assert exchange.upstream.told == [("unwell", "unreachable"),
+                                      ("ended", "unreachable", True)]
+    assert [e["type"] for e in emitted][-1] == "error"
+    assert store.nodes(KEY) == []

@@ -1,16 +1,19 @@
-"""The Anthropic Messages API front: routes only; the work is in the protocol core."""
+"""The Anthropic Messages API front: ``POST /v1/messages`` (its part of a turn,
+``MessagesFront``; the turn itself is ``turn.py``), token counts, the model list, and a
+session's config route. The work is in ``protocol/anthropic``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ..asgi import json_response
+from ..asgi import Rendered, json_response, render_anthropic
 from ..config import Settings
-from ..exchange import Exchange
+from ..exchange import Reply
 from ..log import event
 from ..protocol.anthropic.encode import AnthropicEncoder
 from ..protocol.anthropic.items import conversation, system_text
@@ -34,8 +37,7 @@ from ..protocol.models import (
 )
 from ..protocol.sse import PING, encode_all
 from ..protocol.tokens import count_text, estimate_tokens
-from ..request_ids import current as current_request_id
-from ..request_ids import message_id_for, new_request_id
+from ..request_ids import message_id_for
 from ..sessions.config import (
     agent_id_of,
     check_session_id,
@@ -43,60 +45,55 @@ from ..sessions.config import (
     session_id_of,
 )
 from ..sessions.store import SessionStore
+from ..upstreams.routed import Routed
 from ..upstreams.router import Router
 from .client_keys import client_fields, current_client, session_for
 from .drain import Drain
-from .serve import (
-    Routed,
-    answer,
-    new_exchange,
-    read_json,
-    refuse_if_too_long,
-    repair_for,
-    upstream_fields,
-)
+from .serve import read_json
+from .turn import Asked, Front, Placed, run_turn
 
 
-async def _exchange(settings: Settings, router: Router, store: SessionStore,
-                    path_id: str | None) -> Exchange:
-    """Validate, map the model, plan the turn (full or chained): the Exchange to run."""
-    body = await read_json()
-    req = validate_messages_request(body)
-    cap = settings.max_tokens_cap
-    capped = bool(cap and req.max_tokens is not None and req.max_tokens > cap)
-    if capped:
-        req.max_tokens = cap  # a local model that rambles must not run for an hour
-    session = session_for(session_id_of(request.headers, req.metadata, path_id))
-    agent = agent_id_of(request.headers)
-    config = store.config(session_for(path_id) if path_id else None, session)
-    routed = Routed(settings, router, store, req.model, session, agent,
-                    override=config.model, side=is_side_request(body))
-    route = await routed.place()
-    model = route.model
-    estimate = estimate_tokens(req.system, req.messages, req.tools)
-    await refuse_if_too_long(route.backend, model, estimate, front="anthropic",
-                             text=lambda: count_text(system_text(
-                                 req.system, strip_billing=settings.strip_billing_header),
-                                 req.messages, req.tools))
-    conv = conversation(req, strip_billing=settings.strip_billing_header,
-                        allowed_tools=config.allowed_tools)
-    binding = await routed.bind(conv)
-    plan = binding.plan
-    _log_dropped_tools(req)
-    request_id = current_request_id() or new_request_id()
-    reply = AnthropicReply(AnthropicEncoder(
-        message_id=message_id_for(request_id), model=req.model, input_tokens=estimate,
-        stop_sequences=req.stop_sequences, capped=capped,
-        upstream_name=route.backend.server_name,
-    ))
-    event("request.start", id=reply.message_id, request_id=request_id, front="anthropic",
-          session=session, **client_fields(),
-          agent=agent, model=req.model, upstream_model=model, stream=req.stream,
-          messages=len(req.messages), estimate_tokens=estimate,
-          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
-          **upstream_fields(route))
-    return new_exchange(routed, binding, reply, front="anthropic", stream=req.stream,
-                        repair=repair_for(settings, conv))
+class MessagesFront(Front[MessagesRequest]):
+    """The Messages API's part of a turn: its validation, Claude Code's session and agent
+    headers, side requests, and its reply."""
+
+    name = "anthropic"
+    ping = PING
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def encode(self, events: list[Any]) -> bytes:
+        return encode_all(events)
+
+    async def ask(self, body: Any, path_id: str | None) -> Asked[MessagesRequest]:
+        req = validate_messages_request(body)
+        strip = self.settings.strip_billing_header
+        return Asked(
+            req, req.model, conversation(req, strip_billing=strip), req.stream,
+            session_for(session_id_of(request.headers, req.metadata, path_id)),
+            agent=agent_id_of(request.headers), side=is_side_request(body),
+            # counted as the client sent it: the usage it is told starts from this
+            estimate=estimate_tokens(req.system, req.messages, req.tools),
+            text=lambda: count_text(system_text(req.system, strip_billing=strip),
+                                    req.messages, req.tools),
+            log={"messages": len(req.messages)})
+
+    def reply(self, asked: Asked[MessagesRequest], placed: Placed) -> Reply:
+        req = asked.request
+        reply = AnthropicReply(AnthropicEncoder(
+            message_id=message_id_for(placed.request_id), model=req.model,
+            input_tokens=placed.estimate, stop_sequences=req.stop_sequences,
+            capped=asked.capped, upstream_name=placed.server_name,
+        ))
+        if req.server_tools:
+            event("request.server_tools_dropped", level=30, front=self.name,
+                  id=reply.message_id, tools=req.server_tools,
+                  reason="server tools have no local implementation")
+        return reply
+
+    def render(self, failure: Failure) -> Rendered:
+        return render_anthropic(failure)
 
 
 async def _engine_count(settings: Settings, router: Router, store: SessionStore,
@@ -117,18 +114,16 @@ async def _engine_count(settings: Settings, router: Router, store: SessionStore,
 
 
 def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
-            drain: Drain) -> None:
+            drain: Drain) -> MessagesFront:
     """The Anthropic Messages API on ``app``, served from ``router``'s upstreams with
     ``store``'s chains; its streams count themselves in ``drain``."""
+    front = MessagesFront(settings)
 
     @app.post("/v1/messages")
     @app.post("/session/<sid>/v1/messages")
     async def messages(sid: str | None = None) -> Response:
-        exchange = await _exchange(settings, router, store,
-                                   check_session_id(sid) if sid is not None else None)
-        return await answer(exchange, drain, settings.ping_interval, encode=encode_all,
-                            ping=PING,
-                            max_bytes=settings.max_body_bytes)
+        return await run_turn(front, settings, router, store, drain,
+                              check_session_id(sid) if sid is not None else None)
 
     @app.post("/v1/messages/count_tokens")
     @app.post("/session/<sid>/v1/messages/count_tokens")
@@ -187,6 +182,8 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
             config = store.config(session)
         return json_response({"status": "ok", "session": sid, "config": config.to_json()})
 
+    return front
+
 
 @dataclass
 class _Served:
@@ -239,9 +236,3 @@ def _int_arg(name: str, *, default: int, lo: int, hi: int) -> int:
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not lo <= int(raw) <= hi:
         raise invalid(f"{name}: expected an integer from {lo} to {hi}, got {raw!r}")
     return int(raw)
-
-
-def _log_dropped_tools(req: MessagesRequest) -> None:
-    if req.server_tools:
-        event("request.server_tools_dropped", level=30, tools=req.server_tools,
-              reason="server tools have no local implementation")

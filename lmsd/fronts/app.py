@@ -78,10 +78,10 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
 
     client_keys.install(app, settings)  # after the guard and the request id
     anthropic.install(app, settings, router, store, drain)
-    chat.install(app, settings, router, store, drain)
-    renderers.append(("/v1/chat/completions", chat.render))
-    responses.install(app, settings, router, store, drain, history)
-    renderers.append(("/v1/responses", responses.render))
+    renderers.append(("/v1/chat/completions",
+                      chat.install(app, settings, router, store, drain).render))
+    renderers.append(("/v1/responses",
+                      responses.install(app, settings, router, store, drain, history).render))
     if recorder is not None:
         app.asgi_app = recorder.wrap(  # type: ignore[method-assign]
             app.asgi_app, front_of, max_body_bytes=settings.max_body_bytes)

@@ -1,12 +1,14 @@
 """The OpenAI Responses front (``POST /v1/responses``), for Codex CLI and any Responses
-client: routes only; the work is in ``protocol/responses`` (``front``, ``encode``,
-``reply``, ``previous``). A generic client's ``previous_response_id`` names an answer
-lmsd kept (``sessions/responses.py``): it is expanded to the whole history here."""
+client: its part of a turn (``ResponsesFront``; the turn itself is ``turn.py``); the
+work is in ``protocol/responses`` (``front``, ``encode``, ``reply``, ``previous``). A
+generic client's ``previous_response_id`` names an answer lmsd kept
+(``sessions/responses.py``): it is expanded to the whole history here."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from quart import Response, request
@@ -14,10 +16,9 @@ from quart_trio import QuartTrio
 
 from ..asgi import Rendered, json_response
 from ..config import Settings
-from ..exchange import Exchange
+from ..exchange import Reply
 from ..log import event
 from ..protocol.failures import Failure
-from ..protocol.openai_errors import render_openai
 from ..protocol.pivot import FunctionTool, ToolChoice
 from ..protocol.plan import TurnPlan
 from ..protocol.responses.encode import ResponsesEncoder
@@ -25,35 +26,18 @@ from ..protocol.responses.front import ResponsesRequest, parse_request
 from ..protocol.responses.previous import expanded, input_items, previous_id, stores
 from ..protocol.responses.reply import ResponsesReply
 from ..protocol.sse import encode_all
-from ..protocol.tokens import conversation_text
-from ..request_ids import current as current_request_id
-from ..request_ids import message_id_for, new_request_id
+from ..request_ids import message_id_for
 from ..sessions.config import is_session_id
 from ..sessions.responses import ResponseHistory
 from ..sessions.store import SessionStore
 from ..upstreams.router import Router
-from .client_keys import client_fields, current_client, session_for
+from .client_keys import current_client, session_for
 from .drain import Drain
-from .serve import (
-    Routed,
-    answer,
-    new_exchange,
-    read_json,
-    refuse_if_too_long,
-    repair_for,
-    upstream_fields,
-)
+from .serve import render_openai_failure
+from .turn import DEFAULT_SESSION, Asked, Front, Placed, run_turn
 
 FRONT = "openai_responses"
 PING = b": ping\n\n"
-DEFAULT_SESSION = "default"
-
-
-def render(failure: Failure) -> Rendered:
-    """A failure before the stream, as OpenAI clients read it (Codex shows a 400 verbatim
-    and never retries it)."""
-    error = render_openai(failure)
-    return Rendered(error.status, error.type, error.message, error.body(), error.headers)
 
 
 def session_of(headers: Any, req: ResponsesRequest) -> str | None:
@@ -92,86 +76,106 @@ def _no_tool_calls(plan: TurnPlan) -> None:
             body["tool_choice"] = "none"
 
 
-async def _exchange(settings: Settings, router: Router, store: SessionStore,
-                    memory: ToolMemory, history: ResponseHistory) -> Exchange:
-    body = await read_json()
-    scope = current_client() or ""
-    previous, keep, own = previous_id(body), stores(body), input_items(body)
-    followed = None  # the session the previous answer ran in
-    if previous is not None:
-        items, followed = history.history(scope, previous)
-        body = expanded(body, items)
-    req = parse_request(body, turn_metadata=request.headers.get("x-codex-turn-metadata"))
-    conv = req.conversation
-    cap = settings.max_tokens_cap
-    if cap and conv.max_output_tokens is not None and conv.max_output_tokens > cap:
-        conv = replace(conv, max_output_tokens=cap)  # as the Anthropic front does
-    named = session_of(request.headers, req)
-    session = session_for(named) if named else followed or session_for(DEFAULT_SESSION)
-    config = store.config(None, session)
-    routed = Routed(settings, router, store, req.model, session, override=config.model,
-                    lenient=True)
-    route = await routed.place()
-    model = route.model
-    await refuse_if_too_long(route.backend, model, req.estimate, front=FRONT,
-                             text=lambda: conversation_text(conv))
-    if config.allowed_tools is not None:
-        conv = replace(conv, tools=tuple(t for t in conv.tools
-                                       if t.name in config.allowed_tools))
-    compaction = req.request_kind == "compaction" and not conv.tools
-    routed.adjust = _no_tool_calls if compaction else None
-    if compaction:
-        conv = replace(conv, tools=memory.get((session, model)), tool_choice=ToolChoice("auto"))
-    elif conv.tools:
-        memory.remember((session, model), conv.tools)
-    binding = await routed.bind(conv)
-    plan = binding.plan
-    request_id = current_request_id() or new_request_id()
-    message_id = message_id_for(request_id)
-    response_id = "resp_" + request_id.removeprefix("req_")
-    encoder = ResponsesEncoder(
-        response_id=response_id, model=req.model,
-        estimate=req.estimate, tools=req.tools, created_at=int(time.time()),
-        upstream_name=route.backend.server_name, drop_calls=compaction)
+@dataclass
+class _Codex:
+    """A Responses request, with what its turn needs beyond the pivot."""
 
-    def kept(response: dict[str, Any]) -> None:
-        history.add(scope, response_id, parent=previous, session=session, input=own,
-                    response=response)
+    req: ResponsesRequest
+    scope: str  # the client whose answers ``previous_response_id`` may name
+    previous: str | None  # the answer it continues
+    keep: bool  # ``store``: keep this answer for the next ``previous_response_id``
+    own: list[Any]  # its own input items (kept with the answer)
+    compaction: bool = False  # a compaction request, sent with the thread's tools
 
-    reply = ResponsesReply(encoder, message_id=message_id, on_answer=kept if keep else None)
-    notes = dict(req.notes)
-    if dropped := notes.pop("tools_dropped", None):  # Codex sends web_search every time
-        event("request.server_tools_dropped", front=FRONT, id=message_id, tools=dropped,
-              reason="hosted tools have no local implementation")
-    event("request.start", id=message_id, request_id=request_id, front=FRONT,
-          session=session, **client_fields(), agent="main", model=req.model,
-          upstream_model=model,
-          stream=req.stream, request_kind=req.request_kind, items=len(conv.turns),
-          estimate_tokens=req.estimate,
-          chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
-          **({"previous_response_id": previous} if previous else {}),
-          **upstream_fields(route), **notes)
-    return new_exchange(routed, binding, reply, front=FRONT, stream=req.stream,
-                        repair=None if compaction else repair_for(settings, conv))
 
+class ResponsesFront(Front[_Codex]):
+    """The Responses API's part of a turn: a ``previous_response_id`` expanded to the
+    whole history, Codex's thread as the session, compaction kept on the chain, and its
+    reply (which keeps the answer where the client asked)."""
+
+    name = FRONT
+    ping = PING
+
+    def __init__(self, history: ResponseHistory) -> None:
+        self.history = history
+        self.memory = ToolMemory()
+
+    def encode(self, events: list[Any]) -> bytes:
+        return encode_all(events)
+
+    async def ask(self, body: Any, path_id: str | None) -> Asked[_Codex]:
+        scope = current_client() or ""
+        previous, keep, own = previous_id(body), stores(body), input_items(body)
+        followed = None  # the session the previous answer ran in
+        if previous is not None:
+            items, followed = self.history.history(scope, previous)
+            body = expanded(body, items)
+        req = parse_request(body, turn_metadata=request.headers.get("x-codex-turn-metadata"))
+        named = session_of(request.headers, req)
+        session = session_for(named) if named else followed or session_for(DEFAULT_SESSION)
+        log: dict[str, Any] = {"request_kind": req.request_kind,
+                               "items": len(req.conversation.turns)}
+        if previous:
+            log["previous_response_id"] = previous
+        return Asked(_Codex(req, scope, previous, keep, own), req.model, req.conversation,
+                     req.stream, session, lenient=True, estimate=req.estimate,
+                     log={**log, **{k: v for k, v in req.notes.items()
+                                    if k != "tools_dropped"}})
+
+    def shape(self, asked: Asked[_Codex], model: str) -> Callable[[TurnPlan], None] | None:
+        """A compaction request (``tools: []``) is sent with the thread's last tools and
+        ``tool_choice: "none"``; any other one's tools are remembered for it."""
+        conv, key = asked.conv, (asked.session, model)
+        codex = asked.request
+        codex.compaction = codex.req.request_kind == "compaction" and not conv.tools
+        if codex.compaction:
+            asked.conv = replace(conv, tools=self.memory.get(key),
+                                 tool_choice=ToolChoice("auto"))
+            asked.repair = False
+            return _no_tool_calls
+        if conv.tools:
+            self.memory.remember(key, conv.tools)
+        return None
+
+    def reply(self, asked: Asked[_Codex], placed: Placed) -> Reply:
+        codex, session, history = asked.request, asked.session, self.history
+        req = codex.req
+        message_id = message_id_for(placed.request_id)
+        response_id = "resp_" + placed.request_id.removeprefix("req_")
+        encoder = ResponsesEncoder(
+            response_id=response_id, model=req.model,
+            estimate=req.estimate, tools=req.tools, created_at=int(time.time()),
+            upstream_name=placed.server_name, drop_calls=codex.compaction)
+
+        def kept(response: dict[str, Any]) -> None:
+            history.add(codex.scope, response_id, parent=codex.previous, session=session,
+                        input=codex.own, response=response)
+
+        if dropped := req.notes.get("tools_dropped"):  # Codex sends web_search every time
+            event("request.server_tools_dropped", front=FRONT, id=message_id, tools=dropped,
+                  reason="hosted tools have no local implementation")
+        return ResponsesReply(encoder, message_id=message_id,
+                              on_answer=kept if codex.keep else None)
+
+    def render(self, failure: Failure) -> Rendered:
+        return render_openai_failure(failure)
 
 
 def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
-            drain: Drain, history: ResponseHistory | None = None) -> None:
+            drain: Drain, history: ResponseHistory | None = None) -> ResponsesFront:
     """``POST /v1/responses`` and ``GET /v1/responses/{id}`` on ``app``; answers are kept
     in ``history`` (a memory-only one when none is given)."""
-    memory = ToolMemory()
     kept = history if history is not None else ResponseHistory(
         None, max_count=settings.session_max_nodes, ttl=settings.session_ttl)
+    front = ResponsesFront(kept)
 
     @app.post("/v1/responses")
     async def responses() -> Response:
-        exchange = await _exchange(settings, router, store, memory, kept)
-        return await answer(exchange, drain, settings.ping_interval, encode=encode_all,
-                            ping=PING,
-                            max_bytes=settings.max_body_bytes)
+        return await run_turn(front, settings, router, store, drain)
 
     @app.get("/v1/responses/<response_id>")
     async def retrieve(response_id: str) -> Response:
         """A kept answer, as it was returned (this client's only)."""
         return json_response(kept.response(current_client() or "", response_id))
+
+    return front

@@ -147,7 +147,7 @@ class Router:
                        ) -> Route | None:
         """After ``route`` failed before its first token: the next eligible route, or None
         when there is none (the client sees ``error``). The exchange has already counted
-        the failure against the backend (``Binding.on_unwell``): counted here again, two
+        the failure against the backend (``routed.Binding.unwell``): counted here again, two
         timeouts would take an upstream out instead of ``breaker_failures``."""
         if not self.several:
             return None

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from lmsd.fronts import serve
+from lmsd.upstreams import routed
 from tests.support.boxes import Box, boxes
 from tests.support.daemon import MODEL
 from tests.upstreams.test_several import start_pair, upstreams_of
@@ -136,7 +136,7 @@ async def test_a_header_value_that_cannot_be_sent_is_a_400_not_an_upstream_failu
         start_lmsd, pair, monkeypatch):
     """Whatever lets a bad value reach a header (here: the id check bypassed), httpx's
     refusal is the request's fault: a 400 naming it, no failover, no breaker counted."""
-    bind = serve.Routed.bind
+    bind = routed.Routed.bind
 
     async def bad_header(self: Any, conv: Any) -> Any:
         binding = await bind(self, conv)
@@ -144,7 +144,7 @@ async def test_a_header_value_that_cannot_be_sent_is_a_400_not_an_upstream_failu
             binding.headers = {**binding.headers, "x-session-id": self.session + "\n"}
         return binding
 
-    monkeypatch.setattr(serve.Routed, "bind", bad_header)
+    monkeypatch.setattr(routed.Routed, "bind", bad_header)
     server = await start_pair(start_lmsd, pair, poll_interval="60")
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         for n in range(24):
