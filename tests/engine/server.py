@@ -1,9 +1,8 @@
 """A real llama.cpp engine for tests: llama-cpp-python's server on a tiny generated model.
 
-The engine lives in its own venv (``LMSD_ENGINE_PYTHON``, else ``.venv-engine``), which
-``.ci/run`` builds. Without it the engine tests skip, unless ``LMSD_REQUIRE_ENGINE=1``
-(CI), where they fail instead.
-"""
+The engine lives in its own venv (``LMSD_ENGINE_PYTHON``, else the one ``.ci/run`` caches
+in ``~/.cache/lmsd-ci``), which ``.ci/run`` builds. Without it the engine tests skip,
+unless ``LMSD_REQUIRE_ENGINE=1`` (CI), where they fail instead."""
 
 from __future__ import annotations
 
@@ -18,6 +17,8 @@ import httpx
 import pytest
 import trio
 
+from tests.support.ci_cache import cached
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "engine"
 MODEL_ALIAS = "tiny-llama"
@@ -26,7 +27,8 @@ MODEL_ALIAS = "tiny-llama"
 def _venv_python(modules: str, what: str) -> str:
     """The engine venv's python if it imports ``modules``; else skip (fail when CI
     requires an engine: ``LMSD_REQUIRE_ENGINE=1`` or ``LMSD_REQUIRE_LLAMA_SERVER=1``)."""
-    path = os.environ.get("LMSD_ENGINE_PYTHON") or str(ROOT / ".venv-engine/bin/python")
+    path = os.environ.get("LMSD_ENGINE_PYTHON") or str(
+        cached("venv-engine-*/bin/python", ROOT / ".venv-engine/bin/python"))
     ok = Path(path).exists() and subprocess.run(
         [path, "-c", f"import {modules}"], capture_output=True, check=False).returncode == 0
     if not ok:

@@ -1,10 +1,9 @@
 """Run the real Claude Code CLI (``claude -p``) against a base URL, under trio.
 
 The CLI is found via ``LMSD_CLAUDE_BIN``, else the copy ``.ci/run`` installs into
-``.ci/.claude-code``, else ``claude`` on ``PATH``. Tests call :func:`require_claude` (or just
-:func:`run_claude`), which skips when the CLI is missing unless ``LMSD_REQUIRE_CLAUDE=1``
-(set by CI), in which case it fails.
-"""
+``~/.cache/lmsd-ci/npm`` (``$LMSD_CI_CACHE``), else ``claude`` on ``PATH``. Tests call
+:func:`require_claude` (or just :func:`run_claude`), which skips when the CLI is missing
+unless ``LMSD_REQUIRE_CLAUDE=1`` (set by CI), in which case it fails."""
 
 from __future__ import annotations
 
@@ -22,10 +21,12 @@ from typing import Any
 
 import trio
 
+from tests.support.ci_cache import cached
 from tests.support.processes import kill_tree, read_back, require_cli
 
 REPO = Path(__file__).resolve().parents[2]
-CI_CLAUDE = REPO / ".ci" / ".claude-code" / "node_modules" / ".bin" / "claude"
+CI_CLAUDE = cached("npm/claude-code-*/node_modules/.bin/claude",
+                   REPO / ".ci" / ".claude-code" / "node_modules" / ".bin" / "claude")
 TEST_API_KEY = "sk-ant-test-lmsd"
 
 # The npm wrapper ships a ~500-byte shell stub as bin/claude.exe; its postinstall replaces

@@ -1,9 +1,9 @@
 """Run the real Codex CLI (``codex exec --json``) against a base URL, under trio.
 
 The CLI is found via ``LMSD_CODEX_BIN``, else the copy ``.ci/run`` installs into
-``.ci/.codex``, else ``codex`` on ``PATH``. Tests call :func:`require_codex` (or just
-:func:`run_codex`), which skips when the CLI is missing unless ``LMSD_REQUIRE_CODEX=1``
-(set by CI), in which case it fails.
+``~/.cache/lmsd-ci/npm`` (``$LMSD_CI_CACHE``), else ``codex`` on ``PATH``. Tests call
+:func:`require_codex` (or just :func:`run_codex`), which skips when the CLI is missing
+unless ``LMSD_REQUIRE_CODEX=1`` (set by CI), in which case it fails.
 
 Each run gets a fresh ``CODEX_HOME/config.toml`` whose only provider points at the server
 under test (``wire_api = "responses"``), a fake ``HOME``, and the flags that stop every
@@ -29,10 +29,12 @@ from typing import Any
 
 import trio
 
+from tests.support.ci_cache import cached
 from tests.support.processes import kill_tree, read_back, require_cli
 
 REPO = Path(__file__).resolve().parents[2]
-CI_CODEX = REPO / ".ci" / ".codex" / "node_modules" / ".bin" / "codex"
+CI_CODEX = cached("npm/codex-*/node_modules/.bin/codex",
+                  REPO / ".ci" / ".codex" / "node_modules" / ".bin" / "codex")
 CODEX_VERSION = "0.171.0"  # what the tests were written against (the capture's version)
 TEST_API_KEY = "sk-test-lmsd-codex"
 PROVIDER = "lmsd_test"

@@ -3,8 +3,9 @@ OpenAI Chat Completions base URL, under trio.
 
 Qwen Code speaks ``/v1/chat/completions`` with function tools and streaming, so it is the
 chat-completions coding agent lmsd's chat front is tested with. The CLI is found via
-``LMSD_QWEN_BIN``, else the copy ``.ci/run`` installs into ``.ci/.qwen-code``, else ``qwen``
-on ``PATH``; a test skips without it unless ``LMSD_REQUIRE_QWEN=1`` (set by CI).
+``LMSD_QWEN_BIN``, else the copy ``.ci/run`` installs into ``~/.cache/lmsd-ci/npm``
+(``$LMSD_CI_CACHE``), else ``qwen`` on ``PATH``; a test skips without it unless
+``LMSD_REQUIRE_QWEN=1`` (set by CI).
 
 Each run gets a fake ``HOME`` whose ``.qwen/settings.json`` turns off the update check,
 usage statistics and telemetry; the proxy variables point at a dead port so that nothing
@@ -24,10 +25,12 @@ from pathlib import Path
 
 import trio
 
+from tests.support.ci_cache import cached
 from tests.support.processes import kill_tree, read_back, require_cli
 
 REPO = Path(__file__).resolve().parents[2]
-CI_QWEN = REPO / ".ci" / ".qwen-code" / "node_modules" / ".bin" / "qwen"
+CI_QWEN = cached("npm/qwen-code-*/node_modules/.bin/qwen",
+                 REPO / ".ci" / ".qwen-code" / "node_modules" / ".bin" / "qwen")
 QWEN_VERSION = "0.24.4"
 MODEL = "qwen/qwen3-coder-30b"  # the emulator's loaded model
 SETTINGS = {"general": {"disableAutoUpdate": True, "disableUpdateNag": True},
