@@ -34,14 +34,15 @@ from ..log import event, logger
 from ..metrics import Metrics
 from ..protocol.guard import is_loopback_host
 from ..sessions.recent import RecentRequests
+from ..sessions.recordings import Recorder
 from ..sessions.responses import ResponseHistory
 from ..sessions.store import SessionStore
 from ..upstreams.client import Upstream
 from ..upstreams.dialect import Dialect
 from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
-from ..upstreams.recorder import Recorder, RecordingTransport
 from ..upstreams.router import Backend, Router
+from ..upstreams.tap import RecordingTransport
 from .status import status_json
 
 LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not stall us

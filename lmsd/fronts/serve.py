@@ -25,8 +25,8 @@ from ..protocol.repair import ToolCallRepair
 from ..protocol.repair.split import SplitRepair
 from ..sessions.store import SessionStore
 from ..upstreams.cache.slots import BACKGROUND
-from ..upstreams.recorder import note_binding
 from ..upstreams.router import Backend, Route, Router, is_background
+from ..upstreams.tap import note_binding
 from .drain import Drain
 from .event_stream import EventStream, stream_response
 
