@@ -6,9 +6,9 @@ request gets the recorded answer to the same method and path, in order, chunk by
 network), or, with ``--against URL``, over that live upstream. The recorded client request
 is handed to the app as an ASGI call, in-process: no socket is opened for it. The
 client-visible stream is recorded as it was the first time, then compared after
-normalizing (``protocol/recording.py``):
-ids, clocks and pings differ on every run and are not differences; against a live
-upstream, neither are the tool call ids it mints nor its token counts.
+normalizing (``protocol/stream_diff.py``): ids, clocks and pings differ on every run and are
+not differences; against a live upstream, neither are the tool call ids it mints nor its
+token counts.
 
 A replay file is untrusted (users swap them in bug reports): ``recording.parse`` checks
 all of it before use (size, depth, types, the route, the method, the headers), the
@@ -31,6 +31,7 @@ import trio
 
 from ..config import ConfigError, load_settings
 from ..protocol import recording as fmt
+from ..protocol.stream_diff import diff_streams
 from ..upstreams import dialect as dialects
 from .assembly import replay_proxy
 
@@ -248,10 +249,10 @@ def load(path: Path) -> dict[str, Any]:
 async def replay_file(path: Path, *, against: str | None = None) -> tuple[list[str], dict]:
     """(the diff of the client-visible stream, the replayed exchange) for one file. Against
     a live upstream, the tool call ids it mints and the token counts it reports are not
-    differences (``recording.diff_streams``'s ``live``); against the recording they are."""
+    differences (``stream_diff.diff_streams``'s ``live``); against the recording they are."""
     exchange = load(path)
     result = await run(exchange, against=against)
-    return fmt.diff_streams(exchange["client_stream"], result["client_stream"],
+    return diff_streams(exchange["client_stream"], result["client_stream"],
                             live=against is not None), result
 
 
