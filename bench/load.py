@@ -37,7 +37,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import free_port, lmsd_command, percentile, process
-from lmsd.daemon.supervisor import KEEP_ALIVE_SECONDS
+from lmsd.daemon.listen import KEEP_ALIVE_SECONDS
 from tests.emulator import Emulator, serve_emulator
 from tests.emulator.state import RequestRecord
 

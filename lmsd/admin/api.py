@@ -27,8 +27,8 @@ from ..protocol.client_keys import client_of, token_matches
 from ..protocol.failures import NotFound, Unauthorized, invalid
 from ..sessions.config import check_stored_session_id as check_session_id
 from ..sessions.config import parse_session_config
+from ..sessions.recordings import Recorder
 from ..sessions.store import SessionStore
-from ..upstreams.recorder import Recorder
 from ..upstreams.router import Readiness
 from .dashboard import page
 

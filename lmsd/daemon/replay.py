@@ -1,13 +1,14 @@
 """``lmsd replay FILE``: a recorded exchange run again through the current code.
 
-The proxy app is built in-process over one upstream whose transport answers from the
-recording (``ReplayTransport``: each upstream request gets the recorded answer to the
-same method and path, in order, chunk by chunk; no network), or, with ``--against
-URL``, over that live upstream. The recorded client request is handed to the app as an
-ASGI call, in-process: no socket is opened for it. The client-visible stream is recorded
-as it was the first time, then compared after normalizing (``protocol/recording.py``):
-ids, clocks and pings differ on every run and are not differences; against a live
-upstream, neither are the tool call ids it mints nor its token counts.
+The proxy app is built in-process, wired as the daemon's is (``assembly.py``), over one
+upstream whose transport answers from the recording (``ReplayTransport``: each upstream
+request gets the recorded answer to the same method and path, in order, chunk by chunk; no
+network), or, with ``--against URL``, over that live upstream. The recorded client request
+is handed to the app as an ASGI call, in-process: no socket is opened for it. The
+client-visible stream is recorded as it was the first time, then compared after
+normalizing (``protocol/stream_diff.py``): ids, clocks and pings differ on every run and are
+not differences; against a live upstream, neither are the tool call ids it mints nor its
+token counts.
 
 A replay file is untrusted (users swap them in bug reports): ``recording.parse`` checks
 all of it before use (size, depth, types, the route, the method, the headers), the
@@ -29,14 +30,10 @@ import httpx
 import trio
 
 from ..config import ConfigError, load_settings
-from ..fronts.app import create_proxy_app
-from ..fronts.drain import Drain
 from ..protocol import recording as fmt
-from ..sessions.store import SessionStore
+from ..protocol.stream_diff import diff_streams
 from ..upstreams import dialect as dialects
-from ..upstreams.client import Upstream
-from ..upstreams.recorder import Recorder, RecordingTransport
-from ..upstreams.router import Backend, Router
+from .assembly import replay_proxy
 
 REPLAY_URL = "http://replay.invalid"
 _KINDS = {cls.__name__: cls for cls in (
@@ -163,26 +160,26 @@ async def run(exchange: dict[str, Any], *, against: str | None = None,
             config = load_settings(flags, {})
         except ConfigError as exc:
             raise ReplayError(str(exc)) from None
-        upstream = Upstream(config.upstream, connect_timeout=5.0)
         transport = None if base is not None else ReplayTransport(exchange)
-        inner = upstream.client._transport  # httpx has no public setter
-        confined = Confined(inner, base) if base is not None else None
-        upstream.client._transport = RecordingTransport(
-            transport if transport is not None else confined)  # type: ignore[arg-type]
-        backend = Backend(config, upstream)
-        kind = _KINDS.get(exchange.get("server") or "")
-        if transport is not None and kind is not None:  # as the recording decided
-            backend._dialect_for = (upstream.base_url, kind(upstream, "replayed"))
-            upstream.name = kind.server_name
-        store = SessionStore(None)
-        app = create_proxy_app(config, Router(config, [backend]), store, Drain(),
-                               Recorder(None, sink=replayed.append))
+        confined: Confined | None = None
+
+        def route(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+            nonlocal confined
+            if transport is not None:
+                return transport
+            assert base is not None
+            confined = Confined(inner, base)
+            return confined
+
+        kind = _KINDS.get(exchange.get("server") or "") if transport is not None else None
+        proxy = replay_proxy(config, route, dialect=kind, sink=replayed.append)
         client = exchange["client"]
         try:
-            await serve_once(app, client["path"], _request_headers(client.get("headers", {})),
+            await serve_once(proxy.app, client["path"],
+                             _request_headers(client.get("headers", {})),
                              _request_body(client["body"]))
         finally:
-            await upstream.aclose()
+            await proxy.router.aclose()
     result = replayed[-1] if replayed else fmt.new_exchange(
         recorded_at=0, method="POST", path=client["path"], headers=(), body=b"")
     if transport is not None:
@@ -252,10 +249,10 @@ def load(path: Path) -> dict[str, Any]:
 async def replay_file(path: Path, *, against: str | None = None) -> tuple[list[str], dict]:
     """(the diff of the client-visible stream, the replayed exchange) for one file. Against
     a live upstream, the tool call ids it mints and the token counts it reports are not
-    differences (``recording.diff_streams``'s ``live``); against the recording they are."""
+    differences (``stream_diff.diff_streams``'s ``live``); against the recording they are."""
     exchange = load(path)
     result = await run(exchange, against=against)
-    return fmt.diff_streams(exchange["client_stream"], result["client_stream"],
+    return diff_streams(exchange["client_stream"], result["client_stream"],
                             live=against is not None), result
 
 

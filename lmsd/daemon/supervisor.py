@@ -1,4 +1,5 @@
-"""The supervisor: one root nursery running the proxy, the admin API and the watcher.
+"""The supervisor: one root nursery running the proxy, the admin API and the watcher,
+over the parts ``assembly.py`` builds and the ports ``listen.py`` binds.
 
 - The proxy's listener is essential: if it crashes, the daemon exits non-zero so the
   service manager restarts it. The admin API and the watcher are restarted with
@@ -11,51 +12,31 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, fields, replace
 from functools import partial
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import trio
-from hypercorn.config import Config, Sockets
-from hypercorn.logging import Logger
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
-from ..admin.api import create_admin_app
-from ..bus import BusHandler, EventBus
-from ..config import ConfigError, Settings, UpstreamConfig, load_settings
-from ..fronts.app import create_proxy_app
+from ..bus import EventBus
+from ..config import ConfigError, Settings, load_settings
 from ..fronts.drain import Drain
 from ..log import event, logger, set_level
-from ..metrics import Metrics
 from ..protocol.guard import is_loopback_host
-from ..sessions.recent import RecentRequests
-from ..sessions.responses import ResponseHistory
 from ..sessions.store import SessionStore
 from ..upstreams.cache.keeper import CacheKeeper
-from ..upstreams.client import Upstream
-from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
-from ..upstreams.recorder import Recorder
-from ..upstreams.router import Backend, Router
+from ..upstreams.router import Router
 from ..upstreams.watcher import Watcher
-from .holder import in_use_message, who_holds
+from .assembly import assemble
+from .listen import StartupError, close_sockets, hypercorn_config, hypercorn_serve, listen_free
 from .notify import sd_notify, watchdog, watchdog_interval
-from .status import status_json
 
 RESTART_MIN, RESTART_MAX = 0.5, 30.0
-KEEP_ALIVE_SECONDS = 15.0
-LMS_TIMEOUT = 5.0  # `lms` answers in well under a second; a hung one must not stall us
 LIVE_KEYS = ("model", "model_map", "min_context", "ping_interval", "log_level",
              "max_tokens_cap", "poll_interval", "watch", "chaining", "strip_billing_header",
              "chat_reasoning", "allowed_hosts", "allowed_origins", "admin_token",
@@ -93,110 +74,6 @@ def check_security(settings: Settings) -> None:
             f"(LMSD_CLIENT_KEYS=name=key, or client_keys_file) so the proxy requires a key, "
             f"or trusted_network = true to serve everyone who can reach it"
         )
-
-
-class _LabelledLog(Logger):
-    """hypercorn's log, naming the server: its two "Running on" lines otherwise look alike."""
-
-    def __init__(self, config: Config, label: str) -> None:
-        super().__init__(config)
-        self.label = label
-
-    async def info(self, message: str, *args: Any, **kwargs: Any) -> None:
-        await super().info(f"{self.label}: {message}", *args, **kwargs)
-
-    async def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
-        await super().warning(f"{self.label}: {message}", *args, **kwargs)
-
-    async def error(self, message: str, *args: Any, **kwargs: Any) -> None:
-        await super().error(f"{self.label}: {message}", *args, **kwargs)
-
-    async def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
-        """One line (what a client made the server or the app raise, say); the traceback
-        only at ``log_level = debug``, so no client can fill the log with them."""
-        error = sys.exc_info()[1]
-        event("server.error", level=logging.ERROR, server=self.label,
-              message=(message % args if args else message)[:200],
-              error=f"{type(error).__name__}: {error}"[:300] if error else None)
-        logger.debug(f"{self.label}: {message} traceback", exc_info=True)
-
-
-class StartupError(Exception):
-    """lmsd cannot start (a port is taken, say): the message says which and why;
-    ``in_use``: the address was taken (``listen_free`` then says by whom)."""
-
-    def __init__(self, message: str, *, in_use: bool = False) -> None:
-        super().__init__(message)
-        self.in_use = in_use
-
-
-def listen_sockets(config: Config, key: str) -> Sockets:
-    """Bind and listen on ``key``'s address now, so that a taken port stops startup
-    with one line before anything else is done or logged."""
-    if config.ssl_enabled:
-        try:
-            config.create_ssl_context()  # now, so a key that fits no certificate is a line
-        except (OSError, ValueError) as exc:
-            raise StartupError(f"tls_cert {config.certfile} and tls_key {config.keyfile}: "
-                               f"{getattr(exc, 'reason', None) or exc}") from None
-    try:
-        sockets = config.create_sockets()
-        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-            sock.listen(config.backlog)
-    except OSError as exc:
-        raise StartupError(f"cannot listen on {config.bind[0]} ({key}): "
-                           f"{exc.strerror or exc}",
-                           in_use=exc.errno == errno.EADDRINUSE) from None
-    return sockets
-
-
-async def listen_free(config: Config, key: str) -> Sockets:
-    """``listen_sockets``; a port in use names what holds it when it answers HTTP (another
-    lmsd, most often: a service and a ``lmsd serve`` by hand)."""
-    try:
-        return listen_sockets(config, key)
-    except StartupError as exc:
-        if not exc.in_use:
-            raise
-        found = await who_holds(config.bind[0], https=config.ssl_enabled)
-        where = f"cannot listen on {config.bind[0]} ({key})"
-        raise StartupError(in_use_message(where, os.strerror(errno.EADDRINUSE), found,
-                                          "--" + key.replace("_", "-")), in_use=True) from None
-
-
-def close_sockets(sockets: Sockets) -> None:
-    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-        sock.close()
-
-
-async def hypercorn_serve(app: Any, config: Config, *, bound: list[Sockets],
-                          shutdown_trigger: Callable[..., Awaitable[None]],
-                          task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
-                          ) -> None:
-    """hypercorn's ``serve`` on the sockets bound at startup; a restart binds anew."""
-    sockets = bound.pop() if bound else None
-    await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,
-                       sockets=sockets, shutdown_trigger=shutdown_trigger,
-                       task_status=task_status)
-
-
-def hypercorn_config(bind: str, graceful: float, label: str = "lmsd",
-                     tls: tuple[str, str] | None = None) -> Config:
-    """hypercorn's settings for one port; ``tls`` (certificate, key) makes it https only."""
-    config = Config()
-    if tls is not None:
-        config.certfile, config.keyfile = tls
-    config.logger_class = partial(_LabelledLog, label=label)  # type: ignore[assignment]
-    config.bind = [bind]
-    config.accesslog = None
-    config.errorlog = logger
-    config.backlog = 2048
-    config.graceful_timeout = graceful
-    # An idle keep-alive connection is closed after this long. hypercorn also keeps a
-    # connection's task until this timer ends when the client closed it after a streamed
-    # response, so a long value makes closed connections linger (bench/load.py).
-    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
-    return config
 
 
 class _StartOnce:
@@ -248,26 +125,6 @@ async def _watcher_child(watcher: Watcher, *, task_status: Any) -> None:
     await watcher.run()
 
 
-async def build_backend(settings: Settings, config: UpstreamConfig, lms: LmsCli
-                        ) -> Backend:
-    """One upstream: its pooled client (its own key, else the global one), found where
-    it is (``auto``: LM Studio's discovery), with ``lms`` only when it is this machine's
-    (the CLI speaks to the local LM Studio)."""
-    upstream = Upstream(
-        config.url if config.url != "auto" else "http://localhost:1234",
-        connect_timeout=settings.upstream_connect_timeout,
-        read_timeout=settings.upstream_timeout,
-        api_key=config.api_key or settings.upstream_api_key,
-    )
-    local = config.url == "auto" or is_loopback_host(urlsplit(config.url).hostname or "")
-    found = await discover(config.url, client=upstream.client, lms=lms if local else None)
-    upstream.set_base_url(found.url)
-    backend = Backend(settings, upstream, config=config, lms=lms if local else None,
-                      source=found.source)
-    backend.discovery["reachable"] = found.reachable
-    return backend
-
-
 async def serve(
     settings: Settings,
     *,
@@ -287,58 +144,22 @@ async def serve(
     except StartupError:
         close_sockets(proxy_sockets[0])
         raise
-    bus = EventBus()
-    handler = BusHandler(bus)
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)  # every event reaches the bus; handlers filter lines
-    for key, note in settings.notes:
-        event("config.adjusted", level=30, key=key, note=note)
-    metrics = Metrics()
-    bus.add_listener(metrics.observe)
-    lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
-    backends = [await build_backend(settings, config, lms)
-                for config in settings.upstream_list()]
-    router = Router(settings, backends)
-    store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
-                         max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
-    await store.open()
-    recent = RecentRequests(store)  # what a re-warm replays, also after lmsd restarts
-    await recent.load()  # before the keepers learn their engines (where each was left)
-    for backend in backends:
-        backend.keeper.recent = recent
-    drain = Drain()
-    for backend in backends:
-        if backend.watcher.reachable is not False and backend.discovery["reachable"]:
-            await backend.dialect()  # decided now rather than during the first request
-            with suppress(httpx.HTTPError):  # its slots, before anything is placed
-                await backend.keeper.learn()
-    recorder = Recorder(Path(settings.state_dir) / "recordings", settings.record_sessions,
-                        max_bytes=settings.record_max_bytes, max_age=settings.record_max_age)
-    history = ResponseHistory(store, max_count=settings.session_max_nodes,
-                              ttl=settings.session_ttl)  # previous_response_id, restarts too
-    await history.load()
-    proxy_app = create_proxy_app(settings, router, store, drain, recorder, history)
-    status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
-                     metrics=metrics, drain=drain, started_at=trio.current_time(),
-                     recording=recorder.status)
-    admin_app = create_admin_app(settings, store, bus, metrics, status=status,
-                                 ready=router.readiness, upstreams=router.upstreams_json,
-                                 forget=router.forget, recorder=recorder)
+    parts = await assemble(settings, lms=lms)
     try:
         async with trio.open_nursery() as nursery:
             proxy = await nursery.start(partial(
-                hypercorn_serve, proxy_app, proxy_config, bound=proxy_sockets,
+                hypercorn_serve, parts.app, proxy_config, bound=proxy_sockets,
                 shutdown_trigger=shutdown.wait))
             admin = await nursery.start(supervise, "admin", partial(
-                hypercorn_serve, admin_app, admin_config, bound=admin_sockets,
+                hypercorn_serve, parts.admin_app, admin_config, bound=admin_sockets,
                 shutdown_trigger=shutdown.wait))
             services = trio.CancelScope()
 
             async def background() -> None:
                 with services:
                     async with trio.open_nursery() as children:
-                        for backend in backends:  # one watcher per upstream
-                            name = "watcher" if not router.several else \
+                        for backend in parts.backends:  # one watcher per upstream
+                            name = "watcher" if not parts.router.several else \
                                 f"watcher:{backend.name}"
                             await children.start(supervise, name,
                                                  partial(_watcher_child, backend.watcher))
@@ -346,16 +167,17 @@ async def serve(
                                                  partial(_keeper_child, backend.keeper))
                         if (interval := watchdog_interval()) is not None:
                             children.start_soon(watchdog, interval)
-                        children.start_soon(history.run)
+                        children.start_soon(parts.history.run)
 
             nursery.start_soon(background)
-            bound = Bound(proxy[0], admin[0], settings, router, store, bus, drain)
-            first = backends[0]
+            bound = Bound(proxy[0], admin[0], settings, parts.router, parts.store, parts.bus,
+                          parts.drain)
+            first = parts.backends[0]
             event("daemon.listening", proxy=bound.proxy_url, admin=bound.admin_url,
                   upstream=first.base_url, upstream_source=first.discovery["source"],
                   upstream_reachable=first.discovery["reachable"],
-                  **({"upstreams": {b.name: b.base_url for b in backends}}
-                     if router.several else {}))
+                  **({"upstreams": {b.name: b.base_url for b in parts.backends}}
+                     if parts.router.several else {}))
             if not is_loopback(settings.listen):
                 event("daemon.proxy_exposed", level=30, listen=settings.listen,
                       note="the proxy is reachable from other machines",
@@ -365,16 +187,12 @@ async def serve(
             task_status.started(bound)
             await shutdown.wait()
             await sd_notify("STOPPING=1")
-            await drain.run(settings.drain_timeout)
+            await parts.drain.run(settings.drain_timeout)
             services.cancel()
     finally:
-        logger.removeHandler(handler)
         for unused in (*proxy_sockets, *admin_sockets):  # never handed to hypercorn
             close_sockets(unused)
-        with trio.CancelScope(shield=True):
-            await router.aclose()
-            await history.flush()  # the answers kept since the last write
-            await store.aclose()
+        await parts.aclose()
 
 
 def reload_settings(settings: Settings, router: Router, flags: Mapping[str, Any]

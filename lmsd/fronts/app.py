@@ -14,11 +14,11 @@ from ..guard import policy_for
 from ..log import event
 from ..protocol.failures import Failure
 from ..request_ids import current as current_request_id
+from ..sessions.recordings import Recorder
 from ..sessions.responses import ResponseHistory
 from ..sessions.store import SessionStore
-from ..upstreams.recorder import Recorder
 from ..upstreams.router import Router
-from . import anthropic, chat, client_keys, responses
+from . import anthropic, chat, client_keys, responses, tap
 from .drain import Drain
 
 _SESSION_PREFIX = re.compile(r"^/session/[^/]*(?=/v1/)")
@@ -83,6 +83,6 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
     renderers.append(("/v1/responses",
                       responses.install(app, settings, router, store, drain, history).render))
     if recorder is not None:
-        app.asgi_app = recorder.wrap(  # type: ignore[method-assign]
-            app.asgi_app, front_of, max_body_bytes=settings.max_body_bytes)
+        app.asgi_app = tap.recorded(  # type: ignore[method-assign]
+            app.asgi_app, recorder, front_of, max_body_bytes=settings.max_body_bytes)
     return app

@@ -13,16 +13,26 @@ any common shape into an :class:`UpstreamFailure` and classifies it:
 - ``""``: anything else (a crash, a bad image, a busy server), which is never taken for a
   stale chain.
 
-Every wording here comes from a real server; the emulator in ``tests/`` speaks them all.
+The wordings themselves, each from a real server, are ``wordings.py``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from .wordings import (
+    BUDGET_WORDINGS,
+    OVERFLOW_CODES,
+    OVERFLOW_HINTS,
+    OVERFLOW_VERBS,
+    OVERFLOW_WORDINGS,
+    STALE_CODES,
+    STALE_WORDINGS,
+    UNSUPPORTED_WORDINGS,
+)
 
 OVERFLOW, STALE, UNSUPPORTED = "context_overflow", "stale_chain", "chaining_unsupported"
 
@@ -207,82 +217,6 @@ class ChainingUnsupported(StaleChain):
 class UpstreamBroken(UpstreamError):
     kind = "upstream_broken"
 
-_I = re.IGNORECASE | re.DOTALL
-#: (pattern, group of the prompt size N, group of the limit M), most specific first.
-_OVERFLOW_WORDINGS: tuple[tuple[re.Pattern[str], int, int], ...] = (
-    # LM Studio (llama.cpp engine): "Trying to keep the first 15857 tokens when context the
-    # overflows. However, the model is loaded with context length of only 4096 tokens ..."
-    (re.compile(r"keep the first (\d+) tokens.*?context length of only (\d+)", _I), 1, 2),
-    # LM Studio / llama.cpp: "Cannot truncate prompt with n_keep (24101) >= n_ctx (24000)";
-    # LM Studio 0.4.25: "The number of tokens to keep from the initial prompt is greater
-    # than the context length (n_keep: 24101 >= n_ctx: 24000). Try to load ..."
-    (re.compile(r"n_keep\W{0,3}(\d+)\W{0,3}>=?\s*n_ctx\W{0,3}(\d+)", _I), 1, 2),
-    # llama-server (exceed_context_size_error): "request (4476 tokens) exceeds the
-    # available context size (4096 tokens), try increasing it"
-    (re.compile(r"(\d+) tokens?\)? exceeds? the available context size \((\d+)", _I), 1, 2),
-    # llama-cpp-python: "Requested tokens (5000) exceed context window of 4096"
-    (re.compile(r"requested tokens \((\d+)\) exceeds? context window of (\d+)", _I), 1, 2),
-    # SGLang: "The input (5000 tokens) is longer than the model's context length (4096
-    # tokens)."
-    (re.compile(r"input \((\d+) tokens\) is longer than the model's context length "
-                r"\((\d+)", _I), 1, 2),
-    # vLLM: "This model's maximum context length is 4096 tokens. However, your request has
-    # 5000 input tokens." OpenAI: "... However, you requested 5000 tokens (...)" or "your
-    # messages resulted in 5000 tokens". (vLLM's wording that names output tokens is a
-    # budget, below: its "requested N" is the output, not the prompt.)
-    (re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested|request "
-                r"has) (\d+)\b(?! output)", _I), 2, 1),
-    # vLLM's engine check: "The decoder prompt (length 5000) is longer than the maximum
-    # model length of 4096. Make sure that `max_model_len` is no smaller than ..."
-    (re.compile(r"prompt \(length (\d+)\) is longer than the maximum model length of "
-                r"(\d+)", _I), 1, 2),
-    # Anthropic-native engines: "prompt is too long: 5000 tokens > 4096 maximum"
-    (re.compile(r"prompt is too long: (\d+) tokens? > (\d+)", _I), 1, 2),
-)
-# When the prompt and the output budget (max_tokens) together do not fit, compacting the
-# prompt is what makes room, so the limit is what is left for it: M - max_tokens. Each
-# pattern names the prompt N, the window M and the output budget.
-_BUDGET_WORDINGS: tuple[re.Pattern[str], ...] = (
-    # vLLM: "'max_tokens' or 'max_completion_tokens' is too large: 8000. This model's maximum
-    # context length is 4096 tokens and your request has 2778 input tokens (8000 > 4096 -
-    # 2778)"
-    re.compile(r"too large: (?P<output>\d+)\. This model's maximum context length is "
-               r"(?P<window>\d+) tokens and your request has (?P<prompt>\d+) input tokens", _I),
-    # vLLM 0.25 (renderers/params.py): "This model's maximum context length is 8192 tokens.
-    # However, you requested 64 output tokens and your prompt contains (at least) 10000
-    # input tokens, for a total of (at least) 10064 tokens."
-    re.compile(r"maximum context length is (?P<window>\d+) tokens\. However, you requested "
-               r"(?P<output>\d+) output tokens and your prompt contains (?:at least )?"
-               r"(?P<prompt>\d+) input tokens", _I),
-    # SGLang (and vLLM behind some gateways): "Requested token count exceeds the model's
-    # maximum context length of 262144 tokens. You requested a total of 267042 tokens:
-    # 201506 tokens from the input messages and 65536 tokens for the completion."
-    re.compile(r"maximum context length of (?P<window>\d+) tokens.*?(?P<prompt>\d+) tokens "
-               r"from the input messages and (?P<output>\d+) tokens for the completion", _I),
-    # Anthropic: "input length and `max_tokens` exceed context limit: 188240 + 21333 >
-    # 200000, decrease input length or `max_tokens` and try again"
-    re.compile(r"input length and `?max_tokens`? exceed context limit: (?P<prompt>\d+) \+ "
-               r"(?P<output>\d+) > (?P<window>\d+)", _I),
-)
-_OVERFLOW_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error",
-                             "context_window_exceeded", "prompt_too_long"})
-_OVERFLOW_HINTS = ("context length", "context size", "context window", "context_length",
-                   "n_ctx", "prompt is too long", "input length")
-_OVERFLOW_VERBS = ("exceed", "overflow", "too long", "not enough", "greater than",
-                   "longer than", "too large")
-
-_STALE_CODES = frozenset({"previous_response_not_found", "response_not_found"})
-# "Previous response with id 'resp_1' not found." (LM Studio and OpenAI);
-# "Prediction history node with id '...' not found while attempting to build chat history
-# chain" (LM Studio before 0.3.32, lmstudio-bug-tracker #1188).
-_STALE_WORDINGS = re.compile(
-    r"previous[ _]response\w*\b.{0,80}?\bnot found|response with id \S+ not found|"
-    r"history node with id .{0,80}?not found", _I)
-# llama-server's stateless /v1/responses: "... does not support 'previous_response_id'"
-_UNSUPPORTED = re.compile(r"(?:not|n't|un)\s*support\w*.{0,40}previous_response_id|"
-                          r"previous_response_id.{0,40}(?:not|un)\s*supported", _I)
-
-
 @dataclass(frozen=True)
 class UpstreamFailure:
     """An upstream error as words, plus what lmsd makes of them."""
@@ -326,16 +260,16 @@ def _fields(body: Any) -> tuple[str, str | None, Mapping[str, Any]]:
 
 def _overflow(message: str, code: str | None, n: int, m: int) -> tuple[int, int] | None:
     """(N, M) when the words (or code, or counts) report a context overflow; 0 for unknown."""
-    for budget in _BUDGET_WORDINGS:
+    for budget in BUDGET_WORDINGS:
         if found := budget.search(message):
             prompt, window, wanted = (int(found[g]) for g in ("prompt", "window", "output"))
             return prompt, max(window - wanted, 0)
-    for pattern, n_group, m_group in _OVERFLOW_WORDINGS:
+    for pattern, n_group, m_group in OVERFLOW_WORDINGS:
         if found := pattern.search(message):
             return n or int(found.group(n_group)), m or int(found.group(m_group))
     text = f"{message} {code or ''}".lower()
-    if (code or "").lower() in _OVERFLOW_CODES or (n and m and n > m) or (
-            any(h in text for h in _OVERFLOW_HINTS) and any(v in text for v in _OVERFLOW_VERBS)):
+    if (code or "").lower() in OVERFLOW_CODES or (n and m and n > m) or (
+            any(h in text for h in OVERFLOW_HINTS) and any(v in text for v in OVERFLOW_VERBS)):
         return n, m
     return None
 
@@ -346,9 +280,9 @@ def classify(message: str, code: str | None = None, *, prompt_tokens: int = 0,
     if (counts := _overflow(message, code, prompt_tokens, context_limit)) is not None:
         return UpstreamFailure(message, code, *counts, kind=OVERFLOW)
     kind = ""
-    if (code or "").lower() in _STALE_CODES or _STALE_WORDINGS.search(message):
+    if (code or "").lower() in STALE_CODES or STALE_WORDINGS.search(message):
         kind = STALE
-    elif _UNSUPPORTED.search(message):
+    elif UNSUPPORTED_WORDINGS.search(message):
         kind = UNSUPPORTED
     elif status == 404 and code != "model_not_found" and "model" not in message.lower():
         kind = STALE  # an unknown-id 404 on a chained request

@@ -7,7 +7,8 @@ A corrupt database is moved aside; an unwritable one leaves the store in memory 
 Either way a warning is logged and the daemon keeps serving. A write that fails later (a
 full disk) leaves it in memory for a while: writes are tried again with back-off, and the
 first that works writes back everything memory holds, so a restart loses nothing. The
-state dir is 0700 and the database 0600 (``private.py``).
+state dir is 0700 and the database 0600 (``private.py``). The counters are ``stats.py``'s;
+the database file (its schema, opening it, moving a corrupt one aside) is ``database.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,93 +27,14 @@ import trio
 from ..log import event
 from ..protocol.chain import ChainNode
 from .config import SessionConfig
-from .private import private_database, private_dir
+from .database import SCHEMA, open_database  # noqa: F401 (SCHEMA: importable here too)
+from .stats import NO_TURN, SessionStats  # noqa: F401 (NO_TURN: importable here too)
 
 SessionKey = tuple[str, str, str]  # (session id, agent id, upstream model)
 MAX_SESSIONS = 5000  # per-session counters kept (least recently used go first)
 #: After a failed write, seconds before writes are tried again (doubling up to the max).
 RETRY_MIN, RETRY_MAX = 5.0, 300.0
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS nodes (
-    response_id TEXT PRIMARY KEY, session TEXT NOT NULL, agent TEXT NOT NULL,
-    model TEXT NOT NULL, length INTEGER NOT NULL, history TEXT NOT NULL,
-    context TEXT NOT NULL, parent TEXT, created REAL NOT NULL, last_used REAL NOT NULL,
-    upstream TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    session TEXT NOT NULL, agent TEXT NOT NULL, model TEXT NOT NULL, data TEXT NOT NULL,
-    PRIMARY KEY (session, agent, model)
-);
-CREATE TABLE IF NOT EXISTS session_config (session TEXT PRIMARY KEY, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS recent_requests (
-    upstream TEXT NOT NULL, conversation TEXT NOT NULL, data TEXT NOT NULL,
-    at REAL NOT NULL, PRIMARY KEY (upstream, conversation)
-);
-CREATE TABLE IF NOT EXISTS responses (
-    scope TEXT NOT NULL, response_id TEXT NOT NULL, parent TEXT, session TEXT NOT NULL,
-    data TEXT NOT NULL, last_used REAL NOT NULL, PRIMARY KEY (scope, response_id)
-);
-"""
-
-
-NO_TURN = {"prefilled_tokens": None, "cached_tokens": None, "prefill_ms": None, "at": None}
-
-
-@dataclass
-class SessionStats:
-    """Per (session, agent, model) counters, for the admin API."""
-
-    turns: int = 0
-    chain_hits: int = 0
-    misses: dict[str, int] = field(default_factory=dict)
-    #: Turns to a stateless upstream (chat, messages): whole by design, not misses.
-    unchained_turns: int = 0
-    items_sent: int = 0
-    items_full: int = 0
-    tokens_sent: int = 0
-    tokens_full: int = 0
-    last_response_id: str | None = None
-    created: float = 0.0
-    last_used: float = 0.0
-    fronts: list[str] = field(default_factory=list)  # the APIs its turns came in by
-    repaired_tool_calls: int = 0  # tool calls printed as text that lmsd made real
-    upstream: str | None = None  # the upstream its last turn went to
-    upstream_moves: int = 0  # turns that went to another upstream than the one before
-    #: Prompt tokens the engine computed, and those its prefix cache held, over the turns
-    #: whose engine said so (``protocol/prefill.py``).
-    prefilled_tokens: int = 0
-    cached_tokens: int = 0
-    #: The prompt tokens (prefilled + cached) of the turns whose engine said what it
-    #: prefilled: the base of ``cached_percent``. (``cached_tokens`` also counts turns
-    #: that said only what was cached, LM Studio's.)
-    measured_prompt_tokens: int = 0
-    #: The last turn's: what it prefilled, found cached, and how long the prefill took
-    #: (None where the engine did not say), and when it ended.
-    last_turn: dict[str, Any] = field(default_factory=lambda: dict(NO_TURN))
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SessionStats:
-        """Counters as stored (JSON, so adding a field needs no schema migration): a row
-        written before a field existed gets its default; a field this version does not
-        know (a newer lmsd's) is ignored."""
-        known = {f.name for f in fields(cls)}
-        stats = cls(**{k: v for k, v in data.items() if k in known})
-        # An older lmsd counted a stateless upstream's turns as misses of this name.
-        stats.unchained_turns += stats.misses.pop("stateless_upstream", 0)
-        return stats
-
-    @property
-    def cached_percent(self) -> int | None:
-        """The share of the prompt tokens the engine's prefix cache held, over the turns
-        whose engine said what it prefilled (None: none did). On a stateless upstream
-        this is what chaining is elsewhere: how little of each turn is computed again."""
-        if not self.measured_prompt_tokens:
-            return None
-        cached = self.measured_prompt_tokens - self.prefilled_tokens
-        return round(100 * max(cached, 0) / self.measured_prompt_tokens)
-
 
 class SessionStore:
     def __init__(self, path: Path | None, *, max_nodes: int = 10_000,
@@ -142,47 +64,11 @@ class SessionStore:
 
     async def open(self) -> None:
         if self.path is not None:
-            self._db = await trio.to_thread.run_sync(self._open_sync, self.path)
+            self._db = await trio.to_thread.run_sync(open_database, self.path, self.clock)
             self.persistent = self._db is not None
         if self._db is not None:
             await self._run(self._load_sync)
         self._evict()
-
-    def _open_sync(self, path: Path) -> sqlite3.Connection | None:
-        try:
-            private_dir(path.parent)
-            private_database(path)
-        except OSError as exc:
-            event("store.unavailable", level=30, path=str(path), error=str(exc),
-                  effect="sessions kept in memory only")
-            return None
-        for attempt in range(2):
-            try:
-                db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-                try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA synchronous=NORMAL")
-                    if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                        raise sqlite3.DatabaseError("quick_check failed")
-                    db.executescript(SCHEMA)
-                    _migrate(db)
-                    return db
-                except BaseException:
-                    db.close()
-                    raise
-            except sqlite3.DatabaseError as exc:
-                if attempt or not path.exists() or _unwritable(exc):
-                    event("store.unavailable", level=30, path=str(path), error=str(exc),
-                          effect="sessions kept in memory only")
-                    return None
-                aside = path.with_name(f"{path.name}.corrupt-{int(self.clock())}")
-                for suffix in ("", "-wal", "-shm"):
-                    p = Path(str(path) + suffix)
-                    if p.exists():
-                        p.rename(Path(str(aside) + suffix))
-                event("store.corrupt", level=30, path=str(path), moved_to=str(aside),
-                      error=str(exc), effect="starting with an empty session store")
-        return None
 
     def _load_sync(self, db: sqlite3.Connection) -> None:
         cutoff = self.clock() - self.ttl
@@ -469,16 +355,3 @@ class SessionStore:
     def summary(self) -> dict[str, Any]:
         return {"nodes": len(self._nodes), "sessions": len(self.stats),
                 "persistent": self.persistent, "path": str(self.path) if self.path else None}
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Columns added since the first schema (a store written by an older lmsd keeps
-    working; its nodes belong to no upstream in particular)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(nodes)")}
-    if "upstream" not in columns:
-        db.execute("ALTER TABLE nodes ADD COLUMN upstream TEXT NOT NULL DEFAULT ''")
-
-
-def _unwritable(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return any(s in text for s in ("readonly", "read-only", "unable to open", "permission"))

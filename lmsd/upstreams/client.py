@@ -32,7 +32,7 @@ from ..protocol.failures import (
 )
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 from ..protocol.urls import display_url, split_credentials
-from .recorder import tap
+from .tap import tap
 
 MODELS_CACHE_SECONDS = 2.0
 #: How long an idle pooled connection may be reused: well below the servers' own keep-alive

@@ -20,8 +20,8 @@ from ..protocol.plan import TurnPlan
 from ..sessions.store import SessionKey, SessionStore
 from .cache.slots import BACKGROUND
 from .dialect import Batches, Dialect
-from .recorder import note_binding
 from .router import Backend, Route, Router, is_background
+from .tap import note_binding
 
 __all__ = ["Binding", "Routed"]
 

@@ -4,9 +4,7 @@ Claude Code sends about 20K tokens of system prompt and tools before the user sa
 anything, so a model loaded at 4096 or 8192 tokens fails on the first turn. Every
 ``poll_interval`` the watcher reads the loaded models (REST ``/api/v1/models``, else
 ``/api/v0/models``, else ``lms ps --json``) and reloads any model below ``min_context``
-with ``max(min_context, current)`` tokens, never above its ``max_context_length`` and
-never shrinking it. A user who puts a model back below the minimum by hand is not fought:
-the watcher backs off. Requests for a model being reloaded wait for it.
+(``min_context.py``: how, the back-off, and the requests that wait for a reload).
 
 An upstream that refuses lmsd (LM Studio's "Require Authentication" without the right
 key) is reported, not crashed on: the watcher polls less often until it is let in.
@@ -15,7 +13,7 @@ key) is reported, not crashed on: the watcher polls less often until it is let i
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import trio
@@ -24,35 +22,18 @@ from ..config import Settings
 from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
 from ..protocol.engines import LM_STUDIO, engine_of, slot_context
-from ..protocol.failures import Failure, ModelUnavailable, UpstreamAuth, UpstreamBroken
+from ..protocol.failures import Failure, UpstreamAuth, UpstreamBroken
 from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
 from .client import Upstream
+from .min_context import Busy, ContextEnforcer, Lms
 
-BACKOFF_FIRST = 60.0
-BACKOFF_MAX = 3600.0
-LOAD_TIMEOUT = 600.0  # loading a large model can take minutes
 REFUSED_POLL_MAX = 60.0  # while the upstream refuses the key, poll at most this rarely
 POLL_TIMEOUT = 5.0  # seconds a listing may take (a busy engine may not answer it: see _poll)
 
 
-class Lms(Protocol):
-    available: bool
+class Watcher(ContextEnforcer):
+    """Follows one upstream's loaded models (and its health) every ``poll_interval``."""
 
-    async def ps(self) -> list[dict[str, Any]]: ...
-    async def load(self, model_key: str, *, context_length: int,
-                   identifier: str | None = None, timeout: float | None = None) -> None: ...
-    async def unload(self, identifier: str) -> None: ...
-
-
-class _NoRestApi(Exception):
-    """This LM Studio has no REST load/unload (before 0.4)."""
-
-
-class _Busy(Exception):
-    """The engine serves lmsd's request and would be disturbed by the poll."""
-
-
-class Watcher:
     def __init__(self, upstream: Upstream, settings: Settings, *, lms: Lms | None = None,
                  rediscover: Callable[[], Awaitable[None]] | None = None,
                  name: str = "", on_poll: Callable[[], None] | None = None,
@@ -111,7 +92,7 @@ class Watcher:
         unanswered while the engine served lmsd's request (busy, not down)."""
         try:
             models, source = await self._fetch()
-        except _Busy:
+        except Busy:
             self.busy_polls += 1
             return False
         except (httpx.TransportError, Failure) as exc:
@@ -146,7 +127,7 @@ class Watcher:
 
     async def _get(self, path: str) -> Any:
         if self.upstream.hold_background():
-            raise _Busy  # checked before each request: one may have started meanwhile
+            raise Busy  # checked before each request: one may have started meanwhile
         try:
             response = await self.upstream.client.get(path, timeout=POLL_TIMEOUT)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
@@ -254,138 +235,7 @@ class Watcher:
             if iid not in models and m.key not in self._reloading:
                 event("model.unloaded", model=m.key, instance=iid)
 
-    # -- enforcing the minimum context --------------------------------------------------------
-
-    async def _enforce(self, m: LoadedModel) -> None:
-        minimum = self.settings.min_context
-        current = m.context_length
-        if current is None or current >= minimum:
-            return
-        now = trio.current_time()
-        not_before, delay = self._backoff.get(m.key, (0.0, BACKOFF_FIRST / 2))
-        if now < not_before:
-            return
-        if m.key in self._raised:  # we raised it and someone put it back: back off
-            del self._raised[m.key]
-            self._back_off(m.key, delay)
-            event("model.context_reverted", level=30, model=m.key, context_length=current,
-                  action=f"not reloading again for {min(delay * 2, BACKOFF_MAX):.0f} s")
-            return
-        target = max(minimum, current)
-        cap = m.max_context_length
-        if cap is not None and target > cap:
-            if m.key not in self._capped_warned:
-                self._capped_warned.add(m.key)
-                event("model.context_capped", level=30, model=m.key, minimum=minimum,
-                      max_context_length=cap,
-                      note="the model cannot hold Claude Code's minimum context")
-            if cap <= current:
-                return
-            target = cap
-        await self._reload(m, target)
-
-    def _fresh_start(self, m: LoadedModel) -> None:
-        """Someone loaded the model anew: whatever we backed off from is over."""
-        self._raised.pop(m.key, None)
-        self._failed.pop(m.key, None)
-        if self._backoff.pop(m.key, None) is not None:
-            event("model.backoff_cleared", model=m.key, instance=m.instance_id,
-                  reason="a new instance of the model was loaded")
-
-    def _back_off(self, key: str, delay: float) -> None:
-        delay = min(delay * 2, BACKOFF_MAX)
-        self._backoff[key] = (trio.current_time() + delay, delay)
-
-    async def _reload(self, m: LoadedModel, target: int) -> None:
-        done = trio.Event()
-        self._reloading[m.key] = self._reloading[m.instance_id] = done
-        self._failed.pop(m.key, None)
-        m.state = "reloading"
-        event("model.reloading", model=m.key, instance=m.instance_id,
-              old=m.context_length, new=target)
-        try:
-            try:
-                via = await self._reload_rest(m, target)
-            except _NoRestApi:
-                via = await self._reload_lms(m, target)
-            event("model.context_enforced", model=m.key, instance=m.instance_id,
-                  old=m.context_length, new=target, via=via)
-            self._raised[m.key] = target
-            self._backoff.pop(m.key, None)
-            self._loaded_by_us.add(m.key)
-            m.context_length, m.state = target, "loaded"
-            if self.on_reloaded is not None:
-                self.on_reloaded(m.key)
-        except Exception as exc:  # any failure: report, back off, try to restore
-            reason = str(exc) or type(exc).__name__
-            self._failed[m.key] = reason
-            _, delay = self._backoff.get(m.key, (0.0, BACKOFF_FIRST / 2))
-            self._back_off(m.key, delay)
-            event("model.reload_failed", level=40, model=m.key, instance=m.instance_id,
-                  target=target, error=reason)
-            await self._restore(m)
-        finally:
-            self._reloading.pop(m.key, None)
-            self._reloading.pop(m.instance_id, None)
-            done.set()
-
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return await self.upstream.client.post(path, json=body,
-                                               timeout=httpx.Timeout(10.0, read=600.0))
-
-    async def _reload_rest(self, m: LoadedModel, target: int) -> str:
-        unload = await self._post("/api/v1/models/unload", {"instance_id": m.instance_id})
-        if unload.status_code in (404, 405) and b"instance" not in unload.content:
-            raise _NoRestApi
-        load = await self._post("/api/v1/models/load", {"model": m.key,
-                                                         "context_length": target})
-        if load.status_code != 200:
-            raise RuntimeError(f"LM Studio refused the load (HTTP {load.status_code}): "
-                               f"{load.text[:300]}")
-        return "rest"
-
-    async def _reload_lms(self, m: LoadedModel, target: int) -> str:
-        if self.lms is None or not self.lms.available:
-            raise RuntimeError("no REST load API and no `lms` CLI to reload with")
-        await self.lms.unload(m.instance_id)
-        await self.lms.load(m.key, context_length=target, identifier=m.instance_id,
-                            timeout=LOAD_TIMEOUT)
-        return "lms"
-
-    async def _restore(self, m: LoadedModel) -> None:
-        """After a failed reload, put the model back as it was, if it was unloaded."""
-        with trio.move_on_after(LOAD_TIMEOUT):
-            try:
-                models, _ = await self._fetch()
-                if any(x.key == m.key for x in models.values()):
-                    m.state = "loaded"
-                    return
-                response = await self._post("/api/v1/models/load", {
-                    "model": m.key, "context_length": m.context_length})
-                if response.status_code == 200:
-                    m.state = "loaded"
-                    self._loaded_by_us.add(m.key)
-                    event("model.restored", model=m.key, context_length=m.context_length)
-            except (httpx.HTTPError, Failure, ValueError, _Busy) as exc:
-                event("model.restore_failed", level=40, model=m.key, error=str(exc))
-
     # -- for the proxy and the admin API ---------------------------------------------------
-
-    def reloading(self, model: str) -> bool:
-        return model in self._reloading
-
-    async def wait_ready(self, model: str) -> None:
-        """Wait while ``model`` is being reloaded; raise if the reload failed."""
-        done = self._reloading.get(model)
-        if done is None:
-            return
-        event("request.waiting_for_reload", model=model)
-        await done.wait()
-        key = next((m.key for m in self.models.values() if model in (m.key, m.instance_id)),
-                   model)
-        if key in self._failed:
-            raise ModelUnavailable(f"LM Studio could not reload {key} with a larger context: "
-                                   f"{self._failed[key]}")
 
     def loaded(self) -> list[str]:
         return [m.instance_id for m in self.models.values()]

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from lmsd.daemon.replay import replay_file
-from lmsd.upstreams.recorder import Recorder, safe_name
+from lmsd.sessions.recordings import Recorder, safe_name
 from tests.emulator import Reply, Text
 from tests.support.conversation import Conversation, tool_turns
 from tests.support.daemon import admin_get, next_event

@@ -13,6 +13,7 @@ import pytest
 
 from lmsd.daemon.replay import replay_file
 from lmsd.protocol import recording as fmt
+from lmsd.protocol.stream_diff import diff_streams
 from tests.daemon.test_replay_attacks import replay_cli
 from tests.emulator import Call, Reply, Text
 from tests.support.conversation import Conversation
@@ -70,7 +71,7 @@ async def test_a_live_upstreams_call_ids_and_usage_are_not_differences(
     live_answer(emulator, Reply(Text("next"), Call("Bash", {"command": "pwd"},
                                                    call_id="call_live_78")))
     live, result = await replay_file(path, against=emulator.url)
-    strict = fmt.diff_streams(exchange["client_stream"], result["client_stream"])
+    strict = diff_streams(exchange["client_stream"], result["client_stream"])
     assert live == []
     assert any(line.startswith("-") and recorded_id in line for line in strict)
     assert any(line.startswith("+") and "call_live_78" in line for line in strict)
@@ -131,14 +132,14 @@ BARE = "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW"  # llama-server's ids: 32 letters and 
 def test_live_mode_numbers_any_call_id_and_masks_counts_but_not_arguments(shape):
     recorded = shape("call_123456789", '{"command":"ls"}', 40)
     replayed = shape(BARE, '{"command":"ls"}', 400)
-    assert fmt.diff_streams(recorded, replayed, live=True) == []
-    strict = fmt.diff_streams(recorded, replayed)
+    assert diff_streams(recorded, replayed, live=True) == []
+    strict = diff_streams(recorded, replayed)
     assert any(BARE in line for line in strict) and any("400" in line for line in strict)
     changed = shape(BARE, '{"command":"rm"}', 400)
-    assert any('rm' in line for line in fmt.diff_streams(recorded, changed, live=True))
+    assert any('rm' in line for line in diff_streams(recorded, changed, live=True))
 
 
 def test_live_mode_keeps_the_place_of_a_call_id():
     first = _stream([{"call_id": "call_1", "again": {"call_id": "call_2"}}], sse=False)
     swapped = _stream([{"call_id": "x", "again": {"call_id": "x"}}], sse=False)
-    assert fmt.diff_streams(first, swapped, live=True) != []
+    assert diff_streams(first, swapped, live=True) != []

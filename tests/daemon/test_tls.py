@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from lmsd.config import ConfigError, load_settings
-from lmsd.daemon.supervisor import StartupError
+from lmsd.daemon.listen import StartupError
 from lmsd.ops.client import Admin
 from tests.emulator import Reply, Text
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import trio
 
+from lmsd.fronts import tap
 from lmsd.log import TextFormatter
-from lmsd.upstreams import recorder as recorder_module
-from lmsd.upstreams.recorder import Recorder
+from lmsd.sessions.recordings import Recorder
 from tests.support.processes import port_of
 from tests.support.websocket import handshake
 
@@ -31,10 +31,10 @@ def server_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     recorder included): ``before`` its answer started, and in all (``total``: after the
     answer lmsd drops what hypercorn had queued, a bounded few chunks)."""
     read = {"before": 0, "total": 0}
-    wrap = Recorder.wrap
+    recorded = tap.recorded
 
-    def counting(self: Recorder, app: Any, *args: Any, **kwargs: Any) -> Any:
-        inner = wrap(self, app, *args, **kwargs)
+    def counting(app: Any, *args: Any, **kwargs: Any) -> Any:
+        inner = recorded(app, *args, **kwargs)
 
         async def counted(scope: Any, receive: Any, send: Any) -> None:
             answered = False
@@ -54,7 +54,7 @@ def server_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
             await inner(scope, counting_receive, noting_send)
         return counted
 
-    monkeypatch.setattr(recorder_module.Recorder, "wrap", counting)
+    monkeypatch.setattr(tap, "recorded", counting)
     return read
 
 
@@ -214,7 +214,7 @@ async def test_a_request_that_cannot_be_recorded_is_served_with_one_warning(
         if failure == "sink_fails":
             raise RuntimeError("the disk is gone")
 
-    app = Recorder(None, sink=sink).wrap(_reads_and_answers)
+    app = tap.recorded(_reads_and_answers, Recorder(None, sink=sink))
     body = deep() if failure == "deep_body" else b'{"model": "m"}'
     sent = await _asgi_post(app, body)
     assert [m.get("status") for m in sent][:1] == [400]

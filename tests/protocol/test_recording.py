@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmsd.protocol import recording as fmt
+from lmsd.protocol.stream_diff import diff_streams
 
 
 def test_only_allow_listed_headers_are_kept_and_never_a_secret():
@@ -62,12 +63,12 @@ def _sse(message_id: str, text: str, *, ping: bool = False, created: int = 1) ->
 
 
 def test_ids_clocks_and_pings_are_not_differences():
-    assert fmt.diff_streams(_sse("msg_a", "hi"),
+    assert diff_streams(_sse("msg_a", "hi"),
                             _sse("msg_b", "hi", ping=True, created=2)) == []
 
 
 def test_a_changed_event_is_shown_as_a_diff():
-    diff = fmt.diff_streams(_sse("msg_a", "hi"), _sse("msg_a", "ho"))
+    diff = diff_streams(_sse("msg_a", "hi"), _sse("msg_a", "ho"))
     assert diff[:2] == ["--- recorded", "+++ replayed"]
     assert any(line.startswith("-") and '"hi"' in line for line in diff)
     assert any(line.startswith("+") and '"ho"' in line for line in diff)
@@ -77,12 +78,12 @@ def test_the_place_of_an_id_matters_not_its_value():
     first = {"status": 200, "chunks": [[0, json.dumps({"a": "msg_1", "b": "msg_2"})]]}
     same = {"status": 200, "chunks": [[0, json.dumps({"a": "msg_x", "b": "msg_y"})]]}
     swapped = {"status": 200, "chunks": [[0, json.dumps({"a": "msg_x", "b": "msg_x"})]]}
-    assert fmt.diff_streams(first, same) == []
-    assert fmt.diff_streams(first, swapped) != []
+    assert diff_streams(first, same) == []
+    assert diff_streams(first, swapped) != []
 
 
 def test_a_changed_status_is_a_difference():
-    assert fmt.diff_streams({"status": 200, "chunks": [[0, "{}"]]},
+    assert diff_streams({"status": 200, "chunks": [[0, "{}"]]},
                             {"status": 503, "chunks": [[0, "{}"]]}) != []
 
 
@@ -180,7 +181,7 @@ def test_nesting_the_parser_can_read_but_no_recording_has_is_refused():
 
 def test_a_deep_client_stream_text_compares_without_recursion():
     deep = {"status": 200, "chunks": [[0, "[" * 100_000 + "]" * 100_000]]}
-    assert fmt.diff_streams(deep, deep) == []
+    assert diff_streams(deep, deep) == []
 
 
 _LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
@@ -230,7 +231,7 @@ def test_a_mutated_file_is_refused_in_one_line_or_is_valid(mutations):
         assert "\n" not in str(exc)
         return
     assert fmt.CLIENT_PATH.fullmatch(checked["client"]["path"])
-    fmt.diff_streams(checked["client_stream"], checked["client_stream"])
+    diff_streams(checked["client_stream"], checked["client_stream"])
 
 
 @pytest.mark.parametrize("body", [

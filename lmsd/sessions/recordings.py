@@ -1,16 +1,7 @@
-"""Recording exchanges (issue 16): the taps and the daemon's registry of recorded sessions.
+"""Which sessions record their exchanges (issue 16), and the files they are kept in.
 
-Two thin taps fill one ``Recording`` per client request, found through a context
-variable (None when nothing records: the taps then cost one lookup):
-
-- ``Recorder.wrap`` is ASGI middleware on the proxy app: it keeps the client request (its
-  body as the app reads it, after the guard and within the body limit) and every byte the
-  client is sent (status, body chunks, their times);
-- ``RecordingTransport`` wraps the upstream client's transport: each upstream request and
-  the raw chunks of its answer, as they arrive (before any parsing).
-
-The front says which session and agent a request belongs to (``note_binding``); only
-then does the registry know whether to keep it. Files go to
+The client tap (``fronts/tap.py``) hands each finished exchange to ``Recorder.finish``;
+only one whose session records is kept. Files go to
 ``state_dir/recordings/<session>/<time>-<n>.json``, written in a worker thread, and the
 oldest go when the directory passes ``record_max_bytes`` or ``record_max_age``. The
 format and its redaction are ``protocol/recording.py``.
@@ -18,110 +9,25 @@ format and its redaction are ``protocol/recording.py``.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import itertools
 import json
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from ..log import event
 from ..protocol import recording as fmt
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]],
-                    Callable[[Message], Awaitable[None]]], Awaitable[None]]
-
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 
-_current: ContextVar[Recording | None] = ContextVar("lmsd_recording", default=None)
 _numbers = itertools.count(1)
-
-
-class Recording:
-    """One client request being recorded: the exchange dict as it fills."""
-
-    def __init__(self, exchange: dict[str, Any]) -> None:
-        self.exchange = exchange
-        self.start = trio.current_time()
-
-    def t(self) -> float:
-        return round(trio.current_time() - self.start, 4)
-
-    def first(self, name: str) -> None:
-        self.exchange["timings"].setdefault(name, self.t())
-
-
-def note_binding(session: str, agent: str, dialect: Any) -> None:
-    """The front placed the request being recorded (if any): whose it is, and the
-    upstream kind it speaks (replay speaks the same)."""
-    recording = _current.get()
-    if recording is not None:
-        recording.exchange.update(session=session, agent=agent,
-                                  dialect=getattr(dialect, "name", None),
-                                  server=type(dialect).__name__)
-
-
-class _Tap(httpx.AsyncByteStream):
-    """An upstream answer's raw bytes, kept as they pass to the dialect's parser."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, chunks: list[list[Any]],
-                 recording: Recording) -> None:
-        self.inner, self.chunks, self.recording = inner, chunks, recording
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.inner:  # type: ignore[attr-defined]
-            self.recording.first("first_upstream_byte")
-            self.chunks.append([self.recording.t(), self.decoder.decode(chunk)])
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """The upstream client's transport, recording when the current request records."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        recording = _current.get()
-        if recording is None:
-            return await self.inner.handle_async_request(request)
-        path = request.url.raw_path.decode("ascii", "replace")
-        entry: dict[str, Any] = {"t": recording.t(), "method": request.method, "path": path,
-                                 "body": fmt.redact(fmt.as_body(request.content)),
-                                 "status": None, "headers": {}, "chunks": []}
-        recording.exchange["upstream"].append(entry)
-        response = await self.inner.handle_async_request(request)
-        entry["status"] = response.status_code
-        entry["headers"] = fmt.allowed_headers(response.headers.items())
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(response.status_code, headers=response.headers,
-                              stream=_Tap(response.stream, entry["chunks"], recording),
-                              extensions=response.extensions, request=request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-def tap(client: httpx.AsyncClient) -> None:
-    """Record ``client``'s requests whenever the request being served records."""
-    transport = client._transport  # httpx has no public setter
-    if not isinstance(transport, RecordingTransport):
-        client._transport = RecordingTransport(transport)
 
 
 class Recorder:
@@ -147,61 +53,7 @@ class Recorder:
     def stop(self, session: str) -> None:
         self.sessions.discard(session)
 
-    def wrap(self, app: ASGIApp, front_of: Callable[[str], str] = lambda path: "", *,
-             max_body_bytes: int = 32 * 1024 * 1024) -> ASGIApp:
-        """``app`` with a recording of each HTTP request while any session records.
-
-        The tap reads nothing itself: it keeps the request body as the app reads it (so a
-        request refused before its route reads nothing, recording or not) and at most
-        ``max_body_bytes`` of it (the app refuses a longer one)."""
-        async def recorded(scope: Scope, receive: Callable[[], Awaitable[Message]],
-                           send: Callable[[Message], Awaitable[None]]) -> None:
-            if scope["type"] != "http" or scope.get("method") != "POST" or not self.active:
-                await app(scope, receive, send)
-                return
-            await self._record(app, scope, receive, send, front_of, max_body_bytes)
-        return recorded
-
-    async def _record(self, app: ASGIApp, scope: Scope,
-                      receive: Callable[[], Awaitable[Message]],
-                      send: Callable[[Message], Awaitable[None]],
-                      front_of: Callable[[str], str], max_body_bytes: int) -> None:
-        body = bytearray()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        recording = Recording(fmt.new_exchange(
-            recorded_at=time.time(), method="POST", path=scope["path"], headers=headers,
-            body=b""))
-        recording.exchange["front"] = front_of(scope["path"])
-        stream = recording.exchange["client_stream"]
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-        async def tapped() -> Message:
-            message = await receive()
-            if message["type"] == "http.request" and len(body) <= max_body_bytes:
-                body.extend(message.get("body", b"")[:max_body_bytes + 1 - len(body)])
-            return message
-
-        async def sent(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                stream["status"] = message["status"]
-                stream["headers"] = fmt.allowed_headers(
-                    (k.decode("latin-1"), v.decode("latin-1"))
-                    for k, v in message.get("headers", []))
-            elif message["type"] == "http.response.body" and message.get("body"):
-                recording.first("first_client_byte")
-                stream["chunks"].append([recording.t(), decoder.decode(message["body"])])
-            await send(message)
-
-        token = _current.set(recording)
-        try:
-            await app(scope, tapped, sent)
-        finally:
-            _current.reset(token)
-            recording.exchange["timings"]["total"] = recording.t()
-            with trio.CancelScope(shield=True):
-                await self._finish(recording.exchange, bytes(body))
-
-    async def _finish(self, exchange: dict[str, Any], body: bytes) -> None:
+    async def finish(self, exchange: dict[str, Any], body: bytes) -> None:
         """Keep ``exchange`` with the client's ``body`` if its session records. A request
         is served whatever happens here: a failure to record it is one warning line."""
         if self.sink is None and exchange.get("session") not in self.sessions:
