@@ -35,156 +35,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, free_port, lmsd_command, partial_run
-from bench.day_trace import EngineLog, Req, Trace, build_trace, count_new
+from bench.common import ROOT
+from bench.day_engine import CONFIGS, tokenize, wait_idle
+from bench.day_report import print_tables, summarize
+from bench.day_send import Lmsd, Sent, send_direct, send_lmsd
+from bench.day_trace import EngineLog, Req, Trace, build_trace
 from tests.engine.llama_server import LlamaServer, start_llama_server
-from tests.engine.server import MODEL_ALIAS
-from tests.support.processes import wait_until_answering
 
 OUT = ROOT / "bench/out"
-@dataclass(frozen=True)
-class EngineConfig:
-    """One way to run llama-server: ``slots`` None is ``-np`` auto (4 slots, unified KV);
-    ``cache_ram`` False leaves the RAM cache at the engine's default (8192 MiB)."""
-
-    slots: int | None
-    cache_ram: bool = False  # pass --cache-ram (the --cache-ram option's value)
-    slot_save: bool = True
-    extra: tuple[str, ...] = ()
-
-    def args(self, cache_ram: int, slots_dir: Path) -> list[str]:
-        return [*(("--cache-ram", str(cache_ram)) if self.cache_ram else ()),
-                *(("--slot-save-path", f"{slots_dir}/") if self.slot_save else ()),
-                *self.extra, "--metrics"]
-
-    def n_ctx(self, per_slot: int) -> int:
-        return per_slot * (self.slots or 4)
-
-
-CONFIGS = {
-    "np1": EngineConfig(1, cache_ram=True),
-    "np2": EngineConfig(2, cache_ram=True),
-    # as users run it: nothing but the model, its context and the port
-    "defaults": EngineConfig(None, slot_save=False),
-    # the one change lmsd doctor names on the defaults
-    "defaults+save": EngineConfig(None),
-}
 NO_REUSE = httpx.Limits(max_keepalive_connections=0)  # llama-server closes after a stream
 RELOAD_NA = "n/a on llama-server: one model, no load API (the lead's emulator test covers it)"
-
-
-@dataclass
-class Sent:
-    name: str
-    ttft: float
-    prefilled: int | None  # the engine's prompt_n (direct) or lmsd's uncached input_tokens
-    cached: int | None
-    message_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ttft_s": round(self.ttft, 3), "prefilled": self.prefilled,
-                "cached": self.cached, "id": self.message_id}
-
-
-async def send_direct(http: httpx.AsyncClient, url: str, req: Req) -> Sent:
-    """lmsd's chat body straight to the engine; TTFT = the first chunk (llama-server sends
-    the role chunk with the first token)."""
-    t0 = time.perf_counter()
-    ttft, timings = None, {}
-    async with http.stream("POST", f"{url}/v1/chat/completions", json=req.chat()) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            ttft = ttft or time.perf_counter() - t0
-            timings = json.loads(line[6:]).get("timings") or timings
-    return Sent(req.name, ttft or time.perf_counter() - t0, timings.get("prompt_n"),
-                timings.get("cache_n"))
-
-
-FIRST_OUTPUT = {"content_block_start", "content_block_delta", "message_delta", "error"}
-
-
-async def send_lmsd(http: httpx.AsyncClient, url: str, req: Req) -> Sent:
-    """The Anthropic request as Claude Code sends it; TTFT = the first event after
-    ``message_start`` (lmsd sends that one at once)."""
-    t0 = time.perf_counter()
-    ttft, usage, message_id = None, {}, None
-    async with http.stream("POST", f"{url}/v1/messages?beta=true", json=req.body,
-                           headers=req.headers) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = json.loads(line[6:])
-            kind = data.get("type")
-            if kind == "message_start":
-                message_id = data["message"]["id"]
-            elif kind in FIRST_OUTPUT:
-                ttft = ttft or time.perf_counter() - t0
-            if kind == "message_delta":
-                usage = data.get("usage") or usage
-            if kind == "error":
-                raise RuntimeError(f"{req.name}: {data['error']}")
-    return Sent(req.name, ttft or time.perf_counter() - t0, usage.get("input_tokens"),
-                usage.get("cache_read_input_tokens"), message_id)
-
-
-class Lmsd:
-    """lmsd serve on fixed ports and state dir; stop and start it again like a user's
-    service manager would."""
-
-    def __init__(self, nursery: trio.Nursery, engine: str, state: str, extra: list[str],
-                 output: TextIO) -> None:
-        self.nursery, self.output = nursery, output
-        port, admin = free_port(), free_port()
-        self.url, self.admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
-        self.argv = lmsd_command(port, admin, engine, state, "--upstream-api", "chat",
-                                 "--model", MODEL_ALIAS, "--log-level", "info",
-                                 "--log-format", "json", *extra)
-        self.process: trio.Process | None = None
-
-    async def start(self) -> float:
-        """Start; seconds until its admin API answers."""
-        t0 = time.perf_counter()
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.process = await self.nursery.start(partial_run(self.argv, env, self.output))
-        await wait_until_answering(f"{self.admin}/healthz", limit=60)
-        await wait_until_answering(f"{self.url}/v1/models")  # not another's admin port
-        return time.perf_counter() - t0
-
-    async def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            await self.process.wait()
-
-
-async def wait_idle(http: httpx.AsyncClient, url: str, quiet: float = 1.0,
-                    at_least: float = 0.5) -> float:
-    """Until no slot is processing for ``quiet`` s (and ``at_least`` s have passed)."""
-    t0 = time.perf_counter()
-    quiet_since = None
-    while True:
-        now = time.perf_counter()
-        try:
-            slots = (await http.get(f"{url}/slots")).json()
-            busy = any(s.get("is_processing") for s in slots)
-        except (httpx.TransportError, ValueError):
-            busy = True
-        quiet_since = None if busy else (quiet_since or now)
-        if quiet_since is not None and now - quiet_since >= quiet and now - t0 >= at_least:
-            return now - t0
-        await trio.sleep(0.1)
 
 
 async def run_mode(config: str, mode: str, trace: Trace, args: argparse.Namespace,
@@ -294,97 +163,6 @@ async def run_mode(config: str, mode: str, trace: Trace, args: argparse.Namespac
     result = summarize(config, mode, rows, logs / f"{config}-{mode}-lmsd.jsonl")
     result["load1_start_end"] = (load_start, os.getloadavg()[0])
     return result
-
-
-def summarize(config: str, mode: str, rows: list[dict[str, Any]], lmsd_log: Path
-              ) -> dict[str, Any]:
-    ran = [r for r in rows if "not_applicable" not in r]
-    prefilled = sum(r["engine_prefilled"] for r in ran)
-    new = sum(r["new_event"] + r["new_main"] for r in ran)
-    cold = _ttft({"rows": ran}, "N")
-    ends = []
-    if lmsd_log.exists():
-        for line in lmsd_log.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") == "request.end":
-                ends.append({k: record.get(k) for k in (
-                    "id", "agent", "session", "ttft_ms", "upstream_ms", "input_tokens",
-                    "prefilled_tokens", "cached_tokens")})
-    return {"config": config, "mode": mode, "rows": rows, "prefilled": prefilled, "new": new,
-            "prefilled_over_new": round(prefilled / new, 2), "cold_ttft_s": cold,
-            "engine_restart_ttft_ratio": round(_ttft({"rows": ran}, "N+4") / cold, 3),
-            "lmsd_restart_ttft_ratio": round(_ttft({"rows": ran}, "N+5") / cold, 3),
-            "lmsd_request_end": ends}
-
-
-async def tokenize(trace: Trace) -> None:
-    """Each request's rendered prompt in the engine's tokens (a helper engine: rendering
-    and tokenizing touch no cache)."""
-    async with trio.open_nursery() as nursery:
-        engine = await start_llama_server(nursery, n_ctx=4096)
-        async with httpx.AsyncClient(timeout=120) as http:
-            for req in trace.in_order():
-                prompt = (await http.post(f"{engine.url}/apply-template",
-                                          json=req.chat())).json()["prompt"]
-                req.tokens = (await http.post(f"{engine.url}/tokenize", json={
-                    "content": prompt, "parse_special": True})).json()["tokens"]
-        nursery.cancel_scope.cancel()
-    count_new(trace)
-
-
-def table(results: list[dict[str, Any]], config: str) -> str:
-    """Markdown: per step, each mode's engine prefill (event + next main turn) and the
-    next main turn's TTFT."""
-    mine = [r for r in results if r["config"] == config]
-    head = "| step | new (event + main) | " + " | ".join(
-        f"{r['mode']}: prefilled event + main, TTFT" for r in mine) + " |"
-    lines = [head, "|---|---|" + "---|" * len(mine)]
-    for i, row in enumerate(mine[0]["rows"]):
-        if "not_applicable" in row:
-            lines.append(f"| {row['step']} | {row['not_applicable']} |" + " - |" * len(mine))
-            continue
-        cells = []
-        for r in mine:
-            x = r["rows"][i]
-            own = x["main"]["prefilled"]
-            cells.append(f"{x['event_prefilled']} + {own}, {x['main']['ttft_s']:.2f} s")
-        lines.append(f"| {row['step']} ({row['main']['name']}) | {row['new_event']} + "
-                     f"{row['new_main']} | " + " | ".join(cells) + " |")
-    lines.append("| **whole trace: prefilled / new** | " + str(mine[0]["new"]) + " | " +
-                 " | ".join(f"{r['prefilled']} / {r['new']} = **{r['prefilled_over_new']}**"
-                            for r in mine) + " |")
-    lines.append("| **TTFT after restart / cold (N)** | | " + " | ".join(
-        f"engine {r['engine_restart_ttft_ratio']:.2f}, lmsd {r['lmsd_restart_ttft_ratio']:.2f}"
-        f" (cold {r['cold_ttft_s']:.2f} s)" for r in mine) + " |")
-    # A warm turn at 12k costs more than 0.2 x a cold N (7.7k) even with a perfect cache;
-    # a cold turn of that size: direct's N+4 (all re-prefilled after the engine restart).
-    direct = next((r for r in mine if r["mode"] == "direct"), None)
-    if direct is not None:
-        cold4 = _ttft(direct, "N+4")
-        lines.append(f"| TTFT after restart / cold N+4 (direct, {cold4:.2f} s) | | " +
-                     " | ".join(f"engine {_ttft(r, 'N+4') / cold4:.2f}, lmsd "
-                                f"{_ttft(r, 'N+5') / cold4:.2f}" for r in mine) + " |")
-    lines.append("| load average (1 min), start / end | | " + " | ".join(
-        "{:.1f} / {:.1f}".format(*r["load1_start_end"]) for r in mine) + " |")
-    return "\n".join(lines)
-
-
-def _ttft(result: dict[str, Any], name: str) -> float:
-    return next(x["main"]["ttft_s"] for x in result["rows"]
-                if x.get("main") and x["main"]["name"] == name)
-
-
-def print_tables(report: dict[str, Any]) -> None:
-    configs = dict.fromkeys(r["config"] for r in report["results"])
-    for config in configs:
-        engine = CONFIGS.get(config)
-        flags = " ".join(engine.args(report["cache_ram"], Path("DIR"))) if engine else "?"
-        print(f"\n{config} (llama-server {flags}); cells: tokens prefilled by "
-              "the engine during the event + by the next main turn, that turn's TTFT\n")
-        print(table(report["results"], config))
 
 
 def has_keep_warm_flag() -> bool:

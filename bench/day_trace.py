@@ -3,8 +3,9 @@ Claude Code would send them to lmsd over one working day (the requests only; day
 sends them), plus what a perfect cache would prefill and what llama-server's log says it
 did prefill.
 
-Built as cache-baseline.md describes (tests/fixtures/inter_nodisable.json: #2 the title,
-#3 the main session's first turn, #4 its turn after a tool call):
+Built as the research notes' ``cache-baseline.md`` describes
+(tests/fixtures/inter_nodisable.json: #2 the title, #3 the main session's first turn, #4
+its turn after a tool call):
 - main turn N is #4, its tools cut to ``tools`` of them (``TOOL_ORDER``; Bash first, as
   every later turn calls it); turn N+k adds k Bash ``tool_use`` blocks and their 40-line
   results (~1k tokens each);

@@ -39,7 +39,7 @@ from .protocol.failures import (
 )
 from .protocol.pivot import Event, Failed, ToolCallStarted, Turn, Usage
 from .protocol.plan import TurnPlan
-from .protocol.prefill import expected_prefill, prefill_fields
+from .protocol.servers.prefill import expected_prefill, prefill_fields
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
 from .sessions.turns import Outcome, remember_turn

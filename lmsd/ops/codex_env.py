@@ -1,9 +1,10 @@
 """``lmsd env --codex``: the Codex CLI ``config.toml`` that points Codex at lmsd.
 
 Codex compacts only from the usage it is told, against ``model_auto_compact_token_limit``
-(``codex-front.md`` section 7): without ``model_context_window`` and that limit, an unknown
-model never compacts and ends in "ran out of room". lmsd reports the whole context as
-``input_tokens``, so a limit at about 80% of the loaded context leaves room for the answer.
+(the research notes' ``codex-front.md`` section 7): without ``model_context_window`` and
+that limit, an unknown model never compacts and ends in "ran out of room". lmsd reports
+the whole context as ``input_tokens``, so a limit at about 80% of the loaded context leaves
+room for the answer.
 """
 
 from __future__ import annotations

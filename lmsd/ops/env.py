@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from ..config import Settings, strip_api_suffix
-from ..protocol.compaction import SIMPLE_PROMPT, claude_code_env
+from ..protocol.clients.compaction import SIMPLE_PROMPT, claude_code_env
 from .client import TIMEOUT, Admin, ClientError, local_tls, local_url
 
 
@@ -116,7 +116,7 @@ def env_vars(settings: Settings, context: int | None = None,
              model: str | None = None, to: Target | None = None, *,
              claude_names: bool = False) -> dict[str, str]:
     """The environment that points Claude Code at this lmsd (or ``to``) and makes it
-    compact in time for ``context`` tokens (see :mod:`lmsd.protocol.compaction`).
+    compact in time for ``context`` tokens (see :mod:`lmsd.protocol.clients.compaction`).
 
     By default Claude Code gets its lean system prompt (a quarter of the full one's
     instructions, two thirds of its tool text: about 9k tokens less to prefill on every cold

@@ -157,7 +157,7 @@ class Usage:
 
     ``prefilled_tokens`` is what the engine computed for this request (the prompt less
     what its prefix cache held) and ``prefill_ms`` how long that took, only when the
-    engine says so (``protocol/prefill.py``): a cache miss must be seen, not guessed."""
+    engine says so (``protocol/servers/prefill.py``): a cache miss must be seen, not guessed."""
 
     input_tokens: int = 0
     cached_tokens: int = 0

@@ -32,7 +32,7 @@ class SessionStats:
     upstream: str | None = None  # the upstream its last turn went to
     upstream_moves: int = 0  # turns that went to another upstream than the one before
     #: Prompt tokens the engine computed, and those its prefix cache held, over the turns
-    #: whose engine said so (``protocol/prefill.py``).
+    #: whose engine said so (``protocol/servers/prefill.py``).
     prefilled_tokens: int = 0
     cached_tokens: int = 0
     #: The prompt tokens (prefilled + cached) of the turns whose engine said what it

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..log import event
 from ..protocol.pivot import Turn, Usage
 from ..protocol.plan import TurnPlan, next_node
-from ..protocol.prefill import prefill_fields
+from ..protocol.servers.prefill import prefill_fields
 from .store import SessionKey, SessionStore
 
 

@@ -20,7 +20,7 @@ import trio
 
 from ..config import Settings, UpstreamConfig
 from ..log import event
-from ..protocol.engines import UNKNOWN
+from ..protocol.clients.resends import Resends
 from ..protocol.failures import (
     Failure,
     ModelUnavailable,
@@ -30,7 +30,7 @@ from ..protocol.failures import (
 )
 from ..protocol.fit import LearnedLimits
 from ..protocol.models import map_model
-from ..protocol.resends import Resends
+from ..protocol.servers.engines import UNKNOWN
 from ..protocol.urls import display_url
 from .breaker import Breaker
 from .cache.keeper import CacheKeeper
@@ -307,7 +307,7 @@ class Backend:
 
     def note_failure(self, key: tuple[str, ...], model: str, body: dict[str, Any],
                      full: dict[str, Any], failure: Failure) -> None:
-        """Remember what this engine said of a request (``protocol/resends.py``)."""
+        """Remember what this engine said of a request (``protocol/clients/resends.py``)."""
         self.resends.note(key, body, full, failure, limit=self.context_limit(model),
                           now=trio.current_time())
 

@@ -19,8 +19,6 @@ import httpx
 import trio
 
 from ..log import event
-from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
-from ..protocol.engines import LM_STUDIO, UNKNOWN, engine_of, one_at_a_time
 from ..protocol.failures import (
     BadRequest,
     Failure,
@@ -30,7 +28,9 @@ from ..protocol.failures import (
     as_error,
     read_raw_failure,
 )
-from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
+from ..protocol.servers.auth import REFUSED_STATUSES, key_refused_answer
+from ..protocol.servers.engines import LM_STUDIO, UNKNOWN, engine_of, one_at_a_time
+from ..protocol.servers.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 from ..protocol.urls import display_url, split_credentials
 from .tap import tap
 
@@ -167,7 +167,7 @@ class Upstream:
         self.engine = None  # another server may answer there
 
     def identified(self, engine: str) -> None:
-        """What answered at ``base_url``, told by what it said (``protocol/engines.py``):
+        """What answered at ``base_url``, told by what it said (``protocol/servers/engines.py``):
         errors name it from now on. A server that told nothing keeps a better name."""
         if engine != UNKNOWN or self.engine is None:
             self.engine = self.name = engine

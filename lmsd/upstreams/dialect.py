@@ -3,9 +3,10 @@
 Modelled on httpx's ``_transports/base.py``: one small base that every kind implements,
 so the rest of lmsd asks the object (``plan``, ``stream``, ``chains``, ``counts_tokens``)
 and never compares names. A replay upstream or a test double is just another subclass.
-The request bodies are built by the pure code in ``protocol/`` (``plan.py`` and each
-codec's ``request.py``, ``anthropic/upstream.py``) and the answers read by its decoders
-(``responses/decode.py``, ``chat/decode.py``, ``anthropic/decode.py``) into pivot events;
+The request bodies are built by the pure code in ``protocol/`` (``protocol/plan.py`` and
+each codec's ``request.py``, ``protocol/anthropic/upstream.py``) and the answers read by
+its decoders (``protocol/responses/decode.py``, ``protocol/chat/decode.py``,
+``protocol/anthropic/decode.py``) into pivot events;
 a dialect only picks which and does the I/O.
 
 ``decide`` is the one place the kind is chosen, for the daemon and ``lmsd doctor`` alike.

@@ -18,7 +18,7 @@ import trio
 from ..config import Settings
 from ..log import event
 from ..protocol.failures import Failure, ModelUnavailable
-from ..protocol.lmstudio import LoadedModel
+from ..protocol.servers.lmstudio import LoadedModel
 from .client import Upstream
 
 BACKOFF_FIRST = 60.0

@@ -20,10 +20,17 @@ import trio
 
 from ..config import Settings
 from ..log import event
-from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
-from ..protocol.engines import LM_STUDIO, engine_of, slot_context
 from ..protocol.failures import Failure, UpstreamAuth, UpstreamBroken
-from ..protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
+from ..protocol.servers.auth import REFUSED_STATUSES, key_refused_answer
+from ..protocol.servers.engines import LM_STUDIO, engine_of, slot_context
+from ..protocol.servers.lmstudio import (
+    OPENAI,
+    V0,
+    V1,
+    LoadedModel,
+    models_from_lms_ps,
+    parse_models,
+)
 from .client import Upstream
 from .min_context import Busy, ContextEnforcer, Lms
 

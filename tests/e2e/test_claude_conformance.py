@@ -5,7 +5,7 @@ does, and how many requests reach the engine because of it (docs/errors.md, "Cla
 2.1.337 follows a streamed failure with an identical non-streamed request, silently resends
 an unknown 400 (then without its earlier thinking) when the conversation holds thinking,
 and tries to compact after an overflow; lmsd answers each of those resends itself
-(``protocol/resends.py``). Each scenario has a clean first turn (a thinking block and a
+(``protocol/clients/resends.py``). Each scenario has a clean first turn (a thinking block and a
 Bash call) so the failing request carries earlier thinking, as in a real session.
 """
 

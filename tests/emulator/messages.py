@@ -9,7 +9,7 @@ does) when faults are queued.
 
 ``Emulator.messages_flavor`` picks which server it speaks like:
 
-- ``llama_server`` (the default): llama-server's grammar (``stream.py``), its error shape
+- ``llama_server`` (the default): llama-server's grammar (``messages_stream.py``), its error shape
   ``{"error": {"code", "message", "type"}}``, any model name accepted, ``count_tokens``;
 - ``anthropic``: Anthropic's grammar (vLLM, SGLang), ``{"type": "error", "error": {...}}``,
   an unknown model is a 404, ``count_tokens``;

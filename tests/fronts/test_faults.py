@@ -94,7 +94,7 @@ async def test_upstream_http_errors(lmsd, emulator, status, expected_status, exp
     assert check_stream(events) == "error"
     assert events[-1]["error"]["type"] == expected_type
     # The same request again, not streamed (Claude Code's resend): a refusal (4xx) is
-    # answered from the engine's answer moments ago (protocol/resends.py), the rest sent.
+    # answered from the engine's answer moments ago (protocol/clients/resends.py), the rest sent.
     remembered = status == 400  # (a 404 here is not the engine naming a missing model)
     if not remembered:
         emulator.inject(Fault.http(status, "upstream said no"))

@@ -204,7 +204,7 @@ async def test_other_errors_on_a_chained_turn_keep_the_node(start_lmsd, emulator
     stale = [e for e in server.bus.recent if e["type"] == "chain.stale"]
     assert stale == []
     # another request (the same one, refused by the engine moments ago, would be answered
-    # from that refusal without the engine: protocol/resends.py)
+    # from that refusal without the engine: protocol/clients/resends.py)
     retry = await post(server, [*history, {"role": "user", "content": "next, please"}], False)
     assert retry.status_code == 200, retry.text
     assert emulator.generations[-1].previous_response_id == gens[0].response_id

@@ -162,7 +162,7 @@ async def test_an_overflow_the_engine_reports_after_the_headers(start_lmsd, emul
 
 async def test_a_resend_answered_by_lmsd_itself(start_lmsd, emulator):
     """The engine's overflow moments ago answers the client's resend without the engine
-    (protocol/resends.py): that stream lmsd writes itself passes too."""
+    (protocol/clients/resends.py): that stream lmsd writes itself passes too."""
     emulator.models[MODEL].context_length = 400
     server = await start_lmsd(emulator.url, upstream_api="chat")
     body = {**BODY, "messages": [{"role": "user", "content": " ".join(["abc"] * 420)}]}

@@ -8,7 +8,7 @@ import tomllib
 
 import trio
 
-from lmsd.protocol.compaction import simulate, target_threshold
+from lmsd.protocol.clients.compaction import simulate, target_threshold
 from tests.ops.lmsd_cli import (
     MODEL,
     admin_address,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import anthropic
 
 from lmsd.protocol.pivot import Usage
-from lmsd.protocol.prefill import expected_prefill
+from lmsd.protocol.servers.prefill import expected_prefill
 from lmsd.upstreams.cache.misses import MISS_TOKENS, Misses
 from tests.support.conversation import Conversation, tool_turns
 

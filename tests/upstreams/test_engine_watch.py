@@ -1,4 +1,4 @@
-"""How the keeper tells that llama-server restarted (``engine_watch.py``), alone: by its
+"""How the keeper tells that llama-server restarted (``cache/engine_watch.py``), alone: by its
 task ids going back (every slot setup, unified KV included), or by a slot lmsd left
 holding a conversation showing no task. Pure where it can be; ``look`` against a fake
 ``/slots``."""

@@ -1,5 +1,5 @@
 """A restore that did not restore, and a restart seen on unified KV. The judgement is pure
-(``restores.py``: restored tokens and the next turn's counters in, a decision out); the
+(``cache/restores.py``: restored tokens and the next turn's counters in, a decision out); the
 keeper is driven against a fake llama-server (``/slots`` save, restore, a chat completion
 with ``timings``) whose restore can be made a no-op, as llama.cpp's is on sliding-window
 and hybrid models."""

@@ -1,5 +1,5 @@
 """``lmsd doctor``'s Codex check: does Codex CLI's ``config.toml`` reach this lmsd the way
-Codex 0.171 must (``codex-front.md`` sections 1 and 7)?
+Codex 0.171 must (the research notes' ``codex-front.md``, sections 1 and 7)?
 
 Only a ``[model_providers.X]`` whose ``base_url`` points at lmsd's ``listen`` address is
 checked: ``wire_api`` must be ``"responses"`` (Codex 0.171 refuses ``"chat"`` at load),

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from ...config import Settings
-from ...protocol.compaction import env_problem, simulate
+from ...protocol.clients.compaction import env_problem, simulate
 from ...protocol.models import is_claude_name
 from ..client import local_url
 

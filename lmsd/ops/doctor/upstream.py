@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 
 from ...config import Settings, env_name
-from ...protocol.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
-from ...protocol.engines import LM_STUDIO, UNKNOWN, engine_of, slot_context
 from ...protocol.failures import Failure, UpstreamAuth
-from ...protocol.lmstudio import OPENAI, V0, V1, ModelList, parse_models
+from ...protocol.servers.auth import REFUSED_STATUSES, TOKENS_WHERE, key_refused_answer
+from ...protocol.servers.engines import LM_STUDIO, UNKNOWN, engine_of, slot_context
+from ...protocol.servers.lmstudio import OPENAI, V0, V1, ModelList, parse_models
 from ...protocol.urls import display_url, scrub
 from ...upstreams.cache.slot_probe import probe_slots
 from ...upstreams.dialect import CONFIGURED, UNDECIDED, decide
@@ -51,7 +51,7 @@ async def check_lmstudio(settings: Settings, environ: Mapping[str, str],
 async def identify(client: httpx.AsyncClient, url: str, api_key: str
                    ) -> tuple[str, Any, Any]:
     """(the engine at ``url``, its ``/props``, its ``/v1/models``) as the daemon names it
-    (``protocol/engines.py``); what did not answer is None."""
+    (``protocol/servers/engines.py``); what did not answer is None."""
     if await probe(client, url):
         return LM_STUDIO, None, None
     answers: list[Any] = []

@@ -4,8 +4,8 @@ Blocks go out in the order they first appeared, one at a time: only the block at
 cursor (``active``) is open; any other block's deltas wait in its ``pending`` list until
 every block before it is finished and closed. That one rule gives contiguous indices and
 never interleaves blocks (Anthropic never does, and Claude Code assumes it), whatever
-order the upstream sends its parts in. It lives here alone, as h11 keeps its
-connection rules in ``_state.py``; ``encode.py`` says what each pivot event means.
+order the upstream sends its parts in. It lives here alone, as h11's ``_state.py`` keeps
+its connection rules; ``encode.py`` says what each pivot event means.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ A part is keyed by its kind and block index (``text_1``, ``tool_2``), so a reuse
 stays two parts; the front's encoder orders them. Usage is read as Anthropic means it:
 ``input_tokens`` excludes the cache reads and writes, so the pivot's whole-context
 ``input_tokens`` is their sum. A server that reports its cache reads (llama-server always
-does) says by the same token what it prefilled: the uncached rest (``protocol/prefill.py``).
+does) says by the same token what it prefilled: the uncached rest (``protocol/servers/prefill.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from ..pivot import (
     dumps,
     unfinished,
 )
-from ..prefill import Timings, read_timings
+from ..servers.prefill import Timings, read_timings
 
 Upstream = Mapping[str, Any]
 Out = list[Event]

@@ -6,7 +6,7 @@ chat endpoint). A chat stream has one text, one reasoning and tool calls by ``in
 in a chunk of its own, so the ending is decided once the stream is over. A ``[DONE]``
 after nothing, with no ``finish_reason``, is no empty answer but a cut one
 (llama-cpp-python's, when another request interrupted it): a failure. llama-server's
-``timings`` (on its last chunk) say what it prefilled (``protocol/prefill.py``).
+``timings`` (on its last chunk) say what it prefilled (``protocol/servers/prefill.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..pivot import (
     Usage,
     unfinished,
 )
-from ..prefill import Timings, read_timings
+from ..servers.prefill import Timings, read_timings
 
 Chunk = dict[str, Any]
 TEXT, REASONING = "msg_0", "rs_0"  # the keys of the one text and the one reasoning

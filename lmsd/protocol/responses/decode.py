@@ -11,7 +11,7 @@ Keys: an event names its item by ``item_id``, else by ``output_index`` (through 
 ``output_item.added`` announced), else it belongs to the most recent part of its kind.
 Texts and reasonings are keyed per content part (``item/part``), tool calls per item.
 What the engine prefilled: llama-server's ``timings`` beside the final response, else the
-input less a positive cached count (``protocol/prefill.py``).
+input less a positive cached count (``protocol/servers/prefill.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ..pivot import (
     Usage,
     unfinished,
 )
-from ..prefill import read_timings
+from ..servers.prefill import read_timings
 
 Upstream = dict[str, Any]
 Out = list[Event]

@@ -1,6 +1,7 @@
 """Pivot events -> OpenAI Responses stream events for the client: a pure state machine.
 
-What Codex CLI 0.171 needs (``codex-front.md`` section 5, captures in ``codex-traffic``):
+What Codex CLI 0.171 needs (the research notes' ``codex-front.md`` section 5, captures in
+``codex-traffic``):
 
 - ``response.output_item.done`` with the whole item for every output item: without it
   Codex ignores ``response.completed.output`` and runs nothing (``grammar-no_item_done``);

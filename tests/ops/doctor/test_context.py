@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from lmsd.protocol.compaction import claude_code_env
+from lmsd.protocol.clients.compaction import claude_code_env
 from tests.ops.doctor.support import (  # isolated: autouse, no real LM Studio leaks in
     check,
     isolated,  # noqa: F401

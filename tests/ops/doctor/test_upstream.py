@@ -14,7 +14,7 @@ from lmsd.ops.doctor import diagnose
 from lmsd.ops.doctor import upstream as doctor_upstream
 from lmsd.ops.doctor.result import Result
 from lmsd.ops.env import LiveContext
-from lmsd.protocol.compaction import claude_code_env
+from lmsd.protocol.clients.compaction import claude_code_env
 from lmsd.upstreams.discovery import Found
 from tests.ops.doctor.support import (  # isolated: autouse, no real LM Studio leaks in
     MODEL,

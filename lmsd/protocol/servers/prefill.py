@@ -20,8 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .pivot import Usage
-from .tokens import text_tokens
+from ..pivot import Usage
+from ..tokens import text_tokens
 
 
 @dataclass(frozen=True, slots=True)

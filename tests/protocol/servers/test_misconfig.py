@@ -17,7 +17,7 @@ LMS_401 = ("An LM Studio API token is required to make requests to this server, 
 
 
 def test_the_key_setting_named_is_the_real_one():
-    from lmsd.protocol.auth import API_KEY_ENV
+    from lmsd.protocol.servers.auth import API_KEY_ENV
 
     assert API_KEY_ENV == env_name("upstream_api_key")
 
@@ -25,8 +25,8 @@ def test_the_key_setting_named_is_the_real_one():
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_missing_key_says_what_to_set(status):
     from lmsd.protocol.anthropic.errors import render
-    from lmsd.protocol.auth import key_refused
     from lmsd.protocol.failures import UpstreamAuth
+    from lmsd.protocol.servers.auth import key_refused
 
     failure = key_refused(status, LMS_401, key="")
     assert isinstance(failure, UpstreamAuth)
@@ -37,8 +37,8 @@ def test_a_missing_key_says_what_to_set(status):
 
 def test_a_refused_key_says_so_without_showing_it():
     from lmsd.protocol.anthropic.errors import render
-    from lmsd.protocol.auth import key_refused
     from lmsd.protocol.failures import UpstreamAuth
+    from lmsd.protocol.servers.auth import key_refused
 
     failure = key_refused(401, "Incorrect API key provided: sk-lm-secret:abc",
                           key="sk-lm-secret:abc")

@@ -1,7 +1,8 @@
-"""protocol/resends.py: a resend that will fail the same way is known before it is sent."""
+"""protocol/clients/resends.py: a resend that will fail the same way is known before it is sent."""
 
 from __future__ import annotations
 
+from lmsd.protocol.clients.resends import Resends
 from lmsd.protocol.failures import (
     ContextOverflow,
     NotFound,
@@ -10,7 +11,6 @@ from lmsd.protocol.failures import (
     UpstreamFailure,
     UpstreamRejected,
 )
-from lmsd.protocol.resends import Resends
 
 KEY = ("s1", "main", "qwen")
 BODY = {"model": "qwen", "input": [{"role": "user", "content": "x" * 4000}], "stream": True,

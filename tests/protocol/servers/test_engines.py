@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmsd.protocol.engines import (
+from lmsd.protocol.servers.engines import (
     LLAMA_CPP_PYTHON,
     LLAMA_SERVER,
     LM_STUDIO,

@@ -1,11 +1,11 @@
-"""What a turn's log line and session say of the prefill (``protocol/prefill.py``)."""
+"""What a turn's log line and session say of the prefill (``protocol/servers/prefill.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from lmsd.protocol.pivot import Usage
-from lmsd.protocol.prefill import Timings, prefill_fields, read_timings
+from lmsd.protocol.servers.prefill import Timings, prefill_fields, read_timings
 
 
 def test_llama_server_says_everything():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmsd.protocol.compaction import (
+from lmsd.protocol.clients.compaction import (
     claude_code_env,
     env_problem,
     max_output,

@@ -10,7 +10,7 @@ and shown as "Invalid API key" (its own key).
 
 from __future__ import annotations
 
-from .failures import UpstreamAuth, read_raw_failure
+from ..failures import UpstreamAuth, read_raw_failure
 
 #: The setting that holds the key, as an environment variable (``upstream_api_key``).
 API_KEY_ENV = "LMSD_UPSTREAM_API_KEY"

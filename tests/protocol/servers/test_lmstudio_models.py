@@ -1,4 +1,11 @@
-from lmsd.protocol.lmstudio import OPENAI, V0, V1, LoadedModel, models_from_lms_ps, parse_models
+from lmsd.protocol.servers.lmstudio import (
+    OPENAI,
+    V0,
+    V1,
+    LoadedModel,
+    models_from_lms_ps,
+    parse_models,
+)
 
 
 def test_v1_loaded_instances_with_context():
@@ -49,8 +56,8 @@ def test_lms_ps_rows():
 def test_llama_cpp_python_is_known_by_its_listing():
     """llama-cpp-python's ``/v1/models`` lists its models ``owned_by: "me"``: a server
     that serves one request at a time. Other servers' listings say nothing of it."""
-    from lmsd.protocol.engines import engine_of
-    from lmsd.protocol.engines import one_at_a_time as said
+    from lmsd.protocol.servers.engines import engine_of
+    from lmsd.protocol.servers.engines import one_at_a_time as said
 
     def one_at_a_time(listing):
         return said(engine_of(listing=listing))

@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .failures import ContextOverflow, Failure, NotFound, UpstreamAuth, UpstreamRejected
+from ..failures import ContextOverflow, Failure, NotFound, UpstreamAuth, UpstreamRejected
 
 #: Fields of an upstream body that a client's resend changes without changing the prompt
 #: (Claude Code's non-streamed retry: ``stream`` false and a larger output budget).

@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .models import is_claude_name
+from ..models import is_claude_name
 
 SUMMARY_BUFFER = 13_000  # Claude Code keeps this much below the effective window
 OUTPUT_RESERVE_CAP = 20_000  # min(max output, 20k) is kept free for the reply
