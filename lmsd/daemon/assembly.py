@@ -164,6 +164,8 @@ def replay_proxy(settings: Settings,
     (else decided as the daemon does); sessions in memory; every exchange to ``sink``."""
     upstream = Upstream(settings.upstream, connect_timeout=5.0)
     inner = upstream.client._transport  # httpx has no public setter
+    if isinstance(inner, RecordingTransport):  # Upstream taps its client already: once
+        inner = inner.inner
     upstream.client._transport = RecordingTransport(route(inner))
     backend = Backend(settings, upstream)
     if dialect is not None:  # as the recording decided

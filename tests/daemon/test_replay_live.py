@@ -76,6 +76,10 @@ async def test_a_live_upstreams_call_ids_and_usage_are_not_differences(
     assert any(line.startswith("-") and recorded_id in line for line in strict)
     assert any(line.startswith("+") and "call_live_78" in line for line in strict)
     assert any(line.startswith("+") and '"usage"' in line for line in strict)
+    # each upstream request recorded once, as the daemon records it (replay's confined
+    # transport once wrapped a second recorder around the daemon's own)
+    assert [(e["method"], e["path"]) for e in result["upstream"]] == \
+        [(e["method"], e["path"]) for e in exchange["upstream"]]
 
 
 @pytest.mark.parametrize(("reply", "shown"), [
