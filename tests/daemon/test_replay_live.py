@@ -78,8 +78,9 @@ async def test_a_live_upstreams_call_ids_and_usage_are_not_differences(
     assert any(line.startswith("+") and '"usage"' in line for line in strict)
     # each upstream request recorded once, as the daemon records it (replay's confined
     # transport once wrapped a second recorder around the daemon's own)
-    assert [(e["method"], e["path"]) for e in result["upstream"]] == \
-        [(e["method"], e["path"]) for e in exchange["upstream"]]
+    def posts(upstream: list[dict[str, Any]]) -> list[str]:
+        return [e["path"] for e in upstream if e["method"] == "POST"]
+    assert posts(result["upstream"]) == posts(exchange["upstream"]) != []
 
 
 @pytest.mark.parametrize(("reply", "shown"), [
