@@ -10,6 +10,7 @@ from lmsd.ops.doctor import shell as doctor_shell
 from tests.support.claude_cli import find_claude
 
 
+@pytest.mark.cli
 async def test_the_real_claude_code_version(tmp_path):
     real = find_claude()
     if real is None:

@@ -18,6 +18,7 @@ from tests.engine.llama_server import MODEL_ALIAS, start_llama_server
 from tests.support.claude_cli import run_claude
 from tests.support.daemon import admin_get
 
+pytestmark = pytest.mark.engine
 SYSTEM = "You are a coding agent on a local engine. " * 60  # a prefix worth caching
 
 
@@ -90,6 +91,7 @@ async def test_two_engines_keep_each_session_on_its_cache_and_survive_a_kill(
     assert listed[name]["health"]["trips"] >= 1 and listed[name]["in_rotation"]
 
 
+@pytest.mark.cli
 async def test_claude_code_finishes_on_the_other_engine_when_its_engine_dies(
         start_lmsd, nursery, tmp_path):
     engines = [await start_llama_server(nursery, n_ctx=32768) for _ in range(2)]
