@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from hypercorn.utils import wrap_app
 
 from ..admin.api import create_admin_app
 from ..bus import BusHandler, EventBus
-from ..config import ConfigError, Settings, UpstreamConfig, load_settings
+from ..config import FIELDS, ConfigError, Settings, UpstreamConfig, load_settings
 from ..fronts.app import create_proxy_app
 from ..fronts.drain import Drain
 from ..log import event, logger, set_level
@@ -388,22 +388,22 @@ def reload_settings(settings: Settings, router: Router, flags: Mapping[str, Any]
         return []
     current = settings
     try:
-        check_security(replace(fresh, admin_listen=current.admin_listen,  # the bound ones
-                               listen=current.listen))
+        check_security(fresh.replace(admin_listen=current.admin_listen,  # the bound ones
+                                     listen=current.listen))
     except ConfigError as exc:
         event("config.reload_failed", level=logging.ERROR, error=str(exc),
               effect="kept the running configuration")
         return []
     changed, restart = [], []
-    for f in fields(Settings):
-        old, new = getattr(current, f.name), getattr(fresh, f.name)
+    for name in FIELDS:
+        old, new = getattr(current, name), getattr(fresh, name)
         if old == new:
             continue
-        if f.name in LIVE_KEYS:
-            setattr(current, f.name, new)
-            changed.append(f.name)
+        if name in LIVE_KEYS:
+            setattr(current, name, new)  # into the section the running part holds
+            changed.append(name)
         else:
-            restart.append(f.name)
+            restart.append(name)
     if "log_level" in changed:
         set_level(current.log_level)
     if "upstream_api_key" in changed:  # the event names it, never its value
