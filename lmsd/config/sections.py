@@ -147,8 +147,6 @@ class RouterSettings:
     spill_in_flight: int = setting(0, non_negative_int, "move a session off its upstream past "
                                    "this many requests in flight there; 0: only at its "
                                    "max_concurrent")
-    active_window: float = setting(900.0, positive(float), "seconds a session counts as "
-                                   "holding cache on its upstream")
     background_upstream: str = setting("", string, "the upstream (by name) that takes Claude "
                                        "Code's side requests (haiku-class names: titles, small "
                                        "subagents)")
@@ -178,7 +176,8 @@ class WatchSettings:
 
 @dataclass
 class CacheSettings:
-    """Keeping conversations warm in the engine's cache (the cache keeper)."""
+    """Keeping conversations warm in the engine's cache (the cache keeper; the router reads
+    ``active_window`` too: a session that recent holds cache where it ran)."""
 
     keep_warm: bool = setting(True, boolean, "keep each conversation's prefix in the engine's "
                               "cache: pin llama-server slots, save and restore them, "
@@ -191,6 +190,8 @@ class CacheSettings:
     rewarm_conversations: int = setting(1, non_negative_int, "most recent conversations "
                                         "re-prefilled after a model reload or an engine or "
                                         "lmsd restart (0: none)")
+    active_window: float = setting(900.0, positive(float), "seconds a session counts as "
+                                   "holding cache on its upstream")
 
 
 @dataclass

@@ -262,8 +262,8 @@ async def build_backend(settings: Settings, config: UpstreamConfig, lms: LmsCli
     local = config.url == "auto" or is_loopback_host(urlsplit(config.url).hostname or "")
     found = await discover(config.url, client=upstream.client, lms=lms if local else None)
     upstream.set_base_url(found.url)
-    backend = Backend(settings, upstream, config=config, lms=lms if local else None,
-                      source=found.source)
+    backend = Backend.of(settings, upstream, config=config, lms=lms if local else None,
+                         source=found.source)
     backend.discovery["reachable"] = found.reachable
     return backend
 
@@ -298,7 +298,7 @@ async def serve(
     lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
     backends = [await build_backend(settings, config, lms)
                 for config in settings.upstream_list()]
-    router = Router(settings, backends)
+    router = Router.of(settings, backends)
     store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
     await store.open()

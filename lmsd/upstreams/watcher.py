@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import httpx
 import trio
 
-from ..config import Settings
+from ..config import WatchSettings
 from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
 from ..protocol.engines import LM_STUDIO, engine_of, slot_context
@@ -53,7 +53,7 @@ class _Busy(Exception):
 
 
 class Watcher:
-    def __init__(self, upstream: Upstream, settings: Settings, *, lms: Lms | None = None,
+    def __init__(self, upstream: Upstream, settings: WatchSettings, *, lms: Lms | None = None,
                  rediscover: Callable[[], Awaitable[None]] | None = None,
                  name: str = "", on_poll: Callable[[], None] | None = None,
                  on_reloaded: Callable[[str], None] | None = None) -> None:

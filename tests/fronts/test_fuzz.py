@@ -22,7 +22,7 @@ async def _post(raw: bytes) -> tuple[int, dict]:
 
     config = load_settings({"upstream": "http://127.0.0.1:9", "model": "m"}, {})
     upstream = Upstream(config.upstream, connect_timeout=0.5)
-    app = create_proxy_app(config, Router(config, [Backend(config, upstream)]),
+    app = create_proxy_app(config, Router.of(config, [Backend.of(config, upstream)]),
                            SessionStore(None), Drain())
     async with app.test_app() as test_app:
         response = await test_app.test_client().post(

@@ -96,8 +96,8 @@ class Server:
 
 def backend_at(url: str, **settings: Any) -> Backend:
     config = UpstreamConfig(url=url, name="a")
-    return Backend(Settings(watch=False, upstreams=[config], **settings), Upstream(url),
-                   config=config)
+    return Backend.of(Settings(watch=False, upstreams=[config], **settings), Upstream(url),
+                      config=config)
 
 
 async def test_a_connection_is_reused_back_to_back_never_near_a_servers_keep_alive(
