@@ -101,7 +101,7 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
     ``/upstreams`` with ``upstreams()``; a reset also ``forget``s a session's upstream
     pins; ``recorder`` starts and stops recording a session's exchanges."""
     app = make_app("lmsd.admin", max_body_bytes=1024 * 1024,
-                   policy=policy_for(settings, "admin_listen"))
+                   policy=policy_for(settings.access, settings.daemon, "admin_listen"))
 
     @app.before_request
     async def require_token() -> Response | None:
