@@ -321,9 +321,10 @@ async def serve(
     status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
                      metrics=metrics, drain=drain, started_at=trio.current_time(),
                      recording=recorder.status)
-    admin_app = create_admin_app(settings, store, bus, metrics, status=status,
-                                 ready=router.readiness, upstreams=router.upstreams_json,
-                                 forget=router.forget, recorder=recorder)
+    admin_app = create_admin_app(settings.access, settings.daemon, store, bus, metrics,
+                                 status=status, ready=router.readiness,
+                                 upstreams=router.upstreams_json, forget=router.forget,
+                                 recorder=recorder)
     try:
         async with trio.open_nursery() as nursery:
             proxy = await nursery.start(partial(
