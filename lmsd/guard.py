@@ -12,7 +12,7 @@ from collections.abc import Callable
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
-from .config import AccessSettings, DaemonSettings
+from .config.sections import AccessSettings, DaemonSettings
 from .log import event
 from .protocol.failures import Failure
 from .protocol.guard import Policy, check

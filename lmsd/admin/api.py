@@ -19,7 +19,7 @@ from quart_trio import QuartTrio
 from .. import __version__
 from ..asgi import failure_response, json_response, make_app
 from ..bus import EventBus
-from ..config import AccessSettings, DaemonSettings
+from ..config.sections import AccessSettings, DaemonSettings
 from ..guard import policy_for
 from ..log import event
 from ..metrics import CONTENT_TYPE_LATEST, Metrics

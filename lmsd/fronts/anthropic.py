@@ -12,7 +12,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..asgi import Rendered, json_response, render_anthropic
-from ..config import AccessSettings, DaemonSettings, FrontSettings, ModelSettings
+from ..config.sections import AccessSettings, DaemonSettings, FrontSettings, ModelSettings
 from ..exchange import Reply
 from ..log import event
 from ..protocol.anthropic.encode import AnthropicEncoder

@@ -12,7 +12,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..asgi import Rendered
-from ..config import FrontSettings
+from ..config.sections import FrontSettings
 from ..exchange import Reply
 from ..protocol.chat.encode import PING, ChatEncoder, encode_sse
 from ..protocol.chat.front import ChatRequest, validate_chat_request

@@ -10,7 +10,7 @@ from __future__ import annotations
 from quart import g, has_request_context, request
 from quart_trio import QuartTrio
 
-from ..config import AccessSettings, DaemonSettings
+from ..config.sections import AccessSettings, DaemonSettings
 from ..protocol.client_keys import identify, scoped
 from ..protocol.guard import is_loopback_host
 

@@ -15,7 +15,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..asgi import Rendered, json_response
-from ..config import FrontSettings, SessionSettings
+from ..config.sections import FrontSettings, SessionSettings
 from ..exchange import Reply
 from ..log import event
 from ..protocol.failures import Failure

@@ -21,7 +21,7 @@ import trio
 from quart import Response
 
 from ..asgi import Rendered
-from ..config import FrontSettings
+from ..config.sections import FrontSettings
 from ..exchange import REPAIRED_CALL_PREFIX, Exchange, Reply
 from ..log import event
 from ..protocol.failures import Failure

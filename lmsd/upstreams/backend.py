@@ -18,14 +18,9 @@ from typing import Any
 import httpx
 import trio
 
-from ..config import (
-    CacheSettings,
-    ClientSettings,
-    ModelSettings,
-    Settings,
-    UpstreamConfig,
-    WatchSettings,
-)
+from ..config.sections import CacheSettings, ClientSettings, ModelSettings, WatchSettings
+from ..config.settings import Settings
+from ..config.upstreams import UpstreamConfig
 from ..log import event
 from ..protocol.engines import UNKNOWN
 from ..protocol.failures import (

@@ -17,7 +17,8 @@ from typing import Any
 
 import trio
 
-from ..config import RouterSettings, Settings
+from ..config.sections import RouterSettings
+from ..config.settings import Settings
 from ..log import event
 from ..protocol.anthropic.side import is_haiku_name
 from ..protocol.failures import (

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import httpx
 import trio
 
-from ..config import WatchSettings
+from ..config.sections import WatchSettings
 from ..log import event
 from ..protocol.auth import REFUSED_STATUSES, key_refused_answer
 from ..protocol.engines import LM_STUDIO, engine_of, slot_context

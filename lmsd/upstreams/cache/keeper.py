@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from ...config import CacheSettings
+from ...config.sections import CacheSettings
 from ...protocol.pivot import Usage
 from ...sessions.recent import RecentRequests
 from ..client import Upstream

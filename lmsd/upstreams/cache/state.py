@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from ...config import CacheSettings
+from ...config.sections import CacheSettings
 from ...log import event
 from ...sessions.recent import RecentRequest, RecentRequests
 from ..client import Upstream
