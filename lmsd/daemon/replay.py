@@ -36,7 +36,7 @@ from ..sessions.store import SessionStore
 from ..upstreams import dialect as dialects
 from ..upstreams.client import Upstream
 from ..upstreams.recorder import Recorder, RecordingTransport
-from ..upstreams.router import Backend, Router
+from .parts import backend_for, router_for
 
 REPLAY_URL = "http://replay.invalid"
 _KINDS = {cls.__name__: cls for cls in (
@@ -169,13 +169,13 @@ async def run(exchange: dict[str, Any], *, against: str | None = None,
         confined = Confined(inner, base) if base is not None else None
         upstream.client._transport = RecordingTransport(
             transport if transport is not None else confined)  # type: ignore[arg-type]
-        backend = Backend.of(config, upstream)
+        backend = backend_for(config, upstream)
         kind = _KINDS.get(exchange.get("server") or "")
         if transport is not None and kind is not None:  # as the recording decided
             backend._dialect_for = (upstream.base_url, kind(upstream, "replayed"))
             upstream.name = kind.server_name
         store = SessionStore(None)
-        app = create_proxy_app(config, Router.of(config, [backend]), store, Drain(),
+        app = create_proxy_app(config, router_for(config, [backend]), store, Drain(),
                                Recorder(None, sink=replayed.append))
         client = exchange["client"]
         try:

@@ -51,6 +51,7 @@ from ..upstreams.router import Backend, Router
 from ..upstreams.watcher import Watcher
 from .holder import in_use_message, who_holds
 from .notify import sd_notify, watchdog, watchdog_interval
+from .parts import backend_for, router_for
 from .status import status_json
 
 RESTART_MIN, RESTART_MAX = 0.5, 30.0
@@ -262,7 +263,7 @@ async def build_backend(settings: Settings, config: UpstreamConfig, lms: LmsCli
     local = config.url == "auto" or is_loopback_host(urlsplit(config.url).hostname or "")
     found = await discover(config.url, client=upstream.client, lms=lms if local else None)
     upstream.set_base_url(found.url)
-    backend = Backend.of(settings, upstream, config=config, lms=lms if local else None,
+    backend = backend_for(settings, upstream, config=config, lms=lms if local else None,
                          source=found.source)
     backend.discovery["reachable"] = found.reachable
     return backend
@@ -298,7 +299,7 @@ async def serve(
     lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
     backends = [await build_backend(settings, config, lms)
                 for config in settings.upstream_list()]
-    router = Router.of(settings, backends)
+    router = router_for(settings, backends)
     store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
     await store.open()

@@ -19,7 +19,6 @@ import httpx
 import trio
 
 from ..config.sections import CacheSettings, ClientSettings, ModelSettings, WatchSettings
-from ..config.settings import Settings
 from ..config.upstreams import UpstreamConfig
 from ..log import event
 from ..protocol.engines import UNKNOWN
@@ -93,15 +92,6 @@ class Backend:
         self.breaker = Breaker(client.breaker_failures, client.breaker_cooldown)
         self.in_flight = 0
         self.served = 0  # requests placed here (for /upstreams)
-
-    @classmethod
-    def of(cls, settings: Settings, upstream: Upstream, *,
-           config: UpstreamConfig | None = None, **kwargs: Any) -> Backend:
-        """The backend of ``config`` (else the first upstream) with its sections of
-        ``settings``: what the assemblies (daemon, replay) and tests build."""
-        return cls(upstream, config or settings.upstream_list()[0], client=settings.client,
-                   models=settings.models, watch=settings.watcher, cache=settings.cache,
-                   **kwargs)
 
     @property
     def kind(self) -> str:

@@ -18,7 +18,6 @@ from typing import Any
 import trio
 
 from ..config.sections import RouterSettings
-from ..config.settings import Settings
 from ..log import event
 from ..protocol.anthropic.side import is_haiku_name
 from ..protocol.failures import (
@@ -90,12 +89,6 @@ class Router:
         self.placement = Placement(spill_in_flight=settings.spill_in_flight,
                                    active_window=active_window,
                                    round_robin=settings.routing == "round_robin")
-
-    @classmethod
-    def of(cls, settings: Settings, backends: list[Backend]) -> Router:
-        """The router with its section of ``settings`` (and the cache's ``active_window``:
-        a session that recent holds cache where it ran)."""
-        return cls(settings.router, backends, active_window=settings.active_window)
 
     @property
     def several(self) -> bool:

@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from lmsd.config import Settings, UpstreamConfig
+from lmsd.daemon.parts import backend_for
 from lmsd.upstreams.backend import Backend
 from lmsd.upstreams.client import Upstream
 from tests.support.processes import free_port
@@ -96,7 +97,7 @@ class Server:
 
 def backend_at(url: str, **settings: Any) -> Backend:
     config = UpstreamConfig(url=url, name="a")
-    return Backend.of(Settings(watch=False, upstreams=[config], **settings), Upstream(url),
+    return backend_for(Settings(watch=False, upstreams=[config], **settings), Upstream(url),
                       config=config)
 
 
