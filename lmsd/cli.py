@@ -11,7 +11,17 @@ import trio
 
 from . import __version__
 from .bus import families, known_type
-from .config import FILE_ONLY, PARSERS, SECRET_KEYS, ConfigError, Settings, env_name, load_settings
+from .config import (
+    FIELDS,
+    FILE_ONLY,
+    PARSERS,
+    SECRET_KEYS,
+    ConfigError,
+    Settings,
+    env_name,
+    load_settings,
+)
+from .config.parsers import boolean
 from .log import setup as setup_logging
 from .ops import doctor, service
 from .ops import env as env_cmd
@@ -21,80 +31,9 @@ from .ops.client import Admin, ClientError
 from .ops.codex_env import codex_config
 from .ops.tail import tail as tail_events
 
-BOOLEAN_KEYS = {"keep_warm", "strip_billing_header", "chat_reasoning", "repair_tool_calls",
-                "chaining", "watch", "trusted_network"}
-
-# What each ``serve`` option does; a unit test checks that every setting has one.
-SERVE_HELP = {
-    "listen": "where the Anthropic API (the proxy) listens",
-    "admin_listen": "where the admin API (status, sessions, events, metrics) listens",
-    "upstream": "LM Studio's URL, or auto to discover it",
-    "upstream_api": "the upstream dialect: responses (chained), chat, messages (native "
-                    "Anthropic), or auto to detect it",
-    "upstreams": "several upstreams: [[upstreams]] tables in the config file (name, url, "
-                 "kind, api_key, models, weight, max_concurrent, model, model_map)",
-    "background_upstream": "the upstream (by name) that takes Claude Code's side requests "
-                           "(haiku-class names: titles, small subagents)",
-    "affinity_headers": "headers that carry the session key upstream, for a cluster's "
-                        "router (comma-separated)",
-    "routing": "affinity (keep each conversation where its cache is) or round_robin (what "
-               "a plain load balancer does: a baseline to measure against)",
-    "spill_in_flight": "move a session off its upstream past this many requests in flight "
-                       "there; 0: only at its max_concurrent",
-    "active_window": "seconds a session counts as holding cache on its upstream",
-    "breaker_failures": "consecutive failures that take an upstream out of rotation",
-    "breaker_cooldown": "seconds an upstream stays out before a probe request",
-    "keep_warm": "keep each conversation's prefix in the engine's cache: pin llama-server "
-                 "slots, save and restore them, re-prefill after a reload or restart",
-    "slot_save_idle": "seconds a conversation's llama-server slot sits idle before lmsd "
-                      "saves it (needs --slot-save-path on the engine)",
-    "slot_save_files": "slot files lmsd keeps per upstream (each holds one conversation's "
-                       "KV: bounds the disk they take)",
-    "rewarm_conversations": "most recent conversations re-prefilled after a model reload "
-                            "or an engine or lmsd restart (0: none)",
-    "state_dir": "where the session store (SQLite) lives",
-    "model": "the upstream model for every claude-* name (default: the loaded one)",
-    "model_map": "claude name to upstream model, e.g. opus=a,haiku=b",
-    "strip_billing_header": "drop Claude Code's per-request billing line from the system "
-                            "prompt so the prefix cache keeps hitting",
-    "chat_reasoning": "send the model's reasoning to /v1/chat/completions clients as "
-                      "delta.reasoning_content (off: reasoning is not shown)",
-    "repair_tool_calls": "turn a tool call the model printed as text (Qwen XML, Hermes "
-                         "JSON, ...) into a real call of a declared tool",
-    "chaining": "send only what is new with previous_response_id (responses dialect)",
-    "session_max_nodes": "the most chain nodes the session store keeps",
-    "session_ttl": "seconds an unused chain node is kept",
-    "record_sessions": "sessions whose exchanges are recorded from the start, comma-separated "
-                       "(`lmsd record SESSION` starts one while running)",
-    "record_max_bytes": "bytes state_dir/recordings may take; the oldest files go first",
-    "record_max_age": "seconds a recording is kept",
-    "ping_interval": "seconds between SSE pings while the upstream is silent",
-    "max_tokens_cap": "cap on a request's max_tokens; 0: no cap",
-    "watch": "reload models loaded below min_context with a larger context",
-    "min_context": "the smallest context (tokens) the watcher accepts for a loaded model",
-    "poll_interval": "seconds between the watcher's looks at the loaded models",
-    "drain_timeout": "seconds in-flight streams may finish after SIGTERM",
-    "max_body_bytes": "the largest request body accepted",
-    "upstream_connect_timeout": "seconds to wait for a connection to the upstream",
-    "upstream_timeout": "seconds of upstream silence before a request fails",
-    "log_level": "the lowest level of log lines on stderr",
-    "log_format": "text, json, or auto (JSON under journald or launchd)",
-    "log_file": "write the log to this file instead of stderr, rotated by size (the "
-                "launchd agent's log); empty: stderr",
-    "log_max_bytes": "bytes log_file may reach before it is rotated",
-    "log_backups": "rotated log files kept (log_file.1, .2, ...)",
-    "config": "a TOML config file",
-    "allowed_hosts": "extra Host names both ports answer (comma-separated); loopback and "
-                     "the listen hosts always are",
-    "allowed_origins": "browser origins allowed to call lmsd (comma-separated); none by "
-                       "default",
-    "client_keys_file": "a file of NAME=KEY lines: the keys clients on the network send "
-                        "(client_keys in the config file, LMSD_CLIENT_KEYS; re-read on SIGHUP)",
-    "trusted_network": "serve the proxy off loopback without client keys: everyone who can "
-                       "reach it may use it",
-    "tls_cert": "a PEM certificate: both ports speak https (with tls_key)",
-    "tls_key": "the PEM private key of tls_cert",
-}
+# What each ``serve`` option does: the help line each setting carries (config/sections.py).
+SERVE_HELP = {name: f.spec.help for name, f in FIELDS.items()}
+BOOLEAN_KEYS = {name for name, f in FIELDS.items() if f.spec.parse is boolean}
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

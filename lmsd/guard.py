@@ -12,7 +12,7 @@ from collections.abc import Callable
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
-from .config import Settings
+from .config.sections import AccessSettings, DaemonSettings
 from .log import event
 from .protocol.failures import Failure
 from .protocol.guard import Policy, check
@@ -24,13 +24,15 @@ def machine_names() -> tuple[str, ...]:
     return tuple(sorted({name, name.split(".")[0]} - {""}))
 
 
-def policy_for(settings: Settings, listen_key: str) -> Callable[[], Policy]:
-    """The current policy of the listener bound by ``settings.<listen_key>``."""
+def policy_for(access: AccessSettings, daemon: DaemonSettings, listen_key: str
+               ) -> Callable[[], Policy]:
+    """The current policy (SIGHUP may change ``access``) of the listener bound by
+    ``daemon.<listen_key>``."""
     names = machine_names()
 
     def current() -> Policy:
-        host = getattr(settings, listen_key).rpartition(":")[0]
-        return Policy(host, tuple(settings.allowed_hosts), tuple(settings.allowed_origins),
+        host = getattr(daemon, listen_key).rpartition(":")[0]
+        return Policy(host, tuple(access.allowed_hosts), tuple(access.allowed_origins),
                       names)
 
     return current

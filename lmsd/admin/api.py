@@ -19,7 +19,7 @@ from quart_trio import QuartTrio
 from .. import __version__
 from ..asgi import failure_response, json_response, make_app
 from ..bus import EventBus
-from ..config import Settings
+from ..config.sections import AccessSettings, DaemonSettings
 from ..guard import policy_for
 from ..log import event
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
@@ -90,8 +90,8 @@ def page_of_sessions(listed: list[dict[str, Any]], args: Any) -> dict[str, Any]:
             "offset": offset, "limit": limit}
 
 
-def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, metrics: Metrics,
-                     *, status: Callable[[], dict[str, Any]],
+def create_admin_app(access: AccessSettings, daemon: DaemonSettings, store: SessionStore,
+                     bus: EventBus, metrics: Metrics, *, status: Callable[[], dict[str, Any]],
                      ready: Callable[[], Awaitable[Readiness]],
                      upstreams: Callable[[], list[dict[str, Any]]] = list,
                      forget: Callable[[str | None], None] | None = None,
@@ -99,16 +99,17 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
     """The admin API over ``store``, ``bus`` and ``metrics``; ``/status`` answers with
     ``status()`` (the supervisor's view of every part), ``/readyz`` with ``ready()``,
     ``/upstreams`` with ``upstreams()``; a reset also ``forget``s a session's upstream
-    pins; ``recorder`` starts and stops recording a session's exchanges."""
+    pins; ``recorder`` starts and stops recording a session's exchanges. ``access``: the
+    admin token and the guard's lists (SIGHUP changes them); ``daemon``: where it listens."""
     app = make_app("lmsd.admin", max_body_bytes=1024 * 1024,
-                   policy=policy_for(settings, "admin_listen"))
+                   policy=policy_for(access, daemon, "admin_listen"))
 
     @app.before_request
     async def require_token() -> Response | None:
         # A browser cannot send a header when it opens a page: the dashboard (only) takes
         # the token as ?token=, as the WebSocket does.
         query = request.args.get("token") if request.path == "/" else None
-        if not token_matches(settings.admin_token, request.headers.get("Authorization"), query):
+        if not token_matches(access.admin_token, request.headers.get("Authorization"), query):
             return failure_response(Unauthorized(
                 "the admin API needs Authorization: Bearer <token>"),
                 {"WWW-Authenticate": "Bearer"})
@@ -199,7 +200,7 @@ def create_admin_app(settings: Settings, store: SessionStore, bus: EventBus, met
 
     @app.websocket("/events")
     async def events() -> None:
-        if not token_matches(settings.admin_token, websocket.headers.get("Authorization"),
+        if not token_matches(access.admin_token, websocket.headers.get("Authorization"),
                            websocket.args.get("token")):
             await websocket.close(1008, "the admin API needs a bearer token")
             return

@@ -91,6 +91,21 @@ def _proxy(settings: Settings, backends: list[Backend], router: Router, store: S
     return Proxy(settings, backends, router, store, drain, recorder, history, app)
 
 
+def backend_for(settings: Settings, upstream: Upstream, *,
+                config: UpstreamConfig | None = None, **kwargs: Any) -> Backend:
+    """The backend of ``config`` (else the first upstream) with its sections of the
+    settings: the one place that opens ``Settings`` for a backend."""
+    return Backend(upstream, config or settings.upstream_list()[0], client=settings.client,
+                   models=settings.models, watch=settings.watcher, cache=settings.cache,
+                   **kwargs)
+
+
+def router_for(settings: Settings, backends: list[Backend]) -> Router:
+    """The router with its section, and the cache's ``active_window`` (a session that
+    recent holds cache where it ran)."""
+    return Router(settings.router, backends, active_window=settings.active_window)
+
+
 async def build_backend(settings: Settings, config: UpstreamConfig, lms: LmsCli
                         ) -> Backend:
     """One upstream: its pooled client (its own key, else the global one), found where
@@ -105,7 +120,7 @@ async def build_backend(settings: Settings, config: UpstreamConfig, lms: LmsCli
     local = config.url == "auto" or is_loopback_host(urlsplit(config.url).hostname or "")
     found = await discover(config.url, client=upstream.client, lms=lms if local else None)
     upstream.set_base_url(found.url)
-    backend = Backend(settings, upstream, config=config, lms=lms if local else None,
+    backend = backend_for(settings, upstream, config=config, lms=lms if local else None,
                       source=found.source)
     backend.discovery["reachable"] = found.reachable
     return backend
@@ -125,7 +140,7 @@ async def assemble(settings: Settings, *, lms: LmsCli | None = None) -> Daemon:
     lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
     backends = [await build_backend(settings, config, lms)
                 for config in settings.upstream_list()]
-    router = Router(settings, backends)
+    router = router_for(settings, backends)
     store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
     await store.open()
@@ -147,7 +162,8 @@ async def assemble(settings: Settings, *, lms: LmsCli | None = None) -> Daemon:
     status = partial(status_json, settings=settings, router=router, store=store, bus=bus,
                      metrics=metrics, drain=proxy.drain, started_at=trio.current_time(),
                      recording=recorder.status)
-    admin_app = create_admin_app(settings, store, bus, metrics, status=status,
+    admin_app = create_admin_app(settings.access, settings.daemon, store, bus, metrics,
+                                 status=status,
                                  ready=router.readiness, upstreams=router.upstreams_json,
                                  forget=router.forget, recorder=recorder)
     return Daemon(**vars(proxy), bus=bus, metrics=metrics, admin_app=admin_app,
@@ -167,9 +183,9 @@ def replay_proxy(settings: Settings,
     if isinstance(inner, RecordingTransport):  # Upstream taps its client already: once
         inner = inner.inner
     upstream.client._transport = RecordingTransport(route(inner))
-    backend = Backend(settings, upstream)
+    backend = backend_for(settings, upstream)
     if dialect is not None:  # as the recording decided
         backend._dialect_for = (upstream.base_url, dialect(upstream, "replayed"))
         upstream.name = dialect.server_name
-    return _proxy(settings, [backend], Router(settings, [backend]), SessionStore(None),
+    return _proxy(settings, [backend], router_for(settings, [backend]), SessionStore(None),
                   Recorder(None, sink=sink))

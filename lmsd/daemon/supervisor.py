@@ -16,14 +16,14 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import trio
 
 from ..bus import EventBus
-from ..config import ConfigError, Settings, load_settings
+from ..config import FIELDS, ConfigError, Settings, load_settings
 from ..fronts.drain import Drain
 from ..log import event, logger, set_level
 from ..protocol.guard import is_loopback_host
@@ -206,22 +206,22 @@ def reload_settings(settings: Settings, router: Router, flags: Mapping[str, Any]
         return []
     current = settings
     try:
-        check_security(replace(fresh, admin_listen=current.admin_listen,  # the bound ones
-                               listen=current.listen))
+        check_security(fresh.replace(admin_listen=current.admin_listen,  # the bound ones
+                                     listen=current.listen))
     except ConfigError as exc:
         event("config.reload_failed", level=logging.ERROR, error=str(exc),
               effect="kept the running configuration")
         return []
     changed, restart = [], []
-    for f in fields(Settings):
-        old, new = getattr(current, f.name), getattr(fresh, f.name)
+    for name in FIELDS:
+        old, new = getattr(current, name), getattr(fresh, name)
         if old == new:
             continue
-        if f.name in LIVE_KEYS:
-            setattr(current, f.name, new)
-            changed.append(f.name)
+        if name in LIVE_KEYS:
+            setattr(current, name, new)  # into the section the running part holds
+            changed.append(name)
         else:
-            restart.append(f.name)
+            restart.append(name)
     if "log_level" in changed:
         set_level(current.log_level)
     if "upstream_api_key" in changed:  # the event names it, never its value

@@ -12,7 +12,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..asgi import Rendered, json_response, render_anthropic
-from ..config import Settings
+from ..config.sections import AccessSettings, DaemonSettings, FrontSettings, ModelSettings
 from ..exchange import Reply
 from ..log import event
 from ..protocol.anthropic.encode import AnthropicEncoder
@@ -60,7 +60,7 @@ class MessagesFront(Front[MessagesRequest]):
     name = "anthropic"
     ping = PING
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: FrontSettings) -> None:
         self.settings = settings
 
     def encode(self, events: list[Any]) -> bytes:
@@ -96,12 +96,12 @@ class MessagesFront(Front[MessagesRequest]):
         return render_anthropic(failure)
 
 
-async def _engine_count(settings: Settings, router: Router, store: SessionStore,
+async def _engine_count(settings: FrontSettings, router: Router, store: SessionStore,
                         req: MessagesRequest, session: str) -> int | None:
     """The prompt's tokens by the engine's own tokenizer, where it has one (servers other
     than LM Studio); None otherwise. Asked of the upstream the session is placed on."""
     try:
-        route = await Routed(settings, router, store, req.model, session,
+        route = await Routed(router, store, req.model, session,
                              agent_id_of(request.headers)).place(probe=False)
     except Failure:
         return None
@@ -113,11 +113,15 @@ async def _engine_count(settings: Settings, router: Router, store: SessionStore,
         req.messages, req.tools))
 
 
-def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
-            drain: Drain) -> MessagesFront:
+def install(app: QuartTrio, settings: FrontSettings, router: Router, store: SessionStore,
+            drain: Drain, *, models: ModelSettings, access: AccessSettings,
+            daemon: DaemonSettings) -> MessagesFront:
     """The Anthropic Messages API on ``app``, served from ``router``'s upstreams with
-    ``store``'s chains; its streams count themselves in ``drain``."""
+    ``store``'s chains; its streams count themselves in ``drain``. ``models``: what
+    /v1/models lists; ``access`` and ``daemon`` (the admin token, where the proxy listens):
+    who may set a session's config here."""
     front = MessagesFront(settings)
+    model_settings = models  # the name ``models`` is the route's below
 
     @app.post("/v1/messages")
     @app.post("/session/<sid>/v1/messages")
@@ -145,7 +149,7 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
         # Anthropic's clients page by 20; OpenAI's list has no paging: it gets them all.
         anthropic_client = "anthropic-version" in request.headers
         limit = _int_arg("limit", default=20 if anthropic_client else 1000, lo=1, hi=1000)
-        served = await _served_models(settings, router)
+        served = await _served_models(model_settings, router)
         return json_response(openai_listing(models_page(
             served.listed, target=served.target, contexts=served.contexts(), limit=limit,
             after_id=request.args.get("after_id"), before_id=request.args.get("before_id"),
@@ -156,7 +160,7 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     async def model(model_id: str, sid: str | None = None) -> Response:
         if sid is not None:
             check_session_id(sid)
-        served = await _served_models(settings, router)
+        served = await _served_models(model_settings, router)
         entries = model_entries(served.listed, target=served.target,
                                 contexts=served.contexts())
         for entry in entries:
@@ -171,7 +175,7 @@ def install(app: QuartTrio, settings: Settings, router: Router, store: SessionSt
     @app.route("/session/<sid>/config", methods=["GET", "PUT"])
     async def session_config(sid: str) -> Response:
         if current_client() is None:  # a keyed client may set its own sessions' config
-            _require_admin(settings, request.headers.get("Authorization"))
+            _require_admin(access, daemon, request.headers.get("Authorization"))
         session = session_for(check_session_id(sid))  # the caller's own session only
         if request.method == "PUT":
             config = parse_session_config(await read_json())
@@ -191,7 +195,7 @@ class _Served:
     loaded: list[str]  # its loaded instances
     target: str | None  # where unmapped Claude names go
     loaded_contexts: dict[str, int]  # loaded key / instance id -> context length
-    settings: Settings
+    settings: ModelSettings
 
     def contexts(self, ids: Sequence[str] | None = None) -> dict[str, int]:
         """The loaded context behind each id (default: every listed one)."""
@@ -201,7 +205,7 @@ class _Served:
                                mapping=self.settings.model_map, default=self.settings.model)
 
 
-async def _served_models(settings: Settings, router: Router) -> _Served:
+async def _served_models(settings: ModelSettings, router: Router) -> _Served:
     try:
         loaded, listed = await router.models()
     except Failure:
@@ -210,17 +214,18 @@ async def _served_models(settings: Settings, router: Router) -> _Served:
                    router.loaded_contexts(), settings)
 
 
-def _require_admin(settings: Settings, authorization: str | None) -> None:
+def _require_admin(access: AccessSettings, daemon: DaemonSettings,
+                   authorization: str | None) -> None:
     """An anonymous caller's session config on the proxy port is the admin API's
     business (a keyed client's is its own, in its namespace): with an
     ``admin_token`` set it needs that token (compared in constant time), and off loopback
     without one it is refused (anyone on the network could re-route a session)."""
-    token = settings.admin_token
+    token = access.admin_token
     if not token:
-        host = settings.listen.rpartition(":")[0].strip("[]")
+        host = daemon.listen.rpartition(":")[0].strip("[]")
         if is_loopback_host(host):
             return
-        raise Forbidden(f"/session/ID/config: the proxy listens on {settings.listen}, beyond "
+        raise Forbidden(f"/session/ID/config: the proxy listens on {daemon.listen}, beyond "
                         f"loopback; set admin_token (LMSD_ADMIN_TOKEN) and send it as "
                         f"Authorization: Bearer <token>, or use the admin API")
     if not token_matches(token, authorization):

@@ -63,9 +63,10 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
     streams count themselves in ``drain``; ``recorder`` keeps the exchanges of the
     sessions it records; ``history`` the answers a Responses client may continue."""
     renderers: list[tuple[str, Renderer]] = []
-    app = make_app("lmsd.proxy", max_body_bytes=settings.max_body_bytes,
+    fronts = settings.fronts  # each part gets its sections of the settings
+    app = make_app("lmsd.proxy", max_body_bytes=fronts.max_body_bytes,
                    render_failure=renderer_by_path(renderers), on_error=_rejected,
-                   policy=policy_for(settings, "listen"))
+                   policy=policy_for(settings.access, settings.daemon, "listen"))
 
     @app.route("/", methods=["GET", "HEAD"])
     async def root() -> Response:
@@ -76,13 +77,14 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
         """Claude Code probes this at start: answer it rather than log a warning each time."""
         return json_response({"service": "lmsd", "version": __version__})
 
-    client_keys.install(app, settings)  # after the guard and the request id
-    anthropic.install(app, settings, router, store, drain)
+    client_keys.install(app, settings.access, settings.daemon)  # after guard and request id
+    anthropic.install(app, fronts, router, store, drain, models=settings.models,
+                      access=settings.access, daemon=settings.daemon)
     renderers.append(("/v1/chat/completions",
-                      chat.install(app, settings, router, store, drain).render))
-    renderers.append(("/v1/responses",
-                      responses.install(app, settings, router, store, drain, history).render))
+                      chat.install(app, fronts, router, store, drain).render))
+    renderers.append(("/v1/responses", responses.install(
+        app, fronts, router, store, drain, history, sessions=settings.sessions).render))
     if recorder is not None:
         app.asgi_app = tap.recorded(  # type: ignore[method-assign]
-            app.asgi_app, recorder, front_of, max_body_bytes=settings.max_body_bytes)
+            app.asgi_app, recorder, front_of, max_body_bytes=fronts.max_body_bytes)
     return app

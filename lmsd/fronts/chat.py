@@ -12,7 +12,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..asgi import Rendered
-from ..config import Settings
+from ..config.sections import FrontSettings
 from ..exchange import Reply
 from ..protocol.chat.encode import PING, ChatEncoder, encode_sse
 from ..protocol.chat.front import ChatRequest, validate_chat_request
@@ -65,7 +65,7 @@ class ChatFront(Front[ChatRequest]):
     name = FRONT
     ping = PING
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: FrontSettings) -> None:
         self.settings = settings
 
     def encode(self, events: list[Any]) -> bytes:
@@ -90,7 +90,7 @@ class ChatFront(Front[ChatRequest]):
         return render_openai_failure(failure)
 
 
-def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
+def install(app: QuartTrio, settings: FrontSettings, router: Router, store: SessionStore,
             drain: Drain) -> ChatFront:
     """``POST /v1/chat/completions`` on ``app``, served from ``router``'s upstreams with
     ``store``'s chains; its streams count themselves in ``drain``."""

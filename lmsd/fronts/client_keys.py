@@ -10,7 +10,7 @@ from __future__ import annotations
 from quart import g, has_request_context, request
 from quart_trio import QuartTrio
 
-from ..config import Settings
+from ..config.sections import AccessSettings, DaemonSettings
 from ..protocol.client_keys import identify, scoped
 from ..protocol.guard import is_loopback_host
 
@@ -18,10 +18,10 @@ from ..protocol.guard import is_loopback_host
 OPEN_PATHS = frozenset({"/", "/api/hello"})
 
 
-def keys_required(settings: Settings) -> bool:
+def keys_required(access: AccessSettings, daemon: DaemonSettings) -> bool:
     """Whether the proxy, as bound now, serves only requests with a client key."""
-    host = settings.listen.rpartition(":")[0].strip("[]")
-    return not is_loopback_host(host) and not settings.trusted_network
+    host = daemon.listen.rpartition(":")[0].strip("[]")
+    return not is_loopback_host(host) and not access.trusted_network
 
 
 def current_client() -> str | None:
@@ -34,7 +34,7 @@ def session_for(session: str) -> str:
     return scoped(current_client(), session)
 
 
-def install(app: QuartTrio, settings: Settings) -> None:
+def install(app: QuartTrio, access: AccessSettings, daemon: DaemonSettings) -> None:
     """Identify every request's client before its route runs; refuse a missing or
     unknown key where keys are required (an Unauthorized, rendered in the client's
     dialect by the app's error handler)."""
@@ -44,8 +44,8 @@ def install(app: QuartTrio, settings: Settings) -> None:
         g.client = None
         if request.method in ("GET", "HEAD") and request.path in OPEN_PATHS:
             return
-        g.client = identify(settings.client_keys, request.headers,
-                            required=keys_required(settings))
+        g.client = identify(access.client_keys, request.headers,
+                            required=keys_required(access, daemon))
 
 
 def client_fields() -> dict[str, str]:

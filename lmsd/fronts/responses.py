@@ -15,7 +15,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..asgi import Rendered, json_response
-from ..config import Settings
+from ..config.sections import FrontSettings, SessionSettings
 from ..exchange import Reply
 from ..log import event
 from ..protocol.failures import Failure
@@ -161,12 +161,13 @@ class ResponsesFront(Front[_Codex]):
         return render_openai_failure(failure)
 
 
-def install(app: QuartTrio, settings: Settings, router: Router, store: SessionStore,
-            drain: Drain, history: ResponseHistory | None = None) -> ResponsesFront:
+def install(app: QuartTrio, settings: FrontSettings, router: Router, store: SessionStore,
+            drain: Drain, history: ResponseHistory | None = None, *,
+            sessions: SessionSettings) -> ResponsesFront:
     """``POST /v1/responses`` and ``GET /v1/responses/{id}`` on ``app``; answers are kept
-    in ``history`` (a memory-only one when none is given)."""
+    in ``history`` (a memory-only one, bounded as the store is, when none is given)."""
     kept = history if history is not None else ResponseHistory(
-        None, max_count=settings.session_max_nodes, ttl=settings.session_ttl)
+        None, max_count=sessions.session_max_nodes, ttl=sessions.session_ttl)
     front = ResponsesFront(kept)
 
     @app.post("/v1/responses")

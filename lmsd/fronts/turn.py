@@ -21,7 +21,7 @@ import trio
 from quart import Response
 
 from ..asgi import Rendered
-from ..config import Settings
+from ..config.sections import FrontSettings
 from ..exchange import REPAIRED_CALL_PREFIX, Exchange, Reply
 from ..log import event
 from ..protocol.failures import Failure
@@ -105,7 +105,7 @@ class Front(ABC, Generic[R]):
         """A failure before the stream, as this API's clients read it."""
 
 
-async def run_turn(front: Front[Any], settings: Settings, router: Router,
+async def run_turn(front: Front[Any], settings: FrontSettings, router: Router,
                    store: SessionStore, drain: Drain, path_id: str | None = None
                    ) -> Response:
     """One request of ``front``'s, from its body to its answer."""
@@ -114,7 +114,7 @@ async def run_turn(front: Front[Any], settings: Settings, router: Router,
                         ping=front.ping, max_bytes=settings.max_body_bytes)
 
 
-async def start_turn(front: Front[Any], settings: Settings, router: Router,
+async def start_turn(front: Front[Any], settings: FrontSettings, router: Router,
                      store: SessionStore, path_id: str | None) -> Exchange:
     """Validate, map the model, check the fit, plan the turn (full or chained): the
     exchange to run."""
@@ -128,7 +128,7 @@ async def start_turn(front: Front[Any], settings: Settings, router: Router,
         conv = replace(conv, tools=tuple(t for t in conv.tools
                                          if t.name in config.allowed_tools))
     asked.conv = conv
-    routed = Routed(settings, router, store, asked.model, asked.session, asked.agent,
+    routed = Routed(router, store, asked.model, asked.session, asked.agent,
                     override=config.model, lenient=asked.lenient, side=asked.side)
     route = await routed.place()
     estimate = asked.estimate if asked.estimate is not None else conversation_tokens(conv)
@@ -150,7 +150,7 @@ async def start_turn(front: Front[Any], settings: Settings, router: Router,
                     repair=repair_for(settings, asked.conv) if asked.repair else None)
 
 
-def repair_for(settings: Settings, conv: Conversation) -> SplitRepair | None:
+def repair_for(settings: FrontSettings, conv: Conversation) -> SplitRepair | None:
     """The filter that turns a call of one of ``conv``'s declared tools, printed as text,
     into a real call; none when ``repair_tool_calls`` is off or no call may be made.
     Its call ids are unique per turn (the filter numbers calls from 1 in each answer, and

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import trio
 
-from ..config import Settings, UpstreamConfig
+from ..config.sections import CacheSettings, ClientSettings, ModelSettings, WatchSettings
+from ..config.upstreams import UpstreamConfig
 from ..log import event
 from ..protocol.clients.resends import Resends
 from ..protocol.failures import (
@@ -62,11 +63,13 @@ _LOAD_HOW = {
 class Backend:
     """One upstream (its client, its watcher, its breaker) and what lmsd learned of it."""
 
-    def __init__(self, settings: Settings, upstream: Upstream, *,
-                 config: UpstreamConfig | None = None, lms: LmsCli | None = None,
-                 source: str = "config") -> None:
-        self.settings = settings
-        self.config = config or settings.upstream_list()[0]
+    def __init__(self, upstream: Upstream, config: UpstreamConfig, *, client: ClientSettings,
+                 models: ModelSettings, watch: WatchSettings, cache: CacheSettings,
+                 lms: LmsCli | None = None, source: str = "config") -> None:
+        self.client_settings = client  # chaining (the breaker's are read here)
+        self.model_settings = models  # client model names' targets (after config's own)
+        self.watch_settings = watch  # the watcher's; min_context for a too-small load
+        self.config = config
         self.name = self.config.name
         self.upstream = upstream
         self.lms = lms
@@ -75,18 +78,18 @@ class Backend:
                                           "source": source}
         if self.config.url != "auto" and self.config.kind not in ("lmstudio", "responses"):
             upstream.name = UNKNOWN  # until it answers: it may be any engine
-        self.watcher = Watcher(upstream, settings, lms=lms, rediscover=self.rediscover,
+        self.watcher = Watcher(upstream, watch, lms=lms, rediscover=self.rediscover,
                                name=self.name, on_poll=self._polled,
                                on_reloaded=self._reloaded)
         #: Keeps its conversations' prefixes in the engine's cache (``keep_warm``).
-        self.keeper = CacheKeeper(self.name, upstream, settings)
+        self.keeper = CacheKeeper(self.name, upstream, cache)
         self._was_reachable: bool | None = None
         self._refused_before = False  # the last poll found nothing listening
         self.chaining_refused = False  # the engine keeps no stored responses
         self.learned_limits = LearnedLimits()
         self.resends = Resends()  # what it refused, so a client's resend is answered here
         self._dialect_for: tuple[str, Dialect] | None = None  # (upstream url, its dialect)
-        self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown)
+        self.breaker = Breaker(client.breaker_failures, client.breaker_cooldown)
         self.in_flight = 0
         self.served = 0  # requests placed here (for /upstreams)
 
@@ -168,8 +171,8 @@ class Backend:
         a name this upstream does not list goes to its default model instead."""
         if override:
             return override
-        mapping = {**self.settings.model_map, **self.config.model_map}
-        default = self.config.model or self.settings.model
+        mapping = {**self.model_settings.model_map, **self.config.model_map}
+        default = self.config.model or self.model_settings.model
         loaded = self.loaded_now() if loaded is None else loaded
         mapped = map_model(requested, mapping=mapping, default=default, loaded=loaded)
         if mapped is None or not lenient or mapped != requested or self.serves(requested):
@@ -245,7 +248,7 @@ class Backend:
     @property
     def chaining(self) -> bool:
         """Send only what is new: configured on (``chaining``), and not refused."""
-        return self.settings.chaining and not self.chaining_refused
+        return self.client_settings.chaining and not self.chaining_refused
 
     def refuse_chaining(self) -> None:
         if not self.chaining_refused:
@@ -288,7 +291,7 @@ class Backend:
             return None
         limit = self.loaded_contexts().get(model)
         if limit:
-            if self.settings.watch and limit < self.settings.min_context and \
+            if self.watch_settings.watch and limit < self.watch_settings.min_context and \
                     self.watcher.can_raise(model):
                 return None  # the watcher is about to raise it
             return limit
@@ -361,7 +364,7 @@ class Backend:
             answer = await self.upstream.client.get("/v1/models", timeout=2.0)
             if answer.status_code == 200:
                 loaded = await self.loaded_models()
-                if loaded or self.config.model or self.settings.model:  # loads on demand
+                if loaded or self.config.model or self.model_settings.model:  # loads on demand
                     return Readiness(url, loaded)
                 problem = self.no_model_message()
             else:

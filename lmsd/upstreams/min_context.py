@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 import trio
 
-from ..config import Settings
+from ..config.sections import WatchSettings
 from ..log import event
 from ..protocol.failures import Failure, ModelUnavailable
 from ..protocol.servers.lmstudio import LoadedModel
@@ -47,7 +47,7 @@ class ContextEnforcer:
     """The reloads of a ``Watcher`` (which holds this state and reads the models)."""
 
     upstream: Upstream
-    settings: Settings
+    settings: WatchSettings
     lms: Lms | None
     on_reloaded: Callable[[str], None] | None
     _reloading: dict[str, trio.Event]

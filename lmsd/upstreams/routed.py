@@ -13,7 +13,6 @@ from typing import Any
 
 import trio
 
-from ..config import Settings
 from ..protocol.failures import ContextOverflow, Failure
 from ..protocol.pivot import Conversation, Usage
 from ..protocol.plan import TurnPlan
@@ -111,7 +110,6 @@ class Routed:
     landed on (a chain never crosses upstreams), and moved when that one fails before
     the first token (``failover``)."""
 
-    settings: Settings
     router: Router
     store: SessionStore
     requested: str  # the model the client asked for
@@ -165,8 +163,8 @@ class Routed:
             plan.miss = "moved_upstream"  # its chain is on another upstream
         if self.adjust is not None:
             self.adjust(plan)
-        return Binding(self, route, dialect, plan, key,
-                       {h: session_key for h in self.settings.affinity_headers}, conversation)
+        headers = {h: session_key for h in self.router.settings.affinity_headers}
+        return Binding(self, route, dialect, plan, key, headers, conversation)
 
     async def failover(self, error: Failure) -> Binding | None:
         """Another upstream for this request, planned in full there; None if none."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ..config import Settings
+from ..config.sections import RouterSettings
 from ..log import event
 from ..protocol.anthropic.side import is_haiku_name
 from ..protocol.failures import (
@@ -80,13 +80,14 @@ def _one_failure(message: str, troubles: list[Failure], count: int, *,
 
 
 class Router:
-    def __init__(self, settings: Settings, backends: list[Backend]) -> None:
+    def __init__(self, settings: RouterSettings, backends: list[Backend], *,
+                 active_window: float) -> None:
         if not backends:
             raise ValueError("a router needs at least one upstream")
         self.settings = settings
         self.backends = backends
         self.placement = Placement(spill_in_flight=settings.spill_in_flight,
-                                   active_window=settings.active_window,
+                                   active_window=active_window,
                                    round_robin=settings.routing == "round_robin")
 
     @property
@@ -306,4 +307,4 @@ class Router:
         now = trio.current_time()
         active = self.placement.active(now)
         return [{**backend.to_json(now, active.get(backend.name, ())),
-                 "active_window_s": self.settings.active_window} for backend in self.backends]
+                 "active_window_s": self.placement.active_window} for backend in self.backends]

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import trio
 
-from ..config import Settings
+from ..config.sections import WatchSettings
 from ..log import event
 from ..protocol.failures import Failure, UpstreamAuth, UpstreamBroken
 from ..protocol.servers.auth import REFUSED_STATUSES, key_refused_answer
@@ -41,7 +41,7 @@ POLL_TIMEOUT = 5.0  # seconds a listing may take (a busy engine may not answer i
 class Watcher(ContextEnforcer):
     """Follows one upstream's loaded models (and its health) every ``poll_interval``."""
 
-    def __init__(self, upstream: Upstream, settings: Settings, *, lms: Lms | None = None,
+    def __init__(self, upstream: Upstream, settings: WatchSettings, *, lms: Lms | None = None,
                  rediscover: Callable[[], Awaitable[None]] | None = None,
                  name: str = "", on_poll: Callable[[], None] | None = None,
                  on_reloaded: Callable[[str], None] | None = None) -> None:

@@ -14,15 +14,15 @@ from tests.support.fuzz import BASE, PATHS, json_values, mutate
 
 
 async def _post(raw: bytes) -> tuple[int, dict]:
+    from lmsd.daemon.assembly import backend_for, router_for
     from lmsd.fronts.app import create_proxy_app
     from lmsd.fronts.drain import Drain
     from lmsd.sessions.store import SessionStore
     from lmsd.upstreams.client import Upstream
-    from lmsd.upstreams.router import Backend, Router
 
     config = load_settings({"upstream": "http://127.0.0.1:9", "model": "m"}, {})
     upstream = Upstream(config.upstream, connect_timeout=0.5)
-    app = create_proxy_app(config, Router(config, [Backend(config, upstream)]),
+    app = create_proxy_app(config, router_for(config, [backend_for(config, upstream)]),
                            SessionStore(None), Drain())
     async with app.test_app() as test_app:
         response = await test_app.test_client().post(

@@ -66,10 +66,10 @@ async def test_beyond_loopback_without_a_token_the_route_is_refused(start_lmsd, 
 def test_who_may_change_a_session_config(listen, token, header, refused):
     settings = load_settings({"listen": listen, "admin_token": token}, {})
     if refused is None:
-        _require_admin(settings, header)
+        _require_admin(settings.access, settings.daemon, header)
     else:
         with pytest.raises(refused):
-            _require_admin(settings, header)
+            _require_admin(settings.access, settings.daemon, header)
 
 
 @pytest.mark.parametrize("body", [

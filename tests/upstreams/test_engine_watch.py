@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import trio
 
-from lmsd.config import Settings
+from lmsd.config import CacheSettings
 from lmsd.sessions.recent import RecentRequests
 from lmsd.upstreams.cache.engine_watch import EngineWatch, TaskIds, emptied
 from lmsd.upstreams.cache.slots import SlotSetup, SlotTable
@@ -77,7 +77,7 @@ class FakeUpstream:
 
 async def test_look_says_why_the_engine_lost_its_slots_and_whether_it_answers():
     answers: list[list[Any] | None] = [slots(4, 9), slots(9, 10), None, slots(0, None)]
-    state = KeeperState("llama", FakeUpstream(answers), Settings(),  # type: ignore[arg-type]
+    state = KeeperState("llama", FakeUpstream(answers), CacheSettings(),  # type: ignore[arg-type]
                         RecentRequests(None))
     state.table = SlotTable(SlotSetup(slots=2, keeps_idle=False))  # unified: nothing pinned
     watch = EngineWatch(state)

@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from lmsd.config import Settings, UpstreamConfig
+from lmsd.daemon.assembly import backend_for
 from lmsd.upstreams.backend import Backend
 from lmsd.upstreams.client import Upstream
 from tests.support.processes import free_port
@@ -96,8 +97,8 @@ class Server:
 
 def backend_at(url: str, **settings: Any) -> Backend:
     config = UpstreamConfig(url=url, name="a")
-    return Backend(Settings(watch=False, upstreams=[config], **settings), Upstream(url),
-                   config=config)
+    return backend_for(Settings(watch=False, upstreams=[config], **settings), Upstream(url),
+                      config=config)
 
 
 async def test_a_connection_is_reused_back_to_back_never_near_a_servers_keep_alive(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 
-from lmsd.config import Settings
+from lmsd.config import CacheSettings, Settings
 from lmsd.protocol.pivot import Usage
 from lmsd.sessions.recent import RecentRequest, RecentRequests
 from lmsd.upstreams.cache.keeper import CacheKeeper
@@ -141,7 +141,7 @@ class FakeUpstream:
 
 def keeper_on(engine: FakeLlama, setup: SlotSetup) -> tuple[CacheKeeper, RecentRequests]:
     recent = RecentRequests(None)
-    keeper = CacheKeeper("llama", FakeUpstream(engine), Settings(),  # type: ignore[arg-type]
+    keeper = CacheKeeper("llama", FakeUpstream(engine), CacheSettings(),  # type: ignore[arg-type]
                          recent=recent)
     keeper.state.table = SlotTable(setup, prefix="lmsd-llama")
     keeper.watch.learned = keeper.watch._ever_learned = True

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lmsd.config import Settings
+from lmsd.config import CacheSettings
 from lmsd.sessions.recent import RecentRequest, RecentRequests
 from lmsd.upstreams.cache.engine_cache import PARK_PROMPT
 from lmsd.upstreams.cache.slots import BACKGROUND, SlotSetup, SlotTable
@@ -66,7 +66,7 @@ class FakeUpstream:
 def unified(engine: FakeUnified, *, can_save: bool = True, occupant: str = ONE,
             unsaved: bool = True) -> tuple[Turns, KeeperState]:
     """ONE ran last (its request is remembered), and is still on the engine's slot."""
-    state = KeeperState("llama", FakeUpstream(engine), Settings(),  # type: ignore[arg-type]
+    state = KeeperState("llama", FakeUpstream(engine), CacheSettings(),  # type: ignore[arg-type]
                         RecentRequests(None))
     state.table = SlotTable(SlotSetup(slots=4, keeps_idle=False, can_save=can_save),
                             prefix="lmsd-llama")

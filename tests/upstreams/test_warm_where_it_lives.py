@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lmsd.config import Settings
+from lmsd.config import CacheSettings
 from lmsd.sessions.recent import RecentRequest, RecentRequests
 from lmsd.upstreams.cache.keeper import CacheKeeper
 from lmsd.upstreams.cache.slots import SlotSetup, SlotTable
@@ -34,7 +34,7 @@ def test_noting_a_conversation_on_one_upstream_forgets_it_on_the_others():
 
 
 def keeper(name: str, recent: RecentRequests, table: SlotTable | None = None) -> CacheKeeper:
-    kept = CacheKeeper(name, upstream=Any, settings=Settings(), recent=recent)  # type: ignore
+    kept = CacheKeeper(name, upstream=Any, settings=CacheSettings(), recent=recent)  # type: ignore
     kept.state.table = table
     return kept
 

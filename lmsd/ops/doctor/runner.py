@@ -104,9 +104,9 @@ async def every_upstream(settings: Settings, env: dict[str, str],
     results: list[Result] = list(check_notes(settings))
     contexts: list[int] = []
     for config in settings.upstream_list():
-        one = replace(settings, upstream=config.url, upstreams=[],
-                      upstream_api="responses" if config.kind == "lmstudio" else config.kind,
-                      upstream_api_key=config.api_key or settings.upstream_api_key)
+        api = "responses" if config.kind == "lmstudio" else config.kind
+        one = settings.replace(upstream=config.url, upstreams=[], upstream_api=api,
+                               upstream_api_key=config.api_key or settings.upstream_api_key)
         first, found = await _found(one, env, upstream, source)
         for result in (first, await guarded("api", partial(check_api, one, found, upstream)),
                        await guarded("model", partial(check_models, one, found, upstream)),
@@ -175,7 +175,7 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
             learned: dict[str, str] = {}
             used = await daemon_upstreams(settings, local, learned)
             if used is not None:  # what the running daemon uses, not what doctor would
-                return await every_upstream(replace(settings, upstreams=used), env,
+                return await every_upstream(settings.replace(upstreams=used), env,
                                             upstream, local, source="the running daemon",
                                             named=len(used) > 1, learned=learned)
             # several: the same checks for each, named by it

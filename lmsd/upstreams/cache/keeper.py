@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from ...config import Settings
+from ...config.sections import CacheSettings
 from ...protocol.pivot import Usage
 from ...sessions.recent import RecentRequests
 from ..client import Upstream
@@ -43,7 +43,7 @@ from .turns import Turns
 
 
 class CacheKeeper:
-    def __init__(self, name: str, upstream: Upstream, settings: Settings,
+    def __init__(self, name: str, upstream: Upstream, settings: CacheSettings,
                  recent: RecentRequests | None = None) -> None:
         self.name = name
         self.enabled = settings.keep_warm

@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from ...config import Settings
+from ...config.sections import CacheSettings
 from ...log import event
 from ...sessions.recent import RecentRequest, RecentRequests
 from ..client import Upstream
@@ -22,7 +22,7 @@ from .slots import SlotTable
 
 
 class KeeperState:
-    def __init__(self, name: str, upstream: Upstream, settings: Settings,
+    def __init__(self, name: str, upstream: Upstream, settings: CacheSettings,
                  recent: RecentRequests | None = None) -> None:
         self.name = name
         self.upstream = upstream

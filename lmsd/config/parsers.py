@@ -1,0 +1,160 @@
+"""Value parsers: each turns a TOML value, an environment string or a flag into a setting's
+value, or raises ValueError saying what was expected (the loader adds the key)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..protocol.client_keys import parse_key_lines, parse_pairs
+from ..protocol.urls import display_url
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message names the key."""
+
+
+def state_dir_default() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                              "state")
+    return os.path.join(base, "lmsd")
+
+
+def host_port(value: Any) -> str:
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def url(value: Any) -> str:
+    text = str(value).strip().rstrip("/")
+    if text == "auto":
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL or 'auto', got {display_url(text)!r}")
+    return text
+
+
+def positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("expected a number, got a boolean")
+        number = kind(value)
+        if number <= 0:
+            raise ValueError(f"must be positive, got {value!r}")
+        return number
+    return parse
+
+
+def non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, got a boolean")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 (off) or more, got {value!r}")
+    return number
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return text
+    return parse
+
+
+def mapping(value: Any) -> dict[str, str]:
+    """``{"opus": "x"}`` in TOML, or ``opus=x,haiku=y`` in env and flags."""
+    if isinstance(value, Mapping):
+        items = value.items()
+        for name, target in items:
+            if not isinstance(target, str) or not target.strip():
+                raise ValueError(f"{name!r} must name a model (a non-empty string), "
+                                 f"got {target!r}")
+    else:
+        pairs = [p for p in str(value).split(",") if p.strip()]
+        items = []
+        for pair in pairs:
+            name, sep, target = pair.partition("=")
+            if not sep or not name.strip() or not target.strip():
+                raise ValueError(f"expected NAME=MODEL[,NAME=MODEL...], got {pair!r}")
+            items.append((name, target))
+    return {str(k).strip(): str(v).strip() for k, v in items}
+
+
+def str_list(parse: Callable[[list[str]], list[str]]) -> Callable[[Any], list[str]]:
+    """A TOML array of strings, or ``a,b`` in env and flags."""
+    def parse_list(value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            if not all(isinstance(v, str) for v in value):
+                raise ValueError(f"expected a list of strings, got {value!r}")
+            return parse(list(value))
+        if not isinstance(value, str):
+            raise ValueError(f"expected a list of strings or A,B, got {value!r}")
+        return parse(value.split(","))
+    return parse_list
+
+
+def client_keys(value: Any) -> dict[str, str]:
+    """``[client_keys]`` ``name = "key"`` in TOML, ``name=key,name=key`` in env and flags."""
+    if isinstance(value, Mapping):
+        if not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("expected name = \"key\" strings")
+        return parse_pairs([(str(k), v) for k, v in value.items()])
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)  # ["name=key", ...]
+    if not isinstance(value, str):
+        raise ValueError("expected a [client_keys] table or NAME=KEY,NAME=KEY")
+    return parse_pairs(parse_key_lines(value.replace(",", "\n")))
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"expected a string, got {value!r}")
+    return str(value)
+
+
+def path(value: Any) -> str:
+    return os.path.expanduser(string(value))
+
+
+def _stripped(items: list[str]) -> list[str]:
+    return [i.strip() for i in items if i.strip()]
+
+
+#: Names, comma-separated or a TOML array, blanks dropped.
+names = str_list(_stripped)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'min_context'?"`` for a misspelt key, else nothing."""
+    close = difflib.get_close_matches(name.replace("-", "_").lower(), sorted(known), n=1,
+                                      cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def strip_api_suffix(url: str) -> str:
+    """``http://host:1234/v1`` (the OpenAI base-URL form) -> ``http://host:1234``:
+    lmsd adds ``/v1/...`` and ``/api/...`` itself."""
+    text = url.rstrip("/")
+    while text.lower().endswith("/v1"):
+        text = text[:-3].rstrip("/")
+    return text
