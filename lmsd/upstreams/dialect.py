@@ -34,7 +34,7 @@ from ..protocol.chat.decode import ChatDecoder
 from ..protocol.failures import Failure
 from ..protocol.pivot import Conversation, Event
 from ..protocol.plan import TurnPlan, plan_messages_turn, plan_stateless_turn, plan_turn
-from ..protocol.responses.decode import ResponsesDecoder
+from ..protocol.responses.decode import ResponsesDecoder, skippable
 from ..protocol.sse import SSEDecoder
 from .client import Upstream
 from .discovery import probe
@@ -327,7 +327,8 @@ async def _responses_events(response: httpx.Response, decoder: ResponsesDecoder)
     sse_decoder = SSEDecoder()
     async for chunk in response.aiter_raw():
         batch = [e for sse in sse_decoder.feed(chunk)
-                 if (upstream := _parse_event(sse.event, sse.data))
+                 if (upstream := {"type": sse.event} if skippable(sse.event)
+                     else _parse_event(sse.event, sse.data))
                  for e in decoder.feed(upstream)]
         if batch:
             yield batch
