@@ -9,7 +9,7 @@ import logging
 
 from lmsd.protocol.pivot import Started, TextDelta
 from lmsd.protocol.responses.decode import ResponsesDecoder, skippable
-from lmsd.upstreams.dialect import _responses_events
+from lmsd.upstreams.dialect import _read_event, _responses_events
 
 
 class Raw:
@@ -49,3 +49,20 @@ def test_only_named_response_events_without_a_handler_are_skipped():
     for name in (None, "response.created", "response.output_text.delta", "error",
                  "response.completed", "message"):
         assert not skippable(name)
+
+
+def test_a_created_event_is_read_to_its_id_and_an_unusual_one_parsed_whole():
+    tools = [{"type": "function", "name": "Bash", "parameters": {"type": "object"}}]
+    usual = json.dumps({"type": "response.created", "sequence_number": 0,
+                        "response": {"id": "resp_9f", "tools": tools, "status": "x"}})
+    assert _read_event("response.created", usual) == {
+        "type": "response.created", "response": {"id": "resp_9f"}}
+    compact = json.dumps({"type": "response.created", "response": {"id": "resp_1"}},
+                         separators=(",", ":"))
+    assert _read_event("response.created", compact)["response"] == {"id": "resp_1"}
+    # keys in another order, or an id with an escape: the whole event, as before
+    other = json.dumps({"response": {"id": "resp_2", "tools": tools},
+                        "type": "response.created"})
+    assert _read_event("response.created", other)["response"]["tools"] == tools
+    escaped = json.dumps({"type": "response.created", "response": {"id": "r\u00e9\"x"}})
+    assert _read_event("response.created", escaped)["response"]["id"] == "r\u00e9\"x"
