@@ -94,10 +94,25 @@ class EventStream(ResponseBody):
                 except trio.EndOfChannel:
                     self._finished = True
                     break
-            yield chunk  # outside the cancel scope: never yield inside one
+            yield self._with_queued(chunk)  # outside the cancel scope: never yield inside one
         if self._drained and not self.exchange.reply.done:
             self.exchange.outcome = "drained"
             yield self.encode(self.exchange.reply.fail(SHUTTING_DOWN))
+
+
+    def _with_queued(self, chunk: bytes) -> bytes:
+        """``chunk`` and whatever the producer queued behind it while the last write went
+        out, as one write: every write is a trip through hypercorn, h11 and the socket
+        (about a third of lmsd's time on a streamed turn). Nothing waits for more."""
+        if self._receive.statistics().current_buffer_used == 0:
+            return chunk
+        chunks = [chunk]
+        while True:
+            try:
+                chunks.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break  # the end is seen by the next receive
+        return b"".join(chunks)
 
 
 def stream_response(body: EventStream) -> Response:

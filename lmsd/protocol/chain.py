@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,8 +51,57 @@ def prefix_hashes(per_message_items: Sequence[list[dict[str, Any]]]
 
 def context_fingerprint(model: str, instructions: str, tools: Iterable[dict[str, Any]],
                         tool_choice: Any = None) -> str:
-    """What must not change along a chain: the model, the system prompt and the tools."""
-    return _digest(_dumps([model, instructions, list(tools), tool_choice]))
+    """What must not change along a chain: the model, the system prompt and the tools.
+    Remembered per distinct context (``CONTEXTS``): an agent sends the same tens of KB of
+    system prompt and tools on every turn."""
+    return CONTEXTS.fingerprint(model, instructions, list(tools), tool_choice)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a`` and ``b`` (parsed JSON) encode to the same JSON text: ``==`` with the types
+    and the key order that JSON text keeps (``1``, ``1.0`` and ``true`` are equal in
+    Python, and ``{"a", "b"}`` equals ``{"b", "a"}``)."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict:
+        return len(a) == len(b) and list(a) == list(b) and all(map(_same, a.values(),
+                                                                     b.values()))
+    if kind is list or kind is tuple:
+        return len(a) == len(b) and all(map(_same, a, b))
+    return bool(a == b)
+
+
+class ContextCache:
+    """The context fingerprints of the last ``size`` distinct contexts. Found by cheap
+    equality on the parsed values (a few times faster than encoding and hashing them),
+    never by a hash of them: a hit is exact."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str, int], tuple[list[Any], Any, str]] = \
+            OrderedDict()
+
+    def fingerprint(self, model: str, instructions: str, tools: list[Any],
+                    tool_choice: Any) -> str:
+        key = (model, instructions, len(tools))  # a str's hash is cached: cheap
+        kept = self._entries.get(key)
+        if kept is not None and _same(kept[1], tool_choice) and _same(kept[0], tools):
+            self._entries.move_to_end(key)
+            return kept[2]
+        digest = _digest(_dumps([model, instructions, tools, tool_choice]))
+        self._entries[key] = (tools, tool_choice, digest)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return digest
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+#: The daemon's: a few agents, each with one system prompt and tool set at a time.
+CONTEXTS = ContextCache()
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .store import SessionStore
@@ -30,6 +30,12 @@ class RecentRequest:
     at: float  # wall clock
     slot: int | None = None  # the engine slot it ran on, if lmsd chose one
     file: str | None = None  # the slot file its state was last saved to
+
+
+def _json(recent: RecentRequest) -> str:
+    """The row's JSON. Not ``asdict``: it copies the body (a whole prompt, thousands of
+    nodes) item by item before the encoder reads it, holding the GIL for milliseconds."""
+    return json.dumps({f.name: getattr(recent, f.name) for f in fields(recent)})
 
 
 class RecentRequests:
@@ -113,7 +119,7 @@ class RecentRequests:
                                "conversation = ?", (upstream, conversation))
                 else:
                     db.execute("INSERT OR REPLACE INTO recent_requests VALUES (?, ?, ?, ?)",
-                               (upstream, conversation, json.dumps(asdict(recent)),
+                               (upstream, conversation, _json(recent),
                                 recent.at))
 
         await self.store.run(write)
@@ -127,7 +133,7 @@ class RecentRequests:
         def write(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM recent_requests")
             db.executemany("INSERT OR REPLACE INTO recent_requests VALUES (?, ?, ?, ?)",
-                           [(r.upstream, r.conversation, json.dumps(asdict(r)), r.at)
+                           [(r.upstream, r.conversation, _json(r), r.at)
                             for r in kept])
 
         return write

@@ -1,7 +1,8 @@
 """The session store: chain nodes, per-session counters and config, kept in SQLite.
 
 Lookups are served from memory (the hot path never waits on a thread); every change is
-written through to SQLite in ``trio.to_thread``, so chains survive a daemon restart.
+written through to SQLite by one long-lived writer thread, in order (``writer.py``), so
+chains survive a daemon restart. A turn's writes are done before its response ends.
 The store is bounded by a node count (least recently used go first) and a TTL.
 A corrupt database is moved aside; an unwritable one leaves the store in memory only.
 Either way a warning is logged and the daemon keeps serving. A write that fails later (a
@@ -24,11 +25,12 @@ from typing import Any, TypeVar
 
 import trio
 
-from ..log import event
+from ..log import event, logger
 from ..protocol.chain import ChainNode
 from .config import SessionConfig
 from .database import SCHEMA, open_database  # noqa: F401 (SCHEMA: importable here too)
 from .stats import NO_TURN, SessionStats  # noqa: F401 (NO_TURN: importable here too)
+from .writer import Job, Writer
 
 SessionKey = tuple[str, str, str]  # (session id, agent id, upstream model)
 MAX_SESSIONS = 5000  # per-session counters kept (least recently used go first)
@@ -54,7 +56,9 @@ class SessionStore:
         #: Writers of the rows other modules keep here (``recent.py``), called on recovery
         #: with a connection to write everything they hold in memory.
         self.resyncers: list[Callable[[], Callable[[sqlite3.Connection], None]]] = []
-        self._lock = trio.Lock()
+        self._writer: Writer | None = None
+        self._failures = 0  # failed writes so far (``Job.epoch``)
+        self._trying = False  # a write-back after failed writes is under way
         self._nodes: OrderedDict[str, tuple[SessionKey, ChainNode]] = OrderedDict()
         self._by_key: dict[SessionKey, dict[str, ChainNode]] = {}
         self.stats: dict[SessionKey, SessionStats] = {}
@@ -66,6 +70,8 @@ class SessionStore:
         if self.path is not None:
             self._db = await trio.to_thread.run_sync(open_database, self.path, self.clock)
             self.persistent = self._db is not None
+        if self._db is not None:
+            self._writer = Writer(self._done)
         if self._db is not None:
             await self._run(self._load_sync)
         self._evict()
@@ -94,10 +100,11 @@ class SessionStore:
         if self._db is not None and self._retry_at is not None:
             self._retry_at = trio.current_time()  # a last try to write memory back
             await self._run(lambda db: None)
-        if self._db is not None:
-            async with self._lock:
-                db, self._db = self._db, None
-                await trio.to_thread.run_sync(db.close)
+        if self._db is not None and self._writer is not None:
+            db, self._db = self._db, None
+            writer, self._writer = self._writer, None
+            writer.submit(Job(lambda db: db.close(), db))
+            await writer.aclose()  # what was asked for is written first
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
         """Run ``fn(db)`` in a worker thread (None without a database): for the tables
@@ -105,34 +112,50 @@ class SessionStore:
         return await self._run(fn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
-        """Run ``fn(db)`` in a worker thread. When it fails the store keeps to memory and
-        tries again after ``retry_wait`` (doubling); the first try that works writes
-        memory back first (``_resync``)."""
-        if self._db is None:
+        """Run ``fn(db)`` in the writer thread, after everything asked for before it.
+        When it fails the store keeps to memory and tries again after ``retry_wait``
+        (doubling); the first try that works writes memory back first (``_resync``)."""
+        job = self._submit(fn)
+        if job is None:
             return None
-        if self._retry_at is not None and trio.current_time() < self._retry_at:
-            return None  # memory holds it; written back on recovery
-        with trio.CancelScope(shield=True):  # a write, once started, finishes
-            async with self._lock:
-                db = self._db
-                if db is None:
-                    return None
-                recovering = self._retry_at is not None
-                try:
-                    if recovering:
-                        counts = await self._resync(db)
-                    result = await trio.to_thread.run_sync(fn, db)
-                except sqlite3.Error as exc:
-                    self._failed(exc)
-                    return None
-                if recovering:
-                    self._retry_at, self.retry_wait, self.persistent = None, RETRY_MIN, True
-                    event("store.recovered", **counts,
-                          effect="writes work again: what memory held is written back")
-                return result
+        with trio.CancelScope(shield=True):  # a write, once asked for, is waited for
+            await job.finished.wait()
+        if job.error is not None and not isinstance(job.error, sqlite3.Error):
+            raise job.error
+        return job.result if job.error is None else None
+
+    def _submit(self, fn: Callable[[sqlite3.Connection], Any]) -> Job | None:
+        """Hand ``fn`` to the writer without waiting (None: not written, memory holds
+        it). After failed writes, the first job of a new try writes memory back."""
+        db, writer = self._db, self._writer
+        if db is None or writer is None:
+            return None
+        recovering = self._retry_at is not None
+        if recovering:
+            if trio.current_time() < self._retry_at:  # type: ignore[operator]
+                return None  # memory holds it; written back on recovery
+            # one write-back at a time: the jobs after it queue behind it, and fail with it
+            self._retry_at, self._trying = None, True
+            fn = self._resync(fn)
+        return writer.submit(Job(fn, db, self._failures, recovering))
+
+    def _done(self, job: Job) -> None:
+        """A job's outcome, in the trio thread: a failure counted once (the jobs queued
+        behind it fail alike and add nothing), a recovery announced."""
+        if isinstance(job.error, sqlite3.Error):
+            if job.epoch == self._failures:
+                self._failed(job.error)
+        elif job.error is not None:
+            logger.error("store.internal_error error=%r", job.error)  # a bug of ours
+        elif job.recovering:
+            self._trying, self.retry_wait, self.persistent = False, RETRY_MIN, True
+            event("store.recovered", **job.result[1],
+                  effect="writes work again: what memory held is written back")
+            job.result = job.result[0]
 
     def _failed(self, exc: sqlite3.Error) -> None:
-        first = self._retry_at is None
+        self._failures += 1
+        first, self._trying = self._retry_at is None and not self._trying, False
         if not first:
             self.retry_wait = min(self.retry_wait * 2, RETRY_MAX)
         self._retry_at = trio.current_time() + self.retry_wait
@@ -145,10 +168,12 @@ class SessionStore:
             event("store.still_failing", level=30, error=str(exc),
                   retry_in_s=self.retry_wait)
 
-    async def _resync(self, db: sqlite3.Connection) -> dict[str, int]:
-        """Make the database hold exactly what memory holds (in one transaction): the
-        writes skipped while it failed, deletions included. The rows are taken here, in
-        the trio thread, so that nothing changes them while the worker writes."""
+    def _resync(self, then: Callable[[sqlite3.Connection], T]
+                ) -> Callable[[sqlite3.Connection], tuple[T, dict[str, int]]]:
+        """``then``, after making the database hold exactly what memory holds (in one
+        transaction): the writes skipped while it failed, deletions included. The rows
+        are taken here, in the trio thread, so that nothing changes them while the
+        writer writes."""
         nodes = [(rid, *key, n.length, n.history, n.context, n.parent, n.created,
                   n.last_used, n.upstream) for rid, (key, n) in self._nodes.items()]
         stats = [(*key, json.dumps(asdict(s))) for key, s in self.stats.items()]
@@ -174,8 +199,11 @@ class SessionStore:
                     db.execute("ROLLBACK")
                 raise
 
-        await trio.to_thread.run_sync(write, db)
-        return {"nodes": len(nodes), "sessions": len(stats)}
+        def both(db: sqlite3.Connection) -> tuple[T, dict[str, int]]:
+            write(db)
+            return then(db), {"nodes": len(nodes), "sessions": len(stats)}
+
+        return both
 
     # -- chain nodes ------------------------------------------------------------------------
 
@@ -221,7 +249,9 @@ class SessionStore:
     def node_count(self) -> int:
         return len(self._nodes)
 
-    async def add_node(self, key: SessionKey, node: ChainNode) -> None:
+    async def add_node(self, key: SessionKey, node: ChainNode, *, wait: bool = True) -> None:
+        """Keep ``node``; ``wait=False`` hands its write over without waiting (a later
+        awaited write of the store's is done after it)."""
         node.created = node.last_used = self.clock()
         self._insert(key, node)
         gone = self._evict()
@@ -235,15 +265,21 @@ class SessionStore:
                  node.parent, node.created, node.last_used, node.upstream))
             db.executemany("DELETE FROM nodes WHERE response_id = ?", [(r,) for r in gone])
 
-        await self._run(write)
+        await self._write(write, wait)
 
-    async def touch(self, node: ChainNode) -> None:
+    async def touch(self, node: ChainNode, *, wait: bool = True) -> None:
         node.last_used = self.clock()
         if node.response_id in self._nodes:
             self._nodes.move_to_end(node.response_id)
-        await self._run(lambda db: db.execute(
-            "UPDATE nodes SET last_used = ? WHERE response_id = ?",
-            (node.last_used, node.response_id)))
+        used, rid = node.last_used, node.response_id
+        await self._write(lambda db: db.execute(
+            "UPDATE nodes SET last_used = ? WHERE response_id = ?", (used, rid)), wait)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], Any], wait: bool) -> None:
+        if wait:
+            await self._run(fn)
+        else:
+            self._submit(fn)
 
     async def drop_node(self, response_id: str) -> None:
         if response_id in self._nodes:

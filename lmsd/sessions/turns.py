@@ -36,16 +36,17 @@ class Outcome:
 
 async def remember_turn(store: SessionStore, key: SessionKey, plan: TurnPlan,
                         outcome: Outcome) -> None:
-    """Store the answer as a chain node if it is complete; count the turn."""
+    """Store the answer as a chain node if it is complete; count the turn. The writes go
+    to the store's writer in order and the last is awaited: all are done on return."""
     chained = outcome.chained
     complete = outcome.answer is not None and not outcome.repaired
     if complete:
         assert outcome.answer is not None
         node = next_node(plan, outcome.answer, outcome.response_id or "", chained=chained)
         node.upstream = outcome.upstream
-        await store.add_node(key, node)
+        await store.add_node(key, node, wait=False)
     if chained and plan.node is not None:
-        await store.touch(plan.node)
+        await store.touch(plan.node, wait=False)
     items_sent, items_full, tokens_sent, tokens_full = plan.traffic(chained)
     miss = "stale_upstream" if outcome.stale else plan.miss
     unchained = plan.stateless and not chained  # by design: neither a hit nor a miss

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -35,7 +36,7 @@ from ..protocol.chat.decode import ChatDecoder
 from ..protocol.failures import Failure
 from ..protocol.pivot import Conversation, Event
 from ..protocol.plan import TurnPlan, plan_messages_turn, plan_stateless_turn, plan_turn
-from ..protocol.responses.decode import ResponsesDecoder
+from ..protocol.responses.decode import ResponsesDecoder, skippable
 from ..protocol.sse import SSEDecoder
 from .client import Upstream
 from .discovery import probe
@@ -328,7 +329,7 @@ async def _responses_events(response: httpx.Response, decoder: ResponsesDecoder)
     sse_decoder = SSEDecoder()
     async for chunk in response.aiter_raw():
         batch = [e for sse in sse_decoder.feed(chunk)
-                 if (upstream := _parse_event(sse.event, sse.data))
+                 if (upstream := _read_event(sse.event, sse.data))
                  for e in decoder.feed(upstream)]
         if batch:
             yield batch
@@ -356,6 +357,22 @@ async def _messages_events(response: httpx.Response, decoder: MessagesDecoder) -
             yield batch
     if tail := decoder.finish():
         yield tail
+
+
+#: ``response.created`` as LM Studio and the emulator write it: the decoder takes only the
+#: id, and the rest is the whole request again (tools, instructions), before the first token.
+_CREATED = re.compile(r'\{"type": ?"response\.created", ?(?:"sequence_number": ?\d+, ?)?'
+                      r'"response": ?\{"id": ?"([A-Za-z0-9_.:-]+)"')
+
+
+def _read_event(name: str | None, data: str) -> dict[str, Any] | None:
+    """The event as the decoder needs it: an event it has no use for is not parsed, nor
+    is a created event past its id (``skippable``, ``_CREATED``)."""
+    if skippable(name):
+        return {"type": name}
+    if name == "response.created" and (created := _CREATED.match(data)):
+        return {"type": name, "response": {"id": created.group(1)}}
+    return _parse_event(name, data)
 
 
 def _parse_event(name: str | None, data: str) -> dict[str, Any] | None:

@@ -305,3 +305,10 @@ _HANDLERS: dict[str, Callable[[ResponsesDecoder, Upstream], Out]] = {
     "response.failed": ResponsesDecoder._on_failure,
     "error": ResponsesDecoder._on_failure,
 }
+
+
+def skippable(name: str | None) -> bool:
+    """An SSE event the decoder has nothing to take from, known by its ``event:`` name:
+    its data need not be parsed (``response.in_progress`` repeats the whole response,
+    tools and instructions included, before the first token)."""
+    return name is not None and name.startswith("response.") and name not in _HANDLERS
