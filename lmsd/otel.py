@@ -124,7 +124,7 @@ def start_request(headers: Mapping[str, str], *, front: str) -> RequestTrace | N
     span = _tracer.start_span("chat", context=parent, kind=trace.SpanKind.SERVER,
                               attributes={"gen_ai.operation.name": "chat",
                                           "lmsd.front": front})
-    return RequestTrace(span)
+    return RequestTrace(_tracer, span)
 
 
 def call(request: RequestTrace | None, *, upstream: str, model: str | None,
@@ -142,8 +142,8 @@ def note(request: RequestTrace | None, what: str, **attributes: Any) -> None:
 class RequestTrace:
     """One client request's span, ended with what ``request.end`` says (``end``)."""
 
-    def __init__(self, span: Any) -> None:
-        self.span = span
+    def __init__(self, tracer: Any, span: Any) -> None:
+        self.tracer, self.span = tracer, span  # its own tracer: it outlives a shutdown
         self.ended = False
 
     def placed(self, model: str, upstream_model: str, session: str, agent: str) -> None:
@@ -158,7 +158,7 @@ class RequestTrace:
     @contextmanager
     def call(self, upstream: str, model: str | None, engine: str | None) -> Iterator[None]:
         from opentelemetry import trace
-        span = _tracer.start_span(
+        span = self.tracer.start_span(
             f"chat {model}" if model else "chat", kind=trace.SpanKind.CLIENT,
             context=trace.set_span_in_context(self.span),
             attributes={"gen_ai.operation.name": "chat", "lmsd.upstream": upstream,
