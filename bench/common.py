@@ -36,13 +36,17 @@ def lmsd_command(port: int, admin_port: int, upstream: str | None, state: str,
 
 
 @asynccontextmanager
-async def process(args: list[str], ready_url: str,
-                  output: IO[str] | None = None) -> AsyncIterator[trio.Process]:
+async def process(args: list[str], ready_url: str, output: IO[str] | None = None, *,
+                  env: dict[str, str] | None = None, root: Path = ROOT
+                  ) -> AsyncIterator[trio.Process]:
     """Run a helper process until the block ends; wait until ``ready_url`` answers. Its
-    output goes to ``output`` (a file, e.g. for lmsd's JSON events), else to our stderr."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    output goes to ``output`` (a file, e.g. for lmsd's JSON events), else to our stderr.
+    ``root``: the checkout it runs from (another one: a baseline); ``env``: its whole
+    environment (default ours), PYTHONPATH led by ``root``."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(partial_run(args, env, output))
+        proc: trio.Process = await nursery.start(partial_run(args, env, output, root))
         try:
             await wait_until_answering(ready_url)
             yield proc
@@ -50,11 +54,12 @@ async def process(args: list[str], ready_url: str,
             proc.terminate()
 
 
-def partial_run(args: list[str], env: dict[str, str], output: IO[str] | None = None):
+def partial_run(args: list[str], env: dict[str, str], output: IO[str] | None = None,
+                root: Path = ROOT):
     sink = output or sys.stderr
 
     async def run(task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED) -> None:
-        await trio.run_process(args, env=env, cwd=ROOT, check=False, stdout=sink,
+        await trio.run_process(args, env=env, cwd=root, check=False, stdout=sink,
                                stderr=sink, task_status=task_status)
     return run
 

@@ -16,15 +16,26 @@ request that followed another front's conversation was about 2 ms cheaper than o
 followed its own (bench/RESULTS.md).
 
     python bench/overhead.py [--n 300] [--front all|messages|responses|chat ...]
+
+``--otel`` measures what tracing costs, same run, interleaved: lmsd with tracing off (no
+``OTEL_*``: its hooks are one call each), on (exporting to a sink in this process), and
+with ``--base DIR`` a checkout without the hooks (e.g. ``git worktree add DIR <commit>``).
+
+    python bench/overhead.py --otel [--base DIR] [--n 200] [--front messages]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import trio
@@ -164,13 +175,96 @@ async def main(n: int, names: list[str]) -> None:
             for name, (ttft, tot) in added.items()))
 
 
+class Sink:
+    """An OTLP/HTTP endpoint that accepts every export (200) and counts its bytes."""
+
+    def __init__(self) -> None:
+        self.posts = self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                sink.posts += 1
+                sink.bytes += len(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+
+async def otel_main(n: int, names: list[str], base: Path | None) -> None:
+    """Direct, lmsd off, lmsd on (and lmsd from ``base``), interleaved request by request."""
+    sink = Sink()
+    quiet = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    variants: dict[str, tuple[dict[str, str], Path]] = {
+        "off": (quiet, ROOT),
+        "on": (dict(quiet, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=sink.url), ROOT)}
+    if base is not None:
+        variants["base"] = (quiet, base.resolve())
+    emu_port = free_port()
+    emu_url = f"http://127.0.0.1:{emu_port}"
+    state = ROOT / "bench/out" / f"state-otel-{time.time():.0f}"
+    py = sys.executable
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(process(
+            [py, "-m", "tests.emulator", "--port", str(emu_port), "--context-length",
+             "262144"], f"{emu_url}/v1/models"))
+        urls = {}
+        for name, (env, root) in variants.items():
+            port, admin = free_port(), free_port()
+            urls[name] = f"http://127.0.0.1:{port}"
+            await stack.enter_async_context(process(
+                [py, "-m", "lmsd", "serve", "--listen", f"127.0.0.1:{port}", "--admin-listen",
+                 f"127.0.0.1:{admin}", "--upstream", emu_url, "--model", MODEL, "--state-dir",
+                 str(state / name), "--log-level", "warning"], f"{urls[name]}/",
+                env=env, root=root))
+        client = await stack.enter_async_context(httpx.AsyncClient(timeout=60.0))
+        for front in (BUILDERS[name]() for name in names):
+            runs: dict[str, list[tuple[float, float]]] = {"direct": [], **{v: [] for v in urls}}
+            for i in range(10 + n):  # the first 10: warm-up
+                timed = [("direct", (f"{emu_url}/v1/responses", front.upstream, b".delta"))]
+                timed += [(v, (f"{u}{front.path}", front.body, front.marker, front.headers))
+                          for v, u in urls.items()]
+                for name, args in timed[i % len(timed):] + timed[:i % len(timed)]:
+                    result = await timed_stream(client, *args)
+                    if i >= 10:
+                        runs[name].append(result)
+            print(f"== {front.path}: {n} runs per path, interleaved ==")
+            print(f"{'path':8} {'ttft p50':>10} {'ttft p99':>10} {'total p50':>10} "
+                  f"{'total p99':>10}")
+            p50 = {}
+            for name, got in runs.items():
+                ttft50, ttft99 = summary([r[0] for r in got])
+                tot50, tot99 = summary([r[1] for r in got])
+                p50[name] = (ttft50, tot50)
+                print(f"{name:8} {ttft50:9.2f}ms {ttft99:9.2f}ms {tot50:9.2f}ms "
+                      f"{tot99:9.2f}ms")
+            for name in ("on", "base"):
+                if name in p50:
+                    print(f"{name} - off, p50: ttft {p50[name][0] - p50['off'][0]:+.2f} ms, "
+                          f"total {p50[name][1] - p50['off'][1]:+.2f} ms")
+    print(f"sink: {sink.posts} exports, {sink.bytes} bytes (tracing was on for 'on')")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--front", action="append", choices=("all", *FRONTS),
                         help="the fronts to measure (repeatable; default all)")
+    parser.add_argument("--otel", action="store_true",
+                        help="tracing off against on (and --base), same run")
+    parser.add_argument("--base", type=Path, help="with --otel: a checkout without tracing")
     args = parser.parse_args()
     chosen = args.front or ["all"]
     selected = list(FRONTS) if "all" in chosen else list(dict.fromkeys(chosen))
-    trio.run(main, args.n, selected)
+    if args.otel:
+        trio.run(otel_main, args.n, selected, args.base)
+    else:
+        trio.run(main, args.n, selected)

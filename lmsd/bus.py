@@ -41,7 +41,7 @@ EVENT_TYPES = frozenset({
     "session.config", "session.record", "session.recorded", "session.reset",
     "store.corrupt", "store.unavailable", "store.write_failed", "store.still_failing",
     "store.recovered",
-    "tool_call.repaired",
+    "tool_call.repaired", "tracing.on", "tracing.unavailable",
     "upstream.bad_event", "upstream.chaining_unsupported", "upstream.dialect",
     "upstream.discovered", "upstream.discovery_lms_failed", "upstream.down",
     "upstream.empty_stream", "upstream.failover", "upstream.ignored_events", "upstream.out",

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import trio
 
 from .log import event, logger
+from .otel import RequestTrace, call, note
 from .protocol.client_keys import client_of
 from .protocol.failures import (
     STALE,
@@ -156,6 +157,7 @@ class Exchange:
     failovers: list[str] = field(default_factory=list)  # upstreams it moved away from
     sent: dict[str, Any] | None = None  # the last body that went to the engine
     recalled: bool = False  # answered from what the engine said of the same request
+    trace: RequestTrace | None = None  # its span, while tracing is on (``otel.py``)
 
     @property
     def plan(self) -> TurnPlan:
@@ -214,6 +216,7 @@ class Exchange:
                 event("chain.stale", level=30, id=reply.message_id, session=self.key[0],
                       previous_response_id=body.get("previous_response_id"), why=stale.kind,
                       action="retrying with the full history")
+                note(self.trace, "retry", cause=stale.kind, upstream=self.upstream.name)
                 if stale.kind == UNSUPPORTED:
                     self.upstream.chaining_refused()  # e.g. llama.cpp's stateless Responses
                 elif self.plan.node is not None and self.store is not None:
@@ -241,6 +244,8 @@ class Exchange:
             return None
         moved = await self.upstream.failover(error)
         if moved is not None:
+            note(self.trace, "failover", cause=error.kind, upstream=self.upstream.name,
+                 to=moved.name)
             self.failovers.append(self.upstream.name)
             self.stale = False
         return moved
@@ -261,7 +266,9 @@ class Exchange:
             raise known
         self.sent = body
         async with self.upstream.keep(body) as sent:
-            return await self._stream(sent, emit, retry_allowed)
+            with call(self.trace, upstream=self.upstream.name, model=sent.get("model"),
+                      engine=getattr(self.upstream, "engine", None)):
+                return await self._stream(sent, emit, retry_allowed)
 
     async def _stream(self, body: dict[str, Any], emit: Emit, retry_allowed: bool
                       ) -> list[Any]:
@@ -356,3 +363,5 @@ class Exchange:
         fields.update(prefill_fields(self.upstream_usage))  # what the engine prefilled
         fields.update(reply.log_fields())
         event("request.end", level=30 if reply.failure else 20, **fields)
+        if self.trace is not None:
+            self.trace.end(fields, repairs=self.repairs, failed=reply.failure is not None)

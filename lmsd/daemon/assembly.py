@@ -32,6 +32,8 @@ from ..fronts.app import create_proxy_app
 from ..fronts.drain import Drain
 from ..log import event, logger
 from ..metrics import Metrics
+from ..otel import Tracing
+from ..otel import setup as setup_tracing
 from ..protocol.guard import is_loopback_host
 from ..sessions.recent import RecentRequests
 from ..sessions.recordings import Recorder
@@ -72,15 +74,19 @@ class Daemon(Proxy):
     metrics: Metrics
     admin_app: QuartTrio
     log_handler: logging.Handler
+    tracing: Tracing | None = None  # while OTEL_* asks for traces (``otel.py``)
 
     async def aclose(self) -> None:
-        """Detach the bus from the log, then close the upstreams and write what the
-        stores hold (shielded: this runs while the daemon is cancelled)."""
+        """Detach the bus from the log, then close the upstreams, write what the stores
+        hold and export the spans still queued (shielded: this runs while the daemon is
+        cancelled)."""
         logger.removeHandler(self.log_handler)
         with trio.CancelScope(shield=True):
             await self.router.aclose()
             await self.history.flush()  # the answers kept since the last write
             await self.store.aclose()
+            if self.tracing is not None:  # the SDK joins its export thread: not on trio's
+                await trio.to_thread.run_sync(self.tracing.shutdown)
 
 
 def _proxy(settings: Settings, backends: list[Backend], router: Router, store: SessionStore,
@@ -137,6 +143,7 @@ async def assemble(settings: Settings, *, lms: LmsCli | None = None) -> Daemon:
         event("config.adjusted", level=30, key=key, note=note)
     metrics = Metrics()
     bus.add_listener(metrics.observe)
+    tracing = setup_tracing()  # before the upstream clients: they carry the traceparent
     lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
     backends = [await build_backend(settings, config, lms)
                 for config in settings.upstream_list()]
@@ -167,7 +174,7 @@ async def assemble(settings: Settings, *, lms: LmsCli | None = None) -> Daemon:
                                  ready=router.readiness, upstreams=router.upstreams_json,
                                  forget=router.forget, recorder=recorder)
     return Daemon(**vars(proxy), bus=bus, metrics=metrics, admin_app=admin_app,
-                  log_handler=handler)
+                  log_handler=handler, tracing=tracing)
 
 
 def replay_proxy(settings: Settings,

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 import trio
-from quart import Response
+from quart import Response, request
 
 from ..asgi import Rendered
 from ..config.sections import FrontSettings
 from ..exchange import REPAIRED_CALL_PREFIX, Exchange, Reply
 from ..log import event
+from ..otel import RequestTrace, start_request
 from ..protocol.failures import Failure
 from ..protocol.fit import check_fit, wants_exact_count
 from ..protocol.pivot import Conversation
@@ -117,7 +118,20 @@ async def run_turn(front: Front[Any], settings: FrontSettings, router: Router,
 async def start_turn(front: Front[Any], settings: FrontSettings, router: Router,
                      store: SessionStore, path_id: str | None) -> Exchange:
     """Validate, map the model, check the fit, plan the turn (full or chained): the
-    exchange to run."""
+    exchange to run. Traced (``otel.py``): the span begins here, continuing the client's
+    ``traceparent``; a request refused before its turn ends it."""
+    trace = start_request(request.headers, front=front.name)
+    try:
+        return await _start_turn(front, settings, router, store, path_id, trace)
+    except BaseException as exc:
+        if trace is not None:
+            trace.refused(exc)
+        raise
+
+
+async def _start_turn(front: Front[Any], settings: FrontSettings, router: Router,
+                      store: SessionStore, path_id: str | None, trace: RequestTrace | None
+                      ) -> Exchange:
     asked = await front.ask(await read_json(), path_id)
     conv, cap = asked.conv, settings.max_tokens_cap
     if cap and conv.max_output_tokens is not None and conv.max_output_tokens > cap:
@@ -146,8 +160,11 @@ async def start_turn(front: Front[Any], settings: FrontSettings, router: Router,
           estimate_tokens=estimate,
           chain=plan.node.response_id if plan.node else None, chain_miss=plan.miss,
           **routed.upstream_fields())
+    if trace is not None:
+        trace.placed(asked.model, route.model, asked.session, asked.agent)
     return Exchange(binding, reply, store=store, front=front.name, stream=asked.stream,
-                    repair=repair_for(settings, asked.conv) if asked.repair else None)
+                    repair=repair_for(settings, asked.conv) if asked.repair else None,
+                    trace=trace)
 
 
 def repair_for(settings: FrontSettings, conv: Conversation) -> SplitRepair | None:

@@ -19,6 +19,7 @@ import httpx
 import trio
 
 from ..log import event
+from ..otel import trace_client
 from ..protocol.failures import (
     BadRequest,
     Failure,
@@ -100,6 +101,7 @@ class Upstream:
         )
         self.base_url = ""  # shown; set_base_url points the client at the real one
         self.set_base_url(base_url)
+        trace_client(self.client)  # while tracing is on (under the tap: replay unwraps it)
         tap(self.client)  # records only while a recorded session's request is served
         self._models: tuple[float, list[str], list[str]] | None = None
         self.listed: list[LoadedModel] = []  # the loaded models of the last listing read

@@ -41,6 +41,11 @@ class Binding:
         return self._route.upstream
 
     @property
+    def engine(self) -> str:
+        """What serves there, as errors name it (``gen_ai.provider.name`` in traces)."""
+        return self._backend.server_name
+
+    @property
     def _backend(self) -> Backend:
         return self._route.backend
 
