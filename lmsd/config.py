@@ -166,6 +166,10 @@ class UpstreamConfig:
     max_concurrent: int = 0  # 0: no limit of lmsd's own
     model: str = ""  # the target of claude-* names here, else the global model
     model_map: dict[str, str] = field(default_factory=dict)  # over the global one
+    #: A cluster's gateway (SMG, vLLM's router) in front of many replicas: it owns
+    #: placement, so lmsd pins no slots and saves no slot files through it, and one
+    #: replica's failure does not take the whole gateway out of rotation.
+    gateway: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -201,7 +205,7 @@ def _upstream_entry(value: Any) -> UpstreamConfig:
         "name": _name, "kind": _choice(*KINDS), "api_key": _string,
         "models": _list(lambda items: [i.strip() for i in items if i.strip()]),
         "weight": _positive(float), "max_concurrent": _non_negative_int, "model": _string,
-        "model_map": _mapping}
+        "model_map": _mapping, "gateway": _gateway}
     for key, parse in parsers.items():
         if key in value:
             try:
@@ -217,6 +221,12 @@ def _name(value: Any) -> str:
     if not text or not all(c.isalnum() or c in "._-:" for c in text):
         raise ValueError(f"use letters, digits, '.', '_', '-' or ':', got {value!r}")
     return text
+
+
+def _gateway(value: Any) -> str:
+    """A gateway's name for ``/upstreams`` (``smg``, ``vllm-router``); empty: not one."""
+    text = _string(value).strip()
+    return _name(text) if text else ""
 
 
 def _upstreams(value: Any) -> list[UpstreamConfig]:
