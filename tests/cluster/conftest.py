@@ -15,8 +15,13 @@ from .gateway import Gateway, smg_binary, start_gateway
 
 
 @pytest.fixture
-async def engines(nursery: trio.Nursery) -> list[Any]:
-    smg_binary()  # skip before starting engines when there is no gateway to test
+def smg_bin() -> Any:
+    """The gateway's binary; skips (with the reason) before any engine starts."""
+    return smg_binary()
+
+
+@pytest.fixture
+async def engines(nursery: trio.Nursery, smg_bin: Any) -> list[Any]:
     return [await start_llama_server(nursery, n_ctx=8192, slots=2, extra_args=["--metrics"])
             for _ in range(2)]
 

@@ -82,7 +82,7 @@ async def lmsd_over(start_lmsd: Any, gateway: Gateway, kind: str) -> Any:
         {"name": "cluster", "url": gateway.url, "kind": kind, "gateway": "smg"}])
 
 
-@pytest.mark.parametrize("kind", ["chat", "messages"])
+@pytest.mark.parametrize("kind", ["chat", "messages", "responses"])
 async def test_the_gateway_pins_each_session_key_to_a_worker(
         start_lmsd, engines, gateway, kind):
     server = await lmsd_over(start_lmsd, gateway, kind)
