@@ -7,6 +7,8 @@ Same engines, same sessions, one gateway per mode, run one after the other:
   subagent) and SMG's ``--policy manual``, which pins each key to a worker;
 - ``override``: lmsd's key over SMG's ``cache_aware`` (``--routing-key-override``: a
   known key goes where it went, a new one where cache_aware says);
+- ``hashing`` (not run unless named): lmsd's key and SMG's ``consistent_hashing`` (a
+  key's worker is its hash's: no random assignment, no move until the ring changes);
 - ``cache_aware``: no key (``affinity_headers = []``): SMG guesses from the prompt's
   prefix (its radix tree of what it sent where);
 - ``round_robin``: no key, no guess.
@@ -23,7 +25,7 @@ first token of the main sessions' turns from turn 2 on, requests per worker (SMG
 ``smg_worker_requests_total``), and each mode's ratio to ``manual``.
 
     python bench/cluster.py [--sessions 4] [--turns 12] [--words 150] [--slots 3]
-                            [--modes manual,override,cache_aware,round_robin]
+                            [--modes manual,override,hashing,cache_aware,round_robin]
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ WORDS = PROSE.split(" ")
 MODES: dict[str, tuple[list[str], bool]] = {
     "manual": (["--policy", "manual"], True),
     "override": (["--policy", "cache_aware", "--routing-key-override"], True),
+    "hashing": (["--policy", "consistent_hashing"], True),
     "cache_aware": (["--policy", "cache_aware"], False),
     "round_robin": (["--policy", "round_robin"], False),
 }
@@ -192,5 +195,5 @@ if __name__ == "__main__":
     parser.add_argument("--ctx-per-slot", type=int, default=16384)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default="manual,override,cache_aware,round_robin")
     trio.run(main, parser.parse_args())
