@@ -17,9 +17,10 @@ Claude-Code-shaped sessions: each shares Claude Code's captured system prompt, t
 its own history (a tool output's worth of words a turn); every ``--subagent-every`` turns
 a session runs a subagent (its own system prompt and key, two turns) and a side request
 (a haiku-class title, one short turn). Sessions take turns in a shuffled order each round
-(fixed seed). Engines: ``--parallel SLOTS``, no RAM prompt cache (``--cache-ram 0``), so a
-turn sent to the worker that does not hold its prefix prefills it all; fresh engines per
-mode. Reported per mode: prompt tokens the engines prefilled (their own ``/metrics``:
+(fixed seed). Engines: ``--parallel SLOTS``, no RAM prompt cache (``--cache-ram 0``, unless
+``--cache-ram MiB``), so a turn sent to the worker that does not hold its prefix prefills
+it all; fresh engines per mode. Reported per mode: prompt tokens the engines prefilled
+(their own ``/metrics``:
 ``llamacpp:prompt_tokens_total`` counts only what was computed), median and p90 time to
 first token of the main sessions' turns from turn 2 on, requests per worker (SMG's own
 ``smg_worker_requests_total``), and each mode's ratio to ``manual``.
@@ -142,7 +143,7 @@ async def run(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     async with trio.open_nursery() as nursery, httpx.AsyncClient(timeout=900) as http:
         engines = [await start_llama_server(
             nursery, n_ctx=args.ctx_per_slot * args.slots, slots=args.slots,
-            extra_args=["--metrics", "--cache-ram", "0"]) for _ in range(2)]
+            extra_args=["--metrics", "--cache-ram", str(args.cache_ram)]) for _ in range(2)]
         gateway = await start_gateway(nursery, [e.url for e in engines], policy=policy[1],
                                       extra=policy[2:])
         port, admin = free_port(), free_port()
@@ -194,6 +195,9 @@ if __name__ == "__main__":
     parser.add_argument("--slots", type=int, default=3, help="slots per engine")
     parser.add_argument("--ctx-per-slot", type=int, default=16384)
     parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--cache-ram", type=int, default=0,
+                        help="llama-server's RAM prompt cache in MiB (0: none, as here by "
+                             "default; the engine's own default is 8192)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--modes", default="manual,override,cache_aware,round_robin")
     trio.run(main, parser.parse_args())
