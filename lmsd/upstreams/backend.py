@@ -108,10 +108,12 @@ class Backend:
 
     def failed(self, error: Failure, now: float, *, check: bool = False) -> None:
         """A request or an active check (``check``) says this upstream is unwell. A
-        gateway's request counts only when nothing listens: any other failure is one
-        replica's, the gateway moves the key off it and its other replicas serve on."""
+        gateway's request counts only when the gateway itself failed (nothing listens, it
+        refused the key): any other failure is one replica's, the gateway moves the key
+        off it and its other replicas serve on."""
         certain = isinstance(error, Unreachable)  # nothing listens: no need to count
-        if self.config.gateway and not certain and not check:
+        own = certain or isinstance(error, UpstreamAuth) or check
+        if self.config.gateway and not own:
             event("upstream.replica_failed", level=30, upstream=self.name,
                   gateway=self.config.gateway, error=error.message,
                   effect="not counted against the gateway")

@@ -88,6 +88,18 @@ async def test_a_gateway_that_refuses_connections_is_taken_out(start_lmsd, pair)
     assert server.router.backend("gw").breaker.state == "open"
 
 
+async def test_a_gateway_that_refuses_the_key_is_counted(start_lmsd, pair):
+    gw, _ = pair
+    server = await start_pair(start_lmsd, pair)
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
+                                        max_retries=0) as client:
+        gw.emu.inject(Fault.http(401, "invalid api key"))  # the gateway's own refusal
+        answer = await Conversation(client, "s-one").send("hello")
+    assert answer.stop_reason in ("end_turn", "tool_use")  # answered by the other one
+    assert server.router.backend("gw").breaker.consecutive == 1
+    assert not [e for e in server.bus.recent if e["type"] == "upstream.replica_failed"]
+
+
 def test_gateway_is_an_upstream_setting(tmp_path):
     path = tmp_path / "lmsd.toml"
     path.write_text('[[upstreams]]\nurl = "http://gw:30000"\ngateway = "smg"\n'
