@@ -46,6 +46,7 @@ EVENT_TYPES = frozenset({
     "upstream.discovered", "upstream.discovery_lms_failed", "upstream.down",
     "upstream.empty_stream", "upstream.failover", "upstream.ignored_events", "upstream.out",
     "upstream.one_at_a_time", "upstream.placed", "upstream.refused", "upstream.rejoined",
+    "upstream.replica_failed",
     "upstream.up",
     "log.file_failed", "request.failed", "server.error", "session.record_failed",
     "dropped",  # sent by the bus itself to a subscriber that read too slowly

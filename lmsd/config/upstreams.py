@@ -35,6 +35,10 @@ class UpstreamConfig:
     max_concurrent: int = 0  # 0: no limit of lmsd's own
     model: str = ""  # the target of claude-* names here, else the global model
     model_map: dict[str, str] = field(default_factory=dict)  # over the global one
+    #: A cluster's gateway (SMG, vLLM's router) in front of many replicas: it owns
+    #: placement, so lmsd pins no slots and saves no slot files through it, and one
+    #: replica's failure does not take the whole gateway out of rotation.
+    gateway: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -64,7 +68,13 @@ def _name(value: Any) -> str:
 _ENTRY: dict[str, Callable[[Any], Any]] = {
     "name": _name, "kind": choice(*KINDS), "api_key": string, "models": names,
     "weight": positive(float), "max_concurrent": non_negative_int, "model": string,
-    "model_map": mapping}
+    "model_map": mapping, "gateway": lambda value: _gateway(value)}
+
+
+def _gateway(value: Any) -> str:
+    """A gateway's name for ``/upstreams`` (``smg``, ``vllm-router``); empty: not one."""
+    text = string(value).strip()
+    return _name(text) if text else ""
 
 
 def _upstream_entry(value: Any) -> UpstreamConfig:

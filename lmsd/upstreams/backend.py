@@ -83,6 +83,8 @@ class Backend:
                                on_reloaded=self._reloaded)
         #: Keeps its conversations' prefixes in the engine's cache (``keep_warm``).
         self.keeper = CacheKeeper(self.name, upstream, cache)
+        if self.config.gateway:  # the gateway places requests on its replicas, not lmsd
+            self.keeper.enabled = False
         self._was_reachable: bool | None = None
         self._refused_before = False  # the last poll found nothing listening
         self.chaining_refused = False  # the engine keeps no stored responses
@@ -107,9 +109,18 @@ class Backend:
         if self.breaker.success():
             event("upstream.rejoined", upstream=self.name, url=self.base_url)
 
-    def failed(self, error: Failure, now: float) -> None:
-        """A request or an active check says this upstream is unwell."""
+    def failed(self, error: Failure, now: float, *, check: bool = False) -> None:
+        """A request or an active check (``check``) says this upstream is unwell. A
+        gateway's request counts only when the gateway itself failed (nothing listens, it
+        refused the key): any other failure is one replica's, the gateway moves the key
+        off it and its other replicas serve on."""
         certain = isinstance(error, Unreachable)  # nothing listens: no need to count
+        own = certain or isinstance(error, UpstreamAuth) or check
+        if self.config.gateway and not own:
+            event("upstream.replica_failed", level=30, upstream=self.name,
+                  gateway=self.config.gateway, error=error.message,
+                  effect="not counted against the gateway")
+            return
         if self.breaker.failure(now, error.message, certain=certain):
             event("upstream.out", level=30, upstream=self.name, url=self.base_url,
                   error=error.message, retry_in_s=self.breaker.wait,
@@ -130,7 +141,7 @@ class Backend:
         elif self.watcher.reachable is False:
             error = self.watcher.last_error or "not reachable"
             self.failed(Unreachable(error) if self.watcher.nothing_listens else
-                        UpstreamBroken(error), trio.current_time())
+                        UpstreamBroken(error), trio.current_time(), check=True)
 
     def _reloaded(self, model: str) -> None:
         self.keeper.lost(f"the watcher reloaded {model} (its cache is empty)")

@@ -307,4 +307,7 @@ class Router:
         now = trio.current_time()
         active = self.placement.active(now)
         return [{**backend.to_json(now, active.get(backend.name, ())),
+                 **({"gateway": {"name": backend.config.gateway,  # and where the key goes
+                                 "key_headers": list(self.settings.affinity_headers)}}
+                    if backend.config.gateway else {}),
                  "active_window_s": self.placement.active_window} for backend in self.backends]

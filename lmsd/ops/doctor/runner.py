@@ -35,7 +35,7 @@ from .context import CHECK as CONTEXT_CHECK
 from .context import check_context_env, loaded_contexts
 from .host import check_port, check_service, check_state_dir
 from .network import check_network
-from .result import FAIL, Result
+from .result import FAIL, OK, WARN, Result
 from .shell import check_attribution, check_auth, check_base_url, check_claude
 from .upstream import (
     check_api,
@@ -110,6 +110,7 @@ async def every_upstream(settings: Settings, env: dict[str, str],
         first, found = await _found(one, env, upstream, source)
         for result in (first, await guarded("api", partial(check_api, one, found, upstream)),
                        await guarded("model", partial(check_models, one, found, upstream)),
+                       gateway_cache(settings, config) or
                        await guarded("cache", partial(check_cache, one, found,
                                                       (learned or {}).get(config.name)))):
             results.append(replace(result, check=f"{result.check} [{config.name}]")
@@ -121,6 +122,19 @@ async def every_upstream(settings: Settings, env: dict[str, str],
     smallest = [min(contexts)] if contexts else []
     return [*results, Result(CONTEXT_CHECK, *check_context_env(env, smallest)),
             await guarded("codex", partial(_codex, settings, env, smallest))]
+
+
+def gateway_cache(settings: Settings, config: UpstreamConfig) -> Result | None:
+    """For a cluster's gateway: which one, and the headers that carry the session key
+    (it keeps each conversation's cache on a replica; lmsd steers no slots through it)."""
+    if not config.gateway:
+        return None
+    headers = ", ".join(settings.affinity_headers) or "none (affinity_headers is empty)"
+    return Result("cache", OK if settings.affinity_headers else WARN,
+                  f"gateway {config.gateway}: it places each conversation on a replica; "
+                  f"the session key goes in {headers}",
+                  None if settings.affinity_headers else
+                  "set affinity_headers to the header the gateway reads")
 
 
 async def _codex(settings: Settings, env: dict[str, str], contexts: list[int]) -> Result:
@@ -151,8 +165,10 @@ async def daemon_upstreams(settings: Settings, local: httpx.AsyncClient,
             continue
         name = str(row.get("name") or default_name(row["url"]))
         kind = row.get("kind") if row.get("kind") in KINDS else "auto"
+        gateway = row.get("gateway", {}).get("name", "") if isinstance(
+            row.get("gateway"), dict) else ""
         used.append(UpstreamConfig(url=row["url"], name=name, kind=kind,
-                                   api_key=keys.get(name, "")))
+                                   api_key=keys.get(name, ""), gateway=str(gateway)))
         cache = row.get("cache")
         if learned is not None and isinstance(cache, dict) and \
                 isinstance(cache.get("restores"), dict) and isinstance(cache.get("restore"), str):

@@ -148,3 +148,22 @@ async def test_every_upstream_is_checked_by_name(emulator, tmp_path, dead_port):
     assert f"127.0.0.1:{dead_port}" in found["lmstudio [lap]"].detail
     assert found["api [lap]"].detail == "chat (configured: upstream_api)"
     assert found["claude_context"].status == "ok"  # the context of the one that answers
+
+
+async def test_a_gateway_says_which_one_and_the_headers_of_the_key(emulator, tmp_path):
+    from lmsd.config import UpstreamConfig
+
+    settings = settings_for(tmp_path, emulator.url)
+    settings.upstreams = [UpstreamConfig(emulator.url, name="cluster", kind="chat",
+                                         gateway="smg")]
+    settings.affinity_headers = ["x-smg-routing-key"]
+    found = {r.check: r for r in await diagnose(
+        settings, shell(tmp_path, settings, **claude_code_env(32768)))}
+    assert found["cache [cluster]"] == Result(
+        "cache [cluster]", "ok", "gateway smg: it places each conversation on a replica; "
+        "the session key goes in x-smg-routing-key")
+    settings.affinity_headers = []
+    found = {r.check: r for r in await diagnose(
+        settings, shell(tmp_path, settings, **claude_code_env(32768)))}
+    assert found["cache [cluster]"].status == "warn"
+    assert "affinity_headers" in found["cache [cluster]"].fix
