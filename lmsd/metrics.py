@@ -48,6 +48,10 @@ class Metrics:
                              ["result", "front"], registry=r)
         self.reloads = Counter("lmsd_model_reloads", "Model reloads by the watcher",
                                ["result"], registry=r)
+        self.loads = Counter("lmsd_model_loads", "Models lmsd loaded for a request",
+                             ["result"], registry=r)
+        self.load_seconds = Histogram("lmsd_model_load_seconds", "How long a load lmsd "
+                                      "asked for took", buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_up = Gauge("lmsd_upstream_up", "1 when the upstream answers its "
                                  "watcher's polls", ["upstream"], registry=r)
         self.upstream_requests = Counter("lmsd_upstream_requests", "Requests by the "
@@ -116,6 +120,11 @@ class Metrics:
             self.reloads.labels("ok").inc()
         elif kind == "model.reload_failed":
             self.reloads.labels("failed").inc()
+        elif kind == "model.load":
+            self.loads.labels("ok").inc()
+            self.load_seconds.observe(float(event.get("seconds") or 0))
+        elif kind == "model.load_failed":
+            self.loads.labels("failed").inc()
         elif kind in ("upstream.up", "upstream.down"):
             self.upstream_up.labels(_upstream(event)).set(kind == "upstream.up")
         elif kind in ("upstream.out", "upstream.rejoined"):

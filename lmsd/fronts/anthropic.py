@@ -34,6 +34,7 @@ from ..protocol.models import (
     openai_entry,
     openai_listing,
     served_contexts,
+    served_loaded,
 )
 from ..protocol.sse import PING, encode_all
 from ..protocol.tokens import count_text, estimate_tokens
@@ -151,7 +152,8 @@ def install(app: QuartTrio, settings: FrontSettings, router: Router, store: Sess
         limit = _int_arg("limit", default=20 if anthropic_client else 1000, lo=1, hi=1000)
         served = await _served_models(model_settings, router)
         return json_response(openai_listing(models_page(
-            served.listed, target=served.target, contexts=served.contexts(), limit=limit,
+            served.listed, target=served.target, contexts=served.contexts(),
+            loaded=served.loaded_flags(), limit=limit,
             after_id=request.args.get("after_id"), before_id=request.args.get("before_id"),
         )))
 
@@ -162,7 +164,7 @@ def install(app: QuartTrio, settings: FrontSettings, router: Router, store: Sess
             check_session_id(sid)
         served = await _served_models(model_settings, router)
         entries = model_entries(served.listed, target=served.target,
-                                contexts=served.contexts())
+                                contexts=served.contexts(), loaded=served.loaded_flags())
         for entry in entries:
             if entry["id"] == model_id:
                 return json_response(openai_entry(entry))
@@ -203,6 +205,13 @@ class _Served:
             ids = [e["id"] for e in model_entries(self.listed, target=None)]
         return served_contexts(ids, contexts=self.loaded_contexts, loaded=self.loaded,
                                mapping=self.settings.model_map, default=self.settings.model)
+
+    def loaded_flags(self) -> dict[str, bool]:
+        """Whether the model behind each listed id is loaded now (not: loaded on request)."""
+        ids = [e["id"] for e in model_entries(self.listed, target=None)]
+        names = [*self.loaded, *(k for k in self.loaded_contexts if k not in self.loaded)]
+        return served_loaded(ids, loaded=names, mapping=self.settings.model_map,
+                             default=self.settings.model)
 
 
 async def _served_models(settings: ModelSettings, router: Router) -> _Served:

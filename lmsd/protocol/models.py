@@ -83,13 +83,18 @@ def model_entries(
     *,
     target: str | None,
     contexts: Mapping[str, int] | None = None,
+    loaded: Mapping[str, bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Claude aliases first, then the upstream's own models; ``contexts`` maps an id to the
-    context of the model serving it."""
-    contexts = contexts or {}
+    context of the model serving it, ``loaded`` to whether that model is loaded now (an
+    extra ``loaded`` field: a downloaded model that is not is loaded on request)."""
+    contexts, loaded = contexts or {}, loaded or {}
     entries = [claude_entry(alias, target, contexts.get(alias)) for alias in CLAUDE_ALIASES]
     entries += [model_entry(m, m, contexts.get(m))
                 for m in upstream_models if m not in CLAUDE_ALIASES]
+    for entry in entries:
+        if entry["id"] in loaded:
+            entry["loaded"] = loaded[entry["id"]]
     return entries
 
 
@@ -98,12 +103,13 @@ def models_page(
     *,
     target: str | None,
     contexts: Mapping[str, int] | None = None,
+    loaded: Mapping[str, bool] | None = None,
     limit: int = 20,
     after_id: str | None = None,
     before_id: str | None = None,
 ) -> dict[str, Any]:
     """Anthropic's list shape: Claude aliases first, then the upstream's own models."""
-    entries = model_entries(upstream_models, target=target, contexts=contexts)
+    entries = model_entries(upstream_models, target=target, contexts=contexts, loaded=loaded)
     ids = [e["id"] for e in entries]
     start, end = 0, len(entries)
     if after_id in ids:
@@ -147,4 +153,17 @@ def served_contexts(
         target = map_model(model_id, mapping=mapping, default=default, loaded=loaded)
         if target is not None and target in contexts:
             found[model_id] = contexts[target]
+    return found
+
+
+def served_loaded(
+    ids: Sequence[str], *, loaded: Sequence[str], mapping: Mapping[str, str], default: str,
+) -> dict[str, bool]:
+    """Whether the model behind each id lmsd answers to is loaded now (``loaded``: the
+    loaded instance ids and model keys). Ids that map to nothing are left out."""
+    found = {}
+    for model_id in ids:
+        target = map_model(model_id, mapping=mapping, default=default, loaded=loaded)
+        if target is not None:
+            found[model_id] = target in loaded
     return found

@@ -280,8 +280,9 @@ class Backend:
         return await (await self.dialect()).count_tokens(text, model=model)
 
     async def wait_ready(self, model: str) -> None:
-        """Wait while ``model`` is being reloaded; raise if the reload failed."""
-        await self.watcher.wait_ready(model)
+        """Wait while ``model`` is being (re)loaded, load it if it is downloaded but not
+        loaded (LM Studio); raise if that failed or it is not there to load."""
+        await self.watcher.load_for_request(model)
 
     def loaded_contexts(self) -> dict[str, int]:
         """Each loaded model's context length, by model key and by instance id, as the

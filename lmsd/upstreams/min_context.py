@@ -1,10 +1,12 @@
-"""Keeping a model's context at ``min_context`` (the watcher's second job).
+"""Keeping a model's context at ``min_context`` (the watcher's second job), and loading a
+model a request names at that context (``load_for_request``: one load, where LM Studio's
+own JIT load and the reload after it were two).
 
 A model loaded below the minimum is reloaded with ``max(min_context, current)`` tokens
 (LM Studio's REST API, else the ``lms`` CLI), never above its ``max_context_length`` and
 never shrinking it. A user who puts a model back below the minimum by hand is not fought:
 the watcher backs off, doubling each time. A failed reload puts the model back as it was;
-requests for a model being reloaded wait for it (``wait_ready``).
+requests for a model being reloaded or loaded wait for it (``wait_ready``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import trio
 
 from ..config.sections import WatchSettings
 from ..log import event
-from ..protocol.failures import Failure, ModelUnavailable
-from ..protocol.servers.lmstudio import LoadedModel
+from ..protocol.failures import Failure, ModelUnavailable, NotFound
+from ..protocol.servers.lmstudio import V1, LoadedModel
 from .client import Upstream
 
 BACKOFF_FIRST = 60.0
@@ -51,11 +53,14 @@ class ContextEnforcer:
     lms: Lms | None
     on_reloaded: Callable[[str], None] | None
     _reloading: dict[str, trio.Event]
-    _failed: dict[str, str]
+    _failed: dict[str, Failure]  # what requests that waited for a (re)load are told
     _raised: dict[str, int]
     _backoff: dict[str, tuple[float, float]]
     _capped_warned: set[str]
     _loaded_by_us: set[str]
+    models: dict[str, LoadedModel]
+    source: str | None
+    max_contexts: dict[str, int]
 
     async def _fetch(self) -> tuple[dict[str, LoadedModel], str]:
         raise NotImplementedError  # the watcher's listing
@@ -124,7 +129,8 @@ class ContextEnforcer:
                 self.on_reloaded(m.key)
         except Exception as exc:  # any failure: report, back off, try to restore
             reason = str(exc) or type(exc).__name__
-            self._failed[m.key] = reason
+            self._failed[m.key] = ModelUnavailable(
+                f"LM Studio could not reload {m.key} with a larger context: {reason}")
             _, delay = self._backoff.get(m.key, (0.0, BACKOFF_FIRST / 2))
             self._back_off(m.key, delay)
             event("model.reload_failed", level=40, model=m.key, instance=m.instance_id,
@@ -143,12 +149,23 @@ class ContextEnforcer:
         unload = await self._post("/api/v1/models/unload", {"instance_id": m.instance_id})
         if unload.status_code in (404, 405) and b"instance" not in unload.content:
             raise _NoRestApi
-        load = await self._post("/api/v1/models/load", {"model": m.key,
-                                                         "context_length": target})
+        await self._load_rest(m.key, target)
+        return "rest"
+
+    async def _load_rest(self, key: str, context_length: int | None) -> int | None:
+        """``POST /api/v1/models/load``; the context LM Studio says it loaded with."""
+        body: dict[str, Any] = {"model": key}
+        if context_length is not None:
+            body["context_length"] = context_length
+        load = await self._post("/api/v1/models/load", body)
         if load.status_code != 200:
             raise RuntimeError(f"LM Studio refused the load (HTTP {load.status_code}): "
                                f"{load.text[:300]}")
-        return "rest"
+        try:
+            loaded = (load.json().get("load_config") or {}).get("context_length")
+        except (ValueError, AttributeError):
+            loaded = None
+        return loaded if isinstance(loaded, int) else context_length
 
     async def _reload_lms(self, m: LoadedModel, target: int) -> str:
         if self.lms is None or not self.lms.available:
@@ -175,6 +192,72 @@ class ContextEnforcer:
             except (httpx.HTTPError, Failure, ValueError, Busy) as exc:
                 event("model.restore_failed", level=40, model=m.key, error=str(exc))
 
+    # -- loading the model a request names ----------------------------------------------------
+
+    def is_loaded(self, model: str) -> bool:
+        return any(model in (m.key, m.instance_id) for m in self.models.values())
+
+    async def load_for_request(self, model: str) -> None:
+        """Before a request for ``model`` is sent: wait for its load or reload under way;
+        load it once at ``min_context`` when LM Studio has it downloaded but not loaded
+        (requests that arrive meanwhile wait for the same load); refuse a model it has not
+        downloaded (404, naming what it can serve). Only where LM Studio's REST listing
+        answered: it names every downloaded model, and its load API takes the context."""
+        if model in self._reloading:
+            return await self.wait_ready(model)
+        if self.source != V1 or self.is_loaded(model):
+            return None
+        done = self._reloading[model] = trio.Event()  # claimed before any await: one load
+        self._failed.pop(model, None)
+        try:
+            await self._load_fresh(model)
+        finally:
+            self._reloading.pop(model, None)
+            done.set()
+        if model in self._failed:
+            raise self._failed[model]
+        return None
+
+    async def _load_fresh(self, model: str) -> None:
+        """Look again (the last poll may be old: it may have been loaded or downloaded
+        since), then load it, or say why not."""
+        try:
+            models, source = await self._fetch()
+        except (httpx.HTTPError, Failure, ValueError, Busy):
+            models, source = {}, V1  # the last look will do; the load says the rest
+        if source == V1 and any(model in (m.key, m.instance_id) for m in models.values()):
+            self.models.update({iid: m for iid, m in models.items() if m.key == model})
+            return
+        known = self.upstream.known
+        if model not in known:
+            self._failed[model] = NotFound(
+                f"model {model!r} not found: LM Studio at {self.upstream.base_url} has not "
+                f"downloaded it; it can serve {', '.join(known) or 'nothing (download one)'}")
+            return
+        target: int | None = None
+        if self.settings.watch:  # the context lmsd would raise it to after a default load
+            target = self.settings.min_context
+            cap = self.max_contexts.get(model)
+            if cap is not None and target > cap:
+                target = cap
+        event("model.loading", model=model, why="request", context_length=target)
+        started = trio.current_time()
+        try:
+            with trio.fail_after(LOAD_TIMEOUT):
+                loaded = await self._load_rest(model, target)
+        except Exception as exc:  # any failure: the waiting requests are told why
+            reason = str(exc) or type(exc).__name__
+            self._failed[model] = ModelUnavailable(f"LM Studio could not load {model}: {reason}")
+            event("model.load_failed", level=40, model=model, why="request", error=reason)
+            return
+        seconds = round(trio.current_time() - started, 3)
+        self.models[model] = LoadedModel(model, model, loaded, self.max_contexts.get(model))
+        self._loaded_by_us.add(model)
+        event("model.load", model=model, why="request", context_length=loaded,
+              seconds=seconds)
+        if self.on_reloaded is not None:
+            self.on_reloaded(model)
+
     def reloading(self, model: str) -> bool:
         return model in self._reloading
 
@@ -188,5 +271,4 @@ class ContextEnforcer:
         key = next((m.key for m in self.models.values() if model in (m.key, m.instance_id)),
                    model)
         if key in self._failed:
-            raise ModelUnavailable(f"LM Studio could not reload {key} with a larger context: "
-                                   f"{self._failed[key]}")
+            raise self._failed[key]

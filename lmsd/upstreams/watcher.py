@@ -62,7 +62,8 @@ class Watcher(ContextEnforcer):
         self.refused: str | None = None  # why the upstream refuses lmsd, with the fix
         self._refused_polls = 0
         self._reloading: dict[str, trio.Event] = {}
-        self._failed: dict[str, str] = {}
+        self._failed: dict[str, Failure] = {}
+        self.max_contexts: dict[str, int] = {}  # LM Studio's listing: each model's largest
         self._raised: dict[str, int] = {}
         self._backoff: dict[str, tuple[float, float]] = {}
         self._capped_warned: set[str] = set()
@@ -158,7 +159,7 @@ class Watcher(ContextEnforcer):
         for path in (V1, V0):
             listing = parse_models(path, await self._get(path))
             if listing is not None:
-                self.upstream.known = listing.known
+                self.upstream.known, self.max_contexts = listing.known, listing.max_contexts
                 self.upstream.identified(LM_STUDIO)  # its own listing
                 return {m.instance_id: m for m in listing.loaded}, path
         if self.lms is not None and self.lms.available and await self._is_lmstudio():

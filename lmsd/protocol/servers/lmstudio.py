@@ -30,12 +30,19 @@ class LoadedModel:
 class ModelList:
     loaded: list[LoadedModel] = field(default_factory=list)
     known: list[str] = field(default_factory=list)  # every LLM the server can serve
+    #: each listed model's largest context (LM Studio's listings), loaded or not
+    max_contexts: dict[str, int] = field(default_factory=dict)
 
 
 def _rows(data: Any, key: str) -> list[dict[str, Any]] | None:
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         return None
     return [row for row in data[key] if isinstance(row, dict)]
+
+
+def _max_contexts(rows: list[dict[str, Any]], key: str) -> dict[str, int]:
+    return {m[key]: m["max_context_length"] for m in rows
+            if isinstance(m.get("max_context_length"), int)}
 
 
 def parse_models(path: str, data: Any) -> ModelList | None:
@@ -52,7 +59,7 @@ def parse_models(path: str, data: Any) -> ModelList | None:
                          m.get("max_context_length"))
              for m in llms for inst in m.get("loaded_instances") or ()
              if isinstance(inst, dict)],
-            [m["key"] for m in llms])
+            [m["key"] for m in llms], _max_contexts(llms, "key"))
     rows = _rows(data, "data")
     if rows is None:
         return None
@@ -62,7 +69,8 @@ def parse_models(path: str, data: Any) -> ModelList | None:
         loaded = {m["id"]: LoadedModel(m["id"], m["id"], m.get("loaded_context_length"),
                                        m.get("max_context_length"))
                   for m in rows if m.get("state") == "loaded"}
-        return ModelList(list(loaded.values()), list(dict.fromkeys(m["id"] for m in rows)))
+        return ModelList(list(loaded.values()), list(dict.fromkeys(m["id"] for m in rows)),
+                         _max_contexts(rows, "id"))
     ids = list(dict.fromkeys(m["id"] for m in rows))  # OpenAI: every listed model serves
     return ModelList([LoadedModel(i, i, None, None) for i in ids], ids)
 
