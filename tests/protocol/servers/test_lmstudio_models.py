@@ -20,6 +20,14 @@ def test_v1_loaded_instances_with_context():
     assert listing.loaded == [LoadedModel("qwen", "qwen", 4096, 262144),
                               LoadedModel("qwen", "qwen:2", 32768, 262144)]
     assert listing.known == ["qwen", "gemma"]
+    assert listing.max_contexts == {"qwen": 262144}  # gemma's is not said
+
+
+def test_v1_max_context_of_a_model_not_loaded():
+    """What lmsd caps a load on request at (``min_context`` may exceed a small model's)."""
+    listing = parse_models(V1, {"models": [
+        {"type": "llm", "key": "gemma", "max_context_length": 8192, "loaded_instances": []}]})
+    assert listing.loaded == [] and listing.max_contexts == {"gemma": 8192}
 
 
 def test_v0_rows_deduplicated():
@@ -32,6 +40,7 @@ def test_v0_rows_deduplicated():
     listing = parse_models(V0, data)
     assert listing.loaded == [LoadedModel("qwen", "qwen", 8192, 9)]
     assert listing.known == ["qwen", "vis"]
+    assert listing.max_contexts == {"qwen": 9}
 
 
 def test_openai_list_counts_every_model_as_serving():
