@@ -120,7 +120,8 @@ class StartedEngine:
                     raise
                 why = str(exc)
             first = False
-            self._ready = trio.Event()
+            if self._ready.is_set():  # else those waiting for it keep waiting on this one
+                self._ready = trio.Event()
             delay = self.backoff.after_exit(trio.current_time() - began)
             event("engine.crashed", level=logging.ERROR, model=self.spec.name, pid=self.pid,
                   why=why, restart_in_s=delay)
@@ -147,9 +148,11 @@ class StartedEngine:
             else:
                 self._ready.set()
                 url = f"http://{self.host}:{self.port}"
-                event("engine.restarted" if task_status is None else "engine.started",
-                      model=self.spec.name, pid=process.pid, url=url, restarts=self.restarts)
-                if task_status is not None:
+                if task_status is None:
+                    event("engine.restarted", model=self.spec.name, pid=process.pid, url=url,
+                          restarts=self.restarts)
+                else:
+                    event("engine.started", model=self.spec.name, pid=process.pid, url=url)
                     task_status.started(url)
                 await process.wait()
         if failure is not None:
