@@ -18,14 +18,17 @@ from lmsd.config.models import ModelProcess
 from lmsd.upstreams.engines_started import Backoff, EngineFailed, StartedEngine
 
 #: An "engine": says hello on both streams, answers /health, and (``ignore-term``)
-#: does not stop on SIGTERM, or (``fail``) exits at once.
+#: does not stop on SIGTERM, or (``fail``) exits at once, or (``once:PATH``) exits at once
+#: while PATH exists, which its first run creates.
 ENGINE = r"""
-import http.server, signal, sys
+import http.server, os, signal, sys
 port, mode = int(sys.argv[1]), sys.argv[2]
 print("hello from stdout\nsecond line", flush=True)
 print("hello from stderr", file=sys.stderr, flush=True)
-if mode == "fail":
+if mode == "fail" or (mode.startswith("once:") and os.path.exists(mode[5:])):
     sys.exit(3)
+if mode.startswith("once:"):
+    open(mode[5:], "w").close()
 if mode == "ignore-term":
     signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
 class H(http.server.BaseHTTPRequestHandler):
@@ -110,3 +113,31 @@ async def test_an_engine_that_exits_is_restarted_after_its_backoff(nursery, capl
     [crash] = records(caplog, "engine.crashed")
     assert crash["pid"] == first and crash["why"] == "exited with code -9"
     assert records(caplog, "engine.restarted")[0]["pid"] == started.pid
+
+
+async def test_restarts_that_fail_back_off_longer_and_waiters_get_the_one_that_works(
+        nursery, caplog, tmp_path):
+    caplog.set_level(logging.INFO, logger="lmsd")
+    marker = tmp_path / "ran"
+    started = StartedEngine(engine(f"once:{marker}"), backoff=Backoff(first=0.05))
+    await nursery.start(started.run)
+    ready: list[str] = []
+
+    async def waiter() -> None:
+        ready.append(await started.wait_ready())
+
+    os.kill(started.pid, 9)
+    with trio.fail_after(30):
+        while len(records(caplog, "engine.crashed")) < 3:
+            await trio.sleep(0.01)
+        nursery.start_soon(waiter)
+        while len(records(caplog, "engine.crashed")) < 4:
+            await trio.sleep(0.01)
+        assert ready == [] and started.url is None
+        marker.unlink()
+        while not ready:
+            await trio.sleep(0.01)
+    crashes = records(caplog, "engine.crashed")
+    assert [c["restart_in_s"] for c in crashes[:4]] == [0.05, 0.1, 0.2, 0.4]
+    assert "exited with code 3 before /health" in crashes[1]["why"]
+    assert ready == [started.url]
