@@ -32,6 +32,7 @@ EVENT_TYPES = frozenset({
     "config.adjusted", "config.reload_failed", "config.reloaded",
     "daemon.drain_expired", "daemon.draining", "daemon.listening", "daemon.proxy_exposed",
     "daemon.stopped", "daemon.stopping",
+    "engine.crashed", "engine.killed", "engine.output", "engine.restarted", "engine.started",
     "model.backoff_cleared", "model.context_capped", "model.context_changed",
     "model.context_enforced", "model.context_reverted", "model.load", "model.load_failed",
     "model.loaded", "model.loading", "model.reload_failed",
