@@ -122,13 +122,16 @@ def launch_args(binary: Path, workers: Sequence[str], *, port: int, metrics_port
     """The gateway's command line (README's "A cluster" shows the same): the default
     ``sglang`` backend, whose HTTP router applies the policy to llama-server workers
     (``--backend openai`` proxies to one external provider and ignores it), with fast
-    health checks so a dead worker is dropped within a few seconds."""
+    health checks so a dead worker (its port refuses at once) is dropped within a few
+    seconds, but a long timeout and three failures in a row: an engine busy prefilling
+    on a loaded machine answers ``/health`` late, and one late answer moved a key."""
     return [str(binary), "launch", "--host", "127.0.0.1", "--port", str(port),
             "--worker-urls", *workers, "--policy", policy,
             *(("--routing-key-headers", *key_headers) if key_headers else ()),
             "--prometheus-host", "127.0.0.1", "--prometheus-port", str(metrics_port),
             "--disable-tokenizer-autoload", "--health-check-interval-secs", "1",
-            "--health-failure-threshold", "1", "--log-level", "debug", *extra]
+            "--health-failure-threshold", "3", "--health-check-timeout-secs", "30",
+            "--log-level", "debug", *extra]
 
 
 async def start_gateway(nursery: trio.Nursery, workers: Sequence[str], *,
