@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .parsers import did_you_mean
+from .parsers import did_you_mean, named_tables
 
 PORT = "${PORT}"
 #: Any ``${...}``: ``${PORT}`` is the one lmsd knows, so another is a typo, not literal text.
@@ -121,15 +121,4 @@ def model_process(value: Any) -> ModelProcess:
 
 def model_processes(value: Any) -> list[ModelProcess]:
     """The ``[[models]]`` array of tables; each model named once."""
-    if not isinstance(value, list | tuple):
-        raise ValueError(f"expected [[models]] tables, got {value!r}")
-    entries = []
-    for n, item in enumerate(value):
-        try:
-            entries.append(model_process(item))
-        except ValueError as exc:
-            raise ValueError(f"[{n}] {exc}") from None
-    names = [e.name for e in entries]
-    if dupe := next((n for n in names if names.count(n) > 1), None):
-        raise ValueError(f"two [[models]] are named {dupe!r}: give each a unique name")
-    return entries
+    return named_tables(value, model_process, "[[models]]")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from ..protocol.client_keys import parse_key_lines, parse_pairs
@@ -142,6 +142,30 @@ def _stripped(items: list[str]) -> list[str]:
 
 #: Names, comma-separated or a TOML array, blanks dropped.
 names = str_list(_stripped)
+
+
+class _Named(Protocol):
+    name: str
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def named_tables(value: Any, parse: Callable[[Any], N], what: str) -> list[N]:
+    """An array of tables (``[[upstreams]]``, ``[[models]]``), each parsed by ``parse``
+    (its errors prefixed with its index) and each named once."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected {what} tables, got {value!r}")
+    entries = []
+    for n, item in enumerate(value):
+        try:
+            entries.append(parse(item))
+        except ValueError as exc:
+            raise ValueError(f"[{n}] {exc}") from None
+    names = [e.name for e in entries]
+    if dupe := next((n for n in names if names.count(n) > 1), None):
+        raise ValueError(f"two {what} are named {dupe!r}: give each a unique name")
+    return entries
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -11,6 +11,7 @@ from .parsers import (
     choice,
     did_you_mean,
     mapping,
+    named_tables,
     names,
     non_negative_int,
     positive,
@@ -105,13 +106,4 @@ def upstreams(value: Any) -> list[UpstreamConfig]:
         value = [v for v in value.split(",") if v.strip()]
     if not isinstance(value, list | tuple):
         raise ValueError(f"expected [[upstreams]] tables or URL,URL, got {value!r}")
-    entries = []
-    for n, item in enumerate(value):
-        try:
-            entries.append(_upstream_entry(item))
-        except ValueError as exc:
-            raise ValueError(f"[{n}] {exc}") from None
-    given = [e.name for e in entries]
-    if dupe := next((n for n in given if given.count(n) > 1), None):
-        raise ValueError(f"two upstreams are named {dupe!r}: give each a unique name")
-    return entries
+    return named_tables(value, _upstream_entry, "upstreams")
