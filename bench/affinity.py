@@ -26,7 +26,6 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, free_port, percentile, process
+from bench.common import ROOT, free_port, one_turn, percentile, process
 from tests.engine.llama_server import MODEL_ALIAS, start_llama_server
 
 PROSE = ("the function returns a list of paths under the project root and the test reads "
@@ -60,27 +59,6 @@ async def prompt_tokens(http: httpx.AsyncClient, url: str) -> float:
         if line.startswith("llamacpp:prompt_tokens_total"):
             return float(line.split()[-1])
     raise RuntimeError(f"no llamacpp:prompt_tokens_total at {url}/metrics")
-
-
-async def one_turn(http: httpx.AsyncClient, url: str, session: int, body: dict[str, Any]
-                   ) -> tuple[float, str]:
-    """Stream one turn; (time to the first text delta, the text)."""
-    t0 = time.perf_counter()
-    ttft, text = None, []
-    async with http.stream("POST", f"{url}/v1/messages", json=body, headers={
-            "X-Claude-Code-Session-Id": f"bench-{session}",
-            "anthropic-version": "2023-06-01"}) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = json.loads(line[6:])
-            if data.get("type") == "content_block_delta":
-                ttft = ttft or time.perf_counter() - t0
-                text.append(data["delta"].get("text", ""))
-            if data.get("type") == "error":
-                raise RuntimeError(f"session {session}: {data['error']}")
-    return (ttft if ttft is not None else time.perf_counter() - t0), "".join(text)
 
 
 async def run(routing: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -114,9 +92,10 @@ async def run(routing: str, args: argparse.Namespace) -> dict[str, Any]:
                         history = histories[s]
                         history.append({"role": "user",
                                         "content": user_text(s, turn, args.words)})
-                        ttft, text = await one_turn(http, f"http://127.0.0.1:{port}", s, {
+                        ttft, text = await one_turn(http, f"http://127.0.0.1:{port}", {
                             "model": "claude-sonnet-4-6", "max_tokens": args.max_tokens,
-                            "system": system, "messages": history, "stream": True})
+                            "system": system, "messages": history, "stream": True},
+                            {"X-Claude-Code-Session-Id": f"bench-{s}"})
                         history.append({"role": "assistant", "content": text or "ok"})
                         ttfts.setdefault(turn, []).append(ttft)
                 after = [await prompt_tokens(http, e.url) for e in engines]

@@ -37,7 +37,6 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, free_port, percentile, process
+from bench.common import ROOT, free_port, one_turn, percentile, process
 from tests.cluster.gateway import prefilled, start_gateway
 from tests.engine.llama_server import MODEL_ALIAS, start_llama_server
 
@@ -71,26 +70,6 @@ def system_prompt() -> list[dict[str, Any]]:
 
 def words(seed: int, count: int) -> str:
     return " ".join(WORDS[(seed * 7 + i * 3) % len(WORDS)] for i in range(count))
-
-
-async def one_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any],
-                   headers: dict[str, str]) -> tuple[float, str]:
-    """Stream one turn through lmsd; (time to the first text delta, the text)."""
-    t0 = time.perf_counter()
-    ttft, text = None, []
-    async with http.stream("POST", f"{url}/v1/messages", json=body, headers={
-            **headers, "anthropic-version": "2023-06-01"}) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = json.loads(line[6:])
-            if data.get("type") == "content_block_delta":
-                ttft = ttft or time.perf_counter() - t0
-                text.append(data["delta"].get("text", ""))
-            if data.get("type") == "error":
-                raise RuntimeError(f"{headers}: {data['error']}")
-    return (ttft if ttft is not None else time.perf_counter() - t0), "".join(text)
 
 
 class Sessions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -9,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import trio
@@ -92,3 +93,24 @@ def percentile(values: list[float], q: float) -> float:
 def summary(values: list[float]) -> tuple[float, float]:
     """(median, p99) in milliseconds."""
     return statistics.median(values) * 1000, percentile(values, 0.99) * 1000
+
+
+async def one_turn(http: httpx.AsyncClient, url: str, body: dict[str, Any],
+                   headers: dict[str, str]) -> tuple[float, str]:
+    """Stream one Anthropic turn through lmsd; (time to the first text delta, the
+    text). An ``error`` event raises, naming ``headers`` (the session's)."""
+    t0 = time.perf_counter()
+    ttft, text = None, []
+    async with http.stream("POST", f"{url}/v1/messages", json=body, headers={
+            **headers, "anthropic-version": "2023-06-01"}) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = json.loads(line[6:])
+            if data.get("type") == "content_block_delta":
+                ttft = ttft or time.perf_counter() - t0
+                text.append(data["delta"].get("text", ""))
+            if data.get("type") == "error":
+                raise RuntimeError(f"{headers}: {data['error']}")
+    return (ttft if ttft is not None else time.perf_counter() - t0), "".join(text)
