@@ -109,3 +109,19 @@ async def start(nursery: trio.Nursery) -> Any:
     yield _start
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A real OTLP/HTTP receiver, set as lmsd's trace endpoint the standard way
+    (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``; the other ``OTEL_*`` cleared)."""
+    pytest.importorskip("opentelemetry.sdk",
+                        reason="the otel extra (lmsd[otel]) is not installed")
+    from tests.support.otlp import OTEL_VARS, Receiver
+
+    for name in OTEL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    found = Receiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{found.url}/v1/traces")
+    yield found
+    found.close()

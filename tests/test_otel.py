@@ -8,7 +8,6 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -16,88 +15,17 @@ import pytest
 import trio
 
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra (lmsd[otel]) is not installed")
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-)
 
 from lmsd import otel
 from lmsd.config import load_settings
 from lmsd.daemon.supervisor import Bound, serve
 from tests.support.boxes import boxes, upstreams
 from tests.support.daemon import MODEL
+from tests.support.otlp import OTEL_VARS
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-OTEL_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-             "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME")
-
-
-class Receiver:
-    """An OTLP/HTTP trace receiver on a free port: every span it was sent, as dicts."""
-
-    def __init__(self) -> None:
-        self.spans: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.paths.append(self.path)
-                request = ExportTraceServiceRequest.FromString(body)
-                for resource in request.resource_spans:
-                    service = {a.key: a.value.string_value
-                               for a in resource.resource.attributes}["service.name"]
-                    for scope in resource.scope_spans:
-                        receiver.spans += [_span(s, service) for s in scope.spans]
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def named(self, kind: str) -> list[dict[str, Any]]:
-        return [s for s in self.spans if s["kind"] == kind]
-
-
-def _value(v: Any) -> Any:
-    field = v.WhichOneof("value")
-    if field == "array_value":
-        return [_value(x) for x in v.array_value.values]
-    return getattr(v, field)
-
-
-def _span(span: Any, service: str) -> dict[str, Any]:
-    kinds = {2: "server", 3: "client"}
-    return {"name": span.name, "kind": kinds.get(span.kind, str(span.kind)),
-            "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-            "parent": span.parent_span_id.hex(), "service": service,
-            "status": span.status.code, "events": [e.name for e in span.events],
-            "attributes": {a.key: _value(a.value) for a in span.attributes}}
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name in OTEL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    found = Receiver()
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{found.url}/v1/traces")
-    yield found
-    found.close()
-
-
 @asynccontextmanager
 async def running(tmp_path: Any, upstream: str, **overrides: Any) -> AsyncIterator[Bound]:
     """An lmsd serving for the block; stopped (its aclose run) when the block ends."""

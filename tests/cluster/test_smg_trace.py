@@ -5,33 +5,20 @@ request on, and SMG received the client span's ``traceparent``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra (lmsd[otel]) is not installed")
 
 from tests.engine.llama_server import MODEL_ALIAS
-from tests.test_otel import OTEL_VARS, TRACE_ID, TRACEPARENT, Receiver, running
+from tests.test_otel import TRACE_ID, TRACEPARENT, running
 
 from .gateway import Gateway
 
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture
-def otlp(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A real OTLP/HTTP receiver, set as lmsd's trace endpoint the standard way."""
-    for name in OTEL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    found = Receiver()
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{found.url}/v1/traces")
-    yield found
-    found.close()
-
-
-async def test_a_turns_trace_names_the_gateways_worker(engines, gateway: Gateway, otlp,
+async def test_a_turns_trace_names_the_gateways_worker(engines, gateway: Gateway, receiver,
                                                       tmp_path):
     cluster = {"name": "cluster", "url": gateway.url, "kind": "chat", "gateway": "smg"}
     async with httpx.AsyncClient(timeout=120) as metrics:
@@ -46,8 +33,8 @@ async def test_a_turns_trace_names_the_gateways_worker(engines, gateway: Gateway
             assert answer.status_code == 200, answer.text
         after = await gateway.worker_requests(metrics)
     [worker] = [w for w in after if after[w] - before.get(w, 0) == 1]  # SMG's own count
-    [server] = otlp.named("server")
-    [client] = otlp.named("client")
+    [server] = receiver.named("server")
+    [client] = receiver.named("client")
     assert server["trace_id"] == client["trace_id"] == TRACE_ID
     assert client["parent"] == server["span_id"]
     assert client["attributes"]["lmsd.worker"] == server["attributes"]["lmsd.worker"]
