@@ -22,7 +22,7 @@ from lmsd.config.parsers import boolean
 
 def test_every_setting_is_in_exactly_one_section_with_a_parser_and_a_help_line() -> None:
     declared = [f.name for kind in SECTIONS.values() for f in fields(kind)]
-    assert len(declared) == len(set(declared)) == len(FIELDS) == 52
+    assert len(declared) == len(set(declared)) == len(FIELDS) == 55
     for name, spec in FIELDS.items():
         assert spec.spec.help.strip(), name
         assert PARSERS[name] is spec.spec.parse
@@ -50,7 +50,7 @@ def test_replace_copies_into_new_sections_and_leaves_the_original() -> None:
     other = settings.replace(model="b", watch=False)
     assert (settings.model, settings.watch) == ("a", True)
     assert (other.model, other.watch) == ("b", False)
-    assert other.models is not settings.models
+    assert other.naming is not settings.naming
     assert other != settings and settings.replace() == settings
 
 
@@ -71,3 +71,19 @@ def test_each_field_parses_its_own_values_from_every_source(tmp_path) -> None:
     assert FIELDS["keep_warm"].spec.parse is boolean
     with pytest.raises(ConfigError, match="slot_save_files: must be positive"):
         load_settings({}, {"LMSD_SLOT_SAVE_FILES": "0"})
+
+
+def test_models_on_demand_are_read_from_the_file_with_their_budget(tmp_path) -> None:
+    config = tmp_path / "lmsd.toml"
+    config.write_text('memory_budget = "22GiB"\nmodel_ttl = 600\n'
+                      '[[models]]\nname = "coder"\ngroup = "main"\n'
+                      '[[upstreams]]\nurl = "http://127.0.0.1:1234"\nmemory_budget = "8GB"\n')
+    settings = load_settings({"config": str(config)}, environ={})
+    assert settings.memory_budget == 22 * 1024**3 and settings.model_ttl == 600.0
+    assert [m.name for m in settings.models] == ["coder"]
+    assert settings.on_demand.models[0].group == "main"
+    assert settings.upstreams[0].memory_budget == 8_000_000_000
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[models]]\nname = "a"\nmemory = "lots"\n')
+    with pytest.raises(ConfigError, match=r"models: \[0\] memory: expected a size"):
+        load_settings({"config": str(bad)}, environ={})

@@ -31,7 +31,7 @@ def test_every_setting_is_in_the_configuration_table() -> None:
     assert sorted(FIELDS) == sorted(f for section in vars(settings).values()
                                     if hasattr(section, "__dataclass_fields__")
                                     for f in section.__dataclass_fields__)
-    assert len(FIELDS) == 52
+    assert len(FIELDS) == 55
 
 
 @pytest.mark.parametrize("command", _commands())

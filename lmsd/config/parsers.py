@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -52,12 +53,43 @@ def positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parse
 
 
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4,
+          "tb": 1000**4, "tib": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def byte_size(value: Any) -> int:
+    """Bytes: a whole number, or a number with a unit ("18GiB", "512 MB", "1.5 GB");
+    0 means none (no budget, memory unknown)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like '18GiB', got a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"must be 0 or more, got {value!r}")
+        return int(value)
+    match = _SIZE.match(str(value))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"expected a size like '18GiB', '512MB' or bytes, got {value!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
 def non_negative_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a whole number, got a boolean")
     number = int(value)
     if number < 0:
         raise ValueError(f"must be 0 (off) or more, got {value!r}")
+    return number
+
+
+def non_negative_seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected seconds, got a boolean")
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"must be 0 (never) or more, got {value!r}")
     return number
 
 

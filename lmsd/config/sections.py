@@ -14,14 +14,17 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from ..protocol.guard import parse_hosts, parse_origins
+from .models import ModelEntry, model_entries
 from .parsers import (
     boolean,
+    byte_size,
     choice,
     client_keys,
     host_port,
     mapping,
     names,
     non_negative_int,
+    non_negative_seconds,
     path,
     positive,
     state_dir_default,
@@ -160,6 +163,21 @@ class ModelSettings:
                          "the loaded one)")
     model_map: dict[str, str] = setting({}, mapping, "claude name to upstream model, e.g. "
                                         "opus=a,haiku=b")
+
+
+@dataclass
+class OnDemandSettings:
+    """Models loaded when a request names them, and unloaded to make room or when idle
+    (the model pool)."""
+
+    models: list[ModelEntry] = setting(
+        [], model_entries, "models on demand: [[models]] tables in the config file (name, "
+        "command, health, health_timeout, env, memory, group, ttl, pinned)", file_only=True)
+    memory_budget: int = setting(0, byte_size, "memory the loaded models may take together on "
+                                 "each upstream, e.g. 22GiB (past it lmsd unloads the least "
+                                 "recently used model first); 0: no budget")
+    model_ttl: float = setting(0.0, non_negative_seconds, "seconds a model lmsd "
+                               "loaded may stay unused before lmsd unloads it; 0: never")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from .sections import (
     FrontSettings,
     LogSettings,
     ModelSettings,
+    OnDemandSettings,
     RecordSettings,
     RouterSettings,
     SessionSettings,
@@ -26,7 +27,8 @@ from .upstreams import UpstreamConfig
 #: Each section, by the name ``Settings`` holds it under.
 SECTIONS: dict[str, type] = {
     "daemon": DaemonSettings, "client": ClientSettings, "router": RouterSettings,
-    "models": ModelSettings, "watcher": WatchSettings, "cache": CacheSettings,
+    "naming": ModelSettings, "on_demand": OnDemandSettings, "watcher": WatchSettings,
+    "cache": CacheSettings,
     "fronts": FrontSettings, "sessions": SessionSettings, "recorder": RecordSettings,
     "access": AccessSettings, "logs": LogSettings,
 }
@@ -58,7 +60,8 @@ class Settings:
     daemon: DaemonSettings
     client: ClientSettings
     router: RouterSettings
-    models: ModelSettings
+    naming: ModelSettings
+    on_demand: OnDemandSettings
     watcher: WatchSettings
     cache: CacheSettings
     fronts: FrontSettings
@@ -121,4 +124,5 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data["upstream"] = display_url(settings.upstream)
     data["client_keys"] = {name: "***" for name in settings.client_keys}  # names only
     data["upstreams"] = [u.to_json() for u in settings.upstreams]
+    data["models"] = [m.to_json() for m in settings.models]
     return data

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..protocol.urls import display_url, url_name
 from .parsers import (
+    byte_size,
     choice,
     did_you_mean,
     mapping,
@@ -40,6 +41,9 @@ class UpstreamConfig:
     #: placement, so lmsd pins no slots and saves no slot files through it, and one
     #: replica's failure does not take the whole gateway out of rotation.
     gateway: str = ""
+    #: Memory its loaded models may take together (bytes), over the global memory_budget;
+    #: 0: the global one.
+    memory_budget: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -69,7 +73,8 @@ def _name(value: Any) -> str:
 _ENTRY: dict[str, Callable[[Any], Any]] = {
     "name": _name, "kind": choice(*KINDS), "api_key": string, "models": names,
     "weight": positive(float), "max_concurrent": non_negative_int, "model": string,
-    "model_map": mapping, "gateway": lambda value: _gateway(value)}
+    "model_map": mapping, "gateway": lambda value: _gateway(value),
+    "memory_budget": byte_size}
 
 
 def _gateway(value: Any) -> str:

@@ -102,7 +102,7 @@ def backend_for(settings: Settings, upstream: Upstream, *,
     """The backend of ``config`` (else the first upstream) with its sections of the
     settings: the one place that opens ``Settings`` for a backend."""
     return Backend(upstream, config or settings.upstream_list()[0], client=settings.client,
-                   models=settings.models, watch=settings.watcher, cache=settings.cache,
+                   models=settings.naming, watch=settings.watcher, cache=settings.cache,
                    **kwargs)
 
 

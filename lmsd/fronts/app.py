@@ -78,7 +78,7 @@ def create_proxy_app(settings: Settings, router: Router, store: SessionStore,
         return json_response({"service": "lmsd", "version": __version__})
 
     client_keys.install(app, settings.access, settings.daemon)  # after guard and request id
-    anthropic.install(app, fronts, router, store, drain, models=settings.models,
+    anthropic.install(app, fronts, router, store, drain, models=settings.naming,
                       access=settings.access, daemon=settings.daemon)
     renderers.append(("/v1/chat/completions",
                       chat.install(app, fronts, router, store, drain).render))

@@ -94,6 +94,8 @@ class Backend:
         self.breaker = Breaker(client.breaker_failures, client.breaker_cooldown)
         self.in_flight = 0
         self.served = 0  # requests placed here (for /upstreams)
+        #: Loads and unloads its models on demand, within a budget (``models/pool.py``).
+        self.pool: Any = None
 
     @property
     def kind(self) -> str:

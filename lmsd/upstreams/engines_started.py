@@ -24,7 +24,7 @@ from functools import partial
 import httpx
 import trio
 
-from ..config.models import ModelProcess
+from ..config.models import ModelEntry
 from ..log import event
 
 HOST = "127.0.0.1"
@@ -78,7 +78,7 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 class StartedEngine:
     """One configured engine process, kept running while its owner runs ``run``."""
 
-    def __init__(self, spec: ModelProcess, *, backoff: Backoff | None = None,
+    def __init__(self, spec: ModelEntry, *, backoff: Backoff | None = None,
                  grace: float = GRACE, host: str = HOST) -> None:
         self.spec = spec
         self.backoff = backoff or Backoff()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from lmsd.config.models import ModelProcess
+from lmsd.config.models import ModelEntry
 from lmsd.upstreams.engines_started import Backoff, EngineFailed, StartedEngine
 
 #: An "engine": says hello on both streams, answers /health, and (``ignore-term``)
@@ -41,8 +41,8 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 """
 
 
-def engine(mode: str = "serve", **kw) -> ModelProcess:
-    return ModelProcess(name="fake", command=(sys.executable, "-c", ENGINE, "${PORT}", mode),
+def engine(mode: str = "serve", **kw) -> ModelEntry:
+    return ModelEntry(name="fake", command=(sys.executable, "-c", ENGINE, "${PORT}", mode),
                         **kw)
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from lmsd.config.models import model_process
+from lmsd.config.models import model_entry
 from lmsd.upstreams.engines_started import Backoff, StartedEngine
 from tests.engine.llama_server import llama_server_binary
 from tests.engine.server import MODEL_ALIAS, model_path
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.engine
 
 
 def tiny_model():
-    return model_process({"name": MODEL_ALIAS, "command": [
+    return model_entry({"name": MODEL_ALIAS, "command": [
         str(llama_server_binary()), "--model", str(model_path()), "--alias", MODEL_ALIAS,
         "--ctx-size", "2048", "--parallel", "1", "--threads", "2", "--threads-batch", "2",
         "--host", "127.0.0.1", "--port", "${PORT}", "--no-webui", "--temp", "0"],
