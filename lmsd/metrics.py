@@ -52,6 +52,11 @@ class Metrics:
                              ["result"], registry=r)
         self.load_seconds = Histogram("lmsd_model_load_seconds", "How long a load lmsd "
                                       "asked for took", buckets=LATENCY_BUCKETS, registry=r)
+        self.unloads = Counter("lmsd_model_unloads", "Models lmsd unloaded, by cause: group "
+                               "(another of its group took its turn), budget, ttl (idle)",
+                               ["cause"], registry=r)
+        self.swaps = Counter("lmsd_model_swaps", "Loads that unloaded another model first",
+                             registry=r)
         self.upstream_up = Gauge("lmsd_upstream_up", "1 when the upstream answers its "
                                  "watcher's polls", ["upstream"], registry=r)
         self.upstream_requests = Counter("lmsd_upstream_requests", "Requests by the "
@@ -125,6 +130,10 @@ class Metrics:
             self.load_seconds.observe(float(event.get("seconds") or 0))
         elif kind == "model.load_failed":
             self.loads.labels("failed").inc()
+        elif kind == "model.swap":
+            self.swaps.inc()
+        elif kind == "model.unload":
+            self.unloads.labels(str(event.get("cause") or "?")).inc()
         elif kind in ("upstream.up", "upstream.down"):
             self.upstream_up.labels(_upstream(event)).set(kind == "upstream.up")
         elif kind in ("upstream.out", "upstream.rejoined"):

@@ -43,6 +43,8 @@ from ..upstreams.client import Upstream
 from ..upstreams.dialect import Dialect
 from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
+from ..upstreams.models.lmstudio import LmStudioModels
+from ..upstreams.models.pool import ModelPool
 from ..upstreams.router import Backend, Router
 from ..upstreams.tap import RecordingTransport
 from .status import status_json
@@ -106,6 +108,15 @@ def backend_for(settings: Settings, upstream: Upstream, *,
                    **kwargs)
 
 
+def pool_for(settings: Settings, backend: Backend) -> ModelPool:
+    """The models on demand of an upstream that loads them itself (LM Studio), within its
+    memory budget, by the rules of the ``[[models]]`` tables that name no command."""
+    return ModelPool(backend.name, LmStudioModels(backend.watcher),
+                     budget=backend.config.memory_budget or settings.memory_budget,
+                     entries=[m for m in settings.models if not m.started],
+                     ttl=settings.model_ttl)
+
+
 def router_for(settings: Settings, backends: list[Backend]) -> Router:
     """The router with its section, and the cache's ``active_window`` (a session that
     recent holds cache where it ran)."""
@@ -129,6 +140,7 @@ async def build_backend(settings: Settings, config: UpstreamConfig, lms: LmsCli
     backend = backend_for(settings, upstream, config=config, lms=lms if local else None,
                       source=found.source)
     backend.discovery["reachable"] = found.reachable
+    backend.pool = pool_for(settings, backend)
     return backend
 
 

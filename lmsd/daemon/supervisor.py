@@ -165,6 +165,9 @@ async def serve(
                                                  partial(_watcher_child, backend.watcher))
                             await children.start(supervise, name.replace("watcher", "keeper"),
                                                  partial(_keeper_child, backend.keeper))
+                        pools = {id(b.pool): b.pool for b in parts.backends if b.pool}
+                        for pool in pools.values():  # models idle past their ttl
+                            await children.start(supervise, f"models:{pool.name}", pool.run)
                         if (interval := watchdog_interval()) is not None:
                             children.start_soon(watchdog, interval)
                         children.start_soon(parts.history.run)

@@ -283,8 +283,12 @@ class Backend:
 
     async def wait_ready(self, model: str) -> None:
         """Wait while ``model`` is being (re)loaded, load it if it is downloaded but not
-        loaded (LM Studio); raise if that failed or it is not there to load."""
-        await self.watcher.load_for_request(model)
+        loaded (LM Studio), making room for it (``models/pool.py``); raise if that failed or
+        it is not there to load."""
+        if self.pool is not None:
+            await self.pool.ensure(model)
+        else:
+            await self.watcher.load_for_request(model)
 
     def loaded_contexts(self) -> dict[str, int]:
         """Each loaded model's context length, by model key and by instance id, as the

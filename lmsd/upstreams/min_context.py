@@ -272,3 +272,17 @@ class ContextEnforcer:
                    model)
         if key in self._failed:
             raise self._failed[key]
+
+    async def unload_instance(self, instance_id: str) -> None:
+        """Unload one loaded instance (the model pool's swap or idle ttl): LM Studio's REST
+        API, else ``lms unload``; raise naming why not."""
+        if self.source == V1:
+            answer = await self._post("/api/v1/models/unload", {"instance_id": instance_id})
+            if answer.status_code != 200:
+                raise RuntimeError(f"LM Studio refused the unload (HTTP "
+                                   f"{answer.status_code}): {answer.text[:300]}")
+        elif self.lms is not None and self.lms.available:
+            await self.lms.unload(instance_id)
+        else:
+            raise RuntimeError("no REST unload API and no `lms` CLI to unload with")
+        self.models.pop(instance_id, None)

@@ -50,11 +50,16 @@ class Route:
 
     @contextmanager
     def lease(self) -> Iterator[None]:
-        """Count the request in flight on its backend while it runs."""
+        """Count the request in flight on its backend (and its model) while it runs."""
         self.backend.in_flight += 1
         self.backend.served += 1
+        pool = self.backend.pool
         try:
-            yield
+            if pool is None:
+                yield
+            else:
+                with pool.use(self.model):  # not unloaded while it runs
+                    yield
         finally:
             self.backend.in_flight -= 1
             if self.probe:  # a probe that told nothing (the client left): allow another

@@ -64,6 +64,7 @@ class Watcher(ContextEnforcer):
         self._reloading: dict[str, trio.Event] = {}
         self._failed: dict[str, Failure] = {}
         self.max_contexts: dict[str, int] = {}  # LM Studio's listing: each model's largest
+        self.sizes: dict[str, int] = {}  # LM Studio's listing: each model's size_bytes
         self._raised: dict[str, int] = {}
         self._backoff: dict[str, tuple[float, float]] = {}
         self._capped_warned: set[str] = set()
@@ -160,6 +161,7 @@ class Watcher(ContextEnforcer):
             listing = parse_models(path, await self._get(path))
             if listing is not None:
                 self.upstream.known, self.max_contexts = listing.known, listing.max_contexts
+                self.sizes = listing.sizes
                 self.upstream.identified(LM_STUDIO)  # its own listing
                 return {m.instance_id: m for m in listing.loaded}, path
         if self.lms is not None and self.lms.available and await self._is_lmstudio():

@@ -32,6 +32,8 @@ class ModelList:
     known: list[str] = field(default_factory=list)  # every LLM the server can serve
     #: each listed model's largest context (LM Studio's listings), loaded or not
     max_contexts: dict[str, int] = field(default_factory=dict)
+    #: each listed model's size on disk (LM Studio's ``size_bytes``): about what it takes
+    sizes: dict[str, int] = field(default_factory=dict)
 
 
 def _rows(data: Any, key: str) -> list[dict[str, Any]] | None:
@@ -59,7 +61,9 @@ def parse_models(path: str, data: Any) -> ModelList | None:
                          m.get("max_context_length"))
              for m in llms for inst in m.get("loaded_instances") or ()
              if isinstance(inst, dict)],
-            [m["key"] for m in llms], _max_contexts(llms, "key"))
+            [m["key"] for m in llms], _max_contexts(llms, "key"),
+            {m["key"]: m["size_bytes"] for m in llms if isinstance(m.get("size_bytes"), int)
+             and not isinstance(m.get("size_bytes"), bool)})
     rows = _rows(data, "data")
     if rows is None:
         return None
