@@ -43,6 +43,7 @@ from ..upstreams.client import Upstream
 from ..upstreams.dialect import Dialect
 from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
+from ..upstreams.models.view import models_json
 from ..upstreams.router import Backend, Router
 from ..upstreams.tap import RecordingTransport
 from .status import status_json
@@ -172,6 +173,7 @@ async def assemble(settings: Settings, *, lms: LmsCli | None = None) -> Daemon:
     admin_app = create_admin_app(settings.access, settings.daemon, store, bus, metrics,
                                  status=status,
                                  ready=router.readiness, upstreams=router.upstreams_json,
+                                 models=lambda: models_json(router.backends),
                                  forget=router.forget, recorder=recorder)
     return Daemon(**vars(proxy), bus=bus, metrics=metrics, admin_app=admin_app,
                   log_handler=handler, tracing=tracing)
