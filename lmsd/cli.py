@@ -25,6 +25,7 @@ from .config.parsers import boolean
 from .log import setup as setup_logging
 from .ops import doctor, service
 from .ops import env as env_cmd
+from .ops import models as models_cmd
 from .ops import sessions as sessions_cmd
 from .ops import status as status_cmd
 from .ops.client import Admin, ClientError
@@ -93,6 +94,12 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
     sessions.add_argument("--active", dest="active", action="store_true",
                           help=f"only sessions used in the last "
                           f"{sessions_cmd.ACTIVE_WINDOW // 60} minutes")
+    models = _client_parser(sub, "models", "list the models each upstream can serve",
+                            "List every model each upstream can serve, loaded or not: its "
+                            "state, memory, context, idle time and requests in flight, and "
+                            "each upstream's memory budget. " + token)
+    models.add_argument("--json", dest="as_json", action="store_true",
+                        help="print the raw JSON")
     reset = _client_parser(sub, "reset", "forget one session's chains, or all",
                            "Forget the chains and counters of SESSION_ID, or of every "
                            "session with --all. " + token)
@@ -254,6 +261,8 @@ def _run_client(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "sessions":
             sessions_cmd.sessions(admin, as_json=args.as_json, limit=args.limit,
                                   active=args.active)
+        elif args.command == "models":
+            models_cmd.models(admin, as_json=args.as_json)
         elif args.command == "reset":
             sessions_cmd.reset(admin, args.session)
         elif args.command == "record":

@@ -94,13 +94,17 @@ def create_admin_app(access: AccessSettings, daemon: DaemonSettings, store: Sess
                      bus: EventBus, metrics: Metrics, *, status: Callable[[], dict[str, Any]],
                      ready: Callable[[], Awaitable[Readiness]],
                      upstreams: Callable[[], list[dict[str, Any]]] = list,
+                     models: Callable[[], dict[str, Any]] = lambda: {"models": [],
+                                                                     "budgets": []},
                      forget: Callable[[str | None], None] | None = None,
                      recorder: Recorder | None = None) -> QuartTrio:
     """The admin API over ``store``, ``bus`` and ``metrics``; ``/status`` answers with
     ``status()`` (the supervisor's view of every part), ``/readyz`` with ``ready()``,
-    ``/upstreams`` with ``upstreams()``; a reset also ``forget``s a session's upstream
-    pins; ``recorder`` starts and stops recording a session's exchanges. ``access``: the
-    admin token and the guard's lists (SIGHUP changes them); ``daemon``: where it listens."""
+    ``/upstreams`` with ``upstreams()``, ``/models`` with ``models()`` (what each upstream
+    can serve, loaded or not: upstreams/models/view.py); a reset also ``forget``s a
+    session's upstream pins; ``recorder`` starts and stops recording a session's
+    exchanges. ``access``: the admin token and the guard's lists (SIGHUP changes them);
+    ``daemon``: where it listens."""
     app = make_app("lmsd.admin", max_body_bytes=1024 * 1024,
                    policy=policy_for(access, daemon, "admin_listen"))
 
@@ -140,6 +144,10 @@ def create_admin_app(access: AccessSettings, daemon: DaemonSettings, store: Sess
     @app.get("/upstreams")
     async def upstreams_route() -> Response:
         return json_response({"upstreams": upstreams()})
+
+    @app.get("/models")
+    async def models_route() -> Response:
+        return json_response(models())
 
     @app.get("/sessions")
     async def sessions() -> Response:

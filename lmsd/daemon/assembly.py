@@ -45,6 +45,7 @@ from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
 from ..upstreams.models.lmstudio import LmStudioModels
 from ..upstreams.models.pool import ModelPool
+from ..upstreams.models.view import models_json
 from ..upstreams.router import Backend, Router
 from ..upstreams.tap import RecordingTransport
 from .status import status_json
@@ -184,6 +185,7 @@ async def assemble(settings: Settings, *, lms: LmsCli | None = None) -> Daemon:
     admin_app = create_admin_app(settings.access, settings.daemon, store, bus, metrics,
                                  status=status,
                                  ready=router.readiness, upstreams=router.upstreams_json,
+                                 models=lambda: models_json(router.backends),
                                  forget=router.forget, recorder=recorder)
     return Daemon(**vars(proxy), bus=bus, metrics=metrics, admin_app=admin_app,
                   log_handler=handler, tracing=tracing)

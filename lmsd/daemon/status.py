@@ -18,6 +18,7 @@ from ..config import Settings, redacted
 from ..fronts.drain import Drain
 from ..metrics import Metrics
 from ..sessions.store import SessionStore
+from ..upstreams.models.view import models_json
 from ..upstreams.router import Router
 
 
@@ -47,6 +48,9 @@ def status_json(*, settings: Settings, router: Router, store: SessionStore, bus:
         "upstreams": router.upstreams_json(),
         "models": [{**m.to_json(), **({"upstream": b.name} if several else {})}
                    for b in router.backends for m in b.watcher.models.values()],
+        # What each upstream can serve, loaded or not (``lmsd models``, ``GET /models``);
+        # "models" stays the watchers' loaded models, as clients read it.
+        "served": models_json(router.backends),
         "watcher": first.watcher.to_json(),
         "requests": {**metrics.totals, "active_streams": drain.active_streams},
         "store": store.summary(),

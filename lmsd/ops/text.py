@@ -60,3 +60,13 @@ def use_color(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def size(n: float | None) -> str:
+    """``17.0 GiB``, ``512.0 MiB``; ``-`` for unknown (``None`` or 0)."""
+    if not n:
+        return "-"
+    for unit, scale in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"

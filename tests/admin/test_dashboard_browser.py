@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from tests.emulator import Reply, Text
+from tests.emulator.models import ModelSpec
 from tests.support.conversation import Conversation, tool_turns
-from tests.support.daemon import admin_get
+from tests.support.daemon import MODEL, admin_get
 
 pytestmark = pytest.mark.browser
 
@@ -149,4 +150,44 @@ async def test_a_stateless_upstreams_session_shows_its_cache_not_misses(start_lm
     upstream = await page.shows("#upstreams", "Active sessions")
     assert "Active sessions\n1 in the last 15 min: stateless-1" in upstream, upstream
     await page.screenshot("-stateless")
+    await page.finish()
+
+
+NONE = "\u2013"  # the page's en dash for unknown
+HOSTILE = "<img src=x onerror=\"document.title='pwned'\">"
+
+ROWS = """return [...document.querySelectorAll('#served tbody tr')].map(tr =>
+  [tr.dataset.model, ...[...tr.cells].map(td => td.innerText)]);"""
+
+
+async def test_the_models_panel_shows_loaded_and_downloaded_models_as_text(
+        start_lmsd, emulator, page):
+    """The Models panel lists what the emulated LM Studio can serve, loaded or not, as
+    ``GET /models`` does; a model named like markup (names come from engines) is text."""
+    emulator.models[HOSTILE] = ModelSpec(HOSTILE, loaded=False)
+    server = await start_lmsd(emulator.url)
+    name = server.router.backends[0].name
+    await page.open(server.admin_url + "/")
+    await page.shows("#served", "google/gemma-3-12b")
+    rows = {r[0]: r[1:] for r in await page.js(ROWS)}
+    assert rows[MODEL] == [MODEL, name, "loaded", NONE, "32,768", "never used", "0", NONE]
+    assert rows["google/gemma-3-12b"] == ["google/gemma-3-12b", name, "not loaded", NONE,
+                                          NONE, "never used", "0", NONE]
+    assert rows[HOSTILE][0] == HOSTILE  # shown as the characters it is
+    assert await page.js("return document.querySelectorAll('#served img').length;") == 0
+    assert await page.js("return document.title;") == "lmsd"
+    assert await page.shows("#served-count") == "(1 of 3 loaded)"
+    await page.js("document.getElementById('served-box').scrollIntoView();")
+    await page.screenshot("-models")
+    await page.finish()
+
+
+async def test_a_foreign_page_cannot_read_the_models(lmsd, emulator, page):
+    """``GET /models`` is a safe request the guard lets through; the browser keeps its
+    answer from another origin's page, since lmsd grants no CORS."""
+    await page.open(emulator.url + "/")  # any other origin: the attacker's page
+    outcome = await page.js("return fetch(arguments[0] + '/models').then(r => r.text())"
+                            ".then(t => 'read ' + t, e => 'failed ' + e);", lmsd.admin_url)
+    assert outcome.startswith("failed TypeError"), outcome
+    await page.console_errors()  # the CORS refusal and the foreign page's own 404
     await page.finish()

@@ -22,6 +22,7 @@ from tests.ops.lmsd_cli import (
 
 
 @pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["sessions"],
+                                     ["models"], ["models", "--json"],
                                      ["reset", "--all"], ["reset", "sess-1"], ["tail"],
                                      ["tail", "--json"]])
 async def test_a_stopped_daemon_is_one_line(command):
@@ -42,7 +43,8 @@ async def test_the_admin_token(start_lmsd, emulator, tmp_path):
     server = await start_lmsd(emulator.url, admin_token="s3cret")
     await converse(server, emulator, "sess-1", turns=1)
     admin = ["--admin-listen", admin_address(server)]
-    for command in (["status"], ["sessions", "--json"], ["reset", "sess-1"], ["tail"]):
+    for command in (["status"], ["sessions", "--json"], ["models"], ["reset", "sess-1"],
+                    ["tail"]):
         result = await run(*command, *admin)
         assert (result.returncode, result.stdout) == (1, b"")
         assert result.stderr.decode() == REFUSED

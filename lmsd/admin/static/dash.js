@@ -1,4 +1,5 @@
-// lmsd's dashboard: polls /status, /sessions and /upstreams and follows /events live.
+// lmsd's dashboard: polls /status (with the models view), /sessions and /upstreams and
+// follows /events live.
 // No framework and no innerHTML: every value from the daemon is set as text.
 "use strict";
 (() => {
@@ -158,6 +159,41 @@
         ["Models", (u.models || []).join(", ") || "none"]]),
       cache.length ? [h("h3", {}, "Cache"), kv(cache)] : null);
   }
+  // -- the models each upstream can serve (/status "served", as GET /models answers) ------
+  const bytes = (n) => {
+    if (typeof n !== "number" || n <= 0) return "–";
+    for (const [unit, scale] of [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 1024]]) {
+      if (n >= scale) return (n / scale).toFixed(1) + " " + unit;
+    }
+    return n + " B";
+  };
+  const idle = (s) => {
+    if (typeof s !== "number") return "never used";
+    const t = Math.floor(Math.max(0, s)), d = Math.floor(t / 86400), hr = Math.floor(t / 3600),
+      m = Math.floor(t / 60);
+    return d ? `${d}d ${hr % 24}h` : hr ? `${hr}h ${m % 60}m` : m ? `${m}m ${t % 60}s` : `${t}s`;
+  };
+  const STATE_CLASS = { loaded: "ok", loading: "warn", unloading: "warn", failed: "bad" };
+  function servedRow(m) {
+    const notes = [m.pinned ? "pinned" : null, m.group ? "group " + m.group : null,
+      m.ttl_s && !m.pinned ? "ttl " + idle(m.ttl_s) : null,
+      m.started ? `started (pid ${m.pid ?? "?"})` : m.by_lmsd ? "loaded by lmsd" : null]
+      .filter(Boolean).join(", ");
+    return h("tr", { "data-model": m.name, "data-state": m.state },
+      h("td", { class: "name" }, m.name), h("td", {}, m.upstream),
+      h("td", { class: "state " + (STATE_CLASS[m.state] || "muted") }, m.state),
+      h("td", {}, bytes(m.memory_bytes)), h("td", {}, num(m.context_length)),
+      h("td", {}, idle(m.idle_s)), h("td", {}, num(m.in_flight)), h("td", {}, notes || "–"));
+  }
+  function renderServed(view) {
+    const rows = (view && view.models) || [];
+    $("served-count").textContent = rows.length ? `(${rows.filter((m) => m.loaded).length} of ${rows.length} loaded)` : "";
+    $("served").tBodies[0].replaceChildren(...(rows.length ? rows.map(servedRow)
+      : [h("tr", {}, h("td", { colspan: 8, class: "muted" }, "no upstream lists a model"))]));
+    $("budgets").replaceChildren(...((view && view.budgets) || []).map((b) =>
+      h("li", {}, `Budget ${b.upstream}: ${b.used_bytes ? bytes(b.used_bytes) : "0 B"} of ${bytes(b.budget_bytes)}`)));
+  }
+
   function renderStatus() {
     $("version").textContent = status.version ? `v${status.version} · up ${Math.round(status.uptime_s)} s` : "";
     const r = status.requests || {};
@@ -175,6 +211,7 @@
       h("td", { class: m.state === "loaded" ? "ok" : "warn" }, m.state)));
     $("models").tBodies[0].replaceChildren(...(models.length ? models
       : [h("tr", {}, h("td", { colspan: 3, class: "muted" }, "no model loaded"))]));
+    renderServed(status.served);
   }
 
   let busy = false, again = false;
