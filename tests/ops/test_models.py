@@ -65,9 +65,10 @@ async def test_models_pretty_and_json(lmsd, emulator):
     lines = ok(await run("models", "--admin-listen", address)).splitlines()
     assert lines[0].split() == ["NAME", "UPSTREAM", "STATE", "MEMORY", "CONTEXT", "IDLE",
                                 "IN", "FLIGHT", "NOTES"]
-    assert lines[1].split() == [MODEL, name, "loaded", "-", "32768", "-", "0", "-"]
-    assert lines[2].split() == ["google/gemma-3-12b", name, "not", "loaded", "-", "-", "-",
-                                "0", "-"]
+    # memory: LM Studio's size_bytes (the emulator says 17,000,000,000 for each)
+    assert lines[1].split() == [MODEL, name, "loaded", "15.8", "GiB", "32768", "-", "0", "-"]
+    assert lines[2].split() == ["google/gemma-3-12b", name, "not", "loaded", "15.8", "GiB",
+                                "-", "-", "0", "-"]
     assert len(lines) == 3  # no budget is set
     data = json.loads(ok(await run("models", "--json", "--admin-listen", address)))
     assert [(r["name"], r["loaded"]) for r in data["models"]] == [
