@@ -26,7 +26,7 @@ EVENT_TYPES = frozenset({
     "cache.engine", "cache.lost", "cache.miss", "cache.pinned", "cache.released",
     "cache.parked", "cache.restore_ineffective", "cache.restored", "cache.saved",
     "cache.slot_failed", "cache.warmed", "cache.warmup", "cache.warmup_failed",
-    "cache.warmup_preempted",
+    "cache.warmup_preempted", "cache.warmup_skipped",
     "chain.decision", "chain.stale",
     "child.crashed", "child.restarted",
     "config.adjusted", "config.reload_failed", "config.reloaded",

@@ -142,6 +142,7 @@ async def build_backend(settings: Settings, config: UpstreamConfig, lms: LmsCli
                       source=found.source)
     backend.discovery["reachable"] = found.reachable
     backend.pool = pool_for(settings, backend)
+    backend.keeper.state.model_loaded = backend.pool.loader.is_loaded
     return backend
 
 

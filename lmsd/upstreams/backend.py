@@ -146,7 +146,7 @@ class Backend:
                         UpstreamBroken(error), trio.current_time(), check=True)
 
     def _reloaded(self, model: str) -> None:
-        self.keeper.lost(f"the watcher reloaded {model} (its cache is empty)")
+        self.keeper.lost(f"{model} was loaded again (its cache is empty)", model=model)
 
     def state_json(self) -> dict[str, Any]:
         """Where it is, how it was found, whether it answers, and the dialect spoken

@@ -47,7 +47,7 @@ async def test_after_the_watcher_reloads_the_model_the_last_conversation_is_repl
         emulator.models[MODEL].context_length = 4096  # the watcher raises it: a reload
         lost = await next_event(sub, "cache.lost")
         warmed = await next_event(sub, "cache.warmed")
-    assert "reloaded" in lost["why"] and lost["rewarm"] == [f"{SESSION}/main"]
+    assert "was loaded again" in lost["why"] and lost["rewarm"] == [f"{SESSION}/main"]
     assert warmed["how"] == "replayed"
     [warmup] = warmups(emulator)
     assert warmup.body["input"] == sent.body["input"]  # the whole prompt, for its prefill

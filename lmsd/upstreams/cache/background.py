@@ -73,9 +73,10 @@ class Background:
 
     # -- the engine lost its cache ----------------------------------------------------------
 
-    def lost(self, why: str) -> None:
-        """The engine lost what it held (a reload, a restart): restore or re-warm the
-        most recent conversations while the user is idle."""
+    def lost(self, why: str, *, model: str | None = None) -> None:
+        """The engine lost what it held (a reload, a restart; with ``model``, that model's
+        cache only: it was loaded again, after a swap or a reload): restore or re-warm the
+        most recent conversations (on ``model``) while the user is idle."""
         state = self.state
         state.counts["lost"] += 1
         self.release_moved()
@@ -86,7 +87,8 @@ class Background:
         self.watch.learned = False  # a restarted engine may have other slots
         replays = state.settings.rewarm_conversations
         recent = [r.conversation for r in state.recent.latest(
-            state.name, state.recent.keep, since=state.active_since())]
+            state.name, state.recent.keep, since=state.active_since())
+            if model is None or r.body.get("model") == model]
         order = [c for c in dict.fromkeys([*held, *recent]) if c in recent]
         # Restores cost milliseconds: every conversation with a file, as many as there are
         # slots for. A replay costs a cold prefill: only the most recent ones.
@@ -210,6 +212,11 @@ class Background:
     async def _replay(self, conversation: str, recent: RecentRequest,
                       index: int | None) -> None:
         state = self.state
+        model = model_of(recent.body)
+        if state.model_loaded is not None and model and not state.model_loaded(model):
+            event("cache.warmup_skipped", upstream=state.name, conversation=conversation,
+                  model=model, why="its model is not loaded (a request for it loads it)")
+            return
         started = trio.current_time()
         event("cache.warmup", upstream=state.name, conversation=conversation, slot=index)
         error, counters = await warm_up(state.upstream.client, recent.path, recent.body,

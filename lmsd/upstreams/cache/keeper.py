@@ -106,10 +106,10 @@ class CacheKeeper:
         """After a turn: what the engine prefilled (``Turns.prefilled``)."""
         self.turns.prefilled(conversation, usage, expected)
 
-    def lost(self, why: str) -> None:
-        """The engine lost what it held (``Background.lost``)."""
+    def lost(self, why: str, *, model: str | None = None) -> None:
+        """The engine lost what it held, or only ``model``'s (``Background.lost``)."""
         if self.enabled:
-            self.background.lost(why)
+            self.background.lost(why, model=model)
 
     def forget(self, session: str | None = None) -> None:
         """``lmsd reset``: nothing of the session is warmed again."""

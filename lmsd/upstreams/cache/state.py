@@ -8,6 +8,7 @@ engine's slots are ``moves.py``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -49,6 +50,9 @@ class KeeperState:
         self.queue: list[str] = []
         self.replays: set[str] = set()
         self.warming: tuple[str, trio.CancelScope] | None = None
+        #: Is a model loaded (the model pool's loader)? A replay for one that is not would
+        #: make LM Studio load it by itself (JIT), behind the pool's back: skipped.
+        self.model_loaded: Callable[[str], bool] | None = None
 
     def idle(self) -> bool:
         """No request of lmsd's runs on the engine: background work (learning its slots,

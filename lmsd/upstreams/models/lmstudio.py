@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ...protocol.failures import NotFound
+from ...protocol.servers.lmstudio import V1
 from ..watcher import Watcher
 from .pool import Listed
 
@@ -23,8 +24,12 @@ class LmStudioModels:
         return out
 
     def is_loaded(self, model: str) -> bool:
-        """Loaded and not being reloaded (a request waits for a reload: ``load``)."""
-        return self.watcher.is_loaded(model) and not self.watcher.reloading(model)
+        """Loaded and not being reloaded (a request waits for a reload: ``load``). Where
+        LM Studio's REST listing did not answer (another engine, LM Studio before 0.4),
+        lmsd loads nothing: every model counts as loaded but one being reloaded."""
+        if self.watcher.reloading(model):
+            return False
+        return self.watcher.source != V1 or self.watcher.is_loaded(model)
 
     async def load(self, model: str) -> None:
         await self.watcher.load_for_request(model)

@@ -218,9 +218,10 @@ class ModelPool:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Unload models idle past their ttl, until cancelled (the supervisor owns it)."""
         task_status.started()
+        ttls = [t for t in (self.ttl, *(e.ttl for e in self.entries.values())) if t]
+        every = min([IDLE_CHECK, *(t / 4 for t in ttls)])  # a model leaves within 1.25 ttl
         while True:
-            ttls = [r.ttl for r in self.residents() if r.ttl > 0]
-            await trio.sleep(min([IDLE_CHECK, *(t / 4 for t in ttls)]))
+            await trio.sleep(every)
             if self._loading:
                 continue
             for name in idle(self.residents(), trio.current_time()):
