@@ -10,6 +10,8 @@ an engine's own /v1/messages and count_tokens, plus model endpoints).
     record = emu.generations[-1]               # emu.log holds every HTTP request
     emu.messages_flavor = "anthropic"          # /v1/messages as vLLM (messages.py)
     await record.done.wait()                   # handler finished (or was cancelled)
+    emu = Emulator(jit=True)                   # LM Studio's JIT load on request (loading.py)
+    emu.load_delay = 3.0                       # seconds each load takes; emu.loads: done
 
 Standalone: ``python -m tests.emulator --port 1234``.
 """

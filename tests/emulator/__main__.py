@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="no greeting and no /api/*: a plain server such as llama-server")
     parser.add_argument("--api-key", default=None,
                         help="require this API token, as LM Studio's Require Authentication")
+    parser.add_argument("--jit", action="store_true",
+                        help="a request naming a downloaded, unloaded model loads it (JIT)")
+    parser.add_argument("--jit-context-length", type=int, default=4096,
+                        help="the context a JIT load gives the model (LM Studio's default)")
+    parser.add_argument("--load-delay", type=float, default=0.0,
+                        help="seconds each load takes (REST API or JIT)")
     args = parser.parse_args(argv)
     models = default_models()
     models[0].context_length = args.context_length
@@ -43,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         overflow_wording=args.overflow_wording,
         prefill_seconds_per_token=args.prefill_ms_per_token / 1000,
         token_delay=args.token_delay_ms / 1000,
+        jit=args.jit,
+        jit_context_length=args.jit_context_length,
     )
+    emu.load_delay = args.load_delay
 
     emu.api_key = args.api_key
     emu.messages_flavor = args.messages_flavor

@@ -16,6 +16,7 @@ from quart_trio import QuartTrio
 from .answers import error_response, json_response, plain_body, stream_body
 from .auth import check_request
 from .chat import chat_plain, chat_stream, engine_turn, plan_chat
+from .loading import jit_load, load
 from .messages import messages_error, missing_count, missing_route, plan_messages
 from .messages_stream import message_object, messages_stream, new_message_id
 from .script import DropConnection
@@ -154,7 +155,7 @@ def create_app(emu: Emulator) -> QuartTrio:
                                 "flash_attention": True,
                                 "num_experts": None,
                                 "offload_kv_cache_to_gpu": True,
-                                "parallel": 1,
+                                "parallel": m.parallel,
                             },
                         }
                     ]
@@ -196,14 +197,7 @@ def create_app(emu: Emulator) -> QuartTrio:
             if not isinstance(body, dict) or not isinstance(body.get("model"), str):
                 raise ApiError("'model' is required", param="model", code="invalid_type")
             started = time.monotonic()
-            await trio.sleep(emu.load_delay)
-            if emu.load_gate is not None:
-                await emu.load_gate.wait()
-            if emu.fail_loads:
-                emu.fail_loads -= 1
-                raise ApiError("Failed to load model: not enough memory", status=500,
-                               code="model_load_failed")
-            model = emu.load_model(body["model"], body.get("context_length"))
+            model = await load(emu, body["model"], body.get("context_length"), "rest")
         except ApiError as error:
             return error_response(record, error)
         return json_response(
@@ -231,7 +225,9 @@ def create_app(emu: Emulator) -> QuartTrio:
     async def responses() -> Response:
         record = current_record()
         try:
-            plan = emu.plan(record, await read_json(record))
+            body = await read_json(record)
+            await jit_load(emu, body)
+            plan = emu.plan(record, body)
         except ApiError as error:
             return error_response(record, error)
         fault = record.fault = emu.next_fault() if plan.overflow is None else None
@@ -254,7 +250,9 @@ def create_app(emu: Emulator) -> QuartTrio:
     async def chat_completions() -> Response:
         record = current_record()
         try:
-            plan = plan_chat(emu, record, await read_json(record))
+            body = await read_json(record)
+            await jit_load(emu, body)
+            plan = plan_chat(emu, record, body)
         except ApiError as error:
             return error_response(record, error)
         if record.stream:
@@ -272,7 +270,9 @@ def create_app(emu: Emulator) -> QuartTrio:
             record.outcome = "rejected"
             return missing
         try:
-            plan = plan_messages(emu, record, await read_json(record))
+            body = await read_json(record)
+            await jit_load(emu, body)
+            plan = plan_messages(emu, record, body)
         except ApiError as error:
             record.error = {"message": error.message}
             record.outcome = "rejected" if error.status < 500 else "error"

@@ -17,6 +17,9 @@ class ModelSpec:
     display_name: str = ""
     publisher: str = ""
     architecture: str = "qwen3moe"
+    #: how it was loaded: "rest" (the load API), "jit" (a request), None (there at the start)
+    loaded_by: str | None = None
+    parallel: int = 1  # n_parallel; 4 after an API or JIT load
 
     def __post_init__(self) -> None:
         self.display_name = self.display_name or self.key.split("/")[-1]

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import trio
 
+from .loading import Load
 from .models import ModelSpec, default_models
 from .overflow import OverflowMode, OverflowWording, overflow_error
 from .render import Item, count_tokens, render_context, tokenize
@@ -98,6 +99,8 @@ class Emulator:
         prefill_seconds_per_token: float = 0.0,
         token_delay: float = 0.0,
         chunk_size: int = 4,
+        jit: bool = False,
+        jit_context_length: int = 4096,
     ) -> None:
         self.models: dict[str, ModelSpec] = {m.key: m for m in (models or default_models())}
         self.usage_mode = usage_mode
@@ -107,7 +110,12 @@ class Emulator:
         self.prefill_seconds_per_token = prefill_seconds_per_token
         self.token_delay = token_delay
         self.chunk_size = chunk_size
-        self.load_delay = 0.0  # seconds POST /api/v1/models/load takes
+        self.load_delay = 0.0  # seconds a load takes (REST or JIT: loading.py)
+        #: on: a request naming a downloaded, unloaded model loads it (LM Studio's JIT load)
+        self.jit = jit
+        self.jit_context_length = jit_context_length  # the context a JIT load gives it
+        self.jit_loading: dict[str, trio.Event] = {}  # JIT loads under way, by model key
+        self.loads: list[Load] = []  # every load that completed (REST and JIT)
         #: set: POST /api/v1/models/load also waits for it (a test holds a reload open)
         self.load_gate: trio.Event | None = None
         #: set: POST /v1/messages/count_tokens waits for it (a tokenizer held by a busy engine)
@@ -231,7 +239,7 @@ class Emulator:
                 param="instance_id",
                 code="model_not_found",
             )
-        model.loaded = False
+        model.loaded, model.loaded_by = False, None
         self.prefix_cache.pop(key, None)
 
     # -- request handling (used by app.py) -------------------------------------------------

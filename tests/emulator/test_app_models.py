@@ -70,7 +70,8 @@ async def test_model_endpoints(start: Start) -> None:
 
 
 async def test_cli_serves_standalone() -> None:
-    command = [sys.executable, "-m", "tests.emulator", "--port", "0", "--context-length", "4096"]
+    command = [sys.executable, "-m", "tests.emulator", "--port", "0", "--context-length", "4096",
+               "--jit", "--jit-context-length", "2048", "--load-delay", "0.1"]
     cwd = Path(__file__).resolve().parents[2]
     process = await trio.lowlevel.open_process(command, cwd=cwd, stderr=subprocess.PIPE)
     try:
@@ -86,6 +87,12 @@ async def test_cli_serves_standalone() -> None:
             assert (await http.get("/lmstudio-greeting")).json() == {"lmstudio": True}
             models = (await http.get("/api/v0/models")).json()["data"]
             assert models[0]["loaded_context_length"] == 4096
+            assert models[1]["state"] == "not-loaded"
+            cold = {"model": models[1]["id"], "messages": [{"role": "user", "content": "hi"}]}
+            assert (await http.post("/v1/chat/completions", json=cold)).status_code == 200
+            models = (await http.get("/api/v0/models")).json()["data"]
+            assert models[1]["state"] == "loaded"  # JIT-loaded at --jit-context-length
+            assert models[1]["loaded_context_length"] == 2048
     finally:
         process.kill()
         with trio.CancelScope(shield=True):
