@@ -195,9 +195,9 @@ class Exchange:
         anything reached the client and another upstream can take it."""
         reply = self.reply
         out: list[Any] = []
-        bodies = self.plan.bodies
         try:
             await self.upstream.prepare()
+            bodies = self.plan.bodies  # after: a turn is planned again once its engine is up
         except Failure as exc:
             if (moved := await self._moved(exc)) is not None:
                 return moved

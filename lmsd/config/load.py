@@ -87,6 +87,7 @@ def load_settings(
 
 def _check_upstreams(settings: Settings) -> None:
     names = [u.name for u in settings.upstream_list()]
+    names += [m.name for m in settings.models if m.started]  # each is an upstream of its own
     if settings.background_upstream and settings.background_upstream not in names:
         raise ConfigError(f"background_upstream: {settings.background_upstream!r} is not an "
                           f"upstream (there are: {', '.join(names)})")

@@ -45,6 +45,7 @@ from ..upstreams.discovery import discover
 from ..upstreams.lms import LmsCli
 from ..upstreams.models.lmstudio import LmStudioModels
 from ..upstreams.models.pool import ModelPool
+from ..upstreams.models.started import StartedModels
 from ..upstreams.models.view import models_json
 from ..upstreams.router import Backend, Router
 from ..upstreams.tap import RecordingTransport
@@ -78,6 +79,7 @@ class Daemon(Proxy):
     admin_app: QuartTrio
     log_handler: logging.Handler
     tracing: Tracing | None = None  # while OTEL_* asks for traces (``otel.py``)
+    started: StartedModels | None = None  # the engines it starts (``[[models]]`` commands)
 
     async def aclose(self) -> None:
         """Detach the bus from the log, then close the upstreams, write what the stores
@@ -116,6 +118,50 @@ def pool_for(settings: Settings, backend: Backend) -> ModelPool:
                      budget=backend.config.memory_budget or settings.memory_budget,
                      entries=[m for m in settings.models if not m.started],
                      ttl=settings.model_ttl)
+
+
+def configured_upstreams(settings: Settings) -> list[UpstreamConfig]:
+    """The upstreams lmsd finds or is given: none when ``[[models]]`` name commands and
+    neither ``upstream`` nor ``[[upstreams]]`` says otherwise (the default ``auto`` would
+    look for an LM Studio the user does not run: the started models are the upstreams)."""
+    started = any(m.started for m in settings.models)
+    if started and not settings.upstreams and settings.upstream == "auto":
+        return []
+    return settings.upstream_list()
+
+
+def started_backends(settings: Settings) -> tuple[list[Backend], StartedModels | None]:
+    """One backend per ``[[models]]`` entry with a command (named as its model, serving
+    only it, at the port chosen for it now), all sharing one pool over the engines lmsd
+    starts: one box, one ``memory_budget``."""
+    entries = [m for m in settings.models if m.started]
+    if not entries:
+        return [], None
+    backends: dict[str, Backend] = {}
+
+    def ready(model: str, url: str, restarted: bool) -> None:
+        backend = backends[model]
+        if url != backend.base_url:  # its port was taken meanwhile
+            backend.upstream.set_base_url(url)
+        backend.succeeded()  # a request that met the crash may have opened its breaker
+        how = "restarted after a crash" if restarted else "started"
+        backend.keeper.lost(f"lmsd {how} {model}'s engine (its cache is empty)")
+
+    started = StartedModels(entries, on_ready=ready)
+    pool = ModelPool("local", started, budget=settings.memory_budget, entries=entries,
+                     ttl=settings.model_ttl, upstream_of=lambda model: model)
+    for entry in entries:
+        config = UpstreamConfig(url=started.url(entry.name), name=entry.name, kind="auto",
+                                models=[entry.name])
+        upstream = Upstream(config.url, connect_timeout=settings.upstream_connect_timeout,
+                            read_timeout=settings.upstream_timeout,
+                            api_key=settings.upstream_api_key)
+        backend = backend_for(settings, upstream, config=config, source="started")
+        backend.discovery["reachable"] = False  # until a request starts it
+        backend.pool = pool
+        backend.parked = partial(started.parked, entry.name)
+        backends[entry.name] = backend
+    return list(backends.values()), started
 
 
 def router_for(settings: Settings, backends: list[Backend]) -> Router:
@@ -160,7 +206,9 @@ async def assemble(settings: Settings, *, lms: LmsCli | None = None) -> Daemon:
     tracing = setup_tracing()  # before the upstream clients: they carry the traceparent
     lms = lms if lms is not None else LmsCli(timeout=LMS_TIMEOUT)
     backends = [await build_backend(settings, config, lms)
-                for config in settings.upstream_list()]
+                for config in configured_upstreams(settings)]
+    own, started = started_backends(settings)  # the engines lmsd starts itself
+    backends += own
     router = router_for(settings, backends)
     store = SessionStore(Path(settings.state_dir) / "sessions.sqlite3",
                          max_nodes=settings.session_max_nodes, ttl=settings.session_ttl)
@@ -189,7 +237,7 @@ async def assemble(settings: Settings, *, lms: LmsCli | None = None) -> Daemon:
                                  models=lambda: models_json(router.backends),
                                  forget=router.forget, recorder=recorder)
     return Daemon(**vars(proxy), bus=bus, metrics=metrics, admin_app=admin_app,
-                  log_handler=handler, tracing=tracing)
+                  log_handler=handler, tracing=tracing, started=started)
 
 
 def replay_proxy(settings: Settings,

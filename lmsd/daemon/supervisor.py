@@ -165,6 +165,8 @@ async def serve(
                                                  partial(_watcher_child, backend.watcher))
                             await children.start(supervise, name.replace("watcher", "keeper"),
                                                  partial(_keeper_child, backend.keeper))
+                        if parts.started is not None:  # the engines lmsd starts
+                            await children.start(supervise, "engines", parts.started.run)
                         pools = {id(b.pool): b.pool for b in parts.backends if b.pool}
                         for pool in pools.values():  # models idle past their ttl
                             await children.start(supervise, f"models:{pool.name}", pool.run)

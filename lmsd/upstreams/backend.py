@@ -12,6 +12,7 @@ and a limit learned from one engine says nothing about another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +79,12 @@ class Backend:
                                           "source": source}
         if self.config.url != "auto" and self.config.kind not in ("lmstudio", "responses"):
             upstream.name = UNKNOWN  # until it answers: it may be any engine
+        #: A model lmsd starts (``models/started.py``) whose engine is not running (stopped,
+        #: starting, restarting): not polled, not in trouble, routed to (``wait_ready``).
+        self.parked: Callable[[], bool] = lambda: False
         self.watcher = Watcher(upstream, watch, lms=lms, rediscover=self.rediscover,
                                name=self.name, on_poll=self._polled,
-                               on_reloaded=self._reloaded)
+                               on_reloaded=self._reloaded, parked=lambda: self.parked())
         #: Keeps its conversations' prefixes in the engine's cache (``keep_warm``).
         self.keeper = CacheKeeper(self.name, upstream, cache)
         if self.config.gateway:  # the gateway places requests on its replicas, not lmsd
@@ -193,8 +197,9 @@ class Backend:
         return default or (loaded[0] if loaded else None)
 
     def loaded_now(self) -> list[str]:
-        """The loaded models as last seen, without asking (the watcher's, else the last
-        listing the client read)."""
+        """The loaded models as last seen, without asking (the watcher's, else the client's)."""
+        if self.parked():
+            return []
         if self.watcher.polls:
             return self.watcher.loaded()
         return [m.instance_id for m in self.upstream.listed]
@@ -344,6 +349,8 @@ class Backend:
         key refused, nothing answering, out of rotation), or None when it can: what the
         watcher and the breaker know, so "no model loaded" is said only when it is so."""
         watcher, engine, url = self.watcher, self.upstream.name, self.base_url
+        if self.parked():  # stopped on purpose: a request starts it
+            return None
         if watcher.refused:
             return UpstreamAuth(watcher.refused)
         if watcher.reachable is False:
@@ -365,19 +372,18 @@ class Backend:
 
     async def loaded_models(self) -> list[str]:
         """Models that can serve a request now, or soon (being reloaded)."""
-        if self.watcher.polls:
-            loaded = self.watcher.loaded()
-            if loaded:
+        if self.watcher.polls or self.parked():
+            loaded = self.loaded_now()
+            if loaded or self.parked():
                 return loaded
         loaded, _ = await self.upstream.models()
         return loaded
 
     async def readiness(self) -> Readiness:
-        """Does the upstream answer, with a model loaded (or one configured, which LM
-        Studio loads on demand)?"""
+        """Does the upstream answer, with a model loaded (or one it loads on demand)?"""
         url = self.upstream.base_url
-        if self.upstream.hold_background():  # serving lmsd now: ready, and not to be asked
-            return Readiness(url, self.loaded_now())
+        if self.upstream.hold_background() or self.parked():  # serving lmsd now, or started
+            return Readiness(url, self.loaded_now())  # on request: ready, not to be asked
         try:
             answer = await self.upstream.client.get("/v1/models", timeout=2.0)
             if answer.status_code == 200:

@@ -6,7 +6,7 @@ it starts the command on a free 127.0.0.1 port, reports the URL once ``/health``
 200, restarts the engine with back-off when it exits on its own, logs its output one line
 per ``engine.output`` event at debug, and when the owner's scope ends stops it (SIGTERM to
 its process group, SIGKILL after a grace period) before returning: no process outlives it.
-Not wired into the daemon yet.
+``upstreams/models/started.py`` owns one per running ``[[models]]`` entry.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -79,8 +80,11 @@ class StartedEngine:
     """One configured engine process, kept running while its owner runs ``run``."""
 
     def __init__(self, spec: ModelEntry, *, backoff: Backoff | None = None,
-                 grace: float = GRACE, host: str = HOST) -> None:
+                 grace: float = GRACE, host: str = HOST,
+                 on_ready: Callable[[str, bool], None] | None = None) -> None:
         self.spec = spec
+        #: Told (url, restarted) each time it answers: a fresh engine holds no cache.
+        self.on_ready = on_ready
         self.backoff = backoff or Backoff()
         self.grace = grace
         self.host = host
@@ -154,6 +158,8 @@ class StartedEngine:
                 else:
                     event("engine.started", model=self.spec.name, pid=process.pid, url=url)
                     task_status.started(url)
+                if self.on_ready is not None:
+                    self.on_ready(url, task_status is None)
                 await process.wait()
         if failure is not None:
             raise failure

@@ -18,7 +18,7 @@ from ..protocol.pivot import Conversation, Usage
 from ..protocol.plan import TurnPlan
 from ..sessions.store import SessionKey, SessionStore
 from .cache.slots import BACKGROUND
-from .dialect import Batches, Dialect
+from .dialect import UNDECIDED, Batches, Dialect
 from .router import Backend, Route, Router, is_background
 from .tap import note_binding
 
@@ -55,8 +55,13 @@ class Binding:
         return self._routed.router.several
 
     async def prepare(self) -> None:
-        """Wait while the model is being reloaded; raise if the reload failed."""
+        """Wait while the model is being (re)loaded; raise if that failed. An engine that
+        was not running when the turn was planned (one lmsd starts on demand) is planned
+        for again, in the dialect it speaks now that it answers."""
         await self._backend.wait_ready(self._route.model)
+        if self.dialect.why == UNDECIDED and self._routed.conv is not None:
+            again = await self._routed.bind(self._routed.conv)
+            self.dialect, self.plan = again.dialect, again.plan
 
     def lease(self) -> AbstractContextManager[Any]:
         """Count the turn in flight on its upstream while it runs."""

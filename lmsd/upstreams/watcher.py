@@ -44,8 +44,12 @@ class Watcher(ContextEnforcer):
     def __init__(self, upstream: Upstream, settings: WatchSettings, *, lms: Lms | None = None,
                  rediscover: Callable[[], Awaitable[None]] | None = None,
                  name: str = "", on_poll: Callable[[], None] | None = None,
-                 on_reloaded: Callable[[str], None] | None = None) -> None:
+                 on_reloaded: Callable[[str], None] | None = None,
+                 parked: Callable[[], bool] | None = None) -> None:
         self.upstream = upstream
+        #: True while the engine is stopped on purpose (a model lmsd starts on demand, not
+        #: running now): not polled then, and a poll it ended tells nothing.
+        self.parked = parked or (lambda: False)
         self.name = name  # the upstream's name, in every event (several upstreams)
         self.on_poll = on_poll  # told after each poll (the backend's active health check)
         self.on_reloaded = on_reloaded  # told after it reloaded a model (its cache is gone)
@@ -77,7 +81,8 @@ class Watcher(ContextEnforcer):
 
     async def run(self) -> None:
         while True:
-            await self.poll_once()
+            if not self.parked():
+                await self.poll_once()
             await trio.sleep(self.next_poll_in())
 
     def next_poll_in(self) -> float:
@@ -105,6 +110,8 @@ class Watcher(ContextEnforcer):
             self.busy_polls += 1
             return False
         except (httpx.TransportError, Failure) as exc:
+            if self.parked():  # stopped on purpose while the poll ran: not down
+                return False
             if isinstance(exc, httpx.TimeoutException) and self.upstream.busy:
                 # It queued the listing behind the answer it streams for lmsd: busy, and
                 # from now on a one-at-a-time engine (polled only while lmsd is idle there).

@@ -8,6 +8,8 @@ import ast
 from pathlib import Path
 
 import lmsd
+from lmsd.config import load_settings
+from lmsd.daemon.assembly import configured_upstreams
 
 LMSD = Path(lmsd.__file__).parent
 ASSEMBLY = LMSD / "daemon" / "assembly.py"
@@ -47,3 +49,15 @@ def test_only_the_assembly_builds_parts() -> None:
 def test_the_assembly_builds_every_part() -> None:
     """The scan sees the constructors it looks for (so the test above is not vacuous)."""
     assert built(ASSEMBLY) == PARTS
+
+
+def test_started_models_alone_are_the_upstreams_unless_one_is_given(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('background_upstream = "small"\n[[models]]\nname = "small"\n'
+                    'command = ["llama-server", "--port", "${PORT}"]\n')
+    alone = load_settings({"config": str(path)}, {})
+    assert configured_upstreams(alone) == []  # LM Studio is not looked for
+    given = load_settings({"config": str(path), "upstream": "http://127.0.0.1:1234"}, {})
+    assert [u.url for u in configured_upstreams(given)] == ["http://127.0.0.1:1234"]
+    path.write_text('[[models]]\nname = "lmstudio-model"\nmemory = "1GiB"\n')
+    assert len(configured_upstreams(load_settings({"config": str(path)}, {}))) == 1
