@@ -147,7 +147,10 @@ def started_backends(settings: Settings) -> tuple[list[Backend], StartedModels |
         how = "restarted after a crash" if restarted else "started"
         backend.keeper.lost(f"lmsd {how} {model}'s engine (its cache is empty)")
 
-    started = StartedModels(entries, on_ready=ready)
+    async def save(model: str) -> None:
+        await backends[model].keeper.save_all(f"lmsd stops {model}'s engine")
+
+    started = StartedModels(entries, on_ready=ready, before_stop=save)
     pool = ModelPool("local", started, budget=settings.memory_budget, entries=entries,
                      ttl=settings.model_ttl, upstream_of=lambda model: model)
     for entry in entries:

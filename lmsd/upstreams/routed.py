@@ -7,10 +7,11 @@ a request moved by ``failover`` is planned in full where it lands."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import trio
 
 from ..protocol.failures import ContextOverflow, Failure
@@ -58,7 +59,13 @@ class Binding:
         """Wait while the model is being (re)loaded; raise if that failed. An engine that
         was not running when the turn was planned (one lmsd starts on demand) is planned
         for again, in the dialect it speaks now that it answers."""
-        await self._backend.wait_ready(self._route.model)
+        backend = self._backend
+        await backend.wait_ready(self._route.model)
+        if backend.discovery.get("source") == "started":
+            # Just started (or as before): its slots are learned before this turn takes
+            # one, so the turn pins its slot and restores its file from before a swap.
+            with suppress(httpx.HTTPError):
+                await backend.keeper.learn()
         if self.dialect.why == UNDECIDED and self._routed.conv is not None:
             again = await self._routed.bind(self._routed.conv)
             self.dialect, self.plan = again.dialect, again.plan
@@ -167,6 +174,10 @@ class Routed:
                  (not n.upstream and backend is self.router.backends[0])]
         session_key = self.session if self.agent == "main" else f"{self.session}/{self.agent}"
         conversation = BACKGROUND if self.background else f"{self.session}/{self.agent}"
+        if backend.discovery.get("source") == "started" and not self.background:
+            # Each started model is its own engine: the conversation keeps its slot and
+            # file there while the session works on another model, for when it returns.
+            conversation += f"@{route.model}"
         plan = dialect.plan(conv, model=route.model, nodes=nodes, chaining=backend.chaining,
                             session=session_key)
         if plan.node is None and len(nodes) < len(stored) and plan.miss == "no_node":

@@ -137,20 +137,29 @@ class Background:
     # -- while the user is idle ---------------------------------------------------------------
 
     async def save_idle(self) -> None:
+        await self._save(self.state.settings.slot_save_idle, "idle")
+
+    async def save_all(self, why: str) -> None:
+        """Every unsaved slot, now (the engine is about to stop: its model leaves)."""
+        await self._save(0.0, why, wait=True)
+
+    async def _save(self, idle: float, why: str, *, wait: bool = False) -> None:
+        """Save slots idle for ``idle`` seconds; ``wait``: for a slot in use too (else a
+        real request on the engine puts the saves off)."""
         state, table = self.state, self.state.table
         if table is None:
             return
         if table.setup.unified:
             if state.occupant_unsaved and table.setup.can_save and trio.current_time() - \
-                    state.last_real >= state.settings.slot_save_idle:
-                await save_occupant(state, "idle")
+                    state.last_real >= idle:
+                await save_occupant(state, why)
             return
-        for index, key in table.to_save(trio.current_time(), state.settings.slot_save_idle):
-            if not state.idle() or state.locks[index].locked():
+        for index, key in table.to_save(trio.current_time(), idle):
+            if not wait and (not state.idle() or state.locks[index].locked()):
                 return
             async with state.locks[index]:
                 if table.holder(index) == key:
-                    await save(state, index, key, "idle")
+                    await save(state, index, key, why)
 
     async def warm_next(self) -> None:
         """Restore or replay the next conversation in the queue, unless a real request

@@ -111,6 +111,12 @@ class CacheKeeper:
         if self.enabled:
             self.background.lost(why, model=model)
 
+    async def save_all(self, why: str) -> None:
+        """Save every slot holding unsaved state now (its engine is about to stop:
+        ``Background.save_all``); nothing where keep_warm is off."""
+        if self.enabled:
+            await self.background.save_all(why)
+
     def forget(self, session: str | None = None) -> None:
         """``lmsd reset``: nothing of the session is warmed again."""
         self.background.forget(session)

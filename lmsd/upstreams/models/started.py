@@ -10,7 +10,7 @@ for, and when lmsd stops, every engine stops with it. A crashed engine is restar
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,8 @@ from ...protocol.failures import ModelUnavailable, NotFound
 from ..engines_started import Backoff, EngineFailed, StartedEngine, free_port
 from .pool import Listed
 
+#: The longest the slot saves before a stop may take (a large KV is seconds to write).
+SAVE_WAIT = 60.0
 #: Seconds past its ``health_timeout`` a request waits for a crashed engine to come back
 #: (the back-off between restarts reaches a minute).
 RESTART_WAIT = 60.0
@@ -47,10 +49,14 @@ class StartedModels:
 
     def __init__(self, entries: list[ModelEntry], *,
                  on_ready: Callable[[str, str, bool], None] | None = None,
+                 before_stop: Callable[[str], Awaitable[None]] | None = None,
                  backoff: Callable[[], Backoff] = Backoff) -> None:
         self.entries = {e.name: e for e in entries if e.started}
         self.ports = {name: free_port() for name in self.entries}
         self.on_ready = on_ready
+        #: Before an engine is stopped on purpose: what its cache holds is saved (its
+        #: conversations' slot files), so their next turns restore rather than prefill.
+        self.before_stop = before_stop
         self.backoff = backoff
         self._running: dict[str, _Running] = {}
         self._nursery: trio.Nursery | None = None
@@ -167,6 +173,9 @@ class StartedModels:
         running = self._running.get(model)
         if running is None:
             raise NotFound(f"{model} is not running")
+        if self.before_stop is not None and self.is_loaded(model):
+            with trio.move_on_after(SAVE_WAIT):  # a save that hangs does not hold the swap
+                await self.before_stop(model)
         running.stopping = True
         running.scope.cancel()
         await running.stopped.wait()
