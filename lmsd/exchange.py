@@ -44,8 +44,8 @@ from .protocol.servers.prefill import expected_prefill, prefill_fields
 from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
 from .sessions.turns import Outcome, remember_turn
-from .upstreams.client import written_hook
 from .upstreams.dialect import Batches
+from .upstreams.wire import written_hook
 
 Emit = Callable[[list[Any]], Awaitable[None]]
 #: What makes a chained attempt worth retrying with the full history: only the upstream

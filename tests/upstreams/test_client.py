@@ -131,7 +131,7 @@ async def test_a_header_value_that_cannot_be_sent_is_the_requests_fault(emulator
 async def test_the_written_hook_fires_once_the_request_is_sent_before_any_answer(emulator):
     """``written_hook`` is called when the body is on the wire, while the engine has not
     answered (it hangs here): a turn's headers wait for that, not for the answer."""
-    from lmsd.upstreams.client import written_hook
+    from lmsd.upstreams.wire import written_hook
     from tests.emulator.script import Fault
 
     emulator.inject(Fault.hang())
