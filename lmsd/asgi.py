@@ -49,6 +49,9 @@ class ShieldASGISend:
 
 #: The scope key of a request's body gate (``BodyGate``).
 GATE = "lmsd.body_gate"
+#: The scope key of a nursery that lives as long as the request (``BodyGate``): a route
+#: may start there what must begin before its answer's headers go out and end with it.
+NURSERY = "lmsd.nursery"
 
 
 class BodyGate:
@@ -83,6 +86,8 @@ class BodyGate:
                 pass
 
         async with trio.open_nursery() as nursery:
+            scope[NURSERY] = nursery
+
             async def sent(message: Any) -> None:
                 if message["type"] == "http.response.body" and not message.get("more_body"):
                     nursery.start_soon(drop_the_rest)

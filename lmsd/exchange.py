@@ -45,6 +45,7 @@ from .request_ids import request_id_for
 from .sessions.store import SessionKey, SessionStore
 from .sessions.turns import Outcome, remember_turn
 from .upstreams.dialect import Batches
+from .upstreams.wire import written_hook
 
 Emit = Callable[[list[Any]], Awaitable[None]]
 #: What makes a chained attempt worth retrying with the full history: only the upstream
@@ -158,6 +159,8 @@ class Exchange:
     sent: dict[str, Any] | None = None  # the last body that went to the engine
     recalled: bool = False  # answered from what the engine said of the same request
     trace: RequestTrace | None = None  # its span, while tracing is on (``otel.py``)
+    #: Set once the request is written upstream, or the turn ended without writing one.
+    written: trio.Event = field(default_factory=trio.Event)
 
     @property
     def plan(self) -> TurnPlan:
@@ -169,6 +172,14 @@ class Exchange:
 
     async def run(self, emit: Emit) -> None:
         """Drive the upstream stream to the end; never raises except on cancellation."""
+        hooked = written_hook.set(self.written.set)
+        try:
+            await self._run(emit)
+        finally:
+            written_hook.reset(hooked)
+            self.written.set()
+
+    async def _run(self, emit: Emit) -> None:
         while True:
             with self.upstream.lease():
                 moved = await self._run_here(emit)

@@ -10,7 +10,7 @@ from typing import Any
 import trio
 from quart import Response, request
 
-from ..asgi import Rendered, json_response
+from ..asgi import NURSERY, Rendered, json_response
 from ..exchange import Exchange
 from ..protocol.anthropic.request import parse_json
 from ..protocol.failures import Failure, UnsupportedMedia, UpstreamBroken
@@ -36,8 +36,10 @@ async def answer(exchange: Exchange, drain: Drain, ping_interval: float, *,
     stream's bytes would be) the exchange is stopped, which stops the upstream too, and
     the client is told why (an upstream that never ends would otherwise grow lmsd)."""
     if exchange.stream:
-        return stream_response(EventStream(exchange, drain, ping_interval, encode=encode,
-                                           ping=ping))
+        body = EventStream(exchange, drain, ping_interval, encode=encode, ping=ping)
+        if (nursery := request.scope.get(NURSERY)) is not None:
+            await body.begin(nursery)  # the request goes upstream before the headers out
+        return stream_response(body)
     held = 0
 
     with trio.CancelScope() as too_large:

@@ -34,6 +34,7 @@ from ..protocol.servers.engines import LM_STUDIO, UNKNOWN, engine_of, one_at_a_t
 from ..protocol.servers.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 from ..protocol.urls import display_url, split_credentials
 from .tap import tap
+from .wire import json_body, written_extension
 
 MODELS_CACHE_SECONDS = 2.0
 #: How long an idle pooled connection may be reused: well below the servers' own keep-alive
@@ -195,8 +196,11 @@ class Upstream:
         """POST and stream the answer, retrying once when a pooled keep-alive connection
         turns out to be dead before any response (the server closed it as we reused
         it): nothing was processed, so the retry is safe."""
+        content = json_body(body)
+        sent = {"Content-Type": "application/json", **(headers or {})}
         for attempt in (1, 2):
-            manager = self.client.stream("POST", path, json=body, headers=headers)
+            manager = self.client.stream("POST", path, content=content, headers=sent,
+                                         extensions=written_extension())
             try:
                 response = await manager.__aenter__()
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):

@@ -75,3 +75,49 @@ async def test_what_queued_during_a_slow_write_goes_out_in_the_next_one():
     writes = await _writes(body, after_first=exchange.sent.wait)
     assert writes[0] == b"[start]"
     assert writes[1:] == [b"[e0][e1][e2][e3][e4]"]  # in order, one write
+
+
+class Begun(Scripted):
+    """A ``Scripted`` exchange that says when its request is written (after its first
+    event) and whether it was cut off."""
+
+    def __init__(self, n: int, *, hang: bool = False) -> None:
+        super().__init__(n)
+        self.written, self.hang, self.cancelled = trio.Event(), hang, False
+
+    async def run(self, emit: Any) -> None:
+        try:
+            await emit(["e0"])
+            self.written.set()
+            if self.hang:
+                await trio.sleep_forever()
+            for i in range(1, self.n):
+                await emit([f"e{i}"])
+            self.done = True
+        except trio.Cancelled:
+            self.cancelled = True
+            raise
+
+
+async def test_begun_before_the_headers_the_producer_ends_with_the_body():
+    exchange = Begun(3)
+    body = EventStream(exchange, Drain(), 30.0, encode=_encode, ping=b".")  # type: ignore
+    async with trio.open_nursery() as nursery:  # the request's (``asgi.NURSERY``)
+        await body.begin(nursery)
+        assert exchange.written.is_set()  # begin returned once the request was written
+        writes = await _writes(body)
+        assert b"".join(writes) == b"[start][e0][e1][e2]"
+        assert exchange.done and not exchange.cancelled
+
+
+async def test_begun_producer_is_cut_off_when_the_client_leaves():
+    exchange = Begun(3, hang=True)
+    body = EventStream(exchange, Drain(), 30.0, encode=_encode, ping=b".")  # type: ignore
+    async with trio.open_nursery() as nursery:
+        await body.begin(nursery)
+        async with body:
+            async for chunk in body:
+                if chunk != b"[start]":
+                    break  # the client went away after the first event
+        # the body's exit ended the producer (it ran in the request's nursery)
+        assert exchange.cancelled and not exchange.done

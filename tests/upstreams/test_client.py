@@ -126,3 +126,39 @@ async def test_a_header_value_that_cannot_be_sent_is_the_requests_fault(emulator
     finally:
         await upstream.aclose()
     assert not [r for r in emulator.log if r.path == "/v1/responses"]
+
+
+async def test_the_written_hook_fires_once_the_request_is_sent_before_any_answer(emulator):
+    """``written_hook`` is called when the body is on the wire, while the engine has not
+    answered (it hangs here): a turn's headers wait for that, not for the answer."""
+    from lmsd.upstreams.wire import written_hook
+    from tests.emulator.script import Fault
+
+    emulator.inject(Fault.hang())
+    upstream = Upstream(emulator.url)
+    written = trio.Event()
+    calls: list[str] = []
+
+    def hook() -> None:
+        calls.append("written")
+        written.set()
+
+    async def send() -> None:
+        written_hook.set(hook)  # this task's context only
+        model = next(iter(emulator.models))
+        async with upstream.stream("/v1/responses", {"model": model, "input": "hi",
+                                                     "stream": True}):
+            calls.append("answered")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            with trio.fail_after(10):
+                await written.wait()
+                while not emulator.generations:  # the engine has it (and hangs on it)
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()  # the answer never comes
+    finally:
+        await upstream.aclose()
+    assert calls == ["written"]  # once, with no answer
+    assert written_hook.get() is None  # the hook stayed in the sending task
