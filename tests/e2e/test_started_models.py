@@ -295,3 +295,37 @@ async def test_a_conversation_swapped_out_and_back_restores_its_cache(start_lmsd
     assert restored["conversation"] == f"swapped/main@{a}"
     cached = back["usage"].get("cache_read_input_tokens", 0)
     assert cached >= prompt * 0.9, (back["usage"], prompt)
+
+
+@pytest.mark.cli
+async def test_claude_code_switches_between_started_models_in_one_session(start_lmsd, tmp_path):
+    """The real Claude Code CLI, ``--model`` per run and ``--resume`` between them, on the
+    two engines lmsd starts, with a budget that holds one: each switch stops one engine and
+    starts the other, and every run answers."""
+    import uuid
+
+    from tests.support.claude_cli import run_claude
+
+    config = our_models()
+    for model in config["models"]:  # Claude Code's system prompt and tools take ~20k
+        command = model["command"]
+        command[command.index("--ctx-size") + 1] = "32768"
+    a, b = names(config)
+    fits_one = max(model_path().stat().st_size, model_path(swa=True).stat().st_size) * 3 // 2
+    server, seen = await lmsd_with(start_lmsd, tmp_path, config, memory_budget=str(fits_one),
+                                   max_tokens_cap="16")
+    (tmp_path / "tmp").mkdir()
+    session = str(uuid.uuid4())
+    for model, resume in ((a, False), (b, True), (a, True)):
+        flags = ["--model", model, *(["--resume", session] if resume else
+                                     ["--session-id", session])]
+        run = await run_claude(server.url, "say hello", home=tmp_path / "home", cwd=tmp_path,
+                               allowed_tools=[], extra_args=flags, timeout=300,
+                               extra_env={"TMPDIR": str(tmp_path / "tmp")})
+        assert run.returncode == 0, run.stderr + run.stdout
+        assert run.result is not None and run.result.get("is_error") is False, run.stdout
+    started = [e for e in seen.of("request.start") if e.get("session") == session]
+    assert [e["model"] for e in started if e["model"] in (a, b)][-3:] == [a, b, a]
+    assert len(seen.of("engine.started", model=a)) == 2
+    assert len(seen.of("engine.started", model=b)) == 1
+    assert [e["unloaded"] for e in seen.of("model.swap")] == [[a], [b]]
