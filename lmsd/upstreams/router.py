@@ -255,6 +255,9 @@ class Router:
         listed: list[str] = []
         error: Failure | None = None
         for backend in self.backends:
+            if backend.parked():  # an engine lmsd starts on demand: listed, not loaded
+                listed += [m for m in backend.config.models if m not in listed]
+                continue
             try:
                 one_loaded, one_listed = await backend.models()
             except Failure as exc:

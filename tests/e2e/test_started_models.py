@@ -133,9 +133,13 @@ async def test_a_session_switches_between_two_started_models(start_lmsd, tmp_pat
     assert [x.name for x in server.router.backends] == [a, b]  # no LM Studio looked for
     assert not seen.of("engine.started")  # nothing runs before a request names it
     async with client(server) as http:
+        listed = {m["id"]: m for m in (await http.get("/v1/models")).json()["data"]}
+        assert (listed[a]["loaded"], listed[b]["loaded"]) == (False, False), listed
         await ask(http, a)
         await ask(http, b)
         await ask(http, a)
+        listed = {m["id"]: m for m in (await http.get("/v1/models")).json()["data"]}
+        assert (listed[a]["loaded"], listed[b]["loaded"]) == (True, True), listed
     for name in (a, b):
         [started] = seen.of("engine.started", model=name)
         assert started["url"] == backend(server, name).base_url, "answered by its engine"

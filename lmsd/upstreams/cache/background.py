@@ -140,7 +140,10 @@ class Background:
         await self._save(self.state.settings.slot_save_idle, "idle")
 
     async def save_all(self, why: str) -> None:
-        """Every unsaved slot, now (the engine is about to stop: its model leaves)."""
+        """Every unsaved slot, now (the engine is about to stop: its model leaves). A
+        warm-up under way is cancelled first: it would hold its slot, for nobody."""
+        if self.state.warming is not None:
+            self.state.warming[1].cancel()
         await self._save(0.0, why, wait=True)
 
     async def _save(self, idle: float, why: str, *, wait: bool = False) -> None:
