@@ -5,6 +5,7 @@ token and Host/Origin checks as every admin route."""
 from __future__ import annotations
 
 import httpx
+import trio
 
 from lmsd.admin.api import create_admin_app
 from lmsd.bus import EventBus
@@ -37,6 +38,10 @@ async def test_lists_the_loaded_and_the_downloaded_models(lmsd, emulator):
 async def test_a_hostile_model_name_is_data(start_lmsd, emulator):
     emulator.models[HOSTILE] = ModelSpec(HOSTILE, loaded=False)
     server = await start_lmsd(emulator.url)
+    watcher = server.router.backends[0].watcher
+    with trio.fail_after(10):  # the downloaded models come with the watcher's first look
+        while not watcher.polls:
+            await trio.sleep(0.01)
     answer = await admin_get(server, "/models")
     assert answer.headers["content-type"].startswith("application/json")
     assert HOSTILE in [r["name"] for r in answer.json()["models"]]

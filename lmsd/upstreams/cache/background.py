@@ -86,9 +86,8 @@ class Background:
         state.restores.clear()
         self.watch.learned = False  # a restarted engine may have other slots
         replays = state.settings.rewarm_conversations
-        recent = [r.conversation for r in state.recent.latest(
-            state.name, state.recent.keep, since=state.active_since())
-            if model is None or r.body.get("model") == model]
+        state.lost_model = model
+        recent = self._most_recent()
         order = [c for c in dict.fromkeys([*held, *recent]) if c in recent]
         # Restores cost milliseconds: every conversation with a file, as many as there are
         # slots for. A replay costs a cold prefill: only the most recent ones.
@@ -103,6 +102,24 @@ class Background:
         event("cache.lost", level=30, upstream=state.name, why=why,
               rewarm=list(state.queue) or None)
         state.wake.set()
+
+    def _most_recent(self) -> list[str]:
+        """The conversations active lately on this upstream (on the model that was lost,
+        when only one was), most recent first."""
+        state = self.state
+        return [r.conversation for r in state.recent.latest(
+            state.name, state.recent.keep, since=state.active_since())
+            if state.lost_model is None or r.body.get("model") == state.lost_model]
+
+    def _still_due(self, conversation: str) -> bool:
+        """Is a warm-up queued at the loss still worth it now? A restore always is (it
+        costs milliseconds); a replay (a cold prefill) only while the conversation is
+        among the ``rewarm_conversations`` most recent: the turn that loaded the model
+        came after the loss, and replaying another would push that one out."""
+        state, table = self.state, self.state.table
+        if table is not None and table.restorable(conversation):
+            return True
+        return conversation in self._most_recent()[:state.settings.rewarm_conversations]
 
     def release_moved(self) -> None:
         """Conversations that moved to another upstream (a failover, a placement change)
@@ -190,6 +207,10 @@ class Background:
             return
         if recent is None:
             return  # it lives on another upstream now (or was reset): not warmed here
+        if not self._still_due(conversation):
+            event("cache.warmup_skipped", upstream=state.name, conversation=conversation,
+                  why="more recent conversations on its model came first")
+            return
         table = state.table
         index = table.choose(conversation) if table is not None else None
         model = model_of(recent.body)

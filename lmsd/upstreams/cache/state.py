@@ -41,6 +41,7 @@ class KeeperState:
         self.occupant: str | None = None
         self.occupant_unsaved = False
         self.lost: set[str] = set()
+        self.lost_model: str | None = None  # the loss was this model's only (a load)
         # Real traffic: the background waits for none to run, and for a quiet moment.
         self.real_in_flight = 0
         self.last_real = 0.0

@@ -19,7 +19,8 @@ class LmStudioModels:
         watcher = self.watcher
         out = {name: Listed(name, False, watcher.sizes.get(name, 0))
                for name in watcher.upstream.known}
-        for m in watcher.models.values():
+        loaded = watcher.models.values() if watcher.polls else watcher.upstream.listed
+        for m in loaded:  # before the first poll: what the startup's listing said
             out[m.key] = Listed(m.key, True, watcher.sizes.get(m.key, 0), m.context_length)
         return out
 

@@ -150,7 +150,7 @@ async def test_the_idle_ttl_unloads_what_lmsd_loaded_and_not_the_users_model(
 async def test_a_conversation_swapped_out_and_back_is_warmed_when_its_model_returns(
         start_lmsd, emulator, tmp_path):
     server = await started(start_lmsd, emulator, tmp_path, memory_budget="20GB",
-                           rewarm_conversations="1")
+                           rewarm_conversations="2")
     headers_a = {"x-claude-code-session-id": "on-qwen"}
     headers_b = {"x-claude-code-session-id": "on-gemma"}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
@@ -172,3 +172,27 @@ async def test_a_conversation_swapped_out_and_back_is_warmed_when_its_model_retu
     assert any("the qwen task" in str(g.body) for g in replayed), \
         "the conversation on the model that came back is the one warmed"
     assert not any("the gemma task" in str(g.body) for g in emulator.generations[before:])
+
+
+async def test_the_turn_that_brought_its_model_back_is_not_pushed_out_by_a_replay(
+        start_lmsd, emulator, tmp_path):
+    """Session 1 works on qwen, switches to gemma and back; session 2 was on qwen too. The
+    turn back loads qwen and prefills session 1 itself: with ``rewarm_conversations`` 1,
+    replaying session 2 now would push session 1's prefix out of the engine's cache
+    before its next turn (bench/day_switch.py found it: 5.3 s instead of 0.5)."""
+    server = await started(start_lmsd, emulator, tmp_path, memory_budget="20GB",
+                           rewarm_conversations="1")
+    one = {"x-claude-code-session-id": "session-1"}
+    two = {"x-claude-code-session-id": "session-2"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for model, headers, text in ((MODEL, two, "session two"), (MODEL, one, "one on qwen"),
+                                     (COLD, one, "one on gemma"), (MODEL, one, "one back")):
+            answer = await http.post("/v1/messages", json=body(model, text), headers=headers)
+            assert answer.status_code == 200, answer.text
+        before = len(emulator.generations)
+        await wait_until(lambda: events(server, "cache.warmup_skipped"))
+    (skipped,) = events(server, "cache.warmup_skipped")
+    assert skipped["conversation"] == "session-2/main"
+    assert "more recent conversations" in skipped["why"]
+    assert not events(server, "cache.warmup")
+    assert len(emulator.generations) == before, "no replay after the turn back"
