@@ -11,6 +11,11 @@ same day on a fresh engine and a fresh lmsd:
 - ``jit``: the engine alone: LM Studio's JIT load (at 4096, auto-evict on) through lmsd
   without load-on-request (bench/cold_model.py's BENCH-ONLY patch), the watcher on (it
   reloads at ``min_context`` after each JIT load); no budget;
+- ``jitguard``: ``jit`` on a box that says no: LM Studio's model loading guardrails
+  refuse a load past the box's memory. Neither the model loaded by hand nor one the
+  watcher reloaded counts as JIT-loaded, so auto-evict never frees their memory: in
+  ``jit`` both models stay loaded (more than the box holds; the emulator does not slow
+  down for it), in ``jitguard`` the load of B fails;
 - ``nowarm``: ``lmsd`` with ``rewarm_conversations`` 0: what the re-warm buys.
 
 The box (``--box``): ``lmstudio-emulator`` (tests/emulator, JIT on, each load taking
@@ -61,15 +66,36 @@ from bench.day_switch_report import (
 from bench.day_switch_trace import MODEL_A, MODEL_B, Step, build_day
 from lmsd.config.parsers import byte_size
 from tests.emulator import Emulator, serve_emulator
+from tests.emulator.models import ModelSpec
 from tests.emulator.render import render_context, tokenize
+from tests.emulator.validate import ApiError
 
 OUT = ROOT / "bench/out"
-MODES = ("lmsd", "jit", "nowarm")
+MODES = ("lmsd", "jit", "jitguard", "nowarm")
 TITLES = {"lmsd": "(a) lmsd: pool, budget, re-warm",
           "jit": "(b) engine JIT + watcher reload",
+          "jitguard": "(b') the same, load guardrails on",
           "nowarm": "(c) lmsd, rewarm_conversations 0"}
 MODEL_BYTES = 17_000_000_000  # what the emulator's listing says each model takes
 GENERATION = ("/v1/responses", "/v1/messages", "/v1/chat/completions")
+#: LM Studio's guardrails refusing a load (its words, shortened)
+GUARDRAIL = ("Failed to load model: Model loading was stopped due to insufficient system "
+             "resources. Continuing to load the model would likely overload your system.")
+
+
+class GuardedEmulator(Emulator):
+    """The emulator on a box of ``memory`` bytes whose load guardrails are on: a load
+    that would take more refuses (a reload of a loaded model counts once)."""
+
+    memory = 0
+
+    def load_model(self, key: str, context_length: int | None = None) -> ModelSpec:
+        model = self.models.get(key)
+        loaded = sum(m.loaded for m in self.models.values())
+        if self.memory and model is not None and not model.loaded and \
+                MODEL_BYTES * (loaded + 1) > self.memory:
+            raise ApiError(GUARDRAIL, status=500, code="model_load_failed")
+        return super().load_model(key, context_length)
 
 
 @dataclass
@@ -92,16 +118,17 @@ class EmulatorBox:
     @asynccontextmanager
     async def serve(self, mode: str, out: Path) -> AsyncIterator[Served]:
         args = self.args
-        emu = Emulator(jit=True, prefill_seconds_per_token=1 / args.prefill_rate)
+        emu = GuardedEmulator(jit=True, prefill_seconds_per_token=1 / args.prefill_rate)
+        emu.memory = args.box_memory if mode == "jitguard" else 0
         emu.load_delay = args.load_delay
         peak = [0]
         port, admin = free_port(), free_port()
         url = f"http://127.0.0.1:{port}"
-        head = [sys.executable, "-c", PATCHED_LMSD] if mode == "jit" else \
+        head = [sys.executable, "-c", PATCHED_LMSD] if mode.startswith("jit") else \
             [sys.executable, "-m", "lmsd"]
         extra = {"lmsd": ["--memory-budget", str(args.box_memory)],
                  "nowarm": ["--memory-budget", str(args.box_memory),
-                            "--rewarm-conversations", "0"], "jit": []}[mode]
+                            "--rewarm-conversations", "0"]}.get(mode, [])
         async with trio.open_nursery() as nursery:
             emu_url = await serve_emulator(nursery, emu)
 
@@ -150,7 +177,7 @@ def engine_figures(emu: Emulator, t0: float, peak: int) -> Engine:
     client = [r for r in done if r.stream]
     prompts = [(r.model or "", tokenize(render_context(r.context_items, r.instructions_used,
                                                        r.tools))) for r in client]
-    rejected = sum(r.outcome == "rejected" for r in emu.log if r.path in GENERATION)
+    rejected = sum(r.outcome in ("rejected", "error") for r in emu.log if r.path in GENERATION)
     loads = [{"model": x.model, "context": x.context_length, "how": x.how,
               "at": round(x.at - t0, 2)} for x in emu.loads]
     return Engine(loads, prefilled, warmups, sum(new_tokens(prompts)), peak, rejected)
@@ -278,7 +305,7 @@ if __name__ == "__main__":
     parser.add_argument("--back", type=int, default=3, help="main turns on A again")
     parser.add_argument("--retry", type=float, default=1.0,
                         help="seconds before a failed request is sent again")
-    parser.add_argument("--give-up", type=float, default=60.0,
+    parser.add_argument("--give-up", type=float, default=30.0,
                         help="seconds after which the user gives up on a request")
     parser.add_argument("--report", type=Path, help="print the tables of a JSON result")
     options = parser.parse_args()
