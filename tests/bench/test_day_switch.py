@@ -3,6 +3,8 @@ figures it makes of a run (bench/day_switch_report.py), without a box or an engi
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from bench.day_switch_report import Engine, Turn, new_tokens, ratios, summarize, table
@@ -24,7 +26,7 @@ def test_the_day_switches_to_b_and_back_in_one_growing_session() -> None:
     # model (Claude Code's /model sends the whole history to the other model)
     sessions = {s.req.headers["X-Claude-Code-Session-Id"] for s in main if s.req}
     assert len(sessions) == 1
-    for before, after in zip(main, main[1:], strict=False):
+    for before, after in pairwise(main):
         assert before.req is not None and after.req is not None
         old, new = before.req.body["messages"], after.req.body["messages"]
         assert len(new) == len(old) + 2
