@@ -1,0 +1,176 @@
+"""What bench/day_switch.py makes of a day: each mode's figures (loads, tokens prefilled
+against a perfect cache, failed requests, TTFT of the main turns) and the table it
+prints. Pure: the box that served the day hands in what its engine saw (``Engine``)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.common import percentile
+
+
+@dataclass
+class Turn:
+    """One request of the day as the user saw it."""
+
+    name: str
+    model: str
+    main: bool
+    mark: str
+    ttft: float | None  # seconds from the first send to the first token; None: gave up
+    attempts: int  # sends until it answered (1: at once)
+    errors: list[str] = field(default_factory=list)  # why the failed attempts failed
+
+
+@dataclass
+class Engine:
+    """What the engine did over the day."""
+
+    loads: list[dict[str, Any]]  # {"model", "context", "how", "at"} in order
+    prefilled: int  # tokens it prefilled, warm-ups included
+    prefilled_warmups: int  # of which for lmsd's warm-ups
+    new: int  # what a perfect cache (per model, never forgetting) would have prefilled
+    peak_bytes: int  # the most memory its loaded models took at once
+    rejected: int  # generation requests it refused (a prompt too long for the context)
+
+
+def new_tokens(prompts: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+    """Each prompt's tokens a perfect cache would prefill: all but the longest prefix it
+    shares with an earlier prompt on the same model (at least one: an engine always
+    evaluates the last token, as llama.cpp does)."""
+    seen: dict[str, list[Sequence[Any]]] = {}
+    out = []
+    for model, tokens in prompts:
+        shared = max((_common(tokens, s) for s in seen.get(model, [])), default=0)
+        out.append(len(tokens) - min(shared, max(len(tokens) - 1, 0)))
+        seen.setdefault(model, []).append(tokens)
+    return out
+
+
+def _common(a: Sequence[Any], b: Sequence[Any]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def summarize(mode: str, turns: list[Turn], engine: Engine, wall: float,
+              budget_bytes: int) -> dict[str, Any]:
+    """One mode's figures (what the JSON holds and the table shows)."""
+    main = [t for t in turns if t.main and t.ttft is not None]
+    ttfts = [t.ttft for t in main if t.ttft is not None]
+    back = next((t for t in turns if t.mark == "back"), None)
+    switch = next((t for t in turns if t.mark == "switch"), None)
+    after_back = _after(turns, "back")
+    return {
+        "mode": mode, "wall_s": round(wall, 2),
+        "loads": engine.loads, "load_count": len(engine.loads),
+        "prefilled": engine.prefilled, "prefilled_warmups": engine.prefilled_warmups,
+        "new": engine.new,
+        "prefilled_over_new": round(engine.prefilled / engine.new, 2) if engine.new else None,
+        "failed_attempts": sum(t.attempts - 1 for t in turns if t.ttft is not None)
+        + sum(t.attempts for t in turns if t.ttft is None),
+        "gave_up": [t.name for t in turns if t.ttft is None],
+        "engine_rejected": engine.rejected,
+        "main_ttft_p50_s": round(statistics.median(ttfts), 3) if ttfts else None,
+        "main_ttft_p99_s": round(percentile(ttfts, 0.99), 3) if ttfts else None,
+        "main_ttft_sum_s": round(sum(ttfts), 3),
+        "switch_ttft_s": _s(switch), "back_ttft_s": _s(back),
+        "after_back_ttft_s": _s(after_back),
+        "peak_bytes": engine.peak_bytes, "budget_bytes": budget_bytes,
+        "over_budget": bool(budget_bytes) and engine.peak_bytes > budget_bytes,
+        "turns": [asdict(t) for t in turns],
+    }
+
+
+def _s(turn: Turn | None) -> float | None:
+    return None if turn is None or turn.ttft is None else round(turn.ttft, 3)
+
+
+def _after(turns: list[Turn], mark: str) -> Turn | None:
+    """The next main turn after the one marked ``mark``."""
+    at = next((i for i, t in enumerate(turns) if t.mark == mark), None)
+    if at is None:
+        return None
+    return next((t for t in turns[at + 1:] if t.main), None)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.0f} GB"
+
+
+def table(results: list[dict[str, Any]], titles: dict[str, str]) -> str:
+    """Markdown: one column per mode."""
+    rows: list[tuple[str, Any]] = [
+        ("loads (model@context, how)", lambda r: f"{r['load_count']}: " + ", ".join(
+            f"{x['model'].split('/')[-1]}@{x['context']} {x['how']}" for x in r["loads"])),
+        ("peak memory loaded (budget)", lambda r: f"{_gb(r['peak_bytes'])}"
+         f"{' OVER' if r['over_budget'] else ''} ({_gb(r['budget_bytes'])})"),
+        ("tokens prefilled (warm-ups)", lambda r: f"{r['prefilled']} "
+         f"({r['prefilled_warmups']})"),
+        ("tokens new (a perfect cache)", lambda r: str(r["new"])),
+        ("prefilled / new", lambda r: f"**{r['prefilled_over_new']}**"),
+        ("failed sends (engine refused)", lambda r: f"{r['failed_attempts']} "
+         f"({r['engine_rejected']})" + (f", gave up: {', '.join(r['gave_up'])}"
+                                        if r["gave_up"] else "")),
+        ("main TTFT p50 / p99", lambda r: f"{r['main_ttft_p50_s']:.2f} s / "
+         f"{r['main_ttft_p99_s']:.2f} s"),
+        ("first turn on B (switch)", lambda r: _cell(r["switch_ttft_s"])),
+        ("first turn on A again (back)", lambda r: _cell(r["back_ttft_s"])),
+        ("next A turn, after the idle pause", lambda r: _cell(r["after_back_ttft_s"])),
+        ("main TTFT, sum over the day", lambda r: f"{r['main_ttft_sum_s']:.2f} s"),
+        ("wall time", lambda r: f"{r['wall_s']:.1f} s"),
+    ]
+    head = "| | " + " | ".join(titles.get(r["mode"], r["mode"]) for r in results) + " |"
+    lines = [head, "|---|" + "---|" * len(results)]
+    lines += [f"| {label} | " + " | ".join(cell(r) for r in results) + " |"
+              for label, cell in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "failed" if value is None else f"{value:.2f} s"
+
+
+def turns_table(results: list[dict[str, Any]], titles: dict[str, str]) -> str:
+    """Markdown: each request's TTFT (attempts) per mode."""
+    head = "| request | " + " | ".join(titles.get(r["mode"], r["mode"]) for r in results) + " |"
+    lines = [head, "|---|" + "---|" * len(results)]
+    for i, turn in enumerate(results[0]["turns"]):
+        label = turn["name"] + (f" ({turn['mark']})" if turn["mark"] else "")
+        cells = []
+        for r in results:
+            t = r["turns"][i]
+            cells.append(_cell(t["ttft"]) + (f" ({t['attempts']} sends)"
+                                             if t["attempts"] > 1 else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratios(results: list[dict[str, Any]], base: str = "lmsd") -> list[str]:
+    """Each other mode against ``base``: prefilled, the sum of main TTFTs, the turn back,
+    wall time."""
+    by = {r["mode"]: r for r in results}
+    if base not in by:
+        return []
+    a = by[base]
+    out = []
+    for mode, r in by.items():
+        if mode == base:
+            continue
+        parts = [f"prefilled {_ratio(r['prefilled'], a['prefilled'])}",
+                 f"main TTFT sum {_ratio(r['main_ttft_sum_s'], a['main_ttft_sum_s'])}",
+                 f"turn back {_ratio(r['back_ttft_s'], a['back_ttft_s'])}",
+                 f"switch {_ratio(r['switch_ttft_s'], a['switch_ttft_s'])}",
+                 f"wall {_ratio(r['wall_s'], a['wall_s'])}"]
+        out.append(f"{mode} / {base}: " + ", ".join(parts))
+    return out
+
+
+def _ratio(x: float | None, y: float | None) -> str:
+    return "n/a" if x is None or not y else f"{x / y:.2f}x"
