@@ -57,7 +57,7 @@ def context_fingerprint(model: str, instructions: str, tools: Iterable[dict[str,
     return CONTEXTS.fingerprint(model, instructions, list(tools), tool_choice)
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_json(a: Any, b: Any) -> bool:
     """``a`` and ``b`` (parsed JSON) encode to the same JSON text: ``==`` with the types
     and the key order that JSON text keeps (``1``, ``1.0`` and ``true`` are equal in
     Python, and ``{"a", "b"}`` equals ``{"b", "a"}``)."""
@@ -65,10 +65,10 @@ def _same(a: Any, b: Any) -> bool:
     if kind is not type(b):
         return False
     if kind is dict:
-        return len(a) == len(b) and list(a) == list(b) and all(map(_same, a.values(),
-                                                                     b.values()))
+        return len(a) == len(b) and list(a) == list(b) and all(
+            map(same_json, a.values(), b.values()))
     if kind is list or kind is tuple:
-        return len(a) == len(b) and all(map(_same, a, b))
+        return len(a) == len(b) and all(map(same_json, a, b))
     return bool(a == b)
 
 
@@ -86,7 +86,7 @@ class ContextCache:
                     tool_choice: Any) -> str:
         key = (model, instructions, len(tools))  # a str's hash is cached: cheap
         kept = self._entries.get(key)
-        if kept is not None and _same(kept[1], tool_choice) and _same(kept[0], tools):
+        if kept is not None and same_json(kept[1], tool_choice) and same_json(kept[0], tools):
             self._entries.move_to_end(key)
             return kept[2]
         digest = _digest(_dumps([model, instructions, tools, tool_choice]))
