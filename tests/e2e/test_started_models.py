@@ -18,6 +18,7 @@ import httpx
 import pytest
 import trio
 
+from lmsd.upstreams.models.view import models_json
 from tests.engine.llama_server import llama_server_binary
 from tests.engine.server import model_path
 
@@ -143,6 +144,9 @@ async def test_a_session_switches_between_two_started_models(start_lmsd, tmp_pat
         assert len(seen.of("model.load", model=name)) == 1
     assert backend(server, a).served == 2 and backend(server, b).served == 1
     assert not seen.of("upstream.down") and not seen.of("model.unload")
+    await backend(server, a).watcher.poll_once()  # the daemon's watcher looks every 5 s
+    rows = {r["name"]: r for r in models_json(server.router.backends)["models"]}
+    assert rows[a]["loaded"] and rows[a]["context_length"] == 4096  # its engine's /props
 
 
 async def test_requests_during_a_start_wait_for_that_one_start(start_lmsd, tmp_path):
