@@ -181,6 +181,27 @@ async def test_requests_during_a_start_wait_for_that_one_start(start_lmsd, tmp_p
     assert len(seen.of("model.load", model=a)) == 1
 
 
+async def test_a_model_file_that_is_not_there_reaches_the_client_in_the_engines_words(
+        start_lmsd, tmp_path):
+    """llama-server exits at once on a missing -m file; its own line naming the file is
+    what the request answers with (and ``model.load_failed``), not a bare 500."""
+    config = our_models()
+    a, _ = names(config)
+    command = config["models"][0]["command"]
+    missing = str(tmp_path / "gone.gguf")
+    command[command.index("--model") + 1] = missing
+    server, seen = await lmsd_with(start_lmsd, tmp_path, config)
+    async with client(server) as http:
+        answer = await http.post("/v1/messages", json={
+            "model": a, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 503, answer.text
+    message = answer.json()["error"]["message"]
+    assert f"lmsd could not start {a}" in message and "exited with code 1" in message
+    assert f"failed to open GGUF file '{missing}' (No such file or directory)" in message
+    failed = await seen.wait("model.load_failed", model=a)
+    assert missing in failed["error"]
+
+
 async def swap_out_and_back(server, seen: Seen, cause: str) -> None:
     a, b = (x.name for x in server.router.backends)
     async with client(server) as http:
