@@ -7,6 +7,7 @@ import tomllib
 
 import pytest
 
+from lmsd.config import ConfigError, configured_upstreams, load_settings
 from lmsd.config.models import ModelEntry, model_entries
 
 TOML = """
@@ -106,3 +107,34 @@ def test_models_must_be_tables():
         model_entries({"name": "a"})
     with pytest.raises(ValueError, match="expected a table"):
         model_entries(["a"])
+
+
+def test_a_started_model_named_as_an_upstream_stops_startup_naming_both(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[[upstreams]]\nname = "coder"\nurl = "http://127.0.0.1:8080"\n'
+                    '[[models]]\nname = "coder"\n'
+                    'command = ["llama-server", "--port", "${PORT}"]\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"config": str(path)}, {})
+    message = str(raised.value)
+    assert "[[models]] 'coder'" in message and "upstream 'coder' at http://127.0.0.1:8080" \
+        in message
+
+
+def test_a_started_model_may_share_its_name_with_a_model_an_upstream_serves(tmp_path):
+    """Only the upstream's name counts: one it serves a model of the same name is fine."""
+    path = tmp_path / "config.toml"
+    path.write_text('[[upstreams]]\nname = "box"\nurl = "http://127.0.0.1:8080"\n'
+                    'models = ["coder"]\n[[models]]\nname = "coder"\n'
+                    'command = ["llama-server", "--port", "${PORT}"]\n')
+    settings = load_settings({"config": str(path)}, {})
+    assert [u.name for u in configured_upstreams(settings)] == ["box"]
+
+
+def test_background_upstream_cannot_name_the_lm_studio_started_models_replace(tmp_path):
+    """With only started models, ``auto`` is looked for nowhere: its name is no upstream."""
+    path = tmp_path / "config.toml"
+    path.write_text('background_upstream = "lmstudio"\n[[models]]\nname = "small"\n'
+                    'command = ["llama-server", "--port", "${PORT}"]\n')
+    with pytest.raises(ConfigError, match=r"'lmstudio' is not an upstream \(there are: small\)"):
+        load_settings({"config": str(path)}, {})

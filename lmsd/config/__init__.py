@@ -28,7 +28,16 @@ from .sections import (
     SessionSettings,
     WatchSettings,
 )
-from .settings import FIELDS, FILE_ONLY, PARSERS, SECRET_KEYS, SECTIONS, Settings, redacted
+from .settings import (
+    FIELDS,
+    FILE_ONLY,
+    PARSERS,
+    SECRET_KEYS,
+    SECTIONS,
+    Settings,
+    configured_upstreams,
+    redacted,
+)
 from .upstreams import KINDS, UPSTREAM_KEYS, UpstreamConfig, default_name
 
 __all__ = [
@@ -36,6 +45,6 @@ __all__ = [
     "SECTIONS", "UPSTREAM_KEYS", "AccessSettings", "CacheSettings", "ClientSettings",
     "ConfigError", "DaemonSettings", "FrontSettings", "LogSettings", "ModelSettings",
     "RecordSettings", "RouterSettings", "SessionSettings", "Settings", "UpstreamConfig",
-    "WatchSettings", "default_config_path", "default_name", "did_you_mean", "env_name",
-    "load_settings", "redacted", "strip_api_suffix",
+    "WatchSettings", "configured_upstreams", "default_config_path", "default_name",
+    "did_you_mean", "env_name", "load_settings", "redacted", "strip_api_suffix",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 from ..protocol.client_keys import parse_key_lines, parse_pairs
 from ..protocol.urls import display_url
 from .parsers import ConfigError, did_you_mean, strip_api_suffix
-from .settings import PARSERS, Settings
+from .settings import PARSERS, Settings, configured_upstreams
 
 ENV_PREFIX = "LMSD_"
 
@@ -86,8 +86,18 @@ def load_settings(
 
 
 def _check_upstreams(settings: Settings) -> None:
-    names = [u.name for u in settings.upstream_list()]
-    names += [m.name for m in settings.models if m.started]  # each is an upstream of its own
+    """A started model is an upstream of its own, named as its model: a name both a
+    ``[[models]]`` and an ``[[upstreams]]`` table take would be two upstreams of one name
+    (their metrics, store rows and slot files mixed)."""
+    names = [u.name for u in configured_upstreams(settings)]
+    for model in (m for m in settings.models if m.started):
+        clash = next((u for u in configured_upstreams(settings) if u.name == model.name), None)
+        if clash is not None:
+            raise ConfigError(f"[[models]] {model.name!r} (started by lmsd) and the upstream "
+                              f"{clash.name!r} at {display_url(clash.url)} take one name: "
+                              "rename one (a started model is an upstream of its own, "
+                              "named as its model)")
+        names.append(model.name)
     if settings.background_upstream and settings.background_upstream not in names:
         raise ConfigError(f"background_upstream: {settings.background_upstream!r} is not an "
                           f"upstream (there are: {', '.join(names)})")

@@ -116,6 +116,17 @@ for _field in FIELDS.values():
     setattr(Settings, _field.name, _forward(_field.section, _field.name))
 
 
+def configured_upstreams(settings: Settings) -> list[UpstreamConfig]:
+    """The upstreams lmsd finds or is given (the daemon builds them, ``lmsd doctor`` checks
+    them): none when ``[[models]]`` name commands and neither ``upstream`` nor
+    ``[[upstreams]]`` says otherwise (the default ``auto`` would look for an LM Studio the
+    user does not run: the started models are the upstreams)."""
+    started = any(m.started for m in settings.models)
+    if started and not settings.upstreams and settings.upstream == "auto":
+        return []
+    return settings.upstream_list()
+
+
 def redacted(settings: Settings) -> dict[str, Any]:
     """The settings as a dict with secrets masked, for /status and logs."""
     data = settings.values()

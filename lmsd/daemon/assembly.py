@@ -27,7 +27,7 @@ from quart_trio import QuartTrio
 
 from ..admin.api import create_admin_app
 from ..bus import BusHandler, EventBus
-from ..config import Settings, UpstreamConfig
+from ..config import Settings, UpstreamConfig, configured_upstreams
 from ..fronts.app import create_proxy_app
 from ..fronts.drain import Drain
 from ..log import event, logger
@@ -118,16 +118,6 @@ def pool_for(settings: Settings, backend: Backend) -> ModelPool:
                      budget=backend.config.memory_budget or settings.memory_budget,
                      entries=[m for m in settings.models if not m.started],
                      ttl=settings.model_ttl)
-
-
-def configured_upstreams(settings: Settings) -> list[UpstreamConfig]:
-    """The upstreams lmsd finds or is given: none when ``[[models]]`` name commands and
-    neither ``upstream`` nor ``[[upstreams]]`` says otherwise (the default ``auto`` would
-    look for an LM Studio the user does not run: the started models are the upstreams)."""
-    started = any(m.started for m in settings.models)
-    if started and not settings.upstreams and settings.upstream == "auto":
-        return []
-    return settings.upstream_list()
 
 
 def started_backends(settings: Settings) -> tuple[list[Backend], StartedModels | None]:

@@ -27,6 +27,8 @@ def format_status(data: dict[str, Any]) -> str:
     else:
         reachable = {True: "reachable", False: "NOT reachable"}.get(up.get("reachable"),
                                                                    "not checked yet")
+        if (data.get("upstreams") or [{}])[0].get("parked"):  # a started model, stopped
+            reachable = f"{STOPPED}: a request starts it"
         row("upstream", f"{up.get('url')} (found by: {up.get('source')}), {reachable}")
         chaining = "chaining on" if up.get("chaining") else "chaining off"
         row("dialect", f"{up.get('api') or 'not decided yet'} ({up.get('api_why') or '?'}), "
@@ -35,8 +37,8 @@ def format_status(data: dict[str, Any]) -> str:
             row("", f"REFUSED: {up['refused']}")
     for i, u in enumerate(several):
         health = u.get("health", {})
-        state = "in rotation" if u.get("in_rotation") else \
-            f"OUT ({health.get('last_error') or health.get('state')})"
+        state = STOPPED if u.get("parked") else "in rotation" if u.get("in_rotation") \
+            else f"OUT ({health.get('last_error') or health.get('state')})"
         if u.get("refused"):
             state += f", REFUSED: {u['refused']}"
         row("upstreams" if i == 0 else "",
@@ -81,13 +83,18 @@ def format_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: A model lmsd starts itself whose engine is stopped (or starting): not down.
+STOPPED = "stopped (on demand)"
 #: An upstream's condition, as the headline counts them (in this order).
-CONDITIONS = ("serving", "not checked yet", "refused", "not reachable", "out of rotation")
+CONDITIONS = ("serving", STOPPED, "not checked yet", "refused", "not reachable",
+              "out of rotation")
 
 
 def upstream_condition(u: dict[str, Any]) -> tuple[str, str | None]:
     """(one of CONDITIONS, why) for one ``/upstreams`` entry."""
     health = u.get("health") or {}
+    if u.get("parked"):  # its engine is stopped on purpose: what it last said is moot
+        return STOPPED, None
     if u.get("refused"):
         return "refused", str(u["refused"])
     if u.get("reachable") is False:
@@ -111,8 +118,9 @@ def upstreams_headline(upstreams: list[dict[str, Any]]) -> str:
     for condition in CONDITIONS:
         names = by_condition.get(condition)
         if names:
-            parts.append(f"{len(names)} {condition}" if condition == "serving" else
-                         f"{len(names)} {condition} ({'; '.join(names)})")
+            label = "stopped on demand" if condition == STOPPED else condition
+            parts.append(f"{len(names)} {label}" if condition == "serving" else
+                         f"{len(names)} {label} ({'; '.join(names)})")
     return f"{len(upstreams)} upstreams: {', '.join(parts)}"
 
 

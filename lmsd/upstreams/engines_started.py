@@ -137,35 +137,42 @@ class StartedEngine:
         self.port = free_port(self.host, prefer=self.port)
         failure: EngineFailed | None = None
         async with trio.open_nursery() as nursery:
-            process: trio.Process = await nursery.start(partial(
-                trio.run_process, self.spec.argv(self.port), check=False,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env={**os.environ, **self.spec.env}, start_new_session=True,
-                deliver_cancel=self._stop))
-            self.process = process
-            nursery.start_soon(self._drain, process)
             try:
-                await self._wait_healthy(process)
-            except EngineFailed as exc:
-                failure = exc
-                nursery.cancel_scope.cancel()  # stops the process (``_stop``)
+                process: trio.Process = await nursery.start(partial(
+                    trio.run_process, self.spec.argv(self.port), check=False,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env={**os.environ, **self.spec.env}, start_new_session=True,
+                    deliver_cancel=self._stop))
+            except OSError as exc:  # no such program, not executable: not the engine's fault
+                failure = EngineFailed(f"{self.spec.name}: cannot run {self.spec.command[0]!r}: "
+                                       f"{exc.strerror or exc} (the first argument of its "
+                                       "command: an absolute path, or a program on PATH)")
             else:
-                self._ready.set()
-                url = f"http://{self.host}:{self.port}"
-                if task_status is None:
-                    event("engine.restarted", model=self.spec.name, pid=process.pid, url=url,
-                          restarts=self.restarts)
+                self.process = process
+                drained = trio.Event()
+                nursery.start_soon(self._drain, process, drained)
+                try:
+                    await self._wait_healthy(process, drained)
+                except EngineFailed as exc:
+                    failure = exc
+                    nursery.cancel_scope.cancel()  # stops the process (``_stop``)
                 else:
-                    event("engine.started", model=self.spec.name, pid=process.pid, url=url)
-                    task_status.started(url)
-                if self.on_ready is not None:
-                    self.on_ready(url, task_status is None)
-                await process.wait()
+                    self._ready.set()
+                    url = f"http://{self.host}:{self.port}"
+                    if task_status is None:
+                        event("engine.restarted", model=self.spec.name, pid=process.pid, url=url,
+                              restarts=self.restarts)
+                    else:
+                        event("engine.started", model=self.spec.name, pid=process.pid, url=url)
+                        task_status.started(url)
+                    if self.on_ready is not None:
+                        self.on_ready(url, task_status is None)
+                    await process.wait()
         if failure is not None:
             raise failure
         return process.returncode if process.returncode is not None else -1
 
-    async def _wait_healthy(self, process: trio.Process) -> None:
+    async def _wait_healthy(self, process: trio.Process, drained: trio.Event) -> None:
         url = f"http://{self.host}:{self.port}{self.spec.health}"
         timeout = self.spec.health_timeout
         async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
@@ -178,6 +185,8 @@ class StartedEngine:
                         pass
                     with trio.move_on_after(POLL):
                         await process.wait()
+                with trio.move_on_after(DRAIN + POLL):  # its last words, read to the end:
+                    await drained.wait()  # they say why (llama-server: the file it lacks)
                 raise EngineFailed(f"{self.spec.name}: exited with code {process.returncode} "
                                    f"before {self.spec.health} answered; {self._tail_text()}")
         raise EngineFailed(f"{self.spec.name}: {self.spec.health} did not answer 200 within "
@@ -186,17 +195,20 @@ class StartedEngine:
     def _tail_text(self) -> str:
         return "its output ends: " + " | ".join(self.tail) if self.tail else "it wrote nothing"
 
-    async def _drain(self, process: trio.Process) -> None:
+    async def _drain(self, process: trio.Process, drained: trio.Event) -> None:
         """Log its output until its pipes close, even while the owner cancels: closing them
         early would kill a stopping engine with SIGPIPE. Bounded: once it has exited,
         what it left in its session goes too, and the pipes get ``DRAIN`` seconds."""
-        with trio.CancelScope(shield=True) as scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, process.stdout, "stdout")
-                nursery.start_soon(self._pump, process.stderr, "stderr")
-                await process.wait()  # ``_stop`` ends it within ``grace`` when cancelled
-                _signal_group(process.pid, signal.SIGKILL)
-                scope.deadline = trio.current_time() + DRAIN
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump, process.stdout, "stdout")
+                    nursery.start_soon(self._pump, process.stderr, "stderr")
+                    await process.wait()  # ``_stop`` ends it within ``grace`` when cancelled
+                    _signal_group(process.pid, signal.SIGKILL)
+                    scope.deadline = trio.current_time() + DRAIN
+        finally:
+            drained.set()
 
     async def _pump(self, stream: trio.abc.ReceiveStream | None, name: str) -> None:
         """Each line the engine writes, as one debug event (and into the tail)."""

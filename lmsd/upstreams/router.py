@@ -318,4 +318,8 @@ class Router:
                  **({"gateway": {"name": backend.config.gateway,  # and where the key goes
                                  "key_headers": list(self.settings.affinity_headers)}}
                     if backend.config.gateway else {}),
-                 "active_window_s": self.placement.active_window} for backend in self.backends]
+                 "active_window_s": self.placement.active_window,
+                 # a model lmsd starts itself, and whether its engine is stopped on
+                 # purpose (or starting): not down, a request starts it
+                 "started": backend.discovery.get("source") == "started",
+                 "parked": backend.parked()} for backend in self.backends]

@@ -8,8 +8,7 @@ import ast
 from pathlib import Path
 
 import lmsd
-from lmsd.config import load_settings
-from lmsd.daemon.assembly import configured_upstreams
+from lmsd.config import configured_upstreams, load_settings
 
 LMSD = Path(lmsd.__file__).parent
 ASSEMBLY = LMSD / "daemon" / "assembly.py"

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import trio
 
+from lmsd.upstreams.models.view import models_json
 from tests.engine.llama_server import llama_server_binary
 from tests.engine.server import model_path
 
@@ -147,6 +148,9 @@ async def test_a_session_switches_between_two_started_models(start_lmsd, tmp_pat
         assert len(seen.of("model.load", model=name)) == 1
     assert backend(server, a).served == 2 and backend(server, b).served == 1
     assert not seen.of("upstream.down") and not seen.of("model.unload")
+    await backend(server, a).watcher.poll_once()  # the daemon's watcher looks every 5 s
+    rows = {r["name"]: r for r in models_json(server.router.backends)["models"]}
+    assert rows[a]["loaded"] and rows[a]["context_length"] == 4096  # its engine's /props
 
 
 async def test_requests_during_a_start_wait_for_that_one_start(start_lmsd, tmp_path):
@@ -179,6 +183,27 @@ async def test_requests_during_a_start_wait_for_that_one_start(start_lmsd, tmp_p
     # a real engine's start may end before the first ping is due)
     assert len(seen.of("engine.started", model=a)) == 1, "one start for both"
     assert len(seen.of("model.load", model=a)) == 1
+
+
+async def test_a_model_file_that_is_not_there_reaches_the_client_in_the_engines_words(
+        start_lmsd, tmp_path):
+    """llama-server exits at once on a missing -m file; its own line naming the file is
+    what the request answers with (and ``model.load_failed``), not a bare 500."""
+    config = our_models()
+    a, _ = names(config)
+    command = config["models"][0]["command"]
+    missing = str(tmp_path / "gone.gguf")
+    command[command.index("--model") + 1] = missing
+    server, seen = await lmsd_with(start_lmsd, tmp_path, config)
+    async with client(server) as http:
+        answer = await http.post("/v1/messages", json={
+            "model": a, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 503, answer.text
+    message = answer.json()["error"]["message"]
+    assert f"lmsd could not start {a}" in message and "exited with code 1" in message
+    assert f"failed to open GGUF file '{missing}' (No such file or directory)" in message
+    failed = await seen.wait("model.load_failed", model=a)
+    assert missing in failed["error"]
 
 
 async def swap_out_and_back(server, seen: Seen, cause: str) -> None:

@@ -110,3 +110,31 @@ def test_the_upstreams_headline_counts_each_condition_and_names_why():
     assert upstreams_headline(listed) == (
         "6 upstreams: 2 serving, 1 not checked yet (new), 1 refused (cloud: wrong key), "
         "1 not reachable (lap: connection refused), 1 out of rotation (flaky: timed out)")
+
+
+async def test_a_started_model_whose_engine_is_stopped_shows_as_stopped_on_demand(tmp_path):
+    """The daemon's own rows for two started models, neither engine running: /upstreams
+    says started and parked, and ``lmsd status`` says stopped on demand, never down."""
+    from lmsd.config import load_settings
+    from lmsd.daemon.assembly import router_for, started_backends
+    from lmsd.ops.status import format_status
+
+    path = tmp_path / "lmsd.toml"
+    path.write_text("".join(f'[[models]]\nname = "{n}"\ncommand = ["llama-server", "-m", '
+                            f'"/m/{n}.gguf", "--port", "${{PORT}}"]\n' for n in ("big", "small")))
+    settings = load_settings({"config": str(path)}, {})
+    backends, _ = started_backends(settings)
+    router = router_for(settings, backends)
+    rows = router.upstreams_json()
+    assert [(r["name"], r["started"], r["parked"]) for r in rows] == [
+        ("big", True, True), ("small", True, True)]
+    text = format_status({"upstream": backends[0].state_json(), "upstreams": rows})
+    assert "upstream  2 upstreams: 2 stopped on demand (big; small)" in text
+    assert f"big: {backends[0].base_url} ?, stopped (on demand), 0 in flight" in text
+    assert "NOT reachable" not in text and "OUT" not in text
+    one = format_status({"upstream": backends[0].state_json(), "upstreams": rows[:1]})
+    assert f"upstream  {backends[0].base_url} (found by: started), stopped (on demand): " \
+        "a request starts it" in one
+    backends[1].parked = lambda: False  # its engine answers: the usual words again
+    row = router.upstreams_json()[1]
+    assert row["parked"] is False and row["started"] is True

@@ -79,6 +79,35 @@ async def test_a_first_start_that_fails_says_why_and_leaves_nothing_running(nurs
     assert "hello from" in str(failed.value), "its last output is quoted"
 
 
+async def test_a_program_that_does_not_exist_is_named_not_crashed_on(nursery, tmp_path):
+    missing = str(tmp_path / "no-such-llama-server")
+    entry = ModelEntry(name="ghost", command=(missing, "--port", "${PORT}"))
+    with pytest.raises(EngineFailed) as failed:
+        await nursery.start(StartedEngine(entry).run)
+    assert f"ghost: cannot run {missing!r}: No such file or directory" in str(failed.value)
+
+
+async def test_a_model_whose_program_is_missing_fails_its_request_naming_it(tmp_path, caplog):
+    """Through the loader a request waits on: its error and ``model.load_failed`` name
+    the program, and the loader goes on serving (no crash out of its nursery)."""
+    from lmsd.protocol.failures import ModelUnavailable
+    from lmsd.upstreams.models.started import StartedModels
+
+    caplog.set_level(logging.DEBUG, logger="lmsd")
+    missing = str(tmp_path / "llama-server")
+    models = StartedModels([ModelEntry(name="ghost", command=(missing, "--port", "${PORT}"))])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(models.run)
+        for _ in range(2):  # and again: the next request tries again, and is told again
+            with pytest.raises(ModelUnavailable) as failed:
+                await models.load("ghost")
+            assert f"lmsd could not start ghost: ghost: cannot run {missing!r}: No such " \
+                "file or directory" in str(failed.value)
+        nursery.cancel_scope.cancel()
+    [first, _] = records(caplog, "model.load_failed")
+    assert first["model"] == "ghost" and missing in first["error"]
+
+
 async def test_a_start_that_never_gets_healthy_times_out(nursery):
     spec = engine(health="/not-there", health_timeout=1)
     started = StartedEngine(spec, grace=0.2)

@@ -26,7 +26,7 @@ from functools import partial
 import httpx
 import trio
 
-from ...config import KINDS, Settings, UpstreamConfig, default_name
+from ...config import KINDS, Settings, UpstreamConfig, configured_upstreams, default_name
 from ...protocol.failures import Failure
 from ...upstreams.discovery import Found
 from ..client import local_url
@@ -37,6 +37,7 @@ from .host import check_port, check_service, check_state_dir
 from .network import check_network
 from .result import FAIL, OK, WARN, Result
 from .shell import check_attribution, check_auth, check_base_url, check_claude
+from .started import STOPPED, check_started
 from .upstream import (
     check_api,
     check_cache,
@@ -96,14 +97,20 @@ async def _found(settings: Settings, env: dict[str, str], upstream: httpx.AsyncC
 async def every_upstream(settings: Settings, env: dict[str, str],
                          upstream: httpx.AsyncClient, local: httpx.AsyncClient, *,
                          source: str | None = None, named: bool = True,
-                         learned: Mapping[str, str] | None = None) -> list[Result]:
-    """The upstream checks once per ``[[upstreams]]`` entry (``upstream [name]``, ...);
+                         learned: Mapping[str, str] | None = None,
+                         parked: frozenset[str] = frozenset()) -> list[Result]:
+    """The upstream checks once per upstream the daemon uses (``upstream [name]``, ...);
     the client settings are checked against the smallest loaded context of them all.
     ``source``: who named these upstreams (the running daemon), else the config;
-    ``learned``: per upstream, what the running daemon learned of its cache."""
+    ``learned``: per upstream, what the running daemon learned of its cache; ``parked``:
+    the started models whose engines the daemon stopped on purpose (not down)."""
     results: list[Result] = list(check_notes(settings))
     contexts: list[int] = []
-    for config in settings.upstream_list():
+    for config in configured_upstreams(settings):
+        if config.name in parked:  # nothing answers there until a request starts it
+            results.append(Result(f"upstream [{config.name}]" if named else "upstream", OK,
+                                  f"{config.name}: {STOPPED}"))
+            continue
         api = "responses" if config.kind == "lmstudio" else config.kind
         one = settings.replace(upstream=config.url, upstreams=[], upstream_api=api,
                                upstream_api_key=config.api_key or settings.upstream_api_key)
@@ -137,16 +144,22 @@ def gateway_cache(settings: Settings, config: UpstreamConfig) -> Result | None:
                   "set affinity_headers to the header the gateway reads")
 
 
+async def started(settings: Settings, env: dict[str, str]) -> list[Result]:
+    """The models lmsd starts itself (``started.py``), as a job of their own."""
+    return check_started(settings, env)
+
+
 async def _codex(settings: Settings, env: dict[str, str], contexts: list[int]) -> Result:
     return check_codex(settings, env, contexts)
 
 
 async def daemon_upstreams(settings: Settings, local: httpx.AsyncClient,
-                           learned: dict[str, str] | None = None
-                           ) -> list[UpstreamConfig] | None:
+                           learned: dict[str, str] | None = None,
+                           parked: set[str] | None = None) -> list[UpstreamConfig] | None:
     """The upstreams the daemon running at ``admin_listen`` uses (its ``/status``), with
     the keys this shell's settings give them; None when no daemon answers there.
-    ``learned`` gets, per upstream, what the daemon found its slot restores do."""
+    ``learned`` gets, per upstream, what the daemon found its slot restores do; ``parked``
+    the started models whose engines are stopped (or starting) on purpose."""
     headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token \
         else {}
     try:
@@ -169,6 +182,8 @@ async def daemon_upstreams(settings: Settings, local: httpx.AsyncClient,
             row.get("gateway"), dict) else ""
         used.append(UpstreamConfig(url=row["url"], name=name, kind=kind,
                                    api_key=keys.get(name, ""), gateway=str(gateway)))
+        if parked is not None and row.get("parked") is True:
+            parked.add(name)
         cache = row.get("cache")
         if learned is not None and isinstance(cache, dict) and \
                 isinstance(cache.get("restores"), dict) and isinstance(cache.get("restore"), str):
@@ -189,11 +204,13 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
 
         async def lmstudio() -> list[Result]:
             learned: dict[str, str] = {}
-            used = await daemon_upstreams(settings, local, learned)
+            parked: set[str] = set()
+            used = await daemon_upstreams(settings, local, learned, parked)
             if used is not None:  # what the running daemon uses, not what doctor would
                 return await every_upstream(settings.replace(upstreams=used), env,
                                             upstream, local, source="the running daemon",
-                                            named=len(used) > 1, learned=learned)
+                                            named=len(used) > 1, learned=learned,
+                                            parked=frozenset(parked))
             # several: the same checks for each, named by it
             return await every_upstream(settings, env, upstream, local,
                                         named=bool(settings.upstreams))
@@ -206,6 +223,7 @@ async def diagnose(settings: Settings, environ: Mapping[str, str] | None = None,
 
         jobs: list[Callable[[], Awaitable[list[Result]]]] = [
             lmstudio,
+            partial(started, settings, env),
             partial(one, partial(check_port, settings, "listen", local)),
             partial(one, partial(check_port, settings, "admin_listen", local)),
             partial(plain, check_state_dir(settings), check_network(settings)),

@@ -20,13 +20,27 @@ def models_json(backends: list[Any]) -> dict[str, Any]:
     budgets: list[dict[str, Any]] = []
     for backend in backends:
         if backend.pool is not None:
-            rows += [r for r in backend.pool.rows() if r["upstream"] == backend.name]
+            rows += [_with_context(r, backend) for r in backend.pool.rows()
+                     if r["upstream"] == backend.name]
             budget = backend.pool.budget_json()
             if budget is not None and budget not in budgets:
                 budgets.append(budget)
         else:
             rows += _rows_without_pool(backend)
     return {"models": rows, "budgets": budgets}
+
+
+def _with_context(row: dict[str, Any], backend: Any) -> dict[str, Any]:
+    """A loaded row's context from its engine when its loader does not know it: a started
+    llama-server lists none, the watcher reads its ``/props``. Its one model may be listed
+    under another id (its file, an ``--alias``): a started backend serves only this one."""
+    if row["context_length"] is not None or not row["loaded"]:
+        return row
+    contexts = backend.loaded_contexts()
+    context = contexts.get(row["name"])
+    if context is None and row.get("started") and len(set(contexts.values())) == 1:
+        context = next(iter(contexts.values()))
+    return {**row, "context_length": context} if context is not None else row
 
 
 def _rows_without_pool(backend: Any) -> list[dict[str, Any]]:
