@@ -245,3 +245,37 @@ async def test_doctor_reads_what_the_running_daemon_found_of_restores():
     learned: dict[str, str] = {}
     used = await daemon_upstreams(Settings(), local, learned)
     assert used is not None and learned == {"llama": status["upstreams"][0]["cache"]["restore"]}
+
+
+async def test_a_warm_up_preempted_mid_restore_leaves_the_file_for_the_next_turn():
+    """A real turn cancels a warm-up while its restore is under way (the swap-back race:
+    the turn that started the engine arrives with the re-warm): the table must not think
+    the slot holds the conversation, so the turn restores the file and prefills nothing."""
+    engine = FakeLlama(noop_restore=False)
+    keeper, _ = keeper_on(engine, SlotSetup(slots=1, can_save=True))
+    keeper.state.locks = [trio.Lock()]
+    await saved_conversation(engine, keeper)
+    engine.restart()
+    await keeper.background.check()
+    assert keeper.state.queue == [CONV]
+    first = trio.Event()
+
+    async def slow_first_restore(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("action") == "restore" and not first.is_set():
+            first.set()
+            await trio.sleep_forever()  # cancelled by the real turn
+        return engine.handle(request)
+
+    keeper.state.upstream.client = httpx.AsyncClient(
+        base_url="http://engine", transport=httpx.MockTransport(slow_first_restore))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(keeper.background.warm_next)
+        await first.wait()
+        assert keeper.state.warming is not None
+        keeper.state.warming[1].cancel()  # what a real request does to a warm-up
+    engine.log.clear()
+    async with keeper.turn(CONV, {"model": MODEL, "messages": []},
+                           path="/v1/chat/completions") as sent:
+        await keeper.state.upstream.client.post("/v1/chat/completions", json=sent)
+    assert "POST /slots/0 restore" in engine.log, engine.log
+    assert engine.prefilled[-1] == 0, "the file was restored: nothing prefilled"

@@ -13,7 +13,7 @@ import trio
 
 from ...log import event
 from .engine_cache import occupied_slot, slot_action
-from .slots import BACKGROUND
+from .slots import BACKGROUND, Step
 from .state import KeeperState
 
 
@@ -51,6 +51,20 @@ async def enter(state: KeeperState, conversation: str, index: int, seed: str | N
     table = state.table
     assert table is not None
     step = table.enter(conversation, index, trio.current_time(), seed=seed)
+    try:
+        return await _moves(state, conversation, index, step, model)
+    except trio.Cancelled:
+        # Cut short (a real request preempts a warm-up): what the table assumed done may
+        # not be, so the slot is nobody's and the next entry restores the file again.
+        table.vacate(conversation, index)
+        raise
+
+
+async def _moves(state: KeeperState, conversation: str, index: int, step: Step,
+                 model: str | None) -> bool:
+    """The saves and restores ``enter``'s step asks for."""
+    table = state.table
+    assert table is not None
     if step.taken:
         event("cache.pinned", upstream=state.name, slot=index, conversation=conversation,
               replaced=step.replaced, restore=step.restore is not None,

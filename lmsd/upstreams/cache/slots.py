@@ -154,6 +154,12 @@ class SlotTable:
         held = self.slots[slot]
         held.holder, held.dirty, held.used_at = key, True, now
 
+    def vacate(self, key: str, slot: int) -> None:
+        """``key``'s entry into ``slot`` was cut short (a warm-up preempted mid-restore):
+        the slot holds nothing known, and ``key`` keeps its file for the next entry."""
+        if slot < len(self.slots) and self.slots[slot].holder == key:
+            self.slots[slot].holder, self.slots[slot].dirty = None, False
+
     def release(self, key: str) -> None:
         """``key`` lives on another upstream now: it holds no slot here (the slot is
         free, not a conversation to spare) and has no file to restore."""
