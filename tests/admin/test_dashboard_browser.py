@@ -170,8 +170,9 @@ async def test_the_models_panel_shows_loaded_and_downloaded_models_as_text(
     await page.open(server.admin_url + "/")
     await page.shows("#served", "google/gemma-3-12b")
     rows = {r[0]: r[1:] for r in await page.js(ROWS)}
-    assert rows[MODEL] == [MODEL, name, "loaded", NONE, "32,768", "never used", "0", NONE]
-    assert rows["google/gemma-3-12b"] == ["google/gemma-3-12b", name, "not loaded", NONE,
+    size = "15.8 GiB"  # LM Studio's size_bytes for each (the emulator's 17,000,000,000)
+    assert rows[MODEL] == [MODEL, name, "loaded", size, "32,768", "never used", "0", NONE]
+    assert rows["google/gemma-3-12b"] == ["google/gemma-3-12b", name, "not loaded", size,
                                           NONE, "never used", "0", NONE]
     assert rows[HOSTILE][0] == HOSTILE  # shown as the characters it is
     assert await page.js("return document.querySelectorAll('#served img').length;") == 0
