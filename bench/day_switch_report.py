@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.common import percentile
+from lmsd.protocol.warmup import common_prefix
 
 
 @dataclass
@@ -44,19 +45,10 @@ def new_tokens(prompts: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
     seen: dict[str, list[Sequence[Any]]] = {}
     out = []
     for model, tokens in prompts:
-        shared = max((_common(tokens, s) for s in seen.get(model, [])), default=0)
+        shared = max((common_prefix(tokens, s) for s in seen.get(model, [])), default=0)
         out.append(len(tokens) - min(shared, max(len(tokens) - 1, 0)))
         seen.setdefault(model, []).append(tokens)
     return out
-
-
-def _common(a: Sequence[Any], b: Sequence[Any]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def summarize(mode: str, turns: list[Turn], engine: Engine, wall: float,

@@ -75,22 +75,20 @@ def byte_size(value: Any) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def non_negative_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected a whole number, got a boolean")
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"must be 0 (off) or more, got {value!r}")
-    return number
+def _non_negative(kind: Callable[[Any], Any], what: str, zero: str
+                  ) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"expected {what}, got a boolean")
+        number = kind(value)
+        if number < 0:
+            raise ValueError(f"must be 0 ({zero}) or more, got {value!r}")
+        return number
+    return parse
 
 
-def non_negative_seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected seconds, got a boolean")
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"must be 0 (never) or more, got {value!r}")
-    return number
+non_negative_int: Callable[[Any], int] = _non_negative(int, "a whole number", "off")
+non_negative_seconds: Callable[[Any], float] = _non_negative(float, "seconds", "never")
 
 
 def boolean(value: Any) -> bool:
