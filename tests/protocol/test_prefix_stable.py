@@ -78,9 +78,10 @@ def assert_prefix_stable(conversations: list[Conversation]) -> None:
             if before is not None:
                 assert len(now) > len(before), f"{name}: request {n} sends no new items"
                 for i, chunk in enumerate(before):
-                    assert now[i] == chunk, (
-                        f"{name}: request {n} changed item {i - 1} of request {n - 1}:\n"
-                        f"{chunk[:300]!r}\nbecame\n{now[i][:300]!r}")
+                    if now[i] != chunk:  # not ``assert``: pytest would diff the whole prompts
+                        raise AssertionError(
+                            f"{name}: request {n} changed item {i - 1} of request {n - 1}:\n"
+                            f"{chunk[:300]!r}\nbecame\n{now[i][:300]!r}")
             before = now
 
 
