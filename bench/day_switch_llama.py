@@ -41,7 +41,8 @@ TITLES = {"lmsd-save": "(a) budget, slot saves", "lmsd-nosave": "(b) budget, no 
           "both": "(c) no budget: both stay up"}
 NAME_A, NAME_B = "tiny-a", "tiny-b"
 #: lmsd's events the report counts
-COUNTED = ("engine.started", "engine.crashed", "model.load", "model.unload", "model.swap",
+COUNTED = ("engine.started", "engine.crashed", "model.load", "model.loaded", "model.unload",
+           "model.swap",
            "cache.saved", "cache.restored", "cache.lost", "cache.restore_ineffective",
            "model.load_failed")
 
@@ -158,9 +159,9 @@ class LlamaServerBox:
         with log_path.open() as log:
             evals, events = read_log(log)
         first = min((e["ts"] for e in events), default=0.0)
-        loads = [{"model": e["model"], "context": self.args.ctx_size, "how": "start",
-                  "at": round(e["ts"] - first, 2), "seconds": e.get("seconds")}
-                 for e in events if e["event"] == "model.load"]
+        loads = [{"model": e["model"], "context": _context(events[i:], e["model"]),
+                  "how": "start", "at": round(e["ts"] - first, 2), "seconds": e.get("seconds")}
+                 for i, e in enumerate(events) if e["event"] == "model.load"]
         return Engine(loads, sum(n for _, _, n in evals), 0, self._new or 0,
                       peak_engines(events) * self.model_bytes,
                       sum(e["event"] == "model.load_failed" for e in events), evals,
@@ -188,6 +189,13 @@ class LlamaServerBox:
                         prompts.append((model if model == NAME_B else NAME_A, tokens))
             nursery.cancel_scope.cancel()
         return sum(new_tokens(prompts))
+
+
+def _context(events: Sequence[dict[str, Any]], model: str) -> int | None:
+    """The context ``model``'s engine said it has (its ``/props``: llama-server caps
+    ``--ctx-size`` at the model's trained context) after this start."""
+    return next((e.get("context_length") for e in events
+                 if e["event"] == "model.loaded" and e["model"] == model), None)
 
 
 async def _quiet(path: Path, quiet: float = 5.0, limit: float = 300.0) -> None:

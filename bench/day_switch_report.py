@@ -144,7 +144,8 @@ def _after(turns: list[Turn], mark: str) -> Turn | None:
 
 
 def _gb(n: int) -> str:
-    return f"{n / 1e9:.0f} GB"
+    """GB, or MB under 1 GB (the tiny test models)."""
+    return f"{n / 1e9:.0f} GB" if n >= 1e9 or not n else f"{n / 1e6:.0f} MB"
 
 
 def table(results: list[dict[str, Any]], titles: dict[str, str]) -> str:
