@@ -159,7 +159,8 @@ class LlamaServerBox:
         with log_path.open() as log:
             evals, events = read_log(log)
         first = min((e["ts"] for e in events), default=0.0)
-        loads = [{"model": e["model"], "context": _context(events[i:], e["model"]),
+        loads = [{"model": e["model"], "context": _context(
+                      [*events[i:], *events[:i]], e["model"]),
                   "how": "start", "at": round(e["ts"] - first, 2), "seconds": e.get("seconds")}
                  for i, e in enumerate(events) if e["event"] == "model.load"]
         return Engine(loads, sum(n for _, _, n in evals), 0, self._new or 0,
@@ -193,7 +194,8 @@ class LlamaServerBox:
 
 def _context(events: Sequence[dict[str, Any]], model: str) -> int | None:
     """The context ``model``'s engine said it has (its ``/props``: llama-server caps
-    ``--ctx-size`` at the model's trained context) after this start."""
+    ``--ctx-size`` at the model's trained context) after this start, else the one it
+    said before (lmsd's watcher says it once per model)."""
     return next((e.get("context_length") for e in events
                  if e["event"] == "model.loaded" and e["model"] == model), None)
 
