@@ -193,11 +193,11 @@ def turns_table(results: list[dict[str, Any]], titles: dict[str, str]) -> str:
     """Markdown: each request's TTFT (attempts) per mode."""
     head = "| request | " + " | ".join(titles.get(r["mode"], r["mode"]) for r in results) + " |"
     lines = [head, "|---|" + "---|" * len(results)]
-    for i, turn in enumerate(results[0]["turns"]):
+    for turn in results[0]["turns"]:  # by name: the title may end before or after A1
         label = turn["name"] + (f" ({turn['mark']})" if turn["mark"] else "")
         cells = []
         for r in results:
-            t = r["turns"][i]
+            t = next(x for x in r["turns"] if x["name"] == turn["name"])
             cells.append(_cell(t["ttft"]) + (f" ({t['attempts']} sends)"
                                              if t["attempts"] > 1 else "")
                          + ("" if t.get("prefilled") is None else

@@ -162,3 +162,12 @@ def test_the_llama_server_config_saves_slots_only_when_asked() -> None:
     assert parsed["memory_budget"] == 100
     assert [(m["name"], m["command"][2]) for m in parsed["models"]] == [
         (NAME_A, "/m.gguf"), (NAME_B, "/m.gguf")]
+
+
+def test_the_turns_table_matches_requests_by_name_whatever_order_they_ended_in() -> None:
+    first = summarize("lmsd-save", [Turn("A1", "a", True, "", 5.0, 1),
+                                    Turn("title", "h", False, "", 9.0, 2)], engine(), 1.0, 0)
+    second = summarize("both", [Turn("title", "h", False, "", 0.5, 1),
+                                Turn("A1", "a", True, "", 4.0, 1)], engine(), 1.0, 0)
+    lines = turns_table([first, second], {}).splitlines()
+    assert lines[2:] == ["| A1 | 5.00 s | 4.00 s |", "| title | 9.00 s (2 sends) | 0.50 s |"]
