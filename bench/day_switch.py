@@ -21,13 +21,15 @@ same day on a fresh engine and a fresh lmsd:
 The box (``--box``): ``lmstudio-emulator`` (tests/emulator, JIT on, each load taking
 ``--load-delay`` s, prefill at ``--prefill-rate`` tokens/s; each model 17 GB). A box
 hands the runner lmsd's URL and, after the day, what its engine did (report:
-bench/day_switch_report.py); another box (llama-server processes lmsd starts from
-``[[models]]`` tables) can run the same day. Reported per mode: loads (how, at what
+bench/day_switch_report.py). ``llama-server``: two real llama-server processes lmsd
+starts from ``[[models]]`` tables, modes ``lmsd-save``, ``lmsd-nosave``, ``both``
+(bench/day_switch_llama.py). Reported per mode: loads (how, at what
 context), tokens prefilled over the day against a perfect per-model cache, failed sends
 (a prompt too long at 4096) and retries, TTFT of each main turn (p50, p99, the first
 turn on B, the first on A again and the one after the idle pause), wall time.
 
     python bench/day_switch.py [--modes lmsd,jit,nowarm] [--load-delay 3]
+    python bench/day_switch.py --box llama-server [--ctx-size 65536] [--max-tokens 16]
         [--prefill-rate 2000] [--idle 10] [--box-memory 20GB]
     python bench/day_switch.py --report bench/out/day-switch-<stamp>.json
 """
