@@ -21,13 +21,15 @@ same day on a fresh engine and a fresh lmsd:
 The box (``--box``): ``lmstudio-emulator`` (tests/emulator, JIT on, each load taking
 ``--load-delay`` s, prefill at ``--prefill-rate`` tokens/s; each model 17 GB). A box
 hands the runner lmsd's URL and, after the day, what its engine did (report:
-bench/day_switch_report.py); another box (llama-server processes lmsd starts from
-``[[models]]`` tables) can run the same day. Reported per mode: loads (how, at what
+bench/day_switch_report.py). ``llama-server``: two real llama-server processes lmsd
+starts from ``[[models]]`` tables, modes ``lmsd-save``, ``lmsd-nosave``, ``both``
+(bench/day_switch_llama.py). Reported per mode: loads (how, at what
 context), tokens prefilled over the day against a perfect per-model cache, failed sends
 (a prompt too long at 4096) and retries, TTFT of each main turn (p50, p99, the first
 turn on B, the first on A again and the one after the idle pause), wall time.
 
     python bench/day_switch.py [--modes lmsd,jit,nowarm] [--load-delay 3]
+    python bench/day_switch.py --box llama-server [--ctx-size 65536] [--max-tokens 16]
         [--prefill-rate 2000] [--idle 10] [--box-memory 20GB]
     python bench/day_switch.py --report bench/out/day-switch-<stamp>.json
 """
@@ -40,9 +42,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -54,8 +55,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.cold_model import PATCHED_LMSD
 from bench.common import ROOT, free_port, process
 from bench.day_send import send_lmsd
+from bench.day_switch_llama import NAME_A, NAME_B, LlamaServerBox
+from bench.day_switch_llama import TITLES as LLAMA_TITLES
 from bench.day_switch_report import (
     Engine,
+    Served,
     Turn,
     new_tokens,
     ratios,
@@ -98,19 +102,11 @@ class GuardedEmulator(Emulator):
         return super().load_model(key, context_length)
 
 
-@dataclass
-class Served:
-    """lmsd's URL on the box, and what the engine did (asked once, after the day)."""
-
-    url: str
-    engine: Callable[[], Engine]
-    settle: Callable[[], Awaitable[None]] | None = None  # until the engine is quiet
-
-
 class EmulatorBox:
     """LM Studio emulated in this process: its load log and requests are read directly."""
 
     name = "lmstudio-emulator"
+    modes = MODES
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -183,7 +179,8 @@ def engine_figures(emu: Emulator, t0: float, peak: int) -> Engine:
     return Engine(loads, prefilled, warmups, sum(new_tokens(prompts)), peak, rejected)
 
 
-BOXES = {"lmstudio-emulator": EmulatorBox}
+BOXES: dict[str, type[EmulatorBox] | type[LlamaServerBox]] = {
+    "lmstudio-emulator": EmulatorBox, "llama-server": LlamaServerBox}
 
 
 async def send(http: httpx.AsyncClient, url: str, step: Step, retry: float, give_up: float
@@ -192,18 +189,20 @@ async def send(http: httpx.AsyncClient, url: str, step: Step, retry: float, give
     long" from a model JIT-loaded at 4096) is sent again after ``retry`` s, as the user
     would, for up to ``give_up`` s. TTFT counts from the first send."""
     assert step.req is not None
-    t0 = trio.current_time()
+    t0, start = trio.current_time(), time.time()
     errors: list[str] = []
     while True:
         sent_at = trio.current_time()
         try:
             got = await send_lmsd(http, url, step.req)
             return Turn(step.name, step.model, step.main, step.mark,
-                        sent_at - t0 + got.ttft, len(errors) + 1, errors)
+                        sent_at - t0 + got.ttft, len(errors) + 1, errors, start,
+                        time.time(), got.prefilled)
         except (RuntimeError, httpx.HTTPStatusError) as exc:
             errors.append(_why(exc)[:300])
         if trio.current_time() - t0 > give_up:
-            return Turn(step.name, step.model, step.main, step.mark, None, len(errors), errors)
+            return Turn(step.name, step.model, step.main, step.mark, None, len(errors), errors,
+                        start, time.time())
         await trio.sleep(retry)
 
 
@@ -245,24 +244,29 @@ async def main(args: argparse.Namespace) -> None:
     stamp = f"{date.today().isoformat()}-{time.time():.0f}"
     out = OUT / f"day-switch-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
-    steps = build_day(MODEL_A, MODEL_B, on_a=args.on_a, on_b=args.on_b, back=args.back,
-                      idle=args.idle)
     box = BOXES[args.box](args)
+    models = (MODEL_A, MODEL_B) if args.box == "lmstudio-emulator" else (NAME_A, NAME_B)
+    steps = build_day(*models, on_a=args.on_a, on_b=args.on_b, back=args.back,
+                      idle=args.idle)
+    budget = args.box_memory
+    if isinstance(box, LlamaServerBox):
+        box.steps, budget = steps, box.budget
     results = []
     load_before = os.getloadavg()
-    for mode in args.modes.split(","):
+    for mode in (args.modes or ",".join(box.modes)).split(","):
         async with box.serve(mode, out) as served:
             t0 = trio.current_time()
             turns = await run_day(served, steps, args, mode)
             wall = trio.current_time() - t0
             if served.settle is not None:
                 await served.settle()
-            results.append(summarize(mode, turns, served.engine(), wall, args.box_memory))
+            results.append(summarize(mode, turns, served.engine(), wall,
+                                     0 if mode == "both" else budget))
     report = {"date": date.today().isoformat(), "host": platform.node(),
               "cpus": os.cpu_count(), "load_before": load_before,
               "load_after": os.getloadavg(), "box": box.name,
               "settings": {k: v for k, v in vars(args).items() if k != "report"},
-              "models": [MODEL_A, MODEL_B], "steps": [
+              "models": list(models), "steps": [
                   {"name": s.name, "model": s.model, "main": s.main, "mark": s.mark,
                    "idle": s.idle} for s in steps], "results": results}
     path = OUT / f"day-switch-{stamp}.json"
@@ -273,15 +277,22 @@ async def main(args: argparse.Namespace) -> None:
 
 def print_report(report: dict) -> None:
     s = report["settings"]
-    print(f"\nday with a model switch on {report['box']}: A {report['models'][0]}, B "
-          f"{report['models'][1]}; box memory {s['box_memory'] / 1e9:.0f} GB (one model), "
-          f"load_delay {s['load_delay']} s, prefill {s['prefill_rate']} tokens/s, "
-          f"min_context {s['min_context']}, idle {s['idle']} s\n")
-    print(table(report["results"], TITLES))
+    if report["box"] == "llama-server":
+        titles, base = LLAMA_TITLES, "lmsd-save"
+        print(f"\nday with a model switch on llama-server: A {report['models'][0]}, B "
+              f"{report['models'][1]} (the tiny plain model, started by lmsd), ctx-size "
+              f"{s['ctx_size']}, max_tokens_cap {s['max_tokens']}, idle {s['idle']} s\n")
+    else:
+        titles, base = TITLES, "lmsd"
+        print(f"\nday with a model switch on {report['box']}: A {report['models'][0]}, B "
+              f"{report['models'][1]}; box memory {s['box_memory'] / 1e9:.0f} GB (one "
+              f"model), load_delay {s['load_delay']} s, prefill {s['prefill_rate']} "
+              f"tokens/s, min_context {s['min_context']}, idle {s['idle']} s\n")
+    print(table(report["results"], titles))
     print()
-    print(turns_table(report["results"], TITLES))
+    print(turns_table(report["results"], titles))
     print()
-    for line in ratios(report["results"]):
+    for line in ratios(report["results"], base):
         print(line)
 
 
@@ -289,7 +300,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--box", choices=sorted(BOXES), default="lmstudio-emulator")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default="", help="default: all the box's ("
+                        f"{','.join(MODES)} on the emulator, "
+                        f"{','.join(LlamaServerBox.modes)} on llama-server)")
     parser.add_argument("--load-delay", type=float, default=3.0,
                         help="seconds each load takes (REST and JIT alike)")
     parser.add_argument("--prefill-rate", type=float, default=2000.0,
@@ -307,6 +320,10 @@ if __name__ == "__main__":
                         help="seconds before a failed request is sent again")
     parser.add_argument("--give-up", type=float, default=30.0,
                         help="seconds after which the user gives up on a request")
+    parser.add_argument("--ctx-size", type=int, default=65536,
+                        help="llama-server: each engine's context (Claude Code's ~20k)")
+    parser.add_argument("--max-tokens", type=int, default=16,
+                        help="llama-server: lmsd's max_tokens_cap (the tiny model babbles)")
     parser.add_argument("--report", type=Path, help="print the tables of a JSON result")
     options = parser.parse_args()
     if options.report:

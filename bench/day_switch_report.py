@@ -5,7 +5,7 @@ prints. Pure: the box that served the day hands in what its engine saw (``Engine
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +24,19 @@ class Turn:
     ttft: float | None  # seconds from the first send to the first token; None: gave up
     attempts: int  # sends until it answered (1: at once)
     errors: list[str] = field(default_factory=list)  # why the failed attempts failed
+    start: float = 0.0  # wall clock (time.time()) of the first send
+    end: float = 0.0  # ... and of the answer's end
+    input_tokens: int | None = None  # the answer's usage: tokens not read from the cache
+    prefilled: int | None = None  # what the engine's log says it prefilled for it
+
+
+@dataclass
+class Served:
+    """lmsd's URL on the box, and what the engine did (asked once, after the day)."""
+
+    url: str
+    engine: Callable[[], Engine]
+    settle: Callable[[], Awaitable[None]] | None = None  # until the engine is quiet
 
 
 @dataclass
@@ -36,6 +49,10 @@ class Engine:
     new: int  # what a perfect cache (per model, never forgetting) would have prefilled
     peak_bytes: int  # the most memory its loaded models took at once
     rejected: int  # generation requests it refused (a prompt too long for the context)
+    #: (wall clock, model, tokens) of each prefill the engine logged, when its log says
+    #: (llama-server's ``prompt eval time`` lines): the turns' own figures come from them
+    evals: list[tuple[float, str, int]] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)  # lmsd's events, counted by type
 
 
 def new_tokens(prompts: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
@@ -51,9 +68,32 @@ def new_tokens(prompts: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
     return out
 
 
+def attribute(turns: list[Turn], evals: Sequence[tuple[float, str, int]],
+              grace: float = 1.0) -> int:
+    """Set each turn's ``prefilled`` from the engine's prefills: a prefill logged while a
+    turn was open (or up to ``grace`` s after its end: the engine prints its timings as
+    the answer ends, lmsd logs them a moment later) is that turn's; of several open ones,
+    the one that ended nearest to it (the title ends before the turn it runs beside).
+    Returns what no turn took (lmsd's own work: warm-ups while the user is idle)."""
+    for t in turns:
+        t.prefilled = 0
+    outside = 0
+    for at, _model, tokens in evals:
+        open_ = [t for t in turns if t.start <= at <= t.end + grace]
+        if not open_:
+            outside += tokens
+            continue
+        turn = min(open_, key=lambda t: abs(at - t.end))
+        turn.prefilled = (turn.prefilled or 0) + tokens
+    return outside
+
+
 def summarize(mode: str, turns: list[Turn], engine: Engine, wall: float,
               budget_bytes: int) -> dict[str, Any]:
     """One mode's figures (what the JSON holds and the table shows)."""
+    warmups = engine.prefilled_warmups
+    if engine.evals:
+        warmups = attribute(turns, engine.evals)
     main = [t for t in turns if t.main and t.ttft is not None]
     ttfts = [t.ttft for t in main if t.ttft is not None]
     back = next((t for t in turns if t.mark == "back"), None)
@@ -62,7 +102,7 @@ def summarize(mode: str, turns: list[Turn], engine: Engine, wall: float,
     return {
         "mode": mode, "wall_s": round(wall, 2),
         "loads": engine.loads, "load_count": len(engine.loads),
-        "prefilled": engine.prefilled, "prefilled_warmups": engine.prefilled_warmups,
+        "prefilled": engine.prefilled, "prefilled_warmups": warmups,
         "new": engine.new,
         "prefilled_over_new": round(engine.prefilled / engine.new, 2) if engine.new else None,
         "failed_attempts": sum(t.attempts - 1 for t in turns if t.ttft is not None)
@@ -74,6 +114,9 @@ def summarize(mode: str, turns: list[Turn], engine: Engine, wall: float,
         "main_ttft_sum_s": round(sum(ttfts), 3),
         "switch_ttft_s": _s(switch), "back_ttft_s": _s(back),
         "after_back_ttft_s": _s(after_back),
+        "back_prefilled": None if back is None else back.prefilled,
+        "after_back_prefilled": None if after_back is None else after_back.prefilled,
+        "events": engine.events,
         "peak_bytes": engine.peak_bytes, "budget_bytes": budget_bytes,
         "over_budget": bool(budget_bytes) and engine.peak_bytes > budget_bytes,
         "turns": [asdict(t) for t in turns],
@@ -93,7 +136,8 @@ def _after(turns: list[Turn], mark: str) -> Turn | None:
 
 
 def _gb(n: int) -> str:
-    return f"{n / 1e9:.0f} GB"
+    """GB, or MB under 1 GB (the tiny test models)."""
+    return f"{n / 1e9:.0f} GB" if n >= 1e9 or not n else f"{n / 1e6:.0f} MB"
 
 
 def table(results: list[dict[str, Any]], titles: dict[str, str]) -> str:
@@ -118,6 +162,14 @@ def table(results: list[dict[str, Any]], titles: dict[str, str]) -> str:
         ("main TTFT, sum over the day", lambda r: f"{r['main_ttft_sum_s']:.2f} s"),
         ("wall time", lambda r: f"{r['wall_s']:.1f} s"),
     ]
+    if any(r.get("back_prefilled") is not None for r in results):  # the engine's log says
+        rows[4:4] = [
+            ("prefilled: turn back / the next", lambda r: f"{r.get('back_prefilled')} / "
+             f"{r.get('after_back_prefilled')}")]
+        rows.append(("engine starts, stops; slot saves, restores", lambda r: ", ".join(
+            str(r.get("events", {}).get(k, 0)) for k in (
+                "engine.started", "model.unload")) + "; " + ", ".join(
+            str(r.get("events", {}).get(k, 0)) for k in ("cache.saved", "cache.restored"))))
     head = "| | " + " | ".join(titles.get(r["mode"], r["mode"]) for r in results) + " |"
     lines = [head, "|---|" + "---|" * len(results)]
     lines += [f"| {label} | " + " | ".join(cell(r) for r in results) + " |"
@@ -133,13 +185,15 @@ def turns_table(results: list[dict[str, Any]], titles: dict[str, str]) -> str:
     """Markdown: each request's TTFT (attempts) per mode."""
     head = "| request | " + " | ".join(titles.get(r["mode"], r["mode"]) for r in results) + " |"
     lines = [head, "|---|" + "---|" * len(results)]
-    for i, turn in enumerate(results[0]["turns"]):
+    for turn in results[0]["turns"]:  # by name: the title may end before or after A1
         label = turn["name"] + (f" ({turn['mark']})" if turn["mark"] else "")
         cells = []
         for r in results:
-            t = r["turns"][i]
+            t = next(x for x in r["turns"] if x["name"] == turn["name"])
             cells.append(_cell(t["ttft"]) + (f" ({t['attempts']} sends)"
-                                             if t["attempts"] > 1 else ""))
+                                             if t["attempts"] > 1 else "")
+                         + ("" if t.get("prefilled") is None else
+                            f", {t['prefilled']} prefilled"))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

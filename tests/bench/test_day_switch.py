@@ -3,11 +3,32 @@ figures it makes of a run (bench/day_switch_report.py), without a box or an engi
 
 from __future__ import annotations
 
+import json
+import tomllib
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
-from bench.day_switch_report import Engine, Turn, new_tokens, ratios, summarize, table
+from bench.day_switch_llama import (
+    NAME_A,
+    NAME_B,
+    _context,
+    commands,
+    config_toml,
+    peak_engines,
+    read_log,
+)
+from bench.day_switch_report import (
+    Engine,
+    Turn,
+    attribute,
+    new_tokens,
+    ratios,
+    summarize,
+    table,
+    turns_table,
+)
 from bench.day_switch_trace import MODEL_A, MODEL_B, build_day
 
 
@@ -84,3 +105,69 @@ def test_the_table_and_ratios_compare_each_mode_with_lmsd() -> None:
     assert "gave up: B3" in text
     (line,) = ratios([a, b])
     assert line.startswith("jit / lmsd: prefilled 1.50x") and "wall 1.50x" in line
+
+
+def test_each_turn_takes_the_engine_prefills_logged_while_it_was_open() -> None:
+    title = Turn("title", "claude-haiku", False, "", 1.0, 1, start=100.0, end=102.0)
+    a1 = Turn("A1", "tiny-a", True, "", 5.0, 1, start=100.08, end=110.0)
+    a2 = Turn("A2", "tiny-a", True, "back", 1.0, 1, start=120.0, end=121.0)
+    evals = [(102.01, "tiny-a", 968), (110.3, "tiny-a", 17000),  # logged just after the end
+             (115.0, "tiny-a", 500),  # between turns: lmsd's own (a warm-up)
+             (121.5, "tiny-a", 1074)]
+    assert attribute([title, a1, a2], evals) == 500
+    assert (title.prefilled, a1.prefilled, a2.prefilled) == (968, 17000, 1074)
+    got = summarize("lmsd-save", [title, a1, a2], Engine(
+        [], 19542, 0, 19000, 0, 0, evals, {"cache.restored": 1}), 30.0, 0)
+    assert got["prefilled_warmups"] == 500 and got["back_prefilled"] == 1074
+    assert got["after_back_prefilled"] is None  # no main turn after it
+    text = turns_table([got], {})
+    assert "| A2 (back) | 1.00 s, 1074 prefilled |" in text
+    assert "| prefilled: turn back / the next | 1074 / None |" in table([got], {})
+    assert "| engine starts, stops; slot saves, restores | 0, 0; 0, 1 |" in table([got], {})
+
+
+def test_lmsds_log_gives_the_engines_prefills_and_the_counted_events() -> None:
+    lines = [
+        json.dumps({"ts": 1.0, "event": "engine.started", "model": "tiny-a"}),
+        json.dumps({"ts": 1.1, "event": "model.load", "model": "tiny-a", "seconds": 0.3}),
+        json.dumps({"ts": 1.2, "event": "model.loaded", "model": "tiny-a",
+                    "context_length": 32768}),
+        "not json", "[1, 2]",
+        json.dumps({"ts": 5.5, "event": "engine.output", "model": "tiny-a", "line": (
+            "slot print_timing: id  0 | task 1 | prompt eval time =   35639.03 ms / 17297 "
+            "tokens (    2.06 ms per token,   485.34 tokens per second)")}),
+        json.dumps({"ts": 5.6, "event": "engine.output", "model": "tiny-a",
+                    "line": "       eval time =     0.5 ms /  16 tokens"}),
+        json.dumps({"ts": 6.0, "event": "request.end", "model": "tiny-a"}),
+        json.dumps({"ts": 7.0, "event": "engine.started", "model": "tiny-b"}),
+        json.dumps({"ts": 7.1, "event": "model.unload", "model": "tiny-a"}),
+        json.dumps({"ts": 7.2, "event": "model.load", "model": "tiny-b"}),
+    ]
+    evals, events = read_log(lines)
+    assert evals == [(5.5, "tiny-a", 17297)]  # the generation's own "eval time" is not one
+    assert [e["event"] for e in events] == ["engine.started", "model.load", "model.loaded",
+                                            "engine.started", "model.unload", "model.load"]
+    assert peak_engines(events) == 2  # B started before A's unload was logged
+    assert peak_engines([e for e in events if e["model"] == "tiny-a"]) == 1
+    assert _context(events, "tiny-a") == 32768 and _context(events, "tiny-b") is None
+
+
+def test_the_llama_server_config_saves_slots_only_when_asked() -> None:
+    saving = commands("/bin/llama-server", "/m.gguf", 65536, Path("/slots"))
+    plain = commands("/bin/llama-server", "/m.gguf", 65536, None)
+    assert [c[c.index("--alias") + 1] for c in saving] == [NAME_A, NAME_B]
+    assert all(c[c.index("--slot-save-path") + 1] == "/slots" for c in saving)
+    assert all("--slot-save-path" not in c and "${PORT}" in c for c in plain)
+    parsed = tomllib.loads(config_toml({"memory_budget": 100, "log_level": "debug"}, plain))
+    assert parsed["memory_budget"] == 100
+    assert [(m["name"], m["command"][2]) for m in parsed["models"]] == [
+        (NAME_A, "/m.gguf"), (NAME_B, "/m.gguf")]
+
+
+def test_the_turns_table_matches_requests_by_name_whatever_order_they_ended_in() -> None:
+    first = summarize("lmsd-save", [Turn("A1", "a", True, "", 5.0, 1),
+                                    Turn("title", "h", False, "", 9.0, 2)], engine(), 1.0, 0)
+    second = summarize("both", [Turn("title", "h", False, "", 0.5, 1),
+                                Turn("A1", "a", True, "", 4.0, 1)], engine(), 1.0, 0)
+    lines = turns_table([first, second], {}).splitlines()
+    assert lines[2:] == ["| A1 | 5.00 s | 4.00 s |", "| title | 9.00 s (2 sends) | 0.50 s |"]
