@@ -187,6 +187,13 @@ class Router:
                 continue
             if not self.several or backend.serves(model) is not False:
                 targets[backend.name] = model  # None: never listed yet, give it a chance
+        if not targets and not override and (lenient or is_claude_name(requested)):
+            # Only models lmsd starts, none running yet (a session's first request, its
+            # title, a haiku side request): the client's own name goes to the first of
+            # them, which this request starts (``model``/``model_map`` choose another).
+            first = next((b for b in self.backends if b.parked() and b.config.models), None)
+            if first is not None and all(b.parked() for b in self.backends):
+                targets[first.name] = first.config.models[0]
         return targets
 
     def _candidate(self, backend: Backend, now: float) -> Candidate:

@@ -358,3 +358,18 @@ async def test_claude_code_switches_between_started_models_in_one_session(start_
     assert len(seen.of("engine.started", model=a)) == 2
     assert len(seen.of("engine.started", model=b)) == 1
     assert [e["unloaded"] for e in seen.of("model.swap")] == [[a], [b]]
+
+
+async def test_a_sessions_first_side_request_starts_the_first_model(start_lmsd, tmp_path):
+    """Claude Code's title request (a haiku-class name) may come first, before any engine
+    runs: it goes to the first [[models]] entry and starts it (it was a 503, "no upstream
+    can serve", found by bench/day_switch.py --box llama-server)."""
+    config = our_models()
+    a, b = names(config)
+    server, seen = await lmsd_with(start_lmsd, tmp_path, config)
+    async with client(server) as http:
+        await ask(http, "claude-haiku-4-5")
+        await ask(http, "claude-sonnet-4-6")  # the running one serves Claude's names now
+    assert len(seen.of("engine.started", model=a)) == 1
+    assert not seen.of("engine.started", model=b)
+    assert not seen.of("request.rejected")

@@ -17,7 +17,7 @@ import trio
 from ...log import event
 from ...sessions.recent import RecentRequest
 from .engine_cache import warm_up
-from .engine_watch import EngineWatch
+from .engine_watch import EngineWatch, TaskIds
 from .moves import enter, restore_file, save, save_occupant
 from .slots import BACKGROUND
 from .state import KeeperState, model_of
@@ -85,6 +85,7 @@ class Background:
         state.misses.everyone(why)
         state.restores.clear()
         self.watch.learned = False  # a restarted engine may have other slots
+        self.watch.tasks = TaskIds()  # and numbers its tasks from 0: told once, not again
         replays = state.settings.rewarm_conversations
         state.lost_model = model
         recent = self._most_recent()
