@@ -105,7 +105,9 @@ async def test_the_gateway_pins_each_session_key_to_a_worker(
         for t in seen:
             assert {u for u, n in t.prefilled.items() if n} == {t.worker}, (key, t)
         first, *later = (t.prefilled[t.worker] for t in seen)
-        assert first > 500 and all(n < 60 for n in later), (key, first, later)
+        # later: the new words and the last answer again where the tiny model's random
+        # tokens re-tokenize longer as text (seen: 94); a miss would be the whole prompt
+        assert first > 500 and all(n < first // 4 for n in later), (key, first, later)
         assert all(t.cached > 500 for t in seen[1:]), (key, [t.cached for t in seen])
     # the gateway read three keys from lmsd's header (session, session, session/agent),
     # placed each once and found it on its worker every later turn
@@ -124,7 +126,8 @@ async def test_a_dead_worker_moves_the_key_and_the_next_turn_just_works(
         chat = Chat(client, "s-one")
         before = [await observed(http, gateway, engines, chat, f"step {n}") for n in range(2)]
         holder = before[0].worker
-        assert before[1].worker == holder and before[1].prefilled[holder] < 60
+        assert before[1].worker == holder and \
+            before[1].prefilled[holder] < before[0].prefilled[holder] // 4  # a hit
         victim = next(e for e in engines if e.url == holder)
         survivor = next(e for e in engines if e.url != holder)
         starts = sum(1 for e in server.bus.recent if e["type"] == "request.start")
@@ -142,7 +145,7 @@ async def test_a_dead_worker_moves_the_key_and_the_next_turn_just_works(
                 await trio.sleep(0.2)
         again = await observed(http, gateway, engines, chat, "and again")
         assert again.workers == {survivor.url: 1, victim.url: 0}
-        assert again.prefilled[survivor.url] < 60 and again.cached > 500  # cached there
+        assert again.cached > 500 and again.prefilled[survivor.url] < again.cached // 4
         # the gateway moved the key once (its worker unhealthy: a new one, kept)
         assert (await gateway.manual_branches(http))["occupied_miss"] == 1
     backend = server.router.backends[0]
