@@ -86,3 +86,21 @@ async def test_look_says_why_the_engine_lost_its_slots_and_whether_it_answers():
     assert await watch.look() is None and not watch.reachable
     assert await watch.look() == "the engine restarted (its task ids started again)"
     assert watch.reachable and answers == []
+
+
+async def test_a_restart_before_any_look_is_seen_from_lmsds_last_request():
+    """Unified KV: lmsd's request ran, and the engine restarted before the background's
+    first look recorded its task ids (a quick restart: test_keep_warm's unified restart
+    timed out on it in CI). No slot shows a task although lmsd's last request left its
+    prompt there: a restart. Without a request of lmsd's, an engine that ran nothing yet
+    is not one."""
+    answers: list[list[Any] | None] = [slots(None, None), slots(None, None)]
+    state = KeeperState("llama", FakeUpstream(answers), CacheSettings(),  # type: ignore[arg-type]
+                        RecentRequests(None))
+    state.table = SlotTable(SlotSetup(slots=2, keeps_idle=False))
+    watch = EngineWatch(state)
+    watch.learned = True
+    assert await watch.look() is None, "nothing of lmsd's ran: a fresh engine"
+    state.occupant = "mmmm/main"  # lmsd's turn ran; no look saw its task
+    assert await watch.look() == \
+        "the engine restarted (no slot shows the task lmsd's last request ran)"

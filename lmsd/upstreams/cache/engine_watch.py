@@ -12,7 +12,7 @@ import trio
 
 from ...log import event
 from .slot_probe import probe_slots
-from .slots import SlotTable
+from .slots import BACKGROUND, SlotTable
 from .state import KeeperState
 
 
@@ -104,8 +104,13 @@ class EngineWatch:
         self.reachable = True
         if not isinstance(slots, list):
             return None
+        unseen = self.tasks.high is None  # no look since the engine started, or since lmsd's
         if self.tasks.went_back(slots):
             return "the engine restarted (its task ids started again)"
+        if unseen and self.tasks.high is None and state.occupant not in (None, BACKGROUND):
+            # lmsd's last request left its prompt on the engine, and not one slot shows a
+            # task: it restarted before any look saw the ids go up (a quick restart)
+            return "the engine restarted (no slot shows the task lmsd's last request ran)"
         if emptied(table, state.locks, slots):
             return "the engine restarted (its slots are empty)"
         return None
