@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .parsers import boolean, byte_size, did_you_mean, named_tables
+from .parsers import boolean, byte_size, check_keys, named_tables
 
 PORT = "${PORT}"
 #: Any ``${...}``: ``${PORT}`` is the one lmsd knows, so another is a typo, not literal text.
@@ -164,10 +164,7 @@ def model_entry(value: Any) -> ModelEntry:
     """One ``[[models]]`` table, or ValueError naming the key that is wrong."""
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a table, got {value!r}")
-    unknown = sorted(set(value) - KEYS)
-    if unknown:
-        raise ValueError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], KEYS)} "
-                         f"(known: {', '.join(sorted(KEYS))})")
+    check_keys(value, KEYS)
     if "name" not in value:
         raise ValueError("missing name")
     command = _command(value["command"]) if "command" in value else ()

@@ -198,6 +198,16 @@ def named_tables(value: Any, parse: Callable[[Any], N], what: str) -> list[N]:
     return entries
 
 
+def check_keys(value: Mapping[str, Any], known: Iterable[str]) -> None:
+    """A table's keys, each one ``known``: else ValueError naming the first stranger, the
+    key it resembles and every key there is."""
+    known = set(known)
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], known)} "
+                         f"(known: {', '.join(sorted(known))})")
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """``"; did you mean 'min_context'?"`` for a misspelt key, else nothing."""
     close = difflib.get_close_matches(name.replace("-", "_").lower(), sorted(known), n=1,

@@ -9,8 +9,8 @@ from typing import Any
 from ..protocol.urls import display_url, url_name
 from .parsers import (
     byte_size,
+    check_keys,
     choice,
-    did_you_mean,
     mapping,
     named_tables,
     names,
@@ -88,10 +88,7 @@ def _upstream_entry(value: Any) -> UpstreamConfig:
         value = {"url": value}
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a table or a URL, got {value!r}")
-    unknown = sorted(set(value) - UPSTREAM_KEYS)
-    if unknown:
-        raise ValueError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], UPSTREAM_KEYS)} "
-                         f"(known: {', '.join(sorted(UPSTREAM_KEYS))})")
+    check_keys(value, UPSTREAM_KEYS)
     if "url" not in value:
         raise ValueError("missing url")
     parsed = UpstreamConfig(url=strip_api_suffix(url(value["url"])))
