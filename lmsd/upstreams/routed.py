@@ -20,7 +20,7 @@ from ..protocol.plan import TurnPlan
 from ..sessions.store import SessionKey, SessionStore
 from .cache.slots import BACKGROUND
 from .dialect import UNDECIDED, Batches, Dialect
-from .router import Backend, Route, Router, is_background
+from .router import Backend, Route, Router, is_background, started_by_lmsd
 from .tap import note_binding
 
 __all__ = ["Binding", "Routed"]
@@ -61,7 +61,7 @@ class Binding:
         for again, in the dialect it speaks now that it answers."""
         backend = self._backend
         await backend.wait_ready(self._route.model)
-        if backend.discovery.get("source") == "started":
+        if started_by_lmsd(backend):
             # Just started (or as before): its slots are learned before this turn takes
             # one, so the turn pins its slot and restores its file from before a swap.
             with suppress(httpx.HTTPError):
@@ -174,7 +174,7 @@ class Routed:
                  (not n.upstream and backend is self.router.backends[0])]
         session_key = self.session if self.agent == "main" else f"{self.session}/{self.agent}"
         conversation = BACKGROUND if self.background else f"{self.session}/{self.agent}"
-        if backend.discovery.get("source") == "started" and not self.background:
+        if started_by_lmsd(backend) and not self.background:
             # Each started model is its own engine: the conversation keeps its slot and
             # file there while the session works on another model, for when it returns.
             conversation += f"@{route.model}"

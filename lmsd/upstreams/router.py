@@ -66,6 +66,11 @@ class Route:
                 self.backend.breaker.release()
 
 
+def started_by_lmsd(backend: Backend) -> bool:
+    """Its engine is one lmsd starts itself (a ``[[models]]`` command): its own model's."""
+    return backend.discovery.get("source") == "started"
+
+
 def is_background(requested: str) -> bool:
     """By its name alone: Claude Code's side requests (titles, haiku subagents) ask for a
     haiku-class name. The Anthropic front also knows them by their shape
@@ -328,5 +333,5 @@ class Router:
                  "active_window_s": self.placement.active_window,
                  # a model lmsd starts itself, and whether its engine is stopped on
                  # purpose (or starting): not down, a request starts it
-                 "started": backend.discovery.get("source") == "started",
+                 "started": started_by_lmsd(backend),
                  "parked": backend.parked()} for backend in self.backends]
