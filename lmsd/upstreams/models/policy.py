@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,20 @@ class Resident:
     ttl: float = 0.0  # seconds unused before it leaves; 0: never
 
 
+class Leave(NamedTuple):
+    """A model to unload first: ``cause`` is ``group`` or ``budget``, ``why`` says it."""
+
+    name: str
+    cause: str
+    why: str
+
+
 @dataclass(frozen=True)
 class Room:
     """What loading a model takes: ``unload`` these (in order, each with why), or wait for
     ``wait_for`` (in use now) and ask again, or cannot: ``refused`` says why."""
 
-    unload: tuple[tuple[str, str], ...] = ()
+    unload: tuple[Leave, ...] = ()
     wait_for: tuple[str, ...] = ()
     refused: str | None = None
 
@@ -54,7 +63,7 @@ def make_room(name: str, memory: int, group: str, loaded: Iterable[Resident],
     """What must leave for ``name`` (``memory`` bytes, in ``group``) to load alongside
     ``loaded``, within ``budget`` bytes (0: no budget)."""
     others = [r for r in loaded if r.name != name]
-    unload: list[tuple[str, str]] = []
+    unload: list[Leave] = []
     wait: list[str] = []
     if group:
         for r in others:
@@ -66,13 +75,13 @@ def make_room(name: str, memory: int, group: str, loaded: Iterable[Resident],
             if r.in_flight:
                 wait.append(r.name)
             else:
-                unload.append((r.name, f"group {group!r}: {name} takes its turn"))
+                unload.append(Leave(r.name, "group", f"group {group!r}: {name} takes its turn"))
     if not budget:
         return Room(tuple(unload), tuple(wait))
     if memory > budget:
         return Room(refused=f"{name} needs {_size(memory)}, more than the whole budget of "
                             f"{_size(budget)}")
-    leaving = {n for n, _ in unload} | set(wait)
+    leaving = {leave.name for leave in unload} | set(wait)
     staying = [r for r in others if r.name not in leaving]
     used = sum(r.memory for r in staying)
     # The least recently used of those free to go now; only when they are not enough, the
@@ -85,7 +94,7 @@ def make_room(name: str, memory: int, group: str, loaded: Iterable[Resident],
         if r.in_flight:
             wait.append(r.name)
         else:
-            unload.append((r.name, f"budget: {name} needs {_size(memory)}, "
+            unload.append(Leave(r.name, "budget", f"budget: {name} needs {_size(memory)}, "
                                    f"{_size(used)} of {_size(budget)} in use"))
         used -= r.memory
     if used + memory > budget:

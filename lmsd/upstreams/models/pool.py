@@ -175,12 +175,12 @@ class ModelPool:
                     raise ModelUnavailable(f"lmsd cannot load {model} on {self.name}: "
                                            f"{room.refused}")
                 if room.clear:
-                    for name, why in room.unload:
-                        await self.unload(name, why, swap_for=model,
-                                          cause="group" if why.startswith("group") else "budget")
+                    for leave in room.unload:
+                        await self.unload(leave.name, leave.why, swap_for=model,
+                                          cause=leave.cause)
                     if room.unload:
                         event("model.swap", model=model, upstream=self.upstream_of(model),
-                              unloaded=[name for name, _ in room.unload])
+                              unloaded=[leave.name for leave in room.unload])
                     return
                 event("model.waiting", model=model, upstream=self.upstream_of(model),
                       for_requests_on=list(room.wait_for))

@@ -16,8 +16,8 @@ def test_without_budget_or_group_nothing_leaves():
 def test_a_group_takes_turns_and_other_groups_stay():
     loaded = [Resident("coder-a", 10 * GiB, "main"), Resident("small", GiB, "side")]
     room = make_room("coder-b", 10 * GiB, "main", loaded, 0)
-    assert [n for n, _ in room.unload] == ["coder-a"] and room.clear
-    assert "group 'main'" in room.unload[0][1]
+    assert [x.name for x in room.unload] == ["coder-a"] and room.clear
+    assert room.unload[0].cause == "group" and "group 'main'" in room.unload[0].why
 
 
 def test_a_pinned_model_holds_its_group():
@@ -30,10 +30,11 @@ def test_past_the_budget_the_least_recently_used_leaves_first():
     loaded = [Resident("old", 8 * GiB, last_used=10), Resident("new", 8 * GiB, last_used=20),
               Resident("mid", 8 * GiB, last_used=15)]
     room = make_room("x", 8 * GiB, "", loaded, 24 * GiB)
-    assert [n for n, _ in room.unload] == ["old"]
-    assert "budget: x needs 8.0 GiB, 24.0 GiB of 24.0 GiB in use" in room.unload[0][1]
+    assert [x.name for x in room.unload] == ["old"]
+    assert room.unload[0].cause == "budget"
+    assert "budget: x needs 8.0 GiB, 24.0 GiB of 24.0 GiB in use" in room.unload[0].why
     room = make_room("x", 16 * GiB, "", loaded, 24 * GiB)
-    assert [n for n, _ in room.unload] == ["old", "mid"]
+    assert [x.name for x in room.unload] == ["old", "mid"]
 
 
 def test_pinned_and_in_use_models_do_not_leave():
@@ -41,7 +42,7 @@ def test_pinned_and_in_use_models_do_not_leave():
               Resident("busy", 8 * GiB, last_used=2, in_flight=1),
               Resident("idle", 8 * GiB, last_used=3)]
     room = make_room("x", 8 * GiB, "", loaded, 24 * GiB)
-    assert [n for n, _ in room.unload] == ["idle"] and room.clear
+    assert [x.name for x in room.unload] == ["idle"] and room.clear
     room = make_room("x", 16 * GiB, "", loaded, 24 * GiB)
     assert room.wait_for == ("busy",) and not room.clear, "it waits for the request to end"
 
@@ -57,7 +58,7 @@ def test_a_model_that_can_never_fit_is_refused_with_the_reason():
 def test_unknown_memory_counts_as_nothing_and_is_never_the_one_to_go():
     loaded = [Resident("unknown", 0, last_used=1), Resident("known", 4 * GiB, last_used=2)]
     room = make_room("x", 6 * GiB, "", loaded, 8 * GiB)
-    assert [n for n, _ in room.unload] == ["known"]
+    assert [x.name for x in room.unload] == ["known"]
 
 
 def test_the_model_itself_is_not_in_its_own_way():
