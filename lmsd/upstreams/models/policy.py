@@ -104,8 +104,8 @@ def make_room(name: str, memory: int, group: str, loaded: Iterable[Resident],
     return Room(tuple(unload), tuple(wait))
 
 
-def idle(loaded: Iterable[Resident], now: float) -> list[str]:
+def idle(loaded: Iterable[Resident], now: float) -> list[Resident]:
     """The models to unload for their idle ttl, longest idle first."""
     due = [r for r in loaded if r.by_lmsd and not r.pinned and not r.in_flight and r.ttl > 0
            and now - r.last_used >= r.ttl]
-    return [r.name for r in sorted(due, key=lambda r: r.last_used)]
+    return sorted(due, key=lambda r: r.last_used)

@@ -224,12 +224,11 @@ class ModelPool:
             await trio.sleep(every)
             if self._loading:
                 continue
-            for name in idle(self.residents(), trio.current_time()):
-                async with self._one_load:
-                    if name in idle(self.residents(), trio.current_time()):
-                        ttl = next(r.ttl for r in self.residents() if r.name == name)
+            for due in idle(self.residents(), trio.current_time()):
+                async with self._one_load:  # still idle once no load runs?
+                    if due.name in {r.name for r in idle(self.residents(), trio.current_time())}:
                         with contextlib.suppress(Failure):  # reported; tried again later
-                            await self.unload(name, f"idle for {ttl:g} s (its ttl)")
+                            await self.unload(due.name, f"idle for {due.ttl:g} s (its ttl)")
 
     # -- what it shows --------------------------------------------------------------------------
 

@@ -74,4 +74,4 @@ def test_idle_models_lmsd_loaded_leave_after_their_ttl():
               Resident("busy", by_lmsd=True, ttl=60, in_flight=1),
               Resident("forever", by_lmsd=True, ttl=0),
               Resident("older", by_lmsd=True, ttl=30, last_used=-10)]
-    assert idle(loaded, now=100) == ["older", "due"]
+    assert [r.name for r in idle(loaded, now=100)] == ["older", "due"]
