@@ -33,6 +33,7 @@ from ..protocol.servers.auth import REFUSED_STATUSES, key_refused_answer
 from ..protocol.servers.engines import LM_STUDIO, UNKNOWN, engine_of, one_at_a_time
 from ..protocol.servers.lmstudio import OPENAI, V0, V1, LoadedModel, parse_models
 from ..protocol.urls import display_url, split_credentials
+from .keepalive import ResendOnDeadConnection
 from .tap import tap
 from .wire import json_body, written_extension
 
@@ -95,11 +96,12 @@ class Upstream:
         self.name = "LM Studio"  # how errors name it: the engine, once identified
         self.engine: str | None = None  # what answered at base_url (``identify``)
         self.read_timeout = read_timeout
+        self.transport = ResendOnDeadConnection(httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32,
+                                keepalive_expiry=KEEPALIVE_SECONDS)))
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect_timeout, read=read_timeout, pool=None),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32,
-                                keepalive_expiry=KEEPALIVE_SECONDS),
-        )
+            transport=self.transport)
         self.base_url = ""  # shown; set_base_url points the client at the real one
         self.set_base_url(base_url)
         trace_client(self.client)  # while tracing is on (under the tap: replay unwraps it)
@@ -179,44 +181,26 @@ class Upstream:
         reason = str(exc) or type(exc).__name__
         return Unreachable(f"{self.name} is not reachable at {self.base_url}: {reason}")
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A short request (a listing, a token count), sent again once when a pooled
-        keep-alive connection turns out to be dead: llama-server closes the connection
-        after every streamed answer although it says keep-alive, and a request that
-        races the close gets no response at all. These requests change nothing."""
-        try:
-            return await self.client.request(method, path, **kwargs)
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-            return await self.client.request(method, path, **kwargs)
-
     @asynccontextmanager
     async def _post_stream(self, path: str, body: dict[str, Any],
                            headers: Mapping[str, str] | None = None
                            ) -> AsyncIterator[httpx.Response]:
-        """POST and stream the answer, retrying once when a pooled keep-alive connection
-        turns out to be dead before any response (the server closed it as we reused
-        it): nothing was processed, so the retry is safe."""
-        content = json_body(body)
+        """POST and stream the answer (a dead pooled connection before any answer: sent
+        again, ``keepalive.py``)."""
         sent = {"Content-Type": "application/json", **(headers or {})}
-        for attempt in (1, 2):
-            manager = self.client.stream("POST", path, content=content, headers=sent,
-                                         extensions=written_extension())
-            try:
-                response = await manager.__aenter__()
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-                if attempt == 2:
-                    raise
-                continue
-            except UNSENDABLE as exc:
-                raise unsendable(exc) from None
-            try:
-                yield response
-            except BaseException as exc:
-                if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
-                    raise
-            else:
-                await manager.__aexit__(None, None, None)
-            return
+        manager = self.client.stream("POST", path, content=json_body(body), headers=sent,
+                                     extensions=written_extension())
+        try:
+            response = await manager.__aenter__()
+        except UNSENDABLE as exc:
+            raise unsendable(exc) from None
+        try:
+            yield response
+        except BaseException as exc:
+            if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await manager.__aexit__(None, None, None)
 
     @asynccontextmanager
     async def stream(self, path: str, body: dict[str, Any],
@@ -300,7 +284,7 @@ class Upstream:
             if self._tokenizer not in (None, name):
                 continue
             try:
-                answer = await self._send("POST", path, json=body, timeout=10.0)
+                answer = await self.client.post(path, json=body, timeout=10.0)
                 data = answer.json() if answer.status_code == 200 else None
             except (httpx.HTTPError, ValueError):
                 data = None
@@ -370,7 +354,7 @@ class Upstream:
             raise self._unreachable(exc) from None
 
     async def _get_json(self, path: str) -> Any:
-        response = await self._send("GET", path, timeout=5.0)
+        response = await self.client.get(path, timeout=5.0)
         if response.status_code in REFUSED_STATUSES:
             self.identified(engine_of(said=response.text))  # LM Studio names itself
             raise self._http_error(response.status_code, response.content)

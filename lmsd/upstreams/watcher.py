@@ -144,12 +144,9 @@ class Watcher(ContextEnforcer):
     async def _get(self, path: str) -> Any:
         if self.upstream.hold_background():
             raise Busy  # checked before each request: one may have started meanwhile
-        try:
-            response = await self.upstream.client.get(path, timeout=POLL_TIMEOUT)
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-            # A pooled connection the server closed as we reused it: a GET is safe to repeat
-            # (the retry gets another connection), and one such poll is no outage.
-            response = await self.upstream.client.get(path, timeout=POLL_TIMEOUT)
+        # A pooled connection the server closed as we reused it: the client's transport
+        # sends the poll again (``upstreams/keepalive.py``), so one such poll is no outage.
+        response = await self.upstream.client.get(path, timeout=POLL_TIMEOUT)
         if response.status_code == 404:
             return None
         if response.status_code in REFUSED_STATUSES:

@@ -43,8 +43,20 @@ async def last_task(engine: str, slot: int = 0) -> dict[str, Any]:
         return (await http.get("/slots")).json()[slot]
 
 
-def prefilled(engine: Any) -> list[int]:
-    """Tokens the engine computed for each task so far, from its own log."""
+async def prefilled(engine: Any) -> list[int]:
+    """Tokens the engine computed for each task so far, from its own log, read once the
+    log shows the last task an idle slot names in ``/slots``: llama.cpp writes its log
+    from a thread of its own, so a task's line can come after its answer (read at once,
+    the last figure was sometimes the task before)."""
+    async with httpx.AsyncClient(base_url=engine.url) as http:
+        slots = (await http.get("/slots")).json()
+    last = max((s["id_task"] for s in slots if not s.get("is_processing")
+                and isinstance(s.get("id_task"), int)), default=None)
+    shown = re.compile(rf"\| task {last} \| prompt eval time")
+    with trio.move_on_after(30):  # a task cancelled mid-prefill prints no line
+        while last is not None and not shown.search(
+                engine.log_path.read_text(errors="replace")):
+            await trio.sleep(0.05)
     text = engine.log_path.read_text(errors="replace")
     return [int(n) for n in re.findall(r"prompt eval time = .*? / +(\d+) tokens", text)]
 
@@ -86,7 +98,7 @@ async def test_a_second_session_on_one_slot_is_saved_and_restored(start_lmsd, sa
         await turn(http, "aaaa", 2)
     assert (await wait_event(server, "cache.restored"))["conversation"] == "aaaa/main"
     assert first["n_prompt_tokens"] > 2000
-    assert prefilled(saving_engine)[-1] < 40  # only the new turn, not 2k tokens again
+    assert (await prefilled(saving_engine))[-1] < 40  # only the new turn, not 2k tokens again
     # the dense model's restore saved the prefill: judged so, restores go on
     assert not events(server, "cache.restore_ineffective")
     judged = server.router.backends[0].keeper.to_json()["restores"][MODEL_ALIAS]
@@ -111,7 +123,7 @@ async def test_after_an_engine_restart_the_idle_slot_comes_back_from_disk(
         assert warmed["how"] == "restored"
         await turn(http, "cccc", 2)
     assert first["n_prompt_tokens"] > 2000
-    assert prefilled(saving_engine)[-1] < 40
+    assert (await prefilled(saving_engine))[-1] < 40
 
 
 async def test_without_slot_files_a_restart_is_rewarmed_by_a_replay(start_lmsd, nursery):
@@ -130,8 +142,8 @@ async def test_without_slot_files_a_restart_is_rewarmed_by_a_replay(start_lmsd, 
         replayed = await last_task(engine.url)
         assert replayed["n_prompt_tokens"] >= first["n_prompt_tokens"] - 8  # the whole prompt
         await turn(http, "dddd", 2)
-    assert prefilled(engine)[-2] >= first["n_prompt_tokens"] - 8  # the replay: cold
-    assert prefilled(engine)[-1] < 40  # the next turn: warm
+    assert (await prefilled(engine))[-2] >= first["n_prompt_tokens"] - 8  # the replay: cold
+    assert (await prefilled(engine))[-1] < 40  # the next turn: warm
 
 
 async def test_two_slots_with_their_own_kv_pin_each_session(start_lmsd, nursery):
@@ -145,7 +157,7 @@ async def test_two_slots_with_their_own_kv_pin_each_session(start_lmsd, nursery)
         await turn(http, "eeee", 1)
         await turn(http, "ffff", 1)
         await turn(http, "eeee", 2)
-    assert prefilled(engine)[-1] < 40  # A's slot still held A: only its new message
+    assert (await prefilled(engine))[-1] < 40  # A's slot still held A: only its new message
     pinned = [e["slot"] for e in events(server, "cache.pinned")]
     assert pinned == [0, 1]  # A to slot 0, B to slot 1
 
@@ -173,7 +185,7 @@ async def test_a_miss_is_reported_with_its_cause(start_lmsd, nursery):
         await turn(http, "gggg", 2)
     miss = await wait_event(server, "cache.miss")
     assert miss["conversation"] == "gggg/main" and miss["why"] == "its slot 0 went to hhhh/main"
-    assert miss["prefilled_tokens"] == prefilled(engine)[-1] > 2000
+    assert miss["prefilled_tokens"] == (await prefilled(engine))[-1] > 2000
     end = [e for e in events(server, "request.end")][-1]
     assert end["prefilled_tokens"] == miss["prefilled_tokens"]
     assert len(events(server, "cache.miss")) == 1  # first turns are cold, not misses
@@ -198,9 +210,9 @@ async def test_an_lmsd_restart_finds_each_conversation_on_its_slot(start_lmsd, n
     assert setup["pins"] is True
     async with httpx.AsyncClient(base_url=second.url, timeout=120) as http:
         await turn(http, "iiii", 2)
-        assert prefilled(engine)[-1] < 40
+        assert (await prefilled(engine))[-1] < 40
         await turn(http, "jjjj", 2, system=SYSTEM.replace("Rule", "Law"))
-        assert prefilled(engine)[-1] < 40
+        assert (await prefilled(engine))[-1] < 40
     assert not events(second, "cache.miss")
 
 
@@ -241,11 +253,11 @@ async def test_a_second_session_starts_from_the_first_ones_slot_file(start_lmsd,
     await wait_event(server, "cache.engine")
     async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
         await turn(http, "kkkk", 1)
-        a_tokens = prefilled(engine)[-1]
+        a_tokens = (await prefilled(engine))[-1]
         await turn(http, "llll", 1)
-        assert prefilled(engine)[-1] < 40 < a_tokens  # only B's own message
+        assert (await prefilled(engine))[-1] < 40 < a_tokens  # only B's own message
         await turn(http, "kkkk", 2)
-        assert prefilled(engine)[-1] < 40  # A kept its slot
+        assert (await prefilled(engine))[-1] < 40  # A kept its slot
     restored = events(server, "cache.restored")
     assert [(e["conversation"], e["seeded"]) for e in restored] == [("llll/main", True)]
 
@@ -261,14 +273,14 @@ async def test_a_restart_on_unified_kv_is_seen_and_rewarmed(start_lmsd, nursery)
     assert setup["pins"] is False
     async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
         await turn(http, "mmmm", 1)
-        first = prefilled(engine)[-1]
+        first = (await prefilled(engine))[-1]
         await engine.restart()
         lost = await wait_event(server, "cache.lost")
         assert "restarted" in lost["why"] and lost["rewarm"] == ["mmmm/main"]
         warmed = await wait_event(server, "cache.warmed", how="replayed")
         await turn(http, "mmmm", 2)
     assert first > 1000 and warmed["prefilled_tokens"] >= first - 8  # the replay: cold
-    assert prefilled(engine)[-1] < 40  # the next turn: only its new message
+    assert (await prefilled(engine))[-1] < 40  # the next turn: only its new message
 
 
 async def test_on_a_sliding_window_model_a_cosmetic_restore_is_seen_and_replayed_instead(
@@ -291,7 +303,7 @@ async def test_on_a_sliding_window_model_a_cosmetic_restore_is_seen_and_replayed
         bad = await wait_event(server, "cache.restore_ineffective")
         assert bad["conversation"] == "nnnn/main" and bad["switched_to_replay"] is True
         assert bad["restored_tokens"] == restored["tokens"] > 2000
-        assert bad["prefilled_tokens"] == prefilled(engine)[-1] > 2000  # all of it again
+        assert bad["prefilled_tokens"] == (await prefilled(engine))[-1] > 2000  # all of it again
         assert bad["cached_tokens"] == 0
         miss = await wait_event(server, "cache.miss", conversation="nnnn/main")
         assert "restored its slot file but kept none of it" in miss["why"]
@@ -301,7 +313,7 @@ async def test_on_a_sliding_window_model_a_cosmetic_restore_is_seen_and_replayed
         warmed = await wait_event(server, "cache.warmed", conversation="nnnn/main")
         assert warmed["how"] == "replayed"
         await turn(http, "nnnn", 3)
-    assert prefilled(engine)[-1] < 40  # the replay warmed it: only the new message
+    assert (await prefilled(engine))[-1] < 40  # the replay warmed it: only the new message
     assert len(events(server, "cache.restored")) == 1  # never restored again
     [row] = (await admin_get(server, "/upstreams")).json()["upstreams"]
     assert row["cache"]["restores"][MODEL_ALIAS]["warm_up"] == "replay"

@@ -66,7 +66,7 @@ async def test_the_engine_alone_loses_the_first_session_to_the_second(nursery):
             answer = await http.post("/v1/chat/completions", json={
                 "model": MODEL_ALIAS, "max_tokens": 4, "messages": messages})
             assert answer.status_code == 200, answer.text
-    assert prefilled(engine)[-1] > 3000  # A's whole own part again
+    assert (await prefilled(engine))[-1] > 3000  # A's whole own part again
 
 
 async def test_a_second_session_is_parked_in_the_ram_cache(start_lmsd, nursery):
@@ -83,7 +83,7 @@ async def test_a_second_session_is_parked_in_the_ram_cache(start_lmsd, nursery):
     parked = await wait_event(server, "cache.parked")
     assert (parked["conversation"], parked["before"]) == ("b/main", "a/main")
     assert parked["error"] is None
-    assert prefilled(engine)[-1] < 800  # A's new message (~670 tokens), not its 3.4k
+    assert (await prefilled(engine))[-1] < 800  # A's new message (~670 tokens), not its 3.4k
 
 
 async def test_with_slot_files_a_switch_back_and_a_restart_cost_a_restore(
@@ -101,9 +101,10 @@ async def test_with_slot_files_a_switch_back_and_a_restart_cost_a_restore(
     async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
         await two_sessions(http)
         await turn(http, "a", 5)
-        assert prefilled(engine)[-1] < 800
+        assert (await prefilled(engine))[-1] < 800
         saved = [(e["conversation"], e["why"]) for e in events(server, "cache.saved")]
-        assert saved == [("a/main", "switch"), ("b/main", "switch")]
+        assert saved == [("a/main", "switch"), ("b/main", "switch")], \
+            events(server, "cache.slot_failed")  # a save that failed says why
         restored = await wait_event(server, "cache.restored")
         assert restored["conversation"] == "a/main"
         await engine.restart()
@@ -114,7 +115,7 @@ async def test_with_slot_files_a_switch_back_and_a_restart_cost_a_restore(
     assert len(events(server, "cache.restored")) == 2
     # the file held A up to turn 4: the replay of turn 5 prefilled its message only
     assert warmed["prefilled_tokens"] < 800 and warmed["cached_tokens"] > 4000
-    assert prefilled(engine)[-1] < 800
+    assert (await prefilled(engine))[-1] < 800
 
 
 async def test_doctor_names_the_one_flag_the_defaults_lack(nursery):

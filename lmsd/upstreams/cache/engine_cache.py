@@ -92,25 +92,35 @@ async def park(client: httpx.AsyncClient) -> str | None:
         f"HTTP {answer.status_code}: {answer.text[:200]}"
 
 
-async def occupied_slot(client: httpx.AsyncClient, *, empty: bool = False) -> int | None:
+async def occupied_slot(client: httpx.AsyncClient, *, empty: bool = False
+                        ) -> tuple[int | None, str]:
     """The idle slot holding the prompt of the engine's last request (the highest
     ``id_task`` among idle slots holding a prompt); ``empty``: an idle slot holding
     none. On unified KV only the last request's slot keeps its prompt (the others are
-    cleared into the RAM cache when a task starts). None when ``/slots`` does not say."""
+    cleared into the RAM cache when a task starts). With None, why none was found (in
+    the engine's words where it gave some)."""
     try:
         answer = await client.get("/slots", timeout=5.0)
         slots = answer.json() if answer.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
+    except (httpx.HTTPError, ValueError) as exc:
+        return None, f"GET /slots failed: {exc!r}"
     if not isinstance(slots, list):
-        return None
+        return None, f"GET /slots answered {answer.status_code}: {answer.text[:200]!r}"
     idle = [s for s in slots if isinstance(s, dict) and not s.get("is_processing")
             and isinstance(s.get("id"), int)]
     if empty:
         free = [s["id"] for s in idle if not s.get("n_prompt_tokens")]
-        return free[0] if free else None
+        return (free[0], "") if free else (None, f"no idle slot is empty ({_shown(slots)})")
     held = [s for s in idle if s.get("n_prompt_tokens")]
     if not held:
-        return None
+        return None, f"no idle slot holds a prompt ({_shown(slots)})"
     return max(held, key=lambda s: s.get("id_task") if isinstance(s.get("id_task"), int)
-               else -1)["id"]
+               else -1)["id"], ""
+
+
+def _shown(slots: list[Any]) -> str:
+    """Each slot as the engine showed it: id, busy or idle, prompt tokens, last task."""
+    return ", ".join(
+        f"slot {s.get('id')}: {'busy' if s.get('is_processing') else 'idle'}, "
+        f"{s.get('n_prompt_tokens', 0)} tokens, task {s.get('id_task')}"
+        for s in slots[:16] if isinstance(s, dict)) or "none listed"

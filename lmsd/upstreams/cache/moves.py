@@ -108,8 +108,10 @@ async def save_occupant(state: KeeperState, why: str) -> None:
     table, key = state.table, state.occupant
     if table is None or key is None or key == BACKGROUND:
         return
-    index = await occupied_slot(state.upstream.client)
+    index, why_not = await occupied_slot(state.upstream.client)
     if index is None:
+        event("cache.slot_failed", level=30, upstream=state.name, slot=None,
+              action="save", conversation=key, why=why, error=why_not)
         return
     file = table.file_for(key)
     if (saved := await act(state, index, "save", file)) is not None:
@@ -130,7 +132,7 @@ async def restore_file(state: KeeperState, conversation: str, model: str) -> boo
     if table is None or not table.restorable(conversation) or \
             state.restores.replay_instead(model):
         return False
-    index = await occupied_slot(state.upstream.client, empty=True)
+    index, _ = await occupied_slot(state.upstream.client, empty=True)
     file = table.files().get(conversation)
     if index is None or file is None:
         return False
